@@ -1,1 +1,15 @@
-//! podnet-nft
+//! nftables for podnet: scripts applied atomically with `nft -f -`, podnet's own tables read back by
+//! name, and a netlink probe that answers "is this chain there?" without starting a process.
+//!
+//! podnet never lists or edits anybody else's tables: each component owns its table (`podnet-cni`,
+//! `podnet`) and rebuilds its pieces in one transaction.
+
+mod error;
+pub mod probe;
+mod run;
+pub mod script;
+
+pub use error::{Error, Result};
+pub use probe::{NftFamily, chain_exists};
+pub use run::{apply, chains, list, nft_binary};
+pub use script::Script;

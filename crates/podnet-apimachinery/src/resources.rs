@@ -1,0 +1,393 @@
+//! The resources podnet's API server serves: names, scope, verbs, subresources and the schema of each.
+//! Discovery, OpenAPI, routing and Table printing are all derived from this one table.
+
+/// A subresource (`pods/log`, `deployments/scale`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubresourceDef {
+    pub name: &'static str,
+    /// `(group, version, kind)` of what it returns.
+    pub response: (&'static str, &'static str, &'static str),
+    pub verbs: &'static [&'static str],
+}
+
+/// A served resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceDef {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    pub namespaced: bool,
+    pub verbs: &'static [&'static str],
+    pub subresources: &'static [SubresourceDef],
+    /// The OpenAPI definition name (`io.k8s.api.core.v1.Pod`).
+    pub schema: &'static str,
+}
+
+impl ResourceDef {
+    /// `v1` or `apps/v1`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+    pub fn list_kind(&self) -> String {
+        format!("{}List", self.kind)
+    }
+    pub fn subresource(&self, name: &str) -> Option<&'static SubresourceDef> {
+        self.subresources.iter().find(|s| s.name == name)
+    }
+    /// Whether the resource supports a verb (`create`, `list`, ...).
+    pub fn has_verb(&self, verb: &str) -> bool {
+        self.verbs.contains(&verb)
+    }
+    /// The URL prefix of its group-version: `/api/v1` or `/apis/apps/v1`.
+    pub fn gv_path(&self) -> String {
+        if self.group.is_empty() {
+            format!("/api/{}", self.version)
+        } else {
+            format!("/apis/{}/{}", self.group, self.version)
+        }
+    }
+}
+
+pub const ALL_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
+
+const fn status(group: &'static str, version: &'static str, kind: &'static str) -> SubresourceDef {
+    SubresourceDef {
+        name: "status",
+        response: (group, version, kind),
+        verbs: STATUS_VERBS,
+    }
+}
+
+const fn scale() -> SubresourceDef {
+    SubresourceDef {
+        name: "scale",
+        response: ("autoscaling", "v1", "Scale"),
+        verbs: STATUS_VERBS,
+    }
+}
+
+/// Every served resource, in discovery order.
+pub static RESOURCES: &[ResourceDef] = &[
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "Binding",
+        plural: "bindings",
+        singular: "binding",
+        short_names: &[],
+        categories: &[],
+        namespaced: true,
+        verbs: &["create"],
+        subresources: &[],
+        schema: "io.k8s.api.core.v1.Binding",
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "ConfigMap",
+        plural: "configmaps",
+        singular: "configmap",
+        short_names: &["cm"],
+        categories: &[],
+        namespaced: true,
+        verbs: ALL_VERBS,
+        subresources: &[],
+        schema: "io.k8s.api.core.v1.ConfigMap",
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "Endpoints",
+        plural: "endpoints",
+        singular: "endpoints",
+        short_names: &["ep"],
+        categories: &[],
+        namespaced: true,
+        verbs: ALL_VERBS,
+        subresources: &[],
+        schema: "io.k8s.api.core.v1.Endpoints",
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "Event",
+        plural: "events",
+        singular: "event",
+        short_names: &["ev"],
+        categories: &[],
+        namespaced: true,
+        verbs: ALL_VERBS,
+        subresources: &[],
+        schema: "io.k8s.api.core.v1.Event",
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "Namespace",
+        plural: "namespaces",
+        singular: "namespace",
+        short_names: &["ns"],
+        categories: &[],
+        namespaced: false,
+        verbs: &[
+            "create", "delete", "get", "list", "patch", "update", "watch",
+        ],
+        subresources: &[
+            SubresourceDef {
+                name: "finalize",
+                response: ("", "v1", "Namespace"),
+                verbs: &["update"],
+            },
+            status("", "v1", "Namespace"),
+        ],
+        schema: "io.k8s.api.core.v1.Namespace",
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "Node",
+        plural: "nodes",
+        singular: "node",
+        short_names: &["no"],
+        categories: &[],
+        namespaced: false,
+        verbs: ALL_VERBS,
+        subresources: &[status("", "v1", "Node")],
+        schema: "io.k8s.api.core.v1.Node",
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "Pod",
+        plural: "pods",
+        singular: "pod",
+        short_names: &["po"],
+        categories: &["all"],
+        namespaced: true,
+        verbs: ALL_VERBS,
+        subresources: &[
+            SubresourceDef {
+                name: "binding",
+                response: ("", "v1", "Binding"),
+                verbs: &["create"],
+            },
+            SubresourceDef {
+                name: "exec",
+                response: ("", "v1", "PodExecOptions"),
+                verbs: &["create", "get"],
+            },
+            SubresourceDef {
+                name: "log",
+                response: ("", "v1", "Pod"),
+                verbs: &["get"],
+            },
+            status("", "v1", "Pod"),
+        ],
+        schema: "io.k8s.api.core.v1.Pod",
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "Secret",
+        plural: "secrets",
+        singular: "secret",
+        short_names: &[],
+        categories: &[],
+        namespaced: true,
+        verbs: ALL_VERBS,
+        subresources: &[],
+        schema: "io.k8s.api.core.v1.Secret",
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "ServiceAccount",
+        plural: "serviceaccounts",
+        singular: "serviceaccount",
+        short_names: &["sa"],
+        categories: &[],
+        namespaced: true,
+        verbs: ALL_VERBS,
+        subresources: &[],
+        schema: "io.k8s.api.core.v1.ServiceAccount",
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "Service",
+        plural: "services",
+        singular: "service",
+        short_names: &["svc"],
+        categories: &["all"],
+        namespaced: true,
+        verbs: &[
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ],
+        subresources: &[status("", "v1", "Service")],
+        schema: "io.k8s.api.core.v1.Service",
+    },
+    ResourceDef {
+        group: "apps",
+        version: "v1",
+        kind: "Deployment",
+        plural: "deployments",
+        singular: "deployment",
+        short_names: &["deploy"],
+        categories: &["all"],
+        namespaced: true,
+        verbs: ALL_VERBS,
+        subresources: &[scale(), status("apps", "v1", "Deployment")],
+        schema: "io.k8s.api.apps.v1.Deployment",
+    },
+    ResourceDef {
+        group: "apps",
+        version: "v1",
+        kind: "ReplicaSet",
+        plural: "replicasets",
+        singular: "replicaset",
+        short_names: &["rs"],
+        categories: &["all"],
+        namespaced: true,
+        verbs: ALL_VERBS,
+        subresources: &[scale(), status("apps", "v1", "ReplicaSet")],
+        schema: "io.k8s.api.apps.v1.ReplicaSet",
+    },
+    ResourceDef {
+        group: "discovery.k8s.io",
+        version: "v1",
+        kind: "EndpointSlice",
+        plural: "endpointslices",
+        singular: "endpointslice",
+        short_names: &[],
+        categories: &[],
+        namespaced: true,
+        verbs: ALL_VERBS,
+        subresources: &[],
+        schema: "io.k8s.api.discovery.v1.EndpointSlice",
+    },
+    ResourceDef {
+        group: "networking.k8s.io",
+        version: "v1",
+        kind: "IngressClass",
+        plural: "ingressclasses",
+        singular: "ingressclass",
+        short_names: &[],
+        categories: &[],
+        namespaced: false,
+        verbs: ALL_VERBS,
+        subresources: &[],
+        schema: "io.k8s.api.networking.v1.IngressClass",
+    },
+    ResourceDef {
+        group: "networking.k8s.io",
+        version: "v1",
+        kind: "Ingress",
+        plural: "ingresses",
+        singular: "ingress",
+        short_names: &["ing"],
+        categories: &[],
+        namespaced: true,
+        verbs: ALL_VERBS,
+        subresources: &[status("networking.k8s.io", "v1", "Ingress")],
+        schema: "io.k8s.api.networking.v1.Ingress",
+    },
+    ResourceDef {
+        group: "networking.k8s.io",
+        version: "v1",
+        kind: "NetworkPolicy",
+        plural: "networkpolicies",
+        singular: "networkpolicy",
+        short_names: &["netpol"],
+        categories: &[],
+        namespaced: true,
+        verbs: ALL_VERBS,
+        subresources: &[],
+        schema: "io.k8s.api.networking.v1.NetworkPolicy",
+    },
+];
+
+/// The API groups in discovery order (`""` is the legacy core group).
+pub fn groups() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for r in RESOURCES {
+        if !out.contains(&r.group) {
+            out.push(r.group);
+        }
+    }
+    out
+}
+
+/// Looks a resource up by group, version and plural name.
+pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceDef> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// Looks a resource up by its apiVersion and kind.
+pub fn find_kind(api_version: &str, kind: &str) -> Option<&'static ResourceDef> {
+    RESOURCES
+        .iter()
+        .find(|r| r.kind == kind && r.api_version() == api_version)
+}
+
+/// Whether a group-version is served at all (for 404 vs. empty answers).
+pub fn serves_group_version(group: &str, version: &str) -> bool {
+    RESOURCES
+        .iter()
+        .any(|r| r.group == group && r.version == version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups() {
+        assert_eq!(find("", "v1", "pods").unwrap().kind, "Pod");
+        assert_eq!(
+            find_kind("apps/v1", "Deployment").unwrap().plural,
+            "deployments"
+        );
+        assert!(find("apps", "v1", "pods").is_none());
+        assert_eq!(
+            groups(),
+            vec!["", "apps", "discovery.k8s.io", "networking.k8s.io"]
+        );
+    }
+
+    #[test]
+    fn short_names_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for r in RESOURCES {
+            for s in r.short_names {
+                assert!(seen.insert(*s), "duplicate short name {s}");
+            }
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! Pods and pod templates.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use super::{names, port_name, port_range, protocol};
+use crate::status::FieldError;
+
+const RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
+const DNS_POLICIES: &[&str] = &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"];
+const PULL_POLICIES: &[&str] = &["Always", "IfNotPresent", "Never"];
+
+pub(super) fn validate(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
+    match obj.get("spec") {
+        Some(spec) => validate_pod_spec(spec, "spec", errs),
+        None => errs.push(FieldError::required("spec.containers", "")),
+    }
+    if let Some(old) = old {
+        update(obj, old, errs);
+    }
+}
+
+/// Validates a PodSpec at `path` (`spec` or `spec.template.spec`).
+pub fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let mut names_seen = HashSet::new();
+    match spec.get("containers").and_then(Value::as_array) {
+        None => errs.push(FieldError::required(format!("{path}.containers"), "")),
+        Some(cs) if cs.is_empty() => {
+            errs.push(FieldError::required(format!("{path}.containers"), ""))
+        }
+        Some(cs) => {
+            for (i, c) in cs.iter().enumerate() {
+                container(c, &format!("{path}.containers[{i}]"), &mut names_seen, errs);
+            }
+        }
+    }
+    if let Some(cs) = spec.get("initContainers").and_then(Value::as_array) {
+        for (i, c) in cs.iter().enumerate() {
+            container(
+                c,
+                &format!("{path}.initContainers[{i}]"),
+                &mut names_seen,
+                errs,
+            );
+        }
+    }
+    if let Some(rp) = spec.get("restartPolicy").and_then(Value::as_str) {
+        if !RESTART_POLICIES.contains(&rp) {
+            errs.push(FieldError::not_supported(
+                format!("{path}.restartPolicy"),
+                rp,
+                RESTART_POLICIES,
+            ));
+        }
+    }
+    if let Some(dp) = spec.get("dnsPolicy").and_then(Value::as_str) {
+        if !DNS_POLICIES.contains(&dp) {
+            errs.push(FieldError::not_supported(
+                format!("{path}.dnsPolicy"),
+                dp,
+                DNS_POLICIES,
+            ));
+        }
+    }
+    if let Some(t) = spec
+        .get("terminationGracePeriodSeconds")
+        .and_then(Value::as_i64)
+    {
+        if t < 0 {
+            errs.push(FieldError::invalid(
+                format!("{path}.terminationGracePeriodSeconds"),
+                t,
+                "must be greater than or equal to 0",
+            ));
+        }
+    }
+    if let Some(n) = spec.get("nodeName").and_then(Value::as_str) {
+        for m in names::dns1123_subdomain(n) {
+            errs.push(FieldError::invalid(format!("{path}.nodeName"), n, m));
+        }
+    }
+    let mut vols = HashSet::new();
+    if let Some(vs) = spec.get("volumes").and_then(Value::as_array) {
+        for (i, v) in vs.iter().enumerate() {
+            let n = v.get("name").and_then(Value::as_str).unwrap_or_default();
+            let f = format!("{path}.volumes[{i}].name");
+            if n.is_empty() {
+                errs.push(FieldError::required(f, ""));
+            } else {
+                for m in names::dns1123_label(n) {
+                    errs.push(FieldError::invalid(f.clone(), n, m));
+                }
+                if !vols.insert(n.to_string()) {
+                    errs.push(FieldError::duplicate(f, n));
+                }
+            }
+        }
+    }
+}
+
+fn container(c: &Value, path: &str, seen: &mut HashSet<String>, errs: &mut Vec<FieldError>) {
+    let name = c.get("name").and_then(Value::as_str).unwrap_or_default();
+    if name.is_empty() {
+        errs.push(FieldError::required(format!("{path}.name"), ""));
+    } else {
+        for m in names::dns1123_label(name) {
+            errs.push(FieldError::invalid(format!("{path}.name"), name, m));
+        }
+        if !seen.insert(name.to_string()) {
+            errs.push(FieldError::duplicate(format!("{path}.name"), name));
+        }
+    }
+    if c.get("image")
+        .and_then(Value::as_str)
+        .is_none_or(|s| s.trim().is_empty())
+    {
+        errs.push(FieldError::required(format!("{path}.image"), ""));
+    }
+    if let Some(p) = c.get("imagePullPolicy").and_then(Value::as_str) {
+        if !PULL_POLICIES.contains(&p) {
+            errs.push(FieldError::not_supported(
+                format!("{path}.imagePullPolicy"),
+                p,
+                PULL_POLICIES,
+            ));
+        }
+    }
+    let mut port_names = HashSet::new();
+    if let Some(ports) = c.get("ports").and_then(Value::as_array) {
+        for (i, p) in ports.iter().enumerate() {
+            let pp = format!("{path}.ports[{i}]");
+            port_range(format!("{pp}.containerPort"), p.get("containerPort"), errs);
+            if let Some(hp) = p.get("hostPort").and_then(Value::as_i64) {
+                if hp != 0 && !(1..=65535).contains(&hp) {
+                    errs.push(FieldError::invalid(
+                        format!("{pp}.hostPort"),
+                        hp,
+                        "must be between 1 and 65535, inclusive",
+                    ));
+                }
+            }
+            protocol(format!("{pp}.protocol"), p.get("protocol"), errs);
+            if let Some(n) = p.get("name").and_then(Value::as_str) {
+                port_name(format!("{pp}.name"), n, errs);
+                if !port_names.insert(n.to_string()) {
+                    errs.push(FieldError::duplicate(format!("{pp}.name"), n));
+                }
+            }
+        }
+    }
+    if let Some(env) = c.get("env").and_then(Value::as_array) {
+        for (i, e) in env.iter().enumerate() {
+            if e.get("name")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                errs.push(FieldError::required(format!("{path}.env[{i}].name"), ""));
+            }
+        }
+    }
+    if let Some(vms) = c.get("volumeMounts").and_then(Value::as_array) {
+        for (i, vm) in vms.iter().enumerate() {
+            if vm
+                .get("mountPath")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                errs.push(FieldError::required(
+                    format!("{path}.volumeMounts[{i}].mountPath"),
+                    "",
+                ));
+            }
+        }
+    }
+}
+
+/// Pod updates may only change images, activeDeadlineSeconds, tolerations (additions) and a few more.
+fn update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+    let strip = |p: &Value| -> Value {
+        let mut s = p.get("spec").cloned().unwrap_or(Value::Null);
+        for list in ["containers", "initContainers"] {
+            if let Some(Value::Array(cs)) = s.get_mut(list) {
+                for c in cs {
+                    if let Value::Object(m) = c {
+                        m.remove("image");
+                    }
+                }
+            }
+        }
+        if let Value::Object(m) = &mut s {
+            for f in [
+                "activeDeadlineSeconds",
+                "tolerations",
+                "terminationGracePeriodSeconds",
+                "schedulingGates",
+            ] {
+                m.remove(f);
+            }
+            // nodeName may be set once, by binding
+            if old.pointer("/spec/nodeName").is_none() {
+                m.remove("nodeName");
+            }
+        }
+        s
+    };
+    if strip(new) != strip(old) {
+        errs.push(FieldError::forbidden(
+            "spec",
+            "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn errs(pod: Value) -> Vec<String> {
+        let mut e = Vec::new();
+        validate(&pod, None, &mut e);
+        e.iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn pod_rules() {
+        assert_eq!(
+            errs(json!({"spec": {}})),
+            vec!["spec.containers: Required value"]
+        );
+        let e = errs(
+            json!({"spec": {"restartPolicy": "Sometimes", "containers": [
+            {"name": "a", "image": "x", "ports": [{"containerPort": 80, "protocol": "XYZ"}]},
+            {"name": "a"}]}}),
+        );
+        assert!(e.contains(&"spec.containers[0].ports[0].protocol: Unsupported value: \"XYZ\": supported values: \"SCTP\", \"TCP\", \"UDP\"".to_string()), "{e:?}");
+        assert!(e.contains(&"spec.containers[1].name: Duplicate value: \"a\"".to_string()));
+        assert!(e.contains(&"spec.containers[1].image: Required value".to_string()));
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("spec.restartPolicy: Unsupported value: \"Sometimes\""))
+        );
+        let e = errs(
+            json!({"spec": {"containers": [{"name": "a", "image": "x", "ports": [{"containerPort": 70000, "protocol": "TCP"}]}]}}),
+        );
+        assert_eq!(
+            e,
+            vec![
+                "spec.containers[0].ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive"
+            ]
+        );
+    }
+
+    #[test]
+    fn pod_updates_are_restricted() {
+        let old = json!({"spec": {"containers": [{"name": "a", "image": "x"}]}});
+        let mut e = Vec::new();
+        validate(
+            &json!({"spec": {"containers": [{"name": "a", "image": "y"}]}}),
+            Some(&old),
+            &mut e,
+        );
+        assert!(e.is_empty());
+        validate(
+            &json!({"spec": {"containers": [{"name": "b", "image": "y"}]}}),
+            Some(&old),
+            &mut e,
+        );
+        assert_eq!(e[0].field, "spec");
+    }
+}

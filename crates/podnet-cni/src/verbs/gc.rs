@@ -1,0 +1,80 @@
+//! GC: release every address, host port and stray host veth of this network whose attachment is not in
+//! `cni.dev/valid-attachments`. Keeps going past errors and reports all of them.
+
+use crate::addressing;
+use crate::{delegate, fail, firewall};
+use podnet_netlink::Netlink;
+use podnet_types::cni::{Attachment, CniError, ErrorCode, Ipam, NetConf, Request};
+use podnet_types::names;
+use std::collections::HashSet;
+
+pub fn gc(req: &Request, conf: &NetConf) -> Result<(), CniError> {
+    if conf.disable_gc {
+        // The administrator asked that this network not be garbage-collected (shared state between
+        // runtimes); the runtime should not have called, and we change nothing.
+        eprintln!("podnet-cni: GC skipped: disableGC is set for network {}", conf.name);
+        return Ok(());
+    }
+    let valid_list = conf.valid_attachments.as_ref().ok_or_else(|| {
+        CniError::new(ErrorCode::InvalidConfig, "cni.dev/valid-attachments: GC needs the list of valid attachments")
+    })?;
+    let valid: HashSet<Attachment> = valid_list.iter().cloned().collect();
+    let mut errors: Vec<String> = Vec::new();
+
+    let store = addressing::open_store(conf)?;
+    match addressing::retain_valid(&store, &valid) {
+        Ok(stale) => {
+            for (ip, record) in stale {
+                if let Err(e) = firewall::remove_port_mappings(&conf.name, &record.port_mappings) {
+                    errors.push(format!("host ports of stale {} ({ip}): {e}", record.owner.container_id));
+                }
+            }
+        }
+        Err(e) => errors.push(e.to_string()),
+    }
+
+    if let Err(e) = remove_stray_veths(conf, &valid) {
+        errors.push(e.to_string());
+    }
+
+    if let Ipam::Delegated { plugin } = &conf.ipam {
+        let stdin = serde_json::to_vec(&conf.raw).expect("config serializes");
+        if let Err(e) = delegate::exec(plugin, "GC", req, &stdin) {
+            errors.push(e.to_string());
+        }
+    }
+
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(CniError::new(ErrorCode::Kernel, format!("GC of network {} incomplete", conf.name)).with_details(errors.join("; ")))
+    }
+}
+
+/// Host veths of this network whose attachment is not valid. A host veth is this network's when its
+/// name has podnet's prefix and its alias names the network, or, for one whose ADD died before the
+/// alias was set, when it hangs on this network's bridge.
+fn remove_stray_veths(conf: &NetConf, valid: &HashSet<Attachment>) -> Result<(), CniError> {
+    let keep: HashSet<String> =
+        valid.iter().map(|a| names::host_veth_name(&conf.name, &a.container_id, &a.ifname)).collect();
+    let alias_prefix = format!("{}{}/", names::ALIAS_PREFIX, conf.name);
+    let mut nl = Netlink::open().map_err(|e| fail::kernel("open netlink", e))?;
+    let links = nl.links().map_err(|e| fail::kernel("list links", e))?;
+    let bridge = links.iter().find(|l| l.name == conf.bridge).map(|l| l.index);
+    let mut errors = Vec::new();
+    for link in links {
+        let ours = link.name.starts_with(names::HOST_VETH_PREFIX)
+            && match link.alias.as_deref() {
+                Some(a) => a.starts_with(&alias_prefix),
+                None => bridge.is_some() && link.master == bridge,
+            };
+        if ours && !keep.contains(&link.name) {
+            match nl.delete_link(link.index) {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => errors.push(format!("delete stray veth {}: {e}", link.name)),
+            }
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(CniError::new(ErrorCode::Kernel, errors.join("; "))) }
+}

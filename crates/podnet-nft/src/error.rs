@@ -1,0 +1,23 @@
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("nf_tables netlink: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("nf_tables netlink: {0}")]
+    Decode(String),
+    #[error("nf_tables: {}", podnet_errno(*errno))]
+    Kernel { errno: i32 },
+    #[error("run {program}: {source}")]
+    Spawn { program: String, source: std::io::Error },
+    /// `nft` rejected the script; its stderr says why (e.g. `Could not process rule: File exists`).
+    #[error("nft: {stderr}")]
+    Rejected { stderr: String, exists: bool },
+    #[error("{0:?} is not a valid nftables identifier")]
+    BadIdentifier(String),
+}
+
+fn podnet_errno(errno: i32) -> String {
+    let s = std::io::Error::from_raw_os_error(errno).to_string();
+    s.split(" (os error").next().unwrap_or_default().to_string()
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
