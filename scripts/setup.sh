@@ -21,5 +21,11 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Name podnet's route protocol number, so `ip route` shows "proto podnet" instead of "proto 112".
+if [[ -d /etc/iproute2 ]] && ! grep -qs '^112[[:space:]]' /etc/iproute2/rt_protos.d/podnet.conf; then
+  mkdir -p /etc/iproute2/rt_protos.d
+  echo "112 podnet" > /etc/iproute2/rt_protos.d/podnet.conf
+fi
+
 python3 scripts/fetch-kubectl.py .cache/tools >/dev/null
 echo "setup: system tools ready; kubectl and helm in .cache/tools"

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# podnet-cni vs the reference bridge + host-local plugins, in the same run (root; throwaway namespaces).
+# Usage: bench/cni.sh [--pods N] [--burst-rounds R]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh >/dev/null
+cargo build --release -q -p podnet-cni -p podnet-bench
+exec target/release/cni-bench "$@"
