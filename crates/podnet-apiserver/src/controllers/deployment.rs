@@ -1,0 +1,333 @@
+//! Deployments: one ReplicaSet per pod template (named `<deployment>-<pod-template-hash>`), rolled
+//! from old to new within maxSurge/maxUnavailable (RollingUpdate) or all at once (Recreate), with the
+//! status fields and conditions `kubectl rollout status` reads.
+
+use std::sync::Arc;
+
+use podnet_apimachinery::resources::{self, ResourceDef};
+use podnet_apimachinery::{ApiError, object};
+use podnet_apistore::{ObjectKey, WatchEvent};
+use serde_json::{Value, json};
+
+use super::{BoxFut, Controller, record_event};
+use crate::registry::{Api, WriteOptions};
+use crate::util;
+
+pub struct DeploymentController;
+
+const REVISION: &str = "deployment.kubernetes.io/revision";
+
+fn deploy_def() -> &'static ResourceDef {
+    resources::find("apps", "v1", "deployments").expect("served")
+}
+
+fn rs_def() -> &'static ResourceDef {
+    resources::find("apps", "v1", "replicasets").expect("served")
+}
+
+impl Controller for DeploymentController {
+    fn name(&self) -> &'static str {
+        "deployment"
+    }
+
+    fn watches(&self) -> Vec<String> {
+        vec!["apps/deployments".into(), "apps/replicasets".into()]
+    }
+
+    fn keys(&self, _api: &Api, ev: &WatchEvent) -> Vec<ObjectKey> {
+        if ev.key.resource == "apps/deployments" {
+            return vec![ev.key.clone()];
+        }
+        let Ok(rs) = serde_json::from_slice::<Value>(&ev.object) else { return vec![] };
+        match object::controller_ref(&rs) {
+            Some(c) if c["kind"] == "Deployment" => vec![ObjectKey::new("apps/deployments", object::namespace(&rs), c["name"].as_str().unwrap_or_default())],
+            _ => vec![],
+        }
+    }
+
+    fn all_keys(&self, api: &Api) -> Vec<ObjectKey> {
+        api.store.list("apps/deployments", None).0.into_iter().map(|(k, _)| k).collect()
+    }
+
+    fn reconcile<'a>(&'a self, api: &'a Arc<Api>, key: &'a ObjectKey) -> BoxFut<'a> {
+        Box::pin(async move { sync(api, &key.namespace, &key.name).await })
+    }
+}
+
+/// An int-or-percent of `total`, rounded up or down.
+fn scaled(v: Option<&Value>, total: i64, default: &str, round_up: bool) -> i64 {
+    let v = v.cloned().unwrap_or(json!(default));
+    match v {
+        Value::Number(n) => n.as_i64().unwrap_or(0),
+        Value::String(s) => match s.strip_suffix('%').and_then(|p| p.parse::<i64>().ok()) {
+            Some(p) => {
+                let x = p * total;
+                if round_up { (x + 99) / 100 } else { x / 100 }
+            }
+            None => s.parse().unwrap_or(0),
+        },
+        _ => 0,
+    }
+}
+
+fn revision(v: &Value) -> i64 {
+    v.pointer("/metadata/annotations").and_then(|a| a.get(REVISION)).and_then(Value::as_str).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+fn replicas(v: &Value) -> i64 {
+    object::i64_at(v, "spec.replicas").unwrap_or(0)
+}
+
+fn status_i(v: &Value, f: &str) -> i64 {
+    v.pointer(&format!("/status/{f}")).and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// The template with the pod-template-hash label, and the hash.
+fn template_with_hash(d: &Value) -> (Value, String) {
+    let tmpl = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
+    let hash = util::safe_hash(serde_json::to_string(&tmpl).unwrap_or_default().as_bytes());
+    let mut t = tmpl;
+    if !t.get("metadata").is_some_and(Value::is_object) {
+        t["metadata"] = json!({});
+    }
+    if !t["metadata"].get("labels").is_some_and(Value::is_object) {
+        t["metadata"]["labels"] = json!({});
+    }
+    t["metadata"]["labels"]["pod-template-hash"] = json!(hash);
+    (t, hash)
+}
+
+async fn scale_rs(api: &Arc<Api>, d: &Value, rs: &Value, to: i64) -> Result<(), ApiError> {
+    let from = replicas(rs);
+    if from == to {
+        return Ok(());
+    }
+    let desired = replicas(d);
+    api.mutate(rs_def(), object::namespace(rs), object::name(rs), None, |o| {
+        o["spec"]["replicas"] = json!(to);
+        let ann = object::meta_mut(o).entry("annotations").or_insert_with(|| json!({}));
+        ann["deployment.kubernetes.io/desired-replicas"] = json!(desired.to_string());
+        true
+    })
+    .await?;
+    let (verb, _) = if to > from { ("up", 0) } else { ("down", 0) };
+    record_event(api, d, "Normal", "ScalingReplicaSet", &format!("Scaled {verb} replica set {} from {from} to {to}", object::name(rs)), "deployment-controller").await;
+    Ok(())
+}
+
+async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
+    let Ok(d) = api.get(deploy_def(), ns, name) else { return Ok(()) };
+    if object::is_deleting(&d) {
+        return Ok(());
+    }
+    let desired = replicas(&d).max(0);
+    let (tmpl, hash) = template_with_hash(&d);
+    let mut sets: Vec<Value> = api
+        .list_values(rs_def(), Some(ns))
+        .into_iter()
+        .filter(|rs| object::controller_ref(rs).and_then(|c| c.get("uid")).and_then(Value::as_str) == Some(object::uid(&d)))
+        .collect();
+    let max_rev = sets.iter().map(revision).max().unwrap_or(0);
+    let new_idx = sets.iter().position(|rs| rs.pointer("/metadata/labels/pod-template-hash").and_then(Value::as_str) == Some(&hash));
+    let recreate = d.pointer("/spec/strategy/type").and_then(Value::as_str) == Some("Recreate");
+    let new_rs = match new_idx {
+        Some(i) => {
+            let rs = sets.remove(i);
+            if revision(&rs) < max_rev {
+                // rolled back to an older template: it becomes the newest revision
+                let next = max_rev + 1;
+                api.mutate(rs_def(), ns, object::name(&rs), None, |o| {
+                    let ann = object::meta_mut(o).entry("annotations").or_insert_with(|| json!({}));
+                    ann[REVISION] = json!(next.to_string());
+                    true
+                })
+                .await?;
+                api.get(rs_def(), ns, object::name(&rs))?
+            } else {
+                rs
+            }
+        }
+        None => {
+            let mut labels = tmpl.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
+            labels["pod-template-hash"] = json!(hash);
+            let mut selector = d.pointer("/spec/selector").cloned().unwrap_or(json!({}));
+            if !selector.get("matchLabels").is_some_and(Value::is_object) {
+                selector["matchLabels"] = json!({});
+            }
+            selector["matchLabels"]["pod-template-hash"] = json!(hash);
+            let rs_name = format!("{name}-{hash}");
+            let rs = json!({
+                "apiVersion": "apps/v1",
+                "kind": "ReplicaSet",
+                "metadata": {
+                    "name": rs_name,
+                    "namespace": ns,
+                    "labels": labels,
+                    "annotations": {
+                        REVISION: (max_rev + 1).to_string(),
+                        "deployment.kubernetes.io/desired-replicas": desired.to_string(),
+                        "deployment.kubernetes.io/max-replicas": desired.to_string(),
+                    },
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": object::uid(&d), "controller": true, "blockOwnerDeletion": true}],
+                },
+                "spec": {"replicas": 0, "minReadySeconds": object::i64_at(&d, "spec.minReadySeconds").unwrap_or(0), "selector": selector, "template": tmpl},
+            });
+            match api.create(rs_def(), ns, rs, &WriteOptions::default()).await {
+                Ok(o) => o.value(),
+                Err(e) if e.reason == "AlreadyExists" => api.get(rs_def(), ns, &rs_name)?,
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    let old_total: i64 = sets.iter().map(replicas).sum();
+    if recreate {
+        for rs in &sets {
+            scale_rs(api, &d, rs, 0).await?;
+        }
+        let old_pods: i64 = sets.iter().map(|rs| status_i(rs, "replicas")).sum();
+        if old_pods == 0 {
+            scale_rs(api, &d, &new_rs, desired).await?;
+        }
+    } else {
+        let ru = d.pointer("/spec/strategy/rollingUpdate");
+        let surge = scaled(ru.and_then(|r| r.get("maxSurge")), desired, "25%", true);
+        let mut unavailable = scaled(ru.and_then(|r| r.get("maxUnavailable")), desired, "25%", false);
+        if surge == 0 && unavailable == 0 {
+            unavailable = 1;
+        }
+        // scale the new set up within the surge budget
+        let new_target = if old_total == 0 {
+            desired
+        } else {
+            let room = desired + surge - (old_total + replicas(&new_rs));
+            (replicas(&new_rs) + room.max(0)).min(desired)
+        };
+        if new_target != replicas(&new_rs) {
+            scale_rs(api, &d, &new_rs, new_target).await?;
+        }
+        // scale old sets down as far as availability allows
+        let min_available = desired - unavailable;
+        let all_available: i64 = sets.iter().map(|rs| status_i(rs, "availableReplicas")).sum::<i64>() + status_i(&new_rs, "availableReplicas");
+        let mut budget = (all_available - min_available).max(0);
+        sets.sort_by_key(revision);
+        for rs in &sets {
+            let cur = replicas(rs);
+            if cur == 0 {
+                continue;
+            }
+            // unavailable old replicas can go at once; available ones within the budget
+            let unavailable_here = (cur - status_i(rs, "availableReplicas")).max(0);
+            let down = (unavailable_here + budget).min(cur);
+            if down > 0 {
+                budget -= (down - unavailable_here).max(0);
+                scale_rs(api, &d, rs, cur - down).await?;
+            }
+        }
+    }
+    // status, from the sets as they are now
+    let new_rs = api.get(rs_def(), ns, object::name(&new_rs)).unwrap_or(new_rs);
+    let sets: Vec<Value> = sets.iter().filter_map(|rs| api.get(rs_def(), ns, object::name(rs)).ok()).collect();
+    let all: Vec<&Value> = sets.iter().chain(std::iter::once(&new_rs)).collect();
+    let total: i64 = all.iter().map(|rs| status_i(rs, "replicas")).sum();
+    let ready: i64 = all.iter().map(|rs| status_i(rs, "readyReplicas")).sum();
+    let available: i64 = all.iter().map(|rs| status_i(rs, "availableReplicas")).sum();
+    let updated = status_i(&new_rs, "replicas");
+    let ru = d.pointer("/spec/strategy/rollingUpdate");
+    let max_unavailable = if recreate { 0 } else { scaled(ru.and_then(|r| r.get("maxUnavailable")), desired, "25%", false) };
+    let generation = object::i64_at(&d, "metadata.generation").unwrap_or(1);
+    let new_name = object::name(&new_rs).to_string();
+    let complete = updated == desired && available >= desired && total == updated && replicas(&new_rs) == desired;
+    let rev = revision(&new_rs).to_string();
+    api.mutate(deploy_def(), ns, name, None, |o| {
+        let ann = object::meta_mut(o).entry("annotations").or_insert_with(|| json!({}));
+        if ann.get(REVISION).and_then(Value::as_str) == Some(rev.as_str()) {
+            return false;
+        }
+        ann[REVISION] = json!(rev);
+        true
+    })
+    .await?;
+    api.mutate(deploy_def(), ns, name, Some("status"), |o| {
+        let mut st = json!({"observedGeneration": generation, "replicas": total, "updatedReplicas": updated});
+        if ready > 0 {
+            st["readyReplicas"] = json!(ready);
+        }
+        if available > 0 {
+            st["availableReplicas"] = json!(available);
+        }
+        if desired - available > 0 {
+            st["unavailableReplicas"] = json!(desired - available);
+        }
+        let old_conds = o.pointer("/status/conditions").cloned().unwrap_or(json!([]));
+        let mut conds = old_conds.clone();
+        let (astatus, areason, amsg) = if available >= desired - max_unavailable {
+            ("True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
+        } else {
+            ("False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.")
+        };
+        upsert_condition(&mut conds, "Available", astatus, areason, amsg);
+        let (preason, pmsg) = if complete {
+            ("NewReplicaSetAvailable", format!("ReplicaSet {new_name:?} has successfully progressed."))
+        } else {
+            ("ReplicaSetUpdated", format!("ReplicaSet {new_name:?} is progressing."))
+        };
+        upsert_condition(&mut conds, "Progressing", "True", preason, &pmsg);
+        st["conditions"] = conds;
+        // leave the timestamps alone when nothing else changed
+        let mut cmp_old = o.get("status").cloned().unwrap_or(json!({}));
+        let mut cmp_new = st.clone();
+        strip_times(&mut cmp_old);
+        strip_times(&mut cmp_new);
+        if cmp_old == cmp_new {
+            return false;
+        }
+        o["status"] = st;
+        true
+    })
+    .await?;
+    Ok(())
+}
+
+fn strip_times(st: &mut Value) {
+    if let Some(Value::Array(cs)) = st.get_mut("conditions") {
+        for c in cs {
+            if let Value::Object(m) = c {
+                m.remove("lastUpdateTime");
+                m.remove("lastTransitionTime");
+            }
+        }
+    }
+}
+
+/// Deployment conditions carry lastUpdateTime and lastTransitionTime.
+fn upsert_condition(conds: &mut Value, ty: &str, status: &str, reason: &str, message: &str) {
+    let now = util::now_rfc3339();
+    let Value::Array(list) = conds else { return };
+    match list.iter_mut().find(|c| c["type"] == ty) {
+        Some(c) => {
+            if c["status"] != status {
+                c["lastTransitionTime"] = json!(now);
+            }
+            if c["status"] != status || c["reason"] != reason || c["message"] != message {
+                c["lastUpdateTime"] = json!(now);
+            }
+            c["status"] = json!(status);
+            c["reason"] = json!(reason);
+            c["message"] = json!(message);
+        }
+        None => list.push(json!({"type": ty, "status": status, "lastUpdateTime": now, "lastTransitionTime": now, "reason": reason, "message": message})),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn surge_and_unavailable_rounding() {
+        assert_eq!(scaled(None, 3, "25%", true), 1);
+        assert_eq!(scaled(None, 3, "25%", false), 0);
+        assert_eq!(scaled(Some(&json!(2)), 3, "25%", false), 2);
+        assert_eq!(scaled(Some(&json!("50%")), 4, "25%", false), 2);
+    }
+}

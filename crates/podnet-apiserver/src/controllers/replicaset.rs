@@ -1,0 +1,148 @@
+//! ReplicaSets: keep `spec.replicas` pods that match the template and are owned by the set.
+
+use std::sync::Arc;
+
+use podnet_apimachinery::resources::{self, ResourceDef};
+use podnet_apimachinery::{ApiError, object, time};
+use podnet_apistore::{ObjectKey, WatchEvent};
+use serde_json::{Value, json};
+
+use super::{BoxFut, Controller, pod_active, pod_ready, record_event};
+use crate::registry::{Api, DeleteOptions, WriteOptions};
+use crate::util;
+
+pub struct ReplicaSetController;
+
+fn rs_def() -> &'static ResourceDef {
+    resources::find("apps", "v1", "replicasets").expect("served")
+}
+
+fn pods_def() -> &'static ResourceDef {
+    resources::find("", "v1", "pods").expect("served")
+}
+
+/// Pods owned (as controller) by the object with `uid`.
+pub fn owned(api: &Api, r: &ResourceDef, ns: &str, uid: &str) -> Vec<Value> {
+    api.list_values(r, Some(ns)).into_iter().filter(|p| object::controller_ref(p).and_then(|c| c.get("uid")).and_then(Value::as_str) == Some(uid)).collect()
+}
+
+/// Ready for at least `min_ready` seconds.
+pub fn pod_available(p: &Value, min_ready: i64, now: i64) -> bool {
+    if !pod_ready(p) {
+        return false;
+    }
+    if min_ready <= 0 {
+        return true;
+    }
+    let since = p
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+        .and_then(|c| c.get("lastTransitionTime").and_then(Value::as_str))
+        .and_then(time::parse_rfc3339);
+    since.is_some_and(|t| now - t >= min_ready)
+}
+
+impl Controller for ReplicaSetController {
+    fn name(&self) -> &'static str {
+        "replicaset"
+    }
+
+    fn watches(&self) -> Vec<String> {
+        vec!["apps/replicasets".into(), "pods".into()]
+    }
+
+    fn keys(&self, _api: &Api, ev: &WatchEvent) -> Vec<ObjectKey> {
+        if ev.key.resource == "apps/replicasets" {
+            return vec![ev.key.clone()];
+        }
+        let Ok(p) = serde_json::from_slice::<Value>(&ev.object) else { return vec![] };
+        match object::controller_ref(&p) {
+            Some(c) if c["kind"] == "ReplicaSet" => {
+                vec![ObjectKey::new("apps/replicasets", object::namespace(&p), c["name"].as_str().unwrap_or_default())]
+            }
+            _ => vec![],
+        }
+    }
+
+    fn all_keys(&self, api: &Api) -> Vec<ObjectKey> {
+        api.store.list("apps/replicasets", None).0.into_iter().map(|(k, _)| k).collect()
+    }
+
+    fn reconcile<'a>(&'a self, api: &'a Arc<Api>, key: &'a ObjectKey) -> BoxFut<'a> {
+        Box::pin(async move { sync(api, &key.namespace, &key.name).await })
+    }
+}
+
+fn pod_from_template(rs: &Value) -> Value {
+    let tmpl = rs.pointer("/spec/template").cloned().unwrap_or(json!({}));
+    let mut meta = tmpl.get("metadata").cloned().unwrap_or(json!({}));
+    if let Value::Object(m) = &mut meta {
+        m.remove("name");
+        m.remove("namespace");
+        m.insert("generateName".into(), json!(format!("{}-", object::name(rs))));
+        m.insert(
+            "ownerReferences".into(),
+            json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": object::name(rs), "uid": object::uid(rs), "controller": true, "blockOwnerDeletion": true}]),
+        );
+    }
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": tmpl.get("spec").cloned().unwrap_or(json!({}))})
+}
+
+/// Deletion preference: unscheduled first, then not ready, then the newest.
+fn deletion_rank(p: &Value) -> (u8, u8, std::cmp::Reverse<String>) {
+    let unscheduled = object::str_at(p, "spec.nodeName").is_none_or(str::is_empty);
+    (u8::from(!unscheduled), u8::from(pod_ready(p)), std::cmp::Reverse(object::str_at(p, "metadata.creationTimestamp").unwrap_or("").to_string()))
+}
+
+async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
+    let Ok(rs) = api.get(rs_def(), ns, name) else { return Ok(()) };
+    if object::is_deleting(&rs) {
+        return Ok(());
+    }
+    let desired = object::i64_at(&rs, "spec.replicas").unwrap_or(1).max(0) as usize;
+    let mut active: Vec<Value> = owned(api, pods_def(), ns, object::uid(&rs)).into_iter().filter(pod_active).collect();
+    if active.len() < desired {
+        for _ in active.len()..desired {
+            let out = api.create(pods_def(), ns, pod_from_template(&rs), &WriteOptions::default()).await?;
+            let pod = out.value();
+            record_event(api, &rs, "Normal", "SuccessfulCreate", &format!("Created pod: {}", object::name(&pod)), "replicaset-controller").await;
+            active.push(pod);
+        }
+    } else if active.len() > desired {
+        active.sort_by_key(deletion_rank);
+        let extra: Vec<Value> = active.drain(..active.len() - desired).collect();
+        for p in extra {
+            match api.delete(pods_def(), ns, object::name(&p), &DeleteOptions::default()).await {
+                Ok(_) | Err(ApiError { reason: "NotFound", .. }) => {}
+                Err(e) => return Err(e),
+            }
+            record_event(api, &rs, "Normal", "SuccessfulDelete", &format!("Deleted pod: {}", object::name(&p)), "replicaset-controller").await;
+        }
+    }
+    let now = util::now_unix();
+    let min_ready = object::i64_at(&rs, "spec.minReadySeconds").unwrap_or(0);
+    let ready = active.iter().filter(|p| pod_ready(p)).count();
+    let available = active.iter().filter(|p| pod_available(p, min_ready, now)).count();
+    let generation = object::i64_at(&rs, "metadata.generation").unwrap_or(1);
+    let n = active.len();
+    api.mutate(rs_def(), ns, name, Some("status"), |o| {
+        let mut st = json!({"replicas": n, "fullyLabeledReplicas": n, "observedGeneration": generation});
+        if ready > 0 {
+            st["readyReplicas"] = json!(ready);
+        }
+        if available > 0 {
+            st["availableReplicas"] = json!(available);
+        }
+        if let Some(c) = o.pointer("/status/conditions") {
+            st["conditions"] = c.clone();
+        }
+        if o.get("status") == Some(&st) {
+            return false;
+        }
+        o["status"] = st;
+        true
+    })
+    .await?;
+    Ok(())
+}

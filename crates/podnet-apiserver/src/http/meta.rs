@@ -1,0 +1,101 @@
+//! `/version`, health, discovery and OpenAPI.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use axum::http::{HeaderMap, HeaderValue, header};
+use podnet_apimachinery::{ApiError, discovery, openapi};
+use serde_json::json;
+
+use super::query::Query;
+use super::respond::{self, Resp};
+use super::route::Route;
+
+/// OpenAPI documents are generated once and served from memory; the hash in the index changes only
+/// when the document does.
+#[derive(Default)]
+pub struct OpenApiCache {
+    docs: OnceLock<HashMap<String, (Vec<u8>, String)>>,
+}
+
+impl OpenApiCache {
+    fn docs(&self) -> &HashMap<String, (Vec<u8>, String)> {
+        self.docs.get_or_init(|| {
+            openapi::group_versions()
+                .into_iter()
+                .filter_map(|(key, _, _)| {
+                    let doc = openapi::group_version_doc(&key)?;
+                    let bytes = serde_json::to_vec(&doc).ok()?;
+                    let h1 = crate::util::fnv32(&bytes);
+                    let h2 = crate::util::fnv32(&[&bytes[..], b"podnet"].concat());
+                    Some((key, (bytes, format!("{h1:08X}{h2:08X}"))))
+                })
+                .collect()
+        })
+    }
+}
+
+fn version() -> serde_json::Value {
+    json!({
+        "major": "1",
+        "minor": "35",
+        "emulationMajor": "1",
+        "emulationMinor": "35",
+        "minCompatibilityMajor": "1",
+        "minCompatibilityMinor": "34",
+        "gitVersion": openapi::KUBE_VERSION,
+        "gitCommit": "podnet",
+        "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": "go1.25.0",
+        "compiler": "gc",
+        "platform": "linux/amd64",
+    })
+}
+
+fn wants_aggregated(headers: &HeaderMap) -> Option<&'static str> {
+    let accept = headers.get(header::ACCEPT)?.to_str().ok()?;
+    for part in accept.split(',') {
+        if part.contains("as=APIGroupDiscoveryList") && part.contains("g=apidiscovery.k8s.io") {
+            if part.contains("v=v2beta1") {
+                return Some("v2beta1");
+            }
+            if part.contains("v=v2") {
+                return Some("v2");
+            }
+        }
+    }
+    None
+}
+
+pub fn handle(st: &super::AppState, route: Route, headers: &HeaderMap, _q: &Query) -> Result<Resp, ApiError> {
+    Ok(match route {
+        Route::Version => respond::json(200, &version()),
+        Route::Health => respond::text(200, "ok"),
+        Route::Api | Route::Apis => {
+            let legacy = route == Route::Api;
+            match wants_aggregated(headers) {
+                Some(v) => {
+                    let doc = discovery::aggregated(legacy, &format!("apidiscovery.k8s.io/{v}"));
+                    let mut r = respond::json(200, &doc);
+                    let ct = if v == "v2" { discovery::AGGREGATED_V2 } else { discovery::AGGREGATED_V2BETA1 };
+                    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+                    r
+                }
+                None if legacy => respond::json(200, &discovery::api_versions(&format!("{}:{}", st.api.cfg.advertise_address, st.api.cfg.advertise_port))),
+                None => respond::json(200, &discovery::api_group_list()),
+            }
+        }
+        Route::ApiGroup(g) => respond::json(200, &discovery::api_group_doc(&g).ok_or_else(ApiError::path_not_found)?),
+        Route::GroupVersion(g, v) => respond::json(200, &discovery::api_resource_list(&g, &v).ok_or_else(ApiError::path_not_found)?),
+        Route::OpenApiV3Index => {
+            let docs = st.openapi.docs();
+            respond::json(200, &openapi::index(|k| docs.get(k).map(|(_, h)| h.clone()).unwrap_or_default()))
+        }
+        Route::OpenApiV3(key) => {
+            let (bytes, _) = st.openapi.docs().get(&key).ok_or_else(ApiError::path_not_found)?;
+            respond::json_bytes(200, bytes.clone())
+        }
+        _ => return Err(ApiError::path_not_found()),
+    })
+}

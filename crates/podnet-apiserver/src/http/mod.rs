@@ -1,0 +1,86 @@
+//! The HTTP surface: authentication, routing, negotiation, and the handlers.
+
+mod crud;
+mod meta;
+pub mod negotiate;
+pub mod query;
+mod render;
+pub mod respond;
+pub mod route;
+mod stream;
+mod watch;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{Method, header};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use podnet_apimachinery::ApiError;
+
+use crate::registry::Api;
+use query::Query;
+use respond::Resp;
+use route::{Route, route};
+
+/// Shared by every request.
+pub struct AppState {
+    pub api: Arc<Api>,
+    pub token: String,
+    pub openapi: meta::OpenApiCache,
+}
+
+impl AppState {
+    pub fn new(api: Arc<Api>) -> Arc<AppState> {
+        let token = api.cfg.pki.token.clone();
+        Arc::new(AppState { api, token, openapi: meta::OpenApiCache::default() })
+    }
+}
+
+/// The router: one handler for everything (Kubernetes paths are data, not a fixed route table).
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new().fallback(handle).with_state(state)
+}
+
+fn authorized(headers: &header::HeaderMap, token: &str) -> bool {
+    let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
+    let Some(t) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) else { return false };
+    crate::util::secret_eq(t.trim().as_bytes(), token.as_bytes())
+}
+
+async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Resp {
+    let (mut parts, body) = req.into_parts();
+    let route = route(parts.uri.path());
+    if !matches!(route, Route::Version | Route::Health) && !authorized(&parts.headers, &st.token) {
+        return respond::error(&ApiError::unauthorized());
+    }
+    let q = Query::parse(parts.uri.query());
+    let res = match route {
+        Route::Version | Route::Health | Route::Api | Route::Apis | Route::ApiGroup(_) | Route::GroupVersion(..) | Route::OpenApiV3Index | Route::OpenApiV3(_) => {
+            if parts.method != Method::GET && parts.method != Method::HEAD {
+                Err(ApiError::method_not_allowed())
+            } else {
+                meta::handle(&st, route, &parts.headers, &q)
+            }
+        }
+        Route::NotFound => Err(ApiError::path_not_found()),
+        Route::Resource(p) => crud::dispatch(&st, p, &mut parts, body, q).await,
+    };
+    res.unwrap_or_else(|e| respond::error(&e))
+}
+
+/// Reads a request body up to `limit` bytes (413 beyond).
+pub(crate) async fn read_body(headers: &header::HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
+        if len > limit {
+            return Err(ApiError::too_large(limit));
+        }
+    }
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::too_large(limit)),
+        Err(e) => Err(ApiError::bad_request(format!("reading the request body: {e}"))),
+    }
+}
