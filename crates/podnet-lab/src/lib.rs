@@ -1,1 +1,267 @@
-//! podnet-lab
+//! The lab: a multi-node Kubernetes network on one machine, with no Docker. Each node is a network
+//! namespace (plus a UTS namespace) on an underlay segment behind a router; a simulated internet host
+//! sits behind the router. Pods attach to their node with `podnet-cni`; nodes reach each other's pods by
+//! a VXLAN overlay, host-gw routes or routes on the router, as the mode says.
+//!
+//! Nothing here touches the machine's own network namespace.
+
+pub mod cniconf;
+pub mod daemon;
+mod error;
+pub mod exec;
+mod internet;
+pub mod paths;
+pub mod reconcile;
+pub mod state;
+pub mod teardown;
+mod underlay;
+
+pub use error::{Error, Result};
+pub use paths::{DEFAULT_LAB, LabPaths};
+pub use reconcile::Changes;
+pub use state::LabState;
+
+use error::{io, ns};
+use podnet_netns::{NetNs, persist};
+use podnet_types::lab::{Mode, Plan, PlanSpec};
+use podnet_types::routing::{node_network, router_network};
+use std::fs::{self, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What `podnet up` asks for.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub name: String,
+    pub spec: PlanSpec,
+    pub mode: Mode,
+    /// The `podnet` executable, started again as the lab daemon.
+    pub podnet_exe: PathBuf,
+    /// The plugin the nodes' CNI configuration points at.
+    pub podnet_cni: PathBuf,
+}
+
+#[derive(Debug)]
+pub enum UpOutcome {
+    Created { state: LabState, took: Duration },
+    /// A lab was already running: nothing was changed.
+    AlreadyRunning(LabState),
+    /// A lab whose daemon had died (or was killed) was brought back without losing pods.
+    Recovered { state: LabState, took: Duration },
+}
+
+/// An exclusive lock on one lab, so two `podnet` commands never build or tear down at once.
+struct LabLock {
+    file: fs::File,
+    path: PathBuf,
+}
+
+impl LabLock {
+    /// Removes the lock file while still holding it (`podnet down` leaves no trace). Anyone waiting
+    /// on the old file notices it was unlinked and retries on a fresh one (see [`lock`]).
+    fn remove(self) {
+        let _ = fs::remove_file(&self.path);
+        for dir in [paths::RUN_ROOT, paths::DATA_ROOT] {
+            let _ = fs::remove_dir(dir); // only if empty: other labs keep theirs
+        }
+        drop(self.file);
+    }
+}
+
+fn lock(paths: &LabPaths) -> Result<LabLock> {
+    let path = paths.lock_file();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        fs::create_dir_all(paths::RUN_ROOT).map_err(io(format!("create {}", paths::RUN_ROOT)))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(format!("open {}", path.display())))?;
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            // The holder before us may have removed the file: then this lock guards nothing.
+            let same = match (file.metadata(), fs::metadata(&path)) {
+                (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+                _ => false,
+            };
+            if same {
+                return Ok(LabLock { file, path });
+            }
+            continue;
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Other(format!("another podnet command holds {} (waited 60 s)", path.display())));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn namespaces_present(paths: &LabPaths, plan: &Plan) -> bool {
+    let net = |n: String| persist::netns_path(&n).exists();
+    net(paths.router_netns())
+        && net(paths.internet_netns())
+        && plan.nodes.iter().all(|n| net(paths.node_netns(&n.name)) && paths.uts_file(&n.name).exists())
+}
+
+fn open(paths_name: String) -> Result<NetNs> {
+    let path = persist::netns_path(&paths_name);
+    NetNs::open(&path).map_err(ns(format!("open {}", path.display())))
+}
+
+/// Runs the reconciler on the router and every node for `mode`; returns what changed where.
+pub fn reconcile_all(paths: &LabPaths, plan: &Plan, mode: Mode) -> Result<Vec<(String, Changes)>> {
+    let mut out = Vec::new();
+    let router = open(paths.router_netns())?;
+    let mut rnl = router.netlink().map_err(ns("open netlink in the router"))?;
+    out.push(("router".to_string(), reconcile::reconcile_router(&mut rnl, &router_network(mode, &plan.nodes))?));
+    for node in &plan.nodes {
+        let nsn = open(paths.node_netns(&node.name))?;
+        let mut nnl = nsn.netlink().map_err(ns(format!("open netlink in {}", node.name)))?;
+        let want = node_network(mode, node, &plan.nodes, plan.router_ip, plan.spec.mtu);
+        let changes = reconcile::reconcile_node(&mut nnl, &want).map_err(|e| Error::Other(format!("{}: {e}", node.name)))?;
+        out.push((node.name.clone(), changes));
+    }
+    Ok(out)
+}
+
+fn build(paths: &LabPaths, plan: &Plan, opts: &UpOptions) -> Result<LabState> {
+    fs::create_dir_all(paths.run_dir()).map_err(io(format!("create {}", paths.run_dir().display())))?;
+    let mut state = LabState {
+        format: state::STATE_FORMAT,
+        name: paths.name.clone(),
+        plan: plan.clone(),
+        mode: opts.mode,
+        daemon_pid: None,
+        complete: false,
+        created: now(),
+    };
+    // Written first: a crash from here on leaves a recognisable, incomplete lab for the next up/down.
+    state.save(paths)?;
+    let router = underlay::build_router(paths, plan)?;
+    underlay::build_internet(paths, plan, &router)?;
+    let mut rnl = router.netlink().map_err(ns("open netlink in the router"))?;
+    for node in &plan.nodes {
+        underlay::build_node(paths, plan, node, &mut rnl)?;
+        cniconf::write(paths, plan, opts.mode, node, &opts.podnet_cni)?;
+    }
+    reconcile_all(paths, plan, opts.mode)?;
+    state.daemon_pid = Some(daemon::start(paths, &opts.podnet_exe)?);
+    state.complete = true;
+    state.save(paths)?;
+    Ok(state)
+}
+
+/// `podnet up`: builds the lab, or says it is running, or recovers it after a crash.
+pub fn up(opts: &UpOptions) -> Result<UpOutcome> {
+    paths::check_name(&opts.name).map_err(Error::Invalid)?;
+    let plan = Plan::new(opts.spec.clone())?;
+    let paths = LabPaths::new(&opts.name);
+    let _lock = lock(&paths)?;
+    let started = Instant::now();
+
+    if let Some(mut state) = LabState::load(&paths)?.filter(|s| s.complete)
+        && namespaces_present(&paths, &state.plan)
+    {
+        if state.daemon_pid.is_some_and(|p| teardown::daemon_alive(p, &paths)) {
+            return Ok(UpOutcome::AlreadyRunning(state));
+        }
+        // The network is intact but the daemon is gone (killed, crashed): bring it back, keep pods.
+        let mut report = teardown::Report::default();
+        teardown::stop_daemons(&paths, &mut report);
+        reconcile_all(&paths, &state.plan, state.mode)?;
+        state.daemon_pid = Some(daemon::start(&paths, &opts.podnet_exe)?);
+        state.save(&paths)?;
+        return Ok(UpOutcome::Recovered { state, took: started.elapsed() });
+    }
+
+    if teardown::leftovers(&paths) {
+        let report = teardown::teardown(&paths);
+        if !report.errors.is_empty() {
+            return Err(Error::Other(format!("clean up what a previous lab left: {}", report.errors.join("; "))));
+        }
+    }
+    match build(&paths, &plan, opts) {
+        Ok(state) => Ok(UpOutcome::Created { state, took: started.elapsed() }),
+        Err(e) => {
+            let report = teardown::teardown(&paths);
+            let undo = if report.errors.is_empty() { String::new() } else { format!(" (cleanup: {})", report.errors.join("; ")) };
+            Err(Error::Other(format!("build lab {}: {e}{undo}", opts.name)))
+        }
+    }
+}
+
+/// `podnet down`: removes every trace of the lab. Works on broken and half-built labs too.
+pub fn down(name: &str) -> Result<teardown::Report> {
+    paths::check_name(name).map_err(Error::Invalid)?;
+    let paths = LabPaths::new(name);
+    let lock = lock(&paths)?;
+    let report = teardown::teardown(&paths);
+    if report.errors.is_empty() {
+        lock.remove();
+    }
+    Ok(report)
+}
+
+/// What `podnet mode` changed.
+#[derive(Debug)]
+pub struct ModeReport {
+    pub from: Mode,
+    pub to: Mode,
+    pub changes: Vec<(String, Changes)>,
+    pub pods_retuned: usize,
+}
+
+/// `podnet mode MODE`: switches a running lab's routing between nodes. Pods keep their addresses;
+/// their MTU follows the new mode's encapsulation overhead.
+pub fn set_mode(name: &str, mode: Mode) -> Result<ModeReport> {
+    let paths = LabPaths::new(name);
+    let _lock = lock(&paths)?;
+    let mut state = LabState::load(&paths)?.filter(|s| s.complete).ok_or_else(|| Error::NotRunning(name.to_string()))?;
+    let from = state.mode;
+    let plugin = cniconf::find_plugin()?;
+    let mtu = state.plan.pod_mtu(mode);
+    // A smaller MTU goes to the pods before the overlay starts carrying their traffic; a larger one
+    // only after the path can carry it.
+    let lowering = mtu < state.plan.pod_mtu(from);
+    let mut pods_retuned = 0;
+    let mut retune = |state: &LabState| -> Result<()> {
+        for node in &state.plan.nodes {
+            let nsn = open(paths.node_netns(&node.name))?;
+            let mut nl = nsn.netlink().map_err(ns(format!("open netlink in {}", node.name)))?;
+            pods_retuned += reconcile::retune_pod_mtu(&mut nl, mtu)?;
+        }
+        Ok(())
+    };
+    if lowering {
+        retune(&state)?;
+    }
+    let changes = reconcile_all(&paths, &state.plan, mode)?;
+    if !lowering {
+        retune(&state)?;
+    }
+    for node in &state.plan.nodes {
+        cniconf::write(&paths, &state.plan, mode, node, &plugin)?;
+    }
+    state.mode = mode;
+    state.save(&paths)?;
+    Ok(ModeReport { from, to: mode, changes, pods_retuned })
+}
+
+/// The running lab's state, if there is one.
+pub fn status(name: &str) -> Result<Option<LabState>> {
+    let paths = LabPaths::new(name);
+    Ok(LabState::load(&paths)?.filter(|s| s.complete))
+}
+
+/// Path of a node's network namespace, for `CNI_NETNS`-style use by tests and tools.
+pub fn node_netns_path(name: &str, node: &str) -> PathBuf {
+    persist::netns_path(&LabPaths::new(name).node_netns(node))
+}

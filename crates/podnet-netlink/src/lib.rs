@@ -8,6 +8,7 @@ mod addr;
 mod error;
 mod link;
 mod neigh;
+mod nsid;
 mod route;
 mod socket;
 

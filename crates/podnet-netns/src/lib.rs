@@ -5,6 +5,7 @@
 //! back such a socket, usable from any thread afterwards.
 
 mod error;
+mod find;
 mod netns;
 pub mod persist;
 pub mod sysctl;

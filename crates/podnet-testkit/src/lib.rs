@@ -104,6 +104,24 @@ impl Drop for TestNs {
     }
 }
 
+/// A command that will run inside the network namespace at `path` (any namespace file, e.g. a lab
+/// node's `/run/netns/<lab>-node1`).
+pub fn command_in(path: &std::path::Path, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let ns = std::fs::File::open(path).unwrap_or_else(|e| panic!("open namespace {}: {e}", path.display()));
+    let mut cmd = Command::new(program);
+    // SAFETY: setns is async-signal-safe; `ns` is moved into the closure and outlives the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            use std::os::fd::AsRawFd;
+            if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
 /// Joins two namespaces with a veth pair (`a_if` in `a`, `b_if` in `b`), addresses them and brings
 /// both ends up.
 pub fn link(a: &TestNs, a_if: &str, a_addr: IpNet, b: &TestNs, b_if: &str, b_addr: IpNet) {

@@ -4,7 +4,11 @@ mod cmd;
 
 use clap::Parser;
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let cli = cmd::Cli::parse();
-    cmd::run(cli)
+    if let Err(e) = cmd::run(cli) {
+        // The chain of causes on one line, as `podnet up: build lab pn: create ...: File exists`.
+        eprintln!("podnet: {e:#}");
+        std::process::exit(1);
+    }
 }

@@ -3,11 +3,19 @@
 use clap::{Parser, Subcommand};
 
 mod apiserver;
+mod daemon;
+mod down;
 mod kubeconfig;
+mod mode;
+mod node;
+mod up;
 
 #[derive(Parser)]
 #[command(name = "podnet", version, about = "Kubernetes pod networking, end to end, on one machine and beyond")]
 pub struct Cli {
+    /// Which lab to act on (several can run side by side; tests use their own).
+    #[arg(long, global = true, env = "PODNET_LAB", default_value = podnet_lab::DEFAULT_LAB)]
+    pub lab: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -16,6 +24,18 @@ pub struct Cli {
 pub enum Command {
     /// Print the version.
     Version,
+    /// Build the lab: nodes as namespaces on an underlay behind a router, in about a second.
+    Up(up::Args),
+    /// Remove every trace of the lab.
+    Down,
+    /// Switch how pod traffic crosses between nodes: vxlan, host-gw or gateway.
+    Mode(mode::Args),
+    /// The lab's nodes: list them, run commands on them.
+    #[command(subcommand)]
+    Node(node::Command),
+    /// The lab daemon (started by `podnet up`).
+    #[command(name = "__lab-daemon", hide = true)]
+    LabDaemon(daemon::Args),
     /// Run the control plane's API server on its own (blocking).
     Apiserver(apiserver::Args),
     /// Print the kubeconfig of a lab's API server.
@@ -28,7 +48,21 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("podnet {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+        Command::Up(a) => up::run(&cli.lab, a),
+        Command::Down => down::run(&cli.lab),
+        Command::Mode(a) => mode::run(&cli.lab, a),
+        Command::Node(c) => node::run(&cli.lab, c),
+        Command::LabDaemon(a) => daemon::run(a),
         Command::Apiserver(a) => apiserver::run(a),
         Command::Kubeconfig(a) => kubeconfig::run(a),
     }
+}
+
+/// The node table shared by `podnet up` and `podnet node list`.
+pub fn nodes_table(state: &podnet_lab::LabState) -> String {
+    let mut out = format!("{:<8} {:<15} {:<18} {}\n", "NAME", "UNDERLAY", "PODCIDR", "GATEWAY");
+    for n in &state.plan.nodes {
+        out.push_str(&format!("{:<8} {:<15} {:<18} {}\n", n.name, n.underlay_ip.to_string(), n.pod_cidr.to_string(), n.gateway()));
+    }
+    out
 }

@@ -1,0 +1,78 @@
+//! `podnet up`: build the lab (or say it is running, or bring it back after a crash).
+
+use super::nodes_table;
+use anyhow::{Context, Result};
+use ipnet::Ipv4Net;
+use podnet_lab::{UpOptions, UpOutcome};
+use podnet_types::lab::{Mode, PlanSpec};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 2)]
+    nodes: u32,
+    /// How pod traffic crosses between nodes: vxlan, host-gw or gateway.
+    #[arg(long, default_value = "vxlan")]
+    mode: Mode,
+    /// The underlay network: the router takes the first address, nodes the following ones.
+    #[arg(long, default_value = "10.100.0.0/24")]
+    underlay: Ipv4Net,
+    /// The cluster's pod network, split into one podCIDR per node.
+    #[arg(long = "cluster-cidr", default_value = "10.244.0.0/16")]
+    cluster_cidr: Ipv4Net,
+    /// Prefix length of each node's podCIDR.
+    #[arg(long = "node-cidr-prefix", default_value_t = 24)]
+    node_prefix: u8,
+    /// The Services' virtual network (reserved for ClusterIPs).
+    #[arg(long = "service-cidr", default_value = "10.96.0.0/16")]
+    service_cidr: Ipv4Net,
+    /// MTU of the underlay links.
+    #[arg(long, default_value_t = 1500)]
+    mtu: u32,
+}
+
+pub fn run(lab: &str, a: Args) -> Result<()> {
+    let opts = UpOptions {
+        name: lab.to_string(),
+        spec: PlanSpec {
+            nodes: a.nodes,
+            underlay: a.underlay,
+            cluster_cidr: a.cluster_cidr,
+            node_prefix: a.node_prefix,
+            service_cidr: a.service_cidr,
+            mtu: a.mtu,
+        },
+        mode: a.mode,
+        podnet_exe: std::env::current_exe().context("find the podnet executable")?,
+        podnet_cni: podnet_lab::cniconf::find_plugin()?,
+    };
+    match podnet_lab::up(&opts)? {
+        UpOutcome::Created { state, took } => {
+            println!(
+                "lab {lab} is up in {:.2} s: {} nodes, mode {}, router {}, internet 203.0.113.10\n",
+                took.as_secs_f64(),
+                state.plan.nodes.len(),
+                state.mode,
+                state.plan.router_ip
+            );
+            print!("{}", nodes_table(&state));
+            println!("\nlook around:  podnet node exec node1 -- ip route\n              podnet mode host-gw     (or vxlan, gateway)\n              podnet down");
+        }
+        UpOutcome::AlreadyRunning(state) => {
+            println!(
+                "lab {lab} is already running ({} nodes, mode {}); nothing changed. `podnet down` removes it.",
+                state.plan.nodes.len(),
+                state.mode
+            );
+        }
+        UpOutcome::Recovered { state, took } => {
+            println!(
+                "lab {lab}: its daemon was gone; restarted it in {:.2} s, network and pods kept ({} nodes, mode {}).",
+                took.as_secs_f64(),
+                state.plan.nodes.len(),
+                state.mode
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,223 @@
+//! The lab network, driven through the real `podnet` binary: three nodes in each mode, pods attached
+//! with podnet-cni exactly as a runtime would, traffic between and out of them, mode switches, crash
+//! recovery, and the machine's own namespace left untouched. Root tests; each uses its own lab name.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+/// Pods on different nodes reach each other over TCP and UDP with their real addresses; pods reach
+/// the router and the internet, which sees the node's address.
+fn cross_node_traffic(mode: &str) {
+    let lab = Lab::up(&["--nodes", "3", "--mode", mode]);
+    let a = lab.pod("node1");
+    let b = lab.pod("node2");
+    let c = lab.pod("node3");
+    assert_eq!(a.ip.to_string(), "10.244.1.2");
+    assert_eq!(b.ip.to_string(), "10.244.2.2");
+
+    assert_eq!(tcp_source(&a, &b, 7001), a.ip, "{mode}: TCP node1 -> node2 keeps the pod's address");
+    assert_eq!(tcp_source(&c, &a, 7002), c.ip, "{mode}: TCP node3 -> node1");
+    assert_eq!(udp_source(&b, &c, 7003), b.ip, "{mode}: UDP node2 -> node3 keeps the pod's address");
+    assert_eq!(udp_source(&a, &c, 7004), a.ip, "{mode}: UDP node1 -> node3");
+
+    assert!(a.ping("10.100.0.1"), "{mode}: a pod reaches the router");
+    let body = http_get_internet(&b);
+    assert!(body.contains("You came from 10.100.0.3"), "{mode}: the internet sees node2's address:\n{body}");
+
+    let expected_mtu = if mode == "vxlan" { 1450 } else { 1500 };
+    assert_eq!(a.mtu(), expected_mtu, "{mode}: pod MTU accounts for the encapsulation");
+}
+
+#[test]
+fn vxlan_three_nodes() {
+    cross_node_traffic("vxlan");
+}
+
+#[test]
+fn host_gw_three_nodes() {
+    cross_node_traffic("host-gw");
+}
+
+#[test]
+fn gateway_three_nodes() {
+    cross_node_traffic("gateway");
+}
+
+#[test]
+fn fifty_megabytes_cross_the_vxlan_overlay() {
+    let lab = Lab::up(&["--nodes", "3", "--mode", "vxlan"]);
+    let a = lab.pod("node1");
+    let b = lab.pod("node3");
+    let size = 50 * 1024 * 1024;
+    assert_eq!(transfer(&a, &b, 7100, size), size, "every byte of a 50 MB stream arrives");
+}
+
+#[test]
+fn switching_modes_keeps_pods_and_their_traffic() {
+    let lab = Lab::up(&["--nodes", "2", "--mode", "vxlan"]);
+    let a = lab.pod("node1");
+    let b = lab.pod("node2");
+    let size = 8 * 1024 * 1024;
+    for (i, mode) in ["host-gw", "gateway", "vxlan", "gateway", "host-gw"].iter().enumerate() {
+        let out = lab.ok(&["mode", mode]);
+        assert!(out.contains(&format!("-> {mode}")), "{out}");
+        let port = 7200 + i as u16;
+        assert_eq!(tcp_source(&a, &b, port), a.ip, "after switching to {mode}");
+        // Full-size packets in both directions: the MTU followed the mode, nothing black-holes.
+        assert_eq!(transfer(&b, &a, port + 100, size), size, "bulk transfer after switching to {mode}");
+        let mtu = if *mode == "vxlan" { 1450 } else { 1500 };
+        assert_eq!((a.mtu(), b.mtu()), (mtu, mtu), "pod MTU in {mode}");
+    }
+    // Switching to the mode it is in changes nothing.
+    let out = lab.ok(&["mode", "host-gw"]);
+    assert!(out.contains("already in mode host-gw") && !out.contains("+ route") && !out.contains("- route"), "{out}");
+}
+
+#[test]
+fn up_twice_changes_nothing_and_a_killed_daemon_is_recovered() {
+    let lab = Lab::up(&["--nodes", "2"]);
+    let a = lab.pod("node1");
+    let out = lab.ok(&["up", "--nodes", "2"]);
+    assert!(out.contains("already running"), "{out}");
+
+    // kill -9 the daemon: the next `up` restarts it, the pod keeps its network.
+    let pids: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&format!("__lab-daemon\0--name\0{}", lab.name)))
+                .unwrap_or(false)
+        })
+        .collect();
+    assert_eq!(pids.len(), 1, "one daemon per lab");
+    std::process::Command::new("kill").args(["-9", &pids[0]]).status().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let out = lab.ok(&["up"]);
+    assert!(out.contains("restarted"), "{out}");
+    assert!(http_get_internet(&a).contains("You came from 10.100.0.2"));
+}
+
+#[test]
+fn node_list_and_exec() {
+    let lab = Lab::up(&["--nodes", "3", "--mode", "host-gw"]);
+    let nodes = lab.nodes();
+    assert_eq!(nodes["mode"], "host-gw");
+    let list = nodes["nodes"].as_array().unwrap();
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[2]["name"], "node3");
+    assert_eq!(list[2]["underlayIP"], "10.100.0.4");
+    assert_eq!(list[2]["podCIDR"], "10.244.3.0/24");
+    let table = lab.ok(&["node", "list"]);
+    assert!(table.contains("node2") && table.contains("10.244.2.0/24"), "{table}");
+
+    assert_eq!(lab.ok(&["node", "exec", "node2", "--", "hostname"]).trim(), "node2");
+    let routes = lab.ok(&["node", "exec", "node1", "--", "ip", "route"]);
+    assert!(routes.contains("10.244.2.0/24 via 10.100.0.3 dev eth0"), "{routes}");
+    assert!(routes.contains("default via 10.100.0.1"), "{routes}");
+    let links = lab.ok(&["node", "exec", "node1", "--", "ls", "/sys/class/net"]);
+    assert!(links.contains("eth0") && !links.contains("pn-vxlan"), "sysfs shows the node's own links: {links}");
+    let out = lab.podnet(&["node", "exec", "node9", "--", "true"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no node node9"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn bad_flags_are_refused_before_anything_is_made() {
+    let lab = Lab::named();
+    for (args, needle) in [
+        (vec!["up", "--nodes", "0"], "--nodes"),
+        (vec!["up", "--underlay", "10.100.0.0/30", "--nodes", "3"], "--underlay"),
+        (vec!["up", "--service-cidr", "10.96.0.0/12"], "overlap"),
+        (vec!["up", "--mode", "ipip"], "unknown mode"),
+    ] {
+        let out = lab.podnet(&args);
+        assert!(!out.status.success(), "{args:?} must fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!std::path::Path::new(&format!("/run/netns/{}-router", lab.name)).exists());
+    }
+}
+
+/// `podnet up` killed with SIGKILL at random moments: the next `up` builds a working lab, and `down`
+/// leaves nothing behind.
+#[test]
+fn a_killed_up_is_recovered_by_the_next_up_and_down() {
+    let lab = Lab::named();
+    // How long a whole `up` takes here: the kills are spread over that window.
+    let started = std::time::Instant::now();
+    lab.ok(&["up", "--nodes", "3"]);
+    let window = started.elapsed().as_micros() as u64;
+    lab.ok(&["down"]);
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    eprintln!("seed {seed}, up takes {window} us");
+    let mut killed_midway = 0;
+    for round in 0..8u64 {
+        let mut child = lab.command().args(["up", "--nodes", "3"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+        let delay = (seed.wrapping_mul(6364136223846793005).wrapping_add(round * 1442695040888963407) >> 33) % window;
+        std::thread::sleep(Duration::from_micros(delay));
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        if !out.status.success() {
+            killed_midway += 1;
+        }
+        if round % 2 == 0 {
+            let out = lab.ok(&["up", "--nodes", "3"]);
+            assert!(out.contains("is up") || out.contains("already running") || out.contains("restarted"), "{out}");
+            let a = lab.pod("node1");
+            let b = lab.pod("node3");
+            assert_eq!(tcp_source(&a, &b, 7300 + round as u16), a.ip, "round {round}: the recovered lab carries traffic");
+        }
+        lab.ok(&["down"]);
+        assert_no_trace(&lab.name);
+    }
+    eprintln!("{killed_midway} of 8 `up`s were killed before they finished");
+    assert!(killed_midway > 0, "no kill landed inside an `up`");
+}
+
+fn assert_no_trace(name: &str) {
+    let netns: Vec<String> = std::fs::read_dir("/run/netns")
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    let left: Vec<&String> = netns.iter().filter(|n| n.starts_with(&format!("{name}-"))).collect();
+    assert!(left.is_empty(), "namespaces left: {left:?}");
+    for dir in [format!("/run/podnet/{name}"), format!("/var/lib/podnet/{name}"), format!("/run/podnet/{name}.lock")] {
+        assert!(!std::path::Path::new(&dir).exists(), "{dir} left behind");
+    }
+    let daemons = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&format!("--name\0{name}\0")))
+                .unwrap_or(false)
+        })
+        .count();
+    assert_eq!(daemons, 0, "a daemon of {name} is still running");
+}
+
+/// The machine's own network namespace is the same before `up` and after `down`.
+#[test]
+fn the_host_namespace_is_unchanged_by_up_and_down() {
+    let snapshot = || {
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new(args[0]).args(&args[1..]).output().unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        (run(&["ip", "addr"]), run(&["ip", "route"]), run(&["ip", "-6", "route"]), run(&["nft", "list", "ruleset"]))
+    };
+    let before = snapshot();
+    {
+        let lab = Lab::up(&["--nodes", "3", "--mode", "vxlan"]);
+        let a = lab.pod("node1");
+        let b = lab.pod("node2");
+        assert_eq!(tcp_source(&a, &b, 7400), a.ip);
+        lab.ok(&["mode", "gateway"]);
+        lab.ok(&["down"]);
+        assert_no_trace(&lab.name);
+    }
+    assert_eq!(snapshot(), before, "ip addr, ip route and nft list ruleset of the machine are unchanged");
+}
