@@ -58,3 +58,58 @@ pub fn secret_eq(a: &[u8], b: &[u8]) -> bool {
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+/// Parses a Go duration (`30s`, `1m30s`, `500ms`, `2h`) into milliseconds.
+pub fn parse_go_duration_ms(s: &str) -> Option<u64> {
+    let mut total: u64 = 0;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    if rest == "0" {
+        return Some(0);
+    }
+    while !rest.is_empty() {
+        let n_len = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
+        if n_len == 0 {
+            return None;
+        }
+        let n: f64 = rest[..n_len].parse().ok()?;
+        rest = &rest[n_len..];
+        let u_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = match &rest[..u_len] {
+            "h" => 3_600_000.0,
+            "m" => 60_000.0,
+            "s" => 1000.0,
+            "ms" => 1.0,
+            "us" | "µs" => 0.001,
+            "ns" => 0.000_001,
+            _ => return None,
+        };
+        rest = &rest[u_len..];
+        total = total.checked_add((n * unit) as u64)?;
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration_ms("3s"), Some(3000));
+        assert_eq!(parse_go_duration_ms("1m30s"), Some(90_000));
+        assert_eq!(parse_go_duration_ms("250ms"), Some(250));
+        assert_eq!(parse_go_duration_ms("x"), None);
+        assert_eq!(parse_go_duration_ms("5"), None);
+    }
+
+    #[test]
+    fn hashes_are_stable_and_safe() {
+        let h = safe_hash(b"template");
+        assert_eq!(h, safe_hash(b"template"));
+        assert!(h.bytes().all(|b| ALPHANUMS.contains(&b)));
+        assert!(secret_eq(b"abc", b"abc") && !secret_eq(b"abc", b"abd") && !secret_eq(b"ab", b"abc"));
+    }
+}

@@ -108,7 +108,16 @@ pub async fn serve(st: &Arc<AppState>, r: &'static ResourceDef, ns: Option<Strin
     } else if rv_match.is_some() {
         return Err(invalid(FieldError::forbidden("resourceVersionMatch", "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided")));
     }
-    let timeout = Duration::from_secs(q.int("timeoutSeconds")?.filter(|t| *t > 0).map_or(1800, |t| t.min(24 * 3600) as u64));
+    // timeoutSeconds, else the request's own `timeout` (a Go duration, as kubectl --request-timeout sends)
+    let timeout = match q.int("timeoutSeconds")?.filter(|t| *t > 0) {
+        Some(t) => Duration::from_secs(t.min(24 * 3600) as u64),
+        None => match q.get("timeout").filter(|s| !s.is_empty()) {
+            Some(t) => Duration::from_millis(
+                crate::util::parse_go_duration_ms(t).ok_or_else(|| ApiError::bad_request(format!("invalid timeout {t:?}")))?.max(1),
+            ),
+            None => Duration::from_secs(1800),
+        },
+    };
     let rv_param = q.get("resourceVersion").filter(|s| !s.is_empty());
     let res = store_resource(r);
     let ns_filter = if r.namespaced { ns } else { None };
