@@ -71,16 +71,37 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Resp {
     res.unwrap_or_else(|e| respond::error(&e))
 }
 
-/// Reads a request body up to `limit` bytes (413 beyond).
+/// Reads a request body up to `limit` bytes (413 beyond). An oversized body is read and discarded
+/// (up to a bound) before answering, so that an HTTP/1.1 client still writing it gets the 413 instead of
+/// a broken pipe.
 pub(crate) async fn read_body(headers: &header::HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
-        if len > limit {
-            return Err(ApiError::too_large(limit));
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        drain(body, limit.saturating_mul(8)).await;
+        return Err(ApiError::too_large(limit));
+    }
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                drain(body, limit.saturating_mul(8)).await;
+                return Err(ApiError::too_large(limit));
+            }
+            buf.extend_from_slice(&data);
         }
     }
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::too_large(limit)),
-        Err(e) => Err(ApiError::bad_request(format!("reading the request body: {e}"))),
+    Ok(buf.freeze())
+}
+
+async fn drain(mut body: Body, max: usize) {
+    let mut seen = 0usize;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while seen < max {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(f))) => seen += f.data_ref().map_or(0, |d| d.len()),
+            _ => return,
+        }
     }
 }
