@@ -20,5 +20,9 @@ fi
 for ns in $(ip netns list 2>/dev/null | awk '/^pnt-/ {print $1}'); do ip netns delete "$ns" || true; done
 
 cargo build --workspace --all-targets --locked
+# Test labs (pnt-*) whose test was killed before its cleanup ran.
+for dir in /run/podnet/pnt-*/; do
+  [[ -d $dir ]] && target/debug/podnet --lab "$(basename "$dir")" down >/dev/null || true
+done
 cargo nextest run --workspace --locked --no-fail-fast
 cargo test --workspace --locked --doc

@@ -8,7 +8,7 @@ mod attachment;
 mod delegate;
 mod fail;
 pub mod firewall;
-mod host;
+pub mod host;
 mod pod;
 mod undo;
 mod verbs;

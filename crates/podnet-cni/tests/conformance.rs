@@ -323,6 +323,33 @@ fn status_reports_readiness_and_exhaustion(v: &str) {
     let r = node.invoke("STATUS", &[], conf.to_string().as_bytes());
     assert_eq!(r.err_code(), 50);
     assert!(r.err_msg().contains("no free address"), "{}", r.err_msg());
+    // The bridge vanishes under an attached pod: existing containers lost connectivity (51).
+    node.ns.sh("ip", &["link", "del", "cni0"]);
+    let r = node.invoke("STATUS", &[], conf.to_string().as_bytes());
+    assert_eq!(r.err_code(), 51, "{}", r.stdout);
+    assert!(r.err_msg().contains("bridge cni0 is gone"), "{}", r.err_msg());
+}
+
+fn disable_check_and_disable_gc_are_honoured(v: &str) {
+    let node = Node::new();
+    let pod = TestNs::new("pod");
+    let mut conf = node.conf(v);
+    conf["disableCheck"] = json!(true);
+    conf["disableGC"] = json!(true);
+    let r = node.add("c1", &pod, &conf).ok().clone();
+    pod.sh("ip", &["route", "del", "default"]);
+    let check = node.run("CHECK", "c1", Some(&pod), "eth0", &with_prev(&conf, &r));
+    if v_at_least(v, "0.4.0") {
+        check.ok_empty();
+    }
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([]);
+    let r = node.invoke("GC", &[], gc.to_string().as_bytes());
+    if v_at_least(v, "1.1.0") {
+        r.ok_empty();
+        assert_eq!(node.reservations().len(), 1, "disableGC: nothing released");
+        assert_eq!(node.host_veths().len(), 1);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -390,7 +417,9 @@ fn bad_input_gets_the_spec_code_and_changes_nothing(v: &str) {
     assert!(r.err_msg().contains("CNI_NETNS"), "{}", r.err_msg());
 
     let r = node.invoke("ADD", &[("CNI_CONTAINERID", "c1"), ("CNI_IFNAME", "eth0"), ("CNI_NETNS", "/nonexistent/ns")], node.conf(v).to_string().as_bytes());
-    assert_eq!(r.err_code(), 4);
+    assert_eq!(r.err_code(), 3, "a namespace that does not exist is an unknown container");
+    let r = node.invoke("ADD", &[("CNI_CONTAINERID", "c1"), ("CNI_IFNAME", "eth0"), ("CNI_NETNS", "/proc/self/status")], node.conf(v).to_string().as_bytes());
+    assert_eq!(r.err_code(), 4, "a path that is not a network namespace is a bad CNI_NETNS");
 
     let mut old = node.conf(v);
     old["cniVersion"] = json!("0.2.0");
@@ -462,6 +491,7 @@ for_every_version!(
     check_notices_a_lost_reservation_and_masquerade,
     gc_releases_everything_not_valid,
     status_reports_readiness_and_exhaustion,
+    disable_check_and_disable_gc_are_honoured,
     prev_result_is_carried_forward,
     failure_part_way_rolls_everything_back,
     bad_input_gets_the_spec_code_and_changes_nothing,

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 pub const CONF_FILE: &str = "10-podnet.conflist";
 pub const NETWORK_NAME: &str = "podnet";
+/// The node bridge every node's pods hang on.
+pub const BRIDGE: &str = "cni0";
 
 /// Finds the plugin: `$PODNET_CNI`, else `podnet-cni` next to the running executable.
 pub fn find_plugin() -> Result<PathBuf> {
@@ -36,7 +38,7 @@ pub fn conflist(paths: &LabPaths, plan: &Plan, mode: Mode, node: &NodePlan) -> V
         "name": NETWORK_NAME,
         "plugins": [{
             "type": "podnet-cni",
-            "bridge": "cni0",
+            "bridge": BRIDGE,
             "mtu": plan.pod_mtu(mode),
             "ipMasq": true,
             "clusterCIDR": plan.spec.cluster_cidr.to_string(),

@@ -3,6 +3,7 @@
 //! nodes is not done here but by the reconciler.
 
 use crate::error::{Result, io, nl, ns};
+use crate::cniconf;
 use crate::paths::LabPaths;
 use ipnet::{IpNet, Ipv4Net};
 use podnet_netlink::{Netlink, Route, VethSpec};
@@ -108,5 +109,10 @@ pub fn build_node(paths: &LabPaths, plan: &Plan, node: &NodePlan, router_nl: &mu
     let addr = net(node.underlay_ip, plan.spec.underlay.prefix_len());
     nnl.add_address(eth0.index, addr, true).map_err(nl(format!("address {} of {}", addr, node.name)))?;
     nnl.set_link_up(eth0.index, true).map_err(nl(format!("bring up eth0 of {}", node.name)))?;
+    // The node bridge exists from the start (made by the plugin's own code, so the two always agree):
+    // the node then routes its podCIDR locally even before its first pod, instead of sending it back
+    // out through its default route.
+    podnet_cni::host::ensure_bridge(&mut nnl, cniconf::BRIDGE, node.gateway(), node.pod_cidr)
+        .map_err(|e| crate::error::Error::Other(format!("create the bridge of {}: {e}", node.name)))?;
     Ok(ns_handle)
 }

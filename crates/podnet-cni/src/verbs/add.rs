@@ -17,7 +17,13 @@ use std::net::IpAddr;
 pub fn add(req: &Request, conf: &NetConf) -> Result<Value, CniError> {
     let t = Target::new(conf, req);
     let netns_path = req.netns.as_deref().unwrap_or_default();
-    let pod = NetNs::open(netns_path).map_err(|e| CniError::new(ErrorCode::InvalidEnvironment, format!("CNI_NETNS: {e}")))?;
+    let pod = NetNs::open(netns_path).map_err(|e| match &e {
+        // The container is gone: nothing was set up, so the runtime has nothing to clean (code 3).
+        podnet_netns::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            CniError::new(ErrorCode::UnknownContainer, format!("CNI_NETNS: {e}"))
+        }
+        _ => CniError::new(ErrorCode::InvalidEnvironment, format!("CNI_NETNS: {e}")),
+    })?;
     let own = NetNs::current().map_err(|e| fail::kernel("open the plugin's own network namespace", e))?;
     if pod.id().ok() == Some(own.id().map_err(|e| fail::kernel("identify the plugin's network namespace", e))?) {
         return Err(CniError::new(

@@ -11,6 +11,12 @@ use podnet_netns::NetNs;
 use podnet_types::cni::{CniError, ErrorCode, Ipam, NetConf, Request};
 
 pub fn check(req: &Request, conf: &NetConf) -> Result<(), CniError> {
+    if conf.disable_check {
+        // The administrator marked this network's CHECK as unreliable; the runtime should not have
+        // called, and reporting a failure now would contradict that choice.
+        eprintln!("podnet-cni: CHECK skipped: disableCheck is set for network {}", conf.name);
+        return Ok(());
+    }
     let t = Target::new(conf, req);
     let prev = conf
         .prev_result
@@ -68,7 +74,12 @@ pub fn check(req: &Request, conf: &NetConf) -> Result<(), CniError> {
         }
     }
 
-    let pod_ns = NetNs::open(netns).map_err(|e| fail::check(format!("network namespace of {}: {e}", t.subject)))?;
+    let pod_ns = NetNs::open(netns).map_err(|e| match &e {
+        podnet_netns::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            CniError::new(ErrorCode::UnknownContainer, format!("CNI_NETNS: {e}: {} no longer exists", t.subject))
+        }
+        _ => fail::check(format!("network namespace of {}: {e}", t.subject)),
+    })?;
     pod::check(&pod_ns, &Expected { ifname: t.ifname().to_string(), mac: pod_iface.mac.clone(), addresses: addresses.clone(), routes }, &t.subject)?;
 
     // The reservation: the address is still recorded for this attachment.

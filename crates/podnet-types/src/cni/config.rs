@@ -490,4 +490,80 @@ mod tests {
         let c = parse(v).unwrap();
         assert_eq!(c.valid_attachments.unwrap()[0].container_id, "abc");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any JSON value, bounded in depth and size.
+        fn any_json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(|n| json!(n)),
+                any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+                "[ -~]{0,24}".prop_map(Value::String),
+                prop_oneof![Just("10.244.1.0/24"), Just("1.1.0"), Just("0.4.0"), Just("cni0"), Just("::1/64")]
+                    .prop_map(|s| Value::String(s.to_string())),
+            ];
+            leaf.prop_recursive(3, 32, 6, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    proptest::collection::btree_map("[a-zA-Z]{1,12}", inner, 0..6)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        const KEYS: [&str; 14] = [
+            "cniVersion", "cniVersions", "name", "type", "bridge", "mtu", "ipMasq", "clusterCIDR",
+            "hairpinMode", "ipam", "dns", "runtimeConfig", "prevResult", "cni.dev/valid-attachments",
+        ];
+
+        proptest! {
+            /// Untrusted bytes never panic the parser, and every refusal carries a spec code a
+            /// runtime understands for bad input.
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                if let Err(e) = NetConf::parse(&bytes) {
+                    prop_assert!(matches!(e.code, ErrorCode::Decode | ErrorCode::InvalidConfig | ErrorCode::IncompatibleVersion | ErrorCode::UnsupportedField));
+                }
+            }
+
+            /// A valid config with any known key replaced by any JSON value: parsed or refused with a
+            /// message naming a field, never a panic.
+            #[test]
+            fn any_value_in_any_known_field(key in proptest::sample::select(KEYS.to_vec()), value in any_json()) {
+                let mut v = base();
+                v[key] = value;
+                match NetConf::parse(v.to_string().as_bytes()) {
+                    Ok(c) => prop_assert_eq!(c.name.is_empty(), false),
+                    Err(e) => {
+                        prop_assert!(!e.msg.is_empty());
+                        prop_assert!(matches!(e.code, ErrorCode::Decode | ErrorCode::InvalidConfig | ErrorCode::IncompatibleVersion | ErrorCode::UnsupportedField));
+                    }
+                }
+            }
+
+            /// Valid configs parse to exactly what they say, with the pool inside the subnet.
+            #[test]
+            fn valid_configs_parse_faithfully(
+                a in 0u8..=255, b in 0u8..=255, prefix in 16u8..=28,
+                mtu in 68u32..=9000, masq in any::<bool>(), hairpin in any::<bool>(),
+                version in proptest::sample::select(vec!["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]),
+            ) {
+                let subnet = Ipv4Net::new(std::net::Ipv4Addr::new(10, a, b, 0), prefix).unwrap().trunc();
+                let v = json!({"cniVersion": version, "name": "n", "mtu": mtu, "ipMasq": masq, "hairpinMode": hairpin,
+                               "ipam": {"subnet": subnet.to_string()}});
+                let c = NetConf::parse(v.to_string().as_bytes()).unwrap();
+                prop_assert_eq!(c.cni_version.as_str(), version);
+                prop_assert_eq!(c.mtu, mtu);
+                prop_assert_eq!((c.ip_masq, c.hairpin_mode), (masq, hairpin));
+                let Ipam::Builtin(ipam) = c.ipam else { panic!("builtin") };
+                prop_assert_eq!(ipam.subnet, subnet);
+                prop_assert!(subnet.contains(&ipam.gateway) && subnet.contains(&ipam.range_start) && subnet.contains(&ipam.range_end));
+                prop_assert!(ipam.gateway != subnet.network() && ipam.range_end != subnet.broadcast());
+            }
+        }
+    }
 }

@@ -285,4 +285,14 @@ mod tests {
         assert_eq!(prev.interfaces.len(), 4);
         assert_eq!(prev.ips[1].interface, Some(3));
     }
+
+    proptest::proptest! {
+        /// prevResult is untrusted input: any JSON reads as a result or a field-naming error.
+        #[test]
+        fn any_json_is_read_or_refused(text in "[\\[\\]{}\":,0-9a-z./ ]{0,120}") {
+            if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                let _ = CniResult::from_json(&v);
+            }
+        }
+    }
 }

@@ -48,14 +48,32 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("podnet {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Command::Up(a) => up::run(&cli.lab, a),
-        Command::Down => down::run(&cli.lab),
-        Command::Mode(a) => mode::run(&cli.lab, a),
+        Command::Up(a) => {
+            require_root("podnet up")?;
+            up::run(&cli.lab, a)
+        }
+        Command::Down => {
+            require_root("podnet down")?;
+            down::run(&cli.lab)
+        }
+        Command::Mode(a) => {
+            require_root("podnet mode")?;
+            mode::run(&cli.lab, a)
+        }
         Command::Node(c) => node::run(&cli.lab, c),
         Command::LabDaemon(a) => daemon::run(a),
         Command::Apiserver(a) => apiserver::run(a),
         Command::Kubeconfig(a) => kubeconfig::run(a),
     }
+}
+
+/// The lab creates namespaces, links and mounts: say so plainly instead of failing on the first EPERM.
+fn require_root(what: &str) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        anyhow::bail!("{what} needs root: it creates network namespaces, links and mounts (try sudo)");
+    }
+    Ok(())
 }
 
 /// The node table shared by `podnet up` and `podnet node list`.

@@ -43,6 +43,7 @@ pub fn run(lab: &str, cmd: Command) -> Result<()> {
             Ok(())
         }
         Command::Exec { node, command } => {
+            super::require_root("podnet node exec")?;
             let paths = podnet_lab::LabPaths::new(lab);
             Err(podnet_lab::exec::exec_in_node(&paths, &node, &command).into())
         }
