@@ -10,6 +10,7 @@ use crate::{FORMAT_VERSION, ObjectKey, StoreError};
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const REDB_CACHE: usize = 8 * 1024 * 1024;
 
 fn io(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Io(format!("{what}: {e}"))
@@ -18,7 +19,9 @@ fn io(what: &str, e: impl std::fmt::Display) -> StoreError {
 /// Opens the database, checking (or recording) the format version, and loads all objects with their
 /// resourceVersions and the last resourceVersion handed out.
 pub(crate) fn open(path: &Path) -> Result<(Database, BTreeMap<ObjectKey, (u64, Arc<[u8]>)>, u64), StoreError> {
-    let db = Database::create(path).map_err(|e| io(&format!("open {}", path.display()), e))?;
+    // every object also lives in the in-memory cache and reads never go to redb after the initial
+    // load, so redb's own page cache only needs to cover the B-tree pages a commit touches
+    let db = Database::builder().set_cache_size(REDB_CACHE).create(path).map_err(|e| io(&format!("open {}", path.display()), e))?;
     let txn = db.begin_write().map_err(|e| io("begin", e))?;
     {
         let mut meta = txn.open_table(META).map_err(|e| io("open meta", e))?;
