@@ -139,10 +139,10 @@ fn pod_spec(spec: &mut Value) {
 }
 
 fn pod(o: &mut Value, create: bool) {
-    let spec = o.get_mut("spec").map(|s| {
+    if let Some(s) = o.get_mut("spec") {
         pod_spec(s);
-        s
-    });
+    }
+    let spec = o.get_mut("spec");
     if let Some(Value::Object(sm)) = spec {
         set_default(sm, "enableServiceLinks", json!(true));
         if create {
@@ -273,10 +273,9 @@ fn service(o: &mut Value) {
                 if pm
                     .get("targetPort")
                     .is_none_or(|t| t == &json!(0) || t == &json!(""))
+                    && let Some(port) = pm.get("port").cloned()
                 {
-                    if let Some(port) = pm.get("port").cloned() {
-                        pm.insert("targetPort".into(), port);
-                    }
+                    pm.insert("targetPort".into(), port);
                 }
             }
         }

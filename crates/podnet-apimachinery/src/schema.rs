@@ -63,10 +63,10 @@ impl Registry {
 
     /// Follows a `$ref` (possibly wrapped in `allOf`), returning the definition name and schema.
     pub fn resolve<'a>(&'a self, schema: &'a Value) -> (Option<&'a str>, &'a Value) {
-        if let Some(r) = ref_name(schema) {
-            if let Some(d) = self.defs.get(r) {
-                return (Some(r), d);
-            }
+        if let Some(r) = ref_name(schema)
+            && let Some(d) = self.defs.get(r)
+        {
+            return (Some(r), d);
         }
         (None, schema)
     }
@@ -265,15 +265,13 @@ fn walk(
             } else {
                 n.is_i64()
             };
-            if !ok {
-                if report.type_error.is_none() {
-                    report.type_error = Some(format!(
-                        "json: cannot unmarshal number {n} into Go struct field {}.{} of type {}",
-                        struct_name(parent),
-                        path,
-                        go_type(reg, schema)
-                    ));
-                }
+            if !ok && report.type_error.is_none() {
+                report.type_error = Some(format!(
+                    "json: cannot unmarshal number {n} into Go struct field {}.{} of type {}",
+                    struct_name(parent),
+                    path,
+                    go_type(reg, schema)
+                ));
             }
         }
         (Some(_), Value::Null) => {}

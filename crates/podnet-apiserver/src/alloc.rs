@@ -25,7 +25,12 @@ pub enum AllocError {
 
 impl Allocator {
     pub fn new(cidr: Cidr, port_range: (u16, u16)) -> Self {
-        Allocator { cidr, ips: HashSet::new(), ports: HashSet::new(), port_range }
+        Allocator {
+            cidr,
+            ips: HashSet::new(),
+            ports: HashSet::new(),
+            port_range,
+        }
     }
 
     pub fn cidr(&self) -> Cidr {
@@ -65,7 +70,10 @@ impl Allocator {
             return Ok(ip);
         }
         if self.ips.len() as u64 + 2 >= size {
-            return Err(AllocError::Full(format!("range is full (cidr {})", self.cidr)));
+            return Err(AllocError::Full(format!(
+                "range is full (cidr {})",
+                self.cidr
+            )));
         }
         let mut rng = rand::rng();
         let start = rng.random_range(1..size - 1);
@@ -76,7 +84,10 @@ impl Allocator {
                 return Ok(ip);
             }
         }
-        Err(AllocError::Full(format!("range is full (cidr {})", self.cidr)))
+        Err(AllocError::Full(format!(
+            "range is full (cidr {})",
+            self.cidr
+        )))
     }
 
     pub fn release_ip(&mut self, ip: Ipv4Addr) {
@@ -119,10 +130,22 @@ mod tests {
     #[test]
     fn no_duplicates_and_ranges() {
         let mut a = Allocator::new(Cidr::parse("10.96.0.0/29").unwrap(), (30000, 30002));
-        assert_eq!(a.allocate_ip(Some(Ipv4Addr::new(10, 96, 0, 1))).unwrap(), Ipv4Addr::new(10, 96, 0, 1));
-        assert_eq!(a.allocate_ip(Some(Ipv4Addr::new(10, 96, 0, 1))), Err(AllocError::Taken));
-        assert!(matches!(a.allocate_ip(Some(Ipv4Addr::new(10, 96, 0, 0))), Err(AllocError::OutOfRange(_))));
-        assert!(matches!(a.allocate_ip(Some(Ipv4Addr::new(10, 97, 0, 0))), Err(AllocError::OutOfRange(_))));
+        assert_eq!(
+            a.allocate_ip(Some(Ipv4Addr::new(10, 96, 0, 1))).unwrap(),
+            Ipv4Addr::new(10, 96, 0, 1)
+        );
+        assert_eq!(
+            a.allocate_ip(Some(Ipv4Addr::new(10, 96, 0, 1))),
+            Err(AllocError::Taken)
+        );
+        assert!(matches!(
+            a.allocate_ip(Some(Ipv4Addr::new(10, 96, 0, 0))),
+            Err(AllocError::OutOfRange(_))
+        ));
+        assert!(matches!(
+            a.allocate_ip(Some(Ipv4Addr::new(10, 97, 0, 0))),
+            Err(AllocError::OutOfRange(_))
+        ));
         let mut got = HashSet::new();
         for _ in 0..5 {
             got.insert(a.allocate_ip(None).unwrap());
@@ -134,6 +157,9 @@ mod tests {
         assert!(a.allocate_port(None).is_err());
         a.release_port(30001);
         assert_eq!(a.allocate_port(None).unwrap(), 30001);
-        assert!(matches!(a.allocate_port(Some(80)), Err(AllocError::OutOfRange(_))));
+        assert!(matches!(
+            a.allocate_port(Some(80)),
+            Err(AllocError::OutOfRange(_))
+        ));
     }
 }

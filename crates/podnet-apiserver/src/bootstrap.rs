@@ -27,7 +27,11 @@ pub async fn run(api: &Arc<Api>) -> Result<(), ApiError> {
         }
     }
     let svc = resources::find("", "v1", "services").expect("served");
-    let first = api.cfg.service_cidr.nth(1).expect("a service CIDR has a first address");
+    let first = api
+        .cfg
+        .service_cidr
+        .nth(1)
+        .expect("a service CIDR has a first address");
     if api.get_entry(svc, "default", "kubernetes").is_err() {
         let obj = json!({
             "apiVersion": "v1", "kind": "Service",

@@ -22,8 +22,15 @@ impl Cidr {
         if prefix > 32 {
             return None;
         }
-        let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
-        Some(Cidr { addr: Ipv4Addr::from(u32::from(addr) & mask), prefix })
+        let mask = if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - prefix)
+        };
+        Some(Cidr {
+            addr: Ipv4Addr::from(u32::from(addr) & mask),
+            prefix,
+        })
     }
 
     pub fn size(&self) -> u64 {
@@ -36,13 +43,18 @@ impl Cidr {
     }
 
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+        let mask = if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix)
+        };
         u32::from(ip) & mask == u32::from(self.addr)
     }
 
     /// Offset of `ip` in the range.
     pub fn offset(&self, ip: Ipv4Addr) -> Option<u64> {
-        self.contains(ip).then(|| u64::from(u32::from(ip) - u32::from(self.addr)))
+        self.contains(ip)
+            .then(|| u64::from(u32::from(ip) - u32::from(self.addr)))
     }
 }
 
@@ -106,7 +118,10 @@ mod tests {
         assert!(c.contains(Ipv4Addr::new(10, 111, 255, 255)));
         assert!(!c.contains(Ipv4Addr::new(10, 112, 0, 0)));
         assert_eq!(c.offset(Ipv4Addr::new(10, 96, 1, 0)), Some(256));
-        assert_eq!(Cidr::parse("10.96.1.7/12").unwrap().addr, Ipv4Addr::new(10, 96, 0, 0));
+        assert_eq!(
+            Cidr::parse("10.96.1.7/12").unwrap().addr,
+            Ipv4Addr::new(10, 96, 0, 0)
+        );
         assert!(Cidr::parse("10.0.0.0/33").is_none());
     }
 }

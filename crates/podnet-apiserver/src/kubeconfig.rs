@@ -15,7 +15,11 @@ const PREVIOUS: &str = "podnet.dev/previous-current-context";
 #[derive(Debug, thiserror::Error)]
 pub enum KubeconfigError {
     #[error("{op} {path}: {source}")]
-    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not a valid kubeconfig: {detail}")]
     Parse { path: PathBuf, detail: String },
     #[error("no kubeconfig location: set KUBECONFIG or HOME")]
@@ -24,10 +28,10 @@ pub enum KubeconfigError {
 
 /// The file to edit: the first entry of `$KUBECONFIG`, else `$HOME/.kube/config`.
 pub fn default_path() -> Result<PathBuf, KubeconfigError> {
-    if let Ok(k) = std::env::var("KUBECONFIG") {
-        if let Some(first) = k.split(':').find(|s| !s.is_empty()) {
-            return Ok(PathBuf::from(first));
-        }
+    if let Ok(k) = std::env::var("KUBECONFIG")
+        && let Some(first) = k.split(':').find(|s| !s.is_empty())
+    {
+        return Ok(PathBuf::from(first));
     }
     let home = std::env::var("HOME").map_err(|_| KubeconfigError::NoLocation)?;
     Ok(Path::new(&home).join(".kube").join("config"))
@@ -49,34 +53,63 @@ pub fn render(server: &str, ca_cert_pem: &str, token: &str) -> Value {
 
 /// `render` as YAML text.
 pub fn render_yaml(server: &str, ca_cert_pem: &str, token: &str) -> String {
-    podnet_apimachinery::yaml::to_string(&render(server, ca_cert_pem, token)).expect("kubeconfig serializes")
+    podnet_apimachinery::yaml::to_string(&render(server, ca_cert_pem, token))
+        .expect("kubeconfig serializes")
 }
 
 fn read(path: &Path) -> Result<Value, KubeconfigError> {
     match std::fs::read(path) {
-        Ok(b) if b.iter().all(u8::is_ascii_whitespace) => Ok(json!({"apiVersion": "v1", "kind": "Config"})),
+        Ok(b) if b.iter().all(u8::is_ascii_whitespace) => {
+            Ok(json!({"apiVersion": "v1", "kind": "Config"}))
+        }
         Ok(b) => {
-            let v = podnet_apimachinery::yaml::from_slice(&b).map_err(|e| KubeconfigError::Parse { path: path.into(), detail: e.0 })?;
+            let v =
+                podnet_apimachinery::yaml::from_slice(&b).map_err(|e| KubeconfigError::Parse {
+                    path: path.into(),
+                    detail: e.0,
+                })?;
             if !v.is_object() {
-                return Err(KubeconfigError::Parse { path: path.into(), detail: "not a mapping".into() });
+                return Err(KubeconfigError::Parse {
+                    path: path.into(),
+                    detail: "not a mapping".into(),
+                });
             }
             Ok(v)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(json!({"apiVersion": "v1", "kind": "Config"})),
-        Err(e) => Err(KubeconfigError::Io { op: "read", path: path.into(), source: e }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(json!({"apiVersion": "v1", "kind": "Config"}))
+        }
+        Err(e) => Err(KubeconfigError::Io {
+            op: "read",
+            path: path.into(),
+            source: e,
+        }),
     }
 }
 
 fn write(path: &Path, v: &Value) -> Result<(), KubeconfigError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let io = |op, e| KubeconfigError::Io { op, path: path.into(), source: e };
+    let io = |op, e| KubeconfigError::Io {
+        op,
+        path: path.into(),
+        source: e,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| io("create directory for", e))?;
     }
-    let text = podnet_apimachinery::yaml::to_string(v).map_err(|e| KubeconfigError::Parse { path: path.into(), detail: e.0 })?;
+    let text = podnet_apimachinery::yaml::to_string(v).map_err(|e| KubeconfigError::Parse {
+        path: path.into(),
+        detail: e.0,
+    })?;
     let tmp = path.with_extension("podnet-tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(|e| io("create", e))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| io("create", e))?;
     f.write_all(text.as_bytes()).map_err(|e| io("write", e))?;
     f.sync_all().map_err(|e| io("sync", e))?;
     std::fs::rename(&tmp, path).map_err(|e| io("rename", e))
@@ -102,10 +135,19 @@ fn remove_named(cfg: &mut Value, key: &str, name: &str) {
 }
 
 /// Merges podnet's cluster, user and context into the kubeconfig at `path` and makes the context current.
-pub fn install(path: &Path, server: &str, ca_cert_pem: &str, token: &str) -> Result<(), KubeconfigError> {
+pub fn install(
+    path: &Path,
+    server: &str,
+    ca_cert_pem: &str,
+    token: &str,
+) -> Result<(), KubeconfigError> {
     let mut cfg = read(path)?;
     let ours = render(server, ca_cert_pem, token);
-    let previous = cfg.get("current-context").and_then(Value::as_str).filter(|c| !c.is_empty() && *c != NAME).map(String::from);
+    let previous = cfg
+        .get("current-context")
+        .and_then(Value::as_str)
+        .filter(|c| !c.is_empty() && *c != NAME)
+        .map(String::from);
     // keep a previous current-context remembered by an earlier install
     let remembered = cfg
         .get("contexts")
@@ -153,7 +195,11 @@ pub fn remove(path: &Path) -> Result<(), KubeconfigError> {
     remove_named(&mut cfg, "users", NAME);
     remove_named(&mut cfg, "contexts", NAME);
     if cfg.get("current-context").and_then(Value::as_str) == Some(NAME) {
-        let still_there = |c: &str| cfg.get("contexts").and_then(Value::as_array).is_some_and(|l| l.iter().any(|x| x["name"] == c));
+        let still_there = |c: &str| {
+            cfg.get("contexts")
+                .and_then(Value::as_array)
+                .is_some_and(|l| l.iter().any(|x| x["name"] == c))
+        };
         match previous.filter(|p| still_there(p)) {
             Some(p) => cfg["current-context"] = json!(p),
             None => cfg["current-context"] = json!(""),

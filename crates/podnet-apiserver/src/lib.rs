@@ -32,7 +32,10 @@ pub use pki::Pki;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("open store in {path}: {source}")]
-    Store { path: String, source: podnet_apistore::StoreError },
+    Store {
+        path: String,
+        source: podnet_apistore::StoreError,
+    },
     #[error("TLS: {0}")]
     Tls(#[from] pki::PkiError),
     #[error("listener: {0}")]
@@ -81,19 +84,30 @@ impl Drop for ServerHandle {
 /// Opens the store, bootstraps the cluster objects and serves on `listeners` (already bound) on a
 /// runtime of its own. Returns once the server is ready.
 pub fn start(config: Config, listeners: Vec<TcpListener>) -> Result<ServerHandle, StartError> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("apiserver").enable_all().build().map_err(StartError::Runtime)?;
-    let store = podnet_apistore::Store::open(&config.data_dir.join("store"))
-        .map_err(|e| StartError::Store { path: config.data_dir.display().to_string(), source: e })?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("apiserver")
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)?;
+    let store = podnet_apistore::Store::open(&config.data_dir.join("store")).map_err(|e| {
+        StartError::Store {
+            path: config.data_dir.display().to_string(),
+            source: e,
+        }
+    })?;
     let tls = Arc::new(config.pki.server_config()?);
     let controllers = config.controllers;
     let api = registry::Api::new(store.clone(), Arc::new(config));
-    rt.block_on(bootstrap::run(&api)).map_err(|e| StartError::Bootstrap(e.message))?;
+    rt.block_on(bootstrap::run(&api))
+        .map_err(|e| StartError::Bootstrap(e.message))?;
     let mut tokio_listeners = Vec::new();
     {
         let _guard = rt.enter();
         for l in listeners {
             l.set_nonblocking(true).map_err(StartError::Listener)?;
-            tokio_listeners.push(tokio::net::TcpListener::from_std(l).map_err(StartError::Listener)?);
+            tokio_listeners
+                .push(tokio::net::TcpListener::from_std(l).map_err(StartError::Listener)?);
         }
     }
     let (tx, rx) = watch::channel(false);
@@ -109,7 +123,12 @@ pub fn start(config: Config, listeners: Vec<TcpListener>) -> Result<ServerHandle
                     tasks.extend(controllers::spawn_all(api2, rx.clone()));
                 }
                 for l in tokio_listeners {
-                    tasks.push(tokio::spawn(server::serve(l, tls.clone(), router.clone(), rx.clone())));
+                    tasks.push(tokio::spawn(server::serve(
+                        l,
+                        tls.clone(),
+                        router.clone(),
+                        rx.clone(),
+                    )));
                 }
                 let mut rx = rx;
                 while !*rx.borrow() {
@@ -124,15 +143,24 @@ pub fn start(config: Config, listeners: Vec<TcpListener>) -> Result<ServerHandle
             rt.shutdown_timeout(std::time::Duration::from_secs(2));
         })
         .map_err(StartError::Runtime)?;
-    Ok(ServerHandle { shutdown: tx, thread: Some(thread), store, api })
+    Ok(ServerHandle {
+        shutdown: tx,
+        thread: Some(thread),
+        store,
+        api,
+    })
 }
 
 /// [`start`], then block until SIGINT or SIGTERM, then shut down.
 pub fn run_blocking(config: Config, listeners: Vec<TcpListener>) -> Result<(), StartError> {
     let handle = start(config, listeners)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(StartError::Runtime)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)?;
     rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(StartError::Runtime)?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(StartError::Runtime)?;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

@@ -7,13 +7,20 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
 
 /// Why PKI material could not be made or read.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     #[error("{op} {path}: {source}")]
-    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("certificate generation: {0}")]
     Gen(#[from] rcgen::Error),
     #[error("{0}")]
@@ -39,14 +46,23 @@ fn ca_params() -> Result<CertificateParams, PkiError> {
     dn.push(DnType::OrganizationName, "podnet");
     p.distinguished_name = dn;
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     p.not_before = rcgen::date_time_ymd(2024, 1, 1);
     p.not_after = rcgen::date_time_ymd(2124, 1, 1);
     Ok(p)
 }
 
 /// Issues a certificate for `names` (DNS names and IP addresses) signed by the CA.
-pub fn issue(ca_key_pem: &str, common_name: &str, names: &[String], server: bool) -> Result<(String, String), PkiError> {
+pub fn issue(
+    ca_key_pem: &str,
+    common_name: &str,
+    names: &[String],
+    server: bool,
+) -> Result<(String, String), PkiError> {
     let ca_key = KeyPair::from_pem(ca_key_pem)?;
     let issuer = Issuer::new(ca_params()?, ca_key);
     let key = KeyPair::generate()?;
@@ -57,7 +73,9 @@ pub fn issue(ca_key_pem: &str, common_name: &str, names: &[String], server: bool
     for n in names {
         match n.parse::<IpAddr>() {
             Ok(ip) => p.subject_alt_names.push(SanType::IpAddress(ip)),
-            Err(_) => p.subject_alt_names.push(SanType::DnsName(n.clone().try_into()?)),
+            Err(_) => p
+                .subject_alt_names
+                .push(SanType::DnsName(n.clone().try_into()?)),
         }
     }
     p.extended_key_usages = if server {
@@ -65,7 +83,10 @@ pub fn issue(ca_key_pem: &str, common_name: &str, names: &[String], server: bool
     } else {
         vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth]
     };
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     p.not_before = rcgen::date_time_ymd(2024, 1, 1);
     p.not_after = rcgen::date_time_ymd(2124, 1, 1);
     let cert = p.signed_by(&key, &issuer)?;
@@ -73,7 +94,11 @@ pub fn issue(ca_key_pem: &str, common_name: &str, names: &[String], server: bool
 }
 
 /// The serving certificate's names.
-pub fn server_names(advertise: Ipv4Addr, first_service_ip: Ipv4Addr, extra: &[String]) -> Vec<String> {
+pub fn server_names(
+    advertise: Ipv4Addr,
+    first_service_ip: Ipv4Addr,
+    extra: &[String],
+) -> Vec<String> {
     let mut names: Vec<String> = vec![
         "127.0.0.1".into(),
         advertise.to_string(),
@@ -95,7 +120,9 @@ pub fn server_names(advertise: Ipv4Addr, first_service_ip: Ipv4Addr, extra: &[St
 fn random_token() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
-    (0..48).map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)])).collect()
+    (0..48)
+        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
+        .collect()
 }
 
 impl Pki {
@@ -104,19 +131,34 @@ impl Pki {
         let ca_key = KeyPair::generate()?;
         let ca_cert = ca_params()?.self_signed(&ca_key)?;
         let ca_key_pem = ca_key.serialize_pem();
-        let (server_cert_pem, server_key_pem) = issue(&ca_key_pem, "kube-apiserver", server_names, true)?;
-        Ok(Pki { ca_cert_pem: ca_cert.pem(), ca_key_pem, server_cert_pem, server_key_pem, token: random_token() })
+        let (server_cert_pem, server_key_pem) =
+            issue(&ca_key_pem, "kube-apiserver", server_names, true)?;
+        Ok(Pki {
+            ca_cert_pem: ca_cert.pem(),
+            ca_key_pem,
+            server_cert_pem,
+            server_key_pem,
+            token: random_token(),
+        })
     }
 
     /// Loads the material from `dir`, generating and writing whatever is missing.
     pub fn load_or_generate(dir: &Path, server_names: &[String]) -> Result<Pki, PkiError> {
-        std::fs::create_dir_all(dir).map_err(|e| PkiError::Io { op: "create", path: dir.into(), source: e })?;
+        std::fs::create_dir_all(dir).map_err(|e| PkiError::Io {
+            op: "create",
+            path: dir.into(),
+            source: e,
+        })?;
         let read = |f: &str| -> Result<Option<String>, PkiError> {
             let p = dir.join(f);
             match std::fs::read_to_string(&p) {
                 Ok(s) => Ok(Some(s)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(PkiError::Io { op: "read", path: p, source: e }),
+                Err(e) => Err(PkiError::Io {
+                    op: "read",
+                    path: p,
+                    source: e,
+                }),
             }
         };
         let (ca_cert_pem, ca_key_pem) = match (read("ca.crt")?, read("ca.key")?) {
@@ -130,15 +172,16 @@ impl Pki {
                 (c, k)
             }
         };
-        let (server_cert_pem, server_key_pem) = match (read("apiserver.crt")?, read("apiserver.key")?) {
-            (Some(c), Some(k)) => (c, k),
-            _ => {
-                let (c, k) = issue(&ca_key_pem, "kube-apiserver", server_names, true)?;
-                write(dir, "apiserver.crt", &c, 0o644)?;
-                write(dir, "apiserver.key", &k, 0o600)?;
-                (c, k)
-            }
-        };
+        let (server_cert_pem, server_key_pem) =
+            match (read("apiserver.crt")?, read("apiserver.key")?) {
+                (Some(c), Some(k)) => (c, k),
+                _ => {
+                    let (c, k) = issue(&ca_key_pem, "kube-apiserver", server_names, true)?;
+                    write(dir, "apiserver.crt", &c, 0o644)?;
+                    write(dir, "apiserver.key", &k, 0o600)?;
+                    (c, k)
+                }
+            };
         let token = match read("token")? {
             Some(t) if !t.trim().is_empty() => t.trim().to_string(),
             _ => {
@@ -147,7 +190,13 @@ impl Pki {
                 t
             }
         };
-        Ok(Pki { ca_cert_pem, ca_key_pem, server_cert_pem, server_key_pem, token })
+        Ok(Pki {
+            ca_cert_pem,
+            ca_key_pem,
+            server_cert_pem,
+            server_key_pem,
+            token,
+        })
     }
 
     /// The rustls server configuration for the serving certificate.
@@ -176,7 +225,9 @@ impl Pki {
         let mut roots = rustls::RootCertStore::empty();
         for c in rustls_pemfile::certs(&mut self.ca_cert_pem.as_bytes()) {
             let c = c.map_err(|e| PkiError::Invalid(format!("CA certificate: {e}")))?;
-            roots.add(c).map_err(|e| PkiError::Invalid(format!("CA certificate: {e}")))?;
+            roots
+                .add(c)
+                .map_err(|e| PkiError::Invalid(format!("CA certificate: {e}")))?;
         }
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
         Ok(rustls::ClientConfig::builder_with_provider(provider)
@@ -192,9 +243,20 @@ fn write(dir: &Path, name: &str, content: &str, mode: u32) -> Result<(), PkiErro
     use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join(name);
     let tmp = dir.join(format!(".{name}.tmp"));
-    let io = |op, e| PkiError::Io { op, path: path.clone(), source: e };
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp).map_err(|e| io("create", e))?;
-    f.write_all(content.as_bytes()).map_err(|e| io("write", e))?;
+    let io = |op, e| PkiError::Io {
+        op,
+        path: path.clone(),
+        source: e,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| io("create", e))?;
+    f.write_all(content.as_bytes())
+        .map_err(|e| io("write", e))?;
     f.sync_all().map_err(|e| io("sync", e))?;
     std::fs::rename(&tmp, &path).map_err(|e| io("rename", e))
 }
@@ -206,7 +268,11 @@ mod tests {
     #[test]
     fn generates_and_reuses_material() {
         let dir = tempfile::tempdir().unwrap();
-        let names = server_names(Ipv4Addr::new(10, 100, 0, 1), Ipv4Addr::new(10, 96, 0, 1), &[]);
+        let names = server_names(
+            Ipv4Addr::new(10, 100, 0, 1),
+            Ipv4Addr::new(10, 96, 0, 1),
+            &[],
+        );
         let a = Pki::load_or_generate(dir.path(), &names).unwrap();
         let b = Pki::load_or_generate(dir.path(), &names).unwrap();
         assert_eq!(a.ca_cert_pem, b.ca_cert_pem);
@@ -214,6 +280,13 @@ mod tests {
         assert!(a.server_config().is_ok());
         assert!(a.client_config().is_ok());
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(dir.path().join("ca.key")).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(dir.path().join("ca.key"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
     }
 }

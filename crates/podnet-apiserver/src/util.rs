@@ -4,7 +4,9 @@ use rand::Rng;
 
 /// Now, as Kubernetes writes `metav1.Time`.
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// Now plus `secs` seconds.
@@ -15,7 +17,9 @@ pub fn rfc3339_in(secs: i64) -> String {
 
 /// Now with microseconds (`metav1.MicroTime`).
 pub fn now_micro() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
+        .to_string()
 }
 
 pub fn now_unix() -> i64 {
@@ -32,7 +36,9 @@ const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 /// `n` random characters for generated names.
 pub fn random_suffix(n: usize) -> String {
     let mut rng = rand::rng();
-    (0..n).map(|_| ALPHANUMS[rng.random_range(0..ALPHANUMS.len())] as char).collect()
+    (0..n)
+        .map(|_| ALPHANUMS[rng.random_range(0..ALPHANUMS.len())] as char)
+        .collect()
 }
 
 /// FNV-1a, 32 bits: the pod-template-hash and similar stable short hashes.
@@ -48,7 +54,10 @@ pub fn fnv32(data: &[u8]) -> u32 {
 /// A hash rendered like Kubernetes' `rand.SafeEncodeString` of its decimal form.
 pub fn safe_hash(data: &[u8]) -> String {
     let digits = fnv32(data).to_string();
-    digits.bytes().map(|b| ALPHANUMS[usize::from(b) % ALPHANUMS.len()] as char).collect()
+    digits
+        .bytes()
+        .map(|b| ALPHANUMS[usize::from(b) % ALPHANUMS.len()] as char)
+        .collect()
 }
 
 /// Constant-time comparison of secrets.
@@ -70,13 +79,17 @@ pub fn parse_go_duration_ms(s: &str) -> Option<u64> {
         return Some(0);
     }
     while !rest.is_empty() {
-        let n_len = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
+        let n_len = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
         if n_len == 0 {
             return None;
         }
         let n: f64 = rest[..n_len].parse().ok()?;
         rest = &rest[n_len..];
-        let u_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let u_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = match &rest[..u_len] {
             "h" => 3_600_000.0,
             "m" => 60_000.0,
@@ -110,6 +123,8 @@ mod tests {
         let h = safe_hash(b"template");
         assert_eq!(h, safe_hash(b"template"));
         assert!(h.bytes().all(|b| ALPHANUMS.contains(&b)));
-        assert!(secret_eq(b"abc", b"abc") && !secret_eq(b"abc", b"abd") && !secret_eq(b"ab", b"abc"));
+        assert!(
+            secret_eq(b"abc", b"abc") && !secret_eq(b"abc", b"abd") && !secret_eq(b"ab", b"abc")
+        );
     }
 }

@@ -8,14 +8,20 @@ use std::time::Duration;
 use futures_util::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use kube::runtime::watcher;
 use serde_json::json;
 
 use common::TestServer;
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn cm(name: &str) -> ConfigMap {
@@ -28,25 +34,56 @@ fn list_get_create_delete() {
     rt().block_on(async {
         let client = t.client().await;
         let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
-        cms.create(&PostParams::default(), &cm("one")).await.unwrap();
-        cms.create(&PostParams::default(), &cm("two")).await.unwrap();
-        let list = cms.list(&ListParams::default().labels("app=kube-rs")).await.unwrap();
-        let names: Vec<String> = list.items.iter().map(|c| c.metadata.name.clone().unwrap()).collect();
+        cms.create(&PostParams::default(), &cm("one"))
+            .await
+            .unwrap();
+        cms.create(&PostParams::default(), &cm("two"))
+            .await
+            .unwrap();
+        let list = cms
+            .list(&ListParams::default().labels("app=kube-rs"))
+            .await
+            .unwrap();
+        let names: Vec<String> = list
+            .items
+            .iter()
+            .map(|c| c.metadata.name.clone().unwrap())
+            .collect();
         assert_eq!(names, ["one", "two"]);
         assert!(list.metadata.resource_version.is_some());
         // paging with limit/continue
-        let page = cms.list(&ListParams::default().labels("app=kube-rs").limit(1)).await.unwrap();
+        let page = cms
+            .list(&ListParams::default().labels("app=kube-rs").limit(1))
+            .await
+            .unwrap();
         assert_eq!(page.items.len(), 1);
         let token = page.metadata.continue_.clone().expect("continue token");
-        let next = cms.list(&ListParams::default().labels("app=kube-rs").limit(1).continue_token(&token)).await.unwrap();
+        let next = cms
+            .list(
+                &ListParams::default()
+                    .labels("app=kube-rs")
+                    .limit(1)
+                    .continue_token(&token),
+            )
+            .await
+            .unwrap();
         assert_eq!(next.items[0].metadata.name.as_deref(), Some("two"));
         let got = cms.get("one").await.unwrap();
         assert_eq!(got.data.unwrap()["a"], "1");
         cms.delete("one", &DeleteParams::default()).await.unwrap();
         let err = cms.get("one").await.unwrap_err();
-        assert!(matches!(err, kube::Error::Api(ref s) if s.code == 404), "{err:?}");
+        assert!(
+            matches!(err, kube::Error::Api(ref s) if s.code == 404),
+            "{err:?}"
+        );
         let pods: Api<Pod> = Api::all(client);
-        assert!(pods.list(&ListParams::default()).await.unwrap().items.is_empty());
+        assert!(
+            pods.list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
     });
 }
 
@@ -56,18 +93,43 @@ fn raw_watch_sees_changes() {
     rt().block_on(async {
         let client = t.client().await;
         let cms: Api<ConfigMap> = Api::default_namespaced(client);
-        let rv = cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
-        let mut stream = cms.watch(&WatchParams::default().labels("app=kube-rs").timeout(20), &rv).await.unwrap().boxed();
+        let rv = cms
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .metadata
+            .resource_version
+            .unwrap();
+        let mut stream = cms
+            .watch(
+                &WatchParams::default().labels("app=kube-rs").timeout(20),
+                &rv,
+            )
+            .await
+            .unwrap()
+            .boxed();
         cms.create(&PostParams::default(), &cm("w")).await.unwrap();
-        cms.patch("w", &PatchParams::default(), &Patch::Merge(json!({"data": {"b": "2"}}))).await.unwrap();
+        cms.patch(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"b": "2"}})),
+        )
+        .await
+        .unwrap();
         cms.delete("w", &DeleteParams::default()).await.unwrap();
         let mut seen = Vec::new();
         while seen.len() < 3 {
-            let ev = tokio::time::timeout(Duration::from_secs(10), stream.try_next()).await.expect("event in time").unwrap().unwrap();
+            let ev = tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+                .await
+                .expect("event in time")
+                .unwrap()
+                .unwrap();
             match ev {
                 WatchEvent::Added(c) => seen.push(format!("added {}", c.metadata.name.unwrap())),
                 WatchEvent::Modified(c) => seen.push(format!("modified {}", c.data.unwrap().len())),
-                WatchEvent::Deleted(c) => seen.push(format!("deleted {}", c.metadata.name.unwrap())),
+                WatchEvent::Deleted(c) => {
+                    seen.push(format!("deleted {}", c.metadata.name.unwrap()))
+                }
                 WatchEvent::Bookmark(_) => {}
                 WatchEvent::Error(e) => panic!("{e:?}"),
             }
@@ -87,21 +149,29 @@ fn raw_watch_sees_changes() {
 async fn watcher_sees_objects(t: &TestServer, cfg: watcher::Config) {
     let client = t.client().await;
     let cms: Api<ConfigMap> = Api::default_namespaced(client);
-    cms.create(&PostParams::default(), &cm("before")).await.unwrap();
+    cms.create(&PostParams::default(), &cm("before"))
+        .await
+        .unwrap();
     let mut events = watcher(cms.clone(), cfg.labels("app=kube-rs")).boxed();
     let mut init_done = false;
     let mut init_names = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let mut created = false;
     loop {
-        let ev = tokio::time::timeout_at(deadline, events.try_next()).await.expect("watcher events in time").unwrap().unwrap();
+        let ev = tokio::time::timeout_at(deadline, events.try_next())
+            .await
+            .expect("watcher events in time")
+            .unwrap()
+            .unwrap();
         match ev {
             watcher::Event::Init => {}
             watcher::Event::InitApply(c) => init_names.push(c.metadata.name.unwrap()),
             watcher::Event::InitDone => {
                 init_done = true;
                 assert_eq!(init_names, ["before"]);
-                cms.create(&PostParams::default(), &cm("after")).await.unwrap();
+                cms.create(&PostParams::default(), &cm("after"))
+                    .await
+                    .unwrap();
                 created = true;
             }
             watcher::Event::Apply(c) if created => {
@@ -117,13 +187,19 @@ async fn watcher_sees_objects(t: &TestServer, cfg: watcher::Config) {
 #[test]
 fn watcher_with_list_then_watch_and_bookmarks() {
     let t = TestServer::start();
-    rt().block_on(watcher_sees_objects(&t, watcher::Config::default().any_semantic()));
+    rt().block_on(watcher_sees_objects(
+        &t,
+        watcher::Config::default().any_semantic(),
+    ));
 }
 
 #[test]
 fn watcher_with_streaming_lists() {
     let t = TestServer::start();
-    rt().block_on(watcher_sees_objects(&t, watcher::Config::default().streaming_lists()));
+    rt().block_on(watcher_sees_objects(
+        &t,
+        watcher::Config::default().streaming_lists(),
+    ));
 }
 
 #[test]
@@ -171,6 +247,6 @@ fn patches_of_every_type() {
             .patch_status("web", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"ignored": "yes"}}, "status": {"observedGeneration": 99}})))
             .await
             .unwrap();
-        assert!(st.metadata.labels.unwrap().get("ignored").is_none());
+        assert!(!st.metadata.labels.unwrap().contains_key("ignored"));
     });
 }

@@ -11,7 +11,11 @@ use serde_json::{Value, json};
 const PODS: &str = "/api/v1/namespaces/default/pods";
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn pod(name: &str) -> Value {
@@ -19,7 +23,11 @@ fn pod(name: &str) -> Value {
 }
 
 fn vector(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/../podnet-apimachinery/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/../podnet-apimachinery/tests/data/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 #[track_caller]
@@ -200,16 +208,36 @@ fn watch_from_before_a_restart_is_gone() {
     let t = TestServer::start();
     rt().block_on(async {
         let c = t.client().await;
-        raw(&c, "POST", PODS, Some("application/json"), serde_json::to_vec(&pod("a")).unwrap()).await;
+        raw(
+            &c,
+            "POST",
+            PODS,
+            Some("application/json"),
+            serde_json::to_vec(&pod("a")).unwrap(),
+        )
+        .await;
     });
     let (dir, pki, tools) = t.stop();
     let t = TestServer::start_in(dir, pki, tools, |_| {});
     rt().block_on(async {
         let c = t.client().await;
-        let (s, _, v, _) = raw(&c, "GET", &format!("{PODS}?watch=true&resourceVersion=1"), None, vec![]).await;
+        let (s, _, v, _) = raw(
+            &c,
+            "GET",
+            &format!("{PODS}?watch=true&resourceVersion=1"),
+            None,
+            vec![],
+        )
+        .await;
         assert_eq!(s, 410, "{v}");
         assert_status(&v, 410, "Expired");
-        assert!(v["message"].as_str().unwrap().starts_with("too old resource version: 1 ("), "{v}");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("too old resource version: 1 ("),
+            "{v}"
+        );
     });
 }
 
@@ -275,7 +303,11 @@ impl XorShift {
         x
     }
     fn pick(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
     }
     fn byte(&mut self) -> u8 {
         self.next() as u8

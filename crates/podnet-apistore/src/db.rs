@@ -16,21 +16,36 @@ fn io(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Io(format!("{what}: {e}"))
 }
 
+/// Every stored object with its resourceVersion and bytes.
+pub(crate) type Loaded = BTreeMap<ObjectKey, (u64, Arc<[u8]>)>;
+
 /// Opens the database, checking (or recording) the format version, and loads all objects with their
 /// resourceVersions and the last resourceVersion handed out.
-pub(crate) fn open(path: &Path) -> Result<(Database, BTreeMap<ObjectKey, (u64, Arc<[u8]>)>, u64), StoreError> {
+pub(crate) fn open(path: &Path) -> Result<(Database, Loaded, u64), StoreError> {
     // every object also lives in the in-memory cache and reads never go to redb after the initial
     // load, so redb's own page cache only needs to cover the B-tree pages a commit touches
-    let db = Database::builder().set_cache_size(REDB_CACHE).create(path).map_err(|e| io(&format!("open {}", path.display()), e))?;
+    let db = Database::builder()
+        .set_cache_size(REDB_CACHE)
+        .create(path)
+        .map_err(|e| io(&format!("open {}", path.display()), e))?;
     let txn = db.begin_write().map_err(|e| io("begin", e))?;
     {
         let mut meta = txn.open_table(META).map_err(|e| io("open meta", e))?;
-        let found = meta.get("format_version").map_err(|e| io("read format", e))?.map(|v| v.value());
+        let found = meta
+            .get("format_version")
+            .map_err(|e| io("read format", e))?
+            .map(|v| v.value());
         match found {
-            Some(v) if v != FORMAT_VERSION => return Err(StoreError::Format { found: v, supported: FORMAT_VERSION }),
+            Some(v) if v != FORMAT_VERSION => {
+                return Err(StoreError::Format {
+                    found: v,
+                    supported: FORMAT_VERSION,
+                });
+            }
             Some(_) => {}
             None => {
-                meta.insert("format_version", FORMAT_VERSION).map_err(|e| io("write format", e))?;
+                meta.insert("format_version", FORMAT_VERSION)
+                    .map_err(|e| io("write format", e))?;
             }
         }
         txn.open_table(OBJECTS).map_err(|e| io("open objects", e))?;
@@ -39,12 +54,20 @@ pub(crate) fn open(path: &Path) -> Result<(Database, BTreeMap<ObjectKey, (u64, A
 
     let read = db.begin_read().map_err(|e| io("begin read", e))?;
     let meta = read.open_table(META).map_err(|e| io("open meta", e))?;
-    let rv = meta.get("rv").map_err(|e| io("read rv", e))?.map(|v| v.value()).unwrap_or(0);
-    let table = read.open_table(OBJECTS).map_err(|e| io("open objects", e))?;
+    let rv = meta
+        .get("rv")
+        .map_err(|e| io("read rv", e))?
+        .map(|v| v.value())
+        .unwrap_or(0);
+    let table = read
+        .open_table(OBJECTS)
+        .map_err(|e| io("open objects", e))?;
     let mut objects = BTreeMap::new();
     for item in table.iter().map_err(|e| io("scan", e))? {
         let (k, v) = item.map_err(|e| io("scan", e))?;
-        let Some(key) = ObjectKey::decode(k.value()) else { continue };
+        let Some(key) = ObjectKey::decode(k.value()) else {
+            continue;
+        };
         let bytes: Arc<[u8]> = Arc::from(v.value());
         let obj_rv = object_rv(&bytes).unwrap_or(0);
         objects.insert(key, (obj_rv, bytes));

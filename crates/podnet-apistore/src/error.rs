@@ -7,8 +7,14 @@ pub enum StoreError {
     AlreadyExists(ObjectKey),
     #[error("{0} not found")]
     NotFound(ObjectKey),
-    #[error("{key}: the object has been modified (expected resourceVersion {expected}, found {found})")]
-    Conflict { key: ObjectKey, expected: u64, found: u64 },
+    #[error(
+        "{key}: the object has been modified (expected resourceVersion {expected}, found {found})"
+    )]
+    Conflict {
+        key: ObjectKey,
+        expected: u64,
+        found: u64,
+    },
     #[error("too old resource version: {requested} ({oldest})")]
     Gone { requested: u64, oldest: u64 },
     #[error("store format version {found} is not supported (this build reads version {supported})")]

@@ -10,8 +10,16 @@ pub struct ObjectKey {
 }
 
 impl ObjectKey {
-    pub fn new(resource: impl Into<String>, namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        ObjectKey { resource: resource.into(), namespace: namespace.into(), name: name.into() }
+    pub fn new(
+        resource: impl Into<String>,
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
+        ObjectKey {
+            resource: resource.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 
     /// The redb key. NUL cannot occur in resource, namespace or object names.

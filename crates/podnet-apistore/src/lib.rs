@@ -68,7 +68,8 @@ pub enum Precondition {
 impl Store {
     /// Opens (or creates) the store in `dir` and loads every object into memory.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(format!("create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Io(format!("create {}: {e}", dir.display())))?;
         let (db, objects, rv) = db::open(&dir.join("store.redb"))?;
         let state = Arc::new(RwLock::new(state::State::new(objects, rv)));
         let writer = writer::spawn(db, state.clone())?;
@@ -94,38 +95,73 @@ impl Store {
 
     /// Creates, updates or deletes one object, durably. `object` is `None` for a delete. The store sets
     /// `metadata.resourceVersion`.
-    pub async fn write(&self, key: ObjectKey, object: Option<serde_json::Value>, pre: Precondition) -> Result<Written, StoreError> {
+    pub async fn write(
+        &self,
+        key: ObjectKey,
+        object: Option<serde_json::Value>,
+        pre: Precondition,
+    ) -> Result<Written, StoreError> {
         self.writer.submit(key, object, pre).await
     }
 
-    pub async fn create(&self, key: ObjectKey, object: serde_json::Value) -> Result<Written, StoreError> {
+    pub async fn create(
+        &self,
+        key: ObjectKey,
+        object: serde_json::Value,
+    ) -> Result<Written, StoreError> {
         self.write(key, Some(object), Precondition::Absent).await
     }
 
     /// Replaces an object; with `rv` the write fails with a conflict unless the stored object is at that
     /// resourceVersion.
-    pub async fn update(&self, key: ObjectKey, object: serde_json::Value, rv: Option<u64>) -> Result<Written, StoreError> {
-        self.write(key, Some(object), rv.map_or(Precondition::Exists, Precondition::Version)).await
+    pub async fn update(
+        &self,
+        key: ObjectKey,
+        object: serde_json::Value,
+        rv: Option<u64>,
+    ) -> Result<Written, StoreError> {
+        self.write(
+            key,
+            Some(object),
+            rv.map_or(Precondition::Exists, Precondition::Version),
+        )
+        .await
     }
 
     /// Removes an object; returns its last state (carrying the deletion's resourceVersion).
     pub async fn delete(&self, key: ObjectKey, rv: Option<u64>) -> Result<Written, StoreError> {
-        self.write(key, None, rv.map_or(Precondition::Exists, Precondition::Version)).await
+        self.write(
+            key,
+            None,
+            rv.map_or(Precondition::Exists, Precondition::Version),
+        )
+        .await
     }
 
     /// Watches a resource (optionally one namespace) from resourceVersion `from` (exclusive). With
     /// `from == None` the watch starts now and replays nothing.
-    pub fn watch(&self, resource: &str, namespace: Option<&str>, from: Option<u64>) -> Result<Watcher, StoreError> {
+    pub fn watch(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+        from: Option<u64>,
+    ) -> Result<Watcher, StoreError> {
         let s = self.state.read().expect("store lock");
         s.watch(resource, namespace, from)
     }
 
     /// Like [`Store::watch`] from now, together with a snapshot of the current objects (for watches
     /// that start with the current state: resourceVersion unset or 0, and watch-list).
-    pub fn snapshot_and_watch(&self, resource: &str, namespace: Option<&str>) -> (Vec<(ObjectKey, Entry)>, u64, Watcher) {
+    pub fn snapshot_and_watch(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+    ) -> (Vec<(ObjectKey, Entry)>, u64, Watcher) {
         let s = self.state.read().expect("store lock");
         let items = s.list(resource, namespace);
-        let w = s.watch(resource, namespace, None).expect("a watch from now cannot be too old");
+        let w = s
+            .watch(resource, namespace, None)
+            .expect("a watch from now cannot be too old");
         (items, s.rv, w)
     }
 

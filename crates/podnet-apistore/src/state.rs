@@ -31,8 +31,17 @@ pub(crate) struct State {
 
 impl State {
     pub fn new(objects: BTreeMap<ObjectKey, (u64, Arc<[u8]>)>, rv: u64) -> State {
-        let objects = objects.into_iter().map(|(k, (rv, object))| (k, Entry { rv, object })).collect();
-        State { rv, window_start: rv, objects, history: VecDeque::new(), channels: Mutex::new(HashMap::new()) }
+        let objects = objects
+            .into_iter()
+            .map(|(k, (rv, object))| (k, Entry { rv, object }))
+            .collect();
+        State {
+            rv,
+            window_start: rv,
+            objects,
+            history: VecDeque::new(),
+            channels: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn get(&self, key: &ObjectKey) -> Option<Entry> {
@@ -43,16 +52,26 @@ impl State {
         let start = ObjectKey::new(resource, namespace.unwrap_or(""), "");
         self.objects
             .range(start..)
-            .take_while(|(k, _)| k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns))
+            .take_while(|(k, _)| {
+                k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns)
+            })
             .map(|(k, e)| (k.clone(), e.clone()))
             .collect()
     }
 
-    pub fn watch(&self, resource: &str, namespace: Option<&str>, from: Option<u64>) -> Result<Watcher, StoreError> {
+    pub fn watch(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+        from: Option<u64>,
+    ) -> Result<Watcher, StoreError> {
         let mut replay = VecDeque::new();
         if let Some(from) = from {
             if from < self.window_start {
-                return Err(StoreError::Gone { requested: from, oldest: self.window_start + 1 });
+                return Err(StoreError::Gone {
+                    requested: from,
+                    oldest: self.window_start + 1,
+                });
             }
             for e in self.history.iter().filter(|e| e.rv > from) {
                 if e.key.resource == resource && namespace.is_none_or(|ns| e.key.namespace == ns) {
@@ -67,7 +86,9 @@ impl State {
     /// The channel of `resource`, created on first use.
     fn sender(&self, resource: &str) -> broadcast::Sender<Arc<WatchEvent>> {
         let mut ch = self.channels.lock().expect("channel lock");
-        ch.entry(resource.to_string()).or_insert_with(|| broadcast::channel(CHANNEL).0).clone()
+        ch.entry(resource.to_string())
+            .or_insert_with(|| broadcast::channel(CHANNEL).0)
+            .clone()
     }
 
     /// Applies a committed batch: objects, resourceVersion, history and live events.
@@ -79,14 +100,20 @@ impl State {
                     self.objects.remove(&ev.key);
                 }
                 _ => {
-                    self.objects.insert(ev.key.clone(), Entry { rv: ev.rv, object: ev.object.clone() });
+                    self.objects.insert(
+                        ev.key.clone(),
+                        Entry {
+                            rv: ev.rv,
+                            object: ev.object.clone(),
+                        },
+                    );
                 }
             }
             let ev = Arc::new(ev);
-            if self.history.len() >= HISTORY {
-                if let Some(old) = self.history.pop_front() {
-                    self.window_start = old.rv;
-                }
+            if self.history.len() >= HISTORY
+                && let Some(old) = self.history.pop_front()
+            {
+                self.window_start = old.rv;
             }
             self.history.push_back(ev.clone());
             // no receivers is fine: nobody watches this resource

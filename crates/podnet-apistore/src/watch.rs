@@ -47,8 +47,17 @@ pub struct Watcher {
 pub struct Lagged;
 
 impl Watcher {
-    pub(crate) fn new(replay: VecDeque<Arc<WatchEvent>>, rx: broadcast::Receiver<Arc<WatchEvent>>, _resource: &str, namespace: Option<&str>) -> Self {
-        Watcher { replay, rx, namespace: namespace.map(String::from) }
+    pub(crate) fn new(
+        replay: VecDeque<Arc<WatchEvent>>,
+        rx: broadcast::Receiver<Arc<WatchEvent>>,
+        _resource: &str,
+        namespace: Option<&str>,
+    ) -> Self {
+        Watcher {
+            replay,
+            rx,
+            namespace: namespace.map(String::from),
+        }
     }
 
     /// The next event; `Err(Lagged)` if events were lost; `Ok(None)` if the store closed.
@@ -59,7 +68,11 @@ impl Watcher {
         loop {
             match self.rx.recv().await {
                 Ok(e) => {
-                    if self.namespace.as_ref().is_none_or(|ns| *ns == e.key.namespace) {
+                    if self
+                        .namespace
+                        .as_ref()
+                        .is_none_or(|ns| *ns == e.key.namespace)
+                    {
                         return Ok(Some(e));
                     }
                 }

@@ -26,12 +26,23 @@ pub(crate) struct WriterHandle {
 }
 
 impl WriterHandle {
-    pub async fn submit(&self, key: ObjectKey, object: Option<Value>, pre: Precondition) -> Result<Written, StoreError> {
+    pub async fn submit(
+        &self,
+        key: ObjectKey,
+        object: Option<Value>,
+        pre: Precondition,
+    ) -> Result<Written, StoreError> {
         let (reply, rx) = oneshot::channel();
         {
             let tx = self.tx.lock().expect("writer lock");
             let tx = tx.as_ref().ok_or(StoreError::Closed)?;
-            tx.send(Request { key, object, pre, reply }).map_err(|_| StoreError::Closed)?;
+            tx.send(Request {
+                key,
+                object,
+                pre,
+                reply,
+            })
+            .map_err(|_| StoreError::Closed)?;
         }
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -52,7 +63,10 @@ pub(crate) fn spawn(db: Database, state: Arc<RwLock<State>>) -> Result<WriterHan
         .name("apistore-writer".into())
         .spawn(move || run(db, state, rx))
         .map_err(|e| StoreError::Io(format!("spawn writer: {e}")))?;
-    Ok(WriterHandle { tx: Arc::new(Mutex::new(Some(tx))), thread: Arc::new(Mutex::new(Some(thread))) })
+    Ok(WriterHandle {
+        tx: Arc::new(Mutex::new(Some(tx))),
+        thread: Arc::new(Mutex::new(Some(thread))),
+    })
 }
 
 fn run(db: Database, state: Arc<RwLock<State>>, mut rx: mpsc::UnboundedReceiver<Request>) {
@@ -77,25 +91,36 @@ fn stamp(mut obj: Value, rv: u64) -> Arc<[u8]> {
     Arc::from(serde_json::to_vec(&obj).expect("a JSON value serializes"))
 }
 
+/// An object as the batch sees it: its resourceVersion and bytes, or absent.
+type Current = Option<(u64, Arc<[u8]>)>;
+type Reply = oneshot::Sender<Result<Written, StoreError>>;
+
 fn process(db: &Database, state: &RwLock<State>, batch: Vec<Request>) {
     // The writer is the only mutator, so what it reads here stays true until it applies the batch.
-    let (mut rv, mut current): (u64, HashMap<ObjectKey, Option<(u64, Arc<[u8]>)>>) = {
+    let (mut rv, mut current): (u64, HashMap<ObjectKey, Current>) = {
         let s = state.read().expect("store lock");
         let mut cur = HashMap::new();
         for r in &batch {
-            cur.entry(r.key.clone()).or_insert_with(|| s.get(&r.key).map(|e| (e.rv, e.object)));
+            cur.entry(r.key.clone())
+                .or_insert_with(|| s.get(&r.key).map(|e| (e.rv, e.object)));
         }
         (s.rv, cur)
     };
     let mut events = Vec::new();
-    let mut outcomes: Vec<(oneshot::Sender<Result<Written, StoreError>>, Result<Written, StoreError>)> = Vec::new();
+    let mut outcomes: Vec<(Reply, Result<Written, StoreError>)> = Vec::new();
     for r in batch {
         let existing = current.get(&r.key).cloned().flatten();
         let check = match (r.pre, &existing) {
             (Precondition::Absent, Some(_)) => Err(StoreError::AlreadyExists(r.key.clone())),
-            (Precondition::Exists | Precondition::Version(_), None) => Err(StoreError::NotFound(r.key.clone())),
+            (Precondition::Exists | Precondition::Version(_), None) => {
+                Err(StoreError::NotFound(r.key.clone()))
+            }
             (Precondition::Version(want), Some((have, _))) if want != *have => {
-                Err(StoreError::Conflict { key: r.key.clone(), expected: want, found: *have })
+                Err(StoreError::Conflict {
+                    key: r.key.clone(),
+                    expected: want,
+                    found: *have,
+                })
             }
             _ => Ok(()),
         };
@@ -110,7 +135,14 @@ fn process(db: &Database, state: &RwLock<State>, batch: Vec<Request>) {
         rv += 1;
         let prev = existing.as_ref().map(|(_, b)| b.clone());
         let (ty, bytes) = match r.object {
-            Some(obj) => (if existing.is_some() { EventType::Modified } else { EventType::Added }, stamp(obj, rv)),
+            Some(obj) => (
+                if existing.is_some() {
+                    EventType::Modified
+                } else {
+                    EventType::Added
+                },
+                stamp(obj, rv),
+            ),
             None => {
                 let last: Value = existing
                     .as_ref()
@@ -119,15 +151,32 @@ fn process(db: &Database, state: &RwLock<State>, batch: Vec<Request>) {
                 (EventType::Deleted, stamp(last, rv))
             }
         };
-        let stored = if ty == EventType::Deleted { None } else { Some((rv, bytes.clone())) };
+        let stored = if ty == EventType::Deleted {
+            None
+        } else {
+            Some((rv, bytes.clone()))
+        };
         current.insert(r.key.clone(), stored);
-        events.push(WatchEvent { ty, key: r.key, rv, object: bytes.clone(), prev });
+        events.push(WatchEvent {
+            ty,
+            key: r.key,
+            rv,
+            object: bytes.clone(),
+            prev,
+        });
         outcomes.push((r.reply, Ok(Written { rv, object: bytes })));
     }
     if !events.is_empty() {
         let puts: Vec<Put<'_>> = events
             .iter()
-            .map(|e| Put { key: &e.key, bytes: if e.ty == EventType::Deleted { None } else { Some(&e.object) } })
+            .map(|e| Put {
+                key: &e.key,
+                bytes: if e.ty == EventType::Deleted {
+                    None
+                } else {
+                    Some(&e.object)
+                },
+            })
             .collect();
         if let Err(e) = db::commit(db, &puts, rv) {
             // nothing of this batch is applied: every accepted write fails

@@ -18,11 +18,19 @@ fn pod(name: &str) -> Value {
 
 fn rv_of(bytes: &[u8]) -> u64 {
     let v: Value = serde_json::from_slice(bytes).unwrap();
-    v["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap()
+    v["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -32,16 +40,28 @@ fn crud_with_preconditions() {
     rt().block_on(async {
         let a = store.create(key("a"), pod("a")).await.unwrap();
         assert_eq!(rv_of(&a.object), a.rv);
-        assert!(matches!(store.create(key("a"), pod("a")).await, Err(StoreError::AlreadyExists(_))));
+        assert!(matches!(
+            store.create(key("a"), pod("a")).await,
+            Err(StoreError::AlreadyExists(_))
+        ));
         let b = store.update(key("a"), pod("a"), Some(a.rv)).await.unwrap();
         assert!(b.rv > a.rv);
-        assert!(matches!(store.update(key("a"), pod("a"), Some(a.rv)).await, Err(StoreError::Conflict { .. })));
-        assert!(matches!(store.update(key("zz"), pod("zz"), None).await, Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            store.update(key("a"), pod("a"), Some(a.rv)).await,
+            Err(StoreError::Conflict { .. })
+        ));
+        assert!(matches!(
+            store.update(key("zz"), pod("zz"), None).await,
+            Err(StoreError::NotFound(_))
+        ));
         let d = store.delete(key("a"), None).await.unwrap();
         assert!(d.rv > b.rv);
         assert_eq!(rv_of(&d.object), d.rv);
         assert!(store.get(&key("a")).is_none());
-        assert!(matches!(store.delete(key("a"), None).await, Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            store.delete(key("a"), None).await,
+            Err(StoreError::NotFound(_))
+        ));
     });
 }
 
@@ -51,12 +71,21 @@ fn lists_are_scoped_and_sorted() {
     let store = Store::open(dir.path()).unwrap();
     rt().block_on(async {
         for (ns, n) in [("b", "x"), ("a", "y"), ("a", "x")] {
-            store.create(ObjectKey::new("pods", ns, n), pod(n)).await.unwrap();
+            store
+                .create(ObjectKey::new("pods", ns, n), pod(n))
+                .await
+                .unwrap();
         }
-        store.create(ObjectKey::new("services", "a", "s"), pod("s")).await.unwrap();
+        store
+            .create(ObjectKey::new("services", "a", "s"), pod("s"))
+            .await
+            .unwrap();
     });
     let (all, rv) = store.list("pods", None);
-    let names: Vec<String> = all.iter().map(|(k, _)| format!("{}/{}", k.namespace, k.name)).collect();
+    let names: Vec<String> = all
+        .iter()
+        .map(|(k, _)| format!("{}/{}", k.namespace, k.name))
+        .collect();
     assert_eq!(names, ["a/x", "a/y", "b/x"]);
     assert_eq!(rv, 4);
     assert_eq!(store.list("pods", Some("a")).0.len(), 2);
@@ -83,7 +112,10 @@ fn state_and_resource_versions_survive_restart() {
     let next = rt().block_on(store.create(key("c"), pod("c"))).unwrap();
     assert_eq!(next.rv, last + 1);
     // a watch from before the restart is too old
-    assert!(matches!(store.watch("pods", None, Some(1)), Err(StoreError::Gone { .. })));
+    assert!(matches!(
+        store.watch("pods", None, Some(1)),
+        Err(StoreError::Gone { .. })
+    ));
 }
 
 #[test]
@@ -94,7 +126,12 @@ fn concurrent_writers_share_commits_and_get_distinct_versions() {
         let mut handles = Vec::new();
         for i in 0..300 {
             let s = store.clone();
-            handles.push(tokio::spawn(async move { s.create(key(&format!("p{i}")), pod(&format!("p{i}"))).await.unwrap().rv }));
+            handles.push(tokio::spawn(async move {
+                s.create(key(&format!("p{i}")), pod(&format!("p{i}")))
+                    .await
+                    .unwrap()
+                    .rv
+            }));
         }
         let mut rvs = Vec::new();
         for h in handles {
@@ -116,12 +153,21 @@ fn watch_replays_history_then_follows() {
     rt().block_on(async {
         let a = store.create(key("a"), pod("a")).await.unwrap();
         store.update(key("a"), pod("a"), None).await.unwrap();
-        store.create(ObjectKey::new("pods", "other", "z"), pod("z")).await.unwrap();
-        let mut w = store.watch("pods", Some("default"), Some(a.rv - 1)).unwrap();
+        store
+            .create(ObjectKey::new("pods", "other", "z"), pod("z"))
+            .await
+            .unwrap();
+        let mut w = store
+            .watch("pods", Some("default"), Some(a.rv - 1))
+            .unwrap();
         assert_eq!(w.next().await.unwrap().unwrap().ty, EventType::Added);
         assert_eq!(w.next().await.unwrap().unwrap().ty, EventType::Modified);
         store.delete(key("a"), None).await.unwrap();
-        let ev = tokio::time::timeout(Duration::from_secs(10), w.next()).await.unwrap().unwrap().unwrap();
+        let ev = tokio::time::timeout(Duration::from_secs(10), w.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(ev.ty, EventType::Deleted);
         assert!(ev.prev.is_some());
         let (snap, rv, _w) = store.snapshot_and_watch("pods", None);
@@ -142,12 +188,20 @@ fn unsupported_format_versions_are_refused() {
         let db = redb::Database::create(dir.path().join("store.redb")).unwrap();
         let txn = db.begin_write().unwrap();
         {
-            let mut meta = txn.open_table(redb::TableDefinition::<&str, u64>::new("meta")).unwrap();
+            let mut meta = txn
+                .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+                .unwrap();
             meta.insert("format_version", 99).unwrap();
         }
         txn.commit().unwrap();
     }
-    assert!(matches!(Store::open(dir.path()), Err(StoreError::Format { found: 99, supported: 1 })));
+    assert!(matches!(
+        Store::open(dir.path()),
+        Err(StoreError::Format {
+            found: 99,
+            supported: 1
+        })
+    ));
 }
 
 #[test]
@@ -156,15 +210,27 @@ fn preconditions_on_versions() {
     let store = Store::open(dir.path()).unwrap();
     rt().block_on(async {
         let a = store.create(key("a"), pod("a")).await.unwrap();
-        assert!(store.write(key("a"), Some(pod("a")), Precondition::Version(a.rv)).await.is_ok());
-        assert!(matches!(store.write(key("a"), None, Precondition::Version(a.rv)).await, Err(StoreError::Conflict { .. })));
+        assert!(
+            store
+                .write(key("a"), Some(pod("a")), Precondition::Version(a.rv))
+                .await
+                .is_ok()
+        );
+        assert!(matches!(
+            store
+                .write(key("a"), None, Precondition::Version(a.rv))
+                .await,
+            Err(StoreError::Conflict { .. })
+        ));
     });
 }
 
 /// Child mode: writes objects forever, printing each acknowledged name.
 #[test]
 fn child_writer() {
-    let Ok(dir) = std::env::var("PODNET_APISTORE_CHILD_DIR") else { return };
+    let Ok(dir) = std::env::var("PODNET_APISTORE_CHILD_DIR") else {
+        return;
+    };
     let store = Store::open(std::path::Path::new(&dir)).unwrap();
     rt().block_on(async {
         let mut i = 0u64;
@@ -213,15 +279,23 @@ fn acknowledged_writes_survive_kill_9() {
     // SIGKILL: no destructors, no flush
     unsafe { libc_kill(child.id() as i32, 9) };
     child.wait().unwrap();
-    assert!(acked.len() >= 500, "child acknowledged only {} writes", acked.len());
+    assert!(
+        acked.len() >= 500,
+        "child acknowledged only {} writes",
+        acked.len()
+    );
     let store = Store::open(dir.path()).unwrap();
     for (name, rv) in &acked {
-        let e = store.get(&key(name)).unwrap_or_else(|| panic!("acknowledged {name} lost"));
+        let e = store
+            .get(&key(name))
+            .unwrap_or_else(|| panic!("acknowledged {name} lost"));
         assert_eq!(e.rv, *rv);
     }
     let max = acked.iter().map(|(_, rv)| *rv).max().unwrap();
     assert!(store.current_rv() >= max);
-    let next = rt().block_on(store.create(key("after"), pod("after"))).unwrap();
+    let next = rt()
+        .block_on(store.create(key("after"), pod("after")))
+        .unwrap();
     assert!(next.rv > max);
 }
 

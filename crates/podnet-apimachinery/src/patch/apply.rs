@@ -26,10 +26,10 @@ fn child_def(def: Option<&str>, field: &str) -> Option<&'static str> {
         return name;
     }
     for key in ["items", "additionalProperties"] {
-        if let Some(inner) = schema.get(key) {
-            if let (Some(n), _) = reg.resolve(inner) {
-                return Some(n);
-            }
+        if let Some(inner) = schema.get(key)
+            && let (Some(n), _) = reg.resolve(inner)
+        {
+            return Some(n);
         }
     }
     None
@@ -212,12 +212,11 @@ fn remove_list_items(obj: &mut Value, removed: &Value, keep: &Value) {
                         }
                     }
                 }
-            } else if let Some(vjson) = entry.strip_prefix("v:") {
-                if kept_entry.is_none() {
-                    if let Ok(v) = serde_json::from_str::<Value>(vjson) {
-                        items.retain(|it| *it != v);
-                    }
-                }
+            } else if let Some(vjson) = entry.strip_prefix("v:")
+                && kept_entry.is_none()
+                && let Ok(v) = serde_json::from_str::<Value>(vjson)
+            {
+                items.retain(|it| *it != v);
             }
         }
     }

@@ -42,10 +42,10 @@ fn child_def<'a>(def: Option<&str>, field: &str) -> Option<&'a str> {
     }
     // arrays and maps of references: the element type
     for key in ["items", "additionalProperties"] {
-        if let Some(inner) = schema.get(key) {
-            if let (Some(n), _) = reg.resolve(inner) {
-                return Some(n);
-            }
+        if let Some(inner) = schema.get(key)
+            && let (Some(n), _) = reg.resolve(inner)
+        {
+            return Some(n);
         }
     }
     None

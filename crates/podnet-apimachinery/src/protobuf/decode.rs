@@ -145,7 +145,7 @@ pub fn decode_envelope(body: &[u8]) -> Result<Value, PbError> {
             (2, WireValue::Bytes(b)) => raw = b,
             (3, WireValue::Bytes(b)) => encoding = utf8(b, "contentEncoding")?,
             (4, WireValue::Bytes(_)) => {}
-            (1 | 2 | 3 | 4, _) => {
+            (1..=4, _) => {
                 return Err(PbError::WrongType {
                     field: "runtime.Unknown".into(),
                 });

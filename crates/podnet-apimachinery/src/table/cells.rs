@@ -432,10 +432,10 @@ fn node(o: &Value, now: i64) -> Vec<Value> {
                 if !r.is_empty() {
                     roles.push(r.to_string());
                 }
-            } else if k == "kubernetes.io/role" {
-                if let Some(v) = v.as_str().filter(|v| !v.is_empty()) {
-                    roles.push(v.to_string());
-                }
+            } else if k == "kubernetes.io/role"
+                && let Some(v) = v.as_str().filter(|v| !v.is_empty())
+            {
+                roles.push(v.to_string());
             }
         }
     }

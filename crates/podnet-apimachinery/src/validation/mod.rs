@@ -102,7 +102,7 @@ fn metadata(kind: &str, obj: &Value, namespaced: bool) -> Vec<FieldError> {
             match v.as_str() {
                 Some(s) => {
                     for msg in names::label_value(s) {
-                        errs.push(FieldError::invalid(format!("metadata.labels"), s, msg));
+                        errs.push(FieldError::invalid("metadata.labels", s, msg));
                     }
                 }
                 None => errs.push(FieldError::invalid(

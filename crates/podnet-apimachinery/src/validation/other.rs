@@ -54,7 +54,7 @@ pub(super) fn config_data(
                 if obj.get(*f) != old.get(*f) {
                     errs.push(FieldError::forbidden(
                         *f,
-                        format!("field is immutable when `immutable` is set"),
+                        "field is immutable when `immutable` is set",
                     ));
                 }
             }

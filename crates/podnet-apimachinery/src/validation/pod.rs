@@ -45,35 +45,34 @@ pub fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
             );
         }
     }
-    if let Some(rp) = spec.get("restartPolicy").and_then(Value::as_str) {
-        if !RESTART_POLICIES.contains(&rp) {
-            errs.push(FieldError::not_supported(
-                format!("{path}.restartPolicy"),
-                rp,
-                RESTART_POLICIES,
-            ));
-        }
+    if let Some(rp) = spec.get("restartPolicy").and_then(Value::as_str)
+        && !RESTART_POLICIES.contains(&rp)
+    {
+        errs.push(FieldError::not_supported(
+            format!("{path}.restartPolicy"),
+            rp,
+            RESTART_POLICIES,
+        ));
     }
-    if let Some(dp) = spec.get("dnsPolicy").and_then(Value::as_str) {
-        if !DNS_POLICIES.contains(&dp) {
-            errs.push(FieldError::not_supported(
-                format!("{path}.dnsPolicy"),
-                dp,
-                DNS_POLICIES,
-            ));
-        }
+    if let Some(dp) = spec.get("dnsPolicy").and_then(Value::as_str)
+        && !DNS_POLICIES.contains(&dp)
+    {
+        errs.push(FieldError::not_supported(
+            format!("{path}.dnsPolicy"),
+            dp,
+            DNS_POLICIES,
+        ));
     }
     if let Some(t) = spec
         .get("terminationGracePeriodSeconds")
         .and_then(Value::as_i64)
+        && t < 0
     {
-        if t < 0 {
-            errs.push(FieldError::invalid(
-                format!("{path}.terminationGracePeriodSeconds"),
-                t,
-                "must be greater than or equal to 0",
-            ));
-        }
+        errs.push(FieldError::invalid(
+            format!("{path}.terminationGracePeriodSeconds"),
+            t,
+            "must be greater than or equal to 0",
+        ));
     }
     if let Some(n) = spec.get("nodeName").and_then(Value::as_str) {
         for m in names::dns1123_subdomain(n) {
@@ -117,28 +116,29 @@ fn container(c: &Value, path: &str, seen: &mut HashSet<String>, errs: &mut Vec<F
     {
         errs.push(FieldError::required(format!("{path}.image"), ""));
     }
-    if let Some(p) = c.get("imagePullPolicy").and_then(Value::as_str) {
-        if !PULL_POLICIES.contains(&p) {
-            errs.push(FieldError::not_supported(
-                format!("{path}.imagePullPolicy"),
-                p,
-                PULL_POLICIES,
-            ));
-        }
+    if let Some(p) = c.get("imagePullPolicy").and_then(Value::as_str)
+        && !PULL_POLICIES.contains(&p)
+    {
+        errs.push(FieldError::not_supported(
+            format!("{path}.imagePullPolicy"),
+            p,
+            PULL_POLICIES,
+        ));
     }
     let mut port_names = HashSet::new();
     if let Some(ports) = c.get("ports").and_then(Value::as_array) {
         for (i, p) in ports.iter().enumerate() {
             let pp = format!("{path}.ports[{i}]");
             port_range(format!("{pp}.containerPort"), p.get("containerPort"), errs);
-            if let Some(hp) = p.get("hostPort").and_then(Value::as_i64) {
-                if hp != 0 && !(1..=65535).contains(&hp) {
-                    errs.push(FieldError::invalid(
-                        format!("{pp}.hostPort"),
-                        hp,
-                        "must be between 1 and 65535, inclusive",
-                    ));
-                }
+            if let Some(hp) = p.get("hostPort").and_then(Value::as_i64)
+                && hp != 0
+                && !(1..=65535).contains(&hp)
+            {
+                errs.push(FieldError::invalid(
+                    format!("{pp}.hostPort"),
+                    hp,
+                    "must be between 1 and 65535, inclusive",
+                ));
             }
             protocol(format!("{pp}.protocol"), p.get("protocol"), errs);
             if let Some(n) = p.get("name").and_then(Value::as_str) {

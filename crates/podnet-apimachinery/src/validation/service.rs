@@ -19,14 +19,14 @@ pub(super) fn validate(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldErr
     if !TYPES.contains(&ty) {
         errs.push(FieldError::not_supported("spec.type", ty, TYPES));
     }
-    if let Some(a) = spec.get("sessionAffinity").and_then(Value::as_str) {
-        if !AFFINITY.contains(&a) {
-            errs.push(FieldError::not_supported(
-                "spec.sessionAffinity",
-                a,
-                AFFINITY,
-            ));
-        }
+    if let Some(a) = spec.get("sessionAffinity").and_then(Value::as_str)
+        && !AFFINITY.contains(&a)
+    {
+        errs.push(FieldError::not_supported(
+            "spec.sessionAffinity",
+            a,
+            AFFINITY,
+        ));
     }
     let headless = spec.get("clusterIP").and_then(Value::as_str) == Some("None");
     let ports = spec
@@ -65,7 +65,7 @@ pub(super) fn validate(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldErr
         let key = (p.get("port").cloned(), p.get("protocol").cloned());
         if !seen.insert(format!("{key:?}")) {
             errs.push(FieldError::duplicate(
-                format!("{pp}"),
+                pp.clone(),
                 format!(
                     "{}/{}",
                     key.0.unwrap_or_default(),
@@ -89,13 +89,15 @@ pub(super) fn validate(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldErr
             Some(Value::String(s)) => port_name(format!("{pp}.targetPort"), s, errs),
             _ => {}
         }
-        if let Some(np) = p.get("nodePort").and_then(Value::as_i64) {
-            if np != 0 && ty != "NodePort" && ty != "LoadBalancer" {
-                errs.push(FieldError::forbidden(
-                    format!("{pp}.nodePort"),
-                    "may not be used when `type` is 'ClusterIP'",
-                ));
-            }
+        if let Some(np) = p.get("nodePort").and_then(Value::as_i64)
+            && np != 0
+            && ty != "NodePort"
+            && ty != "LoadBalancer"
+        {
+            errs.push(FieldError::forbidden(
+                format!("{pp}.nodePort"),
+                "may not be used when `type` is 'ClusterIP'",
+            ));
         }
     }
     if let Some(old) = old {

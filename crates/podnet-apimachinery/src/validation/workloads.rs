@@ -8,14 +8,14 @@ use crate::status::FieldError;
 
 pub(super) fn validate(kind: &str, obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
     let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
-    if let Some(r) = spec.get("replicas").and_then(Value::as_i64) {
-        if r < 0 {
-            errs.push(FieldError::invalid(
-                "spec.replicas",
-                r,
-                "must be greater than or equal to 0",
-            ));
-        }
+    if let Some(r) = spec.get("replicas").and_then(Value::as_i64)
+        && r < 0
+    {
+        errs.push(FieldError::invalid(
+            "spec.replicas",
+            r,
+            "must be greater than or equal to 0",
+        ));
     }
     match spec.get("selector") {
         None | Some(Value::Null) => errs.push(FieldError::required("spec.selector", "")),
@@ -45,33 +45,33 @@ pub(super) fn validate(kind: &str, obj: &Value, old: Option<&Value>, errs: &mut 
     match spec.pointer("/template/spec") {
         Some(ps) => {
             validate_pod_spec(ps, "spec.template.spec", errs);
-            if let Some(rp) = ps.get("restartPolicy").and_then(Value::as_str) {
-                if rp != "Always" {
-                    errs.push(FieldError::not_supported(
-                        "spec.template.spec.restartPolicy",
-                        rp,
-                        &["Always"],
-                    ));
-                }
+            if let Some(rp) = ps.get("restartPolicy").and_then(Value::as_str)
+                && rp != "Always"
+            {
+                errs.push(FieldError::not_supported(
+                    "spec.template.spec.restartPolicy",
+                    rp,
+                    &["Always"],
+                ));
             }
         }
         None => errs.push(FieldError::required("spec.template.spec.containers", "")),
     }
-    if kind == "Deployment" {
-        if let Some(t) = spec.pointer("/strategy/type").and_then(Value::as_str) {
-            if t != "RollingUpdate" && t != "Recreate" {
-                errs.push(FieldError::not_supported(
-                    "spec.strategy.type",
-                    t,
-                    &["Recreate", "RollingUpdate"],
-                ));
-            }
-            if t == "Recreate" && spec.pointer("/strategy/rollingUpdate").is_some() {
-                errs.push(FieldError::forbidden(
-                    "spec.strategy.rollingUpdate",
-                    "may not be specified when strategy `type` is 'Recreate'",
-                ));
-            }
+    if kind == "Deployment"
+        && let Some(t) = spec.pointer("/strategy/type").and_then(Value::as_str)
+    {
+        if t != "RollingUpdate" && t != "Recreate" {
+            errs.push(FieldError::not_supported(
+                "spec.strategy.type",
+                t,
+                &["Recreate", "RollingUpdate"],
+            ));
+        }
+        if t == "Recreate" && spec.pointer("/strategy/rollingUpdate").is_some() {
+            errs.push(FieldError::forbidden(
+                "spec.strategy.rollingUpdate",
+                "may not be specified when strategy `type` is 'Recreate'",
+            ));
         }
     }
     if let Some(old) = old {

@@ -38,15 +38,26 @@ impl Controller for DeploymentController {
         if ev.key.resource == "apps/deployments" {
             return vec![ev.key.clone()];
         }
-        let Ok(rs) = serde_json::from_slice::<Value>(&ev.object) else { return vec![] };
+        let Ok(rs) = serde_json::from_slice::<Value>(&ev.object) else {
+            return vec![];
+        };
         match object::controller_ref(&rs) {
-            Some(c) if c["kind"] == "Deployment" => vec![ObjectKey::new("apps/deployments", object::namespace(&rs), c["name"].as_str().unwrap_or_default())],
+            Some(c) if c["kind"] == "Deployment" => vec![ObjectKey::new(
+                "apps/deployments",
+                object::namespace(&rs),
+                c["name"].as_str().unwrap_or_default(),
+            )],
             _ => vec![],
         }
     }
 
     fn all_keys(&self, api: &Api) -> Vec<ObjectKey> {
-        api.store.list("apps/deployments", None).0.into_iter().map(|(k, _)| k).collect()
+        api.store
+            .list("apps/deployments", None)
+            .0
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
     }
 
     fn reconcile<'a>(&'a self, api: &'a Arc<Api>, key: &'a ObjectKey) -> BoxFut<'a> {
@@ -71,7 +82,11 @@ fn scaled(v: Option<&Value>, total: i64, default: &str, round_up: bool) -> i64 {
 }
 
 fn revision(v: &Value) -> i64 {
-    v.pointer("/metadata/annotations").and_then(|a| a.get(REVISION)).and_then(Value::as_str).and_then(|s| s.parse().ok()).unwrap_or(0)
+    v.pointer("/metadata/annotations")
+        .and_then(|a| a.get(REVISION))
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 fn replicas(v: &Value) -> i64 {
@@ -79,7 +94,9 @@ fn replicas(v: &Value) -> i64 {
 }
 
 fn status_i(v: &Value, f: &str) -> i64 {
-    v.pointer(&format!("/status/{f}")).and_then(Value::as_i64).unwrap_or(0)
+    v.pointer(&format!("/status/{f}"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
 }
 
 /// The template with the pod-template-hash label, and the hash.
@@ -103,20 +120,41 @@ async fn scale_rs(api: &Arc<Api>, d: &Value, rs: &Value, to: i64) -> Result<(), 
         return Ok(());
     }
     let desired = replicas(d);
-    api.mutate(rs_def(), object::namespace(rs), object::name(rs), None, |o| {
-        o["spec"]["replicas"] = json!(to);
-        let ann = object::meta_mut(o).entry("annotations").or_insert_with(|| json!({}));
-        ann["deployment.kubernetes.io/desired-replicas"] = json!(desired.to_string());
-        true
-    })
+    api.mutate(
+        rs_def(),
+        object::namespace(rs),
+        object::name(rs),
+        None,
+        |o| {
+            o["spec"]["replicas"] = json!(to);
+            let ann = object::meta_mut(o)
+                .entry("annotations")
+                .or_insert_with(|| json!({}));
+            ann["deployment.kubernetes.io/desired-replicas"] = json!(desired.to_string());
+            true
+        },
+    )
     .await?;
     let (verb, _) = if to > from { ("up", 0) } else { ("down", 0) };
-    record_event(api, d, "Normal", "ScalingReplicaSet", &format!("Scaled {verb} replica set {} from {from} to {to}", object::name(rs)), "deployment-controller").await;
+    record_event(
+        api,
+        d,
+        "Normal",
+        "ScalingReplicaSet",
+        &format!(
+            "Scaled {verb} replica set {} from {from} to {to}",
+            object::name(rs)
+        ),
+        "deployment-controller",
+    )
+    .await;
     Ok(())
 }
 
 async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
-    let Ok(d) = api.get(deploy_def(), ns, name) else { return Ok(()) };
+    let Ok(d) = api.get(deploy_def(), ns, name) else {
+        return Ok(());
+    };
     if object::is_deleting(&d) {
         return Ok(());
     }
@@ -125,10 +163,19 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
     let mut sets: Vec<Value> = api
         .list_values(rs_def(), Some(ns))
         .into_iter()
-        .filter(|rs| object::controller_ref(rs).and_then(|c| c.get("uid")).and_then(Value::as_str) == Some(object::uid(&d)))
+        .filter(|rs| {
+            object::controller_ref(rs)
+                .and_then(|c| c.get("uid"))
+                .and_then(Value::as_str)
+                == Some(object::uid(&d))
+        })
         .collect();
     let max_rev = sets.iter().map(revision).max().unwrap_or(0);
-    let new_idx = sets.iter().position(|rs| rs.pointer("/metadata/labels/pod-template-hash").and_then(Value::as_str) == Some(&hash));
+    let new_idx = sets.iter().position(|rs| {
+        rs.pointer("/metadata/labels/pod-template-hash")
+            .and_then(Value::as_str)
+            == Some(&hash)
+    });
     let recreate = d.pointer("/spec/strategy/type").and_then(Value::as_str) == Some("Recreate");
     let new_rs = match new_idx {
         Some(i) => {
@@ -137,7 +184,9 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
                 // rolled back to an older template: it becomes the newest revision
                 let next = max_rev + 1;
                 api.mutate(rs_def(), ns, object::name(&rs), None, |o| {
-                    let ann = object::meta_mut(o).entry("annotations").or_insert_with(|| json!({}));
+                    let ann = object::meta_mut(o)
+                        .entry("annotations")
+                        .or_insert_with(|| json!({}));
                     ann[REVISION] = json!(next.to_string());
                     true
                 })
@@ -148,7 +197,10 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
             }
         }
         None => {
-            let mut labels = tmpl.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
+            let mut labels = tmpl
+                .pointer("/metadata/labels")
+                .cloned()
+                .unwrap_or(json!({}));
             labels["pod-template-hash"] = json!(hash);
             let mut selector = d.pointer("/spec/selector").cloned().unwrap_or(json!({}));
             if !selector.get("matchLabels").is_some_and(Value::is_object) {
@@ -191,7 +243,12 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
     } else {
         let ru = d.pointer("/spec/strategy/rollingUpdate");
         let surge = scaled(ru.and_then(|r| r.get("maxSurge")), desired, "25%", true);
-        let mut unavailable = scaled(ru.and_then(|r| r.get("maxUnavailable")), desired, "25%", false);
+        let mut unavailable = scaled(
+            ru.and_then(|r| r.get("maxUnavailable")),
+            desired,
+            "25%",
+            false,
+        );
         if surge == 0 && unavailable == 0 {
             unavailable = 1;
         }
@@ -207,7 +264,11 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
         }
         // scale old sets down as far as availability allows
         let min_available = desired - unavailable;
-        let all_available: i64 = sets.iter().map(|rs| status_i(rs, "availableReplicas")).sum::<i64>() + status_i(&new_rs, "availableReplicas");
+        let all_available: i64 = sets
+            .iter()
+            .map(|rs| status_i(rs, "availableReplicas"))
+            .sum::<i64>()
+            + status_i(&new_rs, "availableReplicas");
         let mut budget = (all_available - min_available).max(0);
         sets.sort_by_key(revision);
         for rs in &sets {
@@ -225,21 +286,40 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
         }
     }
     // status, from the sets as they are now
-    let new_rs = api.get(rs_def(), ns, object::name(&new_rs)).unwrap_or(new_rs);
-    let sets: Vec<Value> = sets.iter().filter_map(|rs| api.get(rs_def(), ns, object::name(rs)).ok()).collect();
+    let new_rs = api
+        .get(rs_def(), ns, object::name(&new_rs))
+        .unwrap_or(new_rs);
+    let sets: Vec<Value> = sets
+        .iter()
+        .filter_map(|rs| api.get(rs_def(), ns, object::name(rs)).ok())
+        .collect();
     let all: Vec<&Value> = sets.iter().chain(std::iter::once(&new_rs)).collect();
     let total: i64 = all.iter().map(|rs| status_i(rs, "replicas")).sum();
     let ready: i64 = all.iter().map(|rs| status_i(rs, "readyReplicas")).sum();
     let available: i64 = all.iter().map(|rs| status_i(rs, "availableReplicas")).sum();
     let updated = status_i(&new_rs, "replicas");
     let ru = d.pointer("/spec/strategy/rollingUpdate");
-    let max_unavailable = if recreate { 0 } else { scaled(ru.and_then(|r| r.get("maxUnavailable")), desired, "25%", false) };
+    let max_unavailable = if recreate {
+        0
+    } else {
+        scaled(
+            ru.and_then(|r| r.get("maxUnavailable")),
+            desired,
+            "25%",
+            false,
+        )
+    };
     let generation = object::i64_at(&d, "metadata.generation").unwrap_or(1);
     let new_name = object::name(&new_rs).to_string();
-    let complete = updated == desired && available >= desired && total == updated && replicas(&new_rs) == desired;
+    let complete = updated == desired
+        && available >= desired
+        && total == updated
+        && replicas(&new_rs) == desired;
     let rev = revision(&new_rs).to_string();
     api.mutate(deploy_def(), ns, name, None, |o| {
-        let ann = object::meta_mut(o).entry("annotations").or_insert_with(|| json!({}));
+        let ann = object::meta_mut(o)
+            .entry("annotations")
+            .or_insert_with(|| json!({}));
         if ann.get(REVISION).and_then(Value::as_str) == Some(rev.as_str()) {
             return false;
         }

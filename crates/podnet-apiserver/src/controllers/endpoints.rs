@@ -33,11 +33,21 @@ impl Controller for EndpointsController {
             return vec![ev.key.clone()];
         }
         // any pod change may concern any service of its namespace
-        api.store.list("services", Some(&ev.key.namespace)).0.into_iter().map(|(k, _)| k).collect()
+        api.store
+            .list("services", Some(&ev.key.namespace))
+            .0
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
     }
 
     fn all_keys(&self, api: &Api) -> Vec<ObjectKey> {
-        api.store.list("services", None).0.into_iter().map(|(k, _)| k).collect()
+        api.store
+            .list("services", None)
+            .0
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
     }
 
     fn reconcile<'a>(&'a self, api: &'a Arc<Api>, key: &'a ObjectKey) -> BoxFut<'a> {
@@ -53,7 +63,12 @@ fn target_port(svc_port: &Value, pod: &Value) -> Option<i64> {
             .pointer("/spec/containers")
             .and_then(Value::as_array)?
             .iter()
-            .flat_map(|c| c.get("ports").and_then(Value::as_array).cloned().unwrap_or_default())
+            .flat_map(|c| {
+                c.get("ports")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            })
             .find(|p| p.get("name").and_then(Value::as_str) == Some(name))
             .and_then(|p| p.get("containerPort").and_then(Value::as_i64)),
         _ => svc_port.get("port").and_then(Value::as_i64),
@@ -66,11 +81,14 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
         let _ = api.force_remove(def("", "endpoints"), ns, name).await;
         return Ok(());
     };
-    let Some(Value::Object(sel)) = svc.pointer("/spec/selector").cloned() else { return Ok(()) };
+    let Some(Value::Object(sel)) = svc.pointer("/spec/selector").cloned() else {
+        return Ok(());
+    };
     if sel.is_empty() || object::is_deleting(&svc) {
         return Ok(());
     }
-    let selector = LabelSelector::from_object(Some(&json!({"matchLabels": sel}))).map_err(|e| ApiError::internal(e.0))?;
+    let selector = LabelSelector::from_object(Some(&json!({"matchLabels": sel})))
+        .map_err(|e| ApiError::internal(e.0))?;
     let mut pods: Vec<Value> = api
         .list_values(def("", "pods"), Some(ns))
         .into_iter()
@@ -78,8 +96,13 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
         .filter(|p| object::str_at(p, "status.podIP").is_some_and(|ip| !ip.is_empty()))
         .collect();
     pods.sort_by(|a, b| object::name(a).cmp(object::name(b)));
-    let svc_ports = svc.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
-    let publish_not_ready = svc.pointer("/spec/publishNotReadyAddresses") == Some(&Value::Bool(true));
+    let svc_ports = svc
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let publish_not_ready =
+        svc.pointer("/spec/publishNotReadyAddresses") == Some(&Value::Bool(true));
     let address = |p: &Value| {
         let mut a = json!({"ip": object::str_at(p, "status.podIP").unwrap_or_default(),
             "targetRef": {"kind": "Pod", "namespace": ns, "name": object::name(p), "uid": object::uid(p)}});
@@ -88,7 +111,8 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
         }
         a
     };
-    let (ready, not_ready): (Vec<&Value>, Vec<&Value>) = pods.iter().partition(|p| publish_not_ready || pod_ready(p));
+    let (ready, not_ready): (Vec<&Value>, Vec<&Value>) =
+        pods.iter().partition(|p| publish_not_ready || pod_ready(p));
     let first = pods.first();
     let ports: Vec<Value> = svc_ports
         .iter()
@@ -106,20 +130,32 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
     if !pods.is_empty() {
         let mut subset = Map::new();
         if !ready.is_empty() {
-            subset.insert("addresses".into(), ready.iter().map(|p| address(p)).collect());
+            subset.insert(
+                "addresses".into(),
+                ready.iter().map(|p| address(p)).collect(),
+            );
         }
         if !not_ready.is_empty() {
-            subset.insert("notReadyAddresses".into(), not_ready.iter().map(|p| address(p)).collect());
+            subset.insert(
+                "notReadyAddresses".into(),
+                not_ready.iter().map(|p| address(p)).collect(),
+            );
         }
         subset.insert("ports".into(), json!(ports));
         ep["subsets"] = json!([subset]);
     }
     write(api, def("", "endpoints"), ns, name, ep, &["subsets"]).await?;
     // one EndpointSlice per service, named after it
-    let slice_name = format!("{name}-{}", &util::safe_hash(object::uid(&svc).as_bytes())[..5]);
+    let slice_name = format!(
+        "{name}-{}",
+        &util::safe_hash(object::uid(&svc).as_bytes())[..5]
+    );
     let mut slice_labels = labels.clone();
     slice_labels.insert("kubernetes.io/service-name".into(), json!(name));
-    slice_labels.insert("endpointslice.kubernetes.io/managed-by".into(), json!("endpointslice-controller.k8s.io"));
+    slice_labels.insert(
+        "endpointslice.kubernetes.io/managed-by".into(),
+        json!("endpointslice-controller.k8s.io"),
+    );
     let endpoints: Vec<Value> = pods
         .iter()
         .map(|p| {
@@ -146,11 +182,26 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
         "endpoints": endpoints,
         "ports": slice_ports,
     });
-    write(api, def("discovery.k8s.io", "endpointslices"), ns, &slice_name, slice, &["endpoints", "ports", "addressType"]).await
+    write(
+        api,
+        def("discovery.k8s.io", "endpointslices"),
+        ns,
+        &slice_name,
+        slice,
+        &["endpoints", "ports", "addressType"],
+    )
+    .await
 }
 
 /// Creates the object, or updates `fields` (and labels) of the existing one when they differ.
-async fn write(api: &Arc<Api>, r: &'static ResourceDef, ns: &str, name: &str, want: Value, fields: &[&str]) -> Result<(), ApiError> {
+async fn write(
+    api: &Arc<Api>,
+    r: &'static ResourceDef,
+    ns: &str,
+    name: &str,
+    want: Value,
+    fields: &[&str],
+) -> Result<(), ApiError> {
     if api.get_entry(r, ns, name).is_err() {
         return match api.create(r, ns, want, &WriteOptions::default()).await {
             Ok(_) => Ok(()),
@@ -176,11 +227,11 @@ async fn write(api: &Arc<Api>, r: &'static ResourceDef, ns: &str, name: &str, wa
             }
         }
         let wl = want.pointer("/metadata/labels").cloned();
-        if o.pointer("/metadata/labels") != wl.as_ref() {
-            if let Some(l) = wl {
-                object::meta_mut(o).insert("labels".into(), l);
-                changed = true;
-            }
+        if o.pointer("/metadata/labels") != wl.as_ref()
+            && let Some(l) = wl
+        {
+            object::meta_mut(o).insert("labels".into(), l);
+            changed = true;
         }
         changed
     })

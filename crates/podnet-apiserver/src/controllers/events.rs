@@ -10,7 +10,14 @@ use crate::registry::{Api, WriteOptions};
 use crate::util;
 
 /// Records `reason`/`message` about `involved` (a full object) from `component`.
-pub async fn record(api: &Arc<Api>, involved: &Value, ty: &str, reason: &str, message: &str, component: &str) {
+pub async fn record(
+    api: &Arc<Api>,
+    involved: &Value,
+    ty: &str,
+    reason: &str,
+    message: &str,
+    component: &str,
+) {
     let events = resources::find("", "v1", "events").expect("events are served");
     let ns = match object::namespace(involved) {
         "" => "default",
@@ -20,7 +27,11 @@ pub async fn record(api: &Arc<Api>, involved: &Value, ty: &str, reason: &str, me
     let uid = object::uid(involved);
     // the recorder's aggregation key, as a stable name
     let key = format!("{uid}/{reason}/{message}");
-    let ev_name = format!("{name}.{:08x}{:08x}", util::fnv32(key.as_bytes()), util::fnv32(format!("{key}#").as_bytes()));
+    let ev_name = format!(
+        "{name}.{:08x}{:08x}",
+        util::fnv32(key.as_bytes()),
+        util::fnv32(format!("{key}#").as_bytes())
+    );
     let now = util::now_rfc3339();
     if let Ok(Some(_)) = api
         .mutate(events, ns, &ev_name, None, |e| {

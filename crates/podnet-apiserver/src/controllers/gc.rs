@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use podnet_apimachinery::resources::{self, ResourceDef};
-use podnet_apimachinery::{object, ApiError};
+use podnet_apimachinery::{ApiError, object};
 use podnet_apistore::{EventType, ObjectKey, WatchEvent};
 use serde_json::{Value, json};
 
@@ -16,7 +16,10 @@ pub struct GarbageCollector;
 
 /// Resources that can have (or be) owners.
 fn tracked() -> Vec<&'static ResourceDef> {
-    resources::RESOURCES.iter().filter(|r| r.has_verb("delete") && r.kind != "Event" && r.kind != "Namespace").collect()
+    resources::RESOURCES
+        .iter()
+        .filter(|r| r.has_verb("delete") && r.kind != "Event" && r.kind != "Namespace")
+        .collect()
 }
 
 /// GC keys are per owner uid: resource "gc", namespace of the dependents, name = uid.
@@ -25,7 +28,10 @@ fn gc_key(ns: &str, uid: &str) -> ObjectKey {
 }
 
 fn owner_refs(v: &Value) -> Vec<Value> {
-    v.pointer("/metadata/ownerReferences").and_then(Value::as_array).cloned().unwrap_or_default()
+    v.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn find_by_uid(api: &Api, ns: &str, r: &ResourceDef, name: &str, uid: &str) -> Option<Value> {
@@ -49,9 +55,13 @@ impl Controller for GarbageCollector {
     }
 
     fn keys(&self, _api: &Api, ev: &WatchEvent) -> Vec<ObjectKey> {
-        let Ok(v) = serde_json::from_slice::<Value>(&ev.object) else { return vec![] };
+        let Ok(v) = serde_json::from_slice::<Value>(&ev.object) else {
+            return vec![];
+        };
         let mut keys = Vec::new();
-        let deleting_with_policy = object::finalizers(&v).iter().any(|f| f == "foregroundDeletion" || f == "orphan");
+        let deleting_with_policy = object::finalizers(&v)
+            .iter()
+            .any(|f| f == "foregroundDeletion" || f == "orphan");
         if ev.ty == EventType::Deleted || deleting_with_policy {
             keys.push(gc_key(object::namespace(&v), object::uid(&v)));
         }
@@ -70,13 +80,18 @@ impl Controller for GarbageCollector {
         let mut keys = Vec::new();
         for r in tracked() {
             for (_, e) in api.store.list(&store_resource(r), None).0 {
-                let Ok(v) = serde_json::from_slice::<Value>(&e.object) else { continue };
+                let Ok(v) = serde_json::from_slice::<Value>(&e.object) else {
+                    continue;
+                };
                 for o in owner_refs(&v) {
                     if let Some(uid) = o.get("uid").and_then(Value::as_str) {
                         keys.push(gc_key(object::namespace(&v), uid));
                     }
                 }
-                if object::finalizers(&v).iter().any(|f| f == "foregroundDeletion" || f == "orphan") {
+                if object::finalizers(&v)
+                    .iter()
+                    .any(|f| f == "foregroundDeletion" || f == "orphan")
+                {
                     keys.push(gc_key(object::namespace(&v), object::uid(&v)));
                 }
             }
@@ -96,17 +111,29 @@ async fn collect(api: &Arc<Api>, ns: &str, uid: &str) -> Result<(), ApiError> {
     for r in tracked() {
         let scope = if r.namespaced { Some(ns) } else { None };
         for (_, e) in api.store.list(&store_resource(r), scope).0 {
-            let Ok(v) = serde_json::from_slice::<Value>(&e.object) else { continue };
-            if owner_refs(&v).iter().any(|o| o.get("uid").and_then(Value::as_str) == Some(uid)) {
+            let Ok(v) = serde_json::from_slice::<Value>(&e.object) else {
+                continue;
+            };
+            if owner_refs(&v)
+                .iter()
+                .any(|o| o.get("uid").and_then(Value::as_str) == Some(uid))
+            {
                 dependents.push((r, v));
             }
         }
     }
-    let oref = dependents.first().and_then(|(_, v)| owner_refs(v).into_iter().find(|o| o.get("uid").and_then(Value::as_str) == Some(uid)));
+    let oref = dependents.first().and_then(|(_, v)| {
+        owner_refs(v)
+            .into_iter()
+            .find(|o| o.get("uid").and_then(Value::as_str) == Some(uid))
+    });
     let owner = oref.as_ref().and_then(|o| {
         let d = owner_def(o)?;
         let name = o.get("name")?.as_str()?;
-        Some((d, find_by_uid(api, if d.namespaced { ns } else { "" }, d, name, uid)?))
+        Some((
+            d,
+            find_by_uid(api, if d.namespaced { ns } else { "" }, d, name, uid)?,
+        ))
     });
     // an owner being deleted in the foreground or orphaning, found by its own key
     let owner = owner.or_else(|| find_owner_by_uid(api, ns, uid));
@@ -118,13 +145,31 @@ async fn collect(api: &Arc<Api>, ns: &str, uid: &str) -> Result<(), ApiError> {
                     let ouid = o.get("uid").and_then(Value::as_str).unwrap_or("");
                     ouid != uid
                         && owner_def(o).is_some_and(|d| {
-                            find_by_uid(api, if d.namespaced { ns } else { "" }, d, o.get("name").and_then(Value::as_str).unwrap_or(""), ouid).is_some()
+                            find_by_uid(
+                                api,
+                                if d.namespaced { ns } else { "" },
+                                d,
+                                o.get("name").and_then(Value::as_str).unwrap_or(""),
+                                ouid,
+                            )
+                            .is_some()
                         })
                 });
                 if others_alive {
                     strip_ref(api, r, &v, uid).await?;
                 } else if !object::is_deleting(&v) {
-                    match api.delete(r, object::namespace(&v), object::name(&v), &DeleteOptions { propagation: Some("Background".into()), ..Default::default() }).await {
+                    match api
+                        .delete(
+                            r,
+                            object::namespace(&v),
+                            object::name(&v),
+                            &DeleteOptions {
+                                propagation: Some("Background".into()),
+                                ..Default::default()
+                            },
+                        )
+                        .await
+                    {
                         Ok(_) => {}
                         Err(e) if e.reason == "NotFound" => {}
                         Err(e) => return Err(e),
@@ -148,7 +193,18 @@ async fn collect(api: &Arc<Api>, ns: &str, uid: &str) -> Result<(), ApiError> {
                 for (r, v) in &dependents {
                     waiting = true;
                     if !object::is_deleting(v) {
-                        match api.delete(r, object::namespace(v), object::name(v), &DeleteOptions { propagation: Some("Foreground".into()), ..Default::default() }).await {
+                        match api
+                            .delete(
+                                r,
+                                object::namespace(v),
+                                object::name(v),
+                                &DeleteOptions {
+                                    propagation: Some("Foreground".into()),
+                                    ..Default::default()
+                                },
+                            )
+                            .await
+                        {
                             Ok(_) => {}
                             Err(e) if e.reason == "NotFound" => {}
                             Err(e) => return Err(e),
@@ -156,7 +212,10 @@ async fn collect(api: &Arc<Api>, ns: &str, uid: &str) -> Result<(), ApiError> {
                     }
                 }
                 if waiting {
-                    return Err(ApiError::conflict(crate::registry::objref(od, object::name(&ov)), "waiting for dependents to be deleted"));
+                    return Err(ApiError::conflict(
+                        crate::registry::objref(od, object::name(&ov)),
+                        "waiting for dependents to be deleted",
+                    ));
                 }
                 remove_finalizer(api, od, &ov, "foregroundDeletion").await?;
             }
@@ -169,7 +228,9 @@ fn find_owner_by_uid(api: &Api, ns: &str, uid: &str) -> Option<(&'static Resourc
     for r in tracked() {
         let scope = if r.namespaced { Some(ns) } else { None };
         for (_, e) in api.store.list(&store_resource(r), scope).0 {
-            let Ok(v) = serde_json::from_slice::<Value>(&e.object) else { continue };
+            let Ok(v) = serde_json::from_slice::<Value>(&e.object) else {
+                continue;
+            };
             if object::uid(&v) == uid {
                 return Some((r, v));
             }
@@ -178,11 +239,20 @@ fn find_owner_by_uid(api: &Api, ns: &str, uid: &str) -> Option<(&'static Resourc
     None
 }
 
-async fn strip_ref(api: &Arc<Api>, r: &'static ResourceDef, v: &Value, uid: &str) -> Result<(), ApiError> {
+async fn strip_ref(
+    api: &Arc<Api>,
+    r: &'static ResourceDef,
+    v: &Value,
+    uid: &str,
+) -> Result<(), ApiError> {
     let uid = uid.to_string();
     api.mutate(r, object::namespace(v), object::name(v), None, |o| {
         let refs = owner_refs(o);
-        let kept: Vec<Value> = refs.iter().filter(|x| x.get("uid").and_then(Value::as_str) != Some(&uid)).cloned().collect();
+        let kept: Vec<Value> = refs
+            .iter()
+            .filter(|x| x.get("uid").and_then(Value::as_str) != Some(&uid))
+            .cloned()
+            .collect();
         if kept.len() == refs.len() {
             return false;
         }
@@ -198,7 +268,12 @@ async fn strip_ref(api: &Arc<Api>, r: &'static ResourceDef, v: &Value, uid: &str
     .map(|_| ())
 }
 
-async fn remove_finalizer(api: &Arc<Api>, r: &'static ResourceDef, v: &Value, fin: &str) -> Result<(), ApiError> {
+async fn remove_finalizer(
+    api: &Arc<Api>,
+    r: &'static ResourceDef,
+    v: &Value,
+    fin: &str,
+) -> Result<(), ApiError> {
     api.mutate(r, object::namespace(v), object::name(v), None, |o| {
         let fins = object::finalizers(o);
         if !fins.iter().any(|f| f == fin) {

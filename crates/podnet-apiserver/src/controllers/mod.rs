@@ -44,7 +44,10 @@ pub trait Controller: Send + Sync + 'static {
 }
 
 /// Starts every controller; they stop when `shutdown` turns true.
-pub fn spawn_all(api: Arc<Api>, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn spawn_all(
+    api: Arc<Api>,
+    shutdown: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let ctrls: Vec<Arc<dyn Controller>> = vec![
         Arc::new(namespace::NamespaceController),
         Arc::new(gc::GarbageCollector),
@@ -53,14 +56,19 @@ pub fn spawn_all(api: Arc<Api>, shutdown: watch::Receiver<bool>) -> Vec<tokio::t
         Arc::new(endpoints::EndpointsController),
         Arc::new(scheduler::Scheduler),
     ];
-    ctrls.into_iter().map(|c| tokio::spawn(run(c, api.clone(), shutdown.clone()))).collect()
+    ctrls
+        .into_iter()
+        .map(|c| tokio::spawn(run(c, api.clone(), shutdown.clone())))
+        .collect()
 }
 
 async fn run(ctrl: Arc<dyn Controller>, api: Arc<Api>, mut shutdown: watch::Receiver<bool>) {
     let (ev_tx, mut ev_rx) = mpsc::channel::<Option<Arc<WatchEvent>>>(8192);
     let mut forwarders = Vec::new();
     for res in ctrl.watches() {
-        let Ok(mut w) = api.store.watch(&res, None, None) else { continue };
+        let Ok(mut w) = api.store.watch(&res, None, None) else {
+            continue;
+        };
         let tx = ev_tx.clone();
         forwarders.push(tokio::spawn(async move {
             loop {
@@ -129,7 +137,11 @@ pub fn set_condition(obj: &mut Value, ty: &str, status: &str, reason: &str, mess
     if !obj.get("status").is_some_and(Value::is_object) {
         obj["status"] = json!({});
     }
-    let conds = obj["status"].as_object_mut().expect("object").entry("conditions").or_insert_with(|| json!([]));
+    let conds = obj["status"]
+        .as_object_mut()
+        .expect("object")
+        .entry("conditions")
+        .or_insert_with(|| json!([]));
     if !conds.is_array() {
         *conds = json!([]);
     }
@@ -137,7 +149,9 @@ pub fn set_condition(obj: &mut Value, ty: &str, status: &str, reason: &str, mess
     let now = crate::util::now_rfc3339();
     match list.iter_mut().find(|c| c["type"] == ty) {
         Some(c) => {
-            let same = c["status"] == status && c.get("reason").and_then(Value::as_str).unwrap_or("") == reason && c.get("message").and_then(Value::as_str).unwrap_or("") == message;
+            let same = c["status"] == status
+                && c.get("reason").and_then(Value::as_str).unwrap_or("") == reason
+                && c.get("message").and_then(Value::as_str).unwrap_or("") == message;
             if same {
                 return false;
             }
@@ -171,11 +185,19 @@ fn set_opt(c: &mut Value, k: &str, v: &str) {
 
 /// Whether a pod is Ready (its Ready condition is True).
 pub fn pod_ready(p: &Value) -> bool {
-    p.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    p.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
 }
 
 /// Whether a pod still counts (not terminating, not finished).
 pub fn pod_active(p: &Value) -> bool {
-    let phase = p.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+    let phase = p
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     !podnet_apimachinery::object::is_deleting(p) && phase != "Succeeded" && phase != "Failed"
 }

@@ -26,24 +26,38 @@ impl Controller for NamespaceController {
     }
 
     fn keys(&self, _api: &Api, ev: &WatchEvent) -> Vec<ObjectKey> {
-        let ns = if ev.key.resource == "namespaces" { ev.key.name.clone() } else { ev.key.namespace.clone() };
+        let ns = if ev.key.resource == "namespaces" {
+            ev.key.name.clone()
+        } else {
+            ev.key.namespace.clone()
+        };
         vec![ObjectKey::new("namespaces", "", ns)]
     }
 
     fn all_keys(&self, api: &Api) -> Vec<ObjectKey> {
-        api.store.list("namespaces", None).0.into_iter().map(|(k, _)| k).collect()
+        api.store
+            .list("namespaces", None)
+            .0
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
     }
 
     fn reconcile<'a>(&'a self, api: &'a Arc<Api>, key: &'a ObjectKey) -> BoxFut<'a> {
         Box::pin(async move {
-            let Ok(ns) = api.get(ns_def(), "", &key.name) else { return Ok(()) };
+            let Ok(ns) = api.get(ns_def(), "", &key.name) else {
+                return Ok(());
+            };
             if object::is_deleting(&ns) {
                 return finalize(api, &key.name).await;
             }
             let sa = resources::find("", "v1", "serviceaccounts").expect("served");
             if api.get_entry(sa, &key.name, "default").is_err() {
                 let obj = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": key.name}});
-                match api.create(sa, &key.name, obj, &WriteOptions::default()).await {
+                match api
+                    .create(sa, &key.name, obj, &WriteOptions::default())
+                    .await
+                {
                     Ok(_) => {}
                     Err(e) if e.reason == "AlreadyExists" || e.code == 403 || e.code == 404 => {}
                     Err(e) => return Err(e),
@@ -57,7 +71,10 @@ impl Controller for NamespaceController {
 /// Deletes everything in the namespace; once it is empty, removes the namespace.
 async fn finalize(api: &Arc<Api>, name: &str) -> Result<(), ApiError> {
     let mut remaining = 0;
-    for r in resources::RESOURCES.iter().filter(|r| r.namespaced && r.has_verb("delete")) {
+    for r in resources::RESOURCES
+        .iter()
+        .filter(|r| r.namespaced && r.has_verb("delete"))
+    {
         let items = api.store.list(&store_resource(r), Some(name)).0;
         for (k, e) in items {
             remaining += 1;
@@ -65,7 +82,18 @@ async fn finalize(api: &Arc<Api>, name: &str) -> Result<(), ApiError> {
             if object::is_deleting(&v) {
                 continue;
             }
-            match api.delete(r, &k.namespace, &k.name, &DeleteOptions { propagation: Some("Background".into()), ..Default::default() }).await {
+            match api
+                .delete(
+                    r,
+                    &k.namespace,
+                    &k.name,
+                    &DeleteOptions {
+                        propagation: Some("Background".into()),
+                        ..Default::default()
+                    },
+                )
+                .await
+            {
                 Ok(_) => {}
                 Err(e) if e.reason == "NotFound" => {}
                 Err(e) => return Err(e),
@@ -74,22 +102,40 @@ async fn finalize(api: &Arc<Api>, name: &str) -> Result<(), ApiError> {
     }
     if remaining > 0 {
         // look again shortly: deletions may be graceful
-        let still: usize = resources::RESOURCES.iter().filter(|r| r.namespaced).map(|r| api.store.list(&store_resource(r), Some(name)).0.len()).sum();
+        let still: usize = resources::RESOURCES
+            .iter()
+            .filter(|r| r.namespaced)
+            .map(|r| api.store.list(&store_resource(r), Some(name)).0.len())
+            .sum();
         if still > 0 {
-            return Err(ApiError::conflict(crate::registry::objref(ns_def(), name), &format!("{still} objects remain in the namespace")));
+            return Err(ApiError::conflict(
+                crate::registry::objref(ns_def(), name),
+                &format!("{still} objects remain in the namespace"),
+            ));
         }
     }
     api.mutate(ns_def(), "", name, None, |ns| {
-        let fins = ns.pointer("/spec/finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
+        let fins = ns
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         if fins.is_empty() {
             return false;
         }
-        ns["spec"]["finalizers"] = json!(fins.into_iter().filter(|f| f != "kubernetes").collect::<Vec<_>>());
+        ns["spec"]["finalizers"] = json!(
+            fins.into_iter()
+                .filter(|f| f != "kubernetes")
+                .collect::<Vec<_>>()
+        );
         true
     })
     .await?;
     let ns = api.get(ns_def(), "", name)?;
-    let spec_empty = ns.pointer("/spec/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty);
+    let spec_empty = ns
+        .pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty);
     if spec_empty && object::finalizers(&ns).is_empty() {
         api.force_remove(ns_def(), "", name).await?;
     }

@@ -23,7 +23,15 @@ fn pods_def() -> &'static ResourceDef {
 
 /// Pods owned (as controller) by the object with `uid`.
 pub fn owned(api: &Api, r: &ResourceDef, ns: &str, uid: &str) -> Vec<Value> {
-    api.list_values(r, Some(ns)).into_iter().filter(|p| object::controller_ref(p).and_then(|c| c.get("uid")).and_then(Value::as_str) == Some(uid)).collect()
+    api.list_values(r, Some(ns))
+        .into_iter()
+        .filter(|p| {
+            object::controller_ref(p)
+                .and_then(|c| c.get("uid"))
+                .and_then(Value::as_str)
+                == Some(uid)
+        })
+        .collect()
 }
 
 /// Ready for at least `min_ready` seconds.
@@ -56,17 +64,28 @@ impl Controller for ReplicaSetController {
         if ev.key.resource == "apps/replicasets" {
             return vec![ev.key.clone()];
         }
-        let Ok(p) = serde_json::from_slice::<Value>(&ev.object) else { return vec![] };
+        let Ok(p) = serde_json::from_slice::<Value>(&ev.object) else {
+            return vec![];
+        };
         match object::controller_ref(&p) {
             Some(c) if c["kind"] == "ReplicaSet" => {
-                vec![ObjectKey::new("apps/replicasets", object::namespace(&p), c["name"].as_str().unwrap_or_default())]
+                vec![ObjectKey::new(
+                    "apps/replicasets",
+                    object::namespace(&p),
+                    c["name"].as_str().unwrap_or_default(),
+                )]
             }
             _ => vec![],
         }
     }
 
     fn all_keys(&self, api: &Api) -> Vec<ObjectKey> {
-        api.store.list("apps/replicasets", None).0.into_iter().map(|(k, _)| k).collect()
+        api.store
+            .list("apps/replicasets", None)
+            .0
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
     }
 
     fn reconcile<'a>(&'a self, api: &'a Arc<Api>, key: &'a ObjectKey) -> BoxFut<'a> {
@@ -80,7 +99,10 @@ fn pod_from_template(rs: &Value) -> Value {
     if let Value::Object(m) = &mut meta {
         m.remove("name");
         m.remove("namespace");
-        m.insert("generateName".into(), json!(format!("{}-", object::name(rs))));
+        m.insert(
+            "generateName".into(),
+            json!(format!("{}-", object::name(rs))),
+        );
         m.insert(
             "ownerReferences".into(),
             json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": object::name(rs), "uid": object::uid(rs), "controller": true, "blockOwnerDeletion": true}]),
@@ -92,42 +114,88 @@ fn pod_from_template(rs: &Value) -> Value {
 /// Deletion preference: unscheduled first, then not ready, then the newest.
 fn deletion_rank(p: &Value) -> (u8, u8, std::cmp::Reverse<String>) {
     let unscheduled = object::str_at(p, "spec.nodeName").is_none_or(str::is_empty);
-    (u8::from(!unscheduled), u8::from(pod_ready(p)), std::cmp::Reverse(object::str_at(p, "metadata.creationTimestamp").unwrap_or("").to_string()))
+    (
+        u8::from(!unscheduled),
+        u8::from(pod_ready(p)),
+        std::cmp::Reverse(
+            object::str_at(p, "metadata.creationTimestamp")
+                .unwrap_or("")
+                .to_string(),
+        ),
+    )
 }
 
 async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
-    let Ok(rs) = api.get(rs_def(), ns, name) else { return Ok(()) };
+    let Ok(rs) = api.get(rs_def(), ns, name) else {
+        return Ok(());
+    };
     if object::is_deleting(&rs) {
         return Ok(());
     }
     let desired = object::i64_at(&rs, "spec.replicas").unwrap_or(1).max(0) as usize;
-    let mut active: Vec<Value> = owned(api, pods_def(), ns, object::uid(&rs)).into_iter().filter(pod_active).collect();
+    let mut active: Vec<Value> = owned(api, pods_def(), ns, object::uid(&rs))
+        .into_iter()
+        .filter(pod_active)
+        .collect();
     if active.len() < desired {
         for _ in active.len()..desired {
-            let out = api.create(pods_def(), ns, pod_from_template(&rs), &WriteOptions::default()).await?;
+            let out = api
+                .create(
+                    pods_def(),
+                    ns,
+                    pod_from_template(&rs),
+                    &WriteOptions::default(),
+                )
+                .await?;
             let pod = out.value();
-            record_event(api, &rs, "Normal", "SuccessfulCreate", &format!("Created pod: {}", object::name(&pod)), "replicaset-controller").await;
+            record_event(
+                api,
+                &rs,
+                "Normal",
+                "SuccessfulCreate",
+                &format!("Created pod: {}", object::name(&pod)),
+                "replicaset-controller",
+            )
+            .await;
             active.push(pod);
         }
     } else if active.len() > desired {
         active.sort_by_key(deletion_rank);
         let extra: Vec<Value> = active.drain(..active.len() - desired).collect();
         for p in extra {
-            match api.delete(pods_def(), ns, object::name(&p), &DeleteOptions::default()).await {
-                Ok(_) | Err(ApiError { reason: "NotFound", .. }) => {}
+            match api
+                .delete(pods_def(), ns, object::name(&p), &DeleteOptions::default())
+                .await
+            {
+                Ok(_)
+                | Err(ApiError {
+                    reason: "NotFound", ..
+                }) => {}
                 Err(e) => return Err(e),
             }
-            record_event(api, &rs, "Normal", "SuccessfulDelete", &format!("Deleted pod: {}", object::name(&p)), "replicaset-controller").await;
+            record_event(
+                api,
+                &rs,
+                "Normal",
+                "SuccessfulDelete",
+                &format!("Deleted pod: {}", object::name(&p)),
+                "replicaset-controller",
+            )
+            .await;
         }
     }
     let now = util::now_unix();
     let min_ready = object::i64_at(&rs, "spec.minReadySeconds").unwrap_or(0);
     let ready = active.iter().filter(|p| pod_ready(p)).count();
-    let available = active.iter().filter(|p| pod_available(p, min_ready, now)).count();
+    let available = active
+        .iter()
+        .filter(|p| pod_available(p, min_ready, now))
+        .count();
     let generation = object::i64_at(&rs, "metadata.generation").unwrap_or(1);
     let n = active.len();
     api.mutate(rs_def(), ns, name, Some("status"), |o| {
-        let mut st = json!({"replicas": n, "fullyLabeledReplicas": n, "observedGeneration": generation});
+        let mut st =
+            json!({"replicas": n, "fullyLabeledReplicas": n, "observedGeneration": generation});
         if ready > 0 {
             st["readyReplicas"] = json!(ready);
         }

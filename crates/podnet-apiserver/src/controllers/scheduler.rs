@@ -45,7 +45,12 @@ impl Controller for Scheduler {
             return self.all_keys(api);
         }
         match serde_json::from_slice::<Value>(&ev.object) {
-            Ok(p) if (unscheduled(&p) || object::is_deleting(&p)) && ev.ty != podnet_apistore::EventType::Deleted => vec![ev.key.clone()],
+            Ok(p)
+                if (unscheduled(&p) || object::is_deleting(&p))
+                    && ev.ty != podnet_apistore::EventType::Deleted =>
+            {
+                vec![ev.key.clone()]
+            }
             _ => vec![],
         }
     }
@@ -55,7 +60,10 @@ impl Controller for Scheduler {
             .list("pods", None)
             .0
             .into_iter()
-            .filter(|(_, e)| serde_json::from_slice::<Value>(&e.object).is_ok_and(|p| unscheduled(&p) || object::is_deleting(&p)))
+            .filter(|(_, e)| {
+                serde_json::from_slice::<Value>(&e.object)
+                    .is_ok_and(|p| unscheduled(&p) || object::is_deleting(&p))
+            })
             .map(|(k, _)| k)
             .collect()
     }
@@ -66,7 +74,12 @@ impl Controller for Scheduler {
 }
 
 fn node_ready(n: &Value) -> bool {
-    n.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    n.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
 }
 
 fn tolerates(pod: &Value, taint: &Value) -> bool {
@@ -74,7 +87,11 @@ fn tolerates(pod: &Value, taint: &Value) -> bool {
     if effect == "PreferNoSchedule" {
         return true;
     }
-    let tols = pod.pointer("/spec/tolerations").and_then(Value::as_array).cloned().unwrap_or_default();
+    let tols = pod
+        .pointer("/spec/tolerations")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     tols.iter().any(|t| {
         let key_ok = match t.get("key").and_then(Value::as_str) {
             None | Some("") => t.get("operator").and_then(Value::as_str) == Some("Exists"),
@@ -82,17 +99,27 @@ fn tolerates(pod: &Value, taint: &Value) -> bool {
         };
         let op_ok = match t.get("operator").and_then(Value::as_str).unwrap_or("Equal") {
             "Exists" => true,
-            _ => t.get("value").and_then(Value::as_str).unwrap_or("") == taint.get("value").and_then(Value::as_str).unwrap_or(""),
+            _ => {
+                t.get("value").and_then(Value::as_str).unwrap_or("")
+                    == taint.get("value").and_then(Value::as_str).unwrap_or("")
+            }
         };
-        let effect_ok = t.get("effect").and_then(Value::as_str).is_none_or(|e| e.is_empty() || e == effect);
+        let effect_ok = t
+            .get("effect")
+            .and_then(Value::as_str)
+            .is_none_or(|e| e.is_empty() || e == effect);
         key_ok && op_ok && effect_ok
     })
 }
 
 async fn schedule(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
-    let Ok(pod) = api.get(pods(), ns, name) else { return Ok(()) };
+    let Ok(pod) = api.get(pods(), ns, name) else {
+        return Ok(());
+    };
     if object::is_deleting(&pod) {
-        let deadline = object::str_at(&pod, "metadata.deletionTimestamp").and_then(time::parse_rfc3339).unwrap_or(0);
+        let deadline = object::str_at(&pod, "metadata.deletionTimestamp")
+            .and_then(time::parse_rfc3339)
+            .unwrap_or(0);
         if util::now_unix() > deadline + FORCE_AFTER_SECS {
             api.force_remove(pods(), ns, name).await?;
         }
@@ -102,7 +129,11 @@ async fn schedule(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> 
         return Ok(());
     }
     let all_nodes = api.list_values(nodes(), None);
-    let selector = pod.pointer("/spec/nodeSelector").and_then(Value::as_object).cloned().unwrap_or_default();
+    let selector = pod
+        .pointer("/spec/nodeSelector")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     let mut not_ready = 0;
     let mut tainted = 0;
     let mut unschedulable = 0;
@@ -113,9 +144,20 @@ async fn schedule(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> 
             not_ready += 1;
         } else if n.pointer("/spec/unschedulable") == Some(&Value::Bool(true)) {
             unschedulable += 1;
-        } else if !n.pointer("/spec/taints").and_then(Value::as_array).cloned().unwrap_or_default().iter().filter(|t| t.get("effect").and_then(Value::as_str) != Some("PreferNoSchedule")).all(|t| tolerates(&pod, t)) {
+        } else if !n
+            .pointer("/spec/taints")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter(|t| t.get("effect").and_then(Value::as_str) != Some("PreferNoSchedule"))
+            .all(|t| tolerates(&pod, t))
+        {
             tainted += 1;
-        } else if !selector.iter().all(|(k, v)| object::labels(n).and_then(|l| l.get(k)) == Some(v)) {
+        } else if !selector
+            .iter()
+            .all(|(k, v)| object::labels(n).and_then(|l| l.get(k)) == Some(v))
+        {
             mismatched += 1;
         } else {
             feasible.push(n);
@@ -127,7 +169,9 @@ async fn schedule(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> 
         } else {
             let mut reasons = Vec::new();
             if not_ready > 0 {
-                reasons.push(format!("{not_ready} node(s) had untolerated taint {{node.kubernetes.io/not-ready: }}"));
+                reasons.push(format!(
+                    "{not_ready} node(s) had untolerated taint {{node.kubernetes.io/not-ready: }}"
+                ));
             }
             if unschedulable > 0 {
                 reasons.push(format!("{unschedulable} node(s) were unschedulable"));
@@ -136,23 +180,59 @@ async fn schedule(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> 
                 reasons.push(format!("{tainted} node(s) had untolerated taint(s)"));
             }
             if mismatched > 0 {
-                reasons.push(format!("{mismatched} node(s) didn't match Pod's node affinity/selector"));
+                reasons.push(format!(
+                    "{mismatched} node(s) didn't match Pod's node affinity/selector"
+                ));
             }
-            format!("0/{} nodes are available: {}.", all_nodes.len(), reasons.join(", "))
+            format!(
+                "0/{} nodes are available: {}.",
+                all_nodes.len(),
+                reasons.join(", ")
+            )
         };
-        let changed = api.mutate(pods(), ns, name, Some("status"), |p| set_condition(p, "PodScheduled", "False", "Unschedulable", &msg)).await?;
+        let changed = api
+            .mutate(pods(), ns, name, Some("status"), |p| {
+                set_condition(p, "PodScheduled", "False", "Unschedulable", &msg)
+            })
+            .await?;
         if changed.is_some() {
-            record_event(api, &pod, "Warning", "FailedScheduling", &msg, "default-scheduler").await;
+            record_event(
+                api,
+                &pod,
+                "Warning",
+                "FailedScheduling",
+                &msg,
+                "default-scheduler",
+            )
+            .await;
         }
         return Ok(());
     }
     let all_pods = api.list_values(pods(), None);
-    let load = |n: &Value| all_pods.iter().filter(|p| object::str_at(p, "spec.nodeName") == Some(object::name(n)) && pod_active(p)).count();
-    let node = feasible.into_iter().min_by_key(|n| (load(n), object::name(n).to_string())).expect("non-empty");
+    let load = |n: &Value| {
+        all_pods
+            .iter()
+            .filter(|p| {
+                object::str_at(p, "spec.nodeName") == Some(object::name(n)) && pod_active(p)
+            })
+            .count()
+    };
+    let node = feasible
+        .into_iter()
+        .min_by_key(|n| (load(n), object::name(n).to_string()))
+        .expect("non-empty");
     let node_name = object::name(node).to_string();
     match api.bind(pods(), ns, name, &node_name).await {
         Ok(()) => {
-            record_event(api, &pod, "Normal", "Scheduled", &format!("Successfully assigned {ns}/{name} to {node_name}"), "default-scheduler").await;
+            record_event(
+                api,
+                &pod,
+                "Normal",
+                "Scheduled",
+                &format!("Successfully assigned {ns}/{name} to {node_name}"),
+                "default-scheduler",
+            )
+            .await;
             Ok(())
         }
         Err(e) if e.code == 409 => Ok(()),

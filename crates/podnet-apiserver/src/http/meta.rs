@@ -68,7 +68,12 @@ fn wants_aggregated(headers: &HeaderMap) -> Option<&'static str> {
     None
 }
 
-pub fn handle(st: &super::AppState, route: Route, headers: &HeaderMap, _q: &Query) -> Result<Resp, ApiError> {
+pub fn handle(
+    st: &super::AppState,
+    route: Route,
+    headers: &HeaderMap,
+    _q: &Query,
+) -> Result<Resp, ApiError> {
     Ok(match route {
         Route::Version => respond::json(200, &version()),
         Route::Health => respond::text(200, "ok"),
@@ -78,22 +83,46 @@ pub fn handle(st: &super::AppState, route: Route, headers: &HeaderMap, _q: &Quer
                 Some(v) => {
                     let doc = discovery::aggregated(legacy, &format!("apidiscovery.k8s.io/{v}"));
                     let mut r = respond::json(200, &doc);
-                    let ct = if v == "v2" { discovery::AGGREGATED_V2 } else { discovery::AGGREGATED_V2BETA1 };
-                    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+                    let ct = if v == "v2" {
+                        discovery::AGGREGATED_V2
+                    } else {
+                        discovery::AGGREGATED_V2BETA1
+                    };
+                    r.headers_mut()
+                        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
                     r
                 }
-                None if legacy => respond::json(200, &discovery::api_versions(&format!("{}:{}", st.api.cfg.advertise_address, st.api.cfg.advertise_port))),
+                None if legacy => respond::json(
+                    200,
+                    &discovery::api_versions(&format!(
+                        "{}:{}",
+                        st.api.cfg.advertise_address, st.api.cfg.advertise_port
+                    )),
+                ),
                 None => respond::json(200, &discovery::api_group_list()),
             }
         }
-        Route::ApiGroup(g) => respond::json(200, &discovery::api_group_doc(&g).ok_or_else(ApiError::path_not_found)?),
-        Route::GroupVersion(g, v) => respond::json(200, &discovery::api_resource_list(&g, &v).ok_or_else(ApiError::path_not_found)?),
+        Route::ApiGroup(g) => respond::json(
+            200,
+            &discovery::api_group_doc(&g).ok_or_else(ApiError::path_not_found)?,
+        ),
+        Route::GroupVersion(g, v) => respond::json(
+            200,
+            &discovery::api_resource_list(&g, &v).ok_or_else(ApiError::path_not_found)?,
+        ),
         Route::OpenApiV3Index => {
             let docs = st.openapi.docs();
-            respond::json(200, &openapi::index(|k| docs.get(k).map(|(_, h)| h.clone()).unwrap_or_default()))
+            respond::json(
+                200,
+                &openapi::index(|k| docs.get(k).map(|(_, h)| h.clone()).unwrap_or_default()),
+            )
         }
         Route::OpenApiV3(key) => {
-            let (bytes, _) = st.openapi.docs().get(&key).ok_or_else(ApiError::path_not_found)?;
+            let (bytes, _) = st
+                .openapi
+                .docs()
+                .get(&key)
+                .ok_or_else(ApiError::path_not_found)?;
             respond::json_bytes(200, bytes.clone())
         }
         _ => return Err(ApiError::path_not_found()),

@@ -35,7 +35,11 @@ pub struct AppState {
 impl AppState {
     pub fn new(api: Arc<Api>) -> Arc<AppState> {
         let token = api.cfg.pki.token.clone();
-        Arc::new(AppState { api, token, openapi: meta::OpenApiCache::default() })
+        Arc::new(AppState {
+            api,
+            token,
+            openapi: meta::OpenApiCache::default(),
+        })
     }
 }
 
@@ -45,8 +49,18 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 fn authorized(headers: &header::HeaderMap, token: &str) -> bool {
-    let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
-    let Some(t) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) else { return false };
+    let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some(t) = v
+        .strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+    else {
+        return false;
+    };
     crate::util::secret_eq(t.trim().as_bytes(), token.as_bytes())
 }
 
@@ -58,7 +72,14 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Resp {
     }
     let q = Query::parse(parts.uri.query());
     let res = match route {
-        Route::Version | Route::Health | Route::Api | Route::Apis | Route::ApiGroup(_) | Route::GroupVersion(..) | Route::OpenApiV3Index | Route::OpenApiV3(_) => {
+        Route::Version
+        | Route::Health
+        | Route::Api
+        | Route::Apis
+        | Route::ApiGroup(_)
+        | Route::GroupVersion(..)
+        | Route::OpenApiV3Index
+        | Route::OpenApiV3(_) => {
             if parts.method != Method::GET && parts.method != Method::HEAD {
                 Err(ApiError::method_not_allowed())
             } else {
@@ -74,8 +95,15 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Resp {
 /// Reads a request body up to `limit` bytes (413 beyond). An oversized body is read and discarded
 /// (up to a bound) before answering, so that an HTTP/1.1 client still writing it gets the 413 instead of
 /// a broken pipe.
-pub(crate) async fn read_body(headers: &header::HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+pub(crate) async fn read_body(
+    headers: &header::HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > limit) {
         drain(body, limit.saturating_mul(8)).await;
         return Err(ApiError::too_large(limit));
@@ -83,7 +111,8 @@ pub(crate) async fn read_body(headers: &header::HeaderMap, body: Body, limit: us
     let mut body = body;
     let mut buf = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+        let frame =
+            frame.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > limit {
                 drain(body, limit.saturating_mul(8)).await;

@@ -12,7 +12,9 @@ fn decode(s: &str) -> String {
         match b[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(v) => {
                         out.push(v);
@@ -43,11 +45,18 @@ impl Query {
     }
 
     pub fn get(&self, k: &str) -> Option<&str> {
-        self.0.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn all(&self, k: &str) -> Vec<String> {
-        self.0.iter().filter(|(key, _)| key == k).map(|(_, v)| v.clone()).collect()
+        self.0
+            .iter()
+            .filter(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     /// A boolean parameter (`true`/`1`; absent = false).
@@ -59,7 +68,11 @@ impl Query {
     pub fn int(&self, k: &str) -> Result<Option<i64>, podnet_apimachinery::ApiError> {
         match self.get(k) {
             None | Some("") => Ok(None),
-            Some(v) => v.parse::<i64>().map(Some).map_err(|_| podnet_apimachinery::ApiError::bad_request(format!("invalid value {v:?} for query parameter {k}: must be an integer"))),
+            Some(v) => v.parse::<i64>().map(Some).map_err(|_| {
+                podnet_apimachinery::ApiError::bad_request(format!(
+                    "invalid value {v:?} for query parameter {k}: must be an integer"
+                ))
+            }),
         }
     }
 }
@@ -70,7 +83,9 @@ mod tests {
 
     #[test]
     fn decodes() {
-        let q = Query::parse(Some("labelSelector=app%3Dweb%2Ctier+in+%28a%29&command=sh&command=-c&x"));
+        let q = Query::parse(Some(
+            "labelSelector=app%3Dweb%2Ctier+in+%28a%29&command=sh&command=-c&x",
+        ));
         assert_eq!(q.get("labelSelector"), Some("app=web,tier in (a)"));
         assert_eq!(q.all("command"), ["sh", "-c"]);
         assert_eq!(q.get("x"), Some(""));

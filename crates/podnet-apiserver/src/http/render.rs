@@ -18,7 +18,15 @@ fn partial_metadata(v: &Value) -> Value {
 }
 
 /// A list response.
-pub fn list(r: &ResourceDef, format: Format, items: &[ListItem], rv: u64, cont: Option<&str>, remaining: Option<usize>, include: IncludeObject) -> Resp {
+pub fn list(
+    r: &ResourceDef,
+    format: Format,
+    items: &[ListItem],
+    rv: u64,
+    cont: Option<&str>,
+    remaining: Option<usize>,
+    include: IncludeObject,
+) -> Resp {
     let mut meta = json!({"resourceVersion": rv.to_string()});
     if let Some(c) = cont {
         meta["continue"] = json!(c);
@@ -59,12 +67,20 @@ pub fn list(r: &ResourceDef, format: Format, items: &[ListItem], rv: u64, cont: 
             respond::json_bytes(200, out)
         }
         Format::Metadata => {
-            let items: Vec<Value> = items.iter().filter_map(|i| i.parsed()).map(|v| partial_metadata(&v)).collect();
-            respond::json(200, &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items}))
+            let items: Vec<Value> = items
+                .iter()
+                .filter_map(|i| i.parsed())
+                .map(|v| partial_metadata(&v))
+                .collect();
+            respond::json(
+                200,
+                &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items}),
+            )
         }
         Format::Json | Format::Yaml => {
             // stored bytes are spliced in as they are: no re-serialization of every object
-            let head = json!({"kind": r.list_kind(), "apiVersion": r.api_version(), "metadata": meta});
+            let head =
+                json!({"kind": r.list_kind(), "apiVersion": r.api_version(), "metadata": meta});
             let head = serde_json::to_string(&head).expect("serializes");
             let total: usize = items.iter().map(|i| i.bytes.len() + 1).sum();
             let mut out = Vec::with_capacity(head.len() + total + 16);
@@ -94,7 +110,8 @@ fn table_rows(kind: &str, items: &[ListItem], include: IncludeObject, now: i64) 
             out.push(b',');
         }
         out.extend_from_slice(b"{\"cells\":");
-        serde_json::to_writer(&mut out, &podnet_apimachinery::table::cells(kind, &v, now)).expect("serializes");
+        serde_json::to_writer(&mut out, &podnet_apimachinery::table::cells(kind, &v, now))
+            .expect("serializes");
         match include {
             IncludeObject::None => {}
             IncludeObject::Metadata => {
@@ -102,7 +119,8 @@ fn table_rows(kind: &str, items: &[ListItem], include: IncludeObject, now: i64) 
                     m.remove("managedFields");
                 }
                 out.extend_from_slice(b",\"object\":{\"kind\":\"PartialObjectMetadata\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":");
-                serde_json::to_writer(&mut out, v.get("metadata").unwrap_or(&Value::Null)).expect("serializes");
+                serde_json::to_writer(&mut out, v.get("metadata").unwrap_or(&Value::Null))
+                    .expect("serializes");
                 out.push(b'}');
             }
             IncludeObject::Object => {
@@ -120,8 +138,17 @@ pub fn one(r: &ResourceDef, format: Format, bytes: &[u8], include: IncludeObject
     match format {
         Format::Table(version) => {
             let v: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
-            let rv = v.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
-            let mut t = table::table(r.kind, vec![table::row(r.kind, &v, include, util::now_unix())], &rv, None);
+            let rv = v
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let mut t = table::table(
+                r.kind,
+                vec![table::row(r.kind, &v, include, util::now_unix())],
+                &rv,
+                None,
+            );
             t["apiVersion"] = json!(format!("meta.k8s.io/{version}"));
             respond::json(200, &t)
         }
@@ -134,12 +161,26 @@ pub fn one(r: &ResourceDef, format: Format, bytes: &[u8], include: IncludeObject
 }
 
 /// The object of a watch event in the negotiated format.
-pub fn event_object(r: &ResourceDef, format: Format, bytes: &[u8], include: IncludeObject) -> Value {
+pub fn event_object(
+    r: &ResourceDef,
+    format: Format,
+    bytes: &[u8],
+    include: IncludeObject,
+) -> Value {
     let v: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
     match format {
         Format::Table(version) => {
-            let rv = v.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
-            let mut t = table::table(r.kind, vec![table::row(r.kind, &v, include, util::now_unix())], &rv, None);
+            let rv = v
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let mut t = table::table(
+                r.kind,
+                vec![table::row(r.kind, &v, include, util::now_unix())],
+                &rv,
+                None,
+            );
             t["apiVersion"] = json!(format!("meta.k8s.io/{version}"));
             t
         }

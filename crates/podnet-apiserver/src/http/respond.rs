@@ -14,7 +14,10 @@ fn base(status: u16, content_type: &'static str, body: Body) -> Resp {
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
     r
 }
 
@@ -24,13 +27,19 @@ pub fn json_bytes(status: u16, bytes: impl Into<Body>) -> Resp {
 }
 
 pub fn json(status: u16, v: &Value) -> Resp {
-    json_bytes(status, serde_json::to_vec(v).expect("JSON value serializes"))
+    json_bytes(
+        status,
+        serde_json::to_vec(v).expect("JSON value serializes"),
+    )
 }
 
 /// A JSON or YAML body per the negotiated format (Tables are built by the caller).
 pub fn object(status: u16, format: Format, bytes: impl AsRef<[u8]>) -> Resp {
     match format {
-        Format::Yaml => match serde_json::from_slice::<Value>(bytes.as_ref()).ok().and_then(|v| yaml::to_string(&v).ok()) {
+        Format::Yaml => match serde_json::from_slice::<Value>(bytes.as_ref())
+            .ok()
+            .and_then(|v| yaml::to_string(&v).ok())
+        {
             Some(y) => base(status, "application/yaml", Body::from(y)),
             None => json_bytes(status, bytes.as_ref().to_vec()),
         },

@@ -48,7 +48,12 @@ fn gv_route(group: &str, version: &str, rest: &[&str]) -> Route {
     }
     let find = |plural: &str| resources::find(group, version, plural);
     let path = |res, namespace: Option<&str>, name: Option<&str>, sub: Option<&str>| {
-        Route::Resource(ResPath { res, namespace: namespace.map(String::from), name: name.map(String::from), sub: sub.map(String::from) })
+        Route::Resource(ResPath {
+            res,
+            namespace: namespace.map(String::from),
+            name: name.map(String::from),
+            sub: sub.map(String::from),
+        })
     };
     match rest {
         [] => Route::GroupVersion(group.to_string(), version.to_string()),
@@ -57,7 +62,9 @@ fn gv_route(group: &str, version: &str, rest: &[&str]) -> Route {
             match more {
                 [] => path(r, Some(ns), None, None),
                 [name] => path(r, Some(ns), Some(name), None),
-                [name, sub] if r.subresource(sub).is_some() => path(r, Some(ns), Some(name), Some(sub)),
+                [name, sub] if r.subresource(sub).is_some() => {
+                    path(r, Some(ns), Some(name), Some(sub))
+                }
                 _ => Route::NotFound,
             }
         }
@@ -70,7 +77,9 @@ fn gv_route(group: &str, version: &str, rest: &[&str]) -> Route {
             _ => Route::NotFound,
         },
         [plural, name, sub] => match find(plural) {
-            Some(r) if !r.namespaced && r.subresource(sub).is_some() => path(r, None, Some(name), Some(sub)),
+            Some(r) if !r.namespaced && r.subresource(sub).is_some() => {
+                path(r, None, Some(name), Some(sub))
+            }
             _ => Route::NotFound,
         },
         _ => Route::NotFound,
@@ -91,9 +100,20 @@ mod tests {
     #[test]
     fn routes() {
         let r = res("/api/v1/namespaces/default/pods/web/log");
-        assert_eq!((r.res.plural, r.namespace.as_deref(), r.name.as_deref(), r.sub.as_deref()), ("pods", Some("default"), Some("web"), Some("log")));
+        assert_eq!(
+            (
+                r.res.plural,
+                r.namespace.as_deref(),
+                r.name.as_deref(),
+                r.sub.as_deref()
+            ),
+            ("pods", Some("default"), Some("web"), Some("log"))
+        );
         let r = res("/api/v1/namespaces/lab");
-        assert_eq!((r.res.plural, r.namespace, r.name.as_deref()), ("namespaces", None, Some("lab")));
+        assert_eq!(
+            (r.res.plural, r.namespace, r.name.as_deref()),
+            ("namespaces", None, Some("lab"))
+        );
         let r = res("/api/v1/namespaces/lab/finalize");
         assert_eq!(r.sub.as_deref(), Some("finalize"));
         let r = res("/api/v1/pods");
@@ -102,8 +122,17 @@ mod tests {
         assert_eq!(r.sub.as_deref(), Some("scale"));
         assert_eq!(route("/api/v1/pods/web"), Route::NotFound);
         assert_eq!(route("/apis/batch/v1/jobs"), Route::NotFound);
-        assert_eq!(route("/api/v1/namespaces/default/pods/web/nope"), Route::NotFound);
-        assert_eq!(route("/api/v1"), Route::GroupVersion("".into(), "v1".into()));
-        assert_eq!(route("/openapi/v3/apis/apps/v1"), Route::OpenApiV3("apis/apps/v1".into()));
+        assert_eq!(
+            route("/api/v1/namespaces/default/pods/web/nope"),
+            Route::NotFound
+        );
+        assert_eq!(
+            route("/api/v1"),
+            Route::GroupVersion("".into(), "v1".into())
+        );
+        assert_eq!(
+            route("/openapi/v3/apis/apps/v1"),
+            Route::OpenApiV3("apis/apps/v1".into())
+        );
     }
 }

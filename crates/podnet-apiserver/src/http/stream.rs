@@ -11,9 +11,9 @@ use podnet_apimachinery::resources;
 use podnet_apimachinery::{ApiError, object};
 use serde_json::Value;
 
+use super::AppState;
 use super::query::Query;
 use super::respond::{self, Resp};
-use super::AppState;
 use crate::node::{ExecRequest, Frame, LogRequest, NodeError, NodeTarget};
 
 /// The exec subprotocols podnet relays (kubectl 1.35 offers only v5).
@@ -21,30 +21,55 @@ const PROTOCOLS: &[&str] = &["v5.channel.k8s.io"];
 
 fn node_error(e: NodeError) -> ApiError {
     match e {
-        NodeError::Status { code: 404, message } => ApiError { code: 404, reason: "NotFound", message, details: None },
-        NodeError::Status { code, message } if (400..500).contains(&code) => ApiError::bad_request(message),
+        NodeError::Status { code: 404, message } => ApiError {
+            code: 404,
+            reason: "NotFound",
+            message,
+            details: None,
+        },
+        NodeError::Status { code, message } if (400..500).contains(&code) => {
+            ApiError::bad_request(message)
+        }
         NodeError::Status { message, .. } => ApiError::internal(message),
         NodeError::Unreachable(m) => ApiError::internal(format!("error dialing backend: {m}")),
     }
 }
 
 /// The pod, the container to use and the node to ask.
-fn locate(st: &AppState, ns: &str, name: &str, container: Option<&str>, verb: &str) -> Result<(String, NodeTarget), ApiError> {
+fn locate(
+    st: &AppState,
+    ns: &str,
+    name: &str,
+    container: Option<&str>,
+    verb: &str,
+) -> Result<(String, NodeTarget), ApiError> {
     let pods = resources::find("", "v1", "pods").expect("pods are served");
     let pod = st.api.get(pods, ns, name)?;
     let containers: Vec<String> = pod
         .pointer("/spec/containers")
         .and_then(Value::as_array)
-        .map(|cs| cs.iter().filter_map(|c| c.get("name").and_then(Value::as_str).map(String::from)).collect())
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c.get("name").and_then(Value::as_str).map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     let inits: Vec<String> = pod
         .pointer("/spec/initContainers")
         .and_then(Value::as_array)
-        .map(|cs| cs.iter().filter_map(|c| c.get("name").and_then(Value::as_str).map(String::from)).collect())
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c.get("name").and_then(Value::as_str).map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     let container = match container.filter(|c| !c.is_empty()) {
         Some(c) if containers.iter().chain(&inits).any(|x| x == c) => c.to_string(),
-        Some(c) => return Err(ApiError::bad_request(format!("container {c} is not valid for pod {name}"))),
+        Some(c) => {
+            return Err(ApiError::bad_request(format!(
+                "container {c} is not valid for pod {name}"
+            )));
+        }
         None if containers.len() == 1 => containers[0].clone(),
         None => {
             return Err(ApiError::bad_request(format!(
@@ -56,26 +81,55 @@ fn locate(st: &AppState, ns: &str, name: &str, container: Option<&str>, verb: &s
     let node = object::str_at(&pod, "spec.nodeName").unwrap_or_default();
     if node.is_empty() {
         let _ = verb;
-        return Err(ApiError::bad_request(format!("pod {name} does not have a host assigned")));
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
     }
     let nodes = resources::find("", "v1", "nodes").expect("nodes are served");
-    let n = st.api.get(nodes, "", node).map_err(|_| ApiError::bad_request(format!("node {node:?} of pod {name} not found")))?;
+    let n = st
+        .api
+        .get(nodes, "", node)
+        .map_err(|_| ApiError::bad_request(format!("node {node:?} of pod {name} not found")))?;
     let address = n
         .pointer("/status/addresses")
         .and_then(Value::as_array)
-        .and_then(|a| a.iter().find(|x| x["type"] == "InternalIP").or_else(|| a.first()))
+        .and_then(|a| {
+            a.iter()
+                .find(|x| x["type"] == "InternalIP")
+                .or_else(|| a.first())
+        })
         .and_then(|x| x.get("address").and_then(Value::as_str))
         .ok_or_else(|| ApiError::bad_request(format!("node {node:?} has no address")))?
         .to_string();
-    let port = n.pointer("/status/daemonEndpoints/kubeletEndpoint/Port").and_then(Value::as_u64).filter(|p| *p > 0 && *p < 65536).unwrap_or(10250) as u16;
-    Ok((container, NodeTarget { name: node.to_string(), address, port }))
+    let port = n
+        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+        .and_then(Value::as_u64)
+        .filter(|p| *p > 0 && *p < 65536)
+        .unwrap_or(10250) as u16;
+    Ok((
+        container,
+        NodeTarget {
+            name: node.to_string(),
+            address,
+            port,
+        },
+    ))
 }
 
 pub async fn logs(st: &Arc<AppState>, ns: &str, name: &str, q: &Query) -> Result<Resp, ApiError> {
     let (container, target) = locate(st, ns, name, q.get("container"), "log")?;
     let non_negative = |k: &str| -> Result<Option<i64>, ApiError> {
         match q.int(k)? {
-            Some(n) if n < 0 => Err(ApiError::invalid("PodLogOptions", "", "", &[podnet_apimachinery::FieldError::invalid(k, n, "must be greater than or equal to 0")])),
+            Some(n) if n < 0 => Err(ApiError::invalid(
+                "PodLogOptions",
+                "",
+                "",
+                &[podnet_apimachinery::FieldError::invalid(
+                    k,
+                    n,
+                    "must be greater than or equal to 0",
+                )],
+            )),
             other => Ok(other),
         }
     };
@@ -90,11 +144,23 @@ pub async fn logs(st: &Arc<AppState>, ns: &str, name: &str, q: &Query) -> Result
         limit_bytes: non_negative("limitBytes")?,
         since_seconds: non_negative("sinceSeconds")?,
     };
-    let stream = st.api.cfg.node_connector.logs(target, req).await.map_err(node_error)?;
+    let stream = st
+        .api
+        .cfg
+        .node_connector
+        .logs(target, req)
+        .await
+        .map_err(node_error)?;
     Ok(respond::text(200, Body::from_stream(stream)))
 }
 
-pub async fn exec(st: &Arc<AppState>, ns: &str, name: &str, parts: &mut Parts, q: &Query) -> Result<Resp, ApiError> {
+pub async fn exec(
+    st: &Arc<AppState>,
+    ns: &str,
+    name: &str,
+    parts: &mut Parts,
+    q: &Query,
+) -> Result<Resp, ApiError> {
     let upgrade = WebSocketUpgrade::from_request_parts(parts, &()).await;
     let Ok(upgrade) = upgrade else {
         return Err(ApiError::bad_request("Upgrade request required"));
@@ -107,7 +173,9 @@ pub async fn exec(st: &Arc<AppState>, ns: &str, name: &str, parts: &mut Parts, q
         .flat_map(|v| v.split(',').map(|s| s.trim().to_string()))
         .collect();
     if !offered.iter().any(|p| PROTOCOLS.contains(&p.as_str())) {
-        return Err(ApiError::bad_request(format!("unable to upgrade connection: none of the offered subprotocols {offered:?} is supported (want v5.channel.k8s.io)")));
+        return Err(ApiError::bad_request(format!(
+            "unable to upgrade connection: none of the offered subprotocols {offered:?} is supported (want v5.channel.k8s.io)"
+        )));
     }
     let (container, target) = locate(st, ns, name, q.get("container"), "exec")?;
     let command = q.all("command");
@@ -126,21 +194,34 @@ pub async fn exec(st: &Arc<AppState>, ns: &str, name: &str, parts: &mut Parts, q
         tty,
     };
     if !(req.stdin || req.stdout || req.stderr) {
-        return Err(ApiError::bad_request("you must specify at least 1 of stdin, stdout, stderr"));
+        return Err(ApiError::bad_request(
+            "you must specify at least 1 of stdin, stdout, stderr",
+        ));
     }
     if tty && req.stderr {
         return Err(ApiError::bad_request("stderr cannot be requested with tty"));
     }
     // connect to the node first: failures are still plain HTTP errors for kubectl
-    let session = st.api.cfg.node_connector.exec(target, req).await.map_err(node_error)?;
-    let resp = upgrade.protocols(PROTOCOLS.iter().copied()).on_upgrade(move |socket| relay(socket, session));
+    let session = st
+        .api
+        .cfg
+        .node_connector
+        .exec(target, req)
+        .await
+        .map_err(node_error)?;
+    let resp = upgrade
+        .protocols(PROTOCOLS.iter().copied())
+        .on_upgrade(move |socket| relay(socket, session));
     Ok(resp)
 }
 
 /// Copies frames both ways until either side closes.
 async fn relay(socket: axum::extract::ws::WebSocket, session: crate::node::ExecSession) {
     let (mut client_tx, mut client_rx) = socket.split();
-    let crate::node::ExecSession { to_node, mut from_node } = session;
+    let crate::node::ExecSession {
+        to_node,
+        mut from_node,
+    } = session;
     let upstream = tokio::spawn(async move {
         while let Some(Ok(m)) = client_rx.next().await {
             let f = match m {
@@ -149,7 +230,9 @@ async fn relay(socket: axum::extract::ws::WebSocket, session: crate::node::ExecS
                 // pings are answered by the websocket layer itself
                 Message::Ping(_) | Message::Pong(_) => continue,
                 Message::Close(c) => {
-                    let _ = to_node.send(Frame::Close(c.map(|c| (c.code, c.reason.to_string())))).await;
+                    let _ = to_node
+                        .send(Frame::Close(c.map(|c| (c.code, c.reason.to_string()))))
+                        .await;
                     break;
                 }
             };
@@ -167,7 +250,16 @@ async fn relay(socket: axum::extract::ws::WebSocket, session: crate::node::ExecS
             Frame::Pong(b) => Message::Pong(b),
             Frame::Close(c) => {
                 closed = true;
-                Message::Close(Some(c.map_or(CloseFrame { code: 1000, reason: "".into() }, |(code, reason)| CloseFrame { code, reason: reason.into() })))
+                Message::Close(Some(c.map_or(
+                    CloseFrame {
+                        code: 1000,
+                        reason: "".into(),
+                    },
+                    |(code, reason)| CloseFrame {
+                        code,
+                        reason: reason.into(),
+                    },
+                )))
             }
         };
         if client_tx.send(m).await.is_err() {
@@ -178,7 +270,12 @@ async fn relay(socket: axum::extract::ws::WebSocket, session: crate::node::ExecS
         }
     }
     if !closed {
-        let _ = client_tx.send(Message::Close(Some(CloseFrame { code: 1011, reason: "connection to the node was lost".into() }))).await;
+        let _ = client_tx
+            .send(Message::Close(Some(CloseFrame {
+                code: 1011,
+                reason: "connection to the node was lost".into(),
+            })))
+            .await;
     }
     let _ = client_tx.close().await;
     upstream.abort();

@@ -58,7 +58,15 @@ impl Encoder {
         out.extend_from_slice(b"\",\"object\":");
         match self.format {
             Format::Json | Format::Yaml => out.extend_from_slice(bytes),
-            _ => out.extend_from_slice(&serde_json::to_vec(&render::event_object(self.r, self.format, bytes, self.include)).unwrap_or_default()),
+            _ => out.extend_from_slice(
+                &serde_json::to_vec(&render::event_object(
+                    self.r,
+                    self.format,
+                    bytes,
+                    self.include,
+                ))
+                .unwrap_or_default(),
+            ),
         }
         out.extend_from_slice(b"}\n");
         Bytes::from(out)
@@ -69,26 +77,42 @@ impl Encoder {
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        let obj = json!({"kind": self.r.kind, "apiVersion": self.r.api_version(), "metadata": meta});
-        let mut line = serde_json::to_vec(&json!({"type": "BOOKMARK", "object": obj})).unwrap_or_default();
+        let obj =
+            json!({"kind": self.r.kind, "apiVersion": self.r.api_version(), "metadata": meta});
+        let mut line =
+            serde_json::to_vec(&json!({"type": "BOOKMARK", "object": obj})).unwrap_or_default();
         line.push(b'\n');
         Bytes::from(line)
     }
 
     fn error(&self, e: &ApiError) -> Bytes {
-        let mut line = serde_json::to_vec(&json!({"type": "ERROR", "object": e.to_status()})).unwrap_or_default();
+        let mut line = serde_json::to_vec(&json!({"type": "ERROR", "object": e.to_status()}))
+            .unwrap_or_default();
         line.push(b'\n');
         Bytes::from(line)
     }
 }
 
-pub async fn serve(st: &Arc<AppState>, r: &'static ResourceDef, ns: Option<String>, name: Option<String>, q: &Query, accept: Option<&str>) -> Result<Resp, ApiError> {
+pub async fn serve(
+    st: &Arc<AppState>,
+    r: &'static ResourceDef,
+    ns: Option<String>,
+    name: Option<String>,
+    q: &Query,
+    accept: Option<&str>,
+) -> Result<Resp, ApiError> {
     let format = negotiate::response_format(accept, true)?;
     let include = IncludeObject::parse(q.get("includeObject")).map_err(ApiError::bad_request)?;
-    let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or("")).map_err(|e| ApiError::bad_request(e.0))?;
-    let mut fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""), r.kind).map_err(|e| ApiError::bad_request(e.0))?;
+    let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(e.0))?;
+    let mut fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""), r.kind)
+        .map_err(|e| ApiError::bad_request(e.0))?;
     if let Some(n) = name {
-        fields.requirements.push(FieldRequirement { field: "metadata.name".into(), value: n, equals: true });
+        fields.requirements.push(FieldRequirement {
+            field: "metadata.name".into(),
+            value: n,
+            equals: true,
+        });
     }
     let send_initial = match q.get("sendInitialEvents") {
         None | Some("") => None,
@@ -100,20 +124,31 @@ pub async fn serve(st: &Arc<AppState>, r: &'static ResourceDef, ns: Option<Strin
     let invalid = |e: FieldError| ApiError::invalid("ListOptions", "meta.k8s.io", "", &[e]);
     if send_initial.is_some() {
         if rv_match != Some("NotOlderThan") {
-            return Err(invalid(FieldError::forbidden("resourceVersionMatch", "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan")));
+            return Err(invalid(FieldError::forbidden(
+                "resourceVersionMatch",
+                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            )));
         }
         if send_initial == Some(true) && !bookmarks {
-            return Err(invalid(FieldError::forbidden("allowWatchBookmarks", "sendInitialEvents requires setting allowWatchBookmarks to true")));
+            return Err(invalid(FieldError::forbidden(
+                "allowWatchBookmarks",
+                "sendInitialEvents requires setting allowWatchBookmarks to true",
+            )));
         }
     } else if rv_match.is_some() {
-        return Err(invalid(FieldError::forbidden("resourceVersionMatch", "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided")));
+        return Err(invalid(FieldError::forbidden(
+            "resourceVersionMatch",
+            "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+        )));
     }
     // timeoutSeconds, else the request's own `timeout` (a Go duration, as kubectl --request-timeout sends)
     let timeout = match q.int("timeoutSeconds")?.filter(|t| *t > 0) {
         Some(t) => Duration::from_secs(t.min(24 * 3600) as u64),
         None => match q.get("timeout").filter(|s| !s.is_empty()) {
             Some(t) => Duration::from_millis(
-                crate::util::parse_go_duration_ms(t).ok_or_else(|| ApiError::bad_request(format!("invalid timeout {t:?}")))?.max(1),
+                crate::util::parse_go_duration_ms(t)
+                    .ok_or_else(|| ApiError::bad_request(format!("invalid timeout {t:?}")))?
+                    .max(1),
             ),
             None => Duration::from_secs(1800),
         },
@@ -128,16 +163,26 @@ pub async fn serve(st: &Arc<AppState>, r: &'static ResourceDef, ns: Option<Strin
         (snap, w, rv)
     } else {
         let raw = rv_param.expect("checked");
-        let rv: u64 = raw.parse().map_err(|_| ApiError::bad_request(format!("resourceVersion: Invalid value: {raw:?}: must be a valid resource version")))?;
+        let rv: u64 = raw.parse().map_err(|_| {
+            ApiError::bad_request(format!(
+                "resourceVersion: Invalid value: {raw:?}: must be a valid resource version"
+            ))
+        })?;
         if send_initial == Some(false) || rv <= store.current_rv() {
-            let w = store.watch(&res, ns_filter.as_deref(), Some(rv)).map_err(|e| match e {
-                StoreError::Gone { requested, oldest } => ApiError::gone(format!("too old resource version: {requested} ({oldest})")),
-                other => ApiError::internal(other.to_string()),
-            })?;
+            let w = store
+                .watch(&res, ns_filter.as_deref(), Some(rv))
+                .map_err(|e| match e {
+                    StoreError::Gone { requested, oldest } => {
+                        ApiError::gone(format!("too old resource version: {requested} ({oldest})"))
+                    }
+                    other => ApiError::internal(other.to_string()),
+                })?;
             (Vec::new(), w, rv)
         } else {
             // a resourceVersion from the future: start now
-            let w = store.watch(&res, ns_filter.as_deref(), None).map_err(|e| ApiError::internal(e.to_string()))?;
+            let w = store
+                .watch(&res, ns_filter.as_deref(), None)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
             (Vec::new(), w, store.current_rv())
         }
     };
@@ -151,7 +196,9 @@ pub async fn serve(st: &Arc<AppState>, r: &'static ResourceDef, ns: Option<Strin
         };
         for (_, e) in &initial {
             if !filter.trivial() {
-                let Ok(v) = serde_json::from_slice::<Value>(&e.object) else { continue };
+                let Ok(v) = serde_json::from_slice::<Value>(&e.object) else {
+                    continue;
+                };
                 if !filter.matches(&v) {
                     continue;
                 }
@@ -187,11 +234,10 @@ pub async fn serve(st: &Arc<AppState>, r: &'static ResourceDef, ns: Option<Strin
                                 _ => None,
                             }
                         };
-                        if let Some(ty) = ty {
-                            if !send(enc.line(ty, &ev.object)).await {
+                        if let Some(ty) = ty
+                            && !send(enc.line(ty, &ev.object)).await {
                                 return;
                             }
-                        }
                     }
                     Ok(None) => return,
                     Err(_lagged) => {

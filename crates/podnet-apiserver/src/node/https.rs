@@ -12,7 +12,10 @@ use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use super::{BoxFuture, ByteStream, ExecRequest, ExecSession, Frame, LogRequest, NodeConnector, NodeError, NodeTarget, exec_query, log_query};
+use super::{
+    BoxFuture, ByteStream, ExecRequest, ExecSession, Frame, LogRequest, NodeConnector, NodeError,
+    NodeTarget, exec_query, log_query,
+};
 use crate::pki::Pki;
 
 /// Connects to nodes over HTTPS, trusting the lab CA and presenting the cluster token.
@@ -27,20 +30,31 @@ impl HttpsNodeConnector {
             c.alpn_protocols = vec![b"http/1.1".to_vec()];
             TlsConnector::from(Arc::new(c))
         });
-        HttpsNodeConnector { tls, token: pki.token.clone() }
+        HttpsNodeConnector {
+            tls,
+            token: pki.token.clone(),
+        }
     }
 }
 
-async fn connect(tls: Option<TlsConnector>, node: &NodeTarget) -> Result<tokio_rustls::client::TlsStream<TcpStream>, NodeError> {
+async fn connect(
+    tls: Option<TlsConnector>,
+    node: &NodeTarget,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, NodeError> {
     let tls = tls.ok_or_else(|| NodeError::Unreachable("no CA to verify nodes with".into()))?;
     let addr = format!("{}:{}", node.address, node.port);
-    let tcp = tokio::time::timeout(std::time::Duration::from_secs(10), TcpStream::connect(&addr))
-        .await
-        .map_err(|_| NodeError::Unreachable(format!("dial tcp {addr}: i/o timeout")))?
-        .map_err(|e| NodeError::Unreachable(format!("dial tcp {addr}: {e}")))?;
+    let tcp = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        TcpStream::connect(&addr),
+    )
+    .await
+    .map_err(|_| NodeError::Unreachable(format!("dial tcp {addr}: i/o timeout")))?
+    .map_err(|e| NodeError::Unreachable(format!("dial tcp {addr}: {e}")))?;
     let name = rustls::pki_types::ServerName::try_from(node.address.clone())
         .map_err(|e| NodeError::Unreachable(format!("node address {}: {e}", node.address)))?;
-    tls.connect(name, tcp).await.map_err(|e| NodeError::Unreachable(format!("tls handshake with {addr}: {e}")))
+    tls.connect(name, tcp)
+        .await
+        .map_err(|e| NodeError::Unreachable(format!("tls handshake with {addr}: {e}")))
 }
 
 impl NodeConnector for HttpsNodeConnector {
@@ -51,7 +65,9 @@ impl NodeConnector for HttpsNodeConnector {
             let stream = connect(tls, &node).await?;
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await
-                .map_err(|e| NodeError::Unreachable(format!("http handshake with node {}: {e}", node.name)))?;
+                .map_err(|e| {
+                    NodeError::Unreachable(format!("http handshake with node {}: {e}", node.name))
+                })?;
             tokio::spawn(async move {
                 let _ = conn.await;
             });
@@ -65,42 +81,84 @@ impl NodeConnector for HttpsNodeConnector {
                 q
             );
             let request = http::Request::get(uri)
-                .header(http::header::HOST, format!("{}:{}", node.address, node.port))
+                .header(
+                    http::header::HOST,
+                    format!("{}:{}", node.address, node.port),
+                )
                 .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
                 .body(Empty::<Bytes>::new())
                 .map_err(|e| NodeError::Unreachable(e.to_string()))?;
-            let resp = sender.send_request(request).await.map_err(|e| NodeError::Unreachable(format!("node {}: {e}", node.name)))?;
+            let resp = sender
+                .send_request(request)
+                .await
+                .map_err(|e| NodeError::Unreachable(format!("node {}: {e}", node.name)))?;
             let status = resp.status();
             let body = resp.into_body();
             if !status.is_success() {
-                let text = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                return Err(NodeError::Status { code: status.as_u16(), message: String::from_utf8_lossy(&text).trim().to_string() });
+                let text = body
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                return Err(NodeError::Status {
+                    code: status.as_u16(),
+                    message: String::from_utf8_lossy(&text).trim().to_string(),
+                });
             }
-            let s = body.into_data_stream().map(|r| r.map_err(std::io::Error::other));
+            let s = body
+                .into_data_stream()
+                .map(|r| r.map_err(std::io::Error::other));
             Ok(Box::pin(s) as ByteStream)
         })
     }
 
-    fn exec(&self, node: NodeTarget, req: ExecRequest) -> BoxFuture<Result<ExecSession, NodeError>> {
+    fn exec(
+        &self,
+        node: NodeTarget,
+        req: ExecRequest,
+    ) -> BoxFuture<Result<ExecSession, NodeError>> {
         let tls = self.tls.clone();
         let token = self.token.clone();
         Box::pin(async move {
             let stream = connect(tls, &node).await?;
-            let url = format!("wss://{}:{}/exec/{}/{}/{}?{}", node.address, node.port, req.namespace, req.pod, req.container, exec_query(&req));
-            let mut request = url.into_client_request().map_err(|e| NodeError::Unreachable(e.to_string()))?;
+            let url = format!(
+                "wss://{}:{}/exec/{}/{}/{}?{}",
+                node.address,
+                node.port,
+                req.namespace,
+                req.pod,
+                req.container,
+                exec_query(&req)
+            );
+            let mut request = url
+                .into_client_request()
+                .map_err(|e| NodeError::Unreachable(e.to_string()))?;
             let h = request.headers_mut();
-            h.insert("Sec-WebSocket-Protocol", http::HeaderValue::from_static("v5.channel.k8s.io"));
+            h.insert(
+                "Sec-WebSocket-Protocol",
+                http::HeaderValue::from_static("v5.channel.k8s.io"),
+            );
             h.insert(
                 http::header::AUTHORIZATION,
-                http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| NodeError::Unreachable(e.to_string()))?,
+                http::HeaderValue::from_str(&format!("Bearer {token}"))
+                    .map_err(|e| NodeError::Unreachable(e.to_string()))?,
             );
-            let (ws, resp) = tokio_tungstenite::client_async(request, stream).await.map_err(|e| match e {
-                tokio_tungstenite::tungstenite::Error::Http(r) => {
-                    let body = r.body().as_ref().map(|b| String::from_utf8_lossy(b).trim().to_string()).unwrap_or_default();
-                    NodeError::Status { code: r.status().as_u16(), message: body }
-                }
-                other => NodeError::Unreachable(format!("exec on node {}: {other}", node.name)),
-            })?;
+            let (ws, resp) = tokio_tungstenite::client_async(request, stream)
+                .await
+                .map_err(|e| match e {
+                    tokio_tungstenite::tungstenite::Error::Http(r) => {
+                        let body = r
+                            .body()
+                            .as_ref()
+                            .map(|b| String::from_utf8_lossy(b).trim().to_string())
+                            .unwrap_or_default();
+                        NodeError::Status {
+                            code: r.status().as_u16(),
+                            message: body,
+                        }
+                    }
+                    other => NodeError::Unreachable(format!("exec on node {}: {other}", node.name)),
+                })?;
             let _ = resp;
             let (mut sink, mut source) = ws.split();
             let (to_node, mut to_node_rx) = mpsc::channel::<Frame>(64);
@@ -112,9 +170,11 @@ impl NodeConnector for HttpsNodeConnector {
                         Frame::Text(t) => Message::Text(t.into()),
                         Frame::Ping(b) => Message::Ping(b),
                         Frame::Pong(b) => Message::Pong(b),
-                        Frame::Close(c) => Message::Close(c.map(|(code, reason)| tokio_tungstenite::tungstenite::protocol::CloseFrame {
-                            code: code.into(),
-                            reason: reason.into(),
+                        Frame::Close(c) => Message::Close(c.map(|(code, reason)| {
+                            tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                                code: code.into(),
+                                reason: reason.into(),
+                            }
                         })),
                     };
                     if sink.send(m).await.is_err() {
@@ -130,7 +190,9 @@ impl NodeConnector for HttpsNodeConnector {
                         Message::Text(t) => Frame::Text(t.to_string()),
                         // tungstenite answers pings itself
                         Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
-                        Message::Close(c) => Frame::Close(c.map(|c| (c.code.into(), c.reason.to_string()))),
+                        Message::Close(c) => {
+                            Frame::Close(c.map(|c| (c.code.into(), c.reason.to_string())))
+                        }
                     };
                     let closing = matches!(f, Frame::Close(_));
                     if from_node_tx.send(f).await.is_err() || closing {

@@ -103,7 +103,8 @@ pub enum NodeError {
 /// How the API server reaches the node running a pod.
 pub trait NodeConnector: Send + Sync + 'static {
     fn logs(&self, node: NodeTarget, req: LogRequest) -> BoxFuture<Result<ByteStream, NodeError>>;
-    fn exec(&self, node: NodeTarget, req: ExecRequest) -> BoxFuture<Result<ExecSession, NodeError>>;
+    fn exec(&self, node: NodeTarget, req: ExecRequest)
+    -> BoxFuture<Result<ExecSession, NodeError>>;
 }
 
 /// The query string of a logs request.
@@ -132,8 +133,17 @@ pub fn log_query(r: &LogRequest) -> String {
 
 /// The query string of an exec request.
 pub fn exec_query(r: &ExecRequest) -> String {
-    let mut q: Vec<String> = r.command.iter().map(|c| format!("command={}", urlencode(c))).collect();
-    for (k, v) in [("stdin", r.stdin), ("stdout", r.stdout), ("stderr", r.stderr), ("tty", r.tty)] {
+    let mut q: Vec<String> = r
+        .command
+        .iter()
+        .map(|c| format!("command={}", urlencode(c)))
+        .collect();
+    for (k, v) in [
+        ("stdin", r.stdin),
+        ("stdout", r.stdout),
+        ("stderr", r.stderr),
+        ("tty", r.tty),
+    ] {
         q.push(format!("{k}={v}"));
     }
     q.join("&")

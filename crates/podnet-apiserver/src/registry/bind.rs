@@ -8,13 +8,26 @@ use super::{Api, objref};
 
 impl Api {
     /// Sets a pod's node and its PodScheduled condition; 409 if it already has one.
-    pub async fn bind(&self, pods: &'static ResourceDef, ns: &str, pod: &str, node: &str) -> Result<(), ApiError> {
+    pub async fn bind(
+        &self,
+        pods: &'static ResourceDef,
+        ns: &str,
+        pod: &str,
+        node: &str,
+    ) -> Result<(), ApiError> {
         let current = self.get(pods, ns, pod)?;
-        if let Some(existing) = object::str_at(&current, "spec.nodeName").filter(|n| !n.is_empty()) {
-            return Err(ApiError::conflict(objref(pods, pod), &format!("pod {pod} is already assigned to node {existing:?}")));
+        if let Some(existing) = object::str_at(&current, "spec.nodeName").filter(|n| !n.is_empty())
+        {
+            return Err(ApiError::conflict(
+                objref(pods, pod),
+                &format!("pod {pod} is already assigned to node {existing:?}"),
+            ));
         }
         if object::is_deleting(&current) {
-            return Err(ApiError::conflict(objref(pods, pod), "pod is being deleted, cannot be assigned to a host"));
+            return Err(ApiError::conflict(
+                objref(pods, pod),
+                "pod is being deleted, cannot be assigned to a host",
+            ));
         }
         let done = self
             .mutate(pods, ns, pod, None, |p| {
@@ -26,9 +39,15 @@ impl Api {
             })
             .await?;
         if done.is_none() {
-            return Err(ApiError::conflict(objref(pods, pod), "pod is already assigned to a node"));
+            return Err(ApiError::conflict(
+                objref(pods, pod),
+                "pod is already assigned to a node",
+            ));
         }
-        self.mutate(pods, ns, pod, Some("status"), |p| crate::controllers::set_condition(p, "PodScheduled", "True", "", "")).await?;
+        self.mutate(pods, ns, pod, Some("status"), |p| {
+            crate::controllers::set_condition(p, "PodScheduled", "True", "", "")
+        })
+        .await?;
         Ok(())
     }
 }

@@ -22,15 +22,27 @@ pub use write::{FieldValidation, WriteOptions};
 
 /// The store resource name of a served resource (`pods`, `apps/deployments`).
 pub fn store_resource(r: &ResourceDef) -> String {
-    if r.group.is_empty() { r.plural.to_string() } else { format!("{}/{}", r.group, r.plural) }
+    if r.group.is_empty() {
+        r.plural.to_string()
+    } else {
+        format!("{}/{}", r.group, r.plural)
+    }
 }
 
 pub fn key(r: &ResourceDef, namespace: &str, name: &str) -> ObjectKey {
-    ObjectKey::new(store_resource(r), if r.namespaced { namespace } else { "" }, name)
+    ObjectKey::new(
+        store_resource(r),
+        if r.namespaced { namespace } else { "" },
+        name,
+    )
 }
 
 pub fn objref<'a>(r: &'a ResourceDef, name: &'a str) -> ObjRef<'a> {
-    ObjRef { group: r.group, resource: r.plural, name }
+    ObjRef {
+        group: r.group,
+        resource: r.plural,
+        name,
+    }
 }
 
 /// Maps a store error onto the API error a client sees.
@@ -39,7 +51,9 @@ pub fn store_error(r: &ResourceDef, name: &str, e: StoreError) -> ApiError {
         StoreError::AlreadyExists(_) => ApiError::already_exists(objref(r, name)),
         StoreError::NotFound(_) => ApiError::not_found(objref(r, name)),
         StoreError::Conflict { .. } => ApiError::modified(objref(r, name)),
-        StoreError::Gone { requested, oldest } => ApiError::gone(format!("too old resource version: {requested} ({oldest})")),
+        StoreError::Gone { requested, oldest } => {
+            ApiError::gone(format!("too old resource version: {requested} ({oldest})"))
+        }
         StoreError::Closed => ApiError::service_unavailable("the server is shutting down"),
         other => ApiError::internal(other.to_string()),
     }
@@ -94,21 +108,39 @@ impl Api {
                 service::restore(&mut alloc, &v);
             }
         }
-        Arc::new(Api { store, cfg, alloc: Mutex::new(alloc) })
+        Arc::new(Api {
+            store,
+            cfg,
+            alloc: Mutex::new(alloc),
+        })
     }
 
-    pub fn get_entry(&self, r: &ResourceDef, namespace: &str, name: &str) -> Result<Entry, ApiError> {
-        self.store.get(&key(r, namespace, name)).ok_or_else(|| ApiError::not_found(objref(r, name)))
+    pub fn get_entry(
+        &self,
+        r: &ResourceDef,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Entry, ApiError> {
+        self.store
+            .get(&key(r, namespace, name))
+            .ok_or_else(|| ApiError::not_found(objref(r, name)))
     }
 
     pub fn get(&self, r: &ResourceDef, namespace: &str, name: &str) -> Result<Value, ApiError> {
         let e = self.get_entry(r, namespace, name)?;
-        serde_json::from_slice(&e.object).map_err(|e| ApiError::internal(format!("stored object is corrupt: {e}")))
+        serde_json::from_slice(&e.object)
+            .map_err(|e| ApiError::internal(format!("stored object is corrupt: {e}")))
     }
 
     /// Objects of a resource matching the selectors, in (namespace, name) order, with the list's
     /// resourceVersion. Without selectors the stored bytes are returned as they are (no parsing).
-    pub fn list(&self, r: &ResourceDef, namespace: Option<&str>, labels: &LabelSelector, fields: &FieldSelector) -> (Vec<ListItem>, u64) {
+    pub fn list(
+        &self,
+        r: &ResourceDef,
+        namespace: Option<&str>,
+        labels: &LabelSelector,
+        fields: &FieldSelector,
+    ) -> (Vec<ListItem>, u64) {
         let ns = if r.namespaced { namespace } else { None };
         let (items, rv) = self.store.list(&store_resource(r), ns);
         let filter = !(labels.is_empty() && fields.is_empty());
@@ -124,7 +156,12 @@ impl Api {
                 } else {
                     None
                 };
-                Some(ListItem { namespace: k.namespace, name: k.name, bytes: e.object, value })
+                Some(ListItem {
+                    namespace: k.namespace,
+                    name: k.name,
+                    bytes: e.object,
+                    value,
+                })
             })
             .collect();
         (out, rv)
@@ -142,7 +179,12 @@ impl Api {
     }
 
     /// Checks that a namespace exists and is not terminating, for creating `name` in it.
-    pub fn check_namespace(&self, r: &ResourceDef, namespace: &str, name: &str) -> Result<(), ApiError> {
+    pub fn check_namespace(
+        &self,
+        r: &ResourceDef,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), ApiError> {
         if !r.namespaced {
             return Ok(());
         }
@@ -167,5 +209,7 @@ impl Api {
 
 /// The resource definition of a store resource name (for controllers reading watch events).
 pub fn def_of(store_res: &str) -> Option<&'static ResourceDef> {
-    resources::RESOURCES.iter().find(|r| store_resource(r) == store_res)
+    resources::RESOURCES
+        .iter()
+        .find(|r| store_resource(r) == store_res)
 }

@@ -16,13 +16,21 @@ pub struct Allocated {
 }
 
 fn cluster_ip(v: &Value) -> Option<Ipv4Addr> {
-    v.pointer("/spec/clusterIP").and_then(Value::as_str).and_then(|s| s.parse().ok())
+    v.pointer("/spec/clusterIP")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
 }
 
 fn node_ports(v: &Value) -> Vec<u16> {
     v.pointer("/spec/ports")
         .and_then(Value::as_array)
-        .map(|ps| ps.iter().filter_map(|p| p.get("nodePort").and_then(Value::as_u64)).filter(|n| *n != 0).map(|n| n as u16).collect())
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| p.get("nodePort").and_then(Value::as_u64))
+                .filter(|n| *n != 0)
+                .map(|n| n as u16)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -60,10 +68,10 @@ pub fn release_all(api: &Api, v: &Value) {
 /// Releases what `old` held and `new` no longer does.
 pub fn release_dropped(api: &Api, old: &Value, new: &Value) {
     let mut a = api.allocator();
-    if let Some(ip) = cluster_ip(old) {
-        if cluster_ip(new) != Some(ip) {
-            a.release_ip(ip);
-        }
+    if let Some(ip) = cluster_ip(old)
+        && cluster_ip(new) != Some(ip)
+    {
+        a.release_ip(ip);
     }
     let kept = node_ports(new);
     for p in node_ports(old) {
@@ -74,9 +82,17 @@ pub fn release_dropped(api: &Api, old: &Value, new: &Value) {
 }
 
 /// Allocates the ClusterIP and NodePorts `new` needs (keeping those of `old` on updates).
-pub fn allocate(api: &Api, new: &mut Value, old: Option<&Value>) -> Result<Allocated, Vec<FieldError>> {
+pub fn allocate(
+    api: &Api,
+    new: &mut Value,
+    old: Option<&Value>,
+) -> Result<Allocated, Vec<FieldError>> {
     let mut got = Allocated::default();
-    let ty = new.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+    let ty = new
+        .pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_string();
     let mut errs = Vec::new();
     let mut a = api.allocator();
     let spec = new.get_mut("spec").and_then(Value::as_object_mut);
@@ -86,7 +102,11 @@ pub fn allocate(api: &Api, new: &mut Value, old: Option<&Value>) -> Result<Alloc
         spec.remove("clusterIPs");
     } else {
         let old_ip = old.and_then(cluster_ip);
-        let requested = spec.get("clusterIP").and_then(Value::as_str).unwrap_or_default().to_string();
+        let requested = spec
+            .get("clusterIP")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         if requested == "None" {
             spec.insert("clusterIPs".into(), json!(["None"]));
         } else if requested.is_empty() && old_ip.is_some() {
@@ -100,7 +120,11 @@ pub fn allocate(api: &Api, new: &mut Value, old: Option<&Value>) -> Result<Alloc
                 match requested.parse::<Ipv4Addr>() {
                     Ok(ip) => Some(ip),
                     Err(_) => {
-                        errs.push(FieldError::invalid("spec.clusterIPs[0]", requested.as_str(), "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"));
+                        errs.push(FieldError::invalid(
+                            "spec.clusterIPs[0]",
+                            requested.as_str(),
+                            "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                        ));
                         None
                     }
                 }
@@ -115,9 +139,13 @@ pub fn allocate(api: &Api, new: &mut Value, old: Option<&Value>) -> Result<Alloc
                     Err(AllocError::Taken) => errs.push(FieldError::invalid(
                         "spec.clusterIPs",
                         json!([requested]),
-                        format!("failed to allocate IP {requested}: provided IP is already allocated"),
+                        format!(
+                            "failed to allocate IP {requested}: provided IP is already allocated"
+                        ),
                     )),
-                    Err(AllocError::OutOfRange(m) | AllocError::Full(m)) => errs.push(FieldError::invalid("spec.clusterIPs", json!([requested]), m)),
+                    Err(AllocError::OutOfRange(m) | AllocError::Full(m)) => errs.push(
+                        FieldError::invalid("spec.clusterIPs", json!([requested]), m),
+                    ),
                 }
             } else if let Some(ip) = want {
                 spec.insert("clusterIPs".into(), json!([ip.to_string()]));
@@ -136,7 +164,13 @@ pub fn allocate(api: &Api, new: &mut Value, old: Option<&Value>) -> Result<Alloc
         .and_then(Value::as_array)
         .map(|ps| {
             ps.iter()
-                .filter_map(|p| Some((p.get("port")?.clone(), p.get("protocol").cloned().unwrap_or(json!("TCP")), p.get("nodePort")?.as_u64()?)))
+                .filter_map(|p| {
+                    Some((
+                        p.get("port")?.clone(),
+                        p.get("protocol").cloned().unwrap_or(json!("TCP")),
+                        p.get("nodePort")?.as_u64()?,
+                    ))
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -148,12 +182,17 @@ pub fn allocate(api: &Api, new: &mut Value, old: Option<&Value>) -> Result<Alloc
                 pm.remove("nodePort");
                 continue;
             }
-            let requested = pm.get("nodePort").and_then(Value::as_u64).filter(|n| *n != 0);
+            let requested = pm
+                .get("nodePort")
+                .and_then(Value::as_u64)
+                .filter(|n| *n != 0);
             let res = match requested {
                 Some(n) if old_set.contains(&n) => continue,
                 Some(n) => a.allocate_port(u16::try_from(n).ok().or(Some(0))),
                 None => {
-                    let same = old_ports.iter().find(|(port, proto, _)| Some(port) == pm.get("port") && Some(proto) == pm.get("protocol"));
+                    let same = old_ports.iter().find(|(port, proto, _)| {
+                        Some(port) == pm.get("port") && Some(proto) == pm.get("protocol")
+                    });
                     if let Some((_, _, n)) = same {
                         pm.insert("nodePort".into(), json!(n));
                         continue;
@@ -166,8 +205,18 @@ pub fn allocate(api: &Api, new: &mut Value, old: Option<&Value>) -> Result<Alloc
                     got.ports.push(n);
                     pm.insert("nodePort".into(), json!(n));
                 }
-                Err(AllocError::Taken) => errs.push(FieldError::invalid(format!("spec.ports[{i}].nodePort"), requested.unwrap_or(0), "provided port is already allocated")),
-                Err(AllocError::OutOfRange(m) | AllocError::Full(m)) => errs.push(FieldError::invalid(format!("spec.ports[{i}].nodePort"), requested.unwrap_or(0), m)),
+                Err(AllocError::Taken) => errs.push(FieldError::invalid(
+                    format!("spec.ports[{i}].nodePort"),
+                    requested.unwrap_or(0),
+                    "provided port is already allocated",
+                )),
+                Err(AllocError::OutOfRange(m) | AllocError::Full(m)) => {
+                    errs.push(FieldError::invalid(
+                        format!("spec.ports[{i}].nodePort"),
+                        requested.unwrap_or(0),
+                        m,
+                    ))
+                }
             }
         }
     }

@@ -44,7 +44,10 @@ pub struct WriteOptions {
 
 /// Kinds whose `metadata.generation` tracks spec changes.
 fn has_generation(kind: &str) -> bool {
-    matches!(kind, "Pod" | "Deployment" | "ReplicaSet" | "NetworkPolicy" | "Ingress" | "IngressClass")
+    matches!(
+        kind,
+        "Pod" | "Deployment" | "ReplicaSet" | "NetworkPolicy" | "Ingress" | "IngressClass"
+    )
 }
 
 fn has_status_subresource(r: &ResourceDef) -> bool {
@@ -58,32 +61,48 @@ fn serialize(v: &Value) -> Arc<[u8]> {
 fn patch_error(e: PatchError) -> ApiError {
     match e {
         PatchError::Invalid(m) => ApiError::bad_request(m),
-        PatchError::Unprocessable(m) => ApiError { code: 422, reason: "Invalid", message: m, details: None },
+        PatchError::Unprocessable(m) => ApiError {
+            code: 422,
+            reason: "Invalid",
+            message: m,
+            details: None,
+        },
     }
 }
 
 impl Api {
     /// Checks kind and apiVersion, prunes unknown fields (per `fieldValidation`) and type errors.
     /// Returns the warnings to send back.
-    fn decode(&self, r: &ResourceDef, obj: &mut Value, validation: FieldValidation) -> Result<Vec<String>, ApiError> {
+    fn decode(
+        &self,
+        r: &ResourceDef,
+        obj: &mut Value,
+        validation: FieldValidation,
+    ) -> Result<Vec<String>, ApiError> {
         let Value::Object(m) = obj else {
-            return Err(ApiError::decode(r.kind, r.version, "json: cannot unmarshal non-object into Go value of type struct"));
+            return Err(ApiError::decode(
+                r.kind,
+                r.version,
+                "json: cannot unmarshal non-object into Go value of type struct",
+            ));
         };
-        if let Some(k) = m.get("kind").and_then(Value::as_str) {
-            if !k.is_empty() && k != r.kind {
-                return Err(ApiError::bad_request(format!(
-                    "the object provided is unrecognized (must be of type {}): kind {k:?} does not match",
-                    r.kind
-                )));
-            }
+        if let Some(k) = m.get("kind").and_then(Value::as_str)
+            && !k.is_empty()
+            && k != r.kind
+        {
+            return Err(ApiError::bad_request(format!(
+                "the object provided is unrecognized (must be of type {}): kind {k:?} does not match",
+                r.kind
+            )));
         }
-        if let Some(v) = m.get("apiVersion").and_then(Value::as_str) {
-            if !v.is_empty() && v != r.api_version() {
-                return Err(ApiError::bad_request(format!(
-                    "the API version in the data ({v}) does not match the expected API version ({})",
-                    r.api_version()
-                )));
-            }
+        if let Some(v) = m.get("apiVersion").and_then(Value::as_str)
+            && !v.is_empty()
+            && v != r.api_version()
+        {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({})",
+                r.api_version()
+            )));
         }
         m.insert("apiVersion".into(), json!(r.api_version()));
         m.insert("kind".into(), json!(r.kind));
@@ -91,9 +110,15 @@ impl Api {
         if let Some(t) = report.type_error {
             return Err(ApiError::decode(r.kind, r.version, &t));
         }
-        let unknown: Vec<String> = report.unknown.iter().map(|u| format!("unknown field {u:?}")).collect();
+        let unknown: Vec<String> = report
+            .unknown
+            .iter()
+            .map(|u| format!("unknown field {u:?}"))
+            .collect();
         match validation {
-            FieldValidation::Strict if !unknown.is_empty() => Err(ApiError::strict(r.kind, r.version, &unknown)),
+            FieldValidation::Strict if !unknown.is_empty() => {
+                Err(ApiError::strict(r.kind, r.version, &unknown))
+            }
             FieldValidation::Warn => Ok(unknown),
             _ => Ok(Vec::new()),
         }
@@ -104,10 +129,17 @@ impl Api {
     }
 
     /// POST: creates an object in `namespace`.
-    pub async fn create(&self, r: &'static ResourceDef, namespace: &str, mut obj: Value, opts: &WriteOptions) -> Result<Output, ApiError> {
+    pub async fn create(
+        &self,
+        r: &'static ResourceDef,
+        namespace: &str,
+        mut obj: Value,
+        opts: &WriteOptions,
+    ) -> Result<Output, ApiError> {
         let warnings = self.decode(r, &mut obj, opts.validation)?;
         let fields = ssa::field_set(&obj, Some(r.schema));
-        self.create_decoded(r, namespace, obj, opts, "Update", fields, warnings).await
+        self.create_decoded(r, namespace, obj, opts, "Update", fields, warnings)
+            .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -125,7 +157,9 @@ impl Api {
         if r.namespaced {
             match meta.get("namespace").and_then(Value::as_str) {
                 Some(ns) if !ns.is_empty() && ns != namespace => {
-                    return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
                 }
                 _ => {}
             }
@@ -133,17 +167,39 @@ impl Api {
         } else {
             meta.remove("namespace");
         }
-        if meta.get("resourceVersion").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
-            return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
+        if meta
+            .get("resourceVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty())
+        {
+            return Err(ApiError::bad_request(
+                "resourceVersion should not be set on objects to be created",
+            ));
         }
-        let mut name = meta.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-        if name.is_empty() {
-            if let Some(g) = meta.get("generateName").and_then(Value::as_str).filter(|g| !g.is_empty()) {
-                name = format!("{g}{}", util::random_suffix(5));
-                meta.insert("name".into(), json!(name));
-            }
+        let mut name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if name.is_empty()
+            && let Some(g) = meta
+                .get("generateName")
+                .and_then(Value::as_str)
+                .filter(|g| !g.is_empty())
+        {
+            name = format!("{g}{}", util::random_suffix(5));
+            meta.insert("name".into(), json!(name));
         }
-        for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "selfLink", "resourceVersion", "managedFields"] {
+        for f in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "selfLink",
+            "resourceVersion",
+            "managedFields",
+        ] {
             meta.remove(f);
         }
         meta.insert("uid".into(), json!(util::new_uid()));
@@ -158,19 +214,36 @@ impl Api {
         }
         self.check_namespace(r, namespace, &name)?;
         let allocated = if r.kind == "Service" {
-            service::allocate(self, &mut obj, None).map_err(|errs| Self::invalid(r, &name, &errs))?
+            service::allocate(self, &mut obj, None)
+                .map_err(|errs| Self::invalid(r, &name, &errs))?
         } else {
             service::Allocated::default()
         };
         if let Some(m) = &opts.field_manager {
-            ssa::record(&mut obj, m, operation, &r.api_version(), &util::now_rfc3339(), fields, None);
+            ssa::record(
+                &mut obj,
+                m,
+                operation,
+                &r.api_version(),
+                &util::now_rfc3339(),
+                fields,
+                None,
+            );
         }
         if opts.dry_run {
             service::release(self, &allocated);
-            return Ok(Output { object: serialize(&obj), created: true, warnings });
+            return Ok(Output {
+                object: serialize(&obj),
+                created: true,
+                warnings,
+            });
         }
         match self.store.create(key(r, namespace, &name), obj).await {
-            Ok(w) => Ok(Output { object: w.object, created: true, warnings }),
+            Ok(w) => Ok(Output {
+                object: w.object,
+                created: true,
+                warnings,
+            }),
             Err(e) => {
                 service::release(self, &allocated);
                 Err(store_error(r, &name, e))
@@ -179,33 +252,71 @@ impl Api {
     }
 
     /// PUT: replaces an object (or its status with `sub = Some("status")`).
-    pub async fn update(&self, r: &'static ResourceDef, namespace: &str, name: &str, mut obj: Value, opts: &WriteOptions, sub: Option<&str>) -> Result<Output, ApiError> {
+    pub async fn update(
+        &self,
+        r: &'static ResourceDef,
+        namespace: &str,
+        name: &str,
+        mut obj: Value,
+        opts: &WriteOptions,
+        sub: Option<&str>,
+    ) -> Result<Output, ApiError> {
         let warnings = self.decode(r, &mut obj, opts.validation)?;
         let meta = object::meta_mut(&mut obj);
         match meta.get("name").and_then(Value::as_str) {
             Some(n) if !n.is_empty() && n != name => {
-                return Err(ApiError::bad_request(format!("the name of the object ({n}) does not match the name on the URL ({name})")));
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({name})"
+                )));
             }
             _ => {}
         }
-        if r.namespaced {
-            if let Some(ns) = meta.get("namespace").and_then(Value::as_str).filter(|s| !s.is_empty()) {
-                if ns != namespace {
-                    return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
-                }
-            }
+        if r.namespaced
+            && let Some(ns) = meta
+                .get("namespace")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            && ns != namespace
+        {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
         }
-        let expected = match meta.get("resourceVersion").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        let expected = match meta
+            .get("resourceVersion")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
             Some(s) => Some(s.parse::<u64>().map_err(|_| {
-                Self::invalid(r, name, &[FieldError::invalid("metadata.resourceVersion", s, "must be a valid resource version")])
+                Self::invalid(
+                    r,
+                    name,
+                    &[FieldError::invalid(
+                        "metadata.resourceVersion",
+                        s,
+                        "must be a valid resource version",
+                    )],
+                )
             })?),
             None => None,
         };
         let fields = ssa::field_set(&obj, Some(r.schema));
         let current = self.get_entry(r, namespace, name)?;
-        let current_value: Value = serde_json::from_slice(&current.object).map_err(|e| ApiError::internal(e.to_string()))?;
+        let current_value: Value = serde_json::from_slice(&current.object)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
         let mut out = self
-            .finish_update(r, namespace, name, current_value, current.rv, obj, expected.or(Some(current.rv)), opts, sub, Some(("Update", fields)))
+            .finish_update(
+                r,
+                namespace,
+                name,
+                current_value,
+                current.rv,
+                obj,
+                expected.or(Some(current.rv)),
+                opts,
+                sub,
+                Some(("Update", fields)),
+            )
             .await?;
         out.warnings = warnings;
         Ok(out)
@@ -256,7 +367,14 @@ impl Api {
         {
             let cur_meta = current.get("metadata").cloned().unwrap_or(json!({}));
             let meta = object::meta_mut(&mut new);
-            for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "managedFields"] {
+            for f in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+                "managedFields",
+            ] {
                 match cur_meta.get(f) {
                     Some(v) => {
                         meta.insert(f.into(), v.clone());
@@ -283,12 +401,21 @@ impl Api {
             return Err(Self::invalid(r, name, &errs));
         }
         let allocated = if r.kind == "Service" {
-            service::allocate(self, &mut new, Some(&current)).map_err(|errs| Self::invalid(r, name, &errs))?
+            service::allocate(self, &mut new, Some(&current))
+                .map_err(|errs| Self::invalid(r, name, &errs))?
         } else {
             service::Allocated::default()
         };
         if let (Some(m), Some((op, fields))) = (&opts.field_manager, managed) {
-            ssa::record(&mut new, m, op, &r.api_version(), &util::now_rfc3339(), fields, sub);
+            ssa::record(
+                &mut new,
+                m,
+                op,
+                &r.api_version(),
+                &util::now_rfc3339(),
+                fields,
+                sub,
+            );
         }
         let mut cur_cmp = current.clone();
         if let Some(m) = cur_cmp.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -300,15 +427,33 @@ impl Api {
             if expected.is_some_and(|e| e != current_rv) {
                 return Err(ApiError::modified(objref(r, name)));
             }
-            let bytes = serde_json::to_vec(&current).map_err(|e| ApiError::internal(e.to_string()))?;
-            return Ok(Output { object: Arc::from(bytes), created: false, warnings: Vec::new() });
+            let bytes =
+                serde_json::to_vec(&current).map_err(|e| ApiError::internal(e.to_string()))?;
+            return Ok(Output {
+                object: Arc::from(bytes),
+                created: false,
+                warnings: Vec::new(),
+            });
         }
         if opts.dry_run {
             service::release(self, &allocated);
-            return Ok(Output { object: serialize(&new), created: false, warnings: Vec::new() });
+            return Ok(Output {
+                object: serialize(&new),
+                created: false,
+                warnings: Vec::new(),
+            });
         }
         // the last finalizer of an object being deleted is gone: the object goes
-        if object::is_deleting(&new) && object::finalizers(&new).is_empty() && !(r.kind == "Pod" && object::meta(&new).is_some_and(|m| m.get("deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) > 0)) {
+        if object::is_deleting(&new)
+            && object::finalizers(&new).is_empty()
+            && !(r.kind == "Pod"
+                && object::meta(&new).is_some_and(|m| {
+                    m.get("deletionGracePeriodSeconds")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0)
+                        > 0
+                }))
+        {
             let k = key(r, namespace, name);
             let res = self.store.delete(k, expected).await;
             service::release(self, &allocated);
@@ -317,18 +462,30 @@ impl Api {
                     if r.kind == "Service" {
                         service::release_all(self, &current);
                     }
-                    Ok(Output { object: w.object, created: false, warnings: Vec::new() })
+                    Ok(Output {
+                        object: w.object,
+                        created: false,
+                        warnings: Vec::new(),
+                    })
                 }
                 Err(e) => Err(store_error(r, name, e)),
             };
         }
-        match self.store.update(key(r, namespace, name), new, expected).await {
+        match self
+            .store
+            .update(key(r, namespace, name), new, expected)
+            .await
+        {
             Ok(w) => {
                 if r.kind == "Service" {
                     let stored: Value = serde_json::from_slice(&w.object).unwrap_or(Value::Null);
                     service::release_dropped(self, &current, &stored);
                 }
-                Ok(Output { object: w.object, created: false, warnings: Vec::new() })
+                Ok(Output {
+                    object: w.object,
+                    created: false,
+                    warnings: Vec::new(),
+                })
             }
             Err(e) => {
                 service::release(self, &allocated);
@@ -339,16 +496,29 @@ impl Api {
 
     /// PATCH (all four types), with retries on conflicts the client did not ask for.
     #[allow(clippy::too_many_arguments)]
-    pub async fn patch(&self, r: &'static ResourceDef, namespace: &str, name: &str, pt: PatchType, body: Value, opts: &WriteOptions, sub: Option<&str>) -> Result<Output, ApiError> {
+    pub async fn patch(
+        &self,
+        r: &'static ResourceDef,
+        namespace: &str,
+        name: &str,
+        pt: PatchType,
+        body: Value,
+        opts: &WriteOptions,
+        sub: Option<&str>,
+    ) -> Result<Output, ApiError> {
         if pt == PatchType::Apply {
             return self.apply(r, namespace, name, body, opts, sub).await;
         }
-        let explicit_rv = body.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|s| s.parse::<u64>().ok());
+        let explicit_rv = body
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<u64>().ok());
         let mut attempt = 0;
         loop {
             attempt += 1;
             let current = self.get_entry(r, namespace, name)?;
-            let current_value: Value = serde_json::from_slice(&current.object).map_err(|e| ApiError::internal(e.to_string()))?;
+            let current_value: Value = serde_json::from_slice(&current.object)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
             let mut patched = match pt {
                 PatchType::Merge => patch::merge(&current_value, &body),
                 PatchType::Json => patch::json(&current_value, &body),
@@ -357,10 +527,30 @@ impl Api {
             }
             .map_err(patch_error)?;
             let warnings = self.decode(r, &mut patched, opts.validation)?;
-            let fields = if pt == PatchType::Json { ssa::field_set(&patched, Some(r.schema)) } else { ssa::field_set(&body, Some(r.schema)) };
+            let fields = if pt == PatchType::Json {
+                ssa::field_set(&patched, Some(r.schema))
+            } else {
+                ssa::field_set(&body, Some(r.schema))
+            };
             let expected = explicit_rv.or(Some(current.rv));
-            match self.finish_update(r, namespace, name, current_value, current.rv, patched, expected, opts, sub, Some(("Update", fields))).await {
-                Err(e) if e.reason == "Conflict" && explicit_rv.is_none() && attempt < 8 => continue,
+            match self
+                .finish_update(
+                    r,
+                    namespace,
+                    name,
+                    current_value,
+                    current.rv,
+                    patched,
+                    expected,
+                    opts,
+                    sub,
+                    Some(("Update", fields)),
+                )
+                .await
+            {
+                Err(e) if e.reason == "Conflict" && explicit_rv.is_none() && attempt < 8 => {
+                    continue;
+                }
                 Err(e) => return Err(e),
                 Ok(mut out) => {
                     out.warnings = warnings;
@@ -371,17 +561,39 @@ impl Api {
     }
 
     /// Server-side apply: create-or-update with field ownership.
-    async fn apply(&self, r: &'static ResourceDef, namespace: &str, name: &str, mut config: Value, opts: &WriteOptions, sub: Option<&str>) -> Result<Output, ApiError> {
+    async fn apply(
+        &self,
+        r: &'static ResourceDef,
+        namespace: &str,
+        name: &str,
+        mut config: Value,
+        opts: &WriteOptions,
+        sub: Option<&str>,
+    ) -> Result<Output, ApiError> {
         let Some(manager) = opts.field_manager.clone().filter(|m| !m.is_empty()) else {
-            return Err(ApiError::bad_request("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"));
+            return Err(ApiError::bad_request(
+                "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+            ));
         };
-        if config.get("apiVersion").and_then(Value::as_str).is_none_or(str::is_empty) || config.get("kind").and_then(Value::as_str).is_none_or(str::is_empty) {
-            return Err(ApiError::bad_request("apiVersion and kind must be set in an apply configuration"));
+        if config
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+            || config
+                .get("kind")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+        {
+            return Err(ApiError::bad_request(
+                "apiVersion and kind must be set in an apply configuration",
+            ));
         }
         let warnings = self.decode(r, &mut config, opts.validation)?;
         match config.pointer("/metadata/name").and_then(Value::as_str) {
             Some(n) if n != name => {
-                return Err(ApiError::bad_request(format!("the name of the object ({n}) does not match the name on the URL ({name})")));
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({name})"
+                )));
             }
             None => {
                 object::meta_mut(&mut config).insert("name".into(), json!(name));
@@ -396,13 +608,28 @@ impl Api {
                 if sub.is_some() {
                     return Err(ApiError::not_found(objref(r, name)));
                 }
-                let o = WriteOptions { field_manager: Some(manager.clone()), ..opts.clone() };
-                match self.create_decoded(r, namespace, config.clone(), &o, "Apply", fields.clone(), warnings.clone()).await {
+                let o = WriteOptions {
+                    field_manager: Some(manager.clone()),
+                    ..opts.clone()
+                };
+                match self
+                    .create_decoded(
+                        r,
+                        namespace,
+                        config.clone(),
+                        &o,
+                        "Apply",
+                        fields.clone(),
+                        warnings.clone(),
+                    )
+                    .await
+                {
                     Err(e) if e.reason == "AlreadyExists" && attempt < 8 => continue,
                     other => return other,
                 }
             };
-            let current_value: Value = serde_json::from_slice(&current.object).map_err(|e| ApiError::internal(e.to_string()))?;
+            let current_value: Value = serde_json::from_slice(&current.object)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
             let merged = ssa::apply(&current_value, &config, Some(r.schema), &manager, opts.force).map_err(|conflicts| {
                 let causes: Vec<Value> = conflicts
                     .iter()
@@ -416,9 +643,33 @@ impl Api {
                     details: Some(json!({"name": name, "kind": r.plural, "causes": causes})),
                 }
             })?;
-            let o = WriteOptions { field_manager: Some(manager.clone()), ..opts.clone() };
-            match self.finish_update(r, namespace, name, current_value, current.rv, merged, Some(current.rv), &o, sub, Some(("Apply", fields.clone()))).await {
-                Err(e) if e.reason == "Conflict" && e.code == 409 && e.message.starts_with("Operation cannot") && attempt < 8 => continue,
+            let o = WriteOptions {
+                field_manager: Some(manager.clone()),
+                ..opts.clone()
+            };
+            match self
+                .finish_update(
+                    r,
+                    namespace,
+                    name,
+                    current_value,
+                    current.rv,
+                    merged,
+                    Some(current.rv),
+                    &o,
+                    sub,
+                    Some(("Apply", fields.clone())),
+                )
+                .await
+            {
+                Err(e)
+                    if e.reason == "Conflict"
+                        && e.code == 409
+                        && e.message.starts_with("Operation cannot")
+                        && attempt < 8 =>
+                {
+                    continue;
+                }
                 Err(e) => return Err(e),
                 Ok(mut out) => {
                     out.warnings = warnings;
@@ -430,16 +681,40 @@ impl Api {
 
     /// Read-modify-write for controllers: `f` edits the object and returns whether it changed anything.
     /// Retries on conflicts. Returns `None` when nothing changed or the object is gone.
-    pub async fn mutate(&self, r: &'static ResourceDef, namespace: &str, name: &str, sub: Option<&str>, f: impl Fn(&mut Value) -> bool) -> Result<Option<Output>, ApiError> {
+    pub async fn mutate(
+        &self,
+        r: &'static ResourceDef,
+        namespace: &str,
+        name: &str,
+        sub: Option<&str>,
+        f: impl Fn(&mut Value) -> bool,
+    ) -> Result<Option<Output>, ApiError> {
         for _ in 0..10 {
-            let Ok(current) = self.get_entry(r, namespace, name) else { return Ok(None) };
-            let value: Value = serde_json::from_slice(&current.object).map_err(|e| ApiError::internal(e.to_string()))?;
+            let Ok(current) = self.get_entry(r, namespace, name) else {
+                return Ok(None);
+            };
+            let value: Value = serde_json::from_slice(&current.object)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
             let mut new = value.clone();
             if !f(&mut new) {
                 return Ok(None);
             }
             let opts = WriteOptions::default();
-            match self.finish_update(r, namespace, name, value, current.rv, new, Some(current.rv), &opts, sub, None).await {
+            match self
+                .finish_update(
+                    r,
+                    namespace,
+                    name,
+                    value,
+                    current.rv,
+                    new,
+                    Some(current.rv),
+                    &opts,
+                    sub,
+                    None,
+                )
+                .await
+            {
                 Err(e) if e.reason == "Conflict" => continue,
                 Err(e) if e.reason == "NotFound" => return Ok(None),
                 Err(e) => return Err(e),

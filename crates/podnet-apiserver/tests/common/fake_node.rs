@@ -35,7 +35,12 @@ fn authorized(h: &HeaderMap, st: &St) -> bool {
     h.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {}", st.token))
 }
 
-async fn logs(State(st): State<Arc<St>>, Path((_ns, pod, container)): Path<(String, String, String)>, RawQuery(q): RawQuery, h: HeaderMap) -> Response {
+async fn logs(
+    State(st): State<Arc<St>>,
+    Path((_ns, pod, container)): Path<(String, String, String)>,
+    RawQuery(q): RawQuery,
+    h: HeaderMap,
+) -> Response {
     if !authorized(&h, &st) {
         return (StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
     }
@@ -46,22 +51,41 @@ async fn logs(State(st): State<Arc<St>>, Path((_ns, pod, container)): Path<(Stri
     let get = |k: &str| q.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone());
     if get("previous").as_deref() == Some("true") {
         if container != "sidecar" {
-            return (StatusCode::BAD_REQUEST, format!("previous terminated container {container:?} in pod {pod:?} not found")).into_response();
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("previous terminated container {container:?} in pod {pod:?} not found"),
+            )
+                .into_response();
         }
         return "sidecar previous run\n".into_response();
     }
     let stamps = get("timestamps").as_deref() == Some("true");
-    let line = |i: usize, text: String| if stamps { format!("2026-01-01T00:00:0{i}.000000000Z {text}\n") } else { format!("{text}\n") };
-    let mut lines: Vec<String> = (1..=5).map(|i| line(i, format!("{container} line {i}"))).collect();
+    let line = |i: usize, text: String| {
+        if stamps {
+            format!("2026-01-01T00:00:0{i}.000000000Z {text}\n")
+        } else {
+            format!("{text}\n")
+        }
+    };
+    let mut lines: Vec<String> = (1..=5)
+        .map(|i| line(i, format!("{container} line {i}")))
+        .collect();
     if let Some(n) = get("tailLines").and_then(|n| n.parse::<usize>().ok()) {
         lines = lines.split_off(lines.len().saturating_sub(n));
     }
     let follow = get("follow").as_deref() == Some("true");
     let stream = async_stream(lines, follow, container);
-    Response::builder().header("content-type", "text/plain").body(Body::from_stream(stream)).unwrap()
+    Response::builder()
+        .header("content-type", "text/plain")
+        .body(Body::from_stream(stream))
+        .unwrap()
 }
 
-fn async_stream(lines: Vec<String>, follow: bool, container: String) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+fn async_stream(
+    lines: Vec<String>,
+    follow: bool,
+    container: String,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(async move {
         for l in lines {
@@ -70,7 +94,11 @@ fn async_stream(lines: Vec<String>, follow: bool, container: String) -> impl fut
         if follow {
             for i in 1..=3 {
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                if tx.send(Ok(Bytes::from(format!("{container} follow {i}\n")))).await.is_err() {
+                if tx
+                    .send(Ok(Bytes::from(format!("{container} follow {i}\n"))))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -79,14 +107,24 @@ fn async_stream(lines: Vec<String>, follow: bool, container: String) -> impl fut
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
-async fn exec(State(st): State<Arc<St>>, ws: WebSocketUpgrade, RawQuery(q): RawQuery, h: HeaderMap) -> Response {
+async fn exec(
+    State(st): State<Arc<St>>,
+    ws: WebSocketUpgrade,
+    RawQuery(q): RawQuery,
+    h: HeaderMap,
+) -> Response {
     if !authorized(&h, &st) {
         return (StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
     }
     let q = query(&q);
-    let command: Vec<String> = q.iter().filter(|(k, _)| k == "command").map(|(_, v)| v.clone()).collect();
+    let command: Vec<String> = q
+        .iter()
+        .filter(|(k, _)| k == "command")
+        .map(|(_, v)| v.clone())
+        .collect();
     let tty = q.iter().any(|(k, v)| k == "tty" && v == "true");
-    ws.protocols(["v5.channel.k8s.io"]).on_upgrade(move |socket| session(socket, command, tty))
+    ws.protocols(["v5.channel.k8s.io"])
+        .on_upgrade(move |socket| session(socket, command, tty))
 }
 
 fn frame(ch: u8, data: &[u8]) -> Message {
@@ -104,16 +142,30 @@ async fn finish(socket: &mut WebSocket, code: i32, command: &[String]) {
             "reason": "NonZeroExitCode", "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]}})
     };
     let _ = socket.send(frame(3, status.to_string().as_bytes())).await;
-    let _ = socket.send(Message::Close(Some(CloseFrame { code: 1000, reason: "".into() }))).await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: 1000,
+            reason: "".into(),
+        })))
+        .await;
     // wait for the client's close
-    let _ = tokio::time::timeout(Duration::from_secs(5), async { while let Some(Ok(m)) = socket.recv().await { if matches!(m, Message::Close(_)) { break; } } }).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(m)) = socket.recv().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 async fn session(mut socket: WebSocket, command: Vec<String>, tty: bool) {
     let argv: Vec<&str> = command.iter().map(String::as_str).collect();
     match argv.as_slice() {
         ["echo", rest @ ..] => {
-            let _ = socket.send(frame(1, format!("{}\n", rest.join(" ")).as_bytes())).await;
+            let _ = socket
+                .send(frame(1, format!("{}\n", rest.join(" ")).as_bytes()))
+                .await;
             finish(&mut socket, 0, &command).await;
         }
         ["sh", "-c", script] if script.starts_with("exit ") => {
@@ -148,8 +200,7 @@ async fn session(mut socket: WebSocket, command: Vec<String>, tty: bool) {
             finish(&mut socket, 0, &command).await;
         }
         ["sh"] => {
-            let out = if tty { 1 } else { 1 };
-            let _ = socket.send(frame(out, b"$ ")).await;
+            let _ = socket.send(frame(1, b"$ ")).await;
             let mut line = String::new();
             while let Some(Ok(m)) = socket.recv().await {
                 let Message::Binary(b) = m else {
@@ -168,7 +219,9 @@ async fn session(mut socket: WebSocket, command: Vec<String>, tty: bool) {
                                     finish(&mut socket, code, &command).await;
                                     return;
                                 }
-                                let _ = socket.send(frame(1, format!("you typed: {line}\r\n$ ").as_bytes())).await;
+                                let _ = socket
+                                    .send(frame(1, format!("you typed: {line}\r\n$ ").as_bytes()))
+                                    .await;
                                 line.clear();
                             } else {
                                 line.push(c as char);
@@ -187,7 +240,12 @@ async fn session(mut socket: WebSocket, command: Vec<String>, tty: bool) {
             }
         }
         _ => {
-            let _ = socket.send(frame(2, format!("unknown command {command:?}\n").as_bytes())).await;
+            let _ = socket
+                .send(frame(
+                    2,
+                    format!("unknown command {command:?}\n").as_bytes(),
+                ))
+                .await;
             finish(&mut socket, 127, &command).await;
         }
     }
@@ -195,9 +253,19 @@ async fn session(mut socket: WebSocket, command: Vec<String>, tty: bool) {
 
 impl FakeNode {
     pub fn start(material: &Pki) -> FakeNode {
-        let (cert, key) = pki::issue(&material.ca_key_pem, "node1", &["127.0.0.1".to_string()], true).expect("node certificate");
-        let certs: Vec<_> = rustls_pemfile::certs(&mut cert.as_bytes()).collect::<Result<_, _>>().unwrap();
-        let key = rustls_pemfile::private_key(&mut key.as_bytes()).unwrap().unwrap();
+        let (cert, key) = pki::issue(
+            &material.ca_key_pem,
+            "node1",
+            &["127.0.0.1".to_string()],
+            true,
+        )
+        .expect("node certificate");
+        let certs: Vec<_> = rustls_pemfile::certs(&mut cert.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let key = rustls_pemfile::private_key(&mut key.as_bytes())
+            .unwrap()
+            .unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -210,10 +278,16 @@ impl FakeNode {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
-        let st = Arc::new(St { token: material.token.clone() });
+        let st = Arc::new(St {
+            token: material.token.clone(),
+        });
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 let app = Router::new()
@@ -228,14 +302,22 @@ impl FakeNode {
                     let acceptor = acceptor.clone();
                     let app = app.clone();
                     tokio::spawn(async move {
-                        let Ok(tls) = acceptor.accept(tcp).await else { return };
+                        let Ok(tls) = acceptor.accept(tcp).await else {
+                            return;
+                        };
                         let svc = hyper_util::service::TowerToHyperService::new(app);
-                        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(TokioIo::new(tls), svc).await;
+                        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                            .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                            .await;
                     });
                 }
             });
         });
-        FakeNode { port, stop: Some(stop), thread: Some(thread) }
+        FakeNode {
+            port,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
     }
 }
 

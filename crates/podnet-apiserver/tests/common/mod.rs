@@ -44,13 +44,22 @@ impl TestServer {
     pub fn start_with(f: impl FnOnce(&mut Config)) -> TestServer {
         let tools = tools_dir();
         let dir = tempfile::tempdir().expect("tempdir");
-        let names = pki::server_names(Ipv4Addr::new(10, 100, 0, 1), Ipv4Addr::new(10, 96, 0, 1), &[]);
+        let names = pki::server_names(
+            Ipv4Addr::new(10, 100, 0, 1),
+            Ipv4Addr::new(10, 96, 0, 1),
+            &[],
+        );
         let material = Pki::generate(&names).expect("pki");
         Self::start_in(dir, material, tools, f)
     }
 
     /// Starts a server on an existing data directory (restart tests).
-    pub fn start_in(dir: tempfile::TempDir, material: Pki, tools: PathBuf, f: impl FnOnce(&mut Config)) -> TestServer {
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        material: Pki,
+        tools: PathBuf,
+        f: impl FnOnce(&mut Config),
+    ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().unwrap().port();
         let mut config = Config::new(dir.path().join("data"), material.clone());
@@ -58,8 +67,20 @@ impl TestServer {
         let handle = podnet_apiserver::start(config, vec![listener]).expect("start API server");
         let url = format!("https://127.0.0.1:{port}");
         let kubeconfig = dir.path().join("kubeconfig");
-        std::fs::write(&kubeconfig, kubeconfig::render_yaml(&url, &material.ca_cert_pem, &material.token)).unwrap();
-        TestServer { dir: Some(dir), handle: Some(handle), url, port, kubeconfig, pki: material, tools }
+        std::fs::write(
+            &kubeconfig,
+            kubeconfig::render_yaml(&url, &material.ca_cert_pem, &material.token),
+        )
+        .unwrap();
+        TestServer {
+            dir: Some(dir),
+            handle: Some(handle),
+            url,
+            port,
+            kubeconfig,
+            pki: material,
+            tools,
+        }
     }
 
     /// Stops the server, keeping its directory (for restarts).
@@ -67,7 +88,11 @@ impl TestServer {
         if let Some(h) = self.handle.take() {
             h.shutdown();
         }
-        (self.dir.take().expect("dir"), self.pki.clone(), self.tools.clone())
+        (
+            self.dir.take().expect("dir"),
+            self.pki.clone(),
+            self.tools.clone(),
+        )
     }
 
     pub fn path(&self) -> &Path {
@@ -85,7 +110,9 @@ impl TestServer {
 
     pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(self.tools.join("kubectl"));
-        c.arg("--cache-dir").arg(self.path().join("kube-cache")).args(args);
+        c.arg("--cache-dir")
+            .arg(self.path().join("kube-cache"))
+            .args(args);
         self.env(&mut c);
         c
     }
@@ -98,7 +125,13 @@ impl TestServer {
     #[track_caller]
     pub fn k(&self, args: &[&str]) -> String {
         let o = self.kubectl(args);
-        assert!(o.status.success(), "kubectl {args:?} failed ({}):\nstdout: {}\nstderr: {}", o.status, s(&o.stdout), s(&o.stderr));
+        assert!(
+            o.status.success(),
+            "kubectl {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            o.status,
+            s(&o.stdout),
+            s(&o.stderr)
+        );
         s(&o.stdout)
     }
 
@@ -106,7 +139,11 @@ impl TestServer {
     #[track_caller]
     pub fn k_err(&self, args: &[&str]) -> String {
         let o = self.kubectl(args);
-        assert!(!o.status.success(), "kubectl {args:?} unexpectedly succeeded:\n{}", s(&o.stdout));
+        assert!(
+            !o.status.success(),
+            "kubectl {args:?} unexpectedly succeeded:\n{}",
+            s(&o.stdout)
+        );
         s(&o.stderr)
     }
 
@@ -115,9 +152,16 @@ impl TestServer {
     pub fn k_stdin(&self, args: &[&str], input: &str) -> Output {
         use std::io::Write;
         let mut c = self.kubectl_cmd(args);
-        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = c.spawn().expect("spawn kubectl");
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
     }
 
@@ -131,7 +175,12 @@ impl TestServer {
     #[track_caller]
     pub fn h(&self, args: &[&str]) -> String {
         let o = self.helm(args);
-        assert!(o.status.success(), "helm {args:?} failed:\nstdout: {}\nstderr: {}", s(&o.stdout), s(&o.stderr));
+        assert!(
+            o.status.success(),
+            "helm {args:?} failed:\nstdout: {}\nstderr: {}",
+            s(&o.stdout),
+            s(&o.stderr)
+        );
         s(&o.stdout)
     }
 
@@ -178,7 +227,8 @@ impl TestServer {
 
     /// Plays the kubelet for `pod`: Running and Ready with an IP.
     pub fn mark_running(&self, ns: &str, pod: &str, ip: &str) {
-        let spec: serde_json::Value = serde_json::from_str(&self.k(&["get", "pod", pod, "-n", ns, "-o", "json"])).unwrap();
+        let spec: serde_json::Value =
+            serde_json::from_str(&self.k(&["get", "pod", pod, "-n", ns, "-o", "json"])).unwrap();
         let statuses: Vec<serde_json::Value> = spec["spec"]["containers"]
             .as_array()
             .unwrap()
@@ -189,7 +239,17 @@ impl TestServer {
         let patch = serde_json::json!({"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": "127.0.0.1",
             "conditions": [{"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}, {"type": "Initialized", "status": "True"}],
             "containerStatuses": statuses}});
-        self.k(&["patch", "pod", pod, "-n", ns, "--subresource=status", "--type=merge", "-p", &patch.to_string()]);
+        self.k(&[
+            "patch",
+            "pod",
+            pod,
+            "-n",
+            ns,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch.to_string(),
+        ]);
     }
 }
 
@@ -216,7 +276,10 @@ impl TestServer {
         let stop2 = stop.clone();
         let node = node.to_string();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             let pods = podnet_apimachinery::resources::find("", "v1", "pods").unwrap();
             let mut ip = 100;
             while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
@@ -224,7 +287,10 @@ impl TestServer {
                     if p["spec"]["nodeName"] != node.as_str() {
                         continue;
                     }
-                    let (ns, name) = (p["metadata"]["namespace"].as_str().unwrap().to_string(), p["metadata"]["name"].as_str().unwrap().to_string());
+                    let (ns, name) = (
+                        p["metadata"]["namespace"].as_str().unwrap().to_string(),
+                        p["metadata"]["name"].as_str().unwrap().to_string(),
+                    );
                     if p["metadata"].get("deletionTimestamp").is_some() {
                         let _ = rt.block_on(api.force_remove(pods, &ns, &name));
                     } else if run_pods && p["status"]["phase"] != "Running" {
@@ -247,7 +313,10 @@ impl TestServer {
                 std::thread::sleep(Duration::from_millis(100));
             }
         });
-        Kubelet { stop, thread: Some(thread) }
+        Kubelet {
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 
@@ -265,5 +334,8 @@ pub fn s(b: &[u8]) -> String {
 
 /// The lines of a kubectl table, split into whitespace-separated cells.
 pub fn table(out: &str) -> Vec<Vec<String>> {
-    out.lines().filter(|l| !l.trim().is_empty()).map(|l| l.split_whitespace().map(String::from).collect()).collect()
+    out.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect()
 }
