@@ -24,7 +24,11 @@ pub fn ms(d: Duration) -> String {
 pub fn ratio_line(what: &str, ours: Duration, anchor: Duration, target: f64) -> String {
     let r = ours.as_secs_f64() / anchor.as_secs_f64();
     let verdict = if r <= target { "meets" } else { "MISSES" };
-    format!("{what:<28} podnet {:>10}  reference {:>10}  ratio {r:.3}  ({verdict} target <= {target})", ms(ours), ms(anchor))
+    format!(
+        "{what:<28} podnet {:>10}  reference {:>10}  ratio {r:.3}  ({verdict} target <= {target})",
+        ms(ours),
+        ms(anchor)
+    )
 }
 
 #[cfg(test)]

@@ -20,7 +20,10 @@ impl Target {
         Target {
             host_veth: names::host_veth_name(&conf.name, &container_id, &ifname),
             alias: names::host_veth_alias(&conf.name, &container_id, &ifname),
-            owner: Attachment { container_id, ifname },
+            owner: Attachment {
+                container_id,
+                ifname,
+            },
             subject: req.subject(),
         }
     }

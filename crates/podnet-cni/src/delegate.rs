@@ -1,8 +1,8 @@
 //! Delegation (spec section 4): running another plugin, typically an IPAM, with the same environment
 //! and the complete configuration, its stderr passed through to ours.
 
-use podnet_types::cni::{CniError, CniResult, ErrorCode, Request, result};
 use podnet_types::cni::error::WireError;
+use podnet_types::cni::{CniError, CniResult, ErrorCode, Request, result};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -13,7 +13,13 @@ fn find(plugin: &str, req: &Request) -> Result<PathBuf, CniError> {
         .map(|dir| PathBuf::from(dir).join(plugin))
         .find(|p| p.is_file())
         .ok_or_else(|| {
-            CniError::new(ErrorCode::InvalidConfig, format!("ipam.type: plugin {plugin:?} not found in CNI_PATH {:?}", req.path.join(":")))
+            CniError::new(
+                ErrorCode::InvalidConfig,
+                format!(
+                    "ipam.type: plugin {plugin:?} not found in CNI_PATH {:?}",
+                    req.path.join(":")
+                ),
+            )
         })
 }
 
@@ -27,22 +33,42 @@ pub fn exec(plugin: &str, command: &str, req: &Request, stdin: &[u8]) -> Result<
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|e| CniError::new(ErrorCode::Delegate, format!("run delegated plugin {}: {e}", path.display())))?;
+        .map_err(|e| {
+            CniError::new(
+                ErrorCode::Delegate,
+                format!("run delegated plugin {}: {e}", path.display()),
+            )
+        })?;
     let mut input = child.stdin.take().expect("piped stdin");
     let written = input.write_all(stdin);
     drop(input);
-    let out = child
-        .wait_with_output()
-        .map_err(|e| CniError::new(ErrorCode::Delegate, format!("wait for delegated plugin {}: {e}", path.display())))?;
+    let out = child.wait_with_output().map_err(|e| {
+        CniError::new(
+            ErrorCode::Delegate,
+            format!("wait for delegated plugin {}: {e}", path.display()),
+        )
+    })?;
     if out.status.success() {
-        written.map_err(|e| CniError::new(ErrorCode::Delegate, format!("write config to {}: {e}", path.display())))?;
+        written.map_err(|e| {
+            CniError::new(
+                ErrorCode::Delegate,
+                format!("write config to {}: {e}", path.display()),
+            )
+        })?;
         return Ok(out.stdout);
     }
     match serde_json::from_slice::<WireError>(&out.stdout) {
-        Ok(w) => Err(CniError::new(ErrorCode::from_code(w.code), format!("{plugin} {command}: {}", w.msg)).with_details(w.details)),
+        Ok(w) => Err(CniError::new(
+            ErrorCode::from_code(w.code),
+            format!("{plugin} {command}: {}", w.msg),
+        )
+        .with_details(w.details)),
         Err(_) => Err(CniError::new(
             ErrorCode::Delegate,
-            format!("{plugin} {command} failed ({}) without a CNI error on stdout", out.status),
+            format!(
+                "{plugin} {command} failed ({}) without a CNI error on stdout",
+                out.status
+            ),
         )),
     }
 }
@@ -50,7 +76,13 @@ pub fn exec(plugin: &str, command: &str, req: &Request, stdin: &[u8]) -> Result<
 /// ADD through a delegated IPAM plugin: its result (no interfaces, no indexes).
 pub fn ipam_add(plugin: &str, req: &Request, stdin: &[u8]) -> Result<CniResult, CniError> {
     let out = exec(plugin, "ADD", req, stdin)?;
-    let value: serde_json::Value = serde_json::from_slice(&out)
-        .map_err(|e| CniError::new(ErrorCode::Decode, format!("{plugin} ADD result is not JSON: {e}")))?;
-    CniResult::from_json(&value).map_err(|e: result::ResultError| CniError::new(ErrorCode::Decode, format!("{plugin} ADD result: {e}")))
+    let value: serde_json::Value = serde_json::from_slice(&out).map_err(|e| {
+        CniError::new(
+            ErrorCode::Decode,
+            format!("{plugin} ADD result is not JSON: {e}"),
+        )
+    })?;
+    CniResult::from_json(&value).map_err(|e: result::ResultError| {
+        CniError::new(ErrorCode::Decode, format!("{plugin} ADD result: {e}"))
+    })
 }

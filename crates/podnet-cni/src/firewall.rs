@@ -28,12 +28,21 @@ fn masq_chain_prefix(network: &str) -> String {
 
 /// The chain holding a network's masquerade rules; its name changes whenever the rules would.
 pub fn masq_chain(network: &str, subnet: Ipv4Net, cluster: Ipv4Net) -> String {
-    let h = names::fnv1a64(&[RULES_VERSION.as_bytes(), subnet.to_string().as_bytes(), cluster.to_string().as_bytes()]);
+    let h = names::fnv1a64(&[
+        RULES_VERSION.as_bytes(),
+        subnet.to_string().as_bytes(),
+        cluster.to_string().as_bytes(),
+    ]);
     format!("{}{:08x}", masq_chain_prefix(network), h & 0xffff_ffff)
 }
 
 fn hostport_names(network: &str) -> (String, String, String, String) {
-    (format!("hp-{network}"), format!("hpip-{network}"), format!("hp-pre-{network}"), format!("hp-out-{network}"))
+    (
+        format!("hp-{network}"),
+        format!("hpip-{network}"),
+        format!("hp-pre-{network}"),
+        format!("hp-out-{network}"),
+    )
 }
 
 /// Serialises firewall changes of concurrent plugin runs on one node (nft transactions are atomic,
@@ -53,7 +62,10 @@ impl FileLock {
             .map_err(|e| fail::io(format!("open {}", path.display()), e))?;
         // SAFETY: flock on an fd we own; blocking is fine: holders only run one short nft script.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(fail::io(format!("lock {}", path.display()), std::io::Error::last_os_error()));
+            return Err(fail::io(
+                format!("lock {}", path.display()),
+                std::io::Error::last_os_error(),
+            ));
         }
         Ok(FileLock { _held: f })
     }
@@ -72,7 +84,12 @@ fn table_line(s: &mut Script) {
 /// leaves with the node's address; pod-to-pod traffic keeps its real source. Also masquerades traffic
 /// that was DNAT'd back into the subnet it came from (a pod reaching a host port of a pod on its own
 /// bridge), without which replies would bypass the NAT and be dropped.
-pub fn ensure_masquerade(lock_dir: &Path, network: &str, subnet: Ipv4Net, cluster: Ipv4Net) -> Result<(), CniError> {
+pub fn ensure_masquerade(
+    lock_dir: &Path,
+    network: &str,
+    subnet: Ipv4Net,
+    cluster: Ipv4Net,
+) -> Result<(), CniError> {
     let chain = masq_chain(network, subnet, cluster);
     if chain_exists(&chain)? {
         return Ok(());
@@ -100,7 +117,8 @@ pub fn ensure_masquerade(lock_dir: &Path, network: &str, subnet: Ipv4Net, cluste
     s.line(format!(
         "add rule {FAMILY} {TABLE} {chain} ip saddr {subnet} ip daddr != {{ {cluster}, 224.0.0.0/4, 255.255.255.255 }} masquerade"
     ));
-    podnet_nft::apply(&s).map_err(|e| fail::firewall(format!("install masquerade for network {network}"), e))
+    podnet_nft::apply(&s)
+        .map_err(|e| fail::firewall(format!("install masquerade for network {network}"), e))
 }
 
 fn ensure_hostport_chains(lock_dir: &Path, network: &str) -> Result<(), CniError> {
@@ -130,7 +148,8 @@ fn ensure_hostport_chains(lock_dir: &Path, network: &str) -> Result<(), CniError
         ));
         s.line(format!("add rule {FAMILY} {TABLE} {chain} fib daddr type local dnat ip to meta l4proto . th dport map @{any_map}"));
     }
-    podnet_nft::apply(&s).map_err(|e| fail::firewall(format!("install host-port chains for network {network}"), e))
+    podnet_nft::apply(&s)
+        .map_err(|e| fail::firewall(format!("install host-port chains for network {network}"), e))
 }
 
 fn element_key(m: &PortMapping) -> String {
@@ -195,7 +214,13 @@ pub fn remove_port_mappings(network: &str, mappings: &[PortMapping]) -> Result<(
     if !chain_exists(&out)? {
         return Ok(());
     }
-    let delete = |m: &PortMapping| format!("delete element {FAMILY} {TABLE} {} {{ {} }}", map_of(network, m), element_key(m));
+    let delete = |m: &PortMapping| {
+        format!(
+            "delete element {FAMILY} {TABLE} {} {{ {} }}",
+            map_of(network, m),
+            element_key(m)
+        )
+    };
     let mut batch = Script::new();
     for m in mappings {
         batch.line(delete(m));
@@ -216,16 +241,28 @@ pub fn remove_port_mappings(network: &str, mappings: &[PortMapping]) -> Result<(
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(CniError::new(ErrorCode::Firewall, format!("remove host ports of network {network}: {}", errors.join("; "))))
+        Err(CniError::new(
+            ErrorCode::Firewall,
+            format!(
+                "remove host ports of network {network}: {}",
+                errors.join("; ")
+            ),
+        ))
     }
 }
 
 /// CHECK of the firewall state a network's attachment relies on.
-pub fn check(network: &str, masq: Option<(Ipv4Net, Ipv4Net)>, mappings: &[PortMapping]) -> Result<(), CniError> {
+pub fn check(
+    network: &str,
+    masq: Option<(Ipv4Net, Ipv4Net)>,
+    mappings: &[PortMapping],
+) -> Result<(), CniError> {
     if let Some((subnet, cluster)) = masq {
         let chain = masq_chain(network, subnet, cluster);
         if !chain_exists(&chain)? {
-            return Err(fail::check(format!("masquerade chain {FAMILY} {TABLE} {chain} is missing")));
+            return Err(fail::check(format!(
+                "masquerade chain {FAMILY} {TABLE} {chain} is missing"
+            )));
         }
     }
     for m in mappings {
@@ -234,7 +271,10 @@ pub fn check(network: &str, masq: Option<(Ipv4Net, Ipv4Net)>, mappings: &[PortMa
             .unwrap_or_default();
         let needle = element_key(m);
         if !listed.contains(&needle) {
-            return Err(fail::check(format!("host port {} of network {network} is not mapped", describe(m))));
+            return Err(fail::check(format!(
+                "host port {} of network {network} is not mapped",
+                describe(m)
+            )));
         }
     }
     Ok(())
@@ -247,8 +287,16 @@ mod tests {
 
     #[test]
     fn chain_names_are_identifiers_and_follow_the_rules() {
-        let a = masq_chain("podnet", "10.244.1.0/24".parse().unwrap(), "10.244.0.0/16".parse().unwrap());
-        let b = masq_chain("podnet", "10.244.2.0/24".parse().unwrap(), "10.244.0.0/16".parse().unwrap());
+        let a = masq_chain(
+            "podnet",
+            "10.244.1.0/24".parse().unwrap(),
+            "10.244.0.0/16".parse().unwrap(),
+        );
+        let b = masq_chain(
+            "podnet",
+            "10.244.2.0/24".parse().unwrap(),
+            "10.244.0.0/16".parse().unwrap(),
+        );
         assert!(script::is_identifier(&a), "{a}");
         assert!(a.starts_with("masq-podnet-"));
         assert_ne!(a, b);
@@ -258,9 +306,18 @@ mod tests {
 
     #[test]
     fn element_keys_match_the_map_types() {
-        let any = PortMapping { host_port: 8080, container_port: 80, protocol: Protocol::Tcp, host_ip: None };
+        let any = PortMapping {
+            host_port: 8080,
+            container_port: 80,
+            protocol: Protocol::Tcp,
+            host_ip: None,
+        };
         assert_eq!(element_key(&any), "tcp . 8080");
-        let one = PortMapping { host_ip: Some("10.100.0.2".parse().unwrap()), protocol: Protocol::Udp, ..any };
+        let one = PortMapping {
+            host_ip: Some("10.100.0.2".parse().unwrap()),
+            protocol: Protocol::Udp,
+            ..any
+        };
         assert_eq!(element_key(&one), "10.100.0.2 . udp . 8080");
         assert_eq!(map_of("n", &one), "hpip-n");
     }

@@ -14,25 +14,42 @@ use std::net::Ipv4Addr;
 /// and adding an address that is already there is not an error. The MAC is derived from the gateway
 /// address and set once: otherwise a bridge takes the lowest MAC of its ports and changes it as pods
 /// come and go, leaving stale gateway entries in pods' ARP caches.
-pub fn ensure_bridge(nl: &mut Netlink, name: &str, gateway: Ipv4Addr, subnet: Ipv4Net) -> Result<Link, CniError> {
-    let bridge = match nl.link_by_name(name).map_err(|e| fail::kernel(format!("look up bridge {name}"), e))? {
+pub fn ensure_bridge(
+    nl: &mut Netlink,
+    name: &str,
+    gateway: Ipv4Addr,
+    subnet: Ipv4Net,
+) -> Result<Link, CniError> {
+    let bridge = match nl
+        .link_by_name(name)
+        .map_err(|e| fail::kernel(format!("look up bridge {name}"), e))?
+    {
         Some(link) if link.kind.as_deref() == Some("bridge") => link,
         Some(link) => {
             return Err(fail::kernel(
                 format!("use bridge {name}"),
-                format!("{name} exists but is a {}", link.kind.as_deref().unwrap_or("device without a kind")),
+                format!(
+                    "{name} exists but is a {}",
+                    link.kind.as_deref().unwrap_or("device without a kind")
+                ),
             ));
         }
         None => nl
-            .ensure_bridge(name, Some("podnet: node bridge"), Some(names::mac_for_ip(gateway)))
+            .ensure_bridge(
+                name,
+                Some("podnet: node bridge"),
+                Some(names::mac_for_ip(gateway)),
+            )
             .map_err(|e| fail::kernel(format!("create bridge {name}"), e))?,
     };
     let mac = names::mac_for_ip(gateway);
     if bridge.mac != Some(mac) {
-        nl.set_link_address(bridge.index, mac).map_err(|e| fail::kernel(format!("set MAC of bridge {name}"), e))?;
+        nl.set_link_address(bridge.index, mac)
+            .map_err(|e| fail::kernel(format!("set MAC of bridge {name}"), e))?;
     }
     if !bridge.up {
-        nl.set_link_up(bridge.index, true).map_err(|e| fail::kernel(format!("bring bridge {name} up"), e))?;
+        nl.set_link_up(bridge.index, true)
+            .map_err(|e| fail::kernel(format!("bring bridge {name} up"), e))?;
     }
     let gw = IpNet::new(gateway.into(), subnet.prefix_len()).expect("prefix from a valid subnet");
     let present = nl
@@ -49,5 +66,6 @@ pub fn ensure_bridge(nl: &mut Netlink, name: &str, gateway: Ipv4Addr, subnet: Ip
 
 /// Routing between the bridge and the rest of the node needs IPv4 forwarding on.
 pub fn ensure_forwarding() -> Result<(), CniError> {
-    sysctl::ensure(&["net", "ipv4", "ip_forward"], "1").map_err(|e| fail::kernel("enable IPv4 forwarding", e))
+    sysctl::ensure(&["net", "ipv4", "ip_forward"], "1")
+        .map_err(|e| fail::kernel("enable IPv4 forwarding", e))
 }

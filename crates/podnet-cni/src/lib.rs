@@ -32,7 +32,10 @@ pub fn run(env: impl Fn(&str) -> Option<String>, stdin: &[u8]) -> Outcome {
         .unwrap_or_else(|| CniVersion::LATEST.as_str().to_string());
     match dispatch(env, stdin) {
         Ok(stdout) => Outcome { stdout, code: 0 },
-        Err(e) => Outcome { stdout: e.to_json(&answer_version), code: 1 },
+        Err(e) => Outcome {
+            stdout: e.to_json(&answer_version),
+            code: 1,
+        },
     }
 }
 
@@ -76,7 +79,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn invoke(vars: &[(&str, &str)], stdin: &str) -> Outcome {
-        let m: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         run(|k| m.get(k).cloned(), stdin.as_bytes())
     }
 
@@ -86,12 +92,18 @@ mod tests {
         assert_eq!(out.code, 0);
         let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
         assert_eq!(v["cniVersion"], "0.4.0");
-        assert_eq!(v["supportedVersions"], json!(["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]));
+        assert_eq!(
+            v["supportedVersions"],
+            json!(["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+        );
     }
 
     #[test]
     fn errors_are_spec_shaped_json_in_the_callers_version() {
-        let out = invoke(&[("CNI_COMMAND", "ADD")], r#"{"cniVersion":"0.3.1","name":"n","ipam":{"subnet":"10.0.0.0/24"}}"#);
+        let out = invoke(
+            &[("CNI_COMMAND", "ADD")],
+            r#"{"cniVersion":"0.3.1","name":"n","ipam":{"subnet":"10.0.0.0/24"}}"#,
+        );
         assert_eq!(out.code, 1);
         let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
         assert_eq!(v["cniVersion"], "0.3.1");
@@ -106,7 +118,15 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
         assert_eq!(v["code"], 1, "{}", out.stdout);
         let conf = r#"{"cniVersion":"0.3.1","name":"n","ipam":{"subnet":"10.0.0.0/24"}}"#;
-        let out = invoke(&[("CNI_COMMAND", "CHECK"), ("CNI_CONTAINERID", "c"), ("CNI_NETNS", "/x"), ("CNI_IFNAME", "eth0")], conf);
+        let out = invoke(
+            &[
+                ("CNI_COMMAND", "CHECK"),
+                ("CNI_CONTAINERID", "c"),
+                ("CNI_NETNS", "/x"),
+                ("CNI_IFNAME", "eth0"),
+            ],
+            conf,
+        );
         let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
         assert_eq!(v["code"], 1, "{}", out.stdout);
     }

@@ -15,7 +15,11 @@ impl<'a> Undo<'a> {
         Self { steps: Vec::new() }
     }
 
-    pub fn push(&mut self, what: impl Into<String>, step: impl FnOnce() -> Result<(), String> + 'a) {
+    pub fn push(
+        &mut self,
+        what: impl Into<String>,
+        step: impl FnOnce() -> Result<(), String> + 'a,
+    ) {
         self.steps.push((what.into(), Box::new(step)));
     }
 

@@ -9,7 +9,11 @@ use serde_json::{Value, json};
 use std::net::{Ipv4Addr, SocketAddr};
 
 fn v_at_least(v: &str, min: &str) -> bool {
-    let parse = |s: &str| s.split('.').map(|p| p.parse::<u32>().unwrap()).collect::<Vec<_>>();
+    let parse = |s: &str| {
+        s.split('.')
+            .map(|p| p.parse::<u32>().unwrap())
+            .collect::<Vec<_>>()
+    };
     parse(v) >= parse(min)
 }
 
@@ -22,7 +26,11 @@ fn add_sets_up_pod_and_host(v: &str) {
     let pod = TestNs::new("pod");
     let result = node.add("c1", &pod, &node.conf(v)).ok().clone();
     let ip = pod_ip(&result);
-    assert_eq!(ip, Ipv4Addr::new(10, 244, 1, 2), "first address after the gateway");
+    assert_eq!(
+        ip,
+        Ipv4Addr::new(10, 244, 1, 2),
+        "first address after the gateway"
+    );
 
     // Pod side: eth0 with the address, MTU, derived MAC, up; lo up; default route via the gateway; DAD off.
     let mut pnl = pod.netlink();
@@ -30,13 +38,20 @@ fn add_sets_up_pod_and_host(v: &str) {
     assert!(eth0.up);
     assert_eq!(eth0.mtu, 1400);
     assert_eq!(eth0.kind.as_deref(), Some("veth"));
-    assert_eq!(podnet_types::names::format_mac(&eth0.mac.unwrap()), "0a:58:0a:f4:01:02");
+    assert_eq!(
+        podnet_types::names::format_mac(&eth0.mac.unwrap()),
+        "0a:58:0a:f4:01:02"
+    );
     assert!(pnl.link_by_name("lo").unwrap().unwrap().up, "lo is up");
     let addrs = pnl.addresses(Some(eth0.index)).unwrap();
-    assert!(addrs.iter().any(|a| a.addr.to_string() == "10.244.1.2/24"), "{addrs:?}");
+    assert!(
+        addrs.iter().any(|a| a.addr.to_string() == "10.244.1.2/24"),
+        "{addrs:?}"
+    );
     let routes = pnl.routes(false, podnet_netlink::RT_TABLE_MAIN).unwrap();
     assert!(
-        routes.iter().any(|r| r.dst.to_string() == "0.0.0.0/0" && r.gateway == Some("10.244.1.1".parse().unwrap())),
+        routes.iter().any(|r| r.dst.to_string() == "0.0.0.0/0"
+            && r.gateway == Some("10.244.1.1".parse().unwrap())),
         "{routes:?}"
     );
     let dad = pod.run(|| std::fs::read_to_string("/proc/sys/net/ipv6/conf/eth0/accept_dad"));
@@ -48,19 +63,36 @@ fn add_sets_up_pod_and_host(v: &str) {
     let mut nl = node.ns.netlink();
     let bridge = nl.link_by_name("cni0").unwrap().expect("bridge");
     assert_eq!(bridge.kind.as_deref(), Some("bridge"));
-    assert!(nl.addresses(Some(bridge.index)).unwrap().iter().any(|a| a.addr.to_string() == "10.244.1.1/24"));
-    let host = result["interfaces"][0]["name"].as_str().unwrap().to_string();
+    assert!(
+        nl.addresses(Some(bridge.index))
+            .unwrap()
+            .iter()
+            .any(|a| a.addr.to_string() == "10.244.1.1/24")
+    );
+    let host = result["interfaces"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let veth = nl.link_by_name(&host).unwrap().expect("host veth");
     assert_eq!(veth.master, Some(bridge.index));
     assert_eq!(veth.mtu, 1400);
     assert_eq!(nl.bridge_port_hairpin(veth.index).unwrap(), Some(true));
     assert_eq!(veth.alias.as_deref(), Some("podnet:podnet/c1/eth0"));
-    let fwd = node.ns.run(|| std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap());
+    let fwd = node
+        .ns
+        .run(|| std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap());
     assert_eq!(fwd.trim(), "1");
 
     // The pod reaches its gateway.
-    assert!(pod.try_sh("busybox", &["ping", "-c", "1", "-W", "2", "10.244.1.1"]).status.success());
-    assert_eq!(node.reservations(), vec![("c1".to_string(), "10.244.1.2".to_string())]);
+    assert!(
+        pod.try_sh("busybox", &["ping", "-c", "1", "-W", "2", "10.244.1.1"])
+            .status
+            .success()
+    );
+    assert_eq!(
+        node.reservations(),
+        vec![("c1".to_string(), "10.244.1.2".to_string())]
+    );
 }
 
 fn result_has_the_version_shape(v: &str) {
@@ -70,7 +102,10 @@ fn result_has_the_version_shape(v: &str) {
     assert_eq!(r["cniVersion"], v);
     let ifaces = r["interfaces"].as_array().unwrap();
     assert_eq!(ifaces.len(), 2);
-    assert!(ifaces[0].get("sandbox").is_none(), "host interface has no sandbox");
+    assert!(
+        ifaces[0].get("sandbox").is_none(),
+        "host interface has no sandbox"
+    );
     assert_eq!(ifaces[1]["name"], "eth0");
     assert_eq!(ifaces[1]["sandbox"], pod.path().display().to_string());
     assert_eq!(ifaces[1]["mac"], "0a:58:0a:f4:01:02");
@@ -78,9 +113,20 @@ fn result_has_the_version_shape(v: &str) {
     assert_eq!(ip["address"], "10.244.1.2/24");
     assert_eq!(ip["gateway"], "10.244.1.1");
     assert_eq!(ip["interface"], 1);
-    assert_eq!(ip.get("version").is_some(), !v_at_least(v, "1.0.0"), "ips[].version only before 1.0.0");
-    assert_eq!(ifaces[1].get("mtu").is_some(), v_at_least(v, "1.1.0"), "interface mtu only from 1.1.0");
-    assert_eq!(r["routes"], json!([{"dst": "0.0.0.0/0", "gw": "10.244.1.1"}]));
+    assert_eq!(
+        ip.get("version").is_some(),
+        !v_at_least(v, "1.0.0"),
+        "ips[].version only before 1.0.0"
+    );
+    assert_eq!(
+        ifaces[1].get("mtu").is_some(),
+        v_at_least(v, "1.1.0"),
+        "interface mtu only from 1.1.0"
+    );
+    assert_eq!(
+        r["routes"],
+        json!([{"dst": "0.0.0.0/0", "gw": "10.244.1.1"}])
+    );
 }
 
 fn add_refuses_an_existing_interface_and_leaves_nothing(v: &str) {
@@ -88,7 +134,14 @@ fn add_refuses_an_existing_interface_and_leaves_nothing(v: &str) {
     let pod = TestNs::new("pod");
     let other = TestNs::new("other");
     // Something already called eth0 in the pod.
-    link(&pod, "eth0", "192.0.2.1/24".parse().unwrap(), &other, "x0", "192.0.2.2/24".parse().unwrap());
+    link(
+        &pod,
+        "eth0",
+        "192.0.2.1/24".parse().unwrap(),
+        &other,
+        "x0",
+        "192.0.2.2/24".parse().unwrap(),
+    );
     let r = node.add("c1", &pod, &node.conf(v));
     assert_eq!(r.err_code(), 105, "{}", r.stdout);
     assert!(r.err_msg().contains("eth0"), "{}", r.err_msg());
@@ -106,7 +159,11 @@ fn same_node_pods_reach_each_other_with_real_addresses(v: &str) {
     assert_ne!(ipa, ipb);
     let seen = listen(&b, SocketAddr::new(ipb.into(), 8000));
     assert!(connect(&a, SocketAddr::new(ipb.into(), 8000)));
-    assert_eq!(peer_seen(&seen).map(|p| p.ip()), Some(ipa.into()), "no NAT between pods");
+    assert_eq!(
+        peer_seen(&seen).map(|p| p.ip()),
+        Some(ipa.into()),
+        "no NAT between pods"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -115,7 +172,14 @@ fn same_node_pods_reach_each_other_with_real_addresses(v: &str) {
 
 fn outside(node: &Node) -> TestNs {
     let world = TestNs::new("world");
-    link(&node.ns, "uplink", "203.0.113.1/24".parse().unwrap(), &world, "eth0", "203.0.113.10/24".parse().unwrap());
+    link(
+        &node.ns,
+        "uplink",
+        "203.0.113.1/24".parse().unwrap(),
+        &world,
+        "eth0",
+        "203.0.113.10/24".parse().unwrap(),
+    );
     world
 }
 
@@ -125,7 +189,10 @@ fn masquerade_applies_only_outside_the_cluster(v: &str) {
     let pod = TestNs::new("pod");
     node.add("c1", &pod, &node.conf(v)).ok();
     let seen = listen(&world, "203.0.113.10:8000".parse().unwrap());
-    assert!(connect(&pod, "203.0.113.10:8000".parse().unwrap()), "pod reaches the outside host");
+    assert!(
+        connect(&pod, "203.0.113.10:8000".parse().unwrap()),
+        "pod reaches the outside host"
+    );
     assert_eq!(
         peer_seen(&seen).map(|p| p.ip().to_string()),
         Some("203.0.113.1".into()),
@@ -135,14 +202,20 @@ fn masquerade_applies_only_outside_the_cluster(v: &str) {
     let before = node.ns.sh("nft", &["list", "table", "inet", "podnet-cni"]);
     let pod2 = TestNs::new("pod2");
     node.add("c2", &pod2, &node.conf(v)).ok();
-    assert_eq!(node.ns.sh("nft", &["list", "table", "inet", "podnet-cni"]), before);
+    assert_eq!(
+        node.ns.sh("nft", &["list", "table", "inet", "podnet-cni"]),
+        before
+    );
 }
 
 fn masquerade_is_off_when_not_asked(v: &str) {
     let node = Node::new();
     let world = outside(&node);
     // The outside host routes the pod subnet back to the node, so unmasqueraded traffic works too.
-    world.sh("ip", &["route", "add", "10.244.0.0/16", "via", "203.0.113.1"]);
+    world.sh(
+        "ip",
+        &["route", "add", "10.244.0.0/16", "via", "203.0.113.1"],
+    );
     let pod = TestNs::new("pod");
     let mut conf = node.conf(v);
     conf["ipMasq"] = json!(false);
@@ -150,7 +223,12 @@ fn masquerade_is_off_when_not_asked(v: &str) {
     let seen = listen(&world, "203.0.113.10:8000".parse().unwrap());
     assert!(connect(&pod, "203.0.113.10:8000".parse().unwrap()));
     assert_eq!(peer_seen(&seen).map(|p| p.ip()), Some(pod_ip(&r).into()));
-    assert!(node.ns.try_sh("nft", &["list", "table", "inet", "podnet-cni"]).stdout.is_empty());
+    assert!(
+        node.ns
+            .try_sh("nft", &["list", "table", "inet", "podnet-cni"])
+            .stdout
+            .is_empty()
+    );
 }
 
 fn host_ports_reach_the_pod_and_leave_with_del(v: &str) {
@@ -158,15 +236,26 @@ fn host_ports_reach_the_pod_and_leave_with_del(v: &str) {
     let world = outside(&node);
     let pod = TestNs::new("pod");
     let mut conf = node.conf(v);
-    conf["runtimeConfig"] = json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]});
+    conf["runtimeConfig"] =
+        json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]});
     let r = node.add("c1", &pod, &conf).ok().clone();
     let ip = pod_ip(&r);
 
     let seen = listen(&pod, SocketAddr::new(ip.into(), 80));
-    assert!(connect(&world, "203.0.113.1:8080".parse().unwrap()), "outside -> node:8080 -> pod:80");
-    assert_eq!(peer_seen(&seen).map(|p| p.ip().to_string()), Some("203.0.113.10".into()), "client address kept");
+    assert!(
+        connect(&world, "203.0.113.1:8080".parse().unwrap()),
+        "outside -> node:8080 -> pod:80"
+    );
+    assert_eq!(
+        peer_seen(&seen).map(|p| p.ip().to_string()),
+        Some("203.0.113.10".into()),
+        "client address kept"
+    );
     let seen = listen(&pod, SocketAddr::new(ip.into(), 80));
-    assert!(connect(&node.ns, "203.0.113.1:8080".parse().unwrap()), "from the node itself");
+    assert!(
+        connect(&node.ns, "203.0.113.1:8080".parse().unwrap()),
+        "from the node itself"
+    );
     assert!(peer_seen(&seen).is_some());
 
     // A second pod cannot take the same host port; it is refused and leaves nothing behind.
@@ -179,7 +268,9 @@ fn host_ports_reach_the_pod_and_leave_with_del(v: &str) {
 
     let del = with_prev(&conf, &r);
     node.run("DEL", "c1", Some(&pod), "eth0", &del).ok_empty();
-    let map = node.ns.sh("nft", &["list", "map", "inet", "podnet-cni", "hp-podnet"]);
+    let map = node
+        .ns
+        .sh("nft", &["list", "map", "inet", "podnet-cni", "hp-podnet"]);
     assert!(!map.contains("8080"), "mapping removed: {map}");
     assert!(!connect(&world, "203.0.113.1:8080".parse().unwrap()));
 }
@@ -193,12 +284,14 @@ fn del_is_idempotent_and_needs_neither_netns_nor_prev_result(v: &str) {
     let pod = TestNs::new("pod");
     let conf = node.conf(v);
     let r = node.add("c1", &pod, &conf).ok().clone();
-    node.run("DEL", "c1", Some(&pod), "eth0", &with_prev(&conf, &r)).ok_empty();
+    node.run("DEL", "c1", Some(&pod), "eth0", &with_prev(&conf, &r))
+        .ok_empty();
     assert!(node.host_veths().is_empty());
     assert!(node.reservations().is_empty());
     assert!(pod.netlink().link_by_name("eth0").unwrap().is_none());
     // Again, with and without the namespace and prevResult.
-    node.run("DEL", "c1", Some(&pod), "eth0", &with_prev(&conf, &r)).ok_empty();
+    node.run("DEL", "c1", Some(&pod), "eth0", &with_prev(&conf, &r))
+        .ok_empty();
     node.run("DEL", "c1", None, "eth0", &conf).ok_empty();
 
     // Namespace already gone: DEL still releases everything.
@@ -206,7 +299,15 @@ fn del_is_idempotent_and_needs_neither_netns_nor_prev_result(v: &str) {
     node.add("c2", &pod2, &conf).ok();
     let gone = pod2.path().display().to_string();
     drop(pod2);
-    let r = node.invoke("DEL", &[("CNI_CONTAINERID", "c2"), ("CNI_IFNAME", "eth0"), ("CNI_NETNS", &gone)], conf.to_string().as_bytes());
+    let r = node.invoke(
+        "DEL",
+        &[
+            ("CNI_CONTAINERID", "c2"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_NETNS", &gone),
+        ],
+        conf.to_string().as_bytes(),
+    );
     r.ok_empty();
     assert!(node.reservations().is_empty());
     assert!(node.host_veths().is_empty());
@@ -224,7 +325,11 @@ fn check_passes_after_add_and_names_what_is_missing(v: &str) {
     let check = with_prev(&conf, &r);
     let run_check = || node.run("CHECK", "c1", Some(&pod), "eth0", &check);
     if !v_at_least(v, "0.4.0") {
-        assert_eq!(run_check().err_code(), 1, "CHECK does not exist before 0.4.0");
+        assert_eq!(
+            run_check().err_code(),
+            1,
+            "CHECK does not exist before 0.4.0"
+        );
         return;
     }
     run_check().ok_empty();
@@ -233,13 +338,28 @@ fn check_passes_after_add_and_names_what_is_missing(v: &str) {
     let r1 = run_check();
     assert_eq!(r1.err_code(), 104);
     assert!(r1.err_msg().contains("route 0.0.0.0/0"), "{}", r1.err_msg());
-    pod.sh("ip", &["route", "add", "default", "via", "10.244.1.1", "dev", "eth0"]);
+    pod.sh(
+        "ip",
+        &[
+            "route",
+            "add",
+            "default",
+            "via",
+            "10.244.1.1",
+            "dev",
+            "eth0",
+        ],
+    );
     run_check().ok_empty();
 
     pod.sh("ip", &["addr", "flush", "dev", "eth0"]);
     let r2 = run_check();
     assert_eq!(r2.err_code(), 104);
-    assert!(r2.err_msg().contains("lacks address 10.244.1.2/24"), "{}", r2.err_msg());
+    assert!(
+        r2.err_msg().contains("lacks address 10.244.1.2/24"),
+        "{}",
+        r2.err_msg()
+    );
 
     let host = r["interfaces"][0]["name"].as_str().unwrap();
     node.ns.sh("ip", &["link", "del", host]);
@@ -260,7 +380,8 @@ fn check_notices_a_lost_reservation_and_masquerade(v: &str) {
     let conf = node.conf(v);
     let r = node.add("c1", &pod, &conf).ok().clone();
     let check = with_prev(&conf, &r);
-    node.ns.sh("nft", &["delete", "table", "inet", "podnet-cni"]);
+    node.ns
+        .sh("nft", &["delete", "table", "inet", "podnet-cni"]);
     let e = node.run("CHECK", "c1", Some(&pod), "eth0", &check);
     assert_eq!(e.err_code(), 104);
     assert!(e.err_msg().contains("masquerade"), "{}", e.err_msg());
@@ -269,7 +390,11 @@ fn check_notices_a_lost_reservation_and_masquerade(v: &str) {
     std::fs::write(&state, r#"{"format": 1, "reservations": {}}"#).unwrap();
     let e = node.run("CHECK", "c1", Some(&pod), "eth0", &check);
     assert_eq!(e.err_code(), 104);
-    assert!(e.err_msg().contains("no address is reserved"), "{}", e.err_msg());
+    assert!(
+        e.err_msg().contains("no address is reserved"),
+        "{}",
+        e.err_msg()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -280,12 +405,14 @@ fn gc_releases_everything_not_valid(v: &str) {
     let node = Node::new();
     let pods: Vec<TestNs> = (0..3).map(|_| TestNs::new("pod")).collect();
     let mut conf = node.conf(v);
-    conf["runtimeConfig"] = json!({"portMappings": [{"hostPort": 9000, "containerPort": 80, "protocol": "tcp"}]});
+    conf["runtimeConfig"] =
+        json!({"portMappings": [{"hostPort": 9000, "containerPort": 80, "protocol": "tcp"}]});
     node.add("keep", &pods[0], &conf).ok();
     let plain = node.conf(v);
     node.add("drop1", &pods[1], &plain).ok();
     let mut conf3 = node.conf(v);
-    conf3["runtimeConfig"] = json!({"portMappings": [{"hostPort": 9001, "containerPort": 80, "protocol": "udp"}]});
+    conf3["runtimeConfig"] =
+        json!({"portMappings": [{"hostPort": 9001, "containerPort": 80, "protocol": "udp"}]});
     node.add("drop2", &pods[2], &conf3).ok();
 
     let mut gc = node.conf(v);
@@ -296,8 +423,19 @@ fn gc_releases_everything_not_valid(v: &str) {
         return;
     }
     r.ok_empty();
-    assert_eq!(node.reservations().iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(), vec!["keep"]);
-    assert_eq!(node.host_veths(), vec![podnet_types::names::host_veth_name("podnet", "keep", "eth0")]);
+    assert_eq!(
+        node.reservations()
+            .iter()
+            .map(|(c, _)| c.as_str())
+            .collect::<Vec<_>>(),
+        vec!["keep"]
+    );
+    assert_eq!(
+        node.host_veths(),
+        vec![podnet_types::names::host_veth_name(
+            "podnet", "keep", "eth0"
+        )]
+    );
     let maps = node.ns.sh("nft", &["list", "table", "inet", "podnet-cni"]);
     assert!(maps.contains("9000") && !maps.contains("9001"), "{maps}");
 
@@ -327,7 +465,11 @@ fn status_reports_readiness_and_exhaustion(v: &str) {
     node.ns.sh("ip", &["link", "del", "cni0"]);
     let r = node.invoke("STATUS", &[], conf.to_string().as_bytes());
     assert_eq!(r.err_code(), 51, "{}", r.stdout);
-    assert!(r.err_msg().contains("bridge cni0 is gone"), "{}", r.err_msg());
+    assert!(
+        r.err_msg().contains("bridge cni0 is gone"),
+        "{}",
+        r.err_msg()
+    );
 }
 
 fn disable_check_and_disable_gc_are_honoured(v: &str) {
@@ -361,13 +503,19 @@ fn prev_result_is_carried_forward(v: &str) {
     let pod = TestNs::new("pod");
     let prev = json!({"cniVersion": v, "interfaces": [{"name": "lo0", "sandbox": pod.path().display().to_string()}],
                       "ips": [{"address": "192.0.2.5/24", "interface": 0}], "dns": {"nameservers": ["192.0.2.53"]}});
-    let r = node.add("c1", &pod, &with_prev(&node.conf(v), &prev)).ok().clone();
+    let r = node
+        .add("c1", &pod, &with_prev(&node.conf(v), &prev))
+        .ok()
+        .clone();
     let ifaces = r["interfaces"].as_array().unwrap();
     assert_eq!(ifaces.len(), 3);
     assert_eq!(ifaces[0]["name"], "lo0");
     assert_eq!(r["ips"][0]["address"], "192.0.2.5/24");
     assert_eq!(r["ips"][1]["address"], "10.244.1.2/24");
-    assert_eq!(r["ips"][1]["interface"], 2, "index re-based after the previous interfaces");
+    assert_eq!(
+        r["ips"][1]["interface"], 2,
+        "index re-based after the previous interfaces"
+    );
     assert_eq!(r["dns"]["nameservers"], json!(["192.0.2.53"]));
 }
 
@@ -377,11 +525,22 @@ fn failure_part_way_rolls_everything_back(v: &str) {
     let other = TestNs::new("other");
     // The pod already has a default route through another interface: podnet's route cannot be added,
     // after the address, bridge and veth were made.
-    link(&pod, "x0", "192.0.2.1/24".parse().unwrap(), &other, "x1", "192.0.2.2/24".parse().unwrap());
+    link(
+        &pod,
+        "x0",
+        "192.0.2.1/24".parse().unwrap(),
+        &other,
+        "x1",
+        "192.0.2.2/24".parse().unwrap(),
+    );
     pod.sh("ip", &["route", "add", "default", "via", "192.0.2.2"]);
     let r = node.add("c1", &pod, &node.conf(v));
     assert_eq!(r.err_code(), 100, "{}", r.stdout);
-    assert!(r.err_msg().contains("add route 0.0.0.0/0"), "{}", r.err_msg());
+    assert!(
+        r.err_msg().contains("add route 0.0.0.0/0"),
+        "{}",
+        r.err_msg()
+    );
     assert!(node.host_veths().is_empty(), "veth removed");
     assert!(node.reservations().is_empty(), "address released");
     assert!(pod.netlink().link_by_name("eth0").unwrap().is_none());
@@ -394,9 +553,17 @@ fn bad_input_gets_the_spec_code_and_changes_nothing(v: &str) {
     let node = Node::new();
     let pod = TestNs::new("pod");
     let netns = pod.path().display().to_string();
-    let env = [("CNI_CONTAINERID", "c1"), ("CNI_IFNAME", "eth0"), ("CNI_NETNS", netns.as_str())];
+    let env = [
+        ("CNI_CONTAINERID", "c1"),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_NETNS", netns.as_str()),
+    ];
 
-    let r = node.invoke("ADD", &env, br#"{"cniVersion": "1.1.0", "name": "podnet", "ipam": {"#);
+    let r = node.invoke(
+        "ADD",
+        &env,
+        br#"{"cniVersion": "1.1.0", "name": "podnet", "ipam": {"#,
+    );
     assert_eq!(r.err_code(), 6, "malformed JSON is a decode error");
 
     let mut bad_cidr = node.conf(v);
@@ -404,26 +571,62 @@ fn bad_input_gets_the_spec_code_and_changes_nothing(v: &str) {
     let r = node.invoke("ADD", &env, bad_cidr.to_string().as_bytes());
     assert_eq!(r.err_code(), 7);
     assert!(r.err_msg().starts_with("ipam.subnet"), "{}", r.err_msg());
-    assert_eq!(r.json.as_ref().unwrap()["cniVersion"], v, "the error speaks the caller's version");
+    assert_eq!(
+        r.json.as_ref().unwrap()["cniVersion"],
+        v,
+        "the error speaks the caller's version"
+    );
 
     let mut outside = node.conf(v);
     outside["ipam"]["subnet"] = json!("10.99.1.0/24");
     let r = node.invoke("ADD", &env, outside.to_string().as_bytes());
     assert_eq!(r.err_code(), 7);
-    assert!(r.err_msg().contains("not inside clusterCIDR 10.244.0.0/16"), "{}", r.err_msg());
+    assert!(
+        r.err_msg().contains("not inside clusterCIDR 10.244.0.0/16"),
+        "{}",
+        r.err_msg()
+    );
 
     let r = node.invoke("ADD", &env[..2], node.conf(v).to_string().as_bytes());
     assert_eq!(r.err_code(), 4);
     assert!(r.err_msg().contains("CNI_NETNS"), "{}", r.err_msg());
 
-    let r = node.invoke("ADD", &[("CNI_CONTAINERID", "c1"), ("CNI_IFNAME", "eth0"), ("CNI_NETNS", "/nonexistent/ns")], node.conf(v).to_string().as_bytes());
-    assert_eq!(r.err_code(), 3, "a namespace that does not exist is an unknown container");
-    let r = node.invoke("ADD", &[("CNI_CONTAINERID", "c1"), ("CNI_IFNAME", "eth0"), ("CNI_NETNS", "/proc/self/status")], node.conf(v).to_string().as_bytes());
-    assert_eq!(r.err_code(), 4, "a path that is not a network namespace is a bad CNI_NETNS");
+    let r = node.invoke(
+        "ADD",
+        &[
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_NETNS", "/nonexistent/ns"),
+        ],
+        node.conf(v).to_string().as_bytes(),
+    );
+    assert_eq!(
+        r.err_code(),
+        3,
+        "a namespace that does not exist is an unknown container"
+    );
+    let r = node.invoke(
+        "ADD",
+        &[
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_NETNS", "/proc/self/status"),
+        ],
+        node.conf(v).to_string().as_bytes(),
+    );
+    assert_eq!(
+        r.err_code(),
+        4,
+        "a path that is not a network namespace is a bad CNI_NETNS"
+    );
 
     let mut old = node.conf(v);
     old["cniVersion"] = json!("0.2.0");
-    assert_eq!(node.invoke("ADD", &env, old.to_string().as_bytes()).err_code(), 1);
+    assert_eq!(
+        node.invoke("ADD", &env, old.to_string().as_bytes())
+            .err_code(),
+        1
+    );
 
     assert!(!node.has_link("cni0"), "no bridge was created");
     assert!(node.host_veths().is_empty());
@@ -463,9 +666,16 @@ fn delegated_ipam_follows_the_delegation_protocol(v: &str) {
     }
     let result = r.ok().clone();
     assert_eq!(pod_ip(&result), Ipv4Addr::new(10, 244, 7, 2));
-    assert!(node.data.0.join("host-local/podnet/10.244.7.2").exists(), "host-local holds the address");
-    node.run("DEL", "c1", Some(&pod), "eth0", &with_prev(&conf, &result)).ok_empty();
-    assert!(!node.data.0.join("host-local/podnet/10.244.7.2").exists(), "DEL was delegated");
+    assert!(
+        node.data.0.join("host-local/podnet/10.244.7.2").exists(),
+        "host-local holds the address"
+    );
+    node.run("DEL", "c1", Some(&pod), "eth0", &with_prev(&conf, &result))
+        .ok_empty();
+    assert!(
+        !node.data.0.join("host-local/podnet/10.244.7.2").exists(),
+        "DEL was delegated"
+    );
 }
 
 macro_rules! for_every_version {

@@ -10,7 +10,10 @@ use std::fs;
 use std::path::Path;
 
 fn podman_available() -> bool {
-    std::process::Command::new("podman").arg("--version").output().is_ok_and(|o| o.status.success())
+    std::process::Command::new("podman")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn write(path: &Path, text: &str) {
@@ -19,15 +22,28 @@ fn write(path: &Path, text: &str) {
 
 #[test]
 fn podman_runs_a_container_on_a_podnet_network() {
-    assert!(podman_available(), "podman is not installed: run scripts/setup.sh (it installs Debian's podman)");
+    assert!(
+        podman_available(),
+        "podman is not installed: run scripts/setup.sh (it installs Debian's podman)"
+    );
     let node = TestNs::new("pmnode");
     let dir = TempDir::new("podman");
     let d = &dir.0;
-    for sub in ["net", "plugins", "rootfs/bin", "rootfs/etc", "root", "runroot", "tmp", "ipam"] {
+    for sub in [
+        "net",
+        "plugins",
+        "rootfs/bin",
+        "rootfs/etc",
+        "root",
+        "runroot",
+        "tmp",
+        "ipam",
+    ] {
         fs::create_dir_all(d.join(sub)).unwrap();
     }
     fs::copy(plugin(), d.join("plugins/podnet-cni")).unwrap();
-    fs::copy("/bin/busybox", d.join("rootfs/bin/busybox")).expect("busybox-static provides /bin/busybox");
+    fs::copy("/bin/busybox", d.join("rootfs/bin/busybox"))
+        .expect("busybox-static provides /bin/busybox");
     write(
         &d.join("net/pntest.conflist"),
         &format!(
@@ -50,7 +66,11 @@ fn podman_runs_a_container_on_a_podnet_network() {
     );
     write(
         &d.join("storage.conf"),
-        &format!("[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n", d.join("root").display(), d.join("runroot").display()),
+        &format!(
+            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+            d.join("root").display(),
+            d.join("runroot").display()
+        ),
     );
 
     let out = node
@@ -59,19 +79,45 @@ fn podman_runs_a_container_on_a_podnet_network() {
         .env("CONTAINERS_STORAGE_CONF", d.join("storage.conf"))
         .args(["run", "--rm", "--network", "pntest", "--rootfs"])
         .arg(d.join("rootfs"))
-        .args(["/bin/busybox", "sh", "-c", "/bin/busybox ip -4 addr show eth0 && /bin/busybox ping -c 1 -W 2 10.88.5.1"])
+        .args([
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "/bin/busybox ip -4 addr show eth0 && /bin/busybox ping -c 1 -W 2 10.88.5.1",
+        ])
         .output()
         .expect("run podman");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "podman failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("inet 10.88.5.2/24"), "the container got its address from podnet-cni:\n{stdout}");
-    assert!(stdout.contains("1 packets received"), "the container reached its gateway:\n{stdout}");
+    assert!(
+        out.status.success(),
+        "podman failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("inet 10.88.5.2/24"),
+        "the container got its address from podnet-cni:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("1 packets received"),
+        "the container reached its gateway:\n{stdout}"
+    );
 
     // podman called DEL on --rm: the reservation is gone and the bridge holds no veth.
-    let state = fs::read_to_string(d.join("ipam/pntest/state.json")).expect("podnet-cni kept state");
+    let state =
+        fs::read_to_string(d.join("ipam/pntest/state.json")).expect("podnet-cni kept state");
     let state: serde_json::Value = serde_json::from_str(&state).unwrap();
-    assert_eq!(state["reservations"], serde_json::json!({}), "address released by DEL");
+    assert_eq!(
+        state["reservations"],
+        serde_json::json!({}),
+        "address released by DEL"
+    );
     let links = node.netlink().links().unwrap();
-    assert!(links.iter().any(|l| l.name == "pn0"), "the bridge podnet-cni made");
-    assert!(!links.iter().any(|l| l.name.starts_with("pnv")), "no veth left behind");
+    assert!(
+        links.iter().any(|l| l.name == "pn0"),
+        "the bridge podnet-cni made"
+    );
+    assert!(
+        !links.iter().any(|l| l.name.starts_with("pnv")),
+        "no veth left behind"
+    );
 }

@@ -66,7 +66,12 @@ fn spawn_add(node: &Node, container: &str, pod: &TestNs, conf: &Value) -> Child 
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn podnet-cni");
-    child.stdin.take().unwrap().write_all(conf.to_string().as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.to_string().as_bytes())
+        .unwrap();
     child
 }
 
@@ -83,7 +88,8 @@ fn two_hundred_concurrent_adds_then_kills_then_gc() {
         .enumerate()
         .map(|(i, pod)| {
             let (node, conf) = (&node, &conf);
-            Box::new(move || node.add(&format!("p{i}"), pod, conf)) as Box<dyn FnOnce() -> Reply + Send>
+            Box::new(move || node.add(&format!("p{i}"), pod, conf))
+                as Box<dyn FnOnce() -> Reply + Send>
         })
         .collect();
     let replies = parallel(jobs);
@@ -96,10 +102,17 @@ fn two_hundred_concurrent_adds_then_kills_then_gc() {
     let unreachable: Vec<usize> = pods
         .iter()
         .enumerate()
-        .filter(|(_, p)| !p.try_sh("busybox", &["ping", "-c", "1", "-W", "2", "10.244.1.1"]).status.success())
+        .filter(|(_, p)| {
+            !p.try_sh("busybox", &["ping", "-c", "1", "-W", "2", "10.244.1.1"])
+                .status
+                .success()
+        })
         .map(|(i, _)| i)
         .collect();
-    assert!(unreachable.is_empty(), "pods that cannot reach the gateway: {unreachable:?}");
+    assert!(
+        unreachable.is_empty(),
+        "pods that cannot reach the gateway: {unreachable:?}"
+    );
     assert_eq!(node.reservations().len(), PODS);
 
     // Phase 2: tear the 200 down, then bursts of ADDs killed at random moments.
@@ -108,7 +121,8 @@ fn two_hundred_concurrent_adds_then_kills_then_gc() {
         .enumerate()
         .map(|(i, pod)| {
             let (node, conf) = (&node, &conf);
-            Box::new(move || node.run("DEL", &format!("p{i}"), Some(pod), "eth0", conf)) as Box<dyn FnOnce() -> Reply + Send>
+            Box::new(move || node.run("DEL", &format!("p{i}"), Some(pod), "eth0", conf))
+                as Box<dyn FnOnce() -> Reply + Send>
         })
         .collect();
     for r in parallel(jobs) {
@@ -120,7 +134,13 @@ fn two_hundred_concurrent_adds_then_kills_then_gc() {
     let seed = std::env::var("PODNET_STRESS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1);
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
     eprintln!("kill timings seed: PODNET_STRESS_SEED={seed}");
     let rng = Mutex::new(Rng(seed));
     // Kill after a random delay up to about one typical ADD under this load, so deaths land in every
@@ -133,8 +153,11 @@ fn two_hundred_concurrent_adds_then_kills_then_gc() {
     let mut survivors: Vec<String> = Vec::new();
     let mut killed: Vec<String> = Vec::new();
     for round in 0..3 {
-        let free: Vec<(usize, &TestNs)> =
-            pods.iter().enumerate().filter(|(i, _)| !survivors.iter().any(|c| c.ends_with(&format!("-{i}")))).collect();
+        let free: Vec<(usize, &TestNs)> = pods
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !survivors.iter().any(|c| c.ends_with(&format!("-{i}"))))
+            .collect();
         let jobs: Vec<Box<dyn FnOnce() -> (String, bool) + Send + '_>> = free
             .into_iter()
             .map(|(i, pod)| {
@@ -147,19 +170,32 @@ fn two_hundred_concurrent_adds_then_kills_then_gc() {
                     let _ = child.kill();
                     let out = child.wait_with_output().unwrap();
                     // A survivor is an ADD the runtime saw succeed: exit 0 with a result.
-                    let ok = out.status.success() && serde_json::from_slice::<Value>(&out.stdout).is_ok();
+                    let ok = out.status.success()
+                        && serde_json::from_slice::<Value>(&out.stdout).is_ok();
                     (container, ok)
                 }) as Box<dyn FnOnce() -> (String, bool) + Send>
             })
             .collect();
         for (container, ok) in parallel(jobs) {
-            if ok { survivors.push(container) } else { killed.push(container) }
+            if ok {
+                survivors.push(container)
+            } else {
+                killed.push(container)
+            }
         }
-        let leaked_addrs = node.reservations().iter().filter(|(c, _)| killed.contains(c)).count();
+        let leaked_addrs = node
+            .reservations()
+            .iter()
+            .filter(|(c, _)| killed.contains(c))
+            .count();
         let leaked_veths = node
             .host_veths()
             .iter()
-            .filter(|v| killed.iter().any(|c| names::host_veth_name("podnet", c, "eth0") == **v))
+            .filter(|v| {
+                killed
+                    .iter()
+                    .any(|c| names::host_veth_name("podnet", c, "eth0") == **v)
+            })
             .count();
         eprintln!(
             "kill burst {round}: {} survivors so far, {} killed part-way, leaving {leaked_addrs} addresses and {leaked_veths} veths",
@@ -169,24 +205,40 @@ fn two_hundred_concurrent_adds_then_kills_then_gc() {
         if leaked_addrs + leaked_veths > 0 {
             break;
         }
-        assert!(round < 2, "three bursts of SIGKILLs left no state behind: timings never hit a crash window");
+        assert!(
+            round < 2,
+            "three bursts of SIGKILLs left no state behind: timings never hit a crash window"
+        );
     }
 
     // GC with the survivors as the valid attachments.
     let mut gc = conf.clone();
-    gc["cni.dev/valid-attachments"] =
-        Value::Array(survivors.iter().map(|c| json!({"containerID": c, "ifname": "eth0"})).collect());
+    gc["cni.dev/valid-attachments"] = Value::Array(
+        survivors
+            .iter()
+            .map(|c| json!({"containerID": c, "ifname": "eth0"}))
+            .collect(),
+    );
     node.invoke("GC", &[], gc.to_string().as_bytes()).ok_empty();
 
     let held: HashSet<String> = node.reservations().into_iter().map(|(c, _)| c).collect();
     let want: HashSet<String> = survivors.iter().cloned().collect();
     assert_eq!(held, want, "IPAM holds exactly the surviving attachments");
     let veths: HashSet<String> = node.host_veths().into_iter().collect();
-    let want_veths: HashSet<String> = survivors.iter().map(|c| names::host_veth_name("podnet", c, "eth0")).collect();
-    assert_eq!(veths, want_veths, "no stray veth remains, and every survivor keeps its own");
+    let want_veths: HashSet<String> = survivors
+        .iter()
+        .map(|c| names::host_veth_name("podnet", c, "eth0"))
+        .collect();
+    assert_eq!(
+        veths, want_veths,
+        "no stray veth remains, and every survivor keeps its own"
+    );
     for (i, pod) in pods.iter().enumerate() {
         let has_eth0 = pod.netlink().link_by_name("eth0").unwrap().is_some();
         let survived = survivors.iter().any(|c| c.ends_with(&format!("-{i}")));
-        assert_eq!(has_eth0, survived, "pod {i}: eth0 present only for a survivor");
+        assert_eq!(
+            has_eth0, survived,
+            "pod {i}: eth0 present only for a survivor"
+        );
     }
 }

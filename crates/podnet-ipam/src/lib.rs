@@ -23,7 +23,11 @@ pub const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{what} {}: {source}", path.display())]
-    Io { what: &'static str, path: PathBuf, source: io::Error },
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
     #[error("IPAM state {} is corrupt ({reason}); move it aside and run GC to rebuild", path.display())]
     Corrupt { path: PathBuf, reason: String },
     #[error("IPAM state {} has format {found}, newer than this plugin's {STATE_FORMAT}", path.display())]
@@ -35,7 +39,11 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
-    move |source| Error::Io { what, path: path.to_path_buf(), source }
+    move |source| Error::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The store of one network: `<dataDir>/<network>/`.
@@ -47,7 +55,11 @@ pub struct Store {
 impl Store {
     pub fn open(data_dir: &Path, network: &str) -> Result<Store> {
         let dir = data_dir.join(network);
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io_err("create IPAM directory", &dir))?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io_err("create IPAM directory", &dir))?;
         Ok(Store { dir })
     }
 
@@ -69,7 +81,12 @@ impl Store {
         acquire(&lock, &lock_path)?;
         let state_path = self.dir.join(STATE_FILE);
         let state = load(&state_path)?;
-        Ok(Locked { _lock: lock, dir: self.dir.clone(), state_path, state })
+        Ok(Locked {
+            _lock: lock,
+            dir: self.dir.clone(),
+            state_path,
+            state,
+        })
     }
 
     /// Reads the state without the lock, for reporting (`podnet-cni` STATUS, `podnet` tools).
@@ -89,11 +106,18 @@ fn acquire(lock: &File, path: &Path) -> Result<()> {
             return Ok(());
         }
         let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EWOULDBLOCK) && err.kind() != io::ErrorKind::Interrupted {
-            return Err(Error::Io { what: "lock", path: path.to_path_buf(), source: err });
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) && err.kind() != io::ErrorKind::Interrupted
+        {
+            return Err(Error::Io {
+                what: "lock",
+                path: path.to_path_buf(),
+                source: err,
+            });
         }
         if Instant::now() >= deadline {
-            return Err(Error::LockTimeout { path: path.to_path_buf() });
+            return Err(Error::LockTimeout {
+                path: path.to_path_buf(),
+            });
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
@@ -104,12 +128,23 @@ fn load(path: &Path) -> Result<PoolState> {
     let bytes = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(PoolState::new()),
-        Err(e) => return Err(Error::Io { what: "read IPAM state", path: path.to_path_buf(), source: e }),
+        Err(e) => {
+            return Err(Error::Io {
+                what: "read IPAM state",
+                path: path.to_path_buf(),
+                source: e,
+            });
+        }
     };
-    let state: PoolState = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::Corrupt { path: path.to_path_buf(), reason: e.to_string() })?;
+    let state: PoolState = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     if state.format > STATE_FORMAT {
-        return Err(Error::NewerFormat { path: path.to_path_buf(), found: state.format });
+        return Err(Error::NewerFormat {
+            path: path.to_path_buf(),
+            found: state.format,
+        });
     }
     Ok(state)
 }
@@ -126,7 +161,9 @@ impl Locked {
     /// Makes the current state durable: after this returns, a crash or power cut keeps it.
     pub fn commit(&mut self) -> Result<()> {
         self.state.format = STATE_FORMAT;
-        let tmp = self.dir.join(format!(".{STATE_FILE}.{}", std::process::id()));
+        let tmp = self
+            .dir
+            .join(format!(".{STATE_FILE}.{}", std::process::id()));
         let bytes = serde_json::to_vec_pretty(&self.state).expect("state serializes");
         let mut f = OpenOptions::new()
             .write(true)
@@ -136,9 +173,14 @@ impl Locked {
             .custom_flags(libc::O_CLOEXEC)
             .open(&tmp)
             .map_err(io_err("write IPAM state", &tmp))?;
-        f.write_all(&bytes).and_then(|_| f.sync_all()).map_err(io_err("write IPAM state", &tmp))?;
-        fs::rename(&tmp, &self.state_path).map_err(io_err("replace IPAM state", &self.state_path))?;
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io_err("sync IPAM directory", &self.dir))?;
+        f.write_all(&bytes)
+            .and_then(|_| f.sync_all())
+            .map_err(io_err("write IPAM state", &tmp))?;
+        fs::rename(&tmp, &self.state_path)
+            .map_err(io_err("replace IPAM state", &self.state_path))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("sync IPAM directory", &self.dir))?;
         Ok(())
     }
 }
@@ -151,11 +193,18 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn pool() -> Pool {
-        Pool { start: "10.9.0.1".parse().unwrap(), end: "10.9.0.254".parse().unwrap(), gateway: "10.9.0.1".parse().unwrap() }
+        Pool {
+            start: "10.9.0.1".parse().unwrap(),
+            end: "10.9.0.254".parse().unwrap(),
+            gateway: "10.9.0.1".parse().unwrap(),
+        }
     }
 
     fn att(i: usize) -> Attachment {
-        Attachment { container_id: format!("c{i}"), ifname: "eth0".into() }
+        Attachment {
+            container_id: format!("c{i}"),
+            ifname: "eth0".into(),
+        }
     }
 
     #[test]
@@ -187,7 +236,11 @@ mod tests {
     fn corrupt_state_is_reported_not_reset() {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(tmp.path(), "net").unwrap();
-        fs::write(store.dir().join(STATE_FILE), b"{\"format\": 1, \"reservations\": {").unwrap();
+        fs::write(
+            store.dir().join(STATE_FILE),
+            b"{\"format\": 1, \"reservations\": {",
+        )
+        .unwrap();
         let err = store.lock().err().expect("corrupt");
         assert!(matches!(err, Error::Corrupt { .. }), "{err}");
     }
@@ -213,11 +266,22 @@ mod tests {
                 })
             })
             .collect();
-        let mut all: Vec<Ipv4Addr> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        let mut all: Vec<Ipv4Addr> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
         let n = all.len();
         all.sort();
         all.dedup();
         assert_eq!(all.len(), n, "an address was handed out twice");
-        assert_eq!(Store::open(&dir, "net").unwrap().peek().unwrap().reservations.len(), 160);
+        assert_eq!(
+            Store::open(&dir, "net")
+                .unwrap()
+                .peek()
+                .unwrap()
+                .reservations
+                .len(),
+            160
+        );
     }
 }

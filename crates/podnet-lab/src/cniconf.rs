@@ -64,17 +64,28 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Writes (or rewrites, after a mode change) the node's configuration and plugin link.
-pub fn write(paths: &LabPaths, plan: &Plan, mode: Mode, node: &NodePlan, plugin: &Path) -> Result<()> {
+pub fn write(
+    paths: &LabPaths,
+    plan: &Plan,
+    mode: Mode,
+    node: &NodePlan,
+    plugin: &Path,
+) -> Result<()> {
     let conf_dir = paths.cni_conf_dir(&node.name);
     let bin_dir = paths.cni_bin_dir(&node.name);
     for d in [&conf_dir, &bin_dir, &paths.ipam_dir(&node.name)] {
         fs::create_dir_all(d).map_err(io(format!("create {}", d.display())))?;
     }
-    let text = serde_json::to_vec_pretty(&conflist(paths, plan, mode, node)).expect("config serializes");
+    let text =
+        serde_json::to_vec_pretty(&conflist(paths, plan, mode, node)).expect("config serializes");
     write_atomic(&conf_dir.join(CONF_FILE), &text)?;
     let link = bin_dir.join("podnet-cni");
     let _ = fs::remove_file(&link);
-    std::os::unix::fs::symlink(plugin, &link).map_err(io(format!("link {} to {}", link.display(), plugin.display())))
+    std::os::unix::fs::symlink(plugin, &link).map_err(io(format!(
+        "link {} to {}",
+        link.display(),
+        plugin.display()
+    )))
 }
 
 /// Reads a node's configuration back.

@@ -23,18 +23,25 @@ pub fn run(name: &str) -> Result<()> {
     let paths = LabPaths::new(name);
     LabState::load(&paths)?.ok_or_else(|| Error::NotRunning(name.to_string()))?;
     let internet_path = persist::netns_path(&paths.internet_netns());
-    let internet = NetNs::open(&internet_path).map_err(ns(format!("open {}", internet_path.display())))?;
+    let internet =
+        NetNs::open(&internet_path).map_err(ns(format!("open {}", internet_path.display())))?;
     // The listening socket is made inside the internet namespace and served from any thread.
     let listener = internet
         .run(|| TcpListener::bind((INTERNET_HOST_IP, 80)))
         .map_err(ns("enter the internet namespace"))?
-        .map_err(io(format!("listen on {INTERNET_HOST_IP}:80 in the internet namespace")))?;
+        .map_err(io(format!(
+            "listen on {INTERNET_HOST_IP}:80 in the internet namespace"
+        )))?;
     let http = std::thread::Builder::new()
         .name("internet-http".into())
         .spawn(move || internet::serve(listener))
         .map_err(io("start the internet web server"))?;
-    fs::write(paths.daemon_ready(), std::process::id().to_string()).map_err(io("write the ready file"))?;
-    eprintln!("podnet lab daemon {name}: ready (pid {})", std::process::id());
+    fs::write(paths.daemon_ready(), std::process::id().to_string())
+        .map_err(io("write the ready file"))?;
+    eprintln!(
+        "podnet lab daemon {name}: ready (pid {})",
+        std::process::id()
+    );
     let _ = http.join();
     Ok(())
 }
@@ -61,7 +68,9 @@ pub fn start(paths: &LabPaths, podnet_exe: &Path) -> Result<u32> {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(io(format!("start {} {DAEMON_ARG}", podnet_exe.display())))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(io(format!("start {} {DAEMON_ARG}", podnet_exe.display())))?;
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         if paths.daemon_ready().exists() {
@@ -70,11 +79,16 @@ pub fn start(paths: &LabPaths, podnet_exe: &Path) -> Result<u32> {
         if let Ok(Some(status)) = child.try_wait() {
             let log = fs::read_to_string(paths.daemon_log()).unwrap_or_default();
             let last = log.lines().last().unwrap_or("no output");
-            return Err(Error::Other(format!("the lab daemon exited ({status}) before it was ready: {last}")));
+            return Err(Error::Other(format!(
+                "the lab daemon exited ({status}) before it was ready: {last}"
+            )));
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
-            return Err(Error::Other(format!("the lab daemon was not ready within {READY_TIMEOUT:?}; see {}", paths.daemon_log().display())));
+            return Err(Error::Other(format!(
+                "the lab daemon was not ready within {READY_TIMEOUT:?}; see {}",
+                paths.daemon_log().display()
+            )));
         }
         std::thread::sleep(Duration::from_millis(5));
     }

@@ -3,11 +3,20 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{what}: {source}")]
-    Netlink { what: String, source: podnet_netlink::Error },
+    Netlink {
+        what: String,
+        source: podnet_netlink::Error,
+    },
     #[error("{what}: {source}")]
-    Netns { what: String, source: podnet_netns::Error },
+    Netns {
+        what: String,
+        source: podnet_netns::Error,
+    },
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Plan(#[from] podnet_types::lab::PlanError),
     #[error("{0}")]

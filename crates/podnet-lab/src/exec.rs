@@ -24,11 +24,20 @@ pub fn exec_in_node(paths: &LabPaths, node: &str, argv: &[String]) -> Error {
 
 fn prepare(paths: &LabPaths, node: &str, argv: &[String]) -> Result<Command> {
     if argv.is_empty() {
-        return Err(Error::Invalid("podnet node exec NODE -- COMMAND [ARGS...]: no command given".into()));
+        return Err(Error::Invalid(
+            "podnet node exec NODE -- COMMAND [ARGS...]: no command given".into(),
+        ));
     }
     let net_path = persist::netns_path(&paths.node_netns(node));
-    let net = File::open(&net_path).map_err(|_| Error::Invalid(format!("no node {node} in lab {} ({} is missing)", paths.name, net_path.display())))?;
-    let uts = File::open(paths.uts_file(node)).map_err(io(format!("open {}", paths.uts_file(node).display())))?;
+    let net = File::open(&net_path).map_err(|_| {
+        Error::Invalid(format!(
+            "no node {node} in lab {} ({} is missing)",
+            paths.name,
+            net_path.display()
+        ))
+    })?;
+    let uts = File::open(paths.uts_file(node))
+        .map_err(io(format!("open {}", paths.uts_file(node).display())))?;
     let cni_conf = paths.cni_conf_dir(node);
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]).env("PODNET_NODE", node);
@@ -40,14 +49,35 @@ fn prepare(paths: &LabPaths, node: &str, argv: &[String]) -> Result<Command> {
             setns(uts.as_fd(), CloneFlags::CLONE_NEWUTS).map_err(sys)?;
             unshare(CloneFlags::CLONE_NEWNS).map_err(sys)?;
             // Our mounts must not propagate back to the machine.
-            mount(None::<&str>, "/", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>).map_err(sys)?;
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_SLAVE | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(sys)?;
             // A sysfs mounted from inside the node shows the node's interfaces under /sys/class/net.
             if umount2("/sys", MntFlags::MNT_DETACH).is_ok() {
-                mount(Some("sysfs"), "/sys", Some("sysfs"), MsFlags::empty(), None::<&str>).map_err(sys)?;
+                mount(
+                    Some("sysfs"),
+                    "/sys",
+                    Some("sysfs"),
+                    MsFlags::empty(),
+                    None::<&str>,
+                )
+                .map_err(sys)?;
             }
             let etc_cni = Path::new("/etc/cni/net.d");
             if etc_cni.is_dir() && cni_conf.is_dir() {
-                mount(Some(&cni_conf), etc_cni, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(sys)?;
+                mount(
+                    Some(&cni_conf),
+                    etc_cni,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(sys)?;
             }
             Ok(())
         });

@@ -32,9 +32,15 @@ fn handle(mut stream: TcpStream) -> std::io::Result<()> {
         }
     }
     let target = request_line.split_whitespace().nth(1).unwrap_or("/");
-    if let Some(n) = target.strip_prefix("/bytes?n=").and_then(|n| n.parse::<u64>().ok()) {
+    if let Some(n) = target
+        .strip_prefix("/bytes?n=")
+        .and_then(|n| n.parse::<u64>().ok())
+    {
         let n = n.min(MAX_BYTES);
-        write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {n}\r\nConnection: close\r\n\r\n")?;
+        write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {n}\r\nConnection: close\r\n\r\n"
+        )?;
         let chunk = vec![b'x'; 64 * 1024];
         let mut left = n;
         while left > 0 {

@@ -45,11 +45,17 @@ pub struct UpOptions {
 
 #[derive(Debug)]
 pub enum UpOutcome {
-    Created { state: LabState, took: Duration },
+    Created {
+        state: LabState,
+        took: Duration,
+    },
     /// A lab was already running: nothing was changed.
     AlreadyRunning(LabState),
     /// A lab whose daemon had died (or was killed) was brought back without losing pods.
-    Recovered { state: LabState, took: Duration },
+    Recovered {
+        state: LabState,
+        took: Duration,
+    },
 }
 
 /// An exclusive lock on one lab, so two `podnet` commands never build or tear down at once.
@@ -94,21 +100,30 @@ fn lock(paths: &LabPaths) -> Result<LabLock> {
             continue;
         }
         if Instant::now() >= deadline {
-            return Err(Error::Other(format!("another podnet command holds {} (waited 60 s)", path.display())));
+            return Err(Error::Other(format!(
+                "another podnet command holds {} (waited 60 s)",
+                path.display()
+            )));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn namespaces_present(paths: &LabPaths, plan: &Plan) -> bool {
     let net = |n: String| persist::netns_path(&n).exists();
     net(paths.router_netns())
         && net(paths.internet_netns())
-        && plan.nodes.iter().all(|n| net(paths.node_netns(&n.name)) && paths.uts_file(&n.name).exists())
+        && plan
+            .nodes
+            .iter()
+            .all(|n| net(paths.node_netns(&n.name)) && paths.uts_file(&n.name).exists())
 }
 
 fn open(paths_name: String) -> Result<NetNs> {
@@ -121,19 +136,26 @@ pub fn reconcile_all(paths: &LabPaths, plan: &Plan, mode: Mode) -> Result<Vec<(S
     let mut out = Vec::new();
     let router = open(paths.router_netns())?;
     let mut rnl = router.netlink().map_err(ns("open netlink in the router"))?;
-    out.push(("router".to_string(), reconcile::reconcile_router(&mut rnl, &router_network(mode, &plan.nodes))?));
+    out.push((
+        "router".to_string(),
+        reconcile::reconcile_router(&mut rnl, &router_network(mode, &plan.nodes))?,
+    ));
     for node in &plan.nodes {
         let nsn = open(paths.node_netns(&node.name))?;
-        let mut nnl = nsn.netlink().map_err(ns(format!("open netlink in {}", node.name)))?;
+        let mut nnl = nsn
+            .netlink()
+            .map_err(ns(format!("open netlink in {}", node.name)))?;
         let want = node_network(mode, node, &plan.nodes, plan.router_ip, plan.spec.mtu);
-        let changes = reconcile::reconcile_node(&mut nnl, &want).map_err(|e| Error::Other(format!("{}: {e}", node.name)))?;
+        let changes = reconcile::reconcile_node(&mut nnl, &want)
+            .map_err(|e| Error::Other(format!("{}: {e}", node.name)))?;
         out.push((node.name.clone(), changes));
     }
     Ok(out)
 }
 
 fn build(paths: &LabPaths, plan: &Plan, opts: &UpOptions) -> Result<LabState> {
-    fs::create_dir_all(paths.run_dir()).map_err(io(format!("create {}", paths.run_dir().display())))?;
+    fs::create_dir_all(paths.run_dir())
+        .map_err(io(format!("create {}", paths.run_dir().display())))?;
     let mut state = LabState {
         format: state::STATE_FORMAT,
         name: paths.name.clone(),
@@ -170,7 +192,10 @@ pub fn up(opts: &UpOptions) -> Result<UpOutcome> {
     if let Some(mut state) = LabState::load(&paths)?.filter(|s| s.complete)
         && namespaces_present(&paths, &state.plan)
     {
-        if state.daemon_pid.is_some_and(|p| teardown::daemon_alive(p, &paths)) {
+        if state
+            .daemon_pid
+            .is_some_and(|p| teardown::daemon_alive(p, &paths))
+        {
             return Ok(UpOutcome::AlreadyRunning(state));
         }
         // The network is intact but the daemon is gone (killed, crashed): bring it back, keep pods.
@@ -179,20 +204,33 @@ pub fn up(opts: &UpOptions) -> Result<UpOutcome> {
         reconcile_all(&paths, &state.plan, state.mode)?;
         state.daemon_pid = Some(daemon::start(&paths, &opts.podnet_exe)?);
         state.save(&paths)?;
-        return Ok(UpOutcome::Recovered { state, took: started.elapsed() });
+        return Ok(UpOutcome::Recovered {
+            state,
+            took: started.elapsed(),
+        });
     }
 
     if teardown::leftovers(&paths) {
         let report = teardown::teardown(&paths);
         if !report.errors.is_empty() {
-            return Err(Error::Other(format!("clean up what a previous lab left: {}", report.errors.join("; "))));
+            return Err(Error::Other(format!(
+                "clean up what a previous lab left: {}",
+                report.errors.join("; ")
+            )));
         }
     }
     match build(&paths, &plan, opts) {
-        Ok(state) => Ok(UpOutcome::Created { state, took: started.elapsed() }),
+        Ok(state) => Ok(UpOutcome::Created {
+            state,
+            took: started.elapsed(),
+        }),
         Err(e) => {
             let report = teardown::teardown(&paths);
-            let undo = if report.errors.is_empty() { String::new() } else { format!(" (cleanup: {})", report.errors.join("; ")) };
+            let undo = if report.errors.is_empty() {
+                String::new()
+            } else {
+                format!(" (cleanup: {})", report.errors.join("; "))
+            };
             Err(Error::Other(format!("build lab {}: {e}{undo}", opts.name)))
         }
     }
@@ -224,7 +262,9 @@ pub struct ModeReport {
 pub fn set_mode(name: &str, mode: Mode) -> Result<ModeReport> {
     let paths = LabPaths::new(name);
     let _lock = lock(&paths)?;
-    let mut state = LabState::load(&paths)?.filter(|s| s.complete).ok_or_else(|| Error::NotRunning(name.to_string()))?;
+    let mut state = LabState::load(&paths)?
+        .filter(|s| s.complete)
+        .ok_or_else(|| Error::NotRunning(name.to_string()))?;
     let from = state.mode;
     let plugin = cniconf::find_plugin()?;
     let mtu = state.plan.pod_mtu(mode);
@@ -235,7 +275,9 @@ pub fn set_mode(name: &str, mode: Mode) -> Result<ModeReport> {
     let mut retune = |state: &LabState| -> Result<()> {
         for node in &state.plan.nodes {
             let nsn = open(paths.node_netns(&node.name))?;
-            let mut nl = nsn.netlink().map_err(ns(format!("open netlink in {}", node.name)))?;
+            let mut nl = nsn
+                .netlink()
+                .map_err(ns(format!("open netlink in {}", node.name)))?;
             pods_retuned += reconcile::retune_pod_mtu(&mut nl, mtu)?;
         }
         Ok(())
@@ -252,7 +294,12 @@ pub fn set_mode(name: &str, mode: Mode) -> Result<ModeReport> {
     }
     state.mode = mode;
     state.save(&paths)?;
-    Ok(ModeReport { from, to: mode, changes, pods_retuned })
+    Ok(ModeReport {
+        from,
+        to: mode,
+        changes,
+        pods_retuned,
+    })
 }
 
 /// The running lab's state, if there is one.

@@ -13,7 +13,13 @@ pub fn check_name(name: &str) -> Result<(), String> {
     let ok = matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && name.len() <= 32;
-    if ok { Ok(()) } else { Err(format!("lab name {name:?}: use a lowercase letter, then letters, digits or '-' (at most 32)")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "lab name {name:?}: use a lowercase letter, then letters, digits or '-' (at most 32)"
+        ))
+    }
 }
 
 /// The namespaces and files of one lab.
@@ -24,7 +30,9 @@ pub struct LabPaths {
 
 impl LabPaths {
     pub fn new(name: &str) -> LabPaths {
-        LabPaths { name: name.to_string() }
+        LabPaths {
+            name: name.to_string(),
+        }
     }
 
     pub fn router_netns(&self) -> String {
@@ -42,10 +50,17 @@ impl LabPaths {
     /// Whether a network namespace name belongs to this lab: `<lab>-router`, `<lab>-internet` or
     /// `<lab>-node<N>`. Exact roles only, so another lab or tool with a similar prefix is never touched.
     pub fn owns_netns(&self, netns: &str) -> bool {
-        let Some(role) = netns.strip_prefix(&self.name).and_then(|r| r.strip_prefix('-')) else { return false };
+        let Some(role) = netns
+            .strip_prefix(&self.name)
+            .and_then(|r| r.strip_prefix('-'))
+        else {
+            return false;
+        };
         role == "router"
             || role == "internet"
-            || role.strip_prefix("node").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            || role
+                .strip_prefix("node")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
     }
 
     pub fn run_dir(&self) -> PathBuf {

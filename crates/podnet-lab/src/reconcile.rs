@@ -8,7 +8,10 @@ use crate::error::{Result, nl};
 use ipnet::IpNet;
 use podnet_netlink::{Netlink, RT_TABLE_MAIN, RTPROT_PODNET, Route, VxlanSpec as NlVxlan};
 use podnet_types::names::format_mac;
-use podnet_types::routing::{Dev, NODE_UPLINK, NodeNetwork, ROUTER_UNDERLAY, RouteSpec, RouterNetwork, VXLAN_DEVICE, VxlanSpec};
+use podnet_types::routing::{
+    Dev, NODE_UPLINK, NodeNetwork, ROUTER_UNDERLAY, RouteSpec, RouterNetwork, VXLAN_DEVICE,
+    VxlanSpec,
+};
 use std::collections::HashSet;
 use std::net::IpAddr;
 
@@ -29,7 +32,10 @@ impl Changes {
 }
 
 fn vxlan_alias(v: &VxlanSpec) -> String {
-    format!("podnet: vxlan vni {} local {} port {}", v.vni, v.local, v.port)
+    format!(
+        "podnet: vxlan vni {} local {} port {}",
+        v.vni, v.local, v.port
+    )
 }
 
 fn to_route(spec: &RouteSpec, uplink: u32, vxlan: Option<u32>) -> Option<Route> {
@@ -37,7 +43,9 @@ fn to_route(spec: &RouteSpec, uplink: u32, vxlan: Option<u32>) -> Option<Route> 
         Dev::Underlay => uplink,
         Dev::Vxlan => vxlan?,
     };
-    let mut r = Route::new(IpNet::V4(spec.dst)).via(IpAddr::V4(spec.via)).dev(oif);
+    let mut r = Route::new(IpNet::V4(spec.dst))
+        .via(IpAddr::V4(spec.via))
+        .dev(oif);
     if spec.onlink {
         r = r.onlink();
     }
@@ -46,13 +54,21 @@ fn to_route(spec: &RouteSpec, uplink: u32, vxlan: Option<u32>) -> Option<Route> 
 
 fn describe(r: &Route, names: &dyn Fn(u32) -> String) -> String {
     let via = r.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
-    let dev = r.oif.map(|i| format!(" dev {}", names(i))).unwrap_or_default();
+    let dev = r
+        .oif
+        .map(|i| format!(" dev {}", names(i)))
+        .unwrap_or_default();
     let onlink = if r.onlink { " onlink" } else { "" };
     format!("{}{via}{dev}{onlink}", r.dst)
 }
 
 /// Makes the main table's podnet routes exactly `want`.
-fn reconcile_routes(nl_: &mut Netlink, want: &[Route], names: &dyn Fn(u32) -> String, changes: &mut Changes) -> Result<()> {
+fn reconcile_routes(
+    nl_: &mut Netlink,
+    want: &[Route],
+    names: &dyn Fn(u32) -> String,
+    changes: &mut Changes,
+) -> Result<()> {
     let key = |r: &Route| (r.dst, r.gateway, r.oif);
     let have: Vec<Route> = nl_
         .routes(false, RT_TABLE_MAIN)
@@ -64,14 +80,18 @@ fn reconcile_routes(nl_: &mut Netlink, want: &[Route], names: &dyn Fn(u32) -> St
     let want_keys: HashSet<_> = want.iter().map(key).collect();
     for r in want {
         if !have_keys.contains(&key(r)) {
-            nl_.add_route(r, true).map_err(nl(format!("add route {}", describe(r, names))))?;
+            nl_.add_route(r, true)
+                .map_err(nl(format!("add route {}", describe(r, names))))?;
             changes.add(format!("+ route {}", describe(r, names)));
         }
     }
     for r in &have {
         if !want_keys.contains(&key(r)) {
             // Deleting names gateway and device too, so a route just replaced in place is not hit.
-            if nl_.delete_route(r).map_err(nl(format!("delete route {}", describe(r, names))))? {
+            if nl_
+                .delete_route(r)
+                .map_err(nl(format!("delete route {}", describe(r, names))))?
+            {
                 changes.add(format!("- route {}", describe(r, names)));
             }
         }
@@ -79,20 +99,31 @@ fn reconcile_routes(nl_: &mut Netlink, want: &[Route], names: &dyn Fn(u32) -> St
     Ok(())
 }
 
-fn ensure_vxlan(nl_: &mut Netlink, want: &VxlanSpec, uplink: u32, changes: &mut Changes) -> Result<u32> {
+fn ensure_vxlan(
+    nl_: &mut Netlink,
+    want: &VxlanSpec,
+    uplink: u32,
+    changes: &mut Changes,
+) -> Result<u32> {
     let alias = vxlan_alias(want);
-    let mut existing = nl_.link_by_name(&want.name).map_err(nl(format!("look up {}", want.name)))?;
+    let mut existing = nl_
+        .link_by_name(&want.name)
+        .map_err(nl(format!("look up {}", want.name)))?;
     if let Some(link) = &existing
-        && (link.kind.as_deref() != Some("vxlan") || link.alias.as_deref() != Some(alias.as_str()) || link.mac != Some(want.mac))
+        && (link.kind.as_deref() != Some("vxlan")
+            || link.alias.as_deref() != Some(alias.as_str())
+            || link.mac != Some(want.mac))
     {
-        nl_.delete_link(link.index).map_err(nl(format!("replace {}", want.name)))?;
+        nl_.delete_link(link.index)
+            .map_err(nl(format!("replace {}", want.name)))?;
         changes.add(format!("- device {} (settings changed)", want.name));
         existing = None;
     }
     let link = match existing {
         Some(link) => {
             if link.mtu != want.mtu {
-                nl_.set_link_mtu(link.index, want.mtu).map_err(nl(format!("set MTU of {}", want.name)))?;
+                nl_.set_link_mtu(link.index, want.mtu)
+                    .map_err(nl(format!("set MTU of {}", want.name)))?;
                 changes.add(format!("~ device {} mtu {}", want.name, want.mtu));
             }
             link
@@ -109,17 +140,26 @@ fn ensure_vxlan(nl_: &mut Netlink, want: &VxlanSpec, uplink: u32, changes: &mut 
                 alias: Some(&alias),
             })
             .map_err(nl(format!("create {}", want.name)))?;
-            changes.add(format!("+ device {} vni {} local {} dstport {} mtu {}", want.name, want.vni, want.local, want.port, want.mtu));
-            nl_.link_by_name(&want.name).map_err(nl(format!("look up {}", want.name)))?.expect("just created")
+            changes.add(format!(
+                "+ device {} vni {} local {} dstport {} mtu {}",
+                want.name, want.vni, want.local, want.port, want.mtu
+            ));
+            nl_.link_by_name(&want.name)
+                .map_err(nl(format!("look up {}", want.name)))?
+                .expect("just created")
         }
     };
     if !link.up {
-        nl_.set_link_up(link.index, true).map_err(nl(format!("bring {} up", want.name)))?;
+        nl_.set_link_up(link.index, true)
+            .map_err(nl(format!("bring {} up", want.name)))?;
     }
     let addr = IpNet::V4(want.address);
-    let present = nl_.addresses(Some(link.index)).map_err(nl(format!("list addresses of {}", want.name)))?;
+    let present = nl_
+        .addresses(Some(link.index))
+        .map_err(nl(format!("list addresses of {}", want.name)))?;
     if !present.iter().any(|a| a.addr == addr) {
-        nl_.add_address(link.index, addr, true).map_err(nl(format!("add {addr} to {}", want.name)))?;
+        nl_.add_address(link.index, addr, true)
+            .map_err(nl(format!("add {addr} to {}", want.name)))?;
         changes.add(format!("+ address {addr} on {}", want.name));
     }
     Ok(link.index)
@@ -131,7 +171,9 @@ pub fn reconcile_node(nl_: &mut Netlink, want: &NodeNetwork) -> Result<Changes> 
     let uplink = nl_
         .link_by_name(NODE_UPLINK)
         .map_err(nl("look up eth0"))?
-        .ok_or_else(|| crate::error::Error::Other("the node has no eth0 (its uplink): rebuild the lab".into()))?
+        .ok_or_else(|| {
+            crate::error::Error::Other("the node has no eth0 (its uplink): rebuild the lab".into())
+        })?
         .index;
     let vxlan = match &want.vxlan {
         Some(v) => Some(ensure_vxlan(nl_, v, uplink, &mut changes)?),
@@ -146,7 +188,11 @@ pub fn reconcile_node(nl_: &mut Netlink, want: &NodeNetwork) -> Result<Changes> 
             format!("if{i}")
         }
     };
-    let want_routes: Vec<Route> = want.routes.iter().filter_map(|r| to_route(r, uplink, vxlan)).collect();
+    let want_routes: Vec<Route> = want
+        .routes
+        .iter()
+        .filter_map(|r| to_route(r, uplink, vxlan))
+        .collect();
     reconcile_routes(nl_, &want_routes, &names, &mut changes)?;
 
     if let Some(vx) = vxlan {
@@ -154,37 +200,70 @@ pub fn reconcile_node(nl_: &mut Netlink, want: &NodeNetwork) -> Result<Changes> 
         let have_neigh = nl_.neighbours(vx).map_err(nl("list overlay neighbours"))?;
         for p in &want.peers {
             let ip = IpAddr::V4(p.vtep_ip);
-            if !have_neigh.iter().any(|n| n.ip == ip && n.mac == p.vtep_mac && n.permanent) {
-                nl_.set_neighbour(vx, ip, p.vtep_mac).map_err(nl(format!("set neighbour {ip}")))?;
-                changes.add(format!("+ neighbour {ip} lladdr {} dev {VXLAN_DEVICE}", format_mac(&p.vtep_mac)));
+            if !have_neigh
+                .iter()
+                .any(|n| n.ip == ip && n.mac == p.vtep_mac && n.permanent)
+            {
+                nl_.set_neighbour(vx, ip, p.vtep_mac)
+                    .map_err(nl(format!("set neighbour {ip}")))?;
+                changes.add(format!(
+                    "+ neighbour {ip} lladdr {} dev {VXLAN_DEVICE}",
+                    format_mac(&p.vtep_mac)
+                ));
             }
         }
         for n in have_neigh.iter().filter(|n| n.permanent && n.ip.is_ipv4()) {
             if !want.peers.iter().any(|p| IpAddr::V4(p.vtep_ip) == n.ip) {
-                nl_.delete_neighbour(vx, n.ip).map_err(nl(format!("delete neighbour {}", n.ip)))?;
+                nl_.delete_neighbour(vx, n.ip)
+                    .map_err(nl(format!("delete neighbour {}", n.ip)))?;
                 changes.add(format!("- neighbour {} dev {VXLAN_DEVICE}", n.ip));
             }
         }
-        let have_fdb: Vec<_> = nl_.fdb(vx).map_err(nl("list overlay FDB"))?.into_iter().filter(|e| e.dst.is_some()).collect();
+        let have_fdb: Vec<_> = nl_
+            .fdb(vx)
+            .map_err(nl("list overlay FDB"))?
+            .into_iter()
+            .filter(|e| e.dst.is_some())
+            .collect();
         for p in &want.peers {
-            if !have_fdb.iter().any(|e| e.mac == p.vtep_mac && e.dst == Some(p.underlay_ip)) {
-                nl_.append_fdb(vx, p.vtep_mac, p.underlay_ip).map_err(nl(format!("add FDB entry for {}", p.underlay_ip)))?;
-                changes.add(format!("+ fdb {} dst {} dev {VXLAN_DEVICE}", format_mac(&p.vtep_mac), p.underlay_ip));
+            if !have_fdb
+                .iter()
+                .any(|e| e.mac == p.vtep_mac && e.dst == Some(p.underlay_ip))
+            {
+                nl_.append_fdb(vx, p.vtep_mac, p.underlay_ip)
+                    .map_err(nl(format!("add FDB entry for {}", p.underlay_ip)))?;
+                changes.add(format!(
+                    "+ fdb {} dst {} dev {VXLAN_DEVICE}",
+                    format_mac(&p.vtep_mac),
+                    p.underlay_ip
+                ));
             }
         }
         for e in &have_fdb {
-            if !want.peers.iter().any(|p| p.vtep_mac == e.mac && Some(p.underlay_ip) == e.dst) {
-                nl_.delete_fdb(vx, e.mac, e.dst).map_err(nl("delete FDB entry"))?;
-                changes.add(format!("- fdb {} dst {:?} dev {VXLAN_DEVICE}", format_mac(&e.mac), e.dst));
+            if !want
+                .peers
+                .iter()
+                .any(|p| p.vtep_mac == e.mac && Some(p.underlay_ip) == e.dst)
+            {
+                nl_.delete_fdb(vx, e.mac, e.dst)
+                    .map_err(nl("delete FDB entry"))?;
+                changes.add(format!(
+                    "- fdb {} dst {:?} dev {VXLAN_DEVICE}",
+                    format_mac(&e.mac),
+                    e.dst
+                ));
             }
         }
     }
     // Leaving VXLAN: the device goes last, after the new routes have replaced those through it, so
     // pods never lose their path to a peer in between.
     if want.vxlan.is_none()
-        && let Some(link) = nl_.link_by_name(VXLAN_DEVICE).map_err(nl("look up vxlan device"))?
+        && let Some(link) = nl_
+            .link_by_name(VXLAN_DEVICE)
+            .map_err(nl("look up vxlan device"))?
     {
-        nl_.delete_link(link.index).map_err(nl(format!("delete {VXLAN_DEVICE}")))?;
+        nl_.delete_link(link.index)
+            .map_err(nl(format!("delete {VXLAN_DEVICE}")))?;
         changes.add(format!("- device {VXLAN_DEVICE}"));
     }
     Ok(changes)
@@ -196,10 +275,22 @@ pub fn reconcile_router(nl_: &mut Netlink, want: &RouterNetwork) -> Result<Chang
     let underlay = nl_
         .link_by_name(ROUTER_UNDERLAY)
         .map_err(nl("look up the underlay bridge"))?
-        .ok_or_else(|| crate::error::Error::Other("the router has no underlay bridge: rebuild the lab".into()))?
+        .ok_or_else(|| {
+            crate::error::Error::Other("the router has no underlay bridge: rebuild the lab".into())
+        })?
         .index;
-    let names = |i: u32| if i == underlay { ROUTER_UNDERLAY.to_string() } else { format!("if{i}") };
-    let want_routes: Vec<Route> = want.routes.iter().filter_map(|r| to_route(r, underlay, None)).collect();
+    let names = |i: u32| {
+        if i == underlay {
+            ROUTER_UNDERLAY.to_string()
+        } else {
+            format!("if{i}")
+        }
+    };
+    let want_routes: Vec<Route> = want
+        .routes
+        .iter()
+        .filter_map(|r| to_route(r, underlay, None))
+        .collect();
     reconcile_routes(nl_, &want_routes, &names, &mut changes)?;
     Ok(changes)
 }
@@ -211,18 +302,28 @@ pub fn reconcile_router(nl_: &mut Netlink, want: &RouterNetwork) -> Result<Chang
 pub fn retune_pod_mtu(nl_: &mut Netlink, mtu: u32) -> Result<usize> {
     let mut changed = 0;
     for link in nl_.links().map_err(nl("list links"))? {
-        if !link.name.starts_with(podnet_types::names::HOST_VETH_PREFIX) || link.kind.as_deref() != Some("veth") {
+        if !link.name.starts_with(podnet_types::names::HOST_VETH_PREFIX)
+            || link.kind.as_deref() != Some("veth")
+        {
             continue;
         }
         if let (Some(nsid), Some(peer)) = (link.link_netnsid, link.peer_index) {
             let Some(pod) = podnet_netns::NetNs::find_by_nsid(nl_, nsid) else {
-                return Err(crate::error::Error::Other(format!("find the namespace of the pod on {} (netnsid {nsid})", link.name)));
+                return Err(crate::error::Error::Other(format!(
+                    "find the namespace of the pod on {} (netnsid {nsid})",
+                    link.name
+                )));
             };
-            let mut pnl = pod.netlink().map_err(crate::error::ns(format!("open netlink in the pod on {}", link.name)))?;
-            pnl.set_link_mtu(peer, mtu).map_err(nl(format!("set MTU of the pod end of {}", link.name)))?;
+            let mut pnl = pod.netlink().map_err(crate::error::ns(format!(
+                "open netlink in the pod on {}",
+                link.name
+            )))?;
+            pnl.set_link_mtu(peer, mtu)
+                .map_err(nl(format!("set MTU of the pod end of {}", link.name)))?;
         }
         if link.mtu != mtu {
-            nl_.set_link_mtu(link.index, mtu).map_err(nl(format!("set MTU of {}", link.name)))?;
+            nl_.set_link_mtu(link.index, mtu)
+                .map_err(nl(format!("set MTU of {}", link.name)))?;
         }
         changed += 1;
     }

@@ -33,7 +33,10 @@ impl LabState {
                 _ => Ok(None),
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(crate::error::Error::Io { what: format!("read {}", path.display()), source: e }),
+            Err(e) => Err(crate::error::Error::Io {
+                what: format!("read {}", path.display()),
+                source: e,
+            }),
         }
     }
 

@@ -20,13 +20,21 @@ pub const DAEMON_ARG: &str = "__lab-daemon";
 
 fn cmdline(pid: u32) -> Vec<String> {
     fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| b.split(|c| *c == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect())
+        .map(|b| {
+            b.split(|c| *c == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn all_pids() -> Vec<u32> {
     fs::read_dir("/proc")
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -36,24 +44,31 @@ pub fn daemon_pids(paths: &LabPaths) -> Vec<u32> {
         .into_iter()
         .filter(|pid| {
             let args = cmdline(*pid);
-            args.iter().any(|a| a == DAEMON_ARG) && args.windows(2).any(|w| w[0] == "--name" && w[1] == paths.name)
+            args.iter().any(|a| a == DAEMON_ARG)
+                && args
+                    .windows(2)
+                    .any(|w| w[0] == "--name" && w[1] == paths.name)
         })
         .collect()
 }
 
 /// Processes living in the namespace bound at `path` (compared by device and inode).
 fn pids_in_netns(path: &Path) -> Vec<u32> {
-    let Ok(target) = fs::metadata(path) else { return Vec::new() };
+    let Ok(target) = fs::metadata(path) else {
+        return Vec::new();
+    };
     all_pids()
         .into_iter()
         .filter(|pid| {
-            fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| m.dev() == target.dev() && m.ino() == target.ino())
+            fs::metadata(format!("/proc/{pid}/ns/net"))
+                .is_ok_and(|m| m.dev() == target.dev() && m.ino() == target.ino())
         })
         .collect()
 }
 
 fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists() && !fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
 }
 
 /// Sends `signal` to each pid and waits (bounded) until they are gone.
@@ -95,7 +110,11 @@ pub fn teardown(paths: &LabPaths) -> Report {
     stop_daemons(paths, &mut report);
 
     let netns: Vec<String> = fs::read_dir(NETNS_RUN_DIR)
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| paths.owns_netns(n)).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| paths.owns_netns(n))
+                .collect()
+        })
         .unwrap_or_default();
     for name in &netns {
         let path = Path::new(NETNS_RUN_DIR).join(name);
@@ -104,7 +123,9 @@ pub fn teardown(paths: &LabPaths) -> Report {
         let inside = pids_in_netns(&path);
         let left = stop(&inside, libc::SIGKILL, Duration::from_secs(2));
         if !left.is_empty() {
-            report.errors.push(format!("processes {left:?} in namespace {name} did not stop"));
+            report.errors.push(format!(
+                "processes {left:?} in namespace {name} did not stop"
+            ));
         }
         match persist::remove(&path) {
             Ok(true) => report.removed.push(format!("namespace {name}")),
@@ -117,7 +138,9 @@ pub fn teardown(paths: &LabPaths) -> Report {
         for entry in entries.flatten() {
             let path = entry.path();
             if let Err(e) = persist::remove(&path) {
-                report.errors.push(format!("remove {}: {e}", path.display()));
+                report
+                    .errors
+                    .push(format!("remove {}: {e}", path.display()));
             }
         }
     }
@@ -134,7 +157,10 @@ pub fn teardown(paths: &LabPaths) -> Report {
 /// Whether anything of the lab is on the machine (namespaces, daemons, directories).
 pub fn leftovers(paths: &LabPaths) -> bool {
     let netns = fs::read_dir(NETNS_RUN_DIR)
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).any(|n| paths.owns_netns(&n)))
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .any(|n| paths.owns_netns(&n))
+        })
         .unwrap_or(false);
     netns || paths.run_dir().exists() || paths.data_dir().exists() || !daemon_pids(paths).is_empty()
 }

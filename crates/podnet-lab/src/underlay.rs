@@ -2,8 +2,8 @@
 //! and each node (a network namespace plus a UTS namespace) wired to the underlay. Routing between
 //! nodes is not done here but by the reconciler.
 
-use crate::error::{Result, io, nl, ns};
 use crate::cniconf;
+use crate::error::{Result, io, nl, ns};
 use crate::paths::LabPaths;
 use ipnet::{IpNet, Ipv4Net};
 use podnet_netlink::{Netlink, Route, VethSpec};
@@ -30,14 +30,23 @@ fn forwarding_sysctls() -> podnet_netns::Result<()> {
 
 pub fn build_router(paths: &LabPaths, plan: &Plan) -> Result<NetNs> {
     let name = paths.router_netns();
-    let router = NetNs::create_named(&name).map_err(ns(format!("create router namespace {name}")))?;
-    router.run(forwarding_sysctls).map_err(ns("enter router"))?.map_err(ns("set router sysctls"))?;
+    let router =
+        NetNs::create_named(&name).map_err(ns(format!("create router namespace {name}")))?;
+    router
+        .run(forwarding_sysctls)
+        .map_err(ns("enter router"))?
+        .map_err(ns("set router sysctls"))?;
     let mut rnl = router.netlink().map_err(ns("open netlink in router"))?;
     let bridge = rnl
-        .ensure_bridge(ROUTER_UNDERLAY, Some("podnet: the lab's underlay segment"), None)
+        .ensure_bridge(
+            ROUTER_UNDERLAY,
+            Some("podnet: the lab's underlay segment"),
+            None,
+        )
         .map_err(nl("create underlay bridge in router"))?;
     let addr = net(plan.router_ip, plan.spec.underlay.prefix_len());
-    rnl.add_address(bridge.index, addr, true).map_err(nl(format!("add {addr} to the router's underlay")))?;
+    rnl.add_address(bridge.index, addr, true)
+        .map_err(nl(format!("add {addr} to the router's underlay")))?;
     Ok(router)
 }
 
@@ -45,7 +54,8 @@ pub fn build_router(paths: &LabPaths, plan: &Plan) -> Result<NetNs> {
 /// underlay back to the router (nodes' addresses are what it sees; pods are masqueraded by their node).
 pub fn build_internet(paths: &LabPaths, plan: &Plan, router: &NetNs) -> Result<NetNs> {
     let name = paths.internet_netns();
-    let internet = NetNs::create_named(&name).map_err(ns(format!("create internet namespace {name}")))?;
+    let internet =
+        NetNs::create_named(&name).map_err(ns(format!("create internet namespace {name}")))?;
     let prefix: Ipv4Net = INTERNET_NET.parse().expect("literal");
     let mut rnl = router.netlink().map_err(ns("open netlink in router"))?;
     rnl.create_veth(&VethSpec {
@@ -58,31 +68,51 @@ pub fn build_internet(paths: &LabPaths, plan: &Plan, router: &NetNs) -> Result<N
         ..Default::default()
     })
     .map_err(nl("create the router's internet link"))?;
-    let ri = rnl.link_by_name("internet").map_err(nl("look up internet link"))?.expect("just created");
+    let ri = rnl
+        .link_by_name("internet")
+        .map_err(nl("look up internet link"))?
+        .expect("just created");
     rnl.add_address(ri.index, net(INTERNET_ROUTER_IP, prefix.prefix_len()), true)
         .map_err(nl("address the router's internet link"))?;
     let mut inl = internet.netlink().map_err(ns("open netlink in internet"))?;
-    let eth0 = inl.link_by_name("eth0").map_err(nl("look up internet eth0"))?.expect("just created");
+    let eth0 = inl
+        .link_by_name("eth0")
+        .map_err(nl("look up internet eth0"))?
+        .expect("just created");
     inl.add_address(eth0.index, net(INTERNET_HOST_IP, prefix.prefix_len()), true)
         .map_err(nl("address the internet host"))?;
-    inl.set_link_up(eth0.index, true).map_err(nl("bring the internet host's eth0 up"))?;
-    let back = Route::new(IpNet::V4(plan.spec.underlay)).via(IpAddr::V4(INTERNET_ROUTER_IP)).dev(eth0.index);
-    inl.add_route(&back, true).map_err(nl("route the underlay back from the internet host"))?;
+    inl.set_link_up(eth0.index, true)
+        .map_err(nl("bring the internet host's eth0 up"))?;
+    let back = Route::new(IpNet::V4(plan.spec.underlay))
+        .via(IpAddr::V4(INTERNET_ROUTER_IP))
+        .dev(eth0.index);
+    inl.add_route(&back, true)
+        .map_err(nl("route the underlay back from the internet host"))?;
     Ok(internet)
 }
 
 /// A node: network namespace + UTS namespace (hostname = node name), its uplink `eth0` on the underlay.
 /// `router_nl` is a netlink socket inside the router's namespace.
-pub fn build_node(paths: &LabPaths, plan: &Plan, node: &NodePlan, router_nl: &mut Netlink) -> Result<NetNs> {
+pub fn build_node(
+    paths: &LabPaths,
+    plan: &Plan,
+    node: &NodePlan,
+    router_nl: &mut Netlink,
+) -> Result<NetNs> {
     let name = paths.node_netns(&node.name);
-    let ns_handle = NetNs::create_named(&name).map_err(ns(format!("create namespace of {}", node.name)))?;
-    ns_handle.run(forwarding_sysctls).map_err(ns("enter node"))?.map_err(ns(format!("set sysctls of {}", node.name)))?;
+    let ns_handle =
+        NetNs::create_named(&name).map_err(ns(format!("create namespace of {}", node.name)))?;
+    ns_handle
+        .run(forwarding_sysctls)
+        .map_err(ns("enter node"))?
+        .map_err(ns(format!("set sysctls of {}", node.name)))?;
 
     let uts_dir = paths.ns_dir();
     std::fs::create_dir_all(&uts_dir).map_err(io(format!("create {}", uts_dir.display())))?;
     let hostname = node.name.clone();
     persist::create(NsKind::Uts, &paths.uts_file(&node.name), move || {
-        nix::unistd::sethostname(&hostname).map_err(|e| podnet_netns::Error::sys(format!("set hostname {hostname}"), e))
+        nix::unistd::sethostname(&hostname)
+            .map_err(|e| podnet_netns::Error::sys(format!("set hostname {hostname}"), e))
     })
     .map_err(ns(format!("create UTS namespace of {}", node.name)))?;
 
@@ -104,15 +134,24 @@ pub fn build_node(paths: &LabPaths, plan: &Plan, node: &NodePlan, router_nl: &mu
         })
         .map_err(nl(format!("create the uplink of {}", node.name)))?;
 
-    let mut nnl = ns_handle.netlink().map_err(ns(format!("open netlink in {}", node.name)))?;
-    let eth0 = nnl.link_by_name(NODE_UPLINK).map_err(nl("look up node eth0"))?.expect("just created");
+    let mut nnl = ns_handle
+        .netlink()
+        .map_err(ns(format!("open netlink in {}", node.name)))?;
+    let eth0 = nnl
+        .link_by_name(NODE_UPLINK)
+        .map_err(nl("look up node eth0"))?
+        .expect("just created");
     let addr = net(node.underlay_ip, plan.spec.underlay.prefix_len());
-    nnl.add_address(eth0.index, addr, true).map_err(nl(format!("address {} of {}", addr, node.name)))?;
-    nnl.set_link_up(eth0.index, true).map_err(nl(format!("bring up eth0 of {}", node.name)))?;
+    nnl.add_address(eth0.index, addr, true)
+        .map_err(nl(format!("address {} of {}", addr, node.name)))?;
+    nnl.set_link_up(eth0.index, true)
+        .map_err(nl(format!("bring up eth0 of {}", node.name)))?;
     // The node bridge exists from the start (made by the plugin's own code, so the two always agree):
     // the node then routes its podCIDR locally even before its first pod, instead of sending it back
     // out through its default route.
     podnet_cni::host::ensure_bridge(&mut nnl, cniconf::BRIDGE, node.gateway(), node.pod_cidr)
-        .map_err(|e| crate::error::Error::Other(format!("create the bridge of {}: {e}", node.name)))?;
+        .map_err(|e| {
+            crate::error::Error::Other(format!("create the bridge of {}: {e}", node.name))
+        })?;
     Ok(ns_handle)
 }

@@ -16,7 +16,11 @@ pub struct Address {
 }
 
 fn family_of(ip: IpAddr) -> AddressFamily {
-    if ip.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 }
+    if ip.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    }
 }
 
 fn address_message(index: u32, addr: IpNet) -> AddressMessage {
@@ -29,7 +33,8 @@ fn address_message(index: u32, addr: IpNet) -> AddressMessage {
     if let IpNet::V4(v4) = addr
         && v4.prefix_len() < 31
     {
-        msg.attributes.push(AddressAttribute::Broadcast(v4.broadcast()));
+        msg.attributes
+            .push(AddressAttribute::Broadcast(v4.broadcast()));
     }
     msg
 }
@@ -41,7 +46,8 @@ impl Netlink {
     pub fn add_address(&mut self, index: u32, addr: IpNet, replace: bool) -> Result<()> {
         let mut msg = address_message(index, addr);
         if addr.addr().is_ipv6() {
-            msg.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+            msg.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
         let flags = NLM_F_CREATE | if replace { NLM_F_REPLACE } else { NLM_F_EXCL };
         self.request(RouteNetlinkMessage::NewAddress(msg), flags)
@@ -49,7 +55,10 @@ impl Netlink {
 
     /// Removes an address; `Ok(false)` if it was not there.
     pub fn delete_address(&mut self, index: u32, addr: IpNet) -> Result<bool> {
-        match self.request(RouteNetlinkMessage::DelAddress(address_message(index, addr)), 0) {
+        match self.request(
+            RouteNetlinkMessage::DelAddress(address_message(index, addr)),
+            0,
+        ) {
             Ok(()) => Ok(true),
             Err(e) if e.is_not_found() => Ok(false),
             Err(e) => Err(e),
@@ -61,7 +70,9 @@ impl Netlink {
         let replies = self.dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))?;
         let mut out = Vec::new();
         for reply in replies {
-            let RouteNetlinkMessage::NewAddress(m) = reply else { continue };
+            let RouteNetlinkMessage::NewAddress(m) = reply else {
+                continue;
+            };
             if index.is_some_and(|i| i != m.header.index) {
                 continue;
             }
@@ -75,8 +86,12 @@ impl Netlink {
                 _ => None,
             });
             if let Some(ip) = local.or(address) {
-                let addr = IpNet::new(ip, m.header.prefix_len).map_err(|e| Error::Decode(e.to_string()))?;
-                out.push(Address { index: m.header.index, addr });
+                let addr = IpNet::new(ip, m.header.prefix_len)
+                    .map_err(|e| Error::Decode(e.to_string()))?;
+                out.push(Address {
+                    index: m.header.index,
+                    addr,
+                });
             }
         }
         Ok(out)

@@ -30,7 +30,10 @@ impl Error {
 
     /// The object is not there: no such device, address, route or entry.
     pub fn is_not_found(&self) -> bool {
-        matches!(self.errno(), Some(libc::ENODEV | libc::ENOENT | libc::ESRCH | libc::EADDRNOTAVAIL))
+        matches!(
+            self.errno(),
+            Some(libc::ENODEV | libc::ENOENT | libc::ESRCH | libc::EADDRNOTAVAIL)
+        )
     }
 }
 
@@ -59,11 +62,23 @@ mod tests {
 
     #[test]
     fn kernel_errors_read_like_strerror() {
-        let e = Error::Kernel { errno: libc::EEXIST, message: None };
+        let e = Error::Kernel {
+            errno: libc::EEXIST,
+            message: None,
+        };
         assert_eq!(e.to_string(), "File exists");
         assert!(e.is_exists());
-        let e = Error::Kernel { errno: libc::EINVAL, message: Some("Unknown device type".into()) };
+        let e = Error::Kernel {
+            errno: libc::EINVAL,
+            message: Some("Unknown device type".into()),
+        };
         assert_eq!(e.to_string(), "Invalid argument (Unknown device type)");
-        assert!(Error::Kernel { errno: libc::ENODEV, message: None }.is_not_found());
+        assert!(
+            Error::Kernel {
+                errno: libc::ENODEV,
+                message: None
+            }
+            .is_not_found()
+        );
     }
 }

@@ -4,8 +4,8 @@ use crate::error::{Error, Result};
 use crate::socket::Netlink;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags,
-    LinkInfo, LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, InfoVxlan,
+    LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use std::net::Ipv4Addr;
@@ -119,7 +119,9 @@ impl Netlink {
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         match self.get(RouteNetlinkMessage::GetLink(msg)) {
             Ok(RouteNetlinkMessage::NewLink(m)) => Ok(Some(Link::from_message(&m))),
-            Ok(other) => Err(Error::Decode(format!("unexpected reply to GetLink: {other:?}"))),
+            Ok(other) => Err(Error::Decode(format!(
+                "unexpected reply to GetLink: {other:?}"
+            ))),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
@@ -128,7 +130,9 @@ impl Netlink {
     pub fn link_by_index(&mut self, index: u32) -> Result<Option<Link>> {
         match self.get(RouteNetlinkMessage::GetLink(link_message(index))) {
             Ok(RouteNetlinkMessage::NewLink(m)) => Ok(Some(Link::from_message(&m))),
-            Ok(other) => Err(Error::Decode(format!("unexpected reply to GetLink: {other:?}"))),
+            Ok(other) => Err(Error::Decode(format!(
+                "unexpected reply to GetLink: {other:?}"
+            ))),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
@@ -147,7 +151,12 @@ impl Netlink {
 
     /// Creates a bridge unless one of that name exists. Safe when many callers race: the loser of the
     /// creation race sees `EEXIST` and uses the winner's bridge. A non-bridge of that name is an error.
-    pub fn ensure_bridge(&mut self, name: &str, alias: Option<&str>, mac: Option<[u8; 6]>) -> Result<Link> {
+    pub fn ensure_bridge(
+        &mut self,
+        name: &str,
+        alias: Option<&str>,
+        mac: Option<[u8; 6]>,
+    ) -> Result<Link> {
         if let Some(link) = self.link_by_name(name)? {
             return check_kind(link, "bridge");
         }
@@ -156,11 +165,18 @@ impl Netlink {
         if let Some(mac) = mac {
             msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
         }
-        msg.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
+        msg.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Bridge,
+            )]));
         msg.header.flags = LinkFlags::Up;
         msg.header.change_mask = LinkFlags::Up;
         match self.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL) {
-            Ok(()) | Err(Error::Kernel { errno: libc::EEXIST, .. }) => {}
+            Ok(())
+            | Err(Error::Kernel {
+                errno: libc::EEXIST,
+                ..
+            }) => {}
             Err(e) => return Err(e),
         }
         let link = self
@@ -181,7 +197,8 @@ impl Netlink {
     /// Creates a veth pair in one request; fails with `EEXIST` if either name is taken.
     pub fn create_veth(&mut self, spec: &VethSpec<'_>) -> Result<()> {
         let mut peer = link_message(0);
-        peer.attributes.push(LinkAttribute::IfName(spec.peer_name.to_string()));
+        peer.attributes
+            .push(LinkAttribute::IfName(spec.peer_name.to_string()));
         if let Some(fd) = spec.peer_netns_fd {
             peer.attributes.push(LinkAttribute::NetNsFd(fd));
         }
@@ -193,7 +210,8 @@ impl Netlink {
         }
 
         let mut msg = link_message(0);
-        msg.attributes.push(LinkAttribute::IfName(spec.name.to_string()));
+        msg.attributes
+            .push(LinkAttribute::IfName(spec.name.to_string()));
         if let Some(fd) = spec.netns_fd {
             msg.attributes.push(LinkAttribute::NetNsFd(fd));
         }
@@ -217,8 +235,10 @@ impl Netlink {
         self.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)?;
         if let (Some(alias), None) = (spec.alias, spec.netns_fd) {
             let mut set = link_message(0);
-            set.attributes.push(LinkAttribute::IfName(spec.name.to_string()));
-            set.attributes.push(LinkAttribute::IfAlias(alias.to_string()));
+            set.attributes
+                .push(LinkAttribute::IfName(spec.name.to_string()));
+            set.attributes
+                .push(LinkAttribute::IfAlias(alias.to_string()));
             self.request(RouteNetlinkMessage::SetLink(set), 0)?;
         }
         Ok(())
@@ -227,7 +247,8 @@ impl Netlink {
     /// Creates a VXLAN device (learning off: podnet programs FDB and neighbour entries itself).
     pub fn create_vxlan(&mut self, spec: &VxlanSpec<'_>) -> Result<()> {
         let mut msg = link_message(0);
-        msg.attributes.push(LinkAttribute::IfName(spec.name.to_string()));
+        msg.attributes
+            .push(LinkAttribute::IfName(spec.name.to_string()));
         msg.attributes.push(LinkAttribute::Mtu(spec.mtu));
         if let Some(mac) = spec.mac {
             msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
@@ -247,8 +268,10 @@ impl Netlink {
         self.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)?;
         if let Some(alias) = spec.alias {
             let mut set = link_message(0);
-            set.attributes.push(LinkAttribute::IfName(spec.name.to_string()));
-            set.attributes.push(LinkAttribute::IfAlias(alias.to_string()));
+            set.attributes
+                .push(LinkAttribute::IfName(spec.name.to_string()));
+            set.attributes
+                .push(LinkAttribute::IfAlias(alias.to_string()));
             self.request(RouteNetlinkMessage::SetLink(set), 0)?;
         }
         Ok(())
@@ -256,7 +279,11 @@ impl Netlink {
 
     pub fn set_link_up(&mut self, index: u32, up: bool) -> Result<()> {
         let mut msg = link_message(index);
-        msg.header.flags = if up { LinkFlags::Up } else { LinkFlags::empty() };
+        msg.header.flags = if up {
+            LinkFlags::Up
+        } else {
+            LinkFlags::empty()
+        };
         msg.header.change_mask = LinkFlags::Up;
         self.request(RouteNetlinkMessage::SetLink(msg), 0)
     }
@@ -281,7 +308,8 @@ impl Netlink {
 
     pub fn set_link_alias(&mut self, index: u32, alias: &str) -> Result<()> {
         let mut msg = link_message(index);
-        msg.attributes.push(LinkAttribute::IfAlias(alias.to_string()));
+        msg.attributes
+            .push(LinkAttribute::IfAlias(alias.to_string()));
         self.request(RouteNetlinkMessage::SetLink(msg), 0)
     }
 
@@ -290,7 +318,9 @@ impl Netlink {
         let mut msg = link_message(index);
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::PortKind(InfoPortKind::Bridge),
-            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(on)])),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                on,
+            )])),
         ]));
         self.request(RouteNetlinkMessage::NewLink(msg), 0)
     }
@@ -315,7 +345,9 @@ impl Netlink {
         let mut msg = link_message(index);
         msg.header.interface_family = AddressFamily::Unspec;
         let reply = self.get(RouteNetlinkMessage::GetLink(msg))?;
-        let RouteNetlinkMessage::NewLink(m) = reply else { return Ok(None) };
+        let RouteNetlinkMessage::NewLink(m) = reply else {
+            return Ok(None);
+        };
         for attr in &m.attributes {
             if let LinkAttribute::LinkInfo(infos) = attr {
                 for info in infos {

@@ -47,21 +47,35 @@ impl Netlink {
     /// Sets (creates or replaces) a permanent neighbour entry.
     pub fn set_neighbour(&mut self, index: u32, ip: IpAddr, mac: [u8; 6]) -> Result<()> {
         let mut msg = NeighbourMessage::default();
-        msg.header.family = if ip.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+        msg.header.family = if ip.is_ipv4() {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        };
         msg.header.ifindex = index;
         msg.header.state = NeighbourState::Permanent;
         msg.header.kind = RouteType::Unicast;
-        msg.attributes.push(NeighbourAttribute::Destination(neigh_address(ip)));
-        msg.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
-        self.request(RouteNetlinkMessage::NewNeighbour(msg), NLM_F_CREATE | NLM_F_REPLACE)
+        msg.attributes
+            .push(NeighbourAttribute::Destination(neigh_address(ip)));
+        msg.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        self.request(
+            RouteNetlinkMessage::NewNeighbour(msg),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        )
     }
 
     /// Removes a neighbour entry; `Ok(false)` if it was not there.
     pub fn delete_neighbour(&mut self, index: u32, ip: IpAddr) -> Result<bool> {
         let mut msg = NeighbourMessage::default();
-        msg.header.family = if ip.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+        msg.header.family = if ip.is_ipv4() {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        };
         msg.header.ifindex = index;
-        msg.attributes.push(NeighbourAttribute::Destination(neigh_address(ip)));
+        msg.attributes
+            .push(NeighbourAttribute::Destination(neigh_address(ip)));
         match self.request(RouteNetlinkMessage::DelNeighbour(msg), 0) {
             Ok(()) => Ok(true),
             Err(e) if e.is_not_found() => Ok(false),
@@ -76,7 +90,9 @@ impl Netlink {
             let mut msg = NeighbourMessage::default();
             msg.header.family = family;
             for reply in self.dump(RouteNetlinkMessage::GetNeighbour(msg))? {
-                let RouteNetlinkMessage::NewNeighbour(m) = reply else { continue };
+                let RouteNetlinkMessage::NewNeighbour(m) = reply else {
+                    continue;
+                };
                 if m.header.ifindex != index {
                     continue;
                 }
@@ -84,14 +100,23 @@ impl Netlink {
                 let mut mac = None;
                 for a in &m.attributes {
                     match a {
-                        NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => ip = Some(IpAddr::V4(*v4)),
-                        NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => ip = Some(IpAddr::V6(*v6)),
+                        NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
+                            ip = Some(IpAddr::V4(*v4))
+                        }
+                        NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
+                            ip = Some(IpAddr::V6(*v6))
+                        }
                         NeighbourAttribute::LinkLayerAddress(l) => mac = mac_of(l),
                         _ => {}
                     }
                 }
                 if let (Some(ip), Some(mac)) = (ip, mac) {
-                    out.push(Neighbour { index, ip, mac, permanent: m.header.state == NeighbourState::Permanent });
+                    out.push(Neighbour {
+                        index,
+                        ip,
+                        mac,
+                        permanent: m.header.state == NeighbourState::Permanent,
+                    });
                 }
             }
         }
@@ -101,12 +126,18 @@ impl Netlink {
     /// Adds a forwarding entry on a VXLAN device (`bridge fdb append MAC dev X dst IP`).
     pub fn append_fdb(&mut self, index: u32, mac: [u8; 6], dst: Ipv4Addr) -> Result<()> {
         let msg = fdb_message(index, mac, Some(dst));
-        self.request(RouteNetlinkMessage::NewNeighbour(msg), NLM_F_CREATE | NLM_F_APPEND)
+        self.request(
+            RouteNetlinkMessage::NewNeighbour(msg),
+            NLM_F_CREATE | NLM_F_APPEND,
+        )
     }
 
     /// Removes a forwarding entry; `Ok(false)` if it was not there.
     pub fn delete_fdb(&mut self, index: u32, mac: [u8; 6], dst: Option<Ipv4Addr>) -> Result<bool> {
-        match self.request(RouteNetlinkMessage::DelNeighbour(fdb_message(index, mac, dst)), 0) {
+        match self.request(
+            RouteNetlinkMessage::DelNeighbour(fdb_message(index, mac, dst)),
+            0,
+        ) {
             Ok(()) => Ok(true),
             Err(e) if e.is_not_found() => Ok(false),
             Err(e) => Err(e),
@@ -119,7 +150,9 @@ impl Netlink {
         msg.header.family = AddressFamily::Bridge;
         let mut out = Vec::new();
         for reply in self.dump(RouteNetlinkMessage::GetNeighbour(msg))? {
-            let RouteNetlinkMessage::NewNeighbour(m) = reply else { continue };
+            let RouteNetlinkMessage::NewNeighbour(m) = reply else {
+                continue;
+            };
             if m.header.ifindex != index {
                 continue;
             }
@@ -147,9 +180,11 @@ fn fdb_message(index: u32, mac: [u8; 6], dst: Option<Ipv4Addr>) -> NeighbourMess
     msg.header.state = NeighbourState::Permanent;
     // NTF_SELF: the entry belongs to the VXLAN device's own table, not to a bridge above it.
     msg.header.flags = NeighbourFlags::Own;
-    msg.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+    msg.attributes
+        .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
     if let Some(dst) = dst {
-        msg.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(dst)));
+        msg.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(dst)));
     }
     msg
 }

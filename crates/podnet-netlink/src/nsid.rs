@@ -13,11 +13,15 @@ impl Netlink {
         let mut msg = NsidMessage::default();
         msg.attributes.push(NsidAttribute::Fd(netns_fd as u32));
         match self.get(RouteNetlinkMessage::GetNsId(msg))? {
-            RouteNetlinkMessage::NewNsId(reply) => Ok(reply.attributes.iter().find_map(|a| match a {
-                NsidAttribute::Id(id) if *id >= 0 => Some(*id),
-                _ => None,
-            })),
-            other => Err(Error::Decode(format!("unexpected reply to GetNsId: {other:?}"))),
+            RouteNetlinkMessage::NewNsId(reply) => {
+                Ok(reply.attributes.iter().find_map(|a| match a {
+                    NsidAttribute::Id(id) if *id >= 0 => Some(*id),
+                    _ => None,
+                }))
+            }
+            other => Err(Error::Decode(format!(
+                "unexpected reply to GetNsId: {other:?}"
+            ))),
         }
     }
 }

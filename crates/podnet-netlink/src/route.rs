@@ -6,8 +6,8 @@ use crate::socket::Netlink;
 use ipnet::IpNet;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric, RouteProtocol, RouteScope,
-    RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric,
+    RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use std::net::IpAddr;
@@ -82,9 +82,17 @@ impl Route {
     fn to_message(&self) -> RouteMessage {
         let mut msg = RouteMessage::default();
         let header: &mut RouteHeader = &mut msg.header;
-        header.address_family = if self.dst.addr().is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+        header.address_family = if self.dst.addr().is_ipv4() {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        };
         header.destination_prefix_length = self.dst.prefix_len();
-        header.table = if self.table < 256 { self.table as u8 } else { 252 }; // RT_TABLE_COMPAT
+        header.table = if self.table < 256 {
+            self.table as u8
+        } else {
+            252
+        }; // RT_TABLE_COMPAT
         header.protocol = RouteProtocol::from(self.protocol);
         header.scope = RouteScope::from(self.scope);
         header.kind = RouteType::Unicast;
@@ -94,15 +102,20 @@ impl Route {
         if self.table >= 256 {
             msg.attributes.push(RouteAttribute::Table(self.table));
         }
-        msg.attributes.push(RouteAttribute::Destination(RouteAddress::from(self.dst.network())));
+        msg.attributes
+            .push(RouteAttribute::Destination(RouteAddress::from(
+                self.dst.network(),
+            )));
         if let Some(gw) = self.gateway {
-            msg.attributes.push(RouteAttribute::Gateway(RouteAddress::from(gw)));
+            msg.attributes
+                .push(RouteAttribute::Gateway(RouteAddress::from(gw)));
         }
         if let Some(oif) = self.oif {
             msg.attributes.push(RouteAttribute::Oif(oif));
         }
         if let Some(src) = self.src {
-            msg.attributes.push(RouteAttribute::PrefSource(RouteAddress::from(src)));
+            msg.attributes
+                .push(RouteAttribute::PrefSource(RouteAddress::from(src)));
         }
         if let Some(p) = self.priority {
             msg.attributes.push(RouteAttribute::Priority(p));
@@ -182,15 +195,22 @@ impl Netlink {
     /// The unicast routes of one family in one table (main by default).
     pub fn routes(&mut self, ipv6: bool, table: u32) -> Result<Vec<Route>> {
         let mut msg = RouteMessage::default();
-        msg.header.address_family = if ipv6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
+        msg.header.address_family = if ipv6 {
+            AddressFamily::Inet6
+        } else {
+            AddressFamily::Inet
+        };
         let replies = self.dump(RouteNetlinkMessage::GetRoute(msg))?;
         let mut out = Vec::new();
         for reply in replies {
-            let RouteNetlinkMessage::NewRoute(m) = reply else { continue };
+            let RouteNetlinkMessage::NewRoute(m) = reply else {
+                continue;
+            };
             if m.header.kind != RouteType::Unicast {
                 continue;
             }
-            let route = Route::from_message(&m).ok_or_else(|| Error::Decode("unreadable route".into()))?;
+            let route =
+                Route::from_message(&m).ok_or_else(|| Error::Decode("unreadable route".into()))?;
             if route.table == table {
                 out.push(route);
             }

@@ -5,8 +5,8 @@
 
 use crate::error::{Error, Result};
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-    NetlinkSerializable,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkDeserializable, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload, NetlinkSerializable,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
@@ -39,7 +39,11 @@ impl NetlinkSocket {
         // Both are best-effort: old kernels lack them and we still work.
         let _ = socket.set_ext_ack(true);
         let _ = socket.set_cap_ack(true);
-        Ok(Self { socket, seq: 0, buf: vec![0; RECV_BUF] })
+        Ok(Self {
+            socket,
+            seq: 0,
+            buf: vec![0; RECV_BUF],
+        })
     }
 
     /// Sends one request and waits for its acknowledgement.
@@ -113,7 +117,11 @@ impl NetlinkSocket {
     }
 
     /// Reads datagrams until `on_message` returns false or the kernel reports an error for `seq`.
-    fn receive<M>(&mut self, seq: u32, mut on_message: impl FnMut(NetlinkMessage<M>) -> Result<bool>) -> Result<()>
+    fn receive<M>(
+        &mut self,
+        seq: u32,
+        mut on_message: impl FnMut(NetlinkMessage<M>) -> Result<bool>,
+    ) -> Result<()>
     where
         M: NetlinkSerializable + NetlinkDeserializable + std::fmt::Debug,
     {
@@ -126,7 +134,8 @@ impl NetlinkSocket {
                 if len < 16 || len > bytes.len() {
                     return Err(Error::Decode(format!("bad netlink message length {len}")));
                 }
-                let msg = NetlinkMessage::<M>::deserialize(&bytes[..len]).map_err(|e| Error::Decode(e.to_string()))?;
+                let msg = NetlinkMessage::<M>::deserialize(&bytes[..len])
+                    .map_err(|e| Error::Decode(e.to_string()))?;
                 offset += (len + 3) & !3;
                 if msg.header.sequence_number != seq {
                     // A late reply to an earlier request (e.g. after an interrupted dump): not ours.
@@ -183,7 +192,9 @@ pub struct Netlink {
 impl Netlink {
     /// Opens an rtnetlink socket in the calling thread's network namespace.
     pub fn open() -> Result<Self> {
-        Ok(Self { sock: NetlinkSocket::open(NETLINK_ROUTE)? })
+        Ok(Self {
+            sock: NetlinkSocket::open(NETLINK_ROUTE)?,
+        })
     }
 
     pub(crate) fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<()> {
@@ -211,8 +222,19 @@ mod tests {
         echoed.extend_from_slice(&len.to_ne_bytes());
         echoed.extend_from_slice(&NLMSGERR_ATTR_MSG.to_ne_bytes());
         echoed.extend_from_slice(text);
-        assert_eq!(ext_ack_message(NLM_F_CAPPED | NLM_F_ACK_TLVS, &echoed).as_deref(), Some("Unknown device type"));
-        assert_eq!(ext_ack_message(NLM_F_CAPPED, &echoed), None, "no TLV flag, no text");
-        assert_eq!(ext_ack_message(NLM_F_CAPPED | NLM_F_ACK_TLVS, &echoed[..18]), None, "truncated");
+        assert_eq!(
+            ext_ack_message(NLM_F_CAPPED | NLM_F_ACK_TLVS, &echoed).as_deref(),
+            Some("Unknown device type")
+        );
+        assert_eq!(
+            ext_ack_message(NLM_F_CAPPED, &echoed),
+            None,
+            "no TLV flag, no text"
+        );
+        assert_eq!(
+            ext_ack_message(NLM_F_CAPPED | NLM_F_ACK_TLVS, &echoed[..18]),
+            None,
+            "truncated"
+        );
     }
 }

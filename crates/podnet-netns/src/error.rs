@@ -3,7 +3,10 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("{0} is not a network namespace")]
     NotANamespace(String),
     #[error("enter namespace: {0}")]
@@ -11,7 +14,10 @@ pub enum Error {
     #[error("work inside namespace {0} panicked")]
     Panicked(String),
     #[error("{what}: {source}")]
-    Netlink { what: String, source: podnet_netlink::Error },
+    Netlink {
+        what: String,
+        source: podnet_netlink::Error,
+    },
     #[error("{what}: {errno}")]
     Sys { what: String, errno: String },
 }
@@ -22,7 +28,10 @@ impl Error {
     }
 
     pub fn sys(what: impl Into<String>, errno: nix::errno::Errno) -> Self {
-        Error::Sys { what: what.into(), errno: errno.desc().to_string() }
+        Error::Sys {
+            what: what.into(),
+            errno: errno.desc().to_string(),
+        }
     }
 
     /// Adds which namespace a setns failure concerns.

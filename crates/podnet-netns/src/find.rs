@@ -14,7 +14,10 @@ fn candidates() -> Vec<PathBuf> {
         .unwrap_or_default();
     if let Ok(procs) = fs::read_dir("/proc") {
         for p in procs.flatten() {
-            if p.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())) {
+            if p.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            {
                 out.push(p.path().join("ns/net"));
             }
         }

@@ -30,7 +30,8 @@ impl NetNs {
     /// that is not a network namespace is refused by name.
     pub fn open(path: impl AsRef<Path>) -> Result<NetNs> {
         let path = path.as_ref();
-        let file = File::open(path).map_err(|e| Error::io(format!("open network namespace {}", path.display()), e))?;
+        let file = File::open(path)
+            .map_err(|e| Error::io(format!("open network namespace {}", path.display()), e))?;
         // SAFETY: the fd is valid for the duration of the call; the ioctl takes no argument.
         let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE as _) };
         if kind < 0 {
@@ -39,7 +40,10 @@ impl NetNs {
         if kind != libc::CLONE_NEWNET {
             return Err(Error::NotANamespace(path.display().to_string()));
         }
-        Ok(NetNs { file, path: path.to_path_buf() })
+        Ok(NetNs {
+            file,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The calling thread's own network namespace.
@@ -56,8 +60,14 @@ impl NetNs {
     }
 
     pub fn id(&self) -> Result<NsId> {
-        let meta = self.file.metadata().map_err(|e| Error::io(format!("stat {}", self.path.display()), e))?;
-        Ok(NsId { dev: meta.dev(), ino: meta.ino() })
+        let meta = self
+            .file
+            .metadata()
+            .map_err(|e| Error::io(format!("stat {}", self.path.display()), e))?;
+        Ok(NsId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
     }
 
     /// Runs `f` inside this namespace on a dedicated OS thread that exists only for `f`. The caller's
@@ -73,11 +83,14 @@ impl NetNs {
             let worker = std::thread::Builder::new()
                 .name("podnet-netns".into())
                 .spawn_scoped(scope, move || {
-                    setns(fd, CloneFlags::CLONE_NEWNET).map_err(|e| Error::Setns(e.desc().to_string()))?;
+                    setns(fd, CloneFlags::CLONE_NEWNET)
+                        .map_err(|e| Error::Setns(e.desc().to_string()))?;
                     Ok(f())
                 })
                 .map_err(|e| Error::io("spawn namespace thread".into(), e))?;
-            worker.join().unwrap_or_else(|_| Err(Error::Panicked(self.path.display().to_string())))
+            worker
+                .join()
+                .unwrap_or_else(|_| Err(Error::Panicked(self.path.display().to_string())))
         })
         .map_err(|e| e.in_namespace(&self.path))
     }
@@ -85,7 +98,10 @@ impl NetNs {
     /// An rtnetlink socket inside this namespace. It stays bound to the namespace for its whole life,
     /// whatever thread later uses it.
     pub fn netlink(&self) -> Result<Netlink> {
-        self.run(Netlink::open)?.map_err(|e| Error::Netlink { what: format!("open netlink in {}", self.path.display()), source: e })
+        self.run(Netlink::open)?.map_err(|e| Error::Netlink {
+            what: format!("open netlink in {}", self.path.display()),
+            source: e,
+        })
     }
 }
 
@@ -105,7 +121,9 @@ mod tests {
     fn running_inside_leaves_the_caller_where_it_was() {
         let here = NetNs::current().unwrap();
         let before = here.id().unwrap();
-        let inside = here.run(|| NetNs::current().unwrap().id().unwrap()).unwrap();
+        let inside = here
+            .run(|| NetNs::current().unwrap().id().unwrap())
+            .unwrap();
         assert_eq!(inside, before);
         assert_eq!(NetNs::current().unwrap().id().unwrap(), before);
     }

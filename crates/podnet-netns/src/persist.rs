@@ -45,15 +45,32 @@ pub fn prepare_dir(dir: &Path) -> Result<()> {
         .mode(0o755)
         .create(dir)
         .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-    let shared = |d: &Path| mount(None::<&str>, d, None::<&str>, MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>);
+    let shared = |d: &Path| {
+        mount(
+            None::<&str>,
+            d,
+            None::<&str>,
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        )
+    };
     match shared(dir) {
         Ok(()) => Ok(()),
         Err(Errno::EINVAL) => {
-            mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                .map_err(|e| Error::sys(format!("bind-mount {} onto itself", dir.display()), e))?;
+            mount(
+                Some(dir),
+                dir,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(|e| Error::sys(format!("bind-mount {} onto itself", dir.display()), e))?;
             shared(dir).map_err(|e| Error::sys(format!("make {} a shared mount", dir.display()), e))
         }
-        Err(e) => Err(Error::sys(format!("make {} a shared mount", dir.display()), e)),
+        Err(e) => Err(Error::sys(
+            format!("make {} a shared mount", dir.display()),
+            e,
+        )),
     }
 }
 
@@ -70,11 +87,19 @@ pub fn create(kind: NsKind, path: &Path, setup: impl FnOnce() -> Result<()> + Se
         std::thread::Builder::new()
             .name("podnet-nsnew".into())
             .spawn_scoped(scope, || -> Result<()> {
-                unshare(kind.flag()).map_err(|e| Error::sys(format!("unshare {} namespace", kind.proc_name()), e))?;
+                unshare(kind.flag()).map_err(|e| {
+                    Error::sys(format!("unshare {} namespace", kind.proc_name()), e)
+                })?;
                 setup()?;
                 let own = format!("/proc/thread-self/ns/{}", kind.proc_name());
-                mount(Some(own.as_str()), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                    .map_err(|e| Error::sys(format!("bind namespace to {}", path.display()), e))
+                mount(
+                    Some(own.as_str()),
+                    path,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(|e| Error::sys(format!("bind namespace to {}", path.display()), e))
             })
             .map_err(|e| Error::io("spawn namespace thread".into(), e))?
             .join()
@@ -112,14 +137,26 @@ impl NetNs {
         prepare_dir(Path::new(NETNS_RUN_DIR))?;
         let path = netns_path(name);
         create(NsKind::Net, &path, || {
-            let mut nl = podnet_netlink::Netlink::open()
-                .map_err(|e| Error::Netlink { what: format!("open netlink in new namespace {name}"), source: e })?;
+            let mut nl = podnet_netlink::Netlink::open().map_err(|e| Error::Netlink {
+                what: format!("open netlink in new namespace {name}"),
+                source: e,
+            })?;
             let lo = nl
                 .link_by_name("lo")
-                .and_then(|l| l.ok_or(podnet_netlink::Error::Kernel { errno: libc::ENODEV, message: None }))
-                .map_err(|e| Error::Netlink { what: format!("find lo in namespace {name}"), source: e })?;
-            nl.set_link_up(lo.index, true)
-                .map_err(|e| Error::Netlink { what: format!("bring lo up in namespace {name}"), source: e })
+                .and_then(|l| {
+                    l.ok_or(podnet_netlink::Error::Kernel {
+                        errno: libc::ENODEV,
+                        message: None,
+                    })
+                })
+                .map_err(|e| Error::Netlink {
+                    what: format!("find lo in namespace {name}"),
+                    source: e,
+                })?;
+            nl.set_link_up(lo.index, true).map_err(|e| Error::Netlink {
+                what: format!("bring lo up in namespace {name}"),
+                source: e,
+            })
         })?;
         NetNs::open(&path)
     }

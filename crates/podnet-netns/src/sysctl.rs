@@ -18,7 +18,9 @@ pub fn path(parts: &[&str]) -> PathBuf {
 
 pub fn read(parts: &[&str]) -> Result<String> {
     let p = path(parts);
-    fs::read_to_string(&p).map(|s| s.trim().to_string()).map_err(|e| Error::io(format!("read {}", p.display()), e))
+    fs::read_to_string(&p)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| Error::io(format!("read {}", p.display()), e))
 }
 
 /// Writes a sysctl unless it already has the value (writing `ip_forward` resets other settings in some

@@ -7,7 +7,10 @@ pub enum Error {
     #[error("nf_tables: {}", podnet_errno(*errno))]
     Kernel { errno: i32 },
     #[error("run {program}: {source}")]
-    Spawn { program: String, source: std::io::Error },
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
     /// `nft` rejected the script; its stderr says why (e.g. `Could not process rule: File exists`).
     #[error("nft: {stderr}")]
     Rejected { stderr: String, exists: bool },

@@ -73,7 +73,9 @@ pub fn chain_exists(family: NftFamily, table: &str, chain: &str) -> Result<bool>
         }
         let code = i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
         return match -code {
-            0 => Err(Error::Decode("nf_tables acknowledged a get without an answer".into())),
+            0 => Err(Error::Decode(
+                "nf_tables acknowledged a get without an answer".into(),
+            )),
             libc::ENOENT => Ok(false),
             errno => Err(Error::Kernel { errno }),
         };
@@ -89,7 +91,10 @@ mod tests {
     fn request_layout() {
         let m = getchain_request(NftFamily::Inet, "podnet", "postrouting", 7);
         assert_eq!(m.len() % 4, 0);
-        assert_eq!(u32::from_ne_bytes([m[0], m[1], m[2], m[3]]) as usize, m.len());
+        assert_eq!(
+            u32::from_ne_bytes([m[0], m[1], m[2], m[3]]) as usize,
+            m.len()
+        );
         assert_eq!(u16::from_ne_bytes([m[4], m[5]]), (10 << 8) | 4);
         assert_eq!(m[16], 1, "family inet");
         // first attribute: table name "podnet\0" (len 4 + 7 = 11, padded to 12)

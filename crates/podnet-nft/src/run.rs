@@ -33,21 +33,36 @@ pub fn apply(script: &Script) -> Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| Error::Spawn { program: program.display().to_string(), source: e })?;
+        .map_err(|e| Error::Spawn {
+            program: program.display().to_string(),
+            source: e,
+        })?;
     let mut stdin = child.stdin.take().expect("piped stdin");
     let written = stdin.write_all(script.as_str().as_bytes());
     drop(stdin);
-    let out = child
-        .wait_with_output()
-        .map_err(|e| Error::Spawn { program: program.display().to_string(), source: e })?;
+    let out = child.wait_with_output().map_err(|e| Error::Spawn {
+        program: program.display().to_string(),
+        source: e,
+    })?;
     if out.status.success() {
-        written.map_err(|e| Error::Spawn { program: program.display().to_string(), source: e })
+        written.map_err(|e| Error::Spawn {
+            program: program.display().to_string(),
+            source: e,
+        })
     } else {
         let stderr = String::from_utf8_lossy(&out.stderr);
         // nft prints the failing line and a caret line after the message; the first line is the reason.
-        let first = stderr.lines().next().unwrap_or("failed without a message").trim().to_string();
+        let first = stderr
+            .lines()
+            .next()
+            .unwrap_or("failed without a message")
+            .trim()
+            .to_string();
         let exists = stderr.contains("File exists");
-        Err(Error::Rejected { stderr: first, exists })
+        Err(Error::Rejected {
+            stderr: first,
+            exists,
+        })
     }
 }
 
@@ -59,7 +74,10 @@ pub fn list(args: &[&str]) -> Result<Option<String>> {
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| Error::Spawn { program: program.display().to_string(), source: e })?;
+        .map_err(|e| Error::Spawn {
+            program: program.display().to_string(),
+            source: e,
+        })?;
     if out.status.success() {
         return Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()));
     }
@@ -67,12 +85,17 @@ pub fn list(args: &[&str]) -> Result<Option<String>> {
     if stderr.contains("No such file or directory") {
         return Ok(None);
     }
-    Err(Error::Rejected { stderr: stderr.lines().next().unwrap_or_default().to_string(), exists: false })
+    Err(Error::Rejected {
+        stderr: stderr.lines().next().unwrap_or_default().to_string(),
+        exists: false,
+    })
 }
 
 /// The chain names of one table (empty if the table does not exist).
 pub fn chains(family: &str, table: &str) -> Result<Vec<String>> {
-    let Some(text) = list(&["table", family, table])? else { return Ok(Vec::new()) };
+    let Some(text) = list(&["table", family, table])? else {
+        return Ok(Vec::new());
+    };
     Ok(parse_chain_names(&text))
 }
 
@@ -91,6 +114,9 @@ mod tests {
     #[test]
     fn chain_names_are_read_from_a_listing() {
         let text = "table inet podnet-cni {\n\tchain masq-podnet-1a2b3c4d {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t}\n\tmap hp-x {\n\t}\n\tchain hp-pre-podnet {\n\t}\n}\n";
-        assert_eq!(parse_chain_names(text), vec!["masq-podnet-1a2b3c4d", "hp-pre-podnet"]);
+        assert_eq!(
+            parse_chain_names(text),
+            vec!["masq-podnet-1a2b3c4d", "hp-pre-podnet"]
+        );
     }
 }

@@ -15,12 +15,20 @@ pub fn is_identifier(s: &str) -> bool {
 }
 
 pub fn identifier(s: &str) -> Result<&str> {
-    if is_identifier(s) { Ok(s) } else { Err(Error::BadIdentifier(s.to_string())) }
+    if is_identifier(s) {
+        Ok(s)
+    } else {
+        Err(Error::BadIdentifier(s.to_string()))
+    }
 }
 
 /// Quotes a comment: nft strings cannot contain `"`; anything else printable is kept.
 pub fn comment(s: &str) -> String {
-    let cleaned: String = s.chars().filter(|c| *c != '"' && !c.is_control()).take(120).collect();
+    let cleaned: String = s
+        .chars()
+        .filter(|c| *c != '"' && !c.is_control())
+        .take(120)
+        .collect();
     format!("\"{cleaned}\"")
 }
 

@@ -16,7 +16,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "this test needs root (it creates network namespaces); run the suite as root, as CI does");
+    assert_eq!(
+        euid, 0,
+        "this test needs root (it creates network namespaces); run the suite as root, as CI does"
+    );
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -37,7 +40,8 @@ impl TestNs {
     pub fn new(tag: &str) -> TestNs {
         require_root();
         let name = unique_name(tag);
-        let ns = NetNs::create_named(&name).unwrap_or_else(|e| panic!("create test namespace {name}: {e}"));
+        let ns = NetNs::create_named(&name)
+            .unwrap_or_else(|e| panic!("create test namespace {name}: {e}"));
         TestNs { name, ns }
     }
 
@@ -83,23 +87,33 @@ impl TestNs {
     }
 
     pub fn try_sh(&self, program: &str, args: &[&str]) -> Output {
-        self.command(program).args(args).output().unwrap_or_else(|e| panic!("run {program}: {e}"))
+        self.command(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("run {program}: {e}"))
     }
 
     /// Runs `f` inside the namespace on a dedicated thread.
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        self.ns.run(f).unwrap_or_else(|e| panic!("run inside {}: {e}", self.name))
+        self.ns
+            .run(f)
+            .unwrap_or_else(|e| panic!("run inside {}: {e}", self.name))
     }
 
     pub fn netlink(&self) -> Netlink {
-        self.ns.netlink().unwrap_or_else(|e| panic!("netlink in {}: {e}", self.name))
+        self.ns
+            .netlink()
+            .unwrap_or_else(|e| panic!("netlink in {}: {e}", self.name))
     }
 }
 
 impl Drop for TestNs {
     fn drop(&mut self) {
         if let Err(e) = NetNs::delete_named(&self.name) {
-            eprintln!("warning: could not delete test namespace {}: {e}", self.name);
+            eprintln!(
+                "warning: could not delete test namespace {}: {e}",
+                self.name
+            );
         }
     }
 }
@@ -107,7 +121,8 @@ impl Drop for TestNs {
 /// A command that will run inside the network namespace at `path` (any namespace file, e.g. a lab
 /// node's `/run/netns/<lab>-node1`).
 pub fn command_in(path: &std::path::Path, program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let ns = std::fs::File::open(path).unwrap_or_else(|e| panic!("open namespace {}: {e}", path.display()));
+    let ns = std::fs::File::open(path)
+        .unwrap_or_else(|e| panic!("open namespace {}: {e}", path.display()));
     let mut cmd = Command::new(program);
     // SAFETY: setns is async-signal-safe; `ns` is moved into the closure and outlives the fork.
     unsafe {
@@ -127,8 +142,14 @@ pub fn command_in(path: &std::path::Path, program: impl AsRef<std::ffi::OsStr>) 
 pub fn link(a: &TestNs, a_if: &str, a_addr: IpNet, b: &TestNs, b_if: &str, b_addr: IpNet) {
     let mut nl = a.netlink();
     let b_fd = b.ns().fd();
-    nl.create_veth(&VethSpec { name: a_if, peer_name: b_if, peer_netns_fd: Some(b_fd), up: true, ..Default::default() })
-        .unwrap_or_else(|e| panic!("create veth {a_if}/{b_if}: {e}"));
+    nl.create_veth(&VethSpec {
+        name: a_if,
+        peer_name: b_if,
+        peer_netns_fd: Some(b_fd),
+        up: true,
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("create veth {a_if}/{b_if}: {e}"));
     let ai = nl.link_by_name(a_if).unwrap().expect("a end").index;
     nl.add_address(ai, a_addr, true).unwrap();
     let mut nlb = b.netlink();
@@ -153,4 +174,3 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
-

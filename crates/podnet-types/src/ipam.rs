@@ -20,7 +20,11 @@ pub struct Pool {
 
 impl Pool {
     pub fn from_config(c: &BuiltinIpam) -> Self {
-        Self { start: c.range_start, end: c.range_end, gateway: c.gateway }
+        Self {
+            start: c.range_start,
+            end: c.range_end,
+            gateway: c.gateway,
+        }
     }
 
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
@@ -39,7 +43,11 @@ pub struct Reservation {
     #[serde(flatten)]
     pub owner: Attachment,
     /// Host port mappings installed for this attachment, so DEL and GC can remove exactly them.
-    #[serde(rename = "portMappings", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "portMappings",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub port_mappings: Vec<PortMapping>,
 }
 
@@ -58,25 +66,45 @@ pub struct PoolState {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AllocError {
     #[error("no free address in {start}-{end} ({reserved} reserved)")]
-    Exhausted { start: Ipv4Addr, end: Ipv4Addr, reserved: usize },
+    Exhausted {
+        start: Ipv4Addr,
+        end: Ipv4Addr,
+        reserved: usize,
+    },
     #[error("requested address {0} is outside the pool or is the gateway")]
     RequestedOutsidePool(Ipv4Addr),
     #[error("requested address {ip} is already reserved by {holder}/{ifname}")]
-    RequestedTaken { ip: Ipv4Addr, holder: String, ifname: String },
+    RequestedTaken {
+        ip: Ipv4Addr,
+        holder: String,
+        ifname: String,
+    },
 }
 
 impl PoolState {
     pub fn new() -> Self {
-        Self { format: STATE_FORMAT, last: None, reservations: BTreeMap::new() }
+        Self {
+            format: STATE_FORMAT,
+            last: None,
+            reservations: BTreeMap::new(),
+        }
     }
 
     pub fn find(&self, owner: &Attachment) -> Option<Ipv4Addr> {
-        self.reservations.iter().find(|(_, r)| &r.owner == owner).map(|(ip, _)| *ip)
+        self.reservations
+            .iter()
+            .find(|(_, r)| &r.owner == owner)
+            .map(|(ip, _)| *ip)
     }
 
     /// Reserves an address for `owner`. An owner that already holds one gets the same one back: an ADD
     /// retried after a crash must not leak the first address.
-    pub fn allocate(&mut self, pool: &Pool, owner: &Attachment, requested: Option<Ipv4Addr>) -> Result<Ipv4Addr, AllocError> {
+    pub fn allocate(
+        &mut self,
+        pool: &Pool,
+        owner: &Attachment,
+        requested: Option<Ipv4Addr>,
+    ) -> Result<Ipv4Addr, AllocError> {
         if let Some(ip) = self.find(owner)
             && requested.is_none_or(|r| r == ip)
         {
@@ -98,7 +126,13 @@ impl PoolState {
             }
             None => self.next_free(pool)?,
         };
-        self.reservations.insert(ip, Reservation { owner: owner.clone(), port_mappings: Vec::new() });
+        self.reservations.insert(
+            ip,
+            Reservation {
+                owner: owner.clone(),
+                port_mappings: Vec::new(),
+            },
+        );
         self.last = Some(ip);
         Ok(ip)
     }
@@ -118,7 +152,11 @@ impl PoolState {
                 return Ok(candidate);
             }
         }
-        Err(AllocError::Exhausted { start: pool.start, end: pool.end, reserved: self.reservations.len() })
+        Err(AllocError::Exhausted {
+            start: pool.start,
+            end: pool.end,
+            reserved: self.reservations.len(),
+        })
     }
 
     /// Releases what `owner` holds; returns it (with its port mappings) so the caller can undo them.
@@ -129,14 +167,25 @@ impl PoolState {
 
     /// GC: keeps only reservations of valid attachments; returns the rest.
     pub fn retain_valid(&mut self, valid: &HashSet<Attachment>) -> Vec<(Ipv4Addr, Reservation)> {
-        let stale: Vec<Ipv4Addr> =
-            self.reservations.iter().filter(|(_, r)| !valid.contains(&r.owner)).map(|(ip, _)| *ip).collect();
-        stale.into_iter().filter_map(|ip| self.reservations.remove(&ip).map(|r| (ip, r))).collect()
+        let stale: Vec<Ipv4Addr> = self
+            .reservations
+            .iter()
+            .filter(|(_, r)| !valid.contains(&r.owner))
+            .map(|(ip, _)| *ip)
+            .collect();
+        stale
+            .into_iter()
+            .filter_map(|ip| self.reservations.remove(&ip).map(|r| (ip, r)))
+            .collect()
     }
 
     /// Addresses still free in the pool.
     pub fn free(&self, pool: &Pool) -> u32 {
-        let used = self.reservations.keys().filter(|ip| pool.contains(**ip)).count() as u32;
+        let used = self
+            .reservations
+            .keys()
+            .filter(|ip| pool.contains(**ip))
+            .count() as u32;
         pool.size().saturating_sub(used)
     }
 }
@@ -147,18 +196,31 @@ mod tests {
     use proptest::prelude::*;
 
     fn pool24() -> Pool {
-        Pool { start: "10.244.1.1".parse().unwrap(), end: "10.244.1.254".parse().unwrap(), gateway: "10.244.1.1".parse().unwrap() }
+        Pool {
+            start: "10.244.1.1".parse().unwrap(),
+            end: "10.244.1.254".parse().unwrap(),
+            gateway: "10.244.1.1".parse().unwrap(),
+        }
     }
 
     fn att(id: &str) -> Attachment {
-        Attachment { container_id: id.into(), ifname: "eth0".into() }
+        Attachment {
+            container_id: id.into(),
+            ifname: "eth0".into(),
+        }
     }
 
     #[test]
     fn first_address_skips_the_gateway() {
         let mut s = PoolState::new();
-        assert_eq!(s.allocate(&pool24(), &att("a"), None).unwrap().to_string(), "10.244.1.2");
-        assert_eq!(s.allocate(&pool24(), &att("b"), None).unwrap().to_string(), "10.244.1.3");
+        assert_eq!(
+            s.allocate(&pool24(), &att("a"), None).unwrap().to_string(),
+            "10.244.1.2"
+        );
+        assert_eq!(
+            s.allocate(&pool24(), &att("b"), None).unwrap().to_string(),
+            "10.244.1.3"
+        );
     }
 
     #[test]
@@ -180,13 +242,23 @@ mod tests {
 
     #[test]
     fn exhaustion_is_an_error_and_wraps_around() {
-        let pool = Pool { start: "10.0.0.1".parse().unwrap(), end: "10.0.0.3".parse().unwrap(), gateway: "10.0.0.1".parse().unwrap() };
+        let pool = Pool {
+            start: "10.0.0.1".parse().unwrap(),
+            end: "10.0.0.3".parse().unwrap(),
+            gateway: "10.0.0.1".parse().unwrap(),
+        };
         let mut s = PoolState::new();
         s.allocate(&pool, &att("a"), None).unwrap();
         s.allocate(&pool, &att("b"), None).unwrap();
-        assert!(matches!(s.allocate(&pool, &att("c"), None), Err(AllocError::Exhausted { .. })));
+        assert!(matches!(
+            s.allocate(&pool, &att("c"), None),
+            Err(AllocError::Exhausted { .. })
+        ));
         s.release(&att("a"));
-        assert_eq!(s.allocate(&pool, &att("c"), None).unwrap().to_string(), "10.0.0.2");
+        assert_eq!(
+            s.allocate(&pool, &att("c"), None).unwrap().to_string(),
+            "10.0.0.2"
+        );
         assert_eq!(s.free(&pool), 0);
     }
 
@@ -195,7 +267,10 @@ mod tests {
         let mut s = PoolState::new();
         let want: Ipv4Addr = "10.244.1.50".parse().unwrap();
         assert_eq!(s.allocate(&pool24(), &att("a"), Some(want)).unwrap(), want);
-        assert!(matches!(s.allocate(&pool24(), &att("b"), Some(want)), Err(AllocError::RequestedTaken { .. })));
+        assert!(matches!(
+            s.allocate(&pool24(), &att("b"), Some(want)),
+            Err(AllocError::RequestedTaken { .. })
+        ));
         assert!(matches!(
             s.allocate(&pool24(), &att("b"), Some("10.244.1.1".parse().unwrap())),
             Err(AllocError::RequestedOutsidePool(_))

@@ -53,7 +53,9 @@ impl FromStr for Mode {
             "vxlan" => Ok(Mode::Vxlan),
             "host-gw" | "hostgw" => Ok(Mode::HostGw),
             "gateway" => Ok(Mode::Gateway),
-            other => Err(format!("unknown mode {other:?} (vxlan, host-gw or gateway)")),
+            other => Err(format!(
+                "unknown mode {other:?} (vxlan, host-gw or gateway)"
+            )),
         }
     }
 }
@@ -132,7 +134,9 @@ pub enum PlanError {
     HostBits { flag: &'static str, net: Ipv4Net },
     #[error("--underlay: {0} has room for {1} nodes behind the router, {2} asked for")]
     UnderlayTooSmall(Ipv4Net, u32, u32),
-    #[error("--node-cidr-prefix: /{prefix} must be longer than the cluster CIDR {cluster} and at most /28")]
+    #[error(
+        "--node-cidr-prefix: /{prefix} must be longer than the cluster CIDR {cluster} and at most /28"
+    )]
     NodePrefix { prefix: u8, cluster: Ipv4Net },
     #[error("--cluster-cidr: {0} holds {1} node podCIDRs of /{2}, {3} asked for")]
     ClusterTooSmall(Ipv4Net, u64, u8, u32),
@@ -153,7 +157,11 @@ impl Plan {
         if spec.nodes == 0 || spec.nodes > MAX_NODES {
             return Err(PlanError::NodeCount(spec.nodes, MAX_NODES));
         }
-        for (flag, net) in [("underlay", spec.underlay), ("cluster-cidr", spec.cluster_cidr), ("service-cidr", spec.service_cidr)] {
+        for (flag, net) in [
+            ("underlay", spec.underlay),
+            ("cluster-cidr", spec.cluster_cidr),
+            ("service-cidr", spec.service_cidr),
+        ] {
             if net.trunc() != net {
                 return Err(PlanError::HostBits { flag, net });
             }
@@ -168,11 +176,19 @@ impl Plan {
             return Err(PlanError::UnderlayTooSmall(spec.underlay, room, spec.nodes));
         }
         if spec.node_prefix <= spec.cluster_cidr.prefix_len() || spec.node_prefix > 28 {
-            return Err(PlanError::NodePrefix { prefix: spec.node_prefix, cluster: spec.cluster_cidr });
+            return Err(PlanError::NodePrefix {
+                prefix: spec.node_prefix,
+                cluster: spec.cluster_cidr,
+            });
         }
         let per_cluster = 1u64 << (spec.node_prefix - spec.cluster_cidr.prefix_len());
         if per_cluster < u64::from(spec.nodes) + 1 {
-            return Err(PlanError::ClusterTooSmall(spec.cluster_cidr, per_cluster - 1, spec.node_prefix, spec.nodes));
+            return Err(PlanError::ClusterTooSmall(
+                spec.cluster_cidr,
+                per_cluster - 1,
+                spec.node_prefix,
+                spec.nodes,
+            ));
         }
         let internet: Ipv4Net = INTERNET_NET.parse().expect("literal");
         let named = [
@@ -184,7 +200,10 @@ impl Plan {
         for (i, (na, a)) in named.iter().enumerate() {
             for (nb, b) in &named[i + 1..] {
                 if overlaps(*a, *b) {
-                    return Err(PlanError::Overlap { a: format!("{na} {a}"), b: format!("{nb} {b}") });
+                    return Err(PlanError::Overlap {
+                        a: format!("{na} {a}"),
+                        b: format!("{nb} {b}"),
+                    });
                 }
             }
         }
@@ -198,11 +217,18 @@ impl Plan {
                 underlay_ip: Ipv4Addr::from(base + 1 + n),
                 // The cluster CIDR's first block is left unused, so node N owns the N-th one
                 // (10.244.1.0/24 for node1, as in the tutorials).
-                pod_cidr: Ipv4Net::new(Ipv4Addr::from(u32::from(spec.cluster_cidr.network()) + n * block), spec.node_prefix)
-                    .expect("prefix checked"),
+                pod_cidr: Ipv4Net::new(
+                    Ipv4Addr::from(u32::from(spec.cluster_cidr.network()) + n * block),
+                    spec.node_prefix,
+                )
+                .expect("prefix checked"),
             })
             .collect();
-        Ok(Plan { spec, router_ip, nodes })
+        Ok(Plan {
+            spec,
+            router_ip,
+            nodes,
+        })
     }
 
     pub fn node(&self, name: &str) -> Option<&NodePlan> {
@@ -237,17 +263,45 @@ mod tests {
 
     #[test]
     fn bad_flags_are_named() {
-        let e = Plan::new(PlanSpec { nodes: 0, ..Default::default() }).unwrap_err();
+        let e = Plan::new(PlanSpec {
+            nodes: 0,
+            ..Default::default()
+        })
+        .unwrap_err();
         assert!(e.to_string().starts_with("--nodes"), "{e}");
-        let e = Plan::new(PlanSpec { underlay: "10.100.0.0/30".parse().unwrap(), nodes: 2, ..Default::default() }).unwrap_err();
+        let e = Plan::new(PlanSpec {
+            underlay: "10.100.0.0/30".parse().unwrap(),
+            nodes: 2,
+            ..Default::default()
+        })
+        .unwrap_err();
         assert!(e.to_string().starts_with("--underlay"), "{e}");
-        let e = Plan::new(PlanSpec { cluster_cidr: "10.100.0.0/16".parse().unwrap(), ..Default::default() }).unwrap_err();
+        let e = Plan::new(PlanSpec {
+            cluster_cidr: "10.100.0.0/16".parse().unwrap(),
+            ..Default::default()
+        })
+        .unwrap_err();
         assert!(e.to_string().contains("overlap"), "{e}");
-        let e = Plan::new(PlanSpec { service_cidr: "10.96.0.0/12".parse().unwrap(), ..Default::default() }).unwrap_err();
-        assert_eq!(e.to_string(), "--underlay 10.100.0.0/24 and --service-cidr 10.96.0.0/12 overlap");
-        let e = Plan::new(PlanSpec { cluster_cidr: "10.244.0.0/23".parse().unwrap(), ..Default::default() }).unwrap_err();
+        let e = Plan::new(PlanSpec {
+            service_cidr: "10.96.0.0/12".parse().unwrap(),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--underlay 10.100.0.0/24 and --service-cidr 10.96.0.0/12 overlap"
+        );
+        let e = Plan::new(PlanSpec {
+            cluster_cidr: "10.244.0.0/23".parse().unwrap(),
+            ..Default::default()
+        })
+        .unwrap_err();
         assert!(e.to_string().starts_with("--cluster-cidr"), "{e}");
-        let e = Plan::new(PlanSpec { underlay: "10.100.0.5/24".parse().unwrap(), ..Default::default() }).unwrap_err();
+        let e = Plan::new(PlanSpec {
+            underlay: "10.100.0.5/24".parse().unwrap(),
+            ..Default::default()
+        })
+        .unwrap_err();
         assert!(e.to_string().contains("did you mean 10.100.0.0/24"), "{e}");
     }
 

@@ -24,7 +24,10 @@ pub fn check_ifname(name: &str) -> Result<(), &'static str> {
     if name == "." || name == ".." {
         return Err("is . or ..");
     }
-    if name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) {
+    if name
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace())
+    {
         return Err("contains '/', ':' or whitespace");
     }
     Ok(())
@@ -56,7 +59,11 @@ pub fn fnv1a64(parts: &[&[u8]]) -> u64 {
 
 /// The host-side veth name of an attachment.
 pub fn host_veth_name(network: &str, container_id: &str, ifname: &str) -> String {
-    let h = fnv1a64(&[network.as_bytes(), container_id.as_bytes(), ifname.as_bytes()]);
+    let h = fnv1a64(&[
+        network.as_bytes(),
+        container_id.as_bytes(),
+        ifname.as_bytes(),
+    ]);
     format!("{HOST_VETH_PREFIX}{:012x}", h & 0xffff_ffff_ffff)
 }
 
@@ -77,7 +84,10 @@ pub fn mac_for_ip(ip: Ipv4Addr) -> [u8; 6] {
 }
 
 pub fn format_mac(mac: &[u8]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 #[cfg(test)]

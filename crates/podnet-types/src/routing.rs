@@ -82,7 +82,13 @@ pub fn vtep_mac(node: &NodePlan) -> [u8; 6] {
 }
 
 /// The desired state of `me`, given every node of the cluster (`me` may be among them).
-pub fn node_network(mode: Mode, me: &NodePlan, nodes: &[NodePlan], router: Ipv4Addr, underlay_mtu: u32) -> NodeNetwork {
+pub fn node_network(
+    mode: Mode,
+    me: &NodePlan,
+    nodes: &[NodePlan],
+    router: Ipv4Addr,
+    underlay_mtu: u32,
+) -> NodeNetwork {
     let peers: Vec<&NodePlan> = nodes.iter().filter(|n| n.name != me.name).collect();
     let mut routes = vec![RouteSpec {
         dst: "0.0.0.0/0".parse().expect("literal"),
@@ -97,7 +103,13 @@ pub fn node_network(mode: Mode, me: &NodePlan, nodes: &[NodePlan], router: Ipv4A
         Mode::Gateway => {}
         Mode::HostGw => {
             for p in &peers {
-                routes.push(RouteSpec { dst: p.pod_cidr, via: p.underlay_ip, dev: Dev::Underlay, onlink: false, reason: RouteReason::PeerPods });
+                routes.push(RouteSpec {
+                    dst: p.pod_cidr,
+                    via: p.underlay_ip,
+                    dev: Dev::Underlay,
+                    onlink: false,
+                    reason: RouteReason::PeerPods,
+                });
             }
         }
         Mode::Vxlan => {
@@ -111,12 +123,26 @@ pub fn node_network(mode: Mode, me: &NodePlan, nodes: &[NodePlan], router: Ipv4A
                 address: Ipv4Net::new(me.vtep_ip(), 32).expect("/32"),
             });
             for p in &peers {
-                routes.push(RouteSpec { dst: p.pod_cidr, via: p.vtep_ip(), dev: Dev::Vxlan, onlink: true, reason: RouteReason::PeerPods });
-                overlay.push(OverlayPeer { vtep_ip: p.vtep_ip(), vtep_mac: vtep_mac(p), underlay_ip: p.underlay_ip });
+                routes.push(RouteSpec {
+                    dst: p.pod_cidr,
+                    via: p.vtep_ip(),
+                    dev: Dev::Vxlan,
+                    onlink: true,
+                    reason: RouteReason::PeerPods,
+                });
+                overlay.push(OverlayPeer {
+                    vtep_ip: p.vtep_ip(),
+                    vtep_mac: vtep_mac(p),
+                    underlay_ip: p.underlay_ip,
+                });
             }
         }
     }
-    NodeNetwork { vxlan, routes, peers: overlay }
+    NodeNetwork {
+        vxlan,
+        routes,
+        peers: overlay,
+    }
 }
 
 /// The desired state of the router: in gateway mode, a route per node's podCIDR via that node.
@@ -124,7 +150,13 @@ pub fn router_network(mode: Mode, nodes: &[NodePlan]) -> RouterNetwork {
     let routes = match mode {
         Mode::Gateway => nodes
             .iter()
-            .map(|n| RouteSpec { dst: n.pod_cidr, via: n.underlay_ip, dev: Dev::Underlay, onlink: false, reason: RouteReason::PeerPods })
+            .map(|n| RouteSpec {
+                dst: n.pod_cidr,
+                via: n.underlay_ip,
+                dev: Dev::Underlay,
+                onlink: false,
+                reason: RouteReason::PeerPods,
+            })
             .collect(),
         Mode::Vxlan | Mode::HostGw => Vec::new(),
     };
@@ -137,7 +169,11 @@ mod tests {
     use crate::lab::{Plan, PlanSpec};
 
     fn plan3() -> Plan {
-        Plan::new(PlanSpec { nodes: 3, ..Default::default() }).unwrap()
+        Plan::new(PlanSpec {
+            nodes: 3,
+            ..Default::default()
+        })
+        .unwrap()
     }
 
     #[test]
@@ -149,10 +185,20 @@ mod tests {
         assert_eq!(v.local.to_string(), "10.100.0.2");
         assert_eq!(v.address.to_string(), "10.244.1.0/32");
         assert_eq!(n.peers.len(), 2);
-        let r = n.routes.iter().find(|r| r.dst.to_string() == "10.244.2.0/24").unwrap();
-        assert_eq!((r.via.to_string().as_str(), r.dev, r.onlink), ("10.244.2.0", Dev::Vxlan, true));
+        let r = n
+            .routes
+            .iter()
+            .find(|r| r.dst.to_string() == "10.244.2.0/24")
+            .unwrap();
+        assert_eq!(
+            (r.via.to_string().as_str(), r.dev, r.onlink),
+            ("10.244.2.0", Dev::Vxlan, true)
+        );
         assert_eq!(n.peers[0].underlay_ip.to_string(), "10.100.0.3");
-        assert_eq!(crate::names::format_mac(&n.peers[0].vtep_mac), "0a:58:0a:f4:02:00");
+        assert_eq!(
+            crate::names::format_mac(&n.peers[0].vtep_mac),
+            "0a:58:0a:f4:02:00"
+        );
     }
 
     #[test]
@@ -160,8 +206,19 @@ mod tests {
         let p = plan3();
         let n = node_network(Mode::HostGw, &p.nodes[1], &p.nodes, p.router_ip, 1500);
         assert!(n.vxlan.is_none() && n.peers.is_empty());
-        let dsts: Vec<String> = n.routes.iter().map(|r| format!("{} via {}", r.dst, r.via)).collect();
-        assert_eq!(dsts, vec!["0.0.0.0/0 via 10.100.0.1", "10.244.1.0/24 via 10.100.0.2", "10.244.3.0/24 via 10.100.0.4"]);
+        let dsts: Vec<String> = n
+            .routes
+            .iter()
+            .map(|r| format!("{} via {}", r.dst, r.via))
+            .collect();
+        assert_eq!(
+            dsts,
+            vec![
+                "0.0.0.0/0 via 10.100.0.1",
+                "10.244.1.0/24 via 10.100.0.2",
+                "10.244.3.0/24 via 10.100.0.4"
+            ]
+        );
     }
 
     #[test]

@@ -17,17 +17,32 @@ fn cross_node_traffic(mode: &str) {
     assert_eq!(a.ip.to_string(), "10.244.1.2");
     assert_eq!(b.ip.to_string(), "10.244.2.2");
 
-    assert_eq!(tcp_source(&a, &b, 7001), a.ip, "{mode}: TCP node1 -> node2 keeps the pod's address");
+    assert_eq!(
+        tcp_source(&a, &b, 7001),
+        a.ip,
+        "{mode}: TCP node1 -> node2 keeps the pod's address"
+    );
     assert_eq!(tcp_source(&c, &a, 7002), c.ip, "{mode}: TCP node3 -> node1");
-    assert_eq!(udp_source(&b, &c, 7003), b.ip, "{mode}: UDP node2 -> node3 keeps the pod's address");
+    assert_eq!(
+        udp_source(&b, &c, 7003),
+        b.ip,
+        "{mode}: UDP node2 -> node3 keeps the pod's address"
+    );
     assert_eq!(udp_source(&a, &c, 7004), a.ip, "{mode}: UDP node1 -> node3");
 
     assert!(a.ping("10.100.0.1"), "{mode}: a pod reaches the router");
     let body = http_get_internet(&b);
-    assert!(body.contains("You came from 10.100.0.3"), "{mode}: the internet sees node2's address:\n{body}");
+    assert!(
+        body.contains("You came from 10.100.0.3"),
+        "{mode}: the internet sees node2's address:\n{body}"
+    );
 
     let expected_mtu = if mode == "vxlan" { 1450 } else { 1500 };
-    assert_eq!(a.mtu(), expected_mtu, "{mode}: pod MTU accounts for the encapsulation");
+    assert_eq!(
+        a.mtu(),
+        expected_mtu,
+        "{mode}: pod MTU accounts for the encapsulation"
+    );
 }
 
 #[test]
@@ -51,7 +66,11 @@ fn fifty_megabytes_cross_the_vxlan_overlay() {
     let a = lab.pod("node1");
     let b = lab.pod("node3");
     let size = 50 * 1024 * 1024;
-    assert_eq!(transfer(&a, &b, 7100, size), size, "every byte of a 50 MB stream arrives");
+    assert_eq!(
+        transfer(&a, &b, 7100, size),
+        size,
+        "every byte of a 50 MB stream arrives"
+    );
 }
 
 #[test]
@@ -60,19 +79,31 @@ fn switching_modes_keeps_pods_and_their_traffic() {
     let a = lab.pod("node1");
     let b = lab.pod("node2");
     let size = 8 * 1024 * 1024;
-    for (i, mode) in ["host-gw", "gateway", "vxlan", "gateway", "host-gw"].iter().enumerate() {
+    for (i, mode) in ["host-gw", "gateway", "vxlan", "gateway", "host-gw"]
+        .iter()
+        .enumerate()
+    {
         let out = lab.ok(&["mode", mode]);
         assert!(out.contains(&format!("-> {mode}")), "{out}");
         let port = 7200 + i as u16;
         assert_eq!(tcp_source(&a, &b, port), a.ip, "after switching to {mode}");
         // Full-size packets in both directions: the MTU followed the mode, nothing black-holes.
-        assert_eq!(transfer(&b, &a, port + 100, size), size, "bulk transfer after switching to {mode}");
+        assert_eq!(
+            transfer(&b, &a, port + 100, size),
+            size,
+            "bulk transfer after switching to {mode}"
+        );
         let mtu = if *mode == "vxlan" { 1450 } else { 1500 };
         assert_eq!((a.mtu(), b.mtu()), (mtu, mtu), "pod MTU in {mode}");
     }
     // Switching to the mode it is in changes nothing.
     let out = lab.ok(&["mode", "host-gw"]);
-    assert!(out.contains("already in mode host-gw") && !out.contains("+ route") && !out.contains("- route"), "{out}");
+    assert!(
+        out.contains("already in mode host-gw")
+            && !out.contains("+ route")
+            && !out.contains("- route"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -89,12 +120,18 @@ fn up_twice_changes_nothing_and_a_killed_daemon_is_recovered() {
         .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
         .filter(|p| {
             std::fs::read(format!("/proc/{p}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(&format!("__lab-daemon\0--name\0{}", lab.name)))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .contains(&format!("__lab-daemon\0--name\0{}", lab.name))
+                })
                 .unwrap_or(false)
         })
         .collect();
     assert_eq!(pids.len(), 1, "one daemon per lab");
-    std::process::Command::new("kill").args(["-9", &pids[0]]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &pids[0]])
+        .status()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(100));
     let out = lab.ok(&["up"]);
     assert!(out.contains("restarted"), "{out}");
@@ -112,17 +149,33 @@ fn node_list_and_exec() {
     assert_eq!(list[2]["underlayIP"], "10.100.0.4");
     assert_eq!(list[2]["podCIDR"], "10.244.3.0/24");
     let table = lab.ok(&["node", "list"]);
-    assert!(table.contains("node2") && table.contains("10.244.2.0/24"), "{table}");
+    assert!(
+        table.contains("node2") && table.contains("10.244.2.0/24"),
+        "{table}"
+    );
 
-    assert_eq!(lab.ok(&["node", "exec", "node2", "--", "hostname"]).trim(), "node2");
+    assert_eq!(
+        lab.ok(&["node", "exec", "node2", "--", "hostname"]).trim(),
+        "node2"
+    );
     let routes = lab.ok(&["node", "exec", "node1", "--", "ip", "route"]);
-    assert!(routes.contains("10.244.2.0/24 via 10.100.0.3 dev eth0"), "{routes}");
+    assert!(
+        routes.contains("10.244.2.0/24 via 10.100.0.3 dev eth0"),
+        "{routes}"
+    );
     assert!(routes.contains("default via 10.100.0.1"), "{routes}");
     let links = lab.ok(&["node", "exec", "node1", "--", "ls", "/sys/class/net"]);
-    assert!(links.contains("eth0") && !links.contains("pn-vxlan"), "sysfs shows the node's own links: {links}");
+    assert!(
+        links.contains("eth0") && !links.contains("pn-vxlan"),
+        "sysfs shows the node's own links: {links}"
+    );
     let out = lab.podnet(&["node", "exec", "node9", "--", "true"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no node node9"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no node node9"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -130,7 +183,10 @@ fn bad_flags_are_refused_before_anything_is_made() {
     let lab = Lab::named();
     for (args, needle) in [
         (vec!["up", "--nodes", "0"], "--nodes"),
-        (vec!["up", "--underlay", "10.100.0.0/30", "--nodes", "3"], "--underlay"),
+        (
+            vec!["up", "--underlay", "10.100.0.0/30", "--nodes", "3"],
+            "--underlay",
+        ),
         (vec!["up", "--service-cidr", "10.96.0.0/12"], "overlap"),
         (vec!["up", "--mode", "ipip"], "unknown mode"),
     ] {
@@ -152,12 +208,24 @@ fn a_killed_up_is_recovered_by_the_next_up_and_down() {
     lab.ok(&["up", "--nodes", "3"]);
     let window = started.elapsed().as_micros() as u64;
     lab.ok(&["down"]);
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
     eprintln!("seed {seed}, up takes {window} us");
     let mut killed_midway = 0;
     for round in 0..8u64 {
-        let mut child = lab.command().args(["up", "--nodes", "3"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
-        let delay = (seed.wrapping_mul(6364136223846793005).wrapping_add(round * 1442695040888963407) >> 33) % window;
+        let mut child = lab
+            .command()
+            .args(["up", "--nodes", "3"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let delay = (seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(round * 1442695040888963407)
+            >> 33)
+            % window;
         std::thread::sleep(Duration::from_micros(delay));
         let _ = child.kill();
         let out = child.wait_with_output().unwrap();
@@ -166,10 +234,19 @@ fn a_killed_up_is_recovered_by_the_next_up_and_down() {
         }
         if round % 2 == 0 {
             let out = lab.ok(&["up", "--nodes", "3"]);
-            assert!(out.contains("is up") || out.contains("already running") || out.contains("restarted"), "{out}");
+            assert!(
+                out.contains("is up")
+                    || out.contains("already running")
+                    || out.contains("restarted"),
+                "{out}"
+            );
             let a = lab.pod("node1");
             let b = lab.pod("node3");
-            assert_eq!(tcp_source(&a, &b, 7300 + round as u16), a.ip, "round {round}: the recovered lab carries traffic");
+            assert_eq!(
+                tcp_source(&a, &b, 7300 + round as u16),
+                a.ip,
+                "round {round}: the recovered lab carries traffic"
+            );
         }
         lab.ok(&["down"]);
         assert_no_trace(&lab.name);
@@ -180,11 +257,21 @@ fn a_killed_up_is_recovered_by_the_next_up_and_down() {
 
 fn assert_no_trace(name: &str) {
     let netns: Vec<String> = std::fs::read_dir("/run/netns")
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
         .unwrap_or_default();
-    let left: Vec<&String> = netns.iter().filter(|n| n.starts_with(&format!("{name}-"))).collect();
+    let left: Vec<&String> = netns
+        .iter()
+        .filter(|n| n.starts_with(&format!("{name}-")))
+        .collect();
     assert!(left.is_empty(), "namespaces left: {left:?}");
-    for dir in [format!("/run/podnet/{name}"), format!("/var/lib/podnet/{name}"), format!("/run/podnet/{name}.lock")] {
+    for dir in [
+        format!("/run/podnet/{name}"),
+        format!("/var/lib/podnet/{name}"),
+        format!("/run/podnet/{name}.lock"),
+    ] {
         assert!(!std::path::Path::new(&dir).exists(), "{dir} left behind");
     }
     let daemons = std::fs::read_dir("/proc")
@@ -204,10 +291,18 @@ fn assert_no_trace(name: &str) {
 fn the_host_namespace_is_unchanged_by_up_and_down() {
     let snapshot = || {
         let run = |args: &[&str]| {
-            let out = std::process::Command::new(args[0]).args(&args[1..]).output().unwrap();
+            let out = std::process::Command::new(args[0])
+                .args(&args[1..])
+                .output()
+                .unwrap();
             String::from_utf8_lossy(&out.stdout).into_owned()
         };
-        (run(&["ip", "addr"]), run(&["ip", "route"]), run(&["ip", "-6", "route"]), run(&["nft", "list", "ruleset"]))
+        (
+            run(&["ip", "addr"]),
+            run(&["ip", "route"]),
+            run(&["ip", "-6", "route"]),
+            run(&["nft", "list", "ruleset"]),
+        )
     };
     let before = snapshot();
     {
@@ -219,5 +314,9 @@ fn the_host_namespace_is_unchanged_by_up_and_down() {
         lab.ok(&["down"]);
         assert_no_trace(&lab.name);
     }
-    assert_eq!(snapshot(), before, "ip addr, ip route and nft list ruleset of the machine are unchanged");
+    assert_eq!(
+        snapshot(),
+        before,
+        "ip addr, ip route and nft list ruleset of the machine are unchanged"
+    );
 }

@@ -45,11 +45,20 @@ impl Plugin {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("run {}", self.bin.display()))?;
-        child.stdin.take().expect("stdin").write_all(self.conf.to_string().as_bytes())?;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(self.conf.to_string().as_bytes())?;
         let out = child.wait_with_output()?;
         let took = started.elapsed();
         if !out.status.success() {
-            bail!("{} {command} {container}: {}{}", self.label, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "{} {command} {container}: {}{}",
+                self.label,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(took)
     }
@@ -89,7 +98,11 @@ impl Plugin {
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// The kernel's own cost of removing a pod's veth (bridged, peer in another namespace), measured with
@@ -106,7 +119,11 @@ impl Floor {
     fn new(pods: usize) -> Result<Floor> {
         let node = TestNs::new("fnode");
         let bridge = node.netlink().ensure_bridge("br0", None, None)?.index;
-        Ok(Floor { node, bridge, pods: (0..pods).map(|_| TestNs::new("fpod")).collect() })
+        Ok(Floor {
+            node,
+            bridge,
+            pods: (0..pods).map(|_| TestNs::new("fpod")).collect(),
+        })
     }
 
     fn one(&self, i: usize) -> Result<Duration> {
@@ -135,16 +152,24 @@ fn main() -> Result<()> {
     podnet_testkit::require_root();
     let pods = arg("--pods", 100);
     let rounds = arg("--burst-rounds", 3);
-    let podnet_bin = std::env::var("PODNET_CNI_BIN").map(PathBuf::from).unwrap_or_else(|_| {
-        let exe = std::env::current_exe().expect("own path");
-        exe.with_file_name("podnet-cni")
-    });
+    let podnet_bin = std::env::var("PODNET_CNI_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            let exe = std::env::current_exe().expect("own path");
+            exe.with_file_name("podnet-cni")
+        });
     let reference = PathBuf::from("/usr/lib/cni/bridge");
     if !reference.is_file() {
-        bail!("reference plugin {} missing: run scripts/setup.sh (containernetworking-plugins)", reference.display());
+        bail!(
+            "reference plugin {} missing: run scripts/setup.sh (containernetworking-plugins)",
+            reference.display()
+        );
     }
     if !podnet_bin.is_file() {
-        bail!("podnet-cni not found at {}: build it with cargo build --release -p podnet-cni", podnet_bin.display());
+        bail!(
+            "podnet-cni not found at {}: build it with cargo build --release -p podnet-cni",
+            podnet_bin.display()
+        );
     }
 
     let make = |label: &'static str, bin: PathBuf, conf: fn(&str) -> Value| -> Plugin {
@@ -168,8 +193,12 @@ fn main() -> Result<()> {
                "ipam": {"type": "host-local", "subnet": "10.244.1.0/24", "dataDir": dir, "routes": [{"dst": "0.0.0.0/0"}]}})
     });
 
-    println!("CNI ADD/DEL: podnet-cni vs reference bridge+host-local (containernetworking-plugins), ipMasq on for both");
-    println!("{pods} pods, sequential then {rounds} bursts of {pods} at {BURST_PARALLEL} in parallel; runs interleaved\n");
+    println!(
+        "CNI ADD/DEL: podnet-cni vs reference bridge+host-local (containernetworking-plugins), ipMasq on for both"
+    );
+    println!(
+        "{pods} pods, sequential then {rounds} bursts of {pods} at {BURST_PARALLEL} in parallel; runs interleaved\n"
+    );
 
     // Warm-up: the first ADD of each plugin creates the bridge and its firewall state.
     for p in [&ours, &anchor] {
@@ -206,8 +235,20 @@ fn main() -> Result<()> {
     let (d50, d95) = p50_p95(del_ours);
     let (rd50, rd95) = p50_p95(del_ref);
     println!("sequential          podnet p50 / p95          reference p50 / p95");
-    println!("ADD                 {:>9} / {:>9}    {:>9} / {:>9}", ms(a50), ms(a95), ms(ra50), ms(ra95));
-    println!("DEL                 {:>9} / {:>9}    {:>9} / {:>9}\n", ms(d50), ms(d95), ms(rd50), ms(rd95));
+    println!(
+        "ADD                 {:>9} / {:>9}    {:>9} / {:>9}",
+        ms(a50),
+        ms(a95),
+        ms(ra50),
+        ms(ra95)
+    );
+    println!(
+        "DEL                 {:>9} / {:>9}    {:>9} / {:>9}\n",
+        ms(d50),
+        ms(d95),
+        ms(rd50),
+        ms(rd95)
+    );
 
     let (mut bo, mut br, mut bdo, mut bdr) = (vec![], vec![], vec![], vec![]);
     for _ in 0..rounds {
@@ -220,8 +261,24 @@ fn main() -> Result<()> {
     println!("{}", ratio_line("DEL p50", d50, rd50, 0.25));
     println!("{}", ratio_line("ADD p95", a95, ra95, 0.25));
     println!("{}", ratio_line("DEL p95", d95, rd95, 0.25));
-    println!("{}", ratio_line(&format!("{pods}-pod ADD burst x{BURST_PARALLEL} (wall)"), median(bo), median(br), 0.25));
-    println!("{}", ratio_line(&format!("{pods}-pod DEL burst x{BURST_PARALLEL} (wall)"), median(bdo), median(bdr), 0.25));
+    println!(
+        "{}",
+        ratio_line(
+            &format!("{pods}-pod ADD burst x{BURST_PARALLEL} (wall)"),
+            median(bo),
+            median(br),
+            0.25
+        )
+    );
+    println!(
+        "{}",
+        ratio_line(
+            &format!("{pods}-pod DEL burst x{BURST_PARALLEL} (wall)"),
+            median(bdo),
+            median(bdr),
+            0.25
+        )
+    );
 
     println!(
         "\nDEL floor, measured interleaved with the DELs above: the kernel removing one bridged veth (a single\n\

@@ -16,7 +16,11 @@ use std::time::{Duration, Instant};
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// An iperf3 server in the namespace at `ns` (one test, then it exits).
@@ -36,13 +40,25 @@ fn iperf(from: &Path, to: &Path, to_ip: Ipv4Addr, seconds: u64) -> Result<f64> {
     let mut server = iperf_server(to, to_ip)?;
     // No CPU pinning: on a multi-hop path the whole forwarding chain runs in softirq on the sender's
     // CPU, and pinning would load that CPU with the client too, which no real node does.
-    let out = command_in(from, "iperf3").args(["-c", &to_ip.to_string(), "-p", "5201", "-t", &seconds.to_string(), "-J"]).output()?;
+    let out = command_in(from, "iperf3")
+        .args([
+            "-c",
+            &to_ip.to_string(),
+            "-p",
+            "5201",
+            "-t",
+            &seconds.to_string(),
+            "-J",
+        ])
+        .output()?;
     let _ = server.wait();
     let json: Value = serde_json::from_slice(&out.stdout).context("iperf3 -J output")?;
     if let Some(err) = json["error"].as_str() {
         bail!("iperf3 to {to_ip}: {err}");
     }
-    let bps = json["end"]["sum_received"]["bits_per_second"].as_f64().context("bits_per_second")?;
+    let bps = json["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .context("bits_per_second")?;
     Ok(bps / 1e9)
 }
 
@@ -54,7 +70,11 @@ struct Podnet {
 
 impl Podnet {
     fn run(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new(&self.bin).env("PODNET_LAB", &self.lab).env("PODNET_CNI", &self.cni).args(args).output()?;
+        let out = Command::new(&self.bin)
+            .env("PODNET_LAB", &self.lab)
+            .env("PODNET_CNI", &self.cni)
+            .args(args)
+            .output()?;
         if !out.status.success() {
             bail!("podnet {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         }
@@ -68,8 +88,10 @@ impl Podnet {
     /// A pod on `node`, attached with podnet-cni and the node's configuration.
     fn pod(&self, node: &str) -> Result<(TestNs, Ipv4Addr)> {
         let ns = TestNs::new("bpod");
-        let list: Value =
-            serde_json::from_slice(&std::fs::read(format!("/var/lib/podnet/{}/nodes/{node}/cni/net.d/10-podnet.conflist", self.lab))?)?;
+        let list: Value = serde_json::from_slice(&std::fs::read(format!(
+            "/var/lib/podnet/{}/nodes/{node}/cni/net.d/10-podnet.conflist",
+            self.lab
+        ))?)?;
         let mut conf = list["plugins"][0].clone();
         conf["cniVersion"] = list["cniVersion"].clone();
         conf["name"] = list["name"].clone();
@@ -82,10 +104,20 @@ impl Podnet {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()?;
-        child.stdin.take().expect("stdin").write_all(conf.to_string().as_bytes())?;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(conf.to_string().as_bytes())?;
         let out = child.wait_with_output()?;
         let result: Value = serde_json::from_slice(&out.stdout).context("ADD result")?;
-        let ip = result["ips"][0]["address"].as_str().context("address")?.split('/').next().unwrap().parse()?;
+        let ip = result["ips"][0]["address"]
+            .as_str()
+            .context("address")?
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()?;
         Ok((ns, ip))
     }
 }
@@ -100,10 +132,17 @@ fn main() -> Result<()> {
     let seconds = arg("--seconds", 3);
     let rounds = arg("--rounds", 5);
     let exe = std::env::current_exe()?;
-    let podnet = Podnet { lab: unique_name("blab"), bin: exe.with_file_name("podnet"), cni: exe.with_file_name("podnet-cni") };
+    let podnet = Podnet {
+        lab: unique_name("blab"),
+        bin: exe.with_file_name("podnet"),
+        cni: exe.with_file_name("podnet-cni"),
+    };
     for b in [&podnet.bin, &podnet.cni] {
         if !b.is_file() {
-            bail!("{} missing: cargo build --release -p podnet -p podnet-cni", b.display());
+            bail!(
+                "{} missing: cargo build --release -p podnet -p podnet-cni",
+                b.display()
+            );
         }
     }
 
@@ -122,7 +161,14 @@ fn main() -> Result<()> {
 
     // The anchor: two namespaces joined by a bare veth pair.
     let (va, vb) = (TestNs::new("bare-a"), TestNs::new("bare-b"));
-    link(&va, "eth0", "10.250.0.1/24".parse()?, &vb, "eth0", "10.250.0.2/24".parse()?);
+    link(
+        &va,
+        "eth0",
+        "10.250.0.1/24".parse()?,
+        &vb,
+        "eth0",
+        "10.250.0.2/24".parse()?,
+    );
 
     podnet.run(&["up", "--nodes", "3", "--mode", "host-gw"])?;
     let result = (|| -> Result<()> {
@@ -133,7 +179,12 @@ fn main() -> Result<()> {
         let (mut bare, mut same, mut hostgw, mut vxlan) = (vec![], vec![], vec![], vec![]);
         for round in 0..rounds {
             eprintln!("round {}/{rounds}", round + 1);
-            bare.push(iperf(&va.path(), &vb.path(), "10.250.0.2".parse()?, seconds)?);
+            bare.push(iperf(
+                &va.path(),
+                &vb.path(),
+                "10.250.0.2".parse()?,
+                seconds,
+            )?);
             podnet.run(&["mode", "host-gw"])?;
             same.push(iperf(&p1.path(), &p1b.path(), ip1b, seconds)?);
             hostgw.push(iperf(&p1.path(), &p2.path(), ip2, seconds)?);
@@ -143,18 +194,37 @@ fn main() -> Result<()> {
         // Each round's ratio is taken against the anchor measured in that same round, so slow drifts
         // in the machine's load (this is a shared 2-vCPU VM) cancel out; the median ratio is reported.
         let ratios = |xs: &[f64]| median(xs.iter().zip(&bare).map(|(x, b)| x / b).collect());
-        println!("Lab throughput: iperf3, one TCP stream, {seconds} s, {rounds} interleaved rounds (median)\n");
-        println!("bare veth pair (anchor)            {:6.2} Gbit/s", median(bare.clone()));
-        for (what, xs, target) in [("same node (pod-bridge-pod)", &same, 0.9), ("cross-node host-gw", &hostgw, 0.8), ("cross-node vxlan", &vxlan, 0.7)] {
+        println!(
+            "Lab throughput: iperf3, one TCP stream, {seconds} s, {rounds} interleaved rounds (median)\n"
+        );
+        println!(
+            "bare veth pair (anchor)            {:6.2} Gbit/s",
+            median(bare.clone())
+        );
+        for (what, xs, target) in [
+            ("same node (pod-bridge-pod)", &same, 0.9),
+            ("cross-node host-gw", &hostgw, 0.8),
+            ("cross-node vxlan", &vxlan, 0.7),
+        ] {
             let r = ratios(xs);
             let verdict = if r >= target { "meets" } else { "MISSES" };
-            println!("{what:<34} {:6.2} Gbit/s   ratio {r:.2}  ({verdict} target >= {target})", median(xs.clone()));
+            println!(
+                "{what:<34} {:6.2} Gbit/s   ratio {r:.2}  ({verdict} target >= {target})",
+                median(xs.clone())
+            );
         }
         Ok(())
     })();
     let _ = podnet.run(&["down"]);
     result?;
-    println!("\npodnet up --nodes 3: median {} (min {}, max {}); podnet down: median {} (min {}, max {})",
-        ms(ups[2]), ms(ups[0]), ms(ups[4]), ms(downs[2]), ms(downs[0]), ms(downs[4]));
+    println!(
+        "\npodnet up --nodes 3: median {} (min {}, max {}); podnet down: median {} (min {}, max {})",
+        ms(ups[2]),
+        ms(ups[0]),
+        ms(ups[4]),
+        ms(downs[2]),
+        ms(downs[0]),
+        ms(downs[4])
+    );
     Ok(())
 }

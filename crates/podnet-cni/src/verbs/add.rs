@@ -9,7 +9,9 @@ use crate::{fail, firewall, host};
 use ipnet::IpNet;
 use podnet_netlink::{Netlink, VethSpec};
 use podnet_netns::NetNs;
-use podnet_types::cni::{CniError, CniResult, ErrorCode, Interface, IpConfig, NetConf, Request, Route};
+use podnet_types::cni::{
+    CniError, CniResult, ErrorCode, Interface, IpConfig, NetConf, Request, Route,
+};
 use podnet_types::names;
 use serde_json::Value;
 use std::net::IpAddr;
@@ -24,26 +26,43 @@ pub fn add(req: &Request, conf: &NetConf) -> Result<Value, CniError> {
         }
         _ => CniError::new(ErrorCode::InvalidEnvironment, format!("CNI_NETNS: {e}")),
     })?;
-    let own = NetNs::current().map_err(|e| fail::kernel("open the plugin's own network namespace", e))?;
-    if pod.id().ok() == Some(own.id().map_err(|e| fail::kernel("identify the plugin's network namespace", e))?) {
+    let own =
+        NetNs::current().map_err(|e| fail::kernel("open the plugin's own network namespace", e))?;
+    if pod.id().ok()
+        == Some(
+            own.id()
+                .map_err(|e| fail::kernel("identify the plugin's network namespace", e))?,
+        )
+    {
         return Err(CniError::new(
             ErrorCode::InvalidEnvironment,
-            format!("CNI_NETNS: {netns_path} is the plugin's own network namespace, not a container's"),
+            format!(
+                "CNI_NETNS: {netns_path} is the plugin's own network namespace, not a container's"
+            ),
         ));
     }
     if pod::interface_exists(&pod, t.ifname(), &t.subject)? {
         return Err(CniError::new(
             ErrorCode::InterfaceExists,
-            format!("create {} in {}: an interface of that name already exists", t.ifname(), t.subject),
+            format!(
+                "create {} in {}: an interface of that name already exists",
+                t.ifname(),
+                t.subject
+            ),
         ));
     }
 
     let store = addressing::open_store(conf)?;
     let mut undo = Undo::new();
     let lease = addressing::allocate(conf, req, &store, &t.owner, &t.subject)?;
-    undo.push(format!("address {} of {}", lease.address.addr(), t.subject), || {
-        addressing::release(conf, req, &store, &t.owner, &t.subject).map(|_| ()).map_err(|e| e.to_string())
-    });
+    undo.push(
+        format!("address {} of {}", lease.address.addr(), t.subject),
+        || {
+            addressing::release(conf, req, &store, &t.owner, &t.subject)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    );
     match connect(req, conf, &t, &pod, &store, &lease, &mut undo) {
         Ok(result) => {
             undo.commit();
@@ -81,15 +100,27 @@ fn connect<'a>(
     create_veth(&mut nl, &spec, t)?;
     undo.push(format!("veth {}", t.host_veth), move || {
         let mut nl = Netlink::open().map_err(|e| e.to_string())?;
-        nl.delete_link_by_name(&t.host_veth).map(|_| ()).map_err(|e| e.to_string())
+        nl.delete_link_by_name(&t.host_veth)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     });
     let host_link = nl
         .link_by_name(&t.host_veth)
         .map_err(|e| fail::kernel(format!("look up veth {}", t.host_veth), e))?
-        .ok_or_else(|| fail::kernel(format!("find veth {} for {}", t.host_veth, t.subject), "gone right after creation"))?;
+        .ok_or_else(|| {
+            fail::kernel(
+                format!("find veth {} for {}", t.host_veth, t.subject),
+                "gone right after creation",
+            )
+        })?;
     if conf.hairpin_mode {
         nl.set_bridge_port_hairpin(host_link.index, true)
-            .map_err(|e| fail::kernel(format!("enable hairpin on {} for {}", t.host_veth, t.subject), e))?;
+            .map_err(|e| {
+                fail::kernel(
+                    format!("enable hairpin on {} for {}", t.host_veth, t.subject),
+                    e,
+                )
+            })?;
     }
 
     pod::configure(
@@ -104,11 +135,22 @@ fn connect<'a>(
     )?;
 
     if conf.ip_masq {
-        firewall::ensure_masquerade(store.dir(), &conf.name, lease.address.trunc(), conf.cluster_cidr)?;
+        firewall::ensure_masquerade(
+            store.dir(),
+            &conf.name,
+            lease.address.trunc(),
+            conf.cluster_cidr,
+        )?;
     }
     let mappings = &conf.runtime.port_mappings;
     if !mappings.is_empty() {
-        firewall::add_port_mappings(store.dir(), &conf.name, lease.address.addr(), mappings, &t.subject)?;
+        firewall::add_port_mappings(
+            store.dir(),
+            &conf.name,
+            lease.address.addr(),
+            mappings,
+            &t.subject,
+        )?;
         undo.push(format!("host ports of {}", t.subject), move || {
             firewall::remove_port_mappings(&conf.name, mappings).map_err(|e| e.to_string())
         });
@@ -117,7 +159,11 @@ fn connect<'a>(
 
     let ours = CniResult {
         interfaces: vec![
-            Interface { name: t.host_veth.clone(), mac: host_link.mac.map(|m| names::format_mac(&m)), ..Default::default() },
+            Interface {
+                name: t.host_veth.clone(),
+                mac: host_link.mac.map(|m| names::format_mac(&m)),
+                ..Default::default()
+            },
             Interface {
                 name: t.ifname().to_string(),
                 mac: Some(names::format_mac(&pod_mac)),
@@ -131,8 +177,16 @@ fn connect<'a>(
             gateway: Some(IpAddr::V4(lease.gateway)),
             interface: Some(1),
         }],
-        routes: lease.routes.iter().map(|dst| Route::new(*dst, Some(IpAddr::V4(lease.gateway)))).collect(),
-        dns: if conf.dns.is_empty() { lease.dns.clone() } else { conf.dns.clone() },
+        routes: lease
+            .routes
+            .iter()
+            .map(|dst| Route::new(*dst, Some(IpAddr::V4(lease.gateway))))
+            .collect(),
+        dns: if conf.dns.is_empty() {
+            lease.dns.clone()
+        } else {
+            conf.dns.clone()
+        },
     };
     let result = match &conf.prev_result {
         Some(prev) => {
@@ -152,16 +206,27 @@ fn create_veth(nl: &mut Netlink, spec: &VethSpec<'_>, t: &Target) -> Result<(), 
     match nl.create_veth(spec) {
         Ok(()) => return Ok(()),
         Err(e) if !e.is_exists() => {
-            return Err(fail::kernel(format!("create veth {} for {}", t.host_veth, t.subject), e));
+            return Err(fail::kernel(
+                format!("create veth {} for {}", t.host_veth, t.subject),
+                e,
+            ));
         }
         Err(_) => {}
     }
-    let existing = nl.link_by_name(&t.host_veth).map_err(|e| fail::kernel(format!("look up veth {}", t.host_veth), e))?;
+    let existing = nl
+        .link_by_name(&t.host_veth)
+        .map_err(|e| fail::kernel(format!("look up veth {}", t.host_veth), e))?;
     match existing {
         Some(link) if link.alias.as_deref().is_none_or(|a| a == t.alias) => {
-            nl.delete_link(link.index)
-                .map_err(|e| fail::kernel(format!("remove stale veth {} of {}", t.host_veth, t.subject), e))?;
-            nl.create_veth(spec).map_err(|e| fail::kernel(format!("create veth {} for {}", t.host_veth, t.subject), e))
+            nl.delete_link(link.index).map_err(|e| {
+                fail::kernel(
+                    format!("remove stale veth {} of {}", t.host_veth, t.subject),
+                    e,
+                )
+            })?;
+            nl.create_veth(spec).map_err(|e| {
+                fail::kernel(format!("create veth {} for {}", t.host_veth, t.subject), e)
+            })
         }
         _ => Err(fail::kernel(
             format!("create veth {} for {}", t.host_veth, t.subject),

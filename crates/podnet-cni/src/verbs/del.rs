@@ -15,7 +15,10 @@ pub fn del(req: &Request, conf: &NetConf) -> Result<(), CniError> {
     // Deleting the host end destroys the pair, so the pod's end goes too, wherever it is; nothing has
     // to enter the pod's namespace (which may already be gone).
     if let Err(e) = Netlink::open().and_then(|mut nl| nl.delete_link_by_name(&t.host_veth)) {
-        errors.push(fail::kernel(format!("delete veth {} of {}", t.host_veth, t.subject), e));
+        errors.push(fail::kernel(
+            format!("delete veth {} of {}", t.host_veth, t.subject),
+            e,
+        ));
     }
 
     let store = addressing::open_store(conf)?;
@@ -37,7 +40,11 @@ pub fn del(req: &Request, conf: &NetConf) -> Result<(), CniError> {
         None => Ok(()),
         Some(first) => {
             let rest: Vec<String> = errors.map(|e| e.to_string()).collect();
-            Err(if rest.is_empty() { first } else { first.with_details(format!("also: {}", rest.join("; "))) })
+            Err(if rest.is_empty() {
+                first
+            } else {
+                first.with_details(format!("also: {}", rest.join("; ")))
+            })
         }
     }
 }

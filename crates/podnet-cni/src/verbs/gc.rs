@@ -12,11 +12,17 @@ pub fn gc(req: &Request, conf: &NetConf) -> Result<(), CniError> {
     if conf.disable_gc {
         // The administrator asked that this network not be garbage-collected (shared state between
         // runtimes); the runtime should not have called, and we change nothing.
-        eprintln!("podnet-cni: GC skipped: disableGC is set for network {}", conf.name);
+        eprintln!(
+            "podnet-cni: GC skipped: disableGC is set for network {}",
+            conf.name
+        );
         return Ok(());
     }
     let valid_list = conf.valid_attachments.as_ref().ok_or_else(|| {
-        CniError::new(ErrorCode::InvalidConfig, "cni.dev/valid-attachments: GC needs the list of valid attachments")
+        CniError::new(
+            ErrorCode::InvalidConfig,
+            "cni.dev/valid-attachments: GC needs the list of valid attachments",
+        )
     })?;
     let valid: HashSet<Attachment> = valid_list.iter().cloned().collect();
     let mut errors: Vec<String> = Vec::new();
@@ -26,7 +32,10 @@ pub fn gc(req: &Request, conf: &NetConf) -> Result<(), CniError> {
         Ok(stale) => {
             for (ip, record) in stale {
                 if let Err(e) = firewall::remove_port_mappings(&conf.name, &record.port_mappings) {
-                    errors.push(format!("host ports of stale {} ({ip}): {e}", record.owner.container_id));
+                    errors.push(format!(
+                        "host ports of stale {} ({ip}): {e}",
+                        record.owner.container_id
+                    ));
                 }
             }
         }
@@ -47,7 +56,11 @@ pub fn gc(req: &Request, conf: &NetConf) -> Result<(), CniError> {
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(CniError::new(ErrorCode::Kernel, format!("GC of network {} incomplete", conf.name)).with_details(errors.join("; ")))
+        Err(CniError::new(
+            ErrorCode::Kernel,
+            format!("GC of network {} incomplete", conf.name),
+        )
+        .with_details(errors.join("; ")))
     }
 }
 
@@ -55,12 +68,17 @@ pub fn gc(req: &Request, conf: &NetConf) -> Result<(), CniError> {
 /// name has podnet's prefix and its alias names the network, or, for one whose ADD died before the
 /// alias was set, when it hangs on this network's bridge.
 fn remove_stray_veths(conf: &NetConf, valid: &HashSet<Attachment>) -> Result<(), CniError> {
-    let keep: HashSet<String> =
-        valid.iter().map(|a| names::host_veth_name(&conf.name, &a.container_id, &a.ifname)).collect();
+    let keep: HashSet<String> = valid
+        .iter()
+        .map(|a| names::host_veth_name(&conf.name, &a.container_id, &a.ifname))
+        .collect();
     let alias_prefix = format!("{}{}/", names::ALIAS_PREFIX, conf.name);
     let mut nl = Netlink::open().map_err(|e| fail::kernel("open netlink", e))?;
     let links = nl.links().map_err(|e| fail::kernel("list links", e))?;
-    let bridge = links.iter().find(|l| l.name == conf.bridge).map(|l| l.index);
+    let bridge = links
+        .iter()
+        .find(|l| l.name == conf.bridge)
+        .map(|l| l.index);
     let mut errors = Vec::new();
     for link in links {
         let ours = link.name.starts_with(names::HOST_VETH_PREFIX)
@@ -76,5 +94,9 @@ fn remove_stray_veths(conf: &NetConf, valid: &HashSet<Attachment>) -> Result<(),
             }
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(CniError::new(ErrorCode::Kernel, errors.join("; "))) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(CniError::new(ErrorCode::Kernel, errors.join("; ")))
+    }
 }

@@ -12,15 +12,25 @@ pub fn status(req: &Request, conf: &NetConf) -> Result<(), CniError> {
     let store = addressing::open_store(conf).map_err(|e| unavailable(e.msg))?;
     // Taking the lock proves the state directory is usable, not just readable.
     let state = {
-        let locked = store.lock().map_err(|e| unavailable(format!("state of network {}: {e}", conf.name)))?;
+        let locked = store
+            .lock()
+            .map_err(|e| unavailable(format!("state of network {}: {e}", conf.name)))?;
         locked.state.clone()
     };
 
     let attached = state.reservations.len();
-    if attached > 0 && matches!(Netlink::open().and_then(|mut nl| nl.link_by_name(&conf.bridge)), Ok(None)) {
+    if attached > 0
+        && matches!(
+            Netlink::open().and_then(|mut nl| nl.link_by_name(&conf.bridge)),
+            Ok(None)
+        )
+    {
         return Err(CniError::new(
             ErrorCode::NotAvailableLimitedConnectivity,
-            format!("bridge {} is gone: {attached} attached pods of network {} have no connectivity", conf.bridge, conf.name),
+            format!(
+                "bridge {} is gone: {attached} attached pods of network {} have no connectivity",
+                conf.bridge, conf.name
+            ),
         ));
     }
 
@@ -40,9 +50,15 @@ pub fn status(req: &Request, conf: &NetConf) -> Result<(), CniError> {
     }
     let needs_firewall = conf.ip_masq
         || !conf.runtime.port_mappings.is_empty()
-        || conf.raw.pointer("/capabilities/portMappings").and_then(|v| v.as_bool()) == Some(true);
+        || conf
+            .raw
+            .pointer("/capabilities/portMappings")
+            .and_then(|v| v.as_bool())
+            == Some(true);
     if needs_firewall && !podnet_nft::nft_binary().is_file() {
-        return Err(unavailable("nft (nftables) is not installed: masquerade and host ports need it".into()));
+        return Err(unavailable(
+            "nft (nftables) is not installed: masquerade and host ports need it".into(),
+        ));
     }
     Ok(())
 }

@@ -33,18 +33,29 @@ impl Reply {
 
     pub fn ok_empty(&self) {
         assert_eq!(self.code, 0, "plugin failed: {}", self.stdout);
-        assert!(self.stdout.trim().is_empty(), "expected no output, got {}", self.stdout);
+        assert!(
+            self.stdout.trim().is_empty(),
+            "expected no output, got {}",
+            self.stdout
+        );
     }
 
     /// The CNI error code; panics if the run succeeded.
     pub fn err_code(&self) -> u64 {
         assert_ne!(self.code, 0, "expected a failure, got {}", self.stdout);
-        let j = self.json.as_ref().unwrap_or_else(|| panic!("error without JSON: {:?}", self.stdout));
+        let j = self
+            .json
+            .as_ref()
+            .unwrap_or_else(|| panic!("error without JSON: {:?}", self.stdout));
         j["code"].as_u64().expect("code")
     }
 
     pub fn err_msg(&self) -> String {
-        self.json.as_ref().and_then(|j| j["msg"].as_str()).unwrap_or_default().to_string()
+        self.json
+            .as_ref()
+            .and_then(|j| j["msg"].as_str())
+            .unwrap_or_default()
+            .to_string()
     }
 }
 
@@ -56,7 +67,10 @@ pub struct Node {
 
 impl Node {
     pub fn new() -> Node {
-        Node { ns: TestNs::new("node"), data: TempDir::new("ipam") }
+        Node {
+            ns: TestNs::new("node"),
+            data: TempDir::new("ipam"),
+        }
     }
 
     pub fn conf(&self, version: &str) -> Value {
@@ -78,7 +92,10 @@ impl Node {
     pub fn invoke(&self, command: &str, env: &[(&str, &str)], stdin: &[u8]) -> Reply {
         let mut cmd = self.ns.command(plugin());
         cmd.env_clear()
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
             .env("CNI_COMMAND", command)
             .env("CNI_PATH", "/usr/lib/cni")
             .stdin(Stdio::piped())
@@ -88,14 +105,30 @@ impl Node {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("run podnet-cni");
-        child.stdin.take().expect("stdin").write_all(stdin).expect("write config");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin)
+            .expect("write config");
         let out = child.wait_with_output().expect("wait for podnet-cni");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let json = serde_json::from_str(stdout.trim()).ok();
-        Reply { code: out.status.code().unwrap_or(-1), json, stdout }
+        Reply {
+            code: out.status.code().unwrap_or(-1),
+            json,
+            stdout,
+        }
     }
 
-    pub fn run(&self, command: &str, container: &str, pod: Option<&TestNs>, ifname: &str, conf: &Value) -> Reply {
+    pub fn run(
+        &self,
+        command: &str,
+        container: &str,
+        pod: Option<&TestNs>,
+        ifname: &str,
+        conf: &Value,
+    ) -> Reply {
         let netns = pod.map(|p| p.path().display().to_string());
         let mut env = vec![("CNI_CONTAINERID", container), ("CNI_IFNAME", ifname)];
         if let Some(n) = netns.as_deref() {
@@ -111,17 +144,30 @@ impl Node {
     /// The reservations in the IPAM state file (container id -> address).
     pub fn reservations(&self) -> Vec<(String, String)> {
         let path = self.data.0.join("podnet/state.json");
-        let Ok(text) = std::fs::read_to_string(&path) else { return Vec::new() };
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Vec::new();
+        };
         let v: Value = serde_json::from_str(&text).expect("state is JSON");
         v["reservations"]
             .as_object()
-            .map(|m| m.iter().map(|(ip, r)| (r["containerID"].as_str().unwrap().to_string(), ip.clone())).collect())
+            .map(|m| {
+                m.iter()
+                    .map(|(ip, r)| (r["containerID"].as_str().unwrap().to_string(), ip.clone()))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// Names of podnet host veths in the node.
     pub fn host_veths(&self) -> Vec<String> {
-        self.ns.netlink().links().unwrap().into_iter().map(|l| l.name).filter(|n| n.starts_with("pnv")).collect()
+        self.ns
+            .netlink()
+            .links()
+            .unwrap()
+            .into_iter()
+            .map(|l| l.name)
+            .filter(|n| n.starts_with("pnv"))
+            .collect()
     }
 
     pub fn has_link(&self, name: &str) -> bool {
@@ -144,7 +190,9 @@ pub fn pod_ip(result: &Value) -> Ipv4Addr {
 
 /// A TCP listener inside a namespace that reports the peer address of the first connection.
 pub fn listen(ns: &TestNs, addr: SocketAddr) -> std::sync::mpsc::Receiver<SocketAddr> {
-    let listener = ns.run(|| TcpListener::bind(addr)).unwrap_or_else(|e| panic!("listen on {addr}: {e}"));
+    let listener = ns
+        .run(|| TcpListener::bind(addr))
+        .unwrap_or_else(|e| panic!("listen on {addr}: {e}"));
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let accepted = listener.accept();

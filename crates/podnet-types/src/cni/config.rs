@@ -71,7 +71,9 @@ pub struct RuntimeConfig {
     pub ips: Vec<IpAddr>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,
@@ -89,7 +91,9 @@ impl Protocol {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct PortMapping {
     #[serde(rename = "hostPort")]
     pub host_port: u16,
@@ -102,7 +106,9 @@ pub struct PortMapping {
 }
 
 /// One `(containerID, ifname)` pair from `cni.dev/valid-attachments`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Attachment {
     #[serde(rename = "containerID")]
     pub container_id: String,
@@ -116,7 +122,10 @@ impl From<FieldError> for CniError {
 }
 
 fn invalid(field: &str, problem: impl Into<String>) -> CniError {
-    CniError::new(ErrorCode::InvalidConfig, format!("{field}: {}", problem.into()))
+    CniError::new(
+        ErrorCode::InvalidConfig,
+        format!("{field}: {}", problem.into()),
+    )
 }
 
 /// Reads just enough of stdin to know which version to answer in, even when the rest is unusable.
@@ -129,22 +138,34 @@ impl NetConf {
     /// Parses and validates the configuration from stdin bytes.
     pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
         let raw: Value = serde_json::from_slice(stdin).map_err(|e| {
-            CniError::new(ErrorCode::Decode, "network configuration on stdin is not valid JSON").with_details(e.to_string())
+            CniError::new(
+                ErrorCode::Decode,
+                "network configuration on stdin is not valid JSON",
+            )
+            .with_details(e.to_string())
         })?;
-        let obj = raw
-            .as_object()
-            .ok_or_else(|| CniError::new(ErrorCode::Decode, "network configuration on stdin must be a JSON object"))?;
+        let obj = raw.as_object().ok_or_else(|| {
+            CniError::new(
+                ErrorCode::Decode,
+                "network configuration on stdin must be a JSON object",
+            )
+        })?;
         let f = Fields::new(obj, "");
 
         let versions = f.strings("cniVersions")?;
         let cni_version = version::negotiate(f.string("cniVersion")?, &versions)
             .map_err(|e| CniError::new(ErrorCode::IncompatibleVersion, e.to_string()))?;
 
-        let name = f.string("name")?.ok_or_else(|| invalid("name", "missing network name"))?.to_string();
+        let name = f
+            .string("name")?
+            .ok_or_else(|| invalid("name", "missing network name"))?
+            .to_string();
         if !names::is_valid_cni_identifier(&name) {
             return Err(invalid(
                 "name",
-                format!("{name:?} must start with a letter or digit and contain only letters, digits, '_', '.' and '-'"),
+                format!(
+                    "{name:?} must start with a letter or digit and contain only letters, digits, '_', '.' and '-'"
+                ),
             ));
         }
         let plugin_type = f.string("type")?.unwrap_or("podnet-cni").to_string();
@@ -153,7 +174,10 @@ impl NetConf {
         if let Err(problem) = names::check_ifname(&bridge) {
             return Err(invalid("bridge", format!("{bridge:?} {problem}")));
         }
-        let mtu = f.uint("mtu", 68, 65535)?.map(|m| m as u32).unwrap_or(DEFAULT_MTU);
+        let mtu = f
+            .uint("mtu", 68, 65535)?
+            .map(|m| m as u32)
+            .unwrap_or(DEFAULT_MTU);
         let ip_masq = f.bool("ipMasq")?.unwrap_or(false);
         let hairpin_mode = f.bool("hairpinMode")?.unwrap_or(true);
 
@@ -163,7 +187,10 @@ impl NetConf {
             Ipam::Delegated { .. } => {
                 let d = PathBuf::from(f.string("dataDir")?.unwrap_or(DEFAULT_DATA_DIR));
                 if !d.is_absolute() {
-                    return Err(invalid("dataDir", format!("{:?} must be an absolute path", d.display().to_string())));
+                    return Err(invalid(
+                        "dataDir",
+                        format!("{:?} must be an absolute path", d.display().to_string()),
+                    ));
                 }
                 d
             }
@@ -174,13 +201,19 @@ impl NetConf {
                 // With a delegated IPAM we cannot know the pool: without clusterCIDR only the
                 // loopback-free default applies, so ask for it when masquerading.
                 Ipam::Delegated { .. } if ip_masq => {
-                    return Err(invalid("clusterCIDR", "required with ipMasq when ipam.type delegates to another plugin"));
+                    return Err(invalid(
+                        "clusterCIDR",
+                        "required with ipMasq when ipam.type delegates to another plugin",
+                    ));
                 }
                 Ipam::Delegated { .. } => "0.0.0.0/32".parse().expect("literal"),
             },
             Some(IpNet::V4(c)) => {
                 if c.network() != c.addr() {
-                    return Err(invalid("clusterCIDR", format!("{c} has host bits set; did you mean {}?", c.trunc())));
+                    return Err(invalid(
+                        "clusterCIDR",
+                        format!("{c} has host bits set; did you mean {}?", c.trunc()),
+                    ));
                 }
                 c
             }
@@ -194,25 +227,32 @@ impl NetConf {
         if let Ipam::Builtin(b) = &ipam
             && !cluster_cidr.contains(&b.subnet)
         {
-            return Err(invalid("ipam.subnet", format!("{} is not inside clusterCIDR {cluster_cidr}", b.subnet)));
+            return Err(invalid(
+                "ipam.subnet",
+                format!("{} is not inside clusterCIDR {cluster_cidr}", b.subnet),
+            ));
         }
 
         let dns = match f.raw("dns") {
             None => Dns::default(),
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| invalid("dns", e.to_string()))?,
+            Some(v) => {
+                serde_json::from_value(v.clone()).map_err(|e| invalid("dns", e.to_string()))?
+            }
         };
         let runtime = parse_runtime_config(&f)?;
         let prev_result = match f.raw("prevResult") {
             None => None,
             Some(v) => Some(
-                CniResult::from_json(v).map_err(|e| CniError::new(ErrorCode::Decode, format!("prevResult.{e}")))?,
+                CniResult::from_json(v)
+                    .map_err(|e| CniError::new(ErrorCode::Decode, format!("prevResult.{e}")))?,
             ),
         };
         let valid_attachments = match f.raw("cni.dev/valid-attachments") {
             None => None,
             Some(v) => Some(
-                serde_json::from_value::<Vec<Attachment>>(v.clone())
-                    .map_err(|e| CniError::new(ErrorCode::Decode, format!("cni.dev/valid-attachments: {e}")))?,
+                serde_json::from_value::<Vec<Attachment>>(v.clone()).map_err(|e| {
+                    CniError::new(ErrorCode::Decode, format!("cni.dev/valid-attachments: {e}"))
+                })?,
             ),
         };
 
@@ -239,14 +279,21 @@ impl NetConf {
 }
 
 fn parse_ipam(f: &Fields<'_>) -> Result<Ipam, CniError> {
-    let ipam = f.object("ipam")?.ok_or_else(|| invalid("ipam", "missing; podnet-cni needs at least ipam.subnet"))?;
+    let ipam = f
+        .object("ipam")?
+        .ok_or_else(|| invalid("ipam", "missing; podnet-cni needs at least ipam.subnet"))?;
     match ipam.string("type")? {
         None | Some("podnet") | Some("podnet-cni") => {}
         Some(plugin) => {
             if plugin.is_empty() || plugin.contains('/') || plugin.contains('\\') {
-                return Err(invalid("ipam.type", format!("{plugin:?} is not a plugin name")));
+                return Err(invalid(
+                    "ipam.type",
+                    format!("{plugin:?} is not a plugin name"),
+                ));
             }
-            return Ok(Ipam::Delegated { plugin: plugin.to_string() });
+            return Ok(Ipam::Delegated {
+                plugin: plugin.to_string(),
+            });
         }
     }
 
@@ -261,16 +308,28 @@ fn parse_ipam(f: &Fields<'_>) -> Result<Ipam, CniError> {
         Some(IpNet::V4(s)) => s,
     };
     if subnet.network() != subnet.addr() {
-        return Err(invalid("ipam.subnet", format!("{subnet} has host bits set; did you mean {}?", subnet.trunc())));
+        return Err(invalid(
+            "ipam.subnet",
+            format!(
+                "{subnet} has host bits set; did you mean {}?",
+                subnet.trunc()
+            ),
+        ));
     }
     if subnet.prefix_len() > 30 {
-        return Err(invalid("ipam.subnet", format!("{subnet} is too small: it needs room for a gateway and a pod")));
+        return Err(invalid(
+            "ipam.subnet",
+            format!("{subnet} is too small: it needs room for a gateway and a pod"),
+        ));
     }
     let first_host = Ipv4Addr::from(u32::from(subnet.network()) + 1);
     let last_host = Ipv4Addr::from(u32::from(subnet.broadcast()) - 1);
     let usable = |field: &str, a: Ipv4Addr| -> Result<Ipv4Addr, CniError> {
         if a < first_host || a > last_host {
-            return Err(invalid(field, format!("{a} is not a host address of {subnet}")));
+            return Err(invalid(
+                field,
+                format!("{a} is not a host address of {subnet}"),
+            ));
         }
         Ok(a)
     };
@@ -288,12 +347,18 @@ fn parse_ipam(f: &Fields<'_>) -> Result<Ipam, CniError> {
         Some(a) => usable("ipam.rangeEnd", a)?,
     };
     if range_start > range_end {
-        return Err(invalid("ipam.rangeStart", format!("{range_start} is after rangeEnd {range_end}")));
+        return Err(invalid(
+            "ipam.rangeStart",
+            format!("{range_start} is after rangeEnd {range_end}"),
+        ));
     }
     let pool = u32::from(range_end) - u32::from(range_start) + 1;
     let gateway_in_range = (range_start..=range_end).contains(&gateway);
     if pool - u32::from(gateway_in_range) == 0 {
-        return Err(invalid("ipam.rangeStart", format!("range {range_start}-{range_end} holds no address besides the gateway")));
+        return Err(invalid(
+            "ipam.rangeStart",
+            format!("range {range_start}-{range_end} holds no address besides the gateway"),
+        ));
     }
 
     let routes = match ipam.array("routes")? {
@@ -309,7 +374,10 @@ fn parse_ipam(f: &Fields<'_>) -> Result<Ipam, CniError> {
                     .parse::<IpNet>()
                     .map_err(|_| invalid(&field, "not a CIDR"))?;
                 if !dst.addr().is_ipv4() {
-                    return Err(invalid(&field, format!("{dst} is IPv6 but the subnet is IPv4")));
+                    return Err(invalid(
+                        &field,
+                        format!("{dst} is IPv6 but the subnet is IPv4"),
+                    ));
                 }
                 out.push(dst.trunc());
             }
@@ -318,27 +386,58 @@ fn parse_ipam(f: &Fields<'_>) -> Result<Ipam, CniError> {
     };
     let data_dir = PathBuf::from(ipam.string("dataDir")?.unwrap_or(DEFAULT_DATA_DIR));
     if !data_dir.is_absolute() {
-        return Err(invalid("ipam.dataDir", format!("{:?} must be an absolute path", data_dir.display().to_string())));
+        return Err(invalid(
+            "ipam.dataDir",
+            format!(
+                "{:?} must be an absolute path",
+                data_dir.display().to_string()
+            ),
+        ));
     }
-    Ok(Ipam::Builtin(BuiltinIpam { subnet, range_start, range_end, gateway, routes, data_dir }))
+    Ok(Ipam::Builtin(BuiltinIpam {
+        subnet,
+        range_start,
+        range_end,
+        gateway,
+        routes,
+        data_dir,
+    }))
 }
 
 fn parse_runtime_config(f: &Fields<'_>) -> Result<RuntimeConfig, CniError> {
-    let Some(rc) = f.object("runtimeConfig")? else { return Ok(RuntimeConfig::default()) };
+    let Some(rc) = f.object("runtimeConfig")? else {
+        return Ok(RuntimeConfig::default());
+    };
     let mut out = RuntimeConfig::default();
     if let Some(list) = rc.array("portMappings")? {
         for (i, m) in list.iter().enumerate() {
             let path = format!("runtimeConfig.portMappings[{i}]");
-            let obj = m.as_object().ok_or_else(|| invalid(&path, "expected an object"))?;
+            let obj = m
+                .as_object()
+                .ok_or_else(|| invalid(&path, "expected an object"))?;
             let mf = Fields::new(obj, &path);
-            let host_port = mf.uint("hostPort", 1, 65535)?.ok_or_else(|| invalid(&mf.path_of("hostPort"), "missing"))? as u16;
-            let container_port =
-                mf.uint("containerPort", 1, 65535)?.ok_or_else(|| invalid(&mf.path_of("containerPort"), "missing"))? as u16;
-            let protocol = match mf.string("protocol")?.map(str::to_ascii_lowercase).as_deref() {
+            let host_port = mf
+                .uint("hostPort", 1, 65535)?
+                .ok_or_else(|| invalid(&mf.path_of("hostPort"), "missing"))?
+                as u16;
+            let container_port = mf
+                .uint("containerPort", 1, 65535)?
+                .ok_or_else(|| invalid(&mf.path_of("containerPort"), "missing"))?
+                as u16;
+            let protocol = match mf
+                .string("protocol")?
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+            {
                 None | Some("") | Some("tcp") => Protocol::Tcp,
                 Some("udp") => Protocol::Udp,
                 Some("sctp") => Protocol::Sctp,
-                Some(other) => return Err(invalid(&mf.path_of("protocol"), format!("{other:?} is not tcp, udp or sctp"))),
+                Some(other) => {
+                    return Err(invalid(
+                        &mf.path_of("protocol"),
+                        format!("{other:?} is not tcp, udp or sctp"),
+                    ));
+                }
             };
             let host_ip = match mf.string("hostIP")? {
                 None | Some("") | Some("0.0.0.0") => None,
@@ -347,19 +446,32 @@ fn parse_runtime_config(f: &Fields<'_>) -> Result<RuntimeConfig, CniError> {
                     // The runtime sends one entry per family; an IPv6 mapping cannot apply to an IPv4
                     // pod, so it is skipped, as the reference portmap plugin does.
                     Ok(IpAddr::V6(_)) => continue,
-                    Err(_) => return Err(invalid(&mf.path_of("hostIP"), format!("{s:?} is not an IP address"))),
+                    Err(_) => {
+                        return Err(invalid(
+                            &mf.path_of("hostIP"),
+                            format!("{s:?} is not an IP address"),
+                        ));
+                    }
                 },
             };
-            out.port_mappings.push(PortMapping { host_port, container_port, protocol, host_ip });
+            out.port_mappings.push(PortMapping {
+                host_port,
+                container_port,
+                protocol,
+                host_ip,
+            });
         }
         out.port_mappings.sort();
         out.port_mappings.dedup();
     }
     for (i, s) in rc.strings("ips")?.iter().enumerate() {
         let addr = s.split('/').next().unwrap_or_default();
-        let ip = addr
-            .parse::<IpAddr>()
-            .map_err(|_| invalid(&format!("runtimeConfig.ips[{i}]"), format!("{s:?} is not an IP address")))?;
+        let ip = addr.parse::<IpAddr>().map_err(|_| {
+            invalid(
+                &format!("runtimeConfig.ips[{i}]"),
+                format!("{s:?} is not an IP address"),
+            )
+        })?;
         out.ips.push(ip);
     }
     Ok(out)
@@ -389,7 +501,9 @@ mod tests {
         assert_eq!(c.cni_version, CniVersion::V1_1_0);
         assert!(c.ip_masq && c.hairpin_mode);
         assert_eq!(c.cluster_cidr.to_string(), "10.244.0.0/16");
-        let Ipam::Builtin(b) = &c.ipam else { panic!("builtin") };
+        let Ipam::Builtin(b) = &c.ipam else {
+            panic!("builtin")
+        };
         assert_eq!(b.gateway.to_string(), "10.244.1.1");
         assert_eq!(b.range_start.to_string(), "10.244.1.1");
         assert_eq!(b.range_end.to_string(), "10.244.1.254");
@@ -468,17 +582,30 @@ mod tests {
             {"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": "::"}
         ]});
         let c = parse(v).unwrap();
-        assert_eq!(c.runtime.port_mappings.len(), 2, "the IPv6 duplicate is skipped");
+        assert_eq!(
+            c.runtime.port_mappings.len(),
+            2,
+            "the IPv6 duplicate is skipped"
+        );
         let mut v = base();
         v["runtimeConfig"] = json!({"portMappings": [{"hostPort": 0, "containerPort": 80}]});
-        assert!(err_of(v).msg.starts_with("runtimeConfig.portMappings[0].hostPort:"));
+        assert!(
+            err_of(v)
+                .msg
+                .starts_with("runtimeConfig.portMappings[0].hostPort:")
+        );
     }
 
     #[test]
     fn delegated_ipam_is_recognised() {
         let v = json!({"cniVersion": "0.4.0", "name": "n", "ipam": {"type": "host-local", "subnet": "10.1.0.0/24"}});
         let c = parse(v).unwrap();
-        assert_eq!(c.ipam, Ipam::Delegated { plugin: "host-local".into() });
+        assert_eq!(
+            c.ipam,
+            Ipam::Delegated {
+                plugin: "host-local".into()
+            }
+        );
         let v = json!({"cniVersion": "0.4.0", "name": "n", "ipMasq": true, "ipam": {"type": "host-local"}});
         assert!(err_of(v).msg.starts_with("clusterCIDR:"));
     }
@@ -501,10 +628,18 @@ mod tests {
                 Just(Value::Null),
                 any::<bool>().prop_map(Value::Bool),
                 any::<i64>().prop_map(|n| json!(n)),
-                any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+                any::<f64>()
+                    .prop_filter("finite", |f| f.is_finite())
+                    .prop_map(|f| json!(f)),
                 "[ -~]{0,24}".prop_map(Value::String),
-                prop_oneof![Just("10.244.1.0/24"), Just("1.1.0"), Just("0.4.0"), Just("cni0"), Just("::1/64")]
-                    .prop_map(|s| Value::String(s.to_string())),
+                prop_oneof![
+                    Just("10.244.1.0/24"),
+                    Just("1.1.0"),
+                    Just("0.4.0"),
+                    Just("cni0"),
+                    Just("::1/64")
+                ]
+                .prop_map(|s| Value::String(s.to_string())),
             ];
             leaf.prop_recursive(3, 32, 6, |inner| {
                 prop_oneof![
@@ -516,8 +651,20 @@ mod tests {
         }
 
         const KEYS: [&str; 14] = [
-            "cniVersion", "cniVersions", "name", "type", "bridge", "mtu", "ipMasq", "clusterCIDR",
-            "hairpinMode", "ipam", "dns", "runtimeConfig", "prevResult", "cni.dev/valid-attachments",
+            "cniVersion",
+            "cniVersions",
+            "name",
+            "type",
+            "bridge",
+            "mtu",
+            "ipMasq",
+            "clusterCIDR",
+            "hairpinMode",
+            "ipam",
+            "dns",
+            "runtimeConfig",
+            "prevResult",
+            "cni.dev/valid-attachments",
         ];
 
         proptest! {

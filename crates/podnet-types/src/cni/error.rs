@@ -53,7 +53,10 @@ impl ErrorCode {
             ErrorCode::CheckFailed,
             ErrorCode::InterfaceExists,
         ];
-        KNOWN.into_iter().find(|c| c.code() == n).unwrap_or(ErrorCode::Other(n))
+        KNOWN
+            .into_iter()
+            .find(|c| c.code() == n)
+            .unwrap_or(ErrorCode::Other(n))
     }
 
     pub fn code(self) -> u32 {
@@ -115,7 +118,11 @@ pub struct CniError {
 
 impl CniError {
     pub fn new(code: ErrorCode, msg: impl Into<String>) -> Self {
-        Self { code, msg: msg.into(), details: String::new() }
+        Self {
+            code,
+            msg: msg.into(),
+            details: String::new(),
+        }
     }
 
     pub fn with_details(mut self, details: impl Into<String>) -> Self {

@@ -14,7 +14,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
-        Self { field: field.into(), problem: problem.into() }
+        Self {
+            field: field.into(),
+            problem: problem.into(),
+        }
     }
 }
 
@@ -32,16 +35,30 @@ pub struct Fields<'a> {
 
 fn show(v: &Value) -> String {
     let s = v.to_string();
-    if s.len() > 80 { format!("{}...", &s[..s.char_indices().nth(77).map_or(s.len(), |(i, _)| i)]) } else { s }
+    if s.len() > 80 {
+        format!(
+            "{}...",
+            &s[..s.char_indices().nth(77).map_or(s.len(), |(i, _)| i)]
+        )
+    } else {
+        s
+    }
 }
 
 impl<'a> Fields<'a> {
     pub fn new(obj: &'a Map<String, Value>, path: &str) -> Self {
-        Self { obj, path: path.to_string() }
+        Self {
+            obj,
+            path: path.to_string(),
+        }
     }
 
     pub fn path_of(&self, key: &str) -> String {
-        if self.path.is_empty() { key.to_string() } else { format!("{}.{key}", self.path) }
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
     }
 
     /// The raw value, with `null` treated as absent (as Go's JSON decoding does).
@@ -53,7 +70,10 @@ impl<'a> Fields<'a> {
         match self.raw(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.as_str())),
-            Some(v) => Err(FieldError::new(self.path_of(key), format!("expected a string, got {}", show(v)))),
+            Some(v) => Err(FieldError::new(
+                self.path_of(key),
+                format!("expected a string, got {}", show(v)),
+            )),
         }
     }
 
@@ -61,7 +81,10 @@ impl<'a> Fields<'a> {
         match self.raw(key) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(v) => Err(FieldError::new(self.path_of(key), format!("expected true or false, got {}", show(v)))),
+            Some(v) => Err(FieldError::new(
+                self.path_of(key),
+                format!("expected true or false, got {}", show(v)),
+            )),
         }
     }
 
@@ -72,7 +95,10 @@ impl<'a> Fields<'a> {
                 Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
                 _ => Err(FieldError::new(
                     self.path_of(key),
-                    format!("expected a whole number from {min} to {max}, got {}", show(v)),
+                    format!(
+                        "expected a whole number from {min} to {max}, got {}",
+                        show(v)
+                    ),
                 )),
             },
         }
@@ -82,7 +108,10 @@ impl<'a> Fields<'a> {
         match self.raw(key) {
             None => Ok(None),
             Some(Value::Object(o)) => Ok(Some(Fields::new(o, &self.path_of(key)))),
-            Some(v) => Err(FieldError::new(self.path_of(key), format!("expected an object, got {}", show(v)))),
+            Some(v) => Err(FieldError::new(
+                self.path_of(key),
+                format!("expected an object, got {}", show(v)),
+            )),
         }
     }
 
@@ -90,25 +119,39 @@ impl<'a> Fields<'a> {
         match self.raw(key) {
             None => Ok(None),
             Some(Value::Array(a)) => Ok(Some(a)),
-            Some(v) => Err(FieldError::new(self.path_of(key), format!("expected a list, got {}", show(v)))),
+            Some(v) => Err(FieldError::new(
+                self.path_of(key),
+                format!("expected a list, got {}", show(v)),
+            )),
         }
     }
 
     pub fn strings(&self, key: &str) -> Result<Vec<String>, FieldError> {
-        let Some(list) = self.array(key)? else { return Ok(Vec::new()) };
+        let Some(list) = self.array(key)? else {
+            return Ok(Vec::new());
+        };
         list.iter()
             .enumerate()
             .map(|(i, v)| {
-                v.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| FieldError::new(format!("{}[{i}]", self.path_of(key)), format!("expected a string, got {}", show(v))))
+                v.as_str().map(str::to_string).ok_or_else(|| {
+                    FieldError::new(
+                        format!("{}[{i}]", self.path_of(key)),
+                        format!("expected a string, got {}", show(v)),
+                    )
+                })
             })
             .collect()
     }
 
     /// Parses a string field with `FromStr`, naming the field and the bad value on failure.
-    pub fn parsed<T: std::str::FromStr>(&self, key: &str, what: &str) -> Result<Option<T>, FieldError> {
-        let Some(s) = self.string(key)? else { return Ok(None) };
+    pub fn parsed<T: std::str::FromStr>(
+        &self,
+        key: &str,
+        what: &str,
+    ) -> Result<Option<T>, FieldError> {
+        let Some(s) = self.string(key)? else {
+            return Ok(None);
+        };
         s.parse::<T>()
             .map(Some)
             .map_err(|_| FieldError::new(self.path_of(key), format!("{s:?} is not {what}")))
@@ -125,7 +168,10 @@ mod tests {
         let v = json!({"ipam": {"subnet": 5, "routes": [{"dst": 1}]}, "mtu": "big", "flag": null});
         let f = Fields::new(v.as_object().unwrap(), "");
         let ipam = f.object("ipam").unwrap().unwrap();
-        assert_eq!(ipam.string("subnet").unwrap_err().to_string(), "ipam.subnet: expected a string, got 5");
+        assert_eq!(
+            ipam.string("subnet").unwrap_err().to_string(),
+            "ipam.subnet: expected a string, got 5"
+        );
         assert_eq!(
             f.uint("mtu", 68, 65535).unwrap_err().to_string(),
             "mtu: expected a whole number from 68 to 65535, got \"big\""

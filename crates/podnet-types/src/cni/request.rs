@@ -43,7 +43,12 @@ impl Request {
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Request, CniError> {
         let var = |k: &str| get(k).filter(|v| !v.is_empty());
         let command = match var("CNI_COMMAND").as_deref() {
-            None => return Err(CniError::new(ErrorCode::InvalidEnvironment, "required env variables [CNI_COMMAND] missing")),
+            None => {
+                return Err(CniError::new(
+                    ErrorCode::InvalidEnvironment,
+                    "required env variables [CNI_COMMAND] missing",
+                ));
+            }
             Some("ADD") => Command::Add,
             Some("DEL") => Command::Del,
             Some("CHECK") => Command::Check,
@@ -51,7 +56,10 @@ impl Request {
             Some("GC") => Command::Gc,
             Some("VERSION") => Command::Version,
             Some(other) => {
-                return Err(CniError::new(ErrorCode::InvalidEnvironment, format!("CNI_COMMAND: unknown command {other:?}")));
+                return Err(CniError::new(
+                    ErrorCode::InvalidEnvironment,
+                    format!("CNI_COMMAND: unknown command {other:?}"),
+                ));
             }
         };
         let attachment = matches!(command, Command::Add | Command::Del | Command::Check);
@@ -84,20 +92,43 @@ impl Request {
         if attachment {
             let id = container_id.as_deref().unwrap_or_default();
             if !names::is_valid_cni_identifier(id) {
-                return Err(CniError::new(ErrorCode::InvalidEnvironment, format!("CNI_CONTAINERID: invalid characters in {id:?}")));
+                return Err(CniError::new(
+                    ErrorCode::InvalidEnvironment,
+                    format!("CNI_CONTAINERID: invalid characters in {id:?}"),
+                ));
             }
             let ifn = ifname.as_deref().unwrap_or_default();
             if let Err(problem) = names::check_ifname(ifn) {
-                return Err(CniError::new(ErrorCode::InvalidEnvironment, format!("CNI_IFNAME: {ifn:?} {problem}")));
+                return Err(CniError::new(
+                    ErrorCode::InvalidEnvironment,
+                    format!("CNI_IFNAME: {ifn:?} {problem}"),
+                ));
             }
         }
         let args = parse_cni_args(var("CNI_ARGS").as_deref().unwrap_or_default())?;
-        let path = path.map(|p| p.split(':').filter(|s| !s.is_empty()).map(str::to_string).collect()).unwrap_or_default();
-        Ok(Request { command, container_id, netns, ifname, args, path })
+        let path = path
+            .map(|p| {
+                p.split(':')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Request {
+            command,
+            container_id,
+            netns,
+            ifname,
+            args,
+            path,
+        })
     }
 
     pub fn arg(&self, key: &str) -> Option<&str> {
-        self.args.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.args
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// How to name the attachment in messages: the Kubernetes pod when the runtime says which
@@ -117,7 +148,12 @@ pub fn parse_cni_args(s: &str) -> Result<Vec<(String, String)>, CniError> {
         .map(|pair| {
             pair.split_once('=')
                 .map(|(k, v)| (k.to_string(), v.to_string()))
-                .ok_or_else(|| CniError::new(ErrorCode::InvalidEnvironment, format!("CNI_ARGS: {pair:?} is not KEY=VALUE")))
+                .ok_or_else(|| {
+                    CniError::new(
+                        ErrorCode::InvalidEnvironment,
+                        format!("CNI_ARGS: {pair:?} is not KEY=VALUE"),
+                    )
+                })
         })
         .collect()
 }
@@ -128,7 +164,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn req(vars: &[(&str, &str)]) -> Result<Request, CniError> {
-        let m: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Request::from_env(|k| m.get(k).cloned())
     }
 
@@ -136,12 +175,20 @@ mod tests {
     fn add_needs_container_netns_and_ifname() {
         let e = req(&[("CNI_COMMAND", "ADD")]).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidEnvironment);
-        assert_eq!(e.msg, "required env variables [CNI_CONTAINERID,CNI_NETNS,CNI_IFNAME] missing");
+        assert_eq!(
+            e.msg,
+            "required env variables [CNI_CONTAINERID,CNI_NETNS,CNI_IFNAME] missing"
+        );
     }
 
     #[test]
     fn del_does_not_need_netns() {
-        let r = req(&[("CNI_COMMAND", "DEL"), ("CNI_CONTAINERID", "c1"), ("CNI_IFNAME", "eth0")]).unwrap();
+        let r = req(&[
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_IFNAME", "eth0"),
+        ])
+        .unwrap();
         assert_eq!(r.netns, None);
     }
 
@@ -154,7 +201,11 @@ mod tests {
 
     #[test]
     fn rejects_bad_values_by_name() {
-        let base = [("CNI_COMMAND", "ADD"), ("CNI_NETNS", "/run/netns/x"), ("CNI_IFNAME", "eth0")];
+        let base = [
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_NETNS", "/run/netns/x"),
+            ("CNI_IFNAME", "eth0"),
+        ];
         let mut v = base.to_vec();
         v.push(("CNI_CONTAINERID", "-bad"));
         assert!(req(&v).unwrap_err().msg.starts_with("CNI_CONTAINERID:"));
@@ -173,7 +224,10 @@ mod tests {
             ("CNI_CONTAINERID", "c1"),
             ("CNI_NETNS", "/x"),
             ("CNI_IFNAME", "eth0"),
-            ("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-1"),
+            (
+                "CNI_ARGS",
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-1",
+            ),
             ("CNI_PATH", "/opt/cni/bin:/usr/lib/cni"),
         ])
         .unwrap();

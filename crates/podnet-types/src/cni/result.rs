@@ -17,7 +17,11 @@ pub struct Interface {
     /// The netns path for interfaces inside the container; absent for host interfaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
-    #[serde(rename = "socketPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "socketPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub socket_path: Option<String>,
     #[serde(rename = "pciID", default, skip_serializing_if = "Option::is_none")]
     pub pci_id: Option<String>,
@@ -53,7 +57,15 @@ pub struct Route {
 
 impl Route {
     pub fn new(dst: IpNet, gw: Option<IpAddr>) -> Self {
-        Self { dst, gw, mtu: None, advmss: None, priority: None, table: None, scope: None }
+        Self {
+            dst,
+            gw,
+            mtu: None,
+            advmss: None,
+            priority: None,
+            table: None,
+            scope: None,
+        }
     }
 }
 
@@ -71,7 +83,10 @@ pub struct Dns {
 
 impl Dns {
     pub fn is_empty(&self) -> bool {
-        self.nameservers.is_empty() && self.domain.is_none() && self.search.is_empty() && self.options.is_empty()
+        self.nameservers.is_empty()
+            && self.domain.is_none()
+            && self.search.is_empty()
+            && self.options.is_empty()
     }
 }
 
@@ -92,7 +107,10 @@ pub enum ResultError {
 }
 
 fn field_err(field: impl Into<String>, problem: impl Into<String>) -> ResultError {
-    ResultError::Field { field: field.into(), problem: problem.into() }
+    ResultError::Field {
+        field: field.into(),
+        problem: problem.into(),
+    }
 }
 
 impl CniResult {
@@ -124,8 +142,14 @@ impl CniResult {
             .map(|ip| {
                 let mut v = serde_json::to_value(ip).expect("ip serializes");
                 if version.ips_carry_version() {
-                    let family = if ip.address.addr().is_ipv4() { "4" } else { "6" };
-                    v.as_object_mut().expect("object").insert("version".into(), json!(family));
+                    let family = if ip.address.addr().is_ipv4() {
+                        "4"
+                    } else {
+                        "6"
+                    };
+                    v.as_object_mut()
+                        .expect("object")
+                        .insert("version".into(), json!(family));
                 }
                 v
             })
@@ -150,50 +174,73 @@ impl CniResult {
                 .collect();
             out.insert("routes".into(), Value::Array(routes));
         }
-        out.insert("dns".into(), serde_json::to_value(&self.dns).expect("dns serializes"));
+        out.insert(
+            "dns".into(),
+            serde_json::to_value(&self.dns).expect("dns serializes"),
+        );
         Value::Object(out)
     }
 
     /// Reads a result of any supported version (0.3.0 to 1.1.0): a `prevResult`, a cached result or a
     /// delegated plugin's output. The pre-0.3 shape (`ip4`/`ip6`) is rejected by name.
     pub fn from_json(value: &Value) -> Result<Self, ResultError> {
-        let obj = value.as_object().ok_or_else(|| field_err("result", "expected a JSON object"))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| field_err("result", "expected a JSON object"))?;
         if obj.contains_key("ip4") || obj.contains_key("ip6") {
-            return Err(field_err("result", "the pre-0.3.0 result shape (ip4/ip6) is not supported"));
+            return Err(field_err(
+                "result",
+                "the pre-0.3.0 result shape (ip4/ip6) is not supported",
+            ));
         }
         let interfaces = match obj.get("interfaces") {
             None | Some(Value::Null) => Vec::new(),
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| field_err("interfaces", e.to_string()))?,
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|e| field_err("interfaces", e.to_string()))?,
         };
         let mut ips = Vec::new();
         if let Some(list) = obj.get("ips").filter(|v| !v.is_null()) {
-            let list = list.as_array().ok_or_else(|| field_err("ips", "expected a list"))?;
+            let list = list
+                .as_array()
+                .ok_or_else(|| field_err("ips", "expected a list"))?;
             for (n, ip) in list.iter().enumerate() {
                 // 0.3.x/0.4.0 carry "version"; we derive the family from the address instead.
                 let mut ip = ip.clone();
                 if let Some(m) = ip.as_object_mut() {
                     m.remove("version");
                 }
-                let parsed: IpConfig =
-                    serde_json::from_value(ip).map_err(|e| field_err(format!("ips[{n}]"), e.to_string()))?;
+                let parsed: IpConfig = serde_json::from_value(ip)
+                    .map_err(|e| field_err(format!("ips[{n}]"), e.to_string()))?;
                 if let Some(i) = parsed.interface
                     && i >= interfaces.len()
                     && !interfaces.is_empty()
                 {
-                    return Err(field_err(format!("ips[{n}].interface"), format!("index {i} has no interface")));
+                    return Err(field_err(
+                        format!("ips[{n}].interface"),
+                        format!("index {i} has no interface"),
+                    ));
                 }
                 ips.push(parsed);
             }
         }
         let routes = match obj.get("routes") {
             None | Some(Value::Null) => Vec::new(),
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| field_err("routes", e.to_string()))?,
+            Some(v) => {
+                serde_json::from_value(v.clone()).map_err(|e| field_err("routes", e.to_string()))?
+            }
         };
         let dns = match obj.get("dns") {
             None | Some(Value::Null) => Dns::default(),
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| field_err("dns", e.to_string()))?,
+            Some(v) => {
+                serde_json::from_value(v.clone()).map_err(|e| field_err("dns", e.to_string()))?
+            }
         };
-        Ok(Self { interfaces, ips, routes, dns })
+        Ok(Self {
+            interfaces,
+            ips,
+            routes,
+            dns,
+        })
     }
 
     /// Appends what this plugin made to a previous result, re-basing interface indexes, as a chained
@@ -219,7 +266,12 @@ mod tests {
     fn sample() -> CniResult {
         CniResult {
             interfaces: vec![
-                Interface { name: "pnv0123".into(), mac: Some("aa:bb:cc:dd:ee:ff".into()), mtu: Some(1450), ..Default::default() },
+                Interface {
+                    name: "pnv0123".into(),
+                    mac: Some("aa:bb:cc:dd:ee:ff".into()),
+                    mtu: Some(1450),
+                    ..Default::default()
+                },
                 Interface {
                     name: "eth0".into(),
                     mac: Some("0a:58:0a:f4:01:05".into()),
@@ -233,7 +285,13 @@ mod tests {
                 gateway: Some("10.244.1.1".parse().unwrap()),
                 interface: Some(1),
             }],
-            routes: vec![Route { mtu: Some(1450), ..Route::new("0.0.0.0/0".parse().unwrap(), Some("10.244.1.1".parse().unwrap())) }],
+            routes: vec![Route {
+                mtu: Some(1450),
+                ..Route::new(
+                    "0.0.0.0/0".parse().unwrap(),
+                    Some("10.244.1.1".parse().unwrap()),
+                )
+            }],
             dns: Dns::default(),
         }
     }

@@ -16,8 +16,13 @@ pub enum CniVersion {
 
 impl CniVersion {
     /// Every version this plugin supports, oldest first, as VERSION reports them.
-    pub const SUPPORTED: [CniVersion; 5] =
-        [Self::V0_3_0, Self::V0_3_1, Self::V0_4_0, Self::V1_0_0, Self::V1_1_0];
+    pub const SUPPORTED: [CniVersion; 5] = [
+        Self::V0_3_0,
+        Self::V0_3_1,
+        Self::V0_4_0,
+        Self::V1_0_0,
+        Self::V1_1_0,
+    ];
 
     pub const LATEST: CniVersion = CniVersion::V1_1_0;
 
@@ -74,7 +79,9 @@ impl FromStr for CniVersion {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let parts: Vec<&str> = s.split('.').collect();
         let numeric = parts.len() == 3
-            && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
         if !numeric {
             return Err(VersionError::Malformed(s.to_string()));
         }
@@ -89,8 +96,14 @@ impl FromStr for CniVersion {
 /// chosen `cniVersion` (results must be in "the same version supplied on input"), so it wins when we
 /// support it. Only when it is missing or unsupported do we fall back to the highest supported entry of
 /// `cniVersions`, as the spec's version selection does; unknown entries there are ignored.
-pub fn negotiate(cni_version: Option<&str>, cni_versions: &[String]) -> Result<CniVersion, VersionError> {
-    let from_list = cni_versions.iter().filter_map(|v| v.parse::<CniVersion>().ok()).max();
+pub fn negotiate(
+    cni_version: Option<&str>,
+    cni_versions: &[String],
+) -> Result<CniVersion, VersionError> {
+    let from_list = cni_versions
+        .iter()
+        .filter_map(|v| v.parse::<CniVersion>().ok())
+        .max();
     match (cni_version, from_list) {
         (Some(v), listed) => {
             let own = v.parse::<CniVersion>();
@@ -103,7 +116,9 @@ pub fn negotiate(cni_version: Option<&str>, cni_versions: &[String]) -> Result<C
         (None, Some(listed)) => Ok(listed),
         // The spec makes cniVersion required; libcni treats a missing one as 0.1.0, which we do not
         // support, so say that precisely.
-        (None, None) => Err(VersionError::Unsupported("0.1.0 (no cniVersion given)".into())),
+        (None, None) => Err(VersionError::Unsupported(
+            "0.1.0 (no cniVersion given)".into(),
+        )),
     }
 }
 
@@ -120,14 +135,27 @@ mod tests {
 
     #[test]
     fn rejects_old_and_malformed() {
-        assert_eq!("0.2.0".parse::<CniVersion>(), Err(VersionError::Unsupported("0.2.0".into())));
-        assert_eq!("1.1".parse::<CniVersion>(), Err(VersionError::Malformed("1.1".into())));
-        assert_eq!("x.y.z".parse::<CniVersion>(), Err(VersionError::Malformed("x.y.z".into())));
+        assert_eq!(
+            "0.2.0".parse::<CniVersion>(),
+            Err(VersionError::Unsupported("0.2.0".into()))
+        );
+        assert_eq!(
+            "1.1".parse::<CniVersion>(),
+            Err(VersionError::Malformed("1.1".into()))
+        );
+        assert_eq!(
+            "x.y.z".parse::<CniVersion>(),
+            Err(VersionError::Malformed("x.y.z".into()))
+        );
     }
 
     #[test]
     fn negotiation_keeps_the_runtime_choice_and_falls_back_to_the_list() {
-        let list = vec!["0.3.1".to_string(), "1.0.0".to_string(), "9.9.9".to_string()];
+        let list = vec![
+            "0.3.1".to_string(),
+            "1.0.0".to_string(),
+            "9.9.9".to_string(),
+        ];
         assert_eq!(negotiate(Some("0.4.0"), &list), Ok(CniVersion::V0_4_0));
         assert_eq!(negotiate(None, &list), Ok(CniVersion::V1_0_0));
         assert_eq!(negotiate(Some("1.1.0"), &[]), Ok(CniVersion::V1_1_0));

@@ -33,7 +33,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let service_cidr = Cidr::parse(&args.service_cidr).with_context(|| format!("invalid --service-cidr {}", args.service_cidr))?;
+    let service_cidr = Cidr::parse(&args.service_cidr)
+        .with_context(|| format!("invalid --service-cidr {}", args.service_cidr))?;
     let (lo, hi) = args
         .node_port_range
         .split_once('-')
@@ -43,11 +44,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.listen.is_empty() {
         bail!("at least one --listen address is needed");
     }
-    let pki_dir = args.pki_dir.clone().unwrap_or_else(|| args.data_dir.join("pki"));
+    let pki_dir = args
+        .pki_dir
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("pki"));
     let extra: Vec<String> = args.listen.iter().map(|a| a.ip().to_string()).collect();
-    let first = service_cidr.nth(1).context("the service CIDR is too small")?;
+    let first = service_cidr
+        .nth(1)
+        .context("the service CIDR is too small")?;
     let names = pki::server_names(args.advertise_address, first, &extra);
-    let material = Pki::load_or_generate(&pki_dir, &names).with_context(|| format!("PKI in {}", pki_dir.display()))?;
+    let material = Pki::load_or_generate(&pki_dir, &names)
+        .with_context(|| format!("PKI in {}", pki_dir.display()))?;
     let listeners = args
         .listen
         .iter()
@@ -55,7 +62,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     if let Some(path) = &args.kubeconfig_out {
         let addr = listeners[0].local_addr()?;
-        let text = kubeconfig::render_yaml(&format!("https://{addr}"), &material.ca_cert_pem, &material.token);
+        let text = kubeconfig::render_yaml(
+            &format!("https://{addr}"),
+            &material.ca_cert_pem,
+            &material.token,
+        );
         std::fs::write(path, text).with_context(|| format!("write {}", path.display()))?;
     }
     let mut config = Config::new(args.data_dir.clone(), material);

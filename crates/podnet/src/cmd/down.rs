@@ -8,12 +8,18 @@ pub fn run(lab: &str) -> Result<()> {
         for e in &report.errors {
             eprintln!("podnet down: {e}");
         }
-        bail!("lab {lab} was not removed completely ({} errors above)", report.errors.len());
+        bail!(
+            "lab {lab} was not removed completely ({} errors above)",
+            report.errors.len()
+        );
     }
     if report.removed.is_empty() {
         println!("no lab {lab} on this machine; nothing to remove");
     } else {
-        println!("lab {lab} removed ({} namespaces, daemons and directories)", report.removed.len());
+        println!(
+            "lab {lab} removed ({} namespaces, daemons and directories)",
+            report.removed.len()
+        );
     }
     Ok(())
 }

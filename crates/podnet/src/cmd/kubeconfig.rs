@@ -16,8 +16,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let ca = std::fs::read_to_string(args.pki_dir.join("ca.crt")).with_context(|| format!("read {}/ca.crt", args.pki_dir.display()))?;
-    let token = std::fs::read_to_string(args.pki_dir.join("token")).with_context(|| format!("read {}/token", args.pki_dir.display()))?;
-    print!("{}", kubeconfig::render_yaml(&args.server, &ca, token.trim()));
+    let ca = std::fs::read_to_string(args.pki_dir.join("ca.crt"))
+        .with_context(|| format!("read {}/ca.crt", args.pki_dir.display()))?;
+    let token = std::fs::read_to_string(args.pki_dir.join("token"))
+        .with_context(|| format!("read {}/token", args.pki_dir.display()))?;
+    print!(
+        "{}",
+        kubeconfig::render_yaml(&args.server, &ca, token.trim())
+    );
     Ok(())
 }

@@ -11,7 +11,11 @@ mod node;
 mod up;
 
 #[derive(Parser)]
-#[command(name = "podnet", version, about = "Kubernetes pod networking, end to end, on one machine and beyond")]
+#[command(
+    name = "podnet",
+    version,
+    about = "Kubernetes pod networking, end to end, on one machine and beyond"
+)]
 pub struct Cli {
     /// Which lab to act on (several can run side by side; tests use their own).
     #[arg(long, global = true, env = "PODNET_LAB", default_value = podnet_lab::DEFAULT_LAB)]
@@ -71,16 +75,27 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 fn require_root(what: &str) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        anyhow::bail!("{what} needs root: it creates network namespaces, links and mounts (try sudo)");
+        anyhow::bail!(
+            "{what} needs root: it creates network namespaces, links and mounts (try sudo)"
+        );
     }
     Ok(())
 }
 
 /// The node table shared by `podnet up` and `podnet node list`.
 pub fn nodes_table(state: &podnet_lab::LabState) -> String {
-    let mut out = format!("{:<8} {:<15} {:<18} {}\n", "NAME", "UNDERLAY", "PODCIDR", "GATEWAY");
+    let mut out = format!(
+        "{:<8} {:<15} {:<18} {}\n",
+        "NAME", "UNDERLAY", "PODCIDR", "GATEWAY"
+    );
     for n in &state.plan.nodes {
-        out.push_str(&format!("{:<8} {:<15} {:<18} {}\n", n.name, n.underlay_ip.to_string(), n.pod_cidr.to_string(), n.gateway()));
+        out.push_str(&format!(
+            "{:<8} {:<15} {:<18} {}\n",
+            n.name,
+            n.underlay_ip.to_string(),
+            n.pod_cidr.to_string(),
+            n.gateway()
+        ));
     }
     out
 }

@@ -12,9 +12,18 @@ pub struct Args {
 pub fn run(lab: &str, a: Args) -> Result<()> {
     let r = podnet_lab::set_mode(lab, a.mode)?;
     if r.from == r.to {
-        println!("lab {lab} is already in mode {}; checked every namespace:", r.to);
+        println!(
+            "lab {lab} is already in mode {}; checked every namespace:",
+            r.to
+        );
     } else {
-        println!("lab {lab}: mode {} -> {}; pod addresses unchanged, pod MTU {} on {} pods", r.from, r.to, mtu_word(r.to), r.pods_retuned);
+        println!(
+            "lab {lab}: mode {} -> {}; pod addresses unchanged, pod MTU {} on {} pods",
+            r.from,
+            r.to,
+            mtu_word(r.to),
+            r.pods_retuned
+        );
     }
     for (ns, changes) in &r.changes {
         if changes.is_empty() {

@@ -23,7 +23,9 @@ pub enum Command {
 pub fn run(lab: &str, cmd: Command) -> Result<()> {
     match cmd {
         Command::List { output } => {
-            let Some(state) = podnet_lab::status(lab)? else { bail!(podnet_lab::Error::NotRunning(lab.to_string())) };
+            let Some(state) = podnet_lab::status(lab)? else {
+                bail!(podnet_lab::Error::NotRunning(lab.to_string()))
+            };
             match output.as_str() {
                 "table" | "wide" => print!("{}", nodes_table(&state)),
                 "json" => {
@@ -36,7 +38,12 @@ pub fn run(lab: &str, cmd: Command) -> Result<()> {
                                    "netns": podnet_lab::node_netns_path(lab, &n.name).display().to_string()})
                         })
                         .collect();
-                    println!("{}", serde_json::to_string_pretty(&json!({"lab": lab, "mode": state.mode, "nodes": nodes}))?);
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(
+                            &json!({"lab": lab, "mode": state.mode, "nodes": nodes})
+                        )?
+                    );
                 }
                 other => bail!("-o {other}: use table or json"),
             }

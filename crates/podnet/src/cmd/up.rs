@@ -56,7 +56,9 @@ pub fn run(lab: &str, a: Args) -> Result<()> {
                 state.plan.router_ip
             );
             print!("{}", nodes_table(&state));
-            println!("\nlook around:  podnet node exec node1 -- ip route\n              podnet mode host-gw     (or vxlan, gateway)\n              podnet down");
+            println!(
+                "\nlook around:  podnet node exec node1 -- ip route\n              podnet mode host-gw     (or vxlan, gateway)\n              podnet down"
+            );
         }
         UpOutcome::AlreadyRunning(state) => {
             println!(

@@ -17,7 +17,11 @@ pub fn podnet_bin() -> PathBuf {
 
 pub fn podnet_cni_bin() -> PathBuf {
     let p = podnet_bin().with_file_name("podnet-cni");
-    assert!(p.is_file(), "{} is missing: build the workspace first (cargo build --workspace)", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        p.display()
+    );
     p
 }
 
@@ -31,19 +35,27 @@ impl Lab {
     pub fn named() -> Lab {
         podnet_testkit::require_root();
         // Lab names must start with a letter and be lowercase: `pnt-123-4-lab` fits.
-        Lab { name: unique_name("lab") }
+        Lab {
+            name: unique_name("lab"),
+        }
     }
 
     pub fn up(args: &[&str]) -> Lab {
         let lab = Lab::named();
         let out = lab.podnet(&[&["up"], args].concat());
-        assert!(out.status.success(), "podnet up failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "podnet up failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         lab
     }
 
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(podnet_bin());
-        cmd.env("PODNET_LAB", &self.name).env("PODNET_CNI", podnet_cni_bin());
+        cmd.env("PODNET_LAB", &self.name)
+            .env("PODNET_CNI", podnet_cni_bin());
         cmd
     }
 
@@ -53,7 +65,12 @@ impl Lab {
 
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.podnet(args);
-        assert!(out.status.success(), "podnet {args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "podnet {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -67,7 +84,12 @@ impl Lab {
 
     pub fn underlay_ip(&self, node: &str) -> Ipv4Addr {
         let nodes = self.nodes();
-        let n = nodes["nodes"].as_array().unwrap().iter().find(|n| n["name"] == node).expect("node listed");
+        let n = nodes["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == node)
+            .expect("node listed");
         n["underlayIP"].as_str().unwrap().parse().unwrap()
     }
 
@@ -75,7 +97,11 @@ impl Lab {
     pub fn pod(&self, node: &str) -> Pod {
         let ns = TestNs::new("pod");
         let list: Value = serde_json::from_slice(
-            &std::fs::read(format!("/var/lib/podnet/{}/nodes/{node}/cni/net.d/10-podnet.conflist", self.name)).expect("node CNI config"),
+            &std::fs::read(format!(
+                "/var/lib/podnet/{}/nodes/{node}/cni/net.d/10-podnet.conflist",
+                self.name
+            ))
+            .expect("node CNI config"),
         )
         .unwrap();
         let mut conf = list["plugins"][0].clone();
@@ -93,12 +119,32 @@ impl Lab {
             .stdout(Stdio::piped())
             .spawn()
             .expect("run podnet-cni");
-        child.stdin.take().unwrap().write_all(conf.to_string().as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(conf.to_string().as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "ADD on {node} failed: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "ADD on {node} failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         let result: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let ip = result["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().parse().unwrap();
-        Pod { ns, ip, node: node.to_string() }
+        let ip = result["ips"][0]["address"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        Pod {
+            ns,
+            ip,
+            node: node.to_string(),
+        }
     }
 }
 
@@ -106,7 +152,11 @@ impl Drop for Lab {
     fn drop(&mut self) {
         let out = self.podnet(&["down"]);
         if !out.status.success() {
-            eprintln!("warning: podnet down for {} failed: {}", self.name, String::from_utf8_lossy(&out.stderr));
+            eprintln!(
+                "warning: podnet down for {} failed: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 }
@@ -119,11 +169,19 @@ pub struct Pod {
 
 impl Pod {
     pub fn mtu(&self) -> u32 {
-        self.ns.netlink().link_by_name("eth0").unwrap().expect("eth0").mtu
+        self.ns
+            .netlink()
+            .link_by_name("eth0")
+            .unwrap()
+            .expect("eth0")
+            .mtu
     }
 
     pub fn ping(&self, to: &str) -> bool {
-        self.ns.try_sh("busybox", &["ping", "-c", "1", "-W", "2", to]).status.success()
+        self.ns
+            .try_sh("busybox", &["ping", "-c", "1", "-W", "2", to])
+            .status
+            .success()
     }
 }
 
@@ -156,7 +214,9 @@ pub fn udp_source(a: &Pod, b: &Pod, port: u16) -> Ipv4Addr {
     let to = SocketAddr::from((b.ip, port));
     let server = b.ns.run(|| UdpSocket::bind(to)).expect("bind");
     server.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let client = a.ns.run(|| UdpSocket::bind((a.ip, 0))).expect("bind client");
+    let client =
+        a.ns.run(|| UdpSocket::bind((a.ip, 0)))
+            .expect("bind client");
     client.set_read_timeout(Some(TIMEOUT)).unwrap();
     client.send_to(b"ping", to).unwrap();
     let mut buf = [0u8; 16];
@@ -206,9 +266,11 @@ pub fn transfer(a: &Pod, b: &Pod, port: u16, bytes: usize) -> usize {
 /// An HTTP GET to the lab's internet host from inside a pod; returns the body.
 pub fn http_get_internet(pod: &Pod) -> String {
     pod.ns.run(|| {
-        let mut s = TcpStream::connect_timeout(&"203.0.113.10:80".parse().unwrap(), TIMEOUT).expect("connect to the internet host");
+        let mut s = TcpStream::connect_timeout(&"203.0.113.10:80".parse().unwrap(), TIMEOUT)
+            .expect("connect to the internet host");
         s.set_read_timeout(Some(TIMEOUT)).unwrap();
-        s.write_all(b"GET / HTTP/1.1\r\nHost: 203.0.113.10\r\n\r\n").unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: 203.0.113.10\r\n\r\n")
+            .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).expect("read response");
         out
