@@ -610,6 +610,21 @@ fn scale_set_image_rollout_and_wait() {
         d.contains("Successfully assigned default/web to node1"),
         "{d}"
     );
+    let n = t.k(&["describe", "node", "node1"]);
+    for want in [
+        "Name:               node1",
+        "KubeletReady",
+        "InternalIP:  127.0.0.1",
+        "PodCIDR:                      10.244.1.0/24",
+        "default                     web",
+    ] {
+        assert!(n.contains(want), "describe node lacks {want:?}:\n{n}");
+    }
+    // exec addresses a deployment's pod too
+    assert_eq!(
+        t.k(&["exec", "deploy/web", "--", "echo", "via", "deployment"]),
+        "via deployment\n"
+    );
 }
 
 #[test]
@@ -823,6 +838,20 @@ fn state_survives_restart() {
         ])
         .parse()
         .unwrap();
+    // an event that happened long ago, and a fresh one
+    for (name, when) in [
+        ("old", "2020-01-01T00:00:00Z"),
+        ("fresh", "2099-01-01T00:00:00Z"),
+    ] {
+        let ev = serde_json::json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": name},
+            "involvedObject": {"kind": "ConfigMap", "name": "keep", "namespace": "default"},
+            "reason": "Test", "message": name, "type": "Normal", "firstTimestamp": when, "lastTimestamp": when, "count": 1});
+        t.k(&[
+            "create",
+            "-f",
+            &t.file(&format!("ev-{name}.json"), &ev.to_string()),
+        ]);
+    }
     let (dir, pki, tools) = t.stop();
     let t = TestServer::start_in(dir, pki, tools, |_| {});
     assert_eq!(t.k(&["get", "cm", "keep", "-o", "jsonpath={.data.a}"]), "b");
@@ -838,4 +867,8 @@ fn state_survives_restart() {
         .parse()
         .unwrap();
     assert!(rv2 > rv1, "{rv2} <= {rv1}");
+    // events expire an hour after they last happened
+    t.eventually(10, "the old event to expire", || {
+        t.k(&["get", "events", "-o", "name"]) == "event/fresh\n"
+    });
 }

@@ -7,6 +7,7 @@
 mod deployment;
 mod endpoints;
 mod events;
+mod eventttl;
 mod gc;
 mod namespace;
 mod replicaset;
@@ -55,6 +56,7 @@ pub fn spawn_all(
         Arc::new(replicaset::ReplicaSetController),
         Arc::new(endpoints::EndpointsController),
         Arc::new(scheduler::Scheduler),
+        Arc::new(eventttl::EventTtl),
     ];
     ctrls
         .into_iter()
