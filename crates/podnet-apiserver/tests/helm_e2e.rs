@@ -95,13 +95,30 @@ fn helm_install_wait_until_ready() {
     let _kubelet = t.kubelet("node1", true);
     let chart = format!("{}/tests/chart", env!("CARGO_MANIFEST_DIR"));
     // helm --wait watches the deployment and its pods (watch-list) until they are ready
-    let out = t.h(&["install", "dev2", &chart, "--wait", "--timeout", "60s", "--set", "replicas=2"]);
+    let out = t.h(&[
+        "install",
+        "dev2",
+        &chart,
+        "--wait",
+        "--timeout",
+        "60s",
+        "--set",
+        "replicas=2",
+    ]);
     assert!(out.contains("STATUS: deployed"), "{out}");
     let d = table(&t.k(&["get", "deploy", "dev2-web"]));
     assert_eq!(&d[1][..4], ["dev2-web", "2/2", "2", "2"]);
-    let ep = t.k(&["get", "endpoints", "dev2-svc", "-o", "jsonpath={.subsets[0].addresses[*].ip}"]);
+    let ep = t.k(&[
+        "get",
+        "endpoints",
+        "dev2-svc",
+        "-o",
+        "jsonpath={.subsets[0].addresses[*].ip}",
+    ]);
     assert_eq!(ep.split(' ').count(), 2, "{ep}");
     let out = t.h(&["uninstall", "dev2", "--wait"]);
     assert!(out.contains("uninstalled"), "{out}");
-    t.eventually(20, "pods gone", || t.k(&["get", "pods", "-o", "name"]).is_empty());
+    t.eventually(20, "pods gone", || {
+        t.k(&["get", "pods", "-o", "name"]).is_empty()
+    });
 }

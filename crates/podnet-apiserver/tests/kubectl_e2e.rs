@@ -83,6 +83,22 @@ fn apply_create_then_changed_then_server_side() {
     let t = TestServer::start();
     let f = t.file("pod.yaml", POD);
     assert_eq!(t.k(&["apply", "-f", &f]).trim(), "pod/web created");
+    // a status in the file is not the client's to set: the pod starts Pending
+    let with_status = format!(
+        "{}status:\n  phase: Running\n  podIP: 1.2.3.4\n",
+        POD.replace("name: web", "name: st")
+    );
+    t.k(&["create", "-f", &t.file("st.yaml", &with_status)]);
+    assert_eq!(
+        t.k(&[
+            "get",
+            "pod",
+            "st",
+            "-o",
+            "jsonpath={.status.phase}/{.status.podIP}"
+        ]),
+        "Pending/"
+    );
     let p = json(&t.k(&["get", "pod", "web", "-o", "json"]));
     assert_eq!(p["spec"]["containers"][0]["ports"][0]["protocol"], "TCP");
     assert_eq!(p["spec"]["restartPolicy"], "Always");
