@@ -82,14 +82,9 @@ impl Drop for ServerHandle {
 }
 
 /// Opens the store, bootstraps the cluster objects and serves on `listeners` (already bound) on a
-/// runtime of its own. Returns once the server is ready.
+/// runtime of its own, in its own threads. Returns once the server is ready. Safe to call from any
+/// context, including from inside another tokio runtime (it blocks the calling thread until ready).
 pub fn start(config: Config, listeners: Vec<TcpListener>) -> Result<ServerHandle, StartError> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("apiserver")
-        .enable_all()
-        .build()
-        .map_err(StartError::Runtime)?;
     let store = podnet_apistore::Store::open(&config.data_dir.join("store")).map_err(|e| {
         StartError::Store {
             path: config.data_dir.display().to_string(),
@@ -97,27 +92,45 @@ pub fn start(config: Config, listeners: Vec<TcpListener>) -> Result<ServerHandle
         }
     })?;
     let tls = Arc::new(config.pki.server_config()?);
+    for l in &listeners {
+        l.set_nonblocking(true).map_err(StartError::Listener)?;
+    }
     let controllers = config.controllers;
     let api = registry::Api::new(store.clone(), Arc::new(config));
-    rt.block_on(bootstrap::run(&api))
-        .map_err(|e| StartError::Bootstrap(e.message))?;
-    let mut tokio_listeners = Vec::new();
-    {
-        let _guard = rt.enter();
-        for l in listeners {
-            l.set_nonblocking(true).map_err(StartError::Listener)?;
-            tokio_listeners
-                .push(tokio::net::TcpListener::from_std(l).map_err(StartError::Listener)?);
-        }
-    }
     let (tx, rx) = watch::channel(false);
-    let state = http::AppState::new(api.clone());
-    let router = http::router(state);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), StartError>>();
     let api2 = api.clone();
     let thread = std::thread::Builder::new()
         .name("apiserver-main".into())
         .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("apiserver")
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(StartError::Runtime(e)));
+                    return;
+                }
+            };
             rt.block_on(async move {
+                if let Err(e) = bootstrap::run(&api2).await {
+                    let _ = ready_tx.send(Err(StartError::Bootstrap(e.message)));
+                    return;
+                }
+                let mut tokio_listeners = Vec::new();
+                for l in listeners {
+                    match tokio::net::TcpListener::from_std(l) {
+                        Ok(l) => tokio_listeners.push(l),
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(StartError::Listener(e)));
+                            return;
+                        }
+                    }
+                }
+                let router = http::router(http::AppState::new(api2.clone()));
                 let mut tasks = Vec::new();
                 if controllers {
                     tasks.extend(controllers::spawn_all(api2, rx.clone()));
@@ -130,6 +143,7 @@ pub fn start(config: Config, listeners: Vec<TcpListener>) -> Result<ServerHandle
                         rx.clone(),
                     )));
                 }
+                let _ = ready_tx.send(Ok(()));
                 let mut rx = rx;
                 while !*rx.borrow() {
                     if rx.changed().await.is_err() {
@@ -143,12 +157,18 @@ pub fn start(config: Config, listeners: Vec<TcpListener>) -> Result<ServerHandle
             rt.shutdown_timeout(std::time::Duration::from_secs(2));
         })
         .map_err(StartError::Runtime)?;
-    Ok(ServerHandle {
+    let ready = ready_rx.recv().unwrap_or_else(|_| {
+        Err(StartError::Bootstrap(
+            "the server thread ended before it was ready".into(),
+        ))
+    });
+    let handle = ServerHandle {
         shutdown: tx,
         thread: Some(thread),
         store,
         api,
-    })
+    };
+    ready.map(|()| handle)
 }
 
 /// [`start`], then block until SIGINT or SIGTERM, then shut down.
