@@ -39,6 +39,18 @@ note "Each node is a network namespace (and a UTS namespace: hostname says its n
 run ip netns list
 run podnet node exec node1 -- hostname
 
+say "Seed 004: the control plane came up with the lab; kubectl talks to it (context \"podnet\")"
+run kubectl get nodes -o wide
+note "Each node's pool of pod addresses (seed 004's own command):"
+run kubectl get nodes --sort-by=.metadata.name --output=custom-columns=NAME:.metadata.name,IP:.status.addresses[0].address,PODS:.spec.podCIDR
+run kubectl create deployment nginx --image=nginx
+run kubectl create service nodeport nginx --tcp=80:80
+run kubectl get service --selector=app=nginx
+note "Pods are scheduled only to Ready nodes; these nodes run no pod runtime yet, so pods stay Pending:"
+run kubectl get pods --output wide --selector=app=nginx
+run kubectl describe node node1
+kubectl delete deployment nginx >/dev/null; kubectl delete service nginx >/dev/null
+
 say "Seed 000/004: log in to a node and look at its network"
 run podnet node exec node1 -- ip -br addr
 run podnet node exec node1 -- ip route
@@ -84,5 +96,6 @@ cat <<EOF
   podnet node exec node1 -- bash       # log in to node1 (exit to leave)
   ip netns exec pnwalk-a sh            # a shell in pod a's network namespace
   podnet mode host-gw|gateway|vxlan    # switch how pods cross between nodes
+  kubectl get nodes -o wide            # the control plane (context "podnet" in your kubeconfig)
   podnet down                          # remove the lab (then: ip netns delete pnwalk-a pnwalk-b)
 EOF

@@ -706,6 +706,30 @@ fn delete_graceful_and_namespaces() {
     t.eventually(10, "pods in lab", || {
         !t.k(&["get", "pods", "-n", "lab", "-o", "name"]).is_empty()
     });
+    // a terminating namespace stays until it is empty, whatever else changes on it meanwhile
+    t.k(&["create", "namespace", "slow"]);
+    let fin = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"held","namespace":"slow","finalizers":["podnet.dev/hold"]}}"#;
+    t.k(&["create", "-f", &t.file("held.json", fin)]);
+    t.k(&["delete", "namespace", "slow", "--wait=false"]);
+    t.k(&["label", "namespace", "slow", "touched=yes"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        t.k(&["get", "ns", "slow", "-o", "jsonpath={.status.phase}"]),
+        "Terminating"
+    );
+    t.k(&[
+        "patch",
+        "cm",
+        "held",
+        "-n",
+        "slow",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    t.eventually(15, "namespace slow to go", || {
+        t.kubectl(&["get", "ns", "slow"]).status.code() == Some(1)
+    });
     assert_eq!(
         t.k(&["delete", "namespace", "lab"]).trim(),
         "namespace \"lab\" deleted"

@@ -5,7 +5,7 @@
 use crate::error::{Error, Result, io, ns};
 use crate::paths::LabPaths;
 use crate::teardown::DAEMON_ARG;
-use crate::{internet, state::LabState};
+use crate::{controlplane, internet, state::LabState};
 use podnet_netns::{NetNs, persist};
 use podnet_types::lab::INTERNET_HOST_IP;
 use std::fs::{self, OpenOptions};
@@ -18,10 +18,26 @@ use std::time::{Duration, Instant};
 /// How long `up` waits for the daemon to report ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The daemon's body (blocking): what `podnet __lab-daemon --name <lab>` runs.
+/// What the daemon reports when it is ready.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Ready {
+    pub pid: u32,
+    /// The API server's address on 127.0.0.1.
+    pub api: String,
+}
+
+/// The daemon's body (blocking): what `podnet __lab-daemon --name <lab>` runs. It ends on SIGTERM or
+/// SIGINT, after shutting the API server down cleanly.
 pub fn run(name: &str) -> Result<()> {
+    // Block the stop signals before any thread exists, so every thread inherits the mask and the main
+    // thread alone receives them, with sigwait, below.
+    let mut stop = nix::sys::signal::SigSet::empty();
+    stop.add(nix::sys::signal::Signal::SIGTERM);
+    stop.add(nix::sys::signal::Signal::SIGINT);
+    stop.thread_block().map_err(|e| Error::Other(format!("block stop signals: {e}")))?;
+
     let paths = LabPaths::new(name);
-    LabState::load(&paths)?.ok_or_else(|| Error::NotRunning(name.to_string()))?;
+    let state = LabState::load(&paths)?.ok_or_else(|| Error::NotRunning(name.to_string()))?;
     let internet_path = persist::netns_path(&paths.internet_netns());
     let internet =
         NetNs::open(&internet_path).map_err(ns(format!("open {}", internet_path.display())))?;
@@ -36,18 +52,24 @@ pub fn run(name: &str) -> Result<()> {
         .name("internet-http".into())
         .spawn(move || internet::serve(listener))
         .map_err(io("start the internet web server"))?;
-    fs::write(paths.daemon_ready(), std::process::id().to_string())
-        .map_err(io("write the ready file"))?;
-    eprintln!(
-        "podnet lab daemon {name}: ready (pid {})",
-        std::process::id()
-    );
-    let _ = http.join();
+    drop(http); // serves until the process ends
+
+    let (api, api_addr) = controlplane::start(&paths, &state, state.api_port)?;
+    controlplane::register_nodes(&api, &state)?;
+    let ready = Ready { pid: std::process::id(), api: api_addr.to_string() };
+    let tmp = paths.daemon_ready().with_extension("tmp");
+    fs::write(&tmp, serde_json::to_vec(&ready).expect("serializes")).map_err(io("write the ready file"))?;
+    fs::rename(&tmp, paths.daemon_ready()).map_err(io("publish the ready file"))?;
+    eprintln!("podnet lab daemon {name}: ready (pid {}, API server on {api_addr})", ready.pid);
+
+    let signal = stop.wait().map_err(|e| Error::Other(format!("wait for a stop signal: {e}")))?;
+    eprintln!("podnet lab daemon {name}: {signal:?}, stopping the API server");
+    api.shutdown();
     Ok(())
 }
 
 /// Starts the daemon detached (its own session, output to the lab's log) and waits until it is ready.
-pub fn start(paths: &LabPaths, podnet_exe: &Path) -> Result<u32> {
+pub fn start(paths: &LabPaths, podnet_exe: &Path) -> Result<Ready> {
     let _ = fs::remove_file(paths.daemon_ready());
     let log = OpenOptions::new()
         .create(true)
@@ -73,8 +95,8 @@ pub fn start(paths: &LabPaths, podnet_exe: &Path) -> Result<u32> {
         .map_err(io(format!("start {} {DAEMON_ARG}", podnet_exe.display())))?;
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
-        if paths.daemon_ready().exists() {
-            return Ok(child.id());
+        if let Ok(bytes) = fs::read(paths.daemon_ready()) {
+            return serde_json::from_slice(&bytes).map_err(|e| Error::Other(format!("read the daemon's ready file: {e}")));
         }
         if let Ok(Some(status)) = child.try_wait() {
             let log = fs::read_to_string(paths.daemon_log()).unwrap_or_default();

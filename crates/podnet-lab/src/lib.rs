@@ -6,6 +6,7 @@
 //! Nothing here touches the machine's own network namespace.
 
 pub mod cniconf;
+pub mod controlplane;
 pub mod daemon;
 mod error;
 pub mod exec;
@@ -41,6 +42,10 @@ pub struct UpOptions {
     pub podnet_exe: PathBuf,
     /// The plugin the nodes' CNI configuration points at.
     pub podnet_cni: PathBuf,
+    /// The API server's port on 127.0.0.1 (0: any free port; tests run labs side by side).
+    pub api_port: u16,
+    /// The kubeconfig to merge the lab's `podnet` context into (`None`: leave kubeconfigs alone).
+    pub kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -162,6 +167,9 @@ fn build(paths: &LabPaths, plan: &Plan, opts: &UpOptions) -> Result<LabState> {
         plan: plan.clone(),
         mode: opts.mode,
         daemon_pid: None,
+        api_port: opts.api_port,
+        api_address: None,
+        kubeconfig: None,
         complete: false,
         created: now(),
     };
@@ -175,10 +183,46 @@ fn build(paths: &LabPaths, plan: &Plan, opts: &UpOptions) -> Result<LabState> {
         cniconf::write(paths, plan, opts.mode, node, &opts.podnet_cni)?;
     }
     reconcile_all(paths, plan, opts.mode)?;
-    state.daemon_pid = Some(daemon::start(paths, &opts.podnet_exe)?);
+    start_daemon(paths, &mut state, opts)?;
     state.complete = true;
     state.save(paths)?;
     Ok(state)
+}
+
+/// Starts the daemon (API server included) and points the kubeconfig at it.
+fn start_daemon(paths: &LabPaths, state: &mut LabState, opts: &UpOptions) -> Result<()> {
+    // Saved first: the daemon reads the state (plan, API port) when it starts.
+    state.save(paths)?;
+    let ready = daemon::start(paths, &opts.podnet_exe)?;
+    state.daemon_pid = Some(ready.pid);
+    state.api_address = Some(ready.api.clone());
+    if let Some(path) = &opts.kubeconfig {
+        let pki = controlplane::load_pki(paths, state)?;
+        podnet_apiserver::kubeconfig::install(path, &format!("https://{}", ready.api), &pki.ca_cert_pem, &pki.token)
+            .map_err(|e| Error::Other(format!("add the lab to kubeconfig {}: {e}", path.display())))?;
+        state.kubeconfig = Some(path.clone());
+    }
+    Ok(())
+}
+
+/// Removes the lab's `podnet` entries from the kubeconfig `up` wrote, if they still point at this lab
+/// (another lab may have taken the name since).
+fn remove_kubeconfig(state: &LabState, report: &mut teardown::Report) {
+    let (Some(path), Some(api)) = (&state.kubeconfig, &state.api_address) else { return };
+    let ours = std::fs::read(path)
+        .ok()
+        .and_then(|b| podnet_apimachinery::yaml::from_slice(&b).ok())
+        .and_then(|cfg| {
+            cfg["clusters"].as_array()?.iter().find(|c| c["name"] == podnet_apiserver::kubeconfig::NAME).cloned()
+        })
+        .is_some_and(|c| c["cluster"]["server"] == format!("https://{api}").as_str());
+    if !ours {
+        return;
+    }
+    match podnet_apiserver::kubeconfig::remove(path) {
+        Ok(()) => report.removed.push(format!("kubeconfig entries in {}", path.display())),
+        Err(e) => report.errors.push(format!("remove the lab from kubeconfig {}: {e}", path.display())),
+    }
 }
 
 /// `podnet up`: builds the lab, or says it is running, or recovers it after a crash.
@@ -202,7 +246,7 @@ pub fn up(opts: &UpOptions) -> Result<UpOutcome> {
         let mut report = teardown::Report::default();
         teardown::stop_daemons(&paths, &mut report);
         reconcile_all(&paths, &state.plan, state.mode)?;
-        state.daemon_pid = Some(daemon::start(&paths, &opts.podnet_exe)?);
+        start_daemon(&paths, &mut state, opts)?;
         state.save(&paths)?;
         return Ok(UpOutcome::Recovered {
             state,
@@ -241,7 +285,13 @@ pub fn down(name: &str) -> Result<teardown::Report> {
     paths::check_name(name).map_err(Error::Invalid)?;
     let paths = LabPaths::new(name);
     let lock = lock(&paths)?;
-    let report = teardown::teardown(&paths);
+    let mut kube = teardown::Report::default();
+    if let Ok(Some(state)) = LabState::load(&paths) {
+        remove_kubeconfig(&state, &mut kube);
+    }
+    let mut report = teardown::teardown(&paths);
+    report.removed.extend(kube.removed);
+    report.errors.extend(kube.errors);
     if report.errors.is_empty() {
         lock.remove();
     }

@@ -17,10 +17,23 @@ pub struct LabState {
     pub mode: Mode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daemon_pid: Option<u32>,
+    /// The port asked for on 127.0.0.1 (0: any free port).
+    #[serde(default = "default_api_port")]
+    pub api_port: u16,
+    /// Where the API server answers kubectl, once the daemon runs (`127.0.0.1:6443`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_address: Option<String>,
+    /// The kubeconfig `up` merged the lab's context into, so `down` removes it from the same file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<std::path::PathBuf>,
     /// Set only once `up` finished: a state without it is a crashed `up`.
     pub complete: bool,
     /// Unix seconds.
     pub created: u64,
+}
+
+fn default_api_port() -> u16 {
+    6443
 }
 
 impl LabState {

@@ -110,7 +110,7 @@ fn switching_modes_keeps_pods_and_their_traffic() {
 fn up_twice_changes_nothing_and_a_killed_daemon_is_recovered() {
     let lab = Lab::up(&["--nodes", "2"]);
     let a = lab.pod("node1");
-    let out = lab.ok(&["up", "--nodes", "2"]);
+    let out = lab.ok(&["up", "--api-port", "0", "--nodes", "2"]);
     assert!(out.contains("already running"), "{out}");
 
     // kill -9 the daemon: the next `up` restarts it, the pod keeps its network.
@@ -133,7 +133,7 @@ fn up_twice_changes_nothing_and_a_killed_daemon_is_recovered() {
         .status()
         .unwrap();
     std::thread::sleep(Duration::from_millis(100));
-    let out = lab.ok(&["up"]);
+    let out = lab.ok(&["up", "--api-port", "0"]);
     assert!(out.contains("restarted"), "{out}");
     assert!(http_get_internet(&a).contains("You came from 10.100.0.2"));
 }
@@ -205,7 +205,7 @@ fn a_killed_up_is_recovered_by_the_next_up_and_down() {
     let lab = Lab::named();
     // How long a whole `up` takes here: the kills are spread over that window.
     let started = std::time::Instant::now();
-    lab.ok(&["up", "--nodes", "3"]);
+    lab.ok(&["up", "--api-port", "0", "--nodes", "3"]);
     let window = started.elapsed().as_micros() as u64;
     lab.ok(&["down"]);
     let seed = std::time::SystemTime::now()
@@ -217,7 +217,7 @@ fn a_killed_up_is_recovered_by_the_next_up_and_down() {
     for round in 0..8u64 {
         let mut child = lab
             .command()
-            .args(["up", "--nodes", "3"])
+            .args(["up", "--api-port", "0", "--nodes", "3"])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -233,7 +233,7 @@ fn a_killed_up_is_recovered_by_the_next_up_and_down() {
             killed_midway += 1;
         }
         if round % 2 == 0 {
-            let out = lab.ok(&["up", "--nodes", "3"]);
+            let out = lab.ok(&["up", "--api-port", "0", "--nodes", "3"]);
             assert!(
                 out.contains("is up")
                     || out.contains("already running")
@@ -319,4 +319,66 @@ fn the_host_namespace_is_unchanged_by_up_and_down() {
         before,
         "ip addr, ip route and nft list ruleset of the machine are unchanged"
     );
+}
+
+/// The control plane comes up with the lab: kubectl (through the kubeconfig `up` wrote) sees the
+/// nodes as seed 004 lists them, objects survive a killed daemon, and `down` takes the lab's context
+/// out of the kubeconfig again, restoring the previous current context.
+#[test]
+fn the_control_plane_comes_up_with_the_lab() {
+    let lab = Lab::named();
+    std::fs::write(
+        &lab.kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: other\n  cluster:\n    server: https://192.0.2.1:6443\n\
+         users:\n- name: other\n  user:\n    token: x\ncontexts:\n- name: other\n  context:\n    cluster: other\n    user: other\n\
+         current-context: other\n",
+    )
+    .unwrap();
+    let out = lab.ok(&["up", "--api-port", "0", "--nodes", "3"]);
+    assert!(out.contains("API server: https://127.0.0.1:"), "{out}");
+    assert_eq!(lab.kubectl_ok(&["config", "current-context"]).trim(), "podnet");
+
+    let seed004 = lab.kubectl_ok(&[
+        "get",
+        "nodes",
+        "--sort-by=.metadata.name",
+        "--output=custom-columns=NAME:.metadata.name,IP:.status.addresses[0].address,PODS:.spec.podCIDR",
+    ]);
+    assert_eq!(
+        seed004.split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "IP", "PODS", "node1", "10.100.0.2", "10.244.1.0/24", "node2", "10.100.0.3", "10.244.2.0/24", "node3", "10.100.0.4", "10.244.3.0/24"]
+    );
+    let wide = lab.kubectl_ok(&["get", "nodes", "-o", "wide"]);
+    assert!(wide.contains("NotReady") && wide.contains("10.100.0.4"), "{wide}");
+
+    // The nodes reach the API server on the router's address, as kubelets reach a control plane, and
+    // its certificate is valid for that address.
+    let kubectl = kubectl_bin().display().to_string();
+    let kc = lab.kubeconfig.display().to_string();
+    let cache = std::env::temp_dir().join(format!("{}.kube-cache", lab.name)).display().to_string();
+    let from_node = lab.ok(&[
+        "node", "exec", "node2", "--", &kubectl, "--kubeconfig", &kc, "--cache-dir", &cache, "--server",
+        "https://10.100.0.1:6443", "get", "nodes", "-o", "name",
+    ]);
+    assert_eq!(from_node.lines().count(), 3, "{from_node}");
+
+    lab.kubectl_ok(&["create", "configmap", "kept", "--from-literal=k=v"]);
+    let pids: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&format!("__lab-daemon\0--name\0{}", lab.name)))
+                .unwrap_or(false)
+        })
+        .collect();
+    std::process::Command::new("kill").args(["-9", &pids[0]]).status().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    lab.ok(&["up", "--api-port", "0"]);
+    assert!(lab.kubectl_ok(&["get", "configmap", "kept", "-o", "jsonpath={.data.k}"]).contains('v'), "acknowledged writes survive kill -9");
+
+    lab.ok(&["down"]);
+    let kc = std::fs::read_to_string(&lab.kubeconfig).unwrap();
+    assert!(!kc.contains("podnet"), "the lab's entries are gone: {kc}");
+    assert!(kc.contains("current-context: other"), "the previous context is current again: {kc}");
 }

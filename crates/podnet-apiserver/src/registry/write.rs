@@ -453,13 +453,7 @@ impl Api {
         // the last finalizer of an object being deleted is gone: the object goes
         if object::is_deleting(&new)
             && object::finalizers(&new).is_empty()
-            && !(r.kind == "Pod"
-                && object::meta(&new).is_some_and(|m| {
-                    m.get("deletionGracePeriodSeconds")
-                        .and_then(Value::as_i64)
-                        .unwrap_or(0)
-                        > 0
-                }))
+            && finalizable(r.kind, &new)
         {
             let k = key(r, namespace, name);
             let res = self.store.delete(k, expected).await;
@@ -729,6 +723,25 @@ impl Api {
             }
         }
         Err(ApiError::modified(objref(r, name)))
+    }
+}
+
+/// Whether a terminating object without metadata finalizers may go now: pods still in their grace
+/// period wait for their node, namespaces for their `spec.finalizers` (the namespace controller).
+fn finalizable(kind: &str, v: &Value) -> bool {
+    match kind {
+        "Pod" => {
+            object::meta(v)
+                .and_then(|m| m.get("deletionGracePeriodSeconds"))
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                <= 0
+        }
+        "Namespace" => v
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty),
+        _ => true,
     }
 }
 

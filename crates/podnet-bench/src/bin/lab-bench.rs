@@ -150,7 +150,7 @@ fn main() -> Result<()> {
     let (mut ups, mut downs) = (Vec::new(), Vec::new());
     for _ in 0..5 {
         let t = Instant::now();
-        podnet.run(&["up", "--nodes", "3"])?;
+        podnet.run(&["up", "--nodes", "3", "--api-port", "0", "--no-kubeconfig"])?;
         ups.push(t.elapsed());
         let t = Instant::now();
         podnet.run(&["down"])?;
@@ -170,7 +170,7 @@ fn main() -> Result<()> {
         "10.250.0.2/24".parse()?,
     );
 
-    podnet.run(&["up", "--nodes", "3", "--mode", "host-gw"])?;
+    podnet.run(&["up", "--nodes", "3", "--mode", "host-gw", "--api-port", "0", "--no-kubeconfig"])?;
     let result = (|| -> Result<()> {
         let (p1, ip1) = podnet.pod("node1")?;
         let (p1b, ip1b) = podnet.pod("node1")?;

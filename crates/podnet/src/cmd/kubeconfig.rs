@@ -1,28 +1,37 @@
-//! `podnet kubeconfig`: print the kubeconfig of a lab's API server.
+//! `podnet kubeconfig`: print the kubeconfig of the running lab's API server (or, with `--pki-dir`, of
+//! a standalone `podnet apiserver`).
 
 use std::path::PathBuf;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use podnet_apiserver::kubeconfig;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The PKI directory of the API server (ca.crt and token).
+    /// The PKI directory of a standalone API server (ca.crt and token); default: the lab's.
     #[arg(long)]
-    pki_dir: PathBuf,
-    /// The server URL to put in it.
-    #[arg(long, default_value = "https://127.0.0.1:6443")]
-    server: String,
+    pki_dir: Option<PathBuf>,
+    /// The server URL to put in it; default: the lab's API server.
+    #[arg(long)]
+    server: Option<String>,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let ca = std::fs::read_to_string(args.pki_dir.join("ca.crt"))
-        .with_context(|| format!("read {}/ca.crt", args.pki_dir.display()))?;
-    let token = std::fs::read_to_string(args.pki_dir.join("token"))
-        .with_context(|| format!("read {}/token", args.pki_dir.display()))?;
-    print!(
-        "{}",
-        kubeconfig::render_yaml(&args.server, &ca, token.trim())
-    );
+pub fn run(lab: &str, args: Args) -> anyhow::Result<()> {
+    let (pki_dir, server) = match args.pki_dir {
+        Some(dir) => (dir, args.server.unwrap_or_else(|| "https://127.0.0.1:6443".into())),
+        None => {
+            let Some(state) = podnet_lab::status(lab)? else {
+                bail!(podnet_lab::Error::NotRunning(lab.to_string()))
+            };
+            let api = state.api_address.context("the lab's API server has not reported its address")?;
+            let paths = podnet_lab::LabPaths::new(lab);
+            (podnet_lab::controlplane::pki_dir(&paths), args.server.unwrap_or(format!("https://{api}")))
+        }
+    };
+    let ca = std::fs::read_to_string(pki_dir.join("ca.crt"))
+        .with_context(|| format!("read {}/ca.crt", pki_dir.display()))?;
+    let token = std::fs::read_to_string(pki_dir.join("token"))
+        .with_context(|| format!("read {}/token", pki_dir.display()))?;
+    print!("{}", kubeconfig::render_yaml(&server, &ca, token.trim()));
     Ok(())
 }

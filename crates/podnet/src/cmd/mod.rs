@@ -42,7 +42,7 @@ pub enum Command {
     LabDaemon(daemon::Args),
     /// Run the control plane's API server on its own (blocking).
     Apiserver(apiserver::Args),
-    /// Print the kubeconfig of a lab's API server.
+    /// Print the kubeconfig of the lab's API server.
     Kubeconfig(kubeconfig::Args),
 }
 
@@ -67,7 +67,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(c) => node::run(&cli.lab, c),
         Command::LabDaemon(a) => daemon::run(a),
         Command::Apiserver(a) => apiserver::run(a),
-        Command::Kubeconfig(a) => kubeconfig::run(a),
+        Command::Kubeconfig(a) => kubeconfig::run(&cli.lab, a),
     }
 }
 

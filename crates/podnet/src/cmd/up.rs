@@ -29,6 +29,12 @@ pub struct Args {
     /// MTU of the underlay links.
     #[arg(long, default_value_t = 1500)]
     mtu: u32,
+    /// The API server's port on 127.0.0.1 (0 picks a free one).
+    #[arg(long = "api-port", default_value_t = 6443)]
+    api_port: u16,
+    /// Do not add the lab's `podnet` context to the kubeconfig ($KUBECONFIG's first file, else ~/.kube/config).
+    #[arg(long = "no-kubeconfig")]
+    no_kubeconfig: bool,
 }
 
 pub fn run(lab: &str, a: Args) -> Result<()> {
@@ -45,6 +51,8 @@ pub fn run(lab: &str, a: Args) -> Result<()> {
         mode: a.mode,
         podnet_exe: std::env::current_exe().context("find the podnet executable")?,
         podnet_cni: podnet_lab::cniconf::find_plugin()?,
+        api_port: a.api_port,
+        kubeconfig: if a.no_kubeconfig { None } else { Some(podnet_apiserver::kubeconfig::default_path()?) },
     };
     match podnet_lab::up(&opts)? {
         UpOutcome::Created { state, took } => {
@@ -56,8 +64,16 @@ pub fn run(lab: &str, a: Args) -> Result<()> {
                 state.plan.router_ip
             );
             print!("{}", nodes_table(&state));
+            if let Some(api) = &state.api_address {
+                let kc = state
+                    .kubeconfig
+                    .as_ref()
+                    .map(|p| format!(", context \"podnet\" in {}", p.display()))
+                    .unwrap_or_default();
+                println!("\nAPI server: https://{api}{kc}");
+            }
             println!(
-                "\nlook around:  podnet node exec node1 -- ip route\n              podnet mode host-gw     (or vxlan, gateway)\n              podnet down"
+                "\nlook around:  kubectl get nodes -o wide\n              podnet node exec node1 -- ip route\n              podnet mode host-gw     (or vxlan, gateway)\n              podnet down"
             );
         }
         UpOutcome::AlreadyRunning(state) => {

@@ -25,9 +25,19 @@ pub fn podnet_cni_bin() -> PathBuf {
     p
 }
 
-/// A lab with a unique name, removed when dropped (also when the test fails).
+/// A lab with a unique name, removed when dropped (also when the test fails). It has its own kubeconfig
+/// file and an API server port picked by the kernel, so labs run side by side and the machine's
+/// `~/.kube/config` is never touched.
 pub struct Lab {
     pub name: String,
+    pub kubeconfig: PathBuf,
+}
+
+/// The real kubectl fetched by scripts/setup.sh.
+pub fn kubectl_bin() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.cache/tools/kubectl");
+    assert!(p.is_file(), "kubectl is missing at {}: run scripts/setup.sh", p.display());
+    p
 }
 
 impl Lab {
@@ -35,14 +45,14 @@ impl Lab {
     pub fn named() -> Lab {
         podnet_testkit::require_root();
         // Lab names must start with a letter and be lowercase: `pnt-123-4-lab` fits.
-        Lab {
-            name: unique_name("lab"),
-        }
+        let name = unique_name("lab");
+        let kubeconfig = std::env::temp_dir().join(format!("{name}.kubeconfig"));
+        Lab { name, kubeconfig }
     }
 
     pub fn up(args: &[&str]) -> Lab {
         let lab = Lab::named();
-        let out = lab.podnet(&[&["up"], args].concat());
+        let out = lab.podnet(&[&["up", "--api-port", "0"], args].concat());
         assert!(
             out.status.success(),
             "podnet up failed: {}{}",
@@ -55,8 +65,31 @@ impl Lab {
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(podnet_bin());
         cmd.env("PODNET_LAB", &self.name)
-            .env("PODNET_CNI", podnet_cni_bin());
+            .env("PODNET_CNI", podnet_cni_bin())
+            .env("KUBECONFIG", &self.kubeconfig);
         cmd
+    }
+
+    /// Runs the real kubectl against this lab's API server (through the lab's kubeconfig).
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        let cache = std::env::temp_dir().join(format!("{}.kube-cache", self.name));
+        Command::new(kubectl_bin())
+            .env("KUBECONFIG", &self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(args)
+            .output()
+            .expect("run kubectl")
+    }
+
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     pub fn podnet(&self, args: &[&str]) -> Output {
@@ -158,6 +191,10 @@ impl Drop for Lab {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        let _ = std::fs::remove_file(&self.kubeconfig);
+        let _ = std::fs::remove_dir_all(
+            std::env::temp_dir().join(format!("{}.kube-cache", self.name)),
+        );
     }
 }
 
