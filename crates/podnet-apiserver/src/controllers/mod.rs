@@ -55,7 +55,7 @@ pub fn spawn_all(
         Arc::new(deployment::DeploymentController),
         Arc::new(replicaset::ReplicaSetController),
         Arc::new(endpoints::EndpointsController),
-        Arc::new(scheduler::Scheduler),
+        Arc::new(scheduler::Scheduler::default()),
         Arc::new(eventttl::EventTtl),
     ];
     ctrls

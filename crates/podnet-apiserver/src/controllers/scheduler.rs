@@ -3,6 +3,7 @@
 //! node the pod stays Pending with PodScheduled=False (Unschedulable) and a FailedScheduling event.
 //! It also clears pods whose graceful deletion the node never finished.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use podnet_apimachinery::resources::{self, ResourceDef};
@@ -14,7 +15,41 @@ use super::{BoxFut, Controller, pod_active, record_event, set_condition};
 use crate::registry::Api;
 use crate::util;
 
-pub struct Scheduler;
+#[derive(Default)]
+pub struct Scheduler {
+    /// Active pods per node, recounted at most every [`LOAD_TTL`] (a burst of scheduling decisions
+    /// must not rescan every pod for each pod) and bumped by each binding in between.
+    load: std::sync::Mutex<Option<(std::time::Instant, HashMap<String, usize>)>>,
+}
+
+const LOAD_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Scheduler {
+    fn load(&self, api: &Api) -> HashMap<String, usize> {
+        let mut guard = self.load.lock().expect("scheduler lock");
+        if let Some((at, counts)) = guard.as_ref()
+            && at.elapsed() < LOAD_TTL
+        {
+            return counts.clone();
+        }
+        let mut counts = HashMap::new();
+        for p in api.list_values(pods(), None) {
+            if let Some(n) = object::str_at(&p, "spec.nodeName").filter(|n| !n.is_empty())
+                && pod_active(&p)
+            {
+                *counts.entry(n.to_string()).or_insert(0) += 1;
+            }
+        }
+        *guard = Some((std::time::Instant::now(), counts.clone()));
+        counts
+    }
+
+    fn bound(&self, node: &str) {
+        if let Some((_, counts)) = self.load.lock().expect("scheduler lock").as_mut() {
+            *counts.entry(node.to_string()).or_insert(0) += 1;
+        }
+    }
+}
 
 /// How long past its deletion deadline a terminating pod may linger before it is removed anyway.
 const FORCE_AFTER_SECS: i64 = 60;
@@ -69,7 +104,7 @@ impl Controller for Scheduler {
     }
 
     fn reconcile<'a>(&'a self, api: &'a Arc<Api>, key: &'a ObjectKey) -> BoxFut<'a> {
-        Box::pin(async move { schedule(api, &key.namespace, &key.name).await })
+        Box::pin(async move { schedule(self, api, &key.namespace, &key.name).await })
     }
 }
 
@@ -112,7 +147,7 @@ fn tolerates(pod: &Value, taint: &Value) -> bool {
     })
 }
 
-async fn schedule(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
+async fn schedule(sched: &Scheduler, api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
     let Ok(pod) = api.get(pods(), ns, name) else {
         return Ok(());
     };
@@ -208,22 +243,20 @@ async fn schedule(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> 
         }
         return Ok(());
     }
-    let all_pods = api.list_values(pods(), None);
-    let load = |n: &Value| {
-        all_pods
-            .iter()
-            .filter(|p| {
-                object::str_at(p, "spec.nodeName") == Some(object::name(n)) && pod_active(p)
-            })
-            .count()
-    };
+    let load = sched.load(api);
     let node = feasible
         .into_iter()
-        .min_by_key(|n| (load(n), object::name(n).to_string()))
+        .min_by_key(|n| {
+            (
+                load.get(object::name(n)).copied().unwrap_or(0),
+                object::name(n).to_string(),
+            )
+        })
         .expect("non-empty");
     let node_name = object::name(node).to_string();
     match api.bind(pods(), ns, name, &node_name).await {
         Ok(()) => {
+            sched.bound(&node_name);
             record_event(
                 api,
                 &pod,

@@ -209,10 +209,11 @@ impl Api {
         }
         // like the real registries: a client cannot create an object with a status of its choosing (the
         // kubelet creates its Node with one, so nodes keep theirs)
-        if has_status_subresource(r) && r.kind != "Node" {
-            if let Value::Object(m) = &mut obj {
-                m.remove("status");
-            }
+        if has_status_subresource(r)
+            && r.kind != "Node"
+            && let Value::Object(m) = &mut obj
+        {
+            m.remove("status");
         }
         defaults::apply(r.group, r.kind, &mut obj, true);
         let errs = validation::validate(r.group, r.kind, &obj, None, r.namespaced);
