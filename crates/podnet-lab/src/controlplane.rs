@@ -68,7 +68,12 @@ pub fn node_object(node: &NodePlan, lab: &str) -> Value {
                 "podnet.dev/lab": lab,
             }
         },
-        "spec": {"podCIDR": node.pod_cidr.to_string(), "podCIDRs": [node.pod_cidr.to_string()]}
+        "spec": {
+            "podCIDR": node.pod_cidr.to_string(),
+            "podCIDRs": [node.pod_cidr.to_string()],
+            // What Kubernetes' node lifecycle controller puts on a node that is not Ready.
+            "taints": [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]
+        }
     })
 }
 

@@ -161,9 +161,15 @@ pub async fn exec(
     parts: &mut Parts,
     q: &Query,
 ) -> Result<Resp, ApiError> {
+    // The pod checks come first, as on a real API server: kubectl falls back from a refused websocket
+    // to SPDY, and the answer to that second request is the one it prints, so it must name the real
+    // problem ("does not have a host assigned"), not the protocol.
+    let (container, target) = locate(st, ns, name, q.get("container"), "exec")?;
     let upgrade = WebSocketUpgrade::from_request_parts(parts, &()).await;
     let Ok(upgrade) = upgrade else {
-        return Err(ApiError::bad_request("Upgrade request required"));
+        return Err(ApiError::bad_request(
+            "Upgrade request required: exec speaks websocket (v5.channel.k8s.io); SPDY is not supported",
+        ));
     };
     let offered: Vec<String> = parts
         .headers
@@ -177,7 +183,6 @@ pub async fn exec(
             "unable to upgrade connection: none of the offered subprotocols {offered:?} is supported (want v5.channel.k8s.io)"
         )));
     }
-    let (container, target) = locate(st, ns, name, q.get("container"), "exec")?;
     let command = q.all("command");
     if command.is_empty() {
         return Err(ApiError::bad_request("you must specify at least 1 command"));
