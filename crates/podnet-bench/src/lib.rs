@@ -3,6 +3,16 @@
 
 use std::time::Duration;
 
+/// The value of `--name N` on the command line, or `default`.
+pub fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Percentile of a sample (nearest rank), in the sample's unit.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     assert!(!sorted.is_empty(), "empty sample");

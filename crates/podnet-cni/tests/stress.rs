@@ -50,22 +50,17 @@ impl Rng {
 }
 
 fn spawn_add(node: &Node, container: &str, pod: &TestNs, conf: &Value) -> Child {
-    let netns = pod.path().display().to_string();
-    let mut child = node
-        .ns
-        .command(plugin())
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("CNI_COMMAND", "ADD")
-        .env("CNI_CONTAINERID", container)
-        .env("CNI_NETNS", &netns)
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", "/usr/lib/cni")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn podnet-cni");
+    let mut child = podnet_testkit::cni_command(
+        &node.ns.path(),
+        &plugin(),
+        "ADD",
+        container,
+        &pod.path(),
+        "eth0",
+    )
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("spawn podnet-cni");
     child
         .stdin
         .take()

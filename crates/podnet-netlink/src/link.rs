@@ -106,6 +106,26 @@ pub struct VxlanSpec<'a> {
     pub alias: Option<&'a str>,
 }
 
+/// The attributes one end of a veth pair is created with.
+fn end_attributes(
+    name: &str,
+    netns_fd: Option<RawFd>,
+    mac: Option<[u8; 6]>,
+    mtu: Option<u32>,
+) -> Vec<LinkAttribute> {
+    let mut attrs = vec![LinkAttribute::IfName(name.to_string())];
+    if let Some(fd) = netns_fd {
+        attrs.push(LinkAttribute::NetNsFd(fd));
+    }
+    if let Some(mac) = mac {
+        attrs.push(LinkAttribute::Address(mac.to_vec()));
+    }
+    if let Some(mtu) = mtu {
+        attrs.push(LinkAttribute::Mtu(mtu));
+    }
+    attrs
+}
+
 fn link_message(index: u32) -> LinkMessage {
     let mut msg = LinkMessage::default();
     msg.header.index = index;
@@ -197,30 +217,10 @@ impl Netlink {
     /// Creates a veth pair in one request; fails with `EEXIST` if either name is taken.
     pub fn create_veth(&mut self, spec: &VethSpec<'_>) -> Result<()> {
         let mut peer = link_message(0);
-        peer.attributes
-            .push(LinkAttribute::IfName(spec.peer_name.to_string()));
-        if let Some(fd) = spec.peer_netns_fd {
-            peer.attributes.push(LinkAttribute::NetNsFd(fd));
-        }
-        if let Some(mac) = spec.peer_mac {
-            peer.attributes.push(LinkAttribute::Address(mac.to_vec()));
-        }
-        if let Some(mtu) = spec.mtu {
-            peer.attributes.push(LinkAttribute::Mtu(mtu));
-        }
-
+        peer.attributes =
+            end_attributes(spec.peer_name, spec.peer_netns_fd, spec.peer_mac, spec.mtu);
         let mut msg = link_message(0);
-        msg.attributes
-            .push(LinkAttribute::IfName(spec.name.to_string()));
-        if let Some(fd) = spec.netns_fd {
-            msg.attributes.push(LinkAttribute::NetNsFd(fd));
-        }
-        if let Some(mac) = spec.mac {
-            msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
-        }
-        if let Some(mtu) = spec.mtu {
-            msg.attributes.push(LinkAttribute::Mtu(mtu));
-        }
+        msg.attributes = end_attributes(spec.name, spec.netns_fd, spec.mac, spec.mtu);
         if let Some(master) = spec.master {
             msg.attributes.push(LinkAttribute::Controller(master));
         }

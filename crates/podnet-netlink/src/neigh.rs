@@ -44,6 +44,24 @@ fn mac_of(bytes: &[u8]) -> Option<[u8; 6]> {
 }
 
 impl Netlink {
+    /// Every neighbour-table entry of one family on one interface.
+    fn neighbour_dump(
+        &mut self,
+        family: AddressFamily,
+        index: u32,
+    ) -> Result<Vec<NeighbourMessage>> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = family;
+        Ok(self
+            .dump(RouteNetlinkMessage::GetNeighbour(msg))?
+            .into_iter()
+            .filter_map(|reply| match reply {
+                RouteNetlinkMessage::NewNeighbour(m) if m.header.ifindex == index => Some(m),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// Sets (creates or replaces) a permanent neighbour entry.
     pub fn set_neighbour(&mut self, index: u32, ip: IpAddr, mac: [u8; 6]) -> Result<()> {
         let mut msg = NeighbourMessage::default();
@@ -87,15 +105,7 @@ impl Netlink {
     pub fn neighbours(&mut self, index: u32) -> Result<Vec<Neighbour>> {
         let mut out = Vec::new();
         for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-            let mut msg = NeighbourMessage::default();
-            msg.header.family = family;
-            for reply in self.dump(RouteNetlinkMessage::GetNeighbour(msg))? {
-                let RouteNetlinkMessage::NewNeighbour(m) = reply else {
-                    continue;
-                };
-                if m.header.ifindex != index {
-                    continue;
-                }
+            for m in self.neighbour_dump(family, index)? {
                 let mut ip = None;
                 let mut mac = None;
                 for a in &m.attributes {
@@ -146,16 +156,8 @@ impl Netlink {
 
     /// The forwarding entries of a device (VXLAN FDB, or a bridge port's).
     pub fn fdb(&mut self, index: u32) -> Result<Vec<FdbEntry>> {
-        let mut msg = NeighbourMessage::default();
-        msg.header.family = AddressFamily::Bridge;
         let mut out = Vec::new();
-        for reply in self.dump(RouteNetlinkMessage::GetNeighbour(msg))? {
-            let RouteNetlinkMessage::NewNeighbour(m) = reply else {
-                continue;
-            };
-            if m.header.ifindex != index {
-                continue;
-            }
+        for m in self.neighbour_dump(AddressFamily::Bridge, index)? {
             let mut mac = None;
             let mut dst = None;
             for a in &m.attributes {

@@ -137,6 +137,42 @@ pub fn command_in(path: &std::path::Path, program: impl AsRef<std::ffi::OsStr>) 
     cmd
 }
 
+/// A CNI plugin invocation as a runtime makes it: run inside the node's network namespace (`node_ns`),
+/// parameters in `CNI_*` variables; the caller writes the configuration to its stdin.
+pub fn cni_command(
+    node_ns: &std::path::Path,
+    plugin: &std::path::Path,
+    command: &str,
+    container: &str,
+    pod_ns: &std::path::Path,
+    ifname: &str,
+) -> Command {
+    let mut cmd = command_in(node_ns, plugin);
+    cmd.env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", container)
+        .env("CNI_NETNS", pod_ns)
+        .env("CNI_IFNAME", ifname)
+        .env("CNI_PATH", "/usr/lib/cni")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    cmd
+}
+
+/// Runs [`cni_command`] to completion with `config` on stdin.
+pub fn run_cni(mut cmd: Command, config: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = cmd.spawn().expect("run the CNI plugin");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(config)
+        .expect("write the CNI configuration");
+    child.wait_with_output().expect("wait for the CNI plugin")
+}
+
 /// Joins two namespaces with a veth pair (`a_if` in `a`, `b_if` in `b`), addresses them and brings
 /// both ends up.
 pub fn link(a: &TestNs, a_if: &str, a_addr: IpNet, b: &TestNs, b_if: &str, b_addr: IpNet) {

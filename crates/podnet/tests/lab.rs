@@ -336,7 +336,10 @@ fn the_control_plane_comes_up_with_the_lab() {
     .unwrap();
     let out = lab.ok(&["up", "--api-port", "0", "--nodes", "3"]);
     assert!(out.contains("API server: https://127.0.0.1:"), "{out}");
-    assert_eq!(lab.kubectl_ok(&["config", "current-context"]).trim(), "podnet");
+    assert_eq!(
+        lab.kubectl_ok(&["config", "current-context"]).trim(),
+        "podnet"
+    );
 
     let seed004 = lab.kubectl_ok(&[
         "get",
@@ -346,19 +349,51 @@ fn the_control_plane_comes_up_with_the_lab() {
     ]);
     assert_eq!(
         seed004.split_whitespace().collect::<Vec<_>>(),
-        ["NAME", "IP", "PODS", "node1", "10.100.0.2", "10.244.1.0/24", "node2", "10.100.0.3", "10.244.2.0/24", "node3", "10.100.0.4", "10.244.3.0/24"]
+        [
+            "NAME",
+            "IP",
+            "PODS",
+            "node1",
+            "10.100.0.2",
+            "10.244.1.0/24",
+            "node2",
+            "10.100.0.3",
+            "10.244.2.0/24",
+            "node3",
+            "10.100.0.4",
+            "10.244.3.0/24"
+        ]
     );
     let wide = lab.kubectl_ok(&["get", "nodes", "-o", "wide"]);
-    assert!(wide.contains("NotReady") && wide.contains("10.100.0.4"), "{wide}");
+    assert!(
+        wide.contains("NotReady") && wide.contains("10.100.0.4"),
+        "{wide}"
+    );
 
     // The nodes reach the API server on the router's address, as kubelets reach a control plane, and
     // its certificate is valid for that address.
     let kubectl = kubectl_bin().display().to_string();
     let kc = lab.kubeconfig.display().to_string();
-    let cache = std::env::temp_dir().join(format!("{}.kube-cache", lab.name)).display().to_string();
+    let cache = std::env::temp_dir()
+        .join(format!("{}.kube-cache", lab.name))
+        .display()
+        .to_string();
     let from_node = lab.ok(&[
-        "node", "exec", "node2", "--", &kubectl, "--kubeconfig", &kc, "--cache-dir", &cache, "--server",
-        "https://10.100.0.1:6443", "get", "nodes", "-o", "name",
+        "node",
+        "exec",
+        "node2",
+        "--",
+        &kubectl,
+        "--kubeconfig",
+        &kc,
+        "--cache-dir",
+        &cache,
+        "--server",
+        "https://10.100.0.1:6443",
+        "get",
+        "nodes",
+        "-o",
+        "name",
     ]);
     assert_eq!(from_node.lines().count(), 3, "{from_node}");
 
@@ -368,17 +403,30 @@ fn the_control_plane_comes_up_with_the_lab() {
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|p| {
             std::fs::read(format!("/proc/{p}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(&format!("__lab-daemon\0--name\0{}", lab.name)))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .contains(&format!("__lab-daemon\0--name\0{}", lab.name))
+                })
                 .unwrap_or(false)
         })
         .collect();
-    std::process::Command::new("kill").args(["-9", &pids[0]]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &pids[0]])
+        .status()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(100));
     lab.ok(&["up", "--api-port", "0"]);
-    assert!(lab.kubectl_ok(&["get", "configmap", "kept", "-o", "jsonpath={.data.k}"]).contains('v'), "acknowledged writes survive kill -9");
+    assert!(
+        lab.kubectl_ok(&["get", "configmap", "kept", "-o", "jsonpath={.data.k}"])
+            .contains('v'),
+        "acknowledged writes survive kill -9"
+    );
 
     lab.ok(&["down"]);
     let kc = std::fs::read_to_string(&lab.kubeconfig).unwrap();
     assert!(!kc.contains("podnet"), "the lab's entries are gone: {kc}");
-    assert!(kc.contains("current-context: other"), "the previous context is current again: {kc}");
+    assert!(
+        kc.contains("current-context: other"),
+        "the previous context is current again: {kc}"
+    );
 }

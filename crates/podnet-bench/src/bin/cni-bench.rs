@@ -5,7 +5,7 @@
 //! Usage: cni-bench [--pods N] [--burst-rounds R]   (root; see bench/cni.sh)
 
 use anyhow::{Context, Result, bail};
-use podnet_bench::{ms, p50_p95, ratio_line};
+use podnet_bench::{arg, ms, p50_p95, ratio_line};
 use podnet_testkit::{TempDir, TestNs};
 use serde_json::{Value, json};
 use std::io::Write;
@@ -96,15 +96,6 @@ impl Plugin {
     }
 }
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// The kernel's own cost of removing a pod's veth (bridged, peer in another namespace), measured with
 /// one netlink DELLINK from this process: the floor under any DEL that waits for the removal.
 /// Its pod namespaces are made up front: deleting a namespace sets off asynchronous kernel cleanup that
@@ -150,8 +141,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn main() -> Result<()> {
     podnet_testkit::require_root();
-    let pods = arg("--pods", 100);
-    let rounds = arg("--burst-rounds", 3);
+    let pods = arg("--pods", 100) as usize;
+    let rounds = arg("--burst-rounds", 3) as usize;
     let podnet_bin = std::env::var("PODNET_CNI_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {

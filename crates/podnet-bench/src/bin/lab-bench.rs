@@ -5,23 +5,13 @@
 //! Usage: lab-bench [--seconds S] [--rounds R]   (root; see bench/lab.sh)
 
 use anyhow::{Context, Result, bail};
-use podnet_bench::ms;
-use podnet_testkit::{TestNs, command_in, link, unique_name};
+use podnet_bench::{arg, ms};
+use podnet_testkit::{TestNs, cni_command, command_in, link, run_cni, unique_name};
 use serde_json::Value;
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// An iperf3 server in the namespace at `ns` (one test, then it exits).
 fn iperf_server(ns: &Path, bind: Ipv4Addr) -> Result<Child> {
@@ -88,28 +78,17 @@ impl Podnet {
     /// A pod on `node`, attached with podnet-cni and the node's configuration.
     fn pod(&self, node: &str) -> Result<(TestNs, Ipv4Addr)> {
         let ns = TestNs::new("bpod");
-        let list: Value = serde_json::from_slice(&std::fs::read(format!(
-            "/var/lib/podnet/{}/nodes/{node}/cni/net.d/10-podnet.conflist",
-            self.lab
-        ))?)?;
-        let mut conf = list["plugins"][0].clone();
-        conf["cniVersion"] = list["cniVersion"].clone();
-        conf["name"] = list["name"].clone();
-        let mut child = command_in(&self.node_ns(node), &self.cni)
-            .env("CNI_COMMAND", "ADD")
-            .env("CNI_CONTAINERID", ns.name())
-            .env("CNI_NETNS", ns.path())
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_PATH", "/usr/lib/cni")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()?;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(conf.to_string().as_bytes())?;
-        let out = child.wait_with_output()?;
+        let list = podnet_lab::cniconf::read(&podnet_lab::LabPaths::new(&self.lab), node)?;
+        let conf = podnet_lab::cniconf::plugin_conf(&list);
+        let cmd = cni_command(
+            &self.node_ns(node),
+            &self.cni,
+            "ADD",
+            ns.name(),
+            &ns.path(),
+            "eth0",
+        );
+        let out = run_cni(cmd, conf.to_string().as_bytes());
         let result: Value = serde_json::from_slice(&out.stdout).context("ADD result")?;
         let ip = result["ips"][0]["address"]
             .as_str()
@@ -170,7 +149,16 @@ fn main() -> Result<()> {
         "10.250.0.2/24".parse()?,
     );
 
-    podnet.run(&["up", "--nodes", "3", "--mode", "host-gw", "--api-port", "0", "--no-kubeconfig"])?;
+    podnet.run(&[
+        "up",
+        "--nodes",
+        "3",
+        "--mode",
+        "host-gw",
+        "--api-port",
+        "0",
+        "--no-kubeconfig",
+    ])?;
     let result = (|| -> Result<()> {
         let (p1, ip1) = podnet.pod("node1")?;
         let (p1b, ip1b) = podnet.pod("node1")?;

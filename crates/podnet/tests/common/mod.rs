@@ -3,12 +3,12 @@
 
 #![allow(dead_code)]
 
-use podnet_testkit::{TestNs, command_in, unique_name};
+use podnet_testkit::{TestNs, cni_command, run_cni, unique_name};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 pub fn podnet_bin() -> PathBuf {
@@ -36,7 +36,11 @@ pub struct Lab {
 /// The real kubectl fetched by scripts/setup.sh.
 pub fn kubectl_bin() -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.cache/tools/kubectl");
-    assert!(p.is_file(), "kubectl is missing at {}: run scripts/setup.sh", p.display());
+    assert!(
+        p.is_file(),
+        "kubectl is missing at {}: run scripts/setup.sh",
+        p.display()
+    );
     p
 }
 
@@ -129,36 +133,18 @@ impl Lab {
     /// A pod on `node`: a namespace attached by podnet-cni with the node's own CNI configuration.
     pub fn pod(&self, node: &str) -> Pod {
         let ns = TestNs::new("pod");
-        let list: Value = serde_json::from_slice(
-            &std::fs::read(format!(
-                "/var/lib/podnet/{}/nodes/{node}/cni/net.d/10-podnet.conflist",
-                self.name
-            ))
-            .expect("node CNI config"),
-        )
-        .unwrap();
-        let mut conf = list["plugins"][0].clone();
-        conf["cniVersion"] = list["cniVersion"].clone();
-        conf["name"] = list["name"].clone();
-        let mut child = command_in(&self.node_netns(node), podnet_cni_bin())
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("CNI_COMMAND", "ADD")
-            .env("CNI_CONTAINERID", ns.name())
-            .env("CNI_NETNS", ns.path())
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_PATH", "/usr/lib/cni")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("run podnet-cni");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(conf.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let paths = podnet_lab::LabPaths::new(&self.name);
+        let list = podnet_lab::cniconf::read(&paths, node).expect("node CNI config");
+        let conf = podnet_lab::cniconf::plugin_conf(&list);
+        let cmd = cni_command(
+            &self.node_netns(node),
+            &podnet_cni_bin(),
+            "ADD",
+            ns.name(),
+            &ns.path(),
+            "eth0",
+        );
+        let out = run_cni(cmd, conf.to_string().as_bytes());
         assert!(
             out.status.success(),
             "ADD on {node} failed: {}",
@@ -192,9 +178,8 @@ impl Drop for Lab {
             );
         }
         let _ = std::fs::remove_file(&self.kubeconfig);
-        let _ = std::fs::remove_dir_all(
-            std::env::temp_dir().join(format!("{}.kube-cache", self.name)),
-        );
+        let _ =
+            std::fs::remove_dir_all(std::env::temp_dir().join(format!("{}.kube-cache", self.name)));
     }
 }
 
