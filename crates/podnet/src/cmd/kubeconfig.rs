@@ -18,14 +18,23 @@ pub struct Args {
 
 pub fn run(lab: &str, args: Args) -> anyhow::Result<()> {
     let (pki_dir, server) = match args.pki_dir {
-        Some(dir) => (dir, args.server.unwrap_or_else(|| "https://127.0.0.1:6443".into())),
+        Some(dir) => (
+            dir,
+            args.server
+                .unwrap_or_else(|| "https://127.0.0.1:6443".into()),
+        ),
         None => {
             let Some(state) = podnet_lab::status(lab)? else {
                 bail!(podnet_lab::Error::NotRunning(lab.to_string()))
             };
-            let api = state.api_address.context("the lab's API server has not reported its address")?;
+            let api = state
+                .api_address
+                .context("the lab's API server has not reported its address")?;
             let paths = podnet_lab::LabPaths::new(lab);
-            (podnet_lab::controlplane::pki_dir(&paths), args.server.unwrap_or(format!("https://{api}")))
+            (
+                podnet_lab::controlplane::pki_dir(&paths),
+                args.server.unwrap_or(format!("https://{api}")),
+            )
         }
     };
     let ca = std::fs::read_to_string(pki_dir.join("ca.crt"))

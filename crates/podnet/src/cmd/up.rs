@@ -52,7 +52,11 @@ pub fn run(lab: &str, a: Args) -> Result<()> {
         podnet_exe: std::env::current_exe().context("find the podnet executable")?,
         podnet_cni: podnet_lab::cniconf::find_plugin()?,
         api_port: a.api_port,
-        kubeconfig: if a.no_kubeconfig { None } else { Some(podnet_apiserver::kubeconfig::default_path()?) },
+        kubeconfig: if a.no_kubeconfig {
+            None
+        } else {
+            Some(podnet_apiserver::kubeconfig::default_path()?)
+        },
     };
     match podnet_lab::up(&opts)? {
         UpOutcome::Created { state, took } => {
