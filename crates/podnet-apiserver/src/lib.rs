@@ -25,6 +25,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 pub use config::{Cidr, Config};
+pub use node::Dialer;
 pub use node::{HttpsNodeConnector, NodeConnector};
 pub use pki::Pki;
 

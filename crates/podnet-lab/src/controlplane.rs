@@ -16,6 +16,7 @@ use std::path::PathBuf;
 
 /// The API server's port on the router (what nodes use, as a kubelet uses the control plane's).
 pub const ROUTER_API_PORT: u16 = 6443;
+const DIAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub fn pki_dir(paths: &LabPaths) -> PathBuf {
     paths.data_dir().join("apiserver/pki")
@@ -23,32 +24,58 @@ pub fn pki_dir(paths: &LabPaths) -> PathBuf {
 
 /// The CA, serving certificate and token of the lab (made on first use, kept across daemon restarts).
 pub fn load_pki(paths: &LabPaths, state: &LabState) -> Result<Pki> {
-    let service = Cidr::parse(&state.plan.spec.service_cidr.to_string()).expect("plan CIDRs are valid");
+    let service =
+        Cidr::parse(&state.plan.spec.service_cidr.to_string()).expect("plan CIDRs are valid");
     let first = service.nth(1).expect("service CIDR has room");
     let names = pki::server_names(state.plan.router_ip, first, &[]);
-    Pki::load_or_generate(&pki_dir(paths), &names).map_err(|e| Error::Other(format!("PKI of lab {}: {e}", paths.name)))
+    Pki::load_or_generate(&pki_dir(paths), &names)
+        .map_err(|e| Error::Other(format!("PKI of lab {}: {e}", paths.name)))
 }
 
 /// Starts the API server. `host_port` is the port on 127.0.0.1 in the calling thread's namespace
 /// (0 picks a free one); the router listener is made inside the router's namespace.
-pub fn start(paths: &LabPaths, state: &LabState, host_port: u16) -> Result<(ServerHandle, SocketAddr)> {
+pub fn start(
+    paths: &LabPaths,
+    state: &LabState,
+    host_port: u16,
+) -> Result<(ServerHandle, SocketAddr)> {
     let pki = load_pki(paths, state)?;
-    let host = TcpListener::bind(("127.0.0.1", host_port)).map_err(io(format!("listen on 127.0.0.1:{host_port}")))?;
-    let host_addr = host.local_addr().map_err(io("read the API server's address"))?;
+    let host = TcpListener::bind(("127.0.0.1", host_port))
+        .map_err(io(format!("listen on 127.0.0.1:{host_port}")))?;
+    let host_addr = host
+        .local_addr()
+        .map_err(io("read the API server's address"))?;
     let router_path = persist::netns_path(&paths.router_netns());
-    let router = NetNs::open(&router_path).map_err(ns(format!("open {}", router_path.display())))?;
+    let router =
+        NetNs::open(&router_path).map_err(ns(format!("open {}", router_path.display())))?;
     let router_ip = state.plan.router_ip;
     let on_router = router
         .run(|| TcpListener::bind((router_ip, ROUTER_API_PORT)))
         .map_err(ns("enter the router"))?
-        .map_err(io(format!("listen on {router_ip}:{ROUTER_API_PORT} in the router")))?;
+        .map_err(io(format!(
+            "listen on {router_ip}:{ROUTER_API_PORT} in the router"
+        )))?;
 
+    // Nodes (their kubelet port, for pods/log and pods/exec) are on the underlay, which only the
+    // router's namespace reaches: connections to them are made from a thread inside it.
+    let dialer: podnet_apiserver::Dialer = std::sync::Arc::new(move |addr: String| {
+        router
+            .run(|| {
+                std::net::TcpStream::connect_timeout(
+                    &addr.parse().map_err(std::io::Error::other)?,
+                    DIAL_TIMEOUT,
+                )
+            })
+            .map_err(std::io::Error::other)?
+    });
+    let connector = podnet_apiserver::HttpsNodeConnector::with_dialer(&pki, dialer);
     let mut config = Config::new(paths.data_dir().join("apiserver"), pki);
+    config.node_connector = std::sync::Arc::new(connector);
     config.service_cidr = Cidr::parse(&state.plan.spec.service_cidr.to_string()).expect("valid");
     config.advertise_address = router_ip;
     config.advertise_port = ROUTER_API_PORT;
-    let handle =
-        podnet_apiserver::start(config, vec![host, on_router]).map_err(|e| Error::Other(format!("start the API server: {e}")))?;
+    let handle = podnet_apiserver::start(config, vec![host, on_router])
+        .map_err(|e| Error::Other(format!("start the API server: {e}")))?;
     Ok((handle, host_addr))
 }
 
@@ -107,15 +134,24 @@ fn node_status(node: &NodePlan, now: &str) -> Value {
 pub fn register_nodes(handle: &ServerHandle, state: &LabState) -> Result<()> {
     let api = handle.api();
     let def = resources::find("", "v1", "nodes").expect("nodes are served");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(io("start a runtime"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(io("start a runtime"))?;
     let now = podnet_apiserver::util::now_rfc3339();
     rt.block_on(async {
         for node in &state.plan.nodes {
             if api.get(def, "", &node.name).is_err() {
-                let opts = WriteOptions { field_manager: Some("podnet-lab".into()), validation: FieldValidation::Strict, ..Default::default() };
+                let opts = WriteOptions {
+                    field_manager: Some("podnet-lab".into()),
+                    validation: FieldValidation::Strict,
+                    ..Default::default()
+                };
                 api.create(def, "", node_object(node, &state.name), &opts)
                     .await
-                    .map_err(|e| Error::Other(format!("register node {}: {}", node.name, e.message)))?;
+                    .map_err(|e| {
+                        Error::Other(format!("register node {}: {}", node.name, e.message))
+                    })?;
             }
             let status = node_status(node, &now);
             api.mutate(def, "", &node.name, Some("status"), |o| {
@@ -126,7 +162,9 @@ pub fn register_nodes(handle: &ServerHandle, state: &LabState) -> Result<()> {
                 true
             })
             .await
-            .map_err(|e| Error::Other(format!("set status of node {}: {}", node.name, e.message)))?;
+            .map_err(|e| {
+                Error::Other(format!("set status of node {}: {}", node.name, e.message))
+            })?;
         }
         Ok(())
     })

@@ -430,3 +430,58 @@ fn the_control_plane_comes_up_with_the_lab() {
         "the previous context is current again: {kc}"
     );
 }
+
+/// pods/log is relayed to the node that runs the pod, across the lab's network: the API server lives in
+/// the machine's namespace and reaches node1's kubelet port (10.100.0.2:10250, TLS with a certificate
+/// from the lab's CA) through the router. A few lines of Python stand in for the kubelet.
+#[test]
+fn logs_are_relayed_to_the_node_through_the_lab_network() {
+    let lab = Lab::up(&["--nodes", "2"]);
+    let pki = format!("/var/lib/podnet/{}/apiserver/pki", lab.name);
+    let ca_key = std::fs::read_to_string(format!("{pki}/ca.key")).expect("lab CA key");
+    let (cert, key) =
+        podnet_apiserver::pki::issue(&ca_key, "node1", &["10.100.0.2".to_string()], true).unwrap();
+    let dir = std::env::temp_dir().join(format!("{}-kubelet", lab.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("node.crt"), cert).unwrap();
+    std::fs::write(dir.join("node.key"), key).unwrap();
+    let kubelet = r#"
+import http.server, ssl, sys
+class Kubelet(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("log line from node1: " + self.path + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+srv = http.server.HTTPServer(("10.100.0.2", 10250), Kubelet)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.timeout = 20
+srv.handle_request()
+"#;
+    let mut stand_in = podnet_testkit::command_in(&lab.node_netns("node1"), "python3")
+        .args(["-c", kubelet])
+        .arg(dir.join("node.crt"))
+        .arg(dir.join("node.key"))
+        .spawn()
+        .expect("start the stand-in kubelet");
+    std::thread::sleep(Duration::from_millis(300));
+
+    let pod = dir.join("pod.yaml");
+    std::fs::write(
+        &pod,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  nodeName: node1\n  containers:\n  - name: httpd\n    image: busybox\n",
+    )
+    .unwrap();
+    lab.kubectl_ok(&["apply", "-f", &pod.display().to_string()]);
+    let logs = lab.kubectl_ok(&["logs", "web", "--tail=5"]);
+    let _ = stand_in.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        logs.trim(),
+        "log line from node1: /containerLogs/default/web/httpd?tailLines=5"
+    );
+}

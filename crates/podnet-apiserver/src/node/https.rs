@@ -18,10 +18,16 @@ use super::{
 };
 use crate::pki::Pki;
 
+/// Makes the TCP connection to a node, blocking; run on a blocking thread. The embedder supplies one
+/// when nodes are reachable only from elsewhere (the lab dials from inside its router's network
+/// namespace, which the server itself knows nothing about).
+pub type Dialer = Arc<dyn Fn(String) -> std::io::Result<std::net::TcpStream> + Send + Sync>;
+
 /// Connects to nodes over HTTPS, trusting the lab CA and presenting the cluster token.
 pub struct HttpsNodeConnector {
     tls: Option<TlsConnector>,
     token: String,
+    dialer: Option<Dialer>,
 }
 
 impl HttpsNodeConnector {
@@ -33,19 +39,42 @@ impl HttpsNodeConnector {
         HttpsNodeConnector {
             tls,
             token: pki.token.clone(),
+            dialer: None,
+        }
+    }
+
+    /// Like [`new`](Self::new), with the TCP connections made by `dialer` (given `address:port`).
+    pub fn with_dialer(pki: &Pki, dialer: Dialer) -> Self {
+        HttpsNodeConnector {
+            dialer: Some(dialer),
+            ..Self::new(pki)
+        }
+    }
+}
+
+async fn dial(dialer: Option<Dialer>, addr: String) -> std::io::Result<TcpStream> {
+    match dialer {
+        None => TcpStream::connect(&addr).await,
+        Some(dial) => {
+            let std = tokio::task::spawn_blocking(move || dial(addr))
+                .await
+                .map_err(std::io::Error::other)??;
+            std.set_nonblocking(true)?;
+            TcpStream::from_std(std)
         }
     }
 }
 
 async fn connect(
     tls: Option<TlsConnector>,
+    dialer: Option<Dialer>,
     node: &NodeTarget,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, NodeError> {
     let tls = tls.ok_or_else(|| NodeError::Unreachable("no CA to verify nodes with".into()))?;
     let addr = format!("{}:{}", node.address, node.port);
     let tcp = tokio::time::timeout(
         std::time::Duration::from_secs(10),
-        TcpStream::connect(&addr),
+        dial(dialer, addr.clone()),
     )
     .await
     .map_err(|_| NodeError::Unreachable(format!("dial tcp {addr}: i/o timeout")))?
@@ -60,9 +89,10 @@ async fn connect(
 impl NodeConnector for HttpsNodeConnector {
     fn logs(&self, node: NodeTarget, req: LogRequest) -> BoxFuture<Result<ByteStream, NodeError>> {
         let tls = self.tls.clone();
+        let dialer = self.dialer.clone();
         let token = self.token.clone();
         Box::pin(async move {
-            let stream = connect(tls, &node).await?;
+            let stream = connect(tls, dialer, &node).await?;
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await
                 .map_err(|e| {
@@ -118,9 +148,10 @@ impl NodeConnector for HttpsNodeConnector {
         req: ExecRequest,
     ) -> BoxFuture<Result<ExecSession, NodeError>> {
         let tls = self.tls.clone();
+        let dialer = self.dialer.clone();
         let token = self.token.clone();
         Box::pin(async move {
-            let stream = connect(tls, &node).await?;
+            let stream = connect(tls, dialer, &node).await?;
             let url = format!(
                 "wss://{}:{}/exec/{}/{}/{}?{}",
                 node.address,

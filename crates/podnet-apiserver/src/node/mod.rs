@@ -35,7 +35,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio::sync::mpsc;
 
-pub use https::HttpsNodeConnector;
+pub use https::{Dialer, HttpsNodeConnector};
 
 /// Where a node listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
