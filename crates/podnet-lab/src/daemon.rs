@@ -34,7 +34,8 @@ pub fn run(name: &str) -> Result<()> {
     let mut stop = nix::sys::signal::SigSet::empty();
     stop.add(nix::sys::signal::Signal::SIGTERM);
     stop.add(nix::sys::signal::Signal::SIGINT);
-    stop.thread_block().map_err(|e| Error::Other(format!("block stop signals: {e}")))?;
+    stop.thread_block()
+        .map_err(|e| Error::Other(format!("block stop signals: {e}")))?;
 
     let paths = LabPaths::new(name);
     let state = LabState::load(&paths)?.ok_or_else(|| Error::NotRunning(name.to_string()))?;
@@ -56,13 +57,22 @@ pub fn run(name: &str) -> Result<()> {
 
     let (api, api_addr) = controlplane::start(&paths, &state, state.api_port)?;
     controlplane::register_nodes(&api, &state)?;
-    let ready = Ready { pid: std::process::id(), api: api_addr.to_string() };
+    let ready = Ready {
+        pid: std::process::id(),
+        api: api_addr.to_string(),
+    };
     let tmp = paths.daemon_ready().with_extension("tmp");
-    fs::write(&tmp, serde_json::to_vec(&ready).expect("serializes")).map_err(io("write the ready file"))?;
+    fs::write(&tmp, serde_json::to_vec(&ready).expect("serializes"))
+        .map_err(io("write the ready file"))?;
     fs::rename(&tmp, paths.daemon_ready()).map_err(io("publish the ready file"))?;
-    eprintln!("podnet lab daemon {name}: ready (pid {}, API server on {api_addr})", ready.pid);
+    eprintln!(
+        "podnet lab daemon {name}: ready (pid {}, API server on {api_addr})",
+        ready.pid
+    );
 
-    let signal = stop.wait().map_err(|e| Error::Other(format!("wait for a stop signal: {e}")))?;
+    let signal = stop
+        .wait()
+        .map_err(|e| Error::Other(format!("wait for a stop signal: {e}")))?;
     eprintln!("podnet lab daemon {name}: {signal:?}, stopping the API server");
     api.shutdown();
     Ok(())
@@ -96,7 +106,8 @@ pub fn start(paths: &LabPaths, podnet_exe: &Path) -> Result<Ready> {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         if let Ok(bytes) = fs::read(paths.daemon_ready()) {
-            return serde_json::from_slice(&bytes).map_err(|e| Error::Other(format!("read the daemon's ready file: {e}")));
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Other(format!("read the daemon's ready file: {e}")));
         }
         if let Ok(Some(status)) = child.try_wait() {
             let log = fs::read_to_string(paths.daemon_log()).unwrap_or_default();

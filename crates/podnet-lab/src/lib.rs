@@ -198,8 +198,13 @@ fn start_daemon(paths: &LabPaths, state: &mut LabState, opts: &UpOptions) -> Res
     state.api_address = Some(ready.api.clone());
     if let Some(path) = &opts.kubeconfig {
         let pki = controlplane::load_pki(paths, state)?;
-        podnet_apiserver::kubeconfig::install(path, &format!("https://{}", ready.api), &pki.ca_cert_pem, &pki.token)
-            .map_err(|e| Error::Other(format!("add the lab to kubeconfig {}: {e}", path.display())))?;
+        podnet_apiserver::kubeconfig::install(
+            path,
+            &format!("https://{}", ready.api),
+            &pki.ca_cert_pem,
+            &pki.token,
+        )
+        .map_err(|e| Error::Other(format!("add the lab to kubeconfig {}: {e}", path.display())))?;
         state.kubeconfig = Some(path.clone());
     }
     Ok(())
@@ -208,20 +213,31 @@ fn start_daemon(paths: &LabPaths, state: &mut LabState, opts: &UpOptions) -> Res
 /// Removes the lab's `podnet` entries from the kubeconfig `up` wrote, if they still point at this lab
 /// (another lab may have taken the name since).
 fn remove_kubeconfig(state: &LabState, report: &mut teardown::Report) {
-    let (Some(path), Some(api)) = (&state.kubeconfig, &state.api_address) else { return };
+    let (Some(path), Some(api)) = (&state.kubeconfig, &state.api_address) else {
+        return;
+    };
     let ours = std::fs::read(path)
         .ok()
         .and_then(|b| podnet_apimachinery::yaml::from_slice(&b).ok())
         .and_then(|cfg| {
-            cfg["clusters"].as_array()?.iter().find(|c| c["name"] == podnet_apiserver::kubeconfig::NAME).cloned()
+            cfg["clusters"]
+                .as_array()?
+                .iter()
+                .find(|c| c["name"] == podnet_apiserver::kubeconfig::NAME)
+                .cloned()
         })
         .is_some_and(|c| c["cluster"]["server"] == format!("https://{api}").as_str());
     if !ours {
         return;
     }
     match podnet_apiserver::kubeconfig::remove(path) {
-        Ok(()) => report.removed.push(format!("kubeconfig entries in {}", path.display())),
-        Err(e) => report.errors.push(format!("remove the lab from kubeconfig {}: {e}", path.display())),
+        Ok(()) => report
+            .removed
+            .push(format!("kubeconfig entries in {}", path.display())),
+        Err(e) => report.errors.push(format!(
+            "remove the lab from kubeconfig {}: {e}",
+            path.display()
+        )),
     }
 }
 
