@@ -12,8 +12,9 @@ use std::net::Ipv4Addr;
 ///
 /// Race-free: concurrent ADDs may all try to create the bridge; the losers see it exists and use it,
 /// and adding an address that is already there is not an error. The MAC is derived from the gateway
-/// address and set once: otherwise a bridge takes the lowest MAC of its ports and changes it as pods
-/// come and go, leaving stale gateway entries in pods' ARP caches.
+/// address and set when the bridge is made: otherwise a bridge takes the lowest MAC of its ports and
+/// changes it as pods come and go, leaving stale gateway entries in pods' ARP caches. An existing
+/// bridge keeps its MAC: it may be shared with another network, whose pods cache that MAC.
 pub fn ensure_bridge(
     nl: &mut Netlink,
     name: &str,
@@ -42,11 +43,6 @@ pub fn ensure_bridge(
             )
             .map_err(|e| fail::kernel(format!("create bridge {name}"), e))?,
     };
-    let mac = names::mac_for_ip(gateway);
-    if bridge.mac != Some(mac) {
-        nl.set_link_address(bridge.index, mac)
-            .map_err(|e| fail::kernel(format!("set MAC of bridge {name}"), e))?;
-    }
     if !bridge.up {
         nl.set_link_up(bridge.index, true)
             .map_err(|e| fail::kernel(format!("bring bridge {name} up"), e))?;

@@ -10,6 +10,7 @@ mod fail;
 pub mod firewall;
 pub mod host;
 mod pod;
+mod recover;
 mod undo;
 mod verbs;
 

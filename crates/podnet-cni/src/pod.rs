@@ -7,7 +7,7 @@ use crate::fail;
 use ipnet::{IpNet, Ipv4Net};
 use podnet_netlink::{Netlink, Route};
 use podnet_netns::{NetNs, sysctl};
-use podnet_types::cni::CniError;
+use podnet_types::cni::{CniError, IpamRoute};
 use std::net::{IpAddr, Ipv4Addr};
 
 /// What the pod's interface must look like.
@@ -16,7 +16,7 @@ pub struct PodInterface<'a> {
     pub ifname: &'a str,
     pub address: Ipv4Net,
     pub gateway: Ipv4Addr,
-    pub routes: &'a [IpNet],
+    pub routes: &'a [IpamRoute],
     pub subject: &'a str,
 }
 
@@ -70,10 +70,9 @@ fn configure_inside(want: &PodInterface<'_>) -> Result<u32, CniError> {
         nl.set_link_up(lo.index, true)
             .map_err(|e| fail::kernel(format!("bring lo up in {subject}"), e))?;
     }
-    for dst in want.routes {
-        let route = Route::new(*dst)
-            .via(IpAddr::V4(want.gateway))
-            .dev(link.index);
+    for r in want.routes {
+        let via = r.gw.unwrap_or(want.gateway);
+        let route = Route::new(r.dst).via(IpAddr::V4(via)).dev(link.index);
         nl.add_route(&route, false).map_err(|e| {
             let hint = if e.is_exists() {
                 " (another interface in the pod already has this route)"
@@ -81,10 +80,7 @@ fn configure_inside(want: &PodInterface<'_>) -> Result<u32, CniError> {
                 ""
             };
             fail::kernel(
-                format!(
-                    "add route {dst} via {} dev {ifname} in {subject}",
-                    want.gateway
-                ),
+                format!("add route {} via {via} dev {ifname} in {subject}", r.dst),
                 format!("{e}{hint}"),
             )
         })?;

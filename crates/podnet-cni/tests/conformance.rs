@@ -270,7 +270,7 @@ fn host_ports_reach_the_pod_and_leave_with_del(v: &str) {
     node.run("DEL", "c1", Some(&pod), "eth0", &del).ok_empty();
     let map = node
         .ns
-        .sh("nft", &["list", "map", "inet", "podnet-cni", "hp-podnet"]);
+        .sh("nft", &["list", "map", "inet", "podnet-cni", "hostports"]);
     assert!(!map.contains("8080"), "mapping removed: {map}");
     assert!(!connect(&world, "203.0.113.1:8080".parse().unwrap()));
 }
@@ -716,4 +716,321 @@ fn version_reports_every_supported_version() {
     let v: Value = r.ok().clone();
     assert_eq!(v["cniVersion"], "1.0.0");
     assert_eq!(v["supportedVersions"], json!(ALL_VERSIONS));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Findings of the review, each once (they do not depend on the spec version)
+// ---------------------------------------------------------------------------------------------
+
+fn with_ports(node: &Node, ports: Value) -> Value {
+    let mut c = node.conf("1.1.0");
+    c["runtimeConfig"] = json!({ "portMappings": ports });
+    c
+}
+
+fn map_text(node: &Node) -> String {
+    String::from_utf8_lossy(
+        &node
+            .ns
+            .try_sh("nft", &["list", "map", "inet", "podnet-cni", "hostports"])
+            .stdout,
+    )
+    .into_owned()
+}
+
+#[test]
+fn loopback_is_not_host_ported_and_node_local_services_keep_their_port() {
+    let node = Node::new();
+    let pod = TestNs::new("pod");
+    let r = node
+        .add(
+            "c1",
+            &pod,
+            &with_ports(&node, json!([{"hostPort": 8080, "containerPort": 80}])),
+        )
+        .ok()
+        .clone();
+    let seen_pod = listen(&pod, SocketAddr::new(pod_ip(&r).into(), 80));
+    let seen_local = listen(&node.ns, "127.0.0.1:8080".parse().unwrap());
+    assert!(
+        connect(&node.ns, "127.0.0.1:8080".parse().unwrap()),
+        "the node's own 127.0.0.1:8080 stays reachable"
+    );
+    assert!(
+        peer_seen(&seen_local).is_some(),
+        "and it is the node-local service that answers"
+    );
+    drop(seen_pod);
+}
+
+#[test]
+fn del_removes_only_mappings_that_point_at_its_own_pod() {
+    let node = Node::new();
+    let (p1, p2) = (TestNs::new("p1"), TestNs::new("p2"));
+    let conf = with_ports(&node, json!([{"hostPort": 8080, "containerPort": 80}]));
+    node.add("c1", &p1, &conf).ok();
+    // The firewall lost c1's element (a flush, a reboot); c2 then got the port legitimately.
+    node.ns.sh(
+        "nft",
+        &[
+            "delete",
+            "element",
+            "inet",
+            "podnet-cni",
+            "hostports",
+            "{ tcp . 8080 }",
+        ],
+    );
+    let r2 = node.add("c2", &p2, &conf).ok().clone();
+    node.run("DEL", "c1", Some(&p1), "eth0", &conf).ok_empty();
+    assert!(
+        map_text(&node).contains(&format!("tcp . 8080 : {} . 80", pod_ip(&r2))),
+        "c2's mapping survives c1's DEL: {}",
+        map_text(&node)
+    );
+}
+
+#[test]
+fn check_compares_host_ports_by_key_and_target() {
+    let node = Node::new();
+    let pod = TestNs::new("pod");
+    let conf = with_ports(
+        &node,
+        json!([{"hostPort": 80, "containerPort": 80}, {"hostPort": 8080, "containerPort": 8080}]),
+    );
+    let r = node.add("c1", &pod, &conf).ok().clone();
+    node.ns.sh(
+        "nft",
+        &[
+            "delete",
+            "element",
+            "inet",
+            "podnet-cni",
+            "hostports",
+            "{ tcp . 80 }",
+        ],
+    );
+    let e = node.run("CHECK", "c1", Some(&pod), "eth0", &with_prev(&conf, &r));
+    assert_eq!(e.err_code(), 104);
+    assert!(
+        e.err_msg().contains("host port 80/tcp is not mapped"),
+        "{}",
+        e.err_msg()
+    );
+}
+
+#[test]
+fn gc_removes_host_ports_nobody_recorded_in_its_subnet_only() {
+    let node = Node::new();
+    let pod = TestNs::new("pod");
+    let conf = with_ports(&node, json!([{"hostPort": 8080, "containerPort": 80}]));
+    node.add("keep", &pod, &conf).ok();
+    // What a plugin killed between installing and recording used to leave, plus another network's.
+    node.ns.sh(
+        "nft",
+        &[
+            "add",
+            "element",
+            "inet",
+            "podnet-cni",
+            "hostports",
+            "{ tcp . 9090 : 10.244.1.77 . 80 }",
+        ],
+    );
+    node.ns.sh(
+        "nft",
+        &[
+            "add",
+            "element",
+            "inet",
+            "podnet-cni",
+            "hostports",
+            "{ tcp . 9191 : 10.245.9.9 . 80 }",
+        ],
+    );
+    let mut gc = node.conf("1.1.0");
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "keep", "ifname": "eth0"}]);
+    node.invoke("GC", &[], gc.to_string().as_bytes()).ok_empty();
+    let map = map_text(&node);
+    assert!(
+        !map.contains("9090"),
+        "the stray mapping into this subnet is gone: {map}"
+    );
+    assert!(
+        map.contains("8080") && map.contains("9191"),
+        "the valid one and the other network's stay: {map}"
+    );
+}
+
+#[test]
+fn host_ports_are_the_nodes_whichever_network_asks() {
+    let node = Node::new();
+    let (p1, p2) = (TestNs::new("p1"), TestNs::new("p2"));
+    node.add(
+        "c1",
+        &p1,
+        &with_ports(&node, json!([{"hostPort": 8080, "containerPort": 80}])),
+    )
+    .ok();
+    let mut other = with_ports(&node, json!([{"hostPort": 8080, "containerPort": 80}]));
+    other["name"] = json!("other");
+    other["bridge"] = json!("br-other");
+    other["ipam"]["subnet"] = json!("10.244.9.0/24");
+    let r = node.add("c2", &p2, &other);
+    assert_eq!(r.err_code(), 102, "{}", r.stdout);
+    assert!(
+        r.err_msg().contains("8080/tcp") && r.err_msg().contains("already maps it"),
+        "{}",
+        r.err_msg()
+    );
+}
+
+#[test]
+fn networks_with_prefixed_names_keep_their_own_masquerade() {
+    let node = Node::new();
+    let (p1, p2) = (TestNs::new("p1"), TestNs::new("p2"));
+    let mut a = node.conf("1.1.0");
+    a["name"] = json!("net-2");
+    a["bridge"] = json!("br-a");
+    a["ipam"]["subnet"] = json!("10.244.5.0/24");
+    let mut b = node.conf("1.1.0");
+    b["name"] = json!("net");
+    b["bridge"] = json!("br-b");
+    b["ipam"]["subnet"] = json!("10.244.6.0/24");
+    node.add("q1", &p1, &a).ok();
+    node.add("q2", &p2, &b).ok();
+    let ruleset = node.ns.sh("nft", &["list", "table", "inet", "podnet-cni"]);
+    assert!(
+        ruleset.contains("masq-net-2-") && ruleset.contains("10.244.5.0/24"),
+        "{ruleset}"
+    );
+    assert!(ruleset.contains("10.244.6.0/24"), "{ruleset}");
+}
+
+#[test]
+fn a_bridge_shared_by_two_networks_keeps_its_mac() {
+    let node = Node::new();
+    let (p1, p2) = (TestNs::new("p1"), TestNs::new("p2"));
+    let mut a = node.conf("1.1.0");
+    a["name"] = json!("neta");
+    a["ipam"]["subnet"] = json!("10.244.11.0/24");
+    let mut b = a.clone();
+    b["name"] = json!("netb");
+    b["ipam"]["subnet"] = json!("10.244.12.0/24");
+    node.add("s1", &p1, &a).ok();
+    let mac = |n: &Node| n.ns.netlink().link_by_name("cni0").unwrap().unwrap().mac;
+    let before = mac(&node);
+    node.add("s2", &p2, &b).ok();
+    assert_eq!(
+        mac(&node),
+        before,
+        "the second network must not change the bridge's MAC under the first's pods"
+    );
+    assert!(
+        p1.try_sh("busybox", &["ping", "-c", "1", "-W", "2", "10.244.11.1"])
+            .status
+            .success(),
+        "the first network's pod still reaches its gateway"
+    );
+}
+
+#[test]
+fn long_and_unusual_names_are_handled_without_leaks_or_panics() {
+    let node = Node::new();
+    let pod = TestNs::new("pod");
+    let mut conf = node.conf("1.1.0");
+    conf["name"] = json!(format!("n{}", "x".repeat(240)));
+    node.add("q3", &pod, &conf).ok();
+    node.run("DEL", "q3", Some(&pod), "eth0", &conf).ok_empty();
+    assert!(node.host_veths().is_empty());
+    let pod2 = TestNs::new("pod2");
+    let mut conf = node.conf("1.1.0");
+    conf["name"] = json!(format!("n{}", "y".repeat(200)));
+    let r = node.run("ADD", &"c".repeat(45), Some(&pod2), "éé", &conf);
+    assert!(r.json.is_some(), "a JSON answer, not a crash: {}", r.stdout);
+    node.run("DEL", &"c".repeat(45), Some(&pod2), "éé", &conf)
+        .ok_empty();
+    assert!(node.host_veths().is_empty());
+}
+
+#[test]
+fn a_corrupt_state_is_rebuilt_from_the_attachments_on_the_node() {
+    let node = Node::new();
+    let pods: Vec<TestNs> = (0..3).map(|_| TestNs::new("pod")).collect();
+    let conf = with_ports(&node, json!([{"hostPort": 7070, "containerPort": 70}]));
+    let plain = node.conf("1.1.0");
+    let r1 = node.add("a1", &pods[0], &conf).ok().clone();
+    let r2 = node.add("a2", &pods[1], &plain).ok().clone();
+    std::fs::write(
+        node.data.0.join("podnet/state.json"),
+        b"{\"format\": 1, \"reservations\": {",
+    )
+    .unwrap();
+    let r3 = node.add("a3", &pods[2], &plain).ok().clone();
+    let ips = [pod_ip(&r1), pod_ip(&r2), pod_ip(&r3)];
+    assert!(
+        ips[2] != ips[0] && ips[2] != ips[1],
+        "no address handed out twice: {ips:?}"
+    );
+    let mut held: Vec<String> = node.reservations().into_iter().map(|(c, _)| c).collect();
+    held.sort();
+    assert_eq!(held, ["a1", "a2", "a3"]);
+    let state = std::fs::read_to_string(node.data.0.join("podnet/state.json")).unwrap();
+    assert!(
+        state.contains("7070"),
+        "a1's host port was recovered from the firewall: {state}"
+    );
+    let kept = std::fs::read_dir(node.data.0.join("podnet"))
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().contains("corrupt"));
+    assert!(kept, "the unreadable file is kept aside");
+}
+
+#[test]
+fn status_and_del_create_nothing_and_status_knows_a_bridge_from_a_veth() {
+    let node = Node::new();
+    let mut conf = node.conf("1.1.0");
+    conf["ipam"]["dataDir"] = json!("/proc/podnet-nowhere");
+    node.run("DEL", "c1", None, "eth0", &conf).ok_empty();
+    let r = node.invoke("STATUS", &[], conf.to_string().as_bytes());
+    assert_eq!(
+        r.err_code(),
+        50,
+        "a dataDir that cannot be created: {}",
+        r.stdout
+    );
+    let other = TestNs::new("other");
+    podnet_testkit::link(
+        &node.ns,
+        "cni0",
+        "192.0.2.1/24".parse().unwrap(),
+        &other,
+        "x0",
+        "192.0.2.2/24".parse().unwrap(),
+    );
+    let r = node.invoke("STATUS", &[], node.conf("1.1.0").to_string().as_bytes());
+    assert_eq!(r.err_code(), 50);
+    assert!(r.err_msg().contains("not a bridge"), "{}", r.err_msg());
+}
+
+#[test]
+fn ipam_routes_may_go_through_their_own_gateway() {
+    let node = Node::new();
+    let pod = TestNs::new("pod");
+    let mut conf = node.conf("1.1.0");
+    conf["ipam"]["routes"] =
+        json!([{"dst": "0.0.0.0/0"}, {"dst": "192.0.2.0/24", "gw": "10.244.1.254"}]);
+    let r = node.add("c1", &pod, &conf).ok().clone();
+    assert_eq!(
+        r["routes"][1],
+        json!({"dst": "192.0.2.0/24", "gw": "10.244.1.254"})
+    );
+    let routes = pod.sh("ip", &["route"]);
+    assert!(
+        routes.contains("192.0.2.0/24 via 10.244.1.254 dev eth0"),
+        "{routes}"
+    );
+    node.run("CHECK", "c1", Some(&pod), "eth0", &with_prev(&conf, &r))
+        .ok_empty();
 }

@@ -28,7 +28,7 @@ pub enum Error {
         path: PathBuf,
         source: io::Error,
     },
-    #[error("IPAM state {} is corrupt ({reason}); move it aside and run GC to rebuild", path.display())]
+    #[error("IPAM state {} is corrupt ({reason})", path.display())]
     Corrupt { path: PathBuf, reason: String },
     #[error("IPAM state {} has format {found}, newer than this plugin's {STATE_FORMAT}", path.display())]
     NewerFormat { path: PathBuf, found: u32 },
@@ -63,12 +63,55 @@ impl Store {
         Ok(Store { dir })
     }
 
+    /// The store of a network if it was ever created; `None` means nothing was ever allocated there
+    /// (DEL and STATUS use this, so they never create directories as a side effect).
+    pub fn existing(data_dir: &Path, network: &str) -> Option<Store> {
+        let dir = data_dir.join(network);
+        dir.is_dir().then_some(Store { dir })
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// Takes the network's lock (waiting at most [`LOCK_TIMEOUT`]) and loads the state.
     pub fn lock(&self) -> Result<Locked> {
+        let lock = self.take_lock()?;
+        self.remove_stale_temporaries();
+        let state_path = self.dir.join(STATE_FILE);
+        let state = load(&state_path)?;
+        Ok(Locked {
+            _lock: lock,
+            dir: self.dir.clone(),
+            state_path,
+            state,
+        })
+    }
+
+    /// Takes the lock without reading the state, moving an unreadable state file aside
+    /// (`state.json.corrupt-<unix seconds>`) so it is kept for inspection; the caller fills the returned
+    /// empty state from another source of truth and commits it.
+    pub fn lock_for_rebuild(&self) -> Result<Locked> {
+        let lock = self.take_lock()?;
+        let state_path = self.dir.join(STATE_FILE);
+        if let Err(Error::Corrupt { .. }) = load(&state_path) {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let aside = self.dir.join(format!("{STATE_FILE}.corrupt-{secs}"));
+            fs::rename(&state_path, &aside)
+                .map_err(io_err("move the corrupt IPAM state aside", &state_path))?;
+        }
+        Ok(Locked {
+            _lock: lock,
+            dir: self.dir.clone(),
+            state_path,
+            state: PoolState::new(),
+        })
+    }
+
+    fn take_lock(&self) -> Result<File> {
         let lock_path = self.dir.join(LOCK_FILE);
         let lock = OpenOptions::new()
             .create(true)
@@ -79,14 +122,23 @@ impl Store {
             .open(&lock_path)
             .map_err(io_err("open IPAM lock", &lock_path))?;
         acquire(&lock, &lock_path)?;
-        let state_path = self.dir.join(STATE_FILE);
-        let state = load(&state_path)?;
-        Ok(Locked {
-            _lock: lock,
-            dir: self.dir.clone(),
-            state_path,
-            state,
-        })
+        Ok(lock)
+    }
+
+    /// Temporary files of writers killed between writing and renaming. Only lock holders write them,
+    /// so under the lock every one of them is abandoned.
+    fn remove_stale_temporaries(&self) {
+        let prefix = format!(".{STATE_FILE}.");
+        if let Ok(entries) = fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                if e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(&prefix))
+                {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
     }
 
     /// Reads the state without the lock, for reporting (`podnet-cni` STATUS, `podnet` tools).
@@ -243,6 +295,47 @@ mod tests {
         .unwrap();
         let err = store.lock().err().expect("corrupt");
         assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_corrupt_state_is_moved_aside_for_a_rebuild() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path(), "net").unwrap();
+        fs::write(store.dir().join(STATE_FILE), b"{garbage").unwrap();
+        let mut l = store.lock_for_rebuild().unwrap();
+        assert!(l.state.reservations.is_empty());
+        l.state
+            .allocate(&pool(), &att(7), Some("10.9.0.7".parse().unwrap()))
+            .unwrap();
+        l.commit().unwrap();
+        drop(l);
+        assert_eq!(
+            store.peek().unwrap().find(&att(7)),
+            Some("10.9.0.7".parse().unwrap())
+        );
+        let kept = fs::read_dir(store.dir())
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().contains(".corrupt-"));
+        assert!(kept, "the corrupt file is kept for inspection");
+    }
+
+    #[test]
+    fn abandoned_temporaries_are_removed_under_the_lock() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path(), "net").unwrap();
+        fs::write(store.dir().join(".state.json.12345"), b"half").unwrap();
+        drop(store.lock().unwrap());
+        assert!(!store.dir().join(".state.json.12345").exists());
+    }
+
+    #[test]
+    fn existing_does_not_create() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(Store::existing(tmp.path(), "net").is_none());
+        assert!(!tmp.path().join("net").exists());
+        Store::open(tmp.path(), "net").unwrap();
+        assert!(Store::existing(tmp.path(), "net").is_some());
     }
 
     #[test]

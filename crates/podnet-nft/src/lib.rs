@@ -11,5 +11,5 @@ pub mod script;
 
 pub use error::{Error, Result};
 pub use probe::{NftFamily, chain_exists};
-pub use run::{apply, chains, list, nft_binary};
+pub use run::{apply, chains, list, list_json, nft_binary};
 pub use script::Script;

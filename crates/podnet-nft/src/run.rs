@@ -68,8 +68,18 @@ pub fn apply(script: &Script) -> Result<()> {
 
 /// Lists output of `nft list ...` for podnet's own objects (never the whole ruleset).
 pub fn list(args: &[&str]) -> Result<Option<String>> {
+    list_with(&[], args)
+}
+
+/// Like [`list`], as nft's JSON (`nft -j list ...`), for reading values back exactly.
+pub fn list_json(args: &[&str]) -> Result<Option<String>> {
+    list_with(&["-j"], args)
+}
+
+fn list_with(options: &[&str], args: &[&str]) -> Result<Option<String>> {
     let program = nft_binary();
     let out = Command::new(&program)
+        .args(options)
         .arg("list")
         .args(args)
         .stdin(Stdio::null())

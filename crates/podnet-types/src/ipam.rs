@@ -105,7 +105,8 @@ impl PoolState {
         owner: &Attachment,
         requested: Option<Ipv4Addr>,
     ) -> Result<Ipv4Addr, AllocError> {
-        if let Some(ip) = self.find(owner)
+        let held = self.find(owner);
+        if let Some(ip) = held
             && requested.is_none_or(|r| r == ip)
         {
             return Ok(ip);
@@ -126,6 +127,10 @@ impl PoolState {
             }
             None => self.next_free(pool)?,
         };
+        // One attachment, one address: asking for a different one moves the attachment there.
+        if let Some(old) = held {
+            self.reservations.remove(&old);
+        }
         self.reservations.insert(
             ip,
             Reservation {
@@ -275,6 +280,16 @@ mod tests {
             s.allocate(&pool24(), &att("b"), Some("10.244.1.1".parse().unwrap())),
             Err(AllocError::RequestedOutsidePool(_))
         ));
+    }
+
+    #[test]
+    fn a_new_request_moves_the_attachment_instead_of_adding_an_address() {
+        let mut s = PoolState::new();
+        let first = s.allocate(&pool24(), &att("a"), None).unwrap();
+        let want: Ipv4Addr = "10.244.1.50".parse().unwrap();
+        assert_eq!(s.allocate(&pool24(), &att("a"), Some(want)).unwrap(), want);
+        assert_eq!(s.reservations.len(), 1);
+        assert!(!s.reservations.contains_key(&first));
     }
 
     #[test]

@@ -67,12 +67,32 @@ pub fn host_veth_name(network: &str, container_id: &str, ifname: &str) -> String
     format!("{HOST_VETH_PREFIX}{:012x}", h & 0xffff_ffff_ffff)
 }
 
+/// The longest alias the kernel takes: IFALIASZ is 256 bytes including the terminating NUL.
+pub const ALIAS_MAX: usize = 254;
+
 /// The alias recorded on the host veth: `podnet:<network>/<containerID>/<ifname>`, cut to the kernel's
-/// 255-byte limit (the veth name, not the alias, is what GC trusts).
+/// limit on a character boundary (the veth name, not the alias, is what DEL trusts).
 pub fn host_veth_alias(network: &str, container_id: &str, ifname: &str) -> String {
     let mut s = format!("{ALIAS_PREFIX}{network}/{container_id}/{ifname}");
-    s.truncate(255);
+    if s.len() > ALIAS_MAX {
+        let cut = (0..=ALIAS_MAX)
+            .rev()
+            .find(|i| s.is_char_boundary(*i))
+            .unwrap_or(0);
+        s.truncate(cut);
+    }
     s
+}
+
+/// The attachment an alias names, if it is whole (not cut) and of this network.
+pub fn parse_host_veth_alias<'a>(alias: &'a str, network: &str) -> Option<(&'a str, &'a str)> {
+    let rest = alias
+        .strip_prefix(ALIAS_PREFIX)?
+        .strip_prefix(network)?
+        .strip_prefix('/')?;
+    let (container, ifname) = rest.rsplit_once('/')?;
+    (!container.is_empty() && !ifname.is_empty() && !container.contains('/'))
+        .then_some((container, ifname))
 }
 
 /// A pod's MAC address derived from its IPv4 address (`0a:58:` + the four bytes, as Kubernetes'
@@ -135,7 +155,16 @@ mod tests {
             prop_assert!(name.starts_with(HOST_VETH_PREFIX));
             prop_assert_eq!(name.len(), 15);
             prop_assert_eq!(name, host_veth_name(&net, &id, &ifn));
-            prop_assert!(host_veth_alias(&net, &id, &ifn).len() <= 255);
+            let alias = host_veth_alias(&net, &id, &ifn);
+            prop_assert!(alias.len() <= ALIAS_MAX);
+            if alias.len() < ALIAS_MAX {
+                prop_assert_eq!(parse_host_veth_alias(&alias, &net), Some((id.as_str(), ifn.as_str())));
+            }
+        }
+
+        #[test]
+        fn aliases_of_any_text_are_cut_safely(net in "\\PC{0,200}", id in "\\PC{0,120}", ifn in "\\PC{0,15}") {
+            prop_assert!(host_veth_alias(&net, &id, &ifn).len() <= ALIAS_MAX);
         }
     }
 }

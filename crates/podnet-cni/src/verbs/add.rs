@@ -58,8 +58,8 @@ pub fn add(req: &Request, conf: &NetConf) -> Result<Value, CniError> {
     undo.push(
         format!("address {} of {}", lease.address.addr(), t.subject),
         || {
-            addressing::release(conf, req, &store, &t.owner, &t.subject)
-                .map(|_| ())
+            addressing::release(conf, &t.owner, &t.subject)
+                .and_then(|_| addressing::release_delegated(conf, req))
                 .map_err(|e| e.to_string())
         },
     );
@@ -93,11 +93,23 @@ fn connect<'a>(
         peer_mac: Some(pod_mac),
         mtu: Some(conf.mtu),
         master: Some(bridge.index),
-        alias: Some(&t.alias),
         up: true,
         ..Default::default()
     };
-    create_veth(&mut nl, &spec, t)?;
+    nl.create_veth(&spec).map_err(|e| {
+        // The name is derived from (network, container, ifname): a link holding it belongs to this
+        // very attachment in another namespace (a runtime that skipped DEL), or to someone else.
+        // Either way it is not ours to remove; say so.
+        let hint = if e.is_exists() {
+            " (that attachment already exists elsewhere: DEL it first)"
+        } else {
+            ""
+        };
+        fail::kernel(
+            format!("create veth {} for {}", t.host_veth, t.subject),
+            format!("{e}{hint}"),
+        )
+    })?;
     undo.push(format!("veth {}", t.host_veth), move || {
         let mut nl = Netlink::open().map_err(|e| e.to_string())?;
         nl.delete_link_by_name(&t.host_veth)
@@ -113,6 +125,13 @@ fn connect<'a>(
                 "gone right after creation",
             )
         })?;
+    // The alias names the owner for GC; set once the undo step exists, so its failure rolls back too.
+    nl.set_link_alias(host_link.index, &t.alias).map_err(|e| {
+        fail::kernel(
+            format!("set alias of veth {} for {}", t.host_veth, t.subject),
+            e,
+        )
+    })?;
     if conf.hairpin_mode {
         nl.set_bridge_port_hairpin(host_link.index, true)
             .map_err(|e| {
@@ -135,26 +154,18 @@ fn connect<'a>(
     )?;
 
     if conf.ip_masq {
-        firewall::ensure_masquerade(
-            store.dir(),
-            &conf.name,
-            lease.address.trunc(),
-            conf.cluster_cidr,
-        )?;
+        firewall::masq::ensure(&conf.name, lease.address.trunc(), conf.cluster_cidr)?;
     }
     let mappings = &conf.runtime.port_mappings;
     if !mappings.is_empty() {
-        firewall::add_port_mappings(
-            store.dir(),
-            &conf.name,
-            lease.address.addr(),
-            mappings,
-            &t.subject,
-        )?;
+        // Recorded before installed: a plugin killed in between leaves a record that DEL and GC act
+        // on, never a mapping nobody knows about.
+        addressing::record_port_mappings(conf, store, lease.address.addr(), mappings, &t.subject)?;
+        let pod_ip = lease.address.addr();
         undo.push(format!("host ports of {}", t.subject), move || {
-            firewall::remove_port_mappings(&conf.name, mappings).map_err(|e| e.to_string())
+            firewall::hostports::remove(pod_ip, mappings).map_err(|e| e.to_string())
         });
-        addressing::record_port_mappings(store, lease.address.addr(), mappings, &t.subject)?;
+        firewall::hostports::add(pod_ip, mappings, &t.subject)?;
     }
 
     let ours = CniResult {
@@ -180,7 +191,7 @@ fn connect<'a>(
         routes: lease
             .routes
             .iter()
-            .map(|dst| Route::new(*dst, Some(IpAddr::V4(lease.gateway))))
+            .map(|r| Route::new(r.dst, Some(IpAddr::V4(r.gw.unwrap_or(lease.gateway)))))
             .collect(),
         dns: if conf.dns.is_empty() {
             lease.dns.clone()
@@ -197,40 +208,4 @@ fn connect<'a>(
         None => ours,
     };
     Ok(result.to_json(conf.cni_version))
-}
-
-/// Creates the veth pair. A host end of the same name left by an earlier ADD of this very attachment
-/// that died half-way (same deterministic name; its alias, if it got one, names this attachment) is
-/// removed and the creation retried once.
-fn create_veth(nl: &mut Netlink, spec: &VethSpec<'_>, t: &Target) -> Result<(), CniError> {
-    match nl.create_veth(spec) {
-        Ok(()) => return Ok(()),
-        Err(e) if !e.is_exists() => {
-            return Err(fail::kernel(
-                format!("create veth {} for {}", t.host_veth, t.subject),
-                e,
-            ));
-        }
-        Err(_) => {}
-    }
-    let existing = nl
-        .link_by_name(&t.host_veth)
-        .map_err(|e| fail::kernel(format!("look up veth {}", t.host_veth), e))?;
-    match existing {
-        Some(link) if link.alias.as_deref().is_none_or(|a| a == t.alias) => {
-            nl.delete_link(link.index).map_err(|e| {
-                fail::kernel(
-                    format!("remove stale veth {} of {}", t.host_veth, t.subject),
-                    e,
-                )
-            })?;
-            nl.create_veth(spec).map_err(|e| {
-                fail::kernel(format!("create veth {} for {}", t.host_veth, t.subject), e)
-            })
-        }
-        _ => Err(fail::kernel(
-            format!("create veth {} for {}", t.host_veth, t.subject),
-            "File exists (a link of that name not made for this attachment is in the way)",
-        )),
-    }
 }

@@ -134,8 +134,7 @@ pub fn check(req: &Request, conf: &NetConf) -> Result<(), CniError> {
     )?;
 
     // The reservation: the address is still recorded for this attachment.
-    let store = addressing::open_store(conf)?;
-    let record = addressing::find(&store, &t.owner)?;
+    let record = addressing::find(conf, &t.owner)?;
     let Some((ip, reservation)) = record else {
         return Err(fail::check(format!(
             "no address is reserved for {}",
@@ -149,11 +148,12 @@ pub fn check(req: &Request, conf: &NetConf) -> Result<(), CniError> {
         )));
     }
 
-    let masq = conf.ip_masq.then(|| match addresses[0] {
-        IpNet::V4(a) => Some((a.trunc(), conf.cluster_cidr)),
-        IpNet::V6(_) => None,
-    });
-    firewall::check(&conf.name, masq.flatten(), &reservation.port_mappings)?;
+    if conf.ip_masq
+        && let IpNet::V4(a) = addresses[0]
+    {
+        firewall::masq::check(&conf.name, a.trunc(), conf.cluster_cidr)?;
+    }
+    firewall::hostports::check(ip, &reservation.port_mappings)?;
 
     if let Ipam::Delegated { plugin } = &conf.ipam {
         let stdin = serde_json::to_vec(&conf.raw).expect("config serializes");

@@ -21,17 +21,19 @@ pub fn del(req: &Request, conf: &NetConf) -> Result<(), CniError> {
         ));
     }
 
-    let store = addressing::open_store(conf)?;
-    match addressing::find(&store, &t.owner) {
-        Ok(Some((_, record))) => {
-            if let Err(e) = firewall::remove_port_mappings(&conf.name, &record.port_mappings) {
+    match addressing::find(conf, &t.owner) {
+        Ok(Some((ip, record))) => {
+            if let Err(e) = firewall::hostports::remove(ip, &record.port_mappings) {
                 errors.push(e);
             }
         }
         Ok(None) => {}
         Err(e) => errors.push(e),
     }
-    if let Err(e) = addressing::release(conf, req, &store, &t.owner, &t.subject) {
+    if let Err(e) = addressing::release(conf, &t.owner, &t.subject) {
+        errors.push(e);
+    }
+    if let Err(e) = addressing::release_delegated(conf, req) {
         errors.push(e);
     }
 

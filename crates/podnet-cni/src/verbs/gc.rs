@@ -27,11 +27,10 @@ pub fn gc(req: &Request, conf: &NetConf) -> Result<(), CniError> {
     let valid: HashSet<Attachment> = valid_list.iter().cloned().collect();
     let mut errors: Vec<String> = Vec::new();
 
-    let store = addressing::open_store(conf)?;
-    match addressing::retain_valid(&store, &valid) {
+    match addressing::retain_valid(conf, &valid) {
         Ok(stale) => {
             for (ip, record) in stale {
-                if let Err(e) = firewall::remove_port_mappings(&conf.name, &record.port_mappings) {
+                if let Err(e) = firewall::hostports::remove(ip, &record.port_mappings) {
                     errors.push(format!(
                         "host ports of stale {} ({ip}): {e}",
                         record.owner.container_id
@@ -40,6 +39,24 @@ pub fn gc(req: &Request, conf: &NetConf) -> Result<(), CniError> {
             }
         }
         Err(e) => errors.push(e.to_string()),
+    }
+    // Host-port elements pointing into this network's subnet that no valid attachment's record lists:
+    // left by a plugin killed mid-ADD before this version recorded them first, or by hand.
+    if let Ipam::Builtin(b) = &conf.ipam {
+        let kept = addressing::state(conf).map(|s| s.unwrap_or_default());
+        match kept {
+            Ok(kept) => {
+                let keep = |ip: std::net::Ipv4Addr, m: &podnet_types::cni::PortMapping| {
+                    kept.reservations
+                        .get(&ip)
+                        .is_some_and(|r| r.port_mappings.contains(m))
+                };
+                if let Err(e) = firewall::hostports::retain(b.subnet, keep) {
+                    errors.push(e.to_string());
+                }
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
     }
 
     if let Err(e) = remove_stray_veths(conf, &valid) {

@@ -9,29 +9,38 @@ use podnet_types::ipam::Pool;
 
 pub fn status(req: &Request, conf: &NetConf) -> Result<(), CniError> {
     let unavailable = |msg: String| CniError::new(ErrorCode::NotAvailable, msg);
-    let store = addressing::open_store(conf).map_err(|e| unavailable(e.msg))?;
-    // Taking the lock proves the state directory is usable, not just readable.
-    let state = {
-        let locked = store
-            .lock()
-            .map_err(|e| unavailable(format!("state of network {}: {e}", conf.name)))?;
-        locked.state.clone()
-    };
+    // Read-only: STATUS creates nothing. A state directory that does not exist yet is fine (ADD
+    // makes it), as long as its parent can be written.
+    let state = addressing::state(conf)
+        .map_err(|e| unavailable(format!("state of network {}: {}", conf.name, e.msg)))?;
+    if state.is_none() && !writable_ancestor(&conf.data_dir) {
+        return Err(unavailable(format!(
+            "IPAM dataDir {} cannot be created",
+            conf.data_dir.display()
+        )));
+    }
+    let state = state.unwrap_or_default();
 
     let attached = state.reservations.len();
-    if attached > 0
-        && matches!(
-            Netlink::open().and_then(|mut nl| nl.link_by_name(&conf.bridge)),
-            Ok(None)
-        )
-    {
-        return Err(CniError::new(
-            ErrorCode::NotAvailableLimitedConnectivity,
-            format!(
-                "bridge {} is gone: {attached} attached pods of network {} have no connectivity",
-                conf.bridge, conf.name
-            ),
-        ));
+    let bridge = Netlink::open().and_then(|mut nl| nl.link_by_name(&conf.bridge));
+    match bridge {
+        Ok(None) if attached > 0 => {
+            return Err(CniError::new(
+                ErrorCode::NotAvailableLimitedConnectivity,
+                format!(
+                    "bridge {} is gone: {attached} attached pods of network {} have no connectivity",
+                    conf.bridge, conf.name
+                ),
+            ));
+        }
+        Ok(Some(link)) if link.kind.as_deref() != Some("bridge") => {
+            return Err(unavailable(format!(
+                "{} is a {}, not a bridge: ADD cannot attach pods to it",
+                conf.bridge,
+                link.kind.as_deref().unwrap_or("device without a kind")
+            )));
+        }
+        _ => {}
     }
 
     match &conf.ipam {
@@ -61,4 +70,18 @@ pub fn status(req: &Request, conf: &NetConf) -> Result<(), CniError> {
         ));
     }
     Ok(())
+}
+
+/// Whether the nearest existing directory on the way to `dir` takes a new directory: probed by making
+/// one and removing it again (root passes every permission check, so asking `access(2)` proves nothing
+/// about /proc, read-only mounts or full disks).
+fn writable_ancestor(dir: &std::path::Path) -> bool {
+    let Some(existing) = dir.ancestors().find(|p| p.is_dir()) else {
+        return false;
+    };
+    let probe = existing.join(format!(".podnet-cni-status-{}", std::process::id()));
+    match std::fs::create_dir(&probe) {
+        Ok(()) => std::fs::remove_dir(&probe).is_ok(),
+        Err(_) => false,
+    }
 }

@@ -59,8 +59,15 @@ pub struct BuiltinIpam {
     pub range_start: Ipv4Addr,
     pub range_end: Ipv4Addr,
     pub gateway: Ipv4Addr,
-    pub routes: Vec<IpNet>,
+    pub routes: Vec<IpamRoute>,
     pub data_dir: PathBuf,
+}
+
+/// A route the pod gets: to `dst` via `gw`, or via the subnet's gateway when `gw` is not given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpamRoute {
+    pub dst: IpNet,
+    pub gw: Option<Ipv4Addr>,
 }
 
 /// Capability arguments the runtime filled in.
@@ -362,7 +369,10 @@ fn parse_ipam(f: &Fields<'_>) -> Result<Ipam, CniError> {
     }
 
     let routes = match ipam.array("routes")? {
-        None => vec!["0.0.0.0/0".parse().expect("literal")],
+        None => vec![IpamRoute {
+            dst: "0.0.0.0/0".parse().expect("literal"),
+            gw: None,
+        }],
         Some(list) => {
             let mut out = Vec::with_capacity(list.len());
             for (i, r) in list.iter().enumerate() {
@@ -379,7 +389,31 @@ fn parse_ipam(f: &Fields<'_>) -> Result<Ipam, CniError> {
                         format!("{dst} is IPv6 but the subnet is IPv4"),
                     ));
                 }
-                out.push(dst.trunc());
+                let gw_field = format!("ipam.routes[{i}].gw");
+                let gw = match r.get("gw").filter(|v| !v.is_null()) {
+                    None => None,
+                    Some(v) => {
+                        let gw = v
+                            .as_str()
+                            .and_then(|s| s.parse::<Ipv4Addr>().ok())
+                            .ok_or_else(|| {
+                                invalid(&gw_field, format!("{v} is not an IPv4 address"))
+                            })?;
+                        // The pod reaches only its own subnet directly: a next hop elsewhere could
+                        // never be resolved on its interface.
+                        if !subnet.contains(&gw) {
+                            return Err(invalid(
+                                &gw_field,
+                                format!("{gw} is not in the subnet {subnet}"),
+                            ));
+                        }
+                        Some(gw)
+                    }
+                };
+                out.push(IpamRoute {
+                    dst: dst.trunc(),
+                    gw,
+                });
             }
             out
         }
@@ -507,7 +541,13 @@ mod tests {
         assert_eq!(b.gateway.to_string(), "10.244.1.1");
         assert_eq!(b.range_start.to_string(), "10.244.1.1");
         assert_eq!(b.range_end.to_string(), "10.244.1.254");
-        assert_eq!(b.routes, vec!["0.0.0.0/0".parse::<IpNet>().unwrap()]);
+        assert_eq!(
+            b.routes,
+            vec![IpamRoute {
+                dst: "0.0.0.0/0".parse().unwrap(),
+                gw: None
+            }]
+        );
     }
 
     #[test]
@@ -571,6 +611,20 @@ mod tests {
         let mut v = base();
         v.as_object_mut().unwrap().remove("ipam");
         assert!(err_of(v).msg.starts_with("ipam:"));
+    }
+
+    #[test]
+    fn routes_may_name_their_own_gateway() {
+        let mut v = base();
+        v["ipam"]["routes"] =
+            json!([{"dst": "0.0.0.0/0"}, {"dst": "192.0.2.0/24", "gw": "10.244.1.254"}]);
+        let Ipam::Builtin(b) = parse(v).unwrap().ipam else {
+            panic!("builtin")
+        };
+        assert_eq!(b.routes[1].gw, Some("10.244.1.254".parse().unwrap()));
+        let mut v = base();
+        v["ipam"]["routes"] = json!([{"dst": "192.0.2.0/24", "gw": "10.9.9.9"}]);
+        assert!(err_of(v).msg.starts_with("ipam.routes[0].gw:"));
     }
 
     #[test]

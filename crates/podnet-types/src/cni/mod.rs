@@ -7,7 +7,9 @@ pub mod request;
 pub mod result;
 pub mod version;
 
-pub use config::{Attachment, BuiltinIpam, Ipam, NetConf, PortMapping, Protocol, RuntimeConfig};
+pub use config::{
+    Attachment, BuiltinIpam, Ipam, IpamRoute, NetConf, PortMapping, Protocol, RuntimeConfig,
+};
 pub use error::{CniError, ErrorCode};
 pub use request::{Command, Request};
 pub use result::{CniResult, Dns, Interface, IpConfig, Route};

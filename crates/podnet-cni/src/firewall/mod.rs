@@ -1,0 +1,62 @@
+//! The plugin's firewall state, all in one nftables table it owns: `table inet podnet-cni`.
+//!
+//! - [`masq`]: one base chain per network, `masq-<network>-<hash>`, whose name carries a hash of the
+//!   rules it holds. Installed once per node; afterwards an ADD only asks the kernel (netlink, no
+//!   process) whether that chain exists, so a normal ADD changes no firewall state at all.
+//! - [`hostports`]: two DNAT maps shared by every network on the node (a port is the node's, whichever
+//!   network asks) and two chains that consult them. A pod's mappings are map elements.
+
+pub mod hostports;
+pub mod masq;
+
+use crate::fail;
+use podnet_netns::NetNs;
+use podnet_nft::NftFamily;
+use podnet_types::cni::CniError;
+use std::fs::OpenOptions;
+use std::os::fd::AsRawFd;
+
+pub const TABLE: &str = "podnet-cni";
+pub(crate) const FAMILY: &str = "inet";
+/// Where the install locks live: per boot, like the firewall state they guard.
+const LOCK_DIR: &str = "/run/podnet-cni";
+
+/// Serialises firewall installs of concurrent plugin runs in one network namespace (nft transactions
+/// are atomic, but "is it there? then install" is not). Keyed by the namespace's identity, so nodes of
+/// a lab that share a filesystem do not wait for each other.
+pub(crate) struct InstallLock {
+    _held: std::fs::File,
+}
+
+impl InstallLock {
+    pub(crate) fn take() -> Result<InstallLock, CniError> {
+        let ns = NetNs::current()
+            .and_then(|n| n.id())
+            .map_err(|e| fail::kernel("identify the network namespace", e))?;
+        std::fs::create_dir_all(LOCK_DIR).map_err(|e| fail::io(format!("create {LOCK_DIR}"), e))?;
+        let path = format!("{LOCK_DIR}/firewall-{}-{}.lock", ns.dev, ns.ino);
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| fail::io(format!("open {path}"), e))?;
+        // SAFETY: flock on an fd we own; blocking is fine: holders only run one short nft script.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(fail::io(
+                format!("lock {path}"),
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(InstallLock { _held: f })
+    }
+}
+
+pub(crate) fn chain_exists(chain: &str) -> Result<bool, CniError> {
+    podnet_nft::chain_exists(NftFamily::Inet, TABLE, chain)
+        .map_err(|e| fail::firewall(format!("look up chain {FAMILY} {TABLE} {chain}"), e))
+}
+
+pub(crate) fn table_line(s: &mut podnet_nft::Script) {
+    s.line(format!("add table {FAMILY} {TABLE}"));
+}
