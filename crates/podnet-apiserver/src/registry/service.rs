@@ -81,6 +81,69 @@ pub fn release_dropped(api: &Api, old: &Value, new: &Value) {
     }
 }
 
+fn service_type(v: &Value) -> &str {
+    v.pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+}
+
+fn spec_field<'a>(v: &'a Value, field: &str) -> Option<&'a Value> {
+    v.get("spec").and_then(|s| s.get(field))
+}
+
+/// On an update that changes the type, drops what only the old type needed and the client carried
+/// over unchanged, as kube-apiserver's `dropTypeDependentFields` does: the allocated nodePorts (and the
+/// externalTrafficPolicy defaulted with them) of a NodePort Service switched to ClusterIP, the
+/// clusterIP of one switched to ExternalName. Without this the carried-over values fail validation,
+/// so `kubectl patch -p '{"spec":{"type":"ClusterIP"}}'` and a helm rollback across the type change
+/// are refused. A value the client changed stays, and validation judges it.
+pub fn drop_type_dependent_fields(new: &mut Value, old: &Value) {
+    let (old_ty, new_ty) = (service_type(old).to_string(), service_type(new).to_string());
+    let external = |t: &str| t == "NodePort" || t == "LoadBalancer";
+    let same = |new: &Value, f: &str| spec_field(new, f) == spec_field(old, f);
+    let mut drop = Vec::new();
+    if old_ty != "ExternalName" && new_ty == "ExternalName" {
+        if same(new, "clusterIP") && same(new, "clusterIPs") {
+            drop.extend(["clusterIP", "clusterIPs"]);
+        }
+        drop.extend(
+            ["ipFamilies", "ipFamilyPolicy"]
+                .into_iter()
+                .filter(|f| same(new, f)),
+        );
+    }
+    let drop_node_ports = external(&old_ty)
+        && !external(&new_ty)
+        && node_ports(new).iter().all(|p| node_ports(old).contains(p));
+    if external(&old_ty) && !external(&new_ty) && same(new, "externalTrafficPolicy") {
+        drop.push("externalTrafficPolicy");
+    }
+    let local_lb = |v: &Value, t: &str| {
+        t == "LoadBalancer" && spec_field(v, "externalTrafficPolicy") == Some(&json!("Local"))
+    };
+    if local_lb(old, &old_ty) && !local_lb(new, &new_ty) && same(new, "healthCheckNodePort") {
+        drop.push("healthCheckNodePort");
+    }
+    if old_ty == "LoadBalancer" && new_ty != "LoadBalancer" {
+        drop.extend(
+            ["allocateLoadBalancerNodePorts", "loadBalancerClass"]
+                .into_iter()
+                .filter(|f| same(new, f)),
+        );
+    }
+    let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for f in drop {
+        spec.remove(f);
+    }
+    if drop_node_ports && let Some(Value::Array(ports)) = spec.get_mut("ports") {
+        for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+            p.remove("nodePort");
+        }
+    }
+}
+
 /// Allocates the ClusterIP and NodePorts `new` needs (keeping those of `old` on updates).
 pub fn allocate(
     api: &Api,
@@ -226,5 +289,52 @@ pub fn allocate(
     } else {
         release(api, &got);
         Err(errs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node_port_service() -> Value {
+        json!({"spec": {"type": "NodePort", "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"],
+            "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "externalTrafficPolicy": "Cluster",
+            "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}]}})
+    }
+
+    #[test]
+    fn a_type_change_drops_what_only_the_old_type_needed() {
+        let old = node_port_service();
+        let mut new = old.clone();
+        new["spec"]["type"] = json!("ClusterIP");
+        drop_type_dependent_fields(&mut new, &old);
+        assert_eq!(
+            new["spec"]["ports"],
+            json!([{"port": 80, "protocol": "TCP"}])
+        );
+        assert!(new["spec"].get("externalTrafficPolicy").is_none());
+        assert_eq!(new["spec"]["clusterIP"], "10.96.0.10");
+
+        let mut new = old.clone();
+        new["spec"]["type"] = json!("ExternalName");
+        new["spec"]["externalName"] = json!("example.com");
+        drop_type_dependent_fields(&mut new, &old);
+        for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+            assert!(new["spec"].get(f).is_none(), "{f} kept");
+        }
+    }
+
+    #[test]
+    fn values_the_client_changed_are_left_for_validation() {
+        let old = node_port_service();
+        let mut new = old.clone();
+        new["spec"]["type"] = json!("ClusterIP");
+        new["spec"]["ports"][0]["nodePort"] = json!(30081);
+        drop_type_dependent_fields(&mut new, &old);
+        assert_eq!(new["spec"]["ports"][0]["nodePort"], 30081);
+        // no type change: nothing moves
+        let mut same = old.clone();
+        drop_type_dependent_fields(&mut same, &old);
+        assert_eq!(same, old);
     }
 }

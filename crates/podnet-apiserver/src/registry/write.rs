@@ -403,6 +403,9 @@ impl Api {
             let g = object::i64_at(&current, "metadata.generation").unwrap_or(1);
             object::meta_mut(&mut new).insert("generation".into(), json!(g + 1));
         }
+        if r.kind == "Service" && sub.is_none() {
+            service::drop_type_dependent_fields(&mut new, &current);
+        }
         defaults::apply(r.group, r.kind, &mut new, false);
         let errs = validation::validate(r.group, r.kind, &new, Some(&current), r.namespaced);
         if !errs.is_empty() {
