@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use serde_json::Value;
 
 use common::TestServer;
@@ -79,4 +81,50 @@ fn helm_rolls_back_across_a_service_type_change() {
         t.k(&["get", "svc", "web", "-o", "jsonpath={.spec.type}"]),
         "ClusterIP"
     );
+}
+
+/// Replica counts of the deployment's sets, keyed by image.
+fn set_sizes(t: &TestServer) -> Vec<(String, i64)> {
+    let v = json(&t.k(&["get", "rs", "-l", "app=web", "-o", "json"]));
+    let mut out: Vec<(String, i64)> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rs| {
+            (
+                rs["spec"]["template"]["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                rs["spec"]["replicas"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_rolling_update_whose_new_pods_never_become_available_stops_at_the_surge() {
+    let t = TestServer::start();
+    // no nodes: no pod ever becomes available, old or new
+    t.k(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1",
+        "--replicas=4",
+    ]);
+    t.eventually(10, "4 pods", || set_sizes(&t) == [("nginx:1".into(), 4)]);
+    t.k(&["set", "image", "deploy/web", "nginx=nginx:2"]);
+    // 25% surge and unavailability of 4: one extra pod, and the old set keeps 3 (kube's arithmetic)
+    let want = [("nginx:1".to_string(), 3), ("nginx:2".to_string(), 2)];
+    t.eventually(10, "the rollout to reach the surge", || {
+        set_sizes(&t) == want
+    });
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        assert_eq!(set_sizes(&t), want);
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

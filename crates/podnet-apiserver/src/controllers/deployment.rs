@@ -252,36 +252,27 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
         if surge == 0 && unavailable == 0 {
             unavailable = 1;
         }
-        // scale the new set up within the surge budget
-        let new_target = if old_total == 0 {
+        // the new set grows within the surge budget (kube's NewRSNewReplicas)
+        let new_cur = replicas(&new_rs);
+        let new_target = if new_cur >= desired {
             desired
         } else {
-            let room = desired + surge - (old_total + replicas(&new_rs));
-            (replicas(&new_rs) + room.max(0)).min(desired)
+            let room = (desired + surge - (old_total + new_cur)).max(0);
+            new_cur + room.min(desired - new_cur)
         };
-        if new_target != replicas(&new_rs) {
+        if new_target != new_cur {
             scale_rs(api, &d, &new_rs, new_target).await?;
         }
-        // scale old sets down as far as availability allows
-        let min_available = desired - unavailable;
-        let all_available: i64 = sets
-            .iter()
-            .map(|rs| status_i(rs, "availableReplicas"))
-            .sum::<i64>()
-            + status_i(&new_rs, "availableReplicas");
-        let mut budget = (all_available - min_available).max(0);
         sets.sort_by_key(revision);
-        for rs in &sets {
-            let cur = replicas(rs);
-            if cur == 0 {
-                continue;
-            }
-            // unavailable old replicas can go at once; available ones within the budget
-            let unavailable_here = (cur - status_i(rs, "availableReplicas")).max(0);
-            let down = (unavailable_here + budget).min(cur);
-            if down > 0 {
-                budget -= (down - unavailable_here).max(0);
-                scale_rs(api, &d, rs, cur - down).await?;
+        for (rs, to) in sets.iter().zip(old_scale_down(
+            &sets,
+            &new_rs,
+            new_target,
+            desired,
+            unavailable,
+        )) {
+            if to != replicas(rs) {
+                scale_rs(api, &d, rs, to).await?;
             }
         }
     }
@@ -368,6 +359,50 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The sizes the old sets (oldest first) shrink to, as kube's reconcileOldReplicaSets decides. The
+/// deployment must be able to keep `desired - max_unavailable` pods available counting the new set's
+/// unavailable ones, so at most `all - min_available - new_unavailable` old replicas go: their
+/// unavailable ones first, then available ones while more than `min_available` are available. A
+/// rollout whose new pods never become available therefore stops at the surge, with the old pods
+/// kept, instead of replacing them all.
+fn old_scale_down(
+    sets: &[Value],
+    new_rs: &Value,
+    new_replicas: i64,
+    desired: i64,
+    max_unavailable: i64,
+) -> Vec<i64> {
+    let mut sizes: Vec<i64> = sets.iter().map(replicas).collect();
+    let min_available = desired - max_unavailable;
+    let all: i64 = sizes.iter().sum::<i64>() + new_replicas;
+    let new_unavailable = new_replicas - status_i(new_rs, "availableReplicas");
+    let max_down = all - min_available - new_unavailable;
+    if sizes.iter().all(|n| *n == 0) || max_down <= 0 {
+        return sizes;
+    }
+    // unhealthy replicas first
+    let mut down = 0;
+    for (rs, size) in sets.iter().zip(sizes.iter_mut()) {
+        let unhealthy = (*size - status_i(rs, "availableReplicas")).max(0);
+        let n = unhealthy.min(max_down - down);
+        *size -= n;
+        down += n;
+    }
+    // then available ones, keeping min_available
+    let available: i64 = sets
+        .iter()
+        .map(|rs| status_i(rs, "availableReplicas"))
+        .sum::<i64>()
+        + status_i(new_rs, "availableReplicas");
+    let mut budget = (available - min_available).max(0);
+    for size in sizes.iter_mut() {
+        let n = (*size).min(budget);
+        *size -= n;
+        budget -= n;
+    }
+    sizes
+}
+
 fn strip_times(st: &mut Value) {
     if let Some(Value::Array(cs)) = st.get_mut("conditions") {
         for c in cs {
@@ -402,6 +437,23 @@ fn upsert_condition(conds: &mut Value, ty: &str, status: &str, reason: &str, mes
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rs(replicas: i64, available: i64) -> Value {
+        json!({"spec": {"replicas": replicas}, "status": {"availableReplicas": available}})
+    }
+
+    #[test]
+    fn old_sets_keep_the_minimum_while_new_pods_are_unavailable() {
+        // 4 replicas, 25%/25%: surge 1, unavailable 1; no pod of either set is available
+        assert_eq!(old_scale_down(&[rs(4, 0)], &rs(1, 0), 1, 4, 1), [3]);
+        assert_eq!(old_scale_down(&[rs(3, 0)], &rs(2, 0), 2, 4, 1), [3]);
+        // old pods available, new ones never: one old pod goes for the surge, then it stops
+        assert_eq!(old_scale_down(&[rs(4, 4)], &rs(1, 0), 1, 4, 1), [3]);
+        assert_eq!(old_scale_down(&[rs(3, 3)], &rs(2, 0), 2, 4, 1), [3]);
+        // new pods available: the old set goes down as they come up
+        assert_eq!(old_scale_down(&[rs(3, 3)], &rs(2, 2), 2, 4, 1), [1]);
+        assert_eq!(old_scale_down(&[rs(1, 1)], &rs(4, 4), 4, 4, 1), [0]);
+    }
 
     #[test]
     fn surge_and_unavailable_rounding() {
