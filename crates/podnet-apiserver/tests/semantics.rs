@@ -128,3 +128,48 @@ fn a_rolling_update_whose_new_pods_never_become_available_stops_at_the_surge() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn a_watch_without_initial_events_sends_only_changes() {
+    let t = TestServer::start();
+    t.k(&["create", "configmap", "before", "--from-literal=a=1"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = t.client().await;
+        let path = "/api/v1/namespaces/default/configmaps?watch=true&sendInitialEvents=false&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=2";
+        let watch = tokio::spawn({
+            let client = client.clone();
+            async move { common::client::raw(&client, "GET", path, None, Vec::new()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let body = br#"{"metadata":{"name":"after"}}"#.to_vec();
+        let (code, ..) = common::client::raw(
+            &client,
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            Some("application/json"),
+            body,
+        )
+        .await;
+        assert_eq!(code, 201);
+        let (code, _, _, bytes) = watch.await.unwrap();
+        assert_eq!(code, 200);
+        let events: Vec<(String, String)> = String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(|l| {
+                let v = json(l);
+                (
+                    v["type"].as_str().unwrap().to_string(),
+                    v["object"]["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(events, [("ADDED".to_string(), "after".to_string())]);
+    });
+}

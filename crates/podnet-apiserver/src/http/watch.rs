@@ -157,10 +157,12 @@ pub async fn serve(
     let res = store_resource(r);
     let ns_filter = if r.namespaced { ns } else { None };
     let store = &st.api.store;
-    let from_state = send_initial == Some(true) || rv_param.is_none() || rv_param == Some("0");
-    let (initial, mut watcher, start_rv) = if from_state {
+    let no_rv = rv_param.is_none() || rv_param == Some("0");
+    // sendInitialEvents=false without a version: the changes from now on, no synthetic ADDED
+    let from_state = send_initial == Some(true) || (send_initial.is_none() && no_rv);
+    let (initial, mut watcher, start_rv) = if from_state || no_rv {
         let (snap, rv, w) = store.snapshot_and_watch(&res, ns_filter.as_deref());
-        (snap, w, rv)
+        (if from_state { snap } else { Vec::new() }, w, rv)
     } else {
         let raw = rv_param.expect("checked");
         let rv: u64 = raw.parse().map_err(|_| {
