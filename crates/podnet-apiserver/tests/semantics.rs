@@ -83,6 +83,51 @@ fn helm_rolls_back_across_a_service_type_change() {
     );
 }
 
+#[test]
+fn server_side_apply_after_client_side_apply_prunes_what_was_dropped() {
+    let t = TestServer::start();
+    let pod = |labels: &str, image: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n{labels}spec:\n  containers:\n  - name: nginx\n    image: {image}\n"
+        )
+    };
+    let first = t.file(
+        "first.yaml",
+        &pod("  labels:\n    app: web\n    tier: front\n", "nginx:1.27"),
+    );
+    // metadata with nothing but the name: it must not conflict with the manager kubectl gives the
+    // last-applied annotation to
+    let second = t.file("second.yaml", &pod("", "nginx:1.28"));
+    t.k(&["apply", "-f", &first]);
+    // kubectl moves the client-side apply's field ownership to its server-side manager (a JSON patch of
+    // managedFields), then applies again so that the fields the new configuration dropped go
+    let o = t.kubectl(&["apply", "--server-side", "-f", &second]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(!stderr.contains("Warning"), "{stderr}");
+    let p = json(&t.k(&["get", "pod", "web", "-o", "json", "--show-managed-fields"]));
+    assert!(p["metadata"].get("labels").is_none(), "{}", p["metadata"]);
+    assert_eq!(p["spec"]["containers"][0]["image"], "nginx:1.28");
+    let managers: Vec<&str> = p["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["manager"].as_str().unwrap())
+        .collect();
+    assert!(
+        !managers.contains(&"kubectl-client-side-apply"),
+        "{managers:?}"
+    );
+    // and it stays a clean server-side apply
+    let o = t.kubectl(&["apply", "--server-side", "-f", &second]);
+    assert!(o.status.success());
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// Replica counts of the deployment's sets, keyed by image.
 fn set_sizes(t: &TestServer) -> Vec<(String, i64)> {
     let v = json(&t.k(&["get", "rs", "-l", "app=web", "-o", "json"]));

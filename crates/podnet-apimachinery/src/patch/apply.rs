@@ -103,6 +103,76 @@ pub fn field_set(v: &Value, def: Option<&str>) -> Value {
     Value::Object(out)
 }
 
+/// The FieldsV1 set an Update operation (create aside) takes ownership of: the fields `new` changes
+/// relative to `old`, as structured-merge-diff computes for updates. Objects are compared key by key,
+/// merge-key lists item by item (a new item is owned whole, with its `.`), anything else whole when it
+/// differs. Removed fields are not owned by anyone, and a write that changes only metadata the sets
+/// leave out (managedFields, resourceVersion) owns nothing: kubectl's JSON patch that moves ownership
+/// during its client-side to server-side apply migration must not make it the owner of everything.
+pub fn changed_set(old: &Value, new: &Value, def: Option<&str>) -> Value {
+    let (Value::Object(om), Value::Object(nm)) = (old, new) else {
+        return json!({});
+    };
+    let full = field_set(new, def);
+    let mut out = Map::new();
+    for (k, nv) in nm {
+        let fk = format!("f:{k}");
+        let Some(entry) = full.get(&fk) else {
+            continue; // a field sets never hold (name, managedFields, ...)
+        };
+        let Some(ov) = om.get(k) else {
+            out.insert(fk, entry.clone());
+            continue;
+        };
+        if ov == nv {
+            continue;
+        }
+        let cdef = child_def(def, k);
+        let sub = match (ov, nv) {
+            (Value::Object(_), Value::Object(_))
+                if entry.as_object().is_some_and(|m| !m.is_empty()) =>
+            {
+                changed_set(ov, nv, cdef)
+            }
+            (Value::Array(oa), Value::Array(na)) => match meta::strategy(def, k) {
+                Some(Strategy::MergeKey(key)) => {
+                    let mut items = Map::new();
+                    for ni in na {
+                        let sub = match oa.iter().find(|oi| oi.get(key) == ni.get(key)) {
+                            Some(oi) if oi == ni => continue,
+                            Some(oi) => changed_set(oi, ni, cdef),
+                            None => {
+                                let mut whole = field_set(ni, cdef);
+                                if let Value::Object(m) = &mut whole {
+                                    m.insert(".".into(), json!({}));
+                                }
+                                whole
+                            }
+                        };
+                        if sub.as_object().is_some_and(|m| !m.is_empty()) {
+                            items.insert(key_entry(ni, key), sub);
+                        }
+                    }
+                    Value::Object(items)
+                }
+                _ => entry.clone(),
+            },
+            _ => entry.clone(),
+        };
+        // a changed container whose own changes all fall outside the sets is not owned (`{}` would
+        // claim the whole value); a changed leaf is `{}` by construction above
+        let nested = matches!(
+            (ov, nv),
+            (Value::Object(_), Value::Object(_)) | (Value::Array(_), Value::Array(_))
+        ) && entry.as_object().is_some_and(|m| !m.is_empty());
+        if nested && sub.as_object().is_some_and(Map::is_empty) {
+            continue;
+        }
+        out.insert(fk, sub);
+    }
+    Value::Object(out)
+}
+
 fn child_is_struct(def: Option<&str>, field: &str) -> bool {
     let Some(d) = def else { return false };
     let reg = Registry::get();
@@ -259,7 +329,10 @@ pub fn union(a: &Value, b: &Value) -> Value {
     Value::Object(out)
 }
 
-/// Leaf paths present in both sets where the two objects disagree.
+/// Paths both sets own as fields themselves (leaves) where the two objects disagree. A path one set
+/// owns whole and the other only has children under (`.metadata` of a configuration that sets just the
+/// name, against another manager's annotation) is not shared: structured-merge-diff compares member
+/// paths, so only the fields below it can conflict.
 pub fn conflicts(
     set: &Value,
     other_set: &Value,
@@ -278,9 +351,9 @@ pub fn conflicts(
         };
         let path = format!("{prefix}.{name}");
         let (lv, cv) = (live.get(name), config.get(name));
-        let leaf = sv.as_object().is_none_or(|m| m.is_empty());
-        if leaf {
-            if lv != cv && lv.is_some() {
+        let is_leaf = |v: &Value| v.as_object().is_none_or(|m| m.is_empty());
+        if is_leaf(sv) || is_leaf(ov) {
+            if is_leaf(sv) && is_leaf(ov) && lv != cv && lv.is_some() {
                 out.push(path);
             }
         } else if let (Some(lv), Some(cv)) = (lv, cv) {
@@ -475,5 +548,59 @@ mod tests {
         assert!(apply(&live, &b, POD, "bob", true).is_ok());
         // the same value is shared, not a conflict
         assert!(apply(&live, &a, POD, "bob", false).is_ok());
+    }
+
+    #[test]
+    fn an_update_owns_what_it_changed() {
+        let old = pod("nginx:1", json!({"app": "web"}));
+        let mut new = old.clone();
+        new["spec"]["containers"][0]["image"] = json!("nginx:2");
+        new["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "side", "image": "busybox"}));
+        new["metadata"]["labels"]["tier"] = json!("front");
+        new["metadata"]["managedFields"] = json!([{"manager": "x", "operation": "Apply"}]);
+        new["metadata"]["resourceVersion"] = json!("7");
+        let set = changed_set(&old, &new, POD);
+        assert_eq!(
+            set,
+            json!({
+                "f:metadata": {"f:labels": {"f:tier": {}}},
+                "f:spec": {"f:containers": {
+                    "k:{\"name\":\"nginx\"}": {"f:image": {}},
+                    "k:{\"name\":\"side\"}": {".": {}, "f:name": {}, "f:image": {}}
+                }}
+            })
+        );
+        // only metadata outside the sets changed: nothing is owned
+        let mut meta_only = old.clone();
+        meta_only["metadata"]["managedFields"] = json!([]);
+        assert_eq!(changed_set(&old, &meta_only, POD), json!({}));
+    }
+
+    #[test]
+    fn a_field_only_one_manager_owns_whole_is_not_shared() {
+        // kubectl's CSA->SSA migration: `kubectl-last-applied` applies just the annotation, then
+        // `kubectl` re-applies a configuration whose metadata holds only the name
+        let annotation = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web", "annotations": {"note": "x"}}});
+        let mut live = pod("nginx:1", json!({"app": "web"}));
+        live["metadata"]["annotations"] = json!({"note": "x"});
+        record(
+            &mut live,
+            "kubectl-last-applied",
+            "Apply",
+            "v1",
+            "t",
+            field_set(&annotation, POD),
+            None,
+        );
+        let config = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
+            "spec": {"containers": [{"name": "nginx", "image": "nginx:2"}]}});
+        assert_eq!(field_set(&config, POD)["f:metadata"], json!({}));
+        let out = apply(&live, &config, POD, "kubectl", false).expect("no conflict");
+        assert_eq!(out["metadata"]["annotations"]["note"], "x");
+        assert_eq!(out["spec"]["containers"][0]["image"], "nginx:2");
     }
 }

@@ -308,10 +308,10 @@ impl Api {
             })?),
             None => None,
         };
-        let fields = ssa::field_set(&obj, Some(r.schema));
         let current = self.get_entry(r, namespace, name)?;
         let current_value: Value = serde_json::from_slice(&current.object)
             .map_err(|e| ApiError::internal(e.to_string()))?;
+        let fields = ssa::changed_set(&current_value, &obj, Some(r.schema));
         let mut out = self
             .finish_update(
                 r,
@@ -374,14 +374,22 @@ impl Api {
         }
         {
             let cur_meta = current.get("metadata").cloned().unwrap_or(json!({}));
+            let managed = kept_managed_fields(
+                object::meta(&new).and_then(|m| m.get("managedFields")),
+                cur_meta.get("managedFields"),
+                sub,
+            );
             let meta = object::meta_mut(&mut new);
+            match managed {
+                Some(m) => meta.insert("managedFields".into(), m),
+                None => meta.remove("managedFields"),
+            };
             for f in [
                 "uid",
                 "creationTimestamp",
                 "deletionTimestamp",
                 "deletionGracePeriodSeconds",
                 "generation",
-                "managedFields",
             ] {
                 match cur_meta.get(f) {
                     Some(v) => {
@@ -418,15 +426,24 @@ impl Api {
             service::Allocated::default()
         };
         if let (Some(m), Some((op, fields))) = (&opts.field_manager, managed) {
-            ssa::record(
-                &mut new,
-                m,
-                op,
-                &r.api_version(),
-                &util::now_rfc3339(),
-                fields,
-                sub,
-            );
+            // an Update keeps what the manager owned before and adds what it changed now; one that
+            // changed nothing gets no entry
+            let fields = match ssa::managed_entry(&new, m, op).filter(|_| op == "Update") {
+                Some(prev) => Some(ssa::union(&prev["fieldsV1"], &fields)),
+                None if op == "Update" && fields.as_object().is_some_and(|f| f.is_empty()) => None,
+                None => Some(fields),
+            };
+            if let Some(fields) = fields {
+                ssa::record(
+                    &mut new,
+                    m,
+                    op,
+                    &r.api_version(),
+                    &util::now_rfc3339(),
+                    fields,
+                    sub,
+                );
+            }
         }
         let mut cur_cmp = current.clone();
         if let Some(m) = cur_cmp.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -532,11 +549,7 @@ impl Api {
             }
             .map_err(patch_error)?;
             let warnings = self.decode(r, &mut patched, opts.validation)?;
-            let fields = if pt == PatchType::Json {
-                ssa::field_set(&patched, Some(r.schema))
-            } else {
-                ssa::field_set(&body, Some(r.schema))
-            };
+            let fields = ssa::changed_set(&current_value, &patched, Some(r.schema));
             let expected = explicit_rv.or(Some(current.rv));
             match self
                 .finish_update(
@@ -592,6 +605,12 @@ impl Api {
             return Err(ApiError::bad_request(
                 "apiVersion and kind must be set in an apply configuration",
             ));
+        }
+        if config
+            .pointer("/metadata/managedFields")
+            .is_some_and(|m| !m.is_null())
+        {
+            return Err(ApiError::bad_request("metadata.managedFields must be nil"));
         }
         let warnings = self.decode(r, &mut config, opts.validation)?;
         match config.pointer("/metadata/name").and_then(Value::as_str) {
@@ -747,6 +766,41 @@ fn finalizable(kind: &str, v: &Value) -> bool {
             .is_none_or(Vec::is_empty),
         _ => true,
     }
+}
+
+/// The managedFields a write keeps. A well-formed, non-empty list the client sent replaces the stored
+/// one (kubectl's client-side to server-side apply migration moves field ownership with a JSON patch of
+/// managedFields; without it `apply --server-side` cannot prune what the last client-side apply
+/// set), and `[{}]` clears it; anything else keeps the stored list, so that clients unaware of
+/// managedFields cannot drop them by accident. Subresource writes always keep the stored list. This is
+/// kube-apiserver's field manager rule.
+fn kept_managed_fields(
+    sent: Option<&Value>,
+    stored: Option<&Value>,
+    sub: Option<&str>,
+) -> Option<Value> {
+    let Some(Value::Array(entries)) = sent.filter(|_| sub.is_none()) else {
+        return stored.cloned();
+    };
+    if !entries.is_empty()
+        && entries
+            .iter()
+            .all(|e| e.as_object().is_some_and(|m| m.is_empty()))
+    {
+        return None;
+    }
+    let well_formed = |e: &Value| {
+        e.get("manager").is_some_and(Value::is_string)
+            && matches!(
+                e.get("operation").and_then(Value::as_str),
+                Some("Apply" | "Update")
+            )
+            && e.get("fieldsV1").is_none_or(Value::is_object)
+    };
+    if entries.is_empty() || !entries.iter().all(well_formed) {
+        return stored.cloned();
+    }
+    Some(Value::Array(entries.clone()))
 }
 
 /// The object without the times of its managedFields entries (they change on every write).
