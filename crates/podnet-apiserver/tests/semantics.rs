@@ -218,3 +218,28 @@ fn a_watch_without_initial_events_sends_only_changes() {
         assert_eq!(events, [("ADDED".to_string(), "after".to_string())]);
     });
 }
+
+#[test]
+fn the_resource_version_a_json_patch_sets_is_a_precondition() {
+    let t = TestServer::start();
+    t.k(&["create", "configmap", "cfg", "--from-literal=a=1"]);
+    let rv = t.k(&[
+        "get",
+        "cm",
+        "cfg",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+    let patch = |rv: &str, value: &str| {
+        format!(
+            r#"[{{"op":"replace","path":"/metadata/resourceVersion","value":"{rv}"}},{{"op":"replace","path":"/data/a","value":"{value}"}}]"#
+        )
+    };
+    t.k(&["patch", "cm", "cfg", "--type=json", "-p", &patch(&rv, "2")]);
+    // the same, now stale, version: 409 and nothing written
+    let e = t.k_err(&["patch", "cm", "cfg", "--type=json", "-p", &patch(&rv, "3")]);
+    assert!(e.contains("Error from server (Conflict)"), "{e}");
+    assert_eq!(t.k(&["get", "cm", "cfg", "-o", "jsonpath={.data.a}"]), "2");
+    let e = t.k_err(&["patch", "cm", "cfg", "--type=json", "-p", &patch("x1", "4")]);
+    assert!(e.contains("metadata.resourceVersion: Invalid value"), "{e}");
+}

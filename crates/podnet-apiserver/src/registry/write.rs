@@ -531,10 +531,6 @@ impl Api {
         if pt == PatchType::Apply {
             return self.apply(r, namespace, name, body, opts, sub).await;
         }
-        let explicit_rv = body
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse::<u64>().ok());
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -550,7 +546,25 @@ impl Api {
             .map_err(patch_error)?;
             let warnings = self.decode(r, &mut patched, opts.validation)?;
             let fields = ssa::changed_set(&current_value, &patched, Some(r.schema));
-            let expected = explicit_rv.or(Some(current.rv));
+            // the resourceVersion the patched object carries is a precondition, whichever patch put
+            // it there (kubectl's managedFields migration replaces it with a JSON patch); only a
+            // conflict on the version this loop read itself is retried
+            let patched_rv = match object::meta_str(&patched, "resourceVersion") {
+                None | Some("") => None,
+                Some(s) => Some(s.parse::<u64>().map_err(|_| {
+                    Self::invalid(
+                        r,
+                        name,
+                        &[FieldError::invalid(
+                            "metadata.resourceVersion",
+                            s,
+                            "must be a valid resource version",
+                        )],
+                    )
+                })?),
+            };
+            let retry = patched_rv.is_none_or(|rv| rv == current.rv);
+            let expected = Some(patched_rv.unwrap_or(current.rv));
             match self
                 .finish_update(
                     r,
@@ -566,7 +580,7 @@ impl Api {
                 )
                 .await
             {
-                Err(e) if e.reason == "Conflict" && explicit_rv.is_none() && attempt < 8 => {
+                Err(e) if e.reason == "Conflict" && retry && attempt < 8 => {
                     continue;
                 }
                 Err(e) => return Err(e),
