@@ -27,5 +27,8 @@ if [[ -d /etc/iproute2 ]] && ! grep -qs '^112[[:space:]]' /etc/iproute2/rt_proto
   echo "112 podnet" > /etc/iproute2/rt_protos.d/podnet.conf
 fi
 
+# Where CNI configuration lives on a node; `podnet node exec` shows each lab node's own there.
+mkdir -p /etc/cni/net.d
+
 python3 scripts/fetch-kubectl.py .cache/tools >/dev/null
 echo "setup: system tools ready; kubectl and helm in .cache/tools"

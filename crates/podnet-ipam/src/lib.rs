@@ -22,11 +22,11 @@ pub const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{what} {}: {source}", path.display())]
+    #[error("{what} {}: {cause}", path.display())]
     Io {
         what: &'static str,
         path: PathBuf,
-        source: io::Error,
+        cause: io::Error,
     },
     #[error("IPAM state {} is corrupt ({reason})", path.display())]
     Corrupt { path: PathBuf, reason: String },
@@ -39,10 +39,10 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
-    move |source| Error::Io {
+    move |cause| Error::Io {
         what,
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 
@@ -163,7 +163,7 @@ fn acquire(lock: &File, path: &Path) -> Result<()> {
             return Err(Error::Io {
                 what: "lock",
                 path: path.to_path_buf(),
-                source: err,
+                cause: err,
             });
         }
         if Instant::now() >= deadline {
@@ -184,7 +184,7 @@ fn load(path: &Path) -> Result<PoolState> {
             return Err(Error::Io {
                 what: "read IPAM state",
                 path: path.to_path_buf(),
-                source: e,
+                cause: e,
             });
         }
     };

@@ -2,22 +2,19 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Netlink {
         what: String,
-        source: podnet_netlink::Error,
+        cause: podnet_netlink::Error,
     },
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Netns {
         what: String,
-        source: podnet_netns::Error,
+        cause: podnet_netns::Error,
     },
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
-    #[error("{0}")]
+    #[error("{what}: {cause}")]
+    Io { what: String, cause: std::io::Error },
+    #[error(transparent)]
     Plan(#[from] podnet_types::lab::PlanError),
     #[error("{0}")]
     Invalid(String),
@@ -31,15 +28,15 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 pub(crate) fn nl(what: impl Into<String>) -> impl FnOnce(podnet_netlink::Error) -> Error {
     let what = what.into();
-    move |source| Error::Netlink { what, source }
+    move |cause| Error::Netlink { what, cause }
 }
 
 pub(crate) fn ns(what: impl Into<String>) -> impl FnOnce(podnet_netns::Error) -> Error {
     let what = what.into();
-    move |source| Error::Netns { what, source }
+    move |cause| Error::Netns { what, cause }
 }
 
 pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     let what = what.into();
-    move |source| Error::Io { what, source }
+    move |cause| Error::Io { what, cause }
 }

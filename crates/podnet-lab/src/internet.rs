@@ -4,22 +4,35 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Largest body `/bytes?n=N` serves.
 const MAX_BYTES: u64 = 1 << 30;
+/// Connections served at once; more wait in the listen queue. The daemon also hosts the API server,
+/// so a flood of clients must not cost it unbounded threads.
+const MAX_CONNECTIONS: usize = 64;
 
 pub fn serve(listener: TcpListener) {
+    let active = Arc::new(AtomicUsize::new(0));
     for conn in listener.incoming() {
         let Ok(stream) = conn else { continue };
+        while active.load(Ordering::Acquire) >= MAX_CONNECTIONS {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        active.fetch_add(1, Ordering::AcqRel);
+        let active = active.clone();
         std::thread::spawn(move || {
             let _ = handle(stream);
+            active.fetch_sub(1, Ordering::AcqRel);
         });
     }
 }
 
 fn handle(mut stream: TcpStream) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(30)))?;
     let peer = stream.peer_addr()?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request_line = String::new();

@@ -54,8 +54,12 @@ pub enum UpOutcome {
         state: LabState,
         took: Duration,
     },
-    /// A lab was already running: nothing was changed.
-    AlreadyRunning(LabState),
+    /// A lab was already running. `repaired` lists what had to be put right (a mode switch that was
+    /// interrupted, routes changed by hand); empty means nothing was changed.
+    AlreadyRunning {
+        state: LabState,
+        repaired: Vec<String>,
+    },
     /// A lab whose daemon had died (or was killed) was brought back without losing pods.
     Recovered {
         state: LabState,
@@ -138,22 +142,33 @@ fn open(paths_name: String) -> Result<NetNs> {
 
 /// Runs the reconciler on the router and every node for `mode`; returns what changed where.
 pub fn reconcile_all(paths: &LabPaths, plan: &Plan, mode: Mode) -> Result<Vec<(String, Changes)>> {
-    let mut out = Vec::new();
+    // One socket per namespace, kept across the three passes (see `reconcile`: each pass runs over
+    // every namespace before the next begins).
     let router = open(paths.router_netns())?;
     let mut rnl = router.netlink().map_err(ns("open netlink in the router"))?;
-    out.push((
-        "router".to_string(),
-        reconcile::reconcile_router(&mut rnl, &router_network(mode, &plan.nodes))?,
-    ));
+    let router_want = router_network(mode, &plan.nodes);
+    let mut nodes = Vec::new();
     for node in &plan.nodes {
         let nsn = open(paths.node_netns(&node.name))?;
-        let mut nnl = nsn
+        let nnl = nsn
             .netlink()
             .map_err(ns(format!("open netlink in {}", node.name)))?;
         let want = node_network(mode, node, &plan.nodes, plan.router_ip, plan.spec.mtu);
-        let changes = reconcile::reconcile_node(&mut nnl, &want)
-            .map_err(|e| Error::Other(format!("{}: {e}", node.name)))?;
-        out.push((node.name.clone(), changes));
+        nodes.push((node.name.clone(), nnl, want));
+    }
+    let mut out: Vec<(String, Changes)> = std::iter::once("router".to_string())
+        .chain(plan.nodes.iter().map(|n| n.name.clone()))
+        .map(|n| (n, Changes::default()))
+        .collect();
+    for phase in reconcile::Phase::ALL {
+        out[0]
+            .1
+            .extend(reconcile::reconcile_router(&mut rnl, &router_want, phase)?);
+        for (i, (name, nnl, want)) in nodes.iter_mut().enumerate() {
+            let changes = reconcile::reconcile_node(nnl, want, phase)
+                .map_err(|e| Error::Other(format!("{name}: {e}")))?;
+            out[i + 1].1.extend(changes);
+        }
     }
     Ok(out)
 }
@@ -170,6 +185,7 @@ fn build(paths: &LabPaths, plan: &Plan, opts: &UpOptions) -> Result<LabState> {
         api_port: opts.api_port,
         api_address: None,
         kubeconfig: None,
+        pending_mode: None,
         complete: false,
         created: now(),
     };
@@ -197,6 +213,10 @@ fn start_daemon(paths: &LabPaths, state: &mut LabState, opts: &UpOptions) -> Res
     state.daemon_pid = Some(ready.pid);
     state.api_address = Some(ready.api.clone());
     if let Some(path) = &opts.kubeconfig {
+        // Recorded before the file is touched: killed right after writing it, `down` still knows
+        // where the lab's context went.
+        state.kubeconfig = Some(path.clone());
+        state.save(paths)?;
         let pki = controlplane::load_pki(paths, state)?;
         podnet_apiserver::kubeconfig::install(
             path,
@@ -205,7 +225,6 @@ fn start_daemon(paths: &LabPaths, state: &mut LabState, opts: &UpOptions) -> Res
             &pki.token,
         )
         .map_err(|e| Error::Other(format!("add the lab to kubeconfig {}: {e}", path.display())))?;
-        state.kubeconfig = Some(path.clone());
     }
     Ok(())
 }
@@ -256,12 +275,13 @@ pub fn up(opts: &UpOptions) -> Result<UpOutcome> {
             .daemon_pid
             .is_some_and(|p| teardown::daemon_alive(p, &paths))
         {
-            return Ok(UpOutcome::AlreadyRunning(state));
+            let repaired = converge(&paths, &mut state)?;
+            return Ok(UpOutcome::AlreadyRunning { state, repaired });
         }
         // The network is intact but the daemon is gone (killed, crashed): bring it back, keep pods.
         let mut report = teardown::Report::default();
         teardown::stop_daemons(&paths, &mut report);
-        reconcile_all(&paths, &state.plan, state.mode)?;
+        converge(&paths, &mut state)?;
         start_daemon(&paths, &mut state, opts)?;
         state.save(&paths)?;
         return Ok(UpOutcome::Recovered {
@@ -326,12 +346,43 @@ pub struct ModeReport {
 /// `podnet mode MODE`: switches a running lab's routing between nodes. Pods keep their addresses;
 /// their MTU follows the new mode's encapsulation overhead.
 pub fn set_mode(name: &str, mode: Mode) -> Result<ModeReport> {
+    paths::check_name(name).map_err(Error::Invalid)?;
     let paths = LabPaths::new(name);
+    // No lab, no lock file: asking must not leave traces.
+    if status(name)?.is_none() {
+        return Err(Error::NotRunning(name.to_string()));
+    }
     let _lock = lock(&paths)?;
     let mut state = LabState::load(&paths)?
         .filter(|s| s.complete)
         .ok_or_else(|| Error::NotRunning(name.to_string()))?;
+    switch(&paths, &mut state, mode)
+}
+
+/// Brings a running lab to its recorded mode: finishes a switch that was interrupted and repairs
+/// routing that drifted. Returns what it had to change.
+fn converge(paths: &LabPaths, state: &mut LabState) -> Result<Vec<String>> {
+    let target = state.pending_mode.unwrap_or(state.mode);
+    let report = switch(paths, state, target)?;
+    let mut lines: Vec<String> = Vec::new();
+    if report.from != report.to {
+        lines.push(format!(
+            "finished the interrupted switch from {} to {}",
+            report.from, report.to
+        ));
+    }
+    for (ns, changes) in &report.changes {
+        lines.extend(changes.lines.iter().map(|l| format!("{ns}: {l}")));
+    }
+    Ok(lines)
+}
+
+/// The mode machinery (lock held by the caller): record the intent, retune MTUs in the safe order,
+/// reconcile every namespace, rewrite the nodes' CNI configuration, record the result.
+fn switch(paths: &LabPaths, state: &mut LabState, mode: Mode) -> Result<ModeReport> {
     let from = state.mode;
+    state.pending_mode = Some(mode);
+    state.save(paths)?;
     let plugin = cniconf::find_plugin()?;
     let mtu = state.plan.pod_mtu(mode);
     // A smaller MTU goes to the pods before the overlay starts carrying their traffic; a larger one
@@ -349,17 +400,18 @@ pub fn set_mode(name: &str, mode: Mode) -> Result<ModeReport> {
         Ok(())
     };
     if lowering {
-        retune(&state)?;
+        retune(state)?;
     }
-    let changes = reconcile_all(&paths, &state.plan, mode)?;
+    let changes = reconcile_all(paths, &state.plan, mode)?;
     if !lowering {
-        retune(&state)?;
+        retune(state)?;
     }
     for node in &state.plan.nodes {
-        cniconf::write(&paths, &state.plan, mode, node, &plugin)?;
+        cniconf::write(paths, &state.plan, mode, node, &plugin)?;
     }
     state.mode = mode;
-    state.save(&paths)?;
+    state.pending_mode = None;
+    state.save(paths)?;
     Ok(ModeReport {
         from,
         to: mode,
@@ -370,6 +422,7 @@ pub fn set_mode(name: &str, mode: Mode) -> Result<ModeReport> {
 
 /// The running lab's state, if there is one.
 pub fn status(name: &str) -> Result<Option<LabState>> {
+    paths::check_name(name).map_err(Error::Invalid)?;
     let paths = LabPaths::new(name);
     Ok(LabState::load(&paths)?.filter(|s| s.complete))
 }

@@ -1,12 +1,20 @@
-//! The routing reconciler: from the desired state of a namespace (podnet_types::routing) to its kernel
-//! state. Idempotent and safe to rerun: it reads what is there, adds what is missing (replacing, so a
-//! route changing its next hop never disappears in between) and then removes what podnet made that is no
-//! longer wanted. Only podnet's own objects are touched: routes with protocol `podnet`, the `pn-vxlan`
-//! device and the entries on it.
+//! The routing reconciler: from the desired state of each namespace (podnet_types::routing) to its
+//! kernel state. Idempotent and safe to rerun: it reads what is there and changes only the difference.
+//! Only podnet's own objects are touched: routes with protocol `podnet`, and a `pn-vxlan` device whose
+//! alias says podnet made it, with the entries on it.
+//!
+//! A change of mode runs in three passes, each over every namespace before the next starts:
+//! 1. [`Phase::Links`]: VXLAN devices and their peer entries appear (nothing is removed);
+//! 2. [`Phase::Routes`]: routes are added or replaced in place (a route changing its next hop never
+//!    disappears in between);
+//! 3. [`Phase::Prune`]: what is no longer wanted goes.
+//!
+//! So while node A already sends the new way, node B still accepts the old way, and no packet between
+//! pods is dropped by the switch.
 
 use crate::error::{Result, nl};
 use ipnet::IpNet;
-use podnet_netlink::{Netlink, RT_TABLE_MAIN, RTPROT_PODNET, Route, VxlanSpec as NlVxlan};
+use podnet_netlink::{Link, Netlink, RT_TABLE_MAIN, RTPROT_PODNET, Route, VxlanSpec as NlVxlan};
 use podnet_types::names::format_mac;
 use podnet_types::routing::{
     Dev, NODE_UPLINK, NodeNetwork, ROUTER_UNDERLAY, RouteSpec, RouterNetwork, VXLAN_DEVICE,
@@ -14,6 +22,18 @@ use podnet_types::routing::{
 };
 use std::collections::HashSet;
 use std::net::IpAddr;
+
+/// One pass of a reconcile run (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Links,
+    Routes,
+    Prune,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 3] = [Phase::Links, Phase::Routes, Phase::Prune];
+}
 
 /// What a reconcile pass changed, as lines a person can read.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -29,13 +49,26 @@ impl Changes {
     pub fn is_empty(&self) -> bool {
         self.lines.is_empty()
     }
+
+    pub fn extend(&mut self, other: Changes) {
+        self.lines.extend(other.lines);
+    }
 }
 
+/// The alias podnet puts on its VXLAN device: its settings, so a change of any is seen.
 fn vxlan_alias(v: &VxlanSpec) -> String {
     format!(
         "podnet: vxlan vni {} local {} port {}",
         v.vni, v.local, v.port
     )
+}
+
+fn is_ours(link: &Link) -> bool {
+    link.kind.as_deref() == Some("vxlan")
+        && link
+            .alias
+            .as_deref()
+            .is_some_and(|a| a.starts_with("podnet:"))
 }
 
 fn to_route(spec: &RouteSpec, uplink: u32, vxlan: Option<u32>) -> Option<Route> {
@@ -62,37 +95,55 @@ fn describe(r: &Route, names: &dyn Fn(u32) -> String) -> String {
     format!("{}{via}{dev}{onlink}", r.dst)
 }
 
-/// Makes the main table's podnet routes exactly `want`.
-fn reconcile_routes(
+fn podnet_routes(nl_: &mut Netlink) -> Result<Vec<Route>> {
+    Ok(nl_
+        .routes(false, RT_TABLE_MAIN)
+        .map_err(nl("list routes"))?
+        .into_iter()
+        .filter(|r| r.protocol == RTPROT_PODNET)
+        .collect())
+}
+
+type RouteKey = (IpNet, Option<IpAddr>, Option<u32>);
+
+fn key(r: &Route) -> RouteKey {
+    (r.dst, r.gateway, r.oif)
+}
+
+/// Adds (replacing in place) every wanted route that is not there as wanted.
+fn add_routes(
     nl_: &mut Netlink,
     want: &[Route],
     names: &dyn Fn(u32) -> String,
     changes: &mut Changes,
 ) -> Result<()> {
-    let key = |r: &Route| (r.dst, r.gateway, r.oif);
-    let have: Vec<Route> = nl_
-        .routes(false, RT_TABLE_MAIN)
-        .map_err(nl("list routes"))?
-        .into_iter()
-        .filter(|r| r.protocol == RTPROT_PODNET)
-        .collect();
-    let have_keys: HashSet<_> = have.iter().map(key).collect();
-    let want_keys: HashSet<_> = want.iter().map(key).collect();
+    let have: HashSet<RouteKey> = podnet_routes(nl_)?.iter().map(key).collect();
     for r in want {
-        if !have_keys.contains(&key(r)) {
+        if !have.contains(&key(r)) {
             nl_.add_route(r, true)
                 .map_err(nl(format!("add route {}", describe(r, names))))?;
             changes.add(format!("+ route {}", describe(r, names)));
         }
     }
-    for r in &have {
-        if !want_keys.contains(&key(r)) {
+    Ok(())
+}
+
+/// Removes every podnet route that is not wanted.
+fn prune_routes(
+    nl_: &mut Netlink,
+    want: &[Route],
+    names: &dyn Fn(u32) -> String,
+    changes: &mut Changes,
+) -> Result<()> {
+    let want: HashSet<RouteKey> = want.iter().map(key).collect();
+    for r in podnet_routes(nl_)? {
+        if !want.contains(&key(&r)) {
             // Deleting names gateway and device too, so a route just replaced in place is not hit.
             if nl_
-                .delete_route(r)
-                .map_err(nl(format!("delete route {}", describe(r, names))))?
+                .delete_route(&r)
+                .map_err(nl(format!("delete route {}", describe(&r, names))))?
             {
-                changes.add(format!("- route {}", describe(r, names)));
+                changes.add(format!("- route {}", describe(&r, names)));
             }
         }
     }
@@ -110,10 +161,16 @@ fn ensure_vxlan(
         .link_by_name(&want.name)
         .map_err(nl(format!("look up {}", want.name)))?;
     if let Some(link) = &existing
-        && (link.kind.as_deref() != Some("vxlan")
+        && (!is_ours(link)
             || link.alias.as_deref() != Some(alias.as_str())
             || link.mac != Some(want.mac))
     {
+        if !is_ours(link) {
+            return Err(crate::error::Error::Other(format!(
+                "a device named {} that podnet did not make is in the way",
+                want.name
+            )));
+        }
         nl_.delete_link(link.index)
             .map_err(nl(format!("replace {}", want.name)))?;
         changes.add(format!("- device {} (settings changed)", want.name));
@@ -165,8 +222,84 @@ fn ensure_vxlan(
     Ok(link.index)
 }
 
-/// Reconciles a node's namespace (`nl_` is a socket inside it).
-pub fn reconcile_node(nl_: &mut Netlink, want: &NodeNetwork) -> Result<Changes> {
+/// One permanent neighbour (VTEP IP -> MAC) and one FDB entry (MAC -> underlay IP) per peer.
+fn add_peers(nl_: &mut Netlink, vx: u32, want: &NodeNetwork, changes: &mut Changes) -> Result<()> {
+    let have_neigh = nl_.neighbours(vx).map_err(nl("list overlay neighbours"))?;
+    for p in &want.peers {
+        let ip = IpAddr::V4(p.vtep_ip);
+        if !have_neigh
+            .iter()
+            .any(|n| n.ip == ip && n.mac == p.vtep_mac && n.permanent)
+        {
+            nl_.set_neighbour(vx, ip, p.vtep_mac)
+                .map_err(nl(format!("set neighbour {ip}")))?;
+            changes.add(format!(
+                "+ neighbour {ip} lladdr {} dev {VXLAN_DEVICE}",
+                format_mac(&p.vtep_mac)
+            ));
+        }
+    }
+    let have_fdb = nl_.fdb(vx).map_err(nl("list overlay FDB"))?;
+    for p in &want.peers {
+        if !have_fdb
+            .iter()
+            .any(|e| e.mac == p.vtep_mac && e.dst == Some(p.underlay_ip))
+        {
+            nl_.append_fdb(vx, p.vtep_mac, p.underlay_ip)
+                .map_err(nl(format!("add FDB entry for {}", p.underlay_ip)))?;
+            changes.add(format!(
+                "+ fdb {} dst {} dev {VXLAN_DEVICE}",
+                format_mac(&p.vtep_mac),
+                p.underlay_ip
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn prune_peers(
+    nl_: &mut Netlink,
+    vx: u32,
+    want: &NodeNetwork,
+    changes: &mut Changes,
+) -> Result<()> {
+    for n in nl_
+        .neighbours(vx)
+        .map_err(nl("list overlay neighbours"))?
+        .iter()
+        .filter(|n| n.permanent && n.ip.is_ipv4())
+    {
+        if !want.peers.iter().any(|p| IpAddr::V4(p.vtep_ip) == n.ip) {
+            nl_.delete_neighbour(vx, n.ip)
+                .map_err(nl(format!("delete neighbour {}", n.ip)))?;
+            changes.add(format!("- neighbour {} dev {VXLAN_DEVICE}", n.ip));
+        }
+    }
+    for e in nl_
+        .fdb(vx)
+        .map_err(nl("list overlay FDB"))?
+        .iter()
+        .filter(|e| e.dst.is_some())
+    {
+        if !want
+            .peers
+            .iter()
+            .any(|p| p.vtep_mac == e.mac && Some(p.underlay_ip) == e.dst)
+        {
+            nl_.delete_fdb(vx, e.mac, e.dst)
+                .map_err(nl("delete FDB entry"))?;
+            let dst = e.dst.map(|d| format!(" dst {d}")).unwrap_or_default();
+            changes.add(format!(
+                "- fdb {}{dst} dev {VXLAN_DEVICE}",
+                format_mac(&e.mac)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One phase on a node's namespace (`nl_` is a socket inside it).
+pub fn reconcile_node(nl_: &mut Netlink, want: &NodeNetwork, phase: Phase) -> Result<Changes> {
     let mut changes = Changes::default();
     let uplink = nl_
         .link_by_name(NODE_UPLINK)
@@ -175,9 +308,13 @@ pub fn reconcile_node(nl_: &mut Netlink, want: &NodeNetwork) -> Result<Changes> 
             crate::error::Error::Other("the node has no eth0 (its uplink): rebuild the lab".into())
         })?
         .index;
-    let vxlan = match &want.vxlan {
-        Some(v) => Some(ensure_vxlan(nl_, v, uplink, &mut changes)?),
-        None => None,
+    let current = nl_
+        .link_by_name(VXLAN_DEVICE)
+        .map_err(nl("look up the vxlan device"))?
+        .filter(is_ours);
+    let vxlan = match (&want.vxlan, phase) {
+        (Some(v), Phase::Links) => Some(ensure_vxlan(nl_, v, uplink, &mut changes)?),
+        _ => current.as_ref().map(|l| l.index),
     };
     let names = |i: u32| {
         if i == uplink {
@@ -193,84 +330,32 @@ pub fn reconcile_node(nl_: &mut Netlink, want: &NodeNetwork) -> Result<Changes> 
         .iter()
         .filter_map(|r| to_route(r, uplink, vxlan))
         .collect();
-    reconcile_routes(nl_, &want_routes, &names, &mut changes)?;
-
-    if let Some(vx) = vxlan {
-        // One permanent neighbour (VTEP IP -> MAC) and one FDB entry (MAC -> underlay IP) per peer.
-        let have_neigh = nl_.neighbours(vx).map_err(nl("list overlay neighbours"))?;
-        for p in &want.peers {
-            let ip = IpAddr::V4(p.vtep_ip);
-            if !have_neigh
-                .iter()
-                .any(|n| n.ip == ip && n.mac == p.vtep_mac && n.permanent)
-            {
-                nl_.set_neighbour(vx, ip, p.vtep_mac)
-                    .map_err(nl(format!("set neighbour {ip}")))?;
-                changes.add(format!(
-                    "+ neighbour {ip} lladdr {} dev {VXLAN_DEVICE}",
-                    format_mac(&p.vtep_mac)
-                ));
+    match phase {
+        Phase::Links => {
+            if let Some(vx) = vxlan {
+                add_peers(nl_, vx, want, &mut changes)?;
             }
         }
-        for n in have_neigh.iter().filter(|n| n.permanent && n.ip.is_ipv4()) {
-            if !want.peers.iter().any(|p| IpAddr::V4(p.vtep_ip) == n.ip) {
-                nl_.delete_neighbour(vx, n.ip)
-                    .map_err(nl(format!("delete neighbour {}", n.ip)))?;
-                changes.add(format!("- neighbour {} dev {VXLAN_DEVICE}", n.ip));
+        Phase::Routes => add_routes(nl_, &want_routes, &names, &mut changes)?,
+        Phase::Prune => {
+            prune_routes(nl_, &want_routes, &names, &mut changes)?;
+            match (&want.vxlan, &current) {
+                (Some(_), Some(link)) => prune_peers(nl_, link.index, want, &mut changes)?,
+                // Leaving VXLAN: the device goes last, after every node's routes have moved off it.
+                (None, Some(link)) => {
+                    nl_.delete_link(link.index)
+                        .map_err(nl(format!("delete {VXLAN_DEVICE}")))?;
+                    changes.add(format!("- device {VXLAN_DEVICE}"));
+                }
+                _ => {}
             }
         }
-        let have_fdb: Vec<_> = nl_
-            .fdb(vx)
-            .map_err(nl("list overlay FDB"))?
-            .into_iter()
-            .filter(|e| e.dst.is_some())
-            .collect();
-        for p in &want.peers {
-            if !have_fdb
-                .iter()
-                .any(|e| e.mac == p.vtep_mac && e.dst == Some(p.underlay_ip))
-            {
-                nl_.append_fdb(vx, p.vtep_mac, p.underlay_ip)
-                    .map_err(nl(format!("add FDB entry for {}", p.underlay_ip)))?;
-                changes.add(format!(
-                    "+ fdb {} dst {} dev {VXLAN_DEVICE}",
-                    format_mac(&p.vtep_mac),
-                    p.underlay_ip
-                ));
-            }
-        }
-        for e in &have_fdb {
-            if !want
-                .peers
-                .iter()
-                .any(|p| p.vtep_mac == e.mac && Some(p.underlay_ip) == e.dst)
-            {
-                nl_.delete_fdb(vx, e.mac, e.dst)
-                    .map_err(nl("delete FDB entry"))?;
-                changes.add(format!(
-                    "- fdb {} dst {:?} dev {VXLAN_DEVICE}",
-                    format_mac(&e.mac),
-                    e.dst
-                ));
-            }
-        }
-    }
-    // Leaving VXLAN: the device goes last, after the new routes have replaced those through it, so
-    // pods never lose their path to a peer in between.
-    if want.vxlan.is_none()
-        && let Some(link) = nl_
-            .link_by_name(VXLAN_DEVICE)
-            .map_err(nl("look up vxlan device"))?
-    {
-        nl_.delete_link(link.index)
-            .map_err(nl(format!("delete {VXLAN_DEVICE}")))?;
-        changes.add(format!("- device {VXLAN_DEVICE}"));
     }
     Ok(changes)
 }
 
-/// Reconciles the router's namespace (`nl_` is a socket inside it).
-pub fn reconcile_router(nl_: &mut Netlink, want: &RouterNetwork) -> Result<Changes> {
+/// One phase on the router's namespace (`nl_` is a socket inside it).
+pub fn reconcile_router(nl_: &mut Netlink, want: &RouterNetwork, phase: Phase) -> Result<Changes> {
     let mut changes = Changes::default();
     let underlay = nl_
         .link_by_name(ROUTER_UNDERLAY)
@@ -291,7 +376,11 @@ pub fn reconcile_router(nl_: &mut Netlink, want: &RouterNetwork) -> Result<Chang
         .iter()
         .filter_map(|r| to_route(r, underlay, None))
         .collect();
-    reconcile_routes(nl_, &want_routes, &names, &mut changes)?;
+    match phase {
+        Phase::Links => {}
+        Phase::Routes => add_routes(nl_, &want_routes, &names, &mut changes)?,
+        Phase::Prune => prune_routes(nl_, &want_routes, &names, &mut changes)?,
+    }
     Ok(changes)
 }
 
@@ -305,6 +394,10 @@ pub fn retune_pod_mtu(nl_: &mut Netlink, mtu: u32) -> Result<usize> {
         if !link.name.starts_with(podnet_types::names::HOST_VETH_PREFIX)
             || link.kind.as_deref() != Some("veth")
         {
+            continue;
+        }
+        // The pod end is set first and the host end last: a host end already at `mtu` means both are.
+        if link.mtu == mtu {
             continue;
         }
         if let (Some(nsid), Some(peer)) = (link.link_netnsid, link.peer_index) {
@@ -321,10 +414,8 @@ pub fn retune_pod_mtu(nl_: &mut Netlink, mtu: u32) -> Result<usize> {
             pnl.set_link_mtu(peer, mtu)
                 .map_err(nl(format!("set MTU of the pod end of {}", link.name)))?;
         }
-        if link.mtu != mtu {
-            nl_.set_link_mtu(link.index, mtu)
-                .map_err(nl(format!("set MTU of {}", link.name)))?;
-        }
+        nl_.set_link_mtu(link.index, mtu)
+            .map_err(nl(format!("set MTU of {}", link.name)))?;
         changed += 1;
     }
     Ok(changed)

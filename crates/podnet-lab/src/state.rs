@@ -23,6 +23,10 @@ pub struct LabState {
     /// Where the API server answers kubectl, once the daemon runs (`127.0.0.1:6443`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_address: Option<String>,
+    /// A mode switch under way: set before the first change, cleared after the last, so a switch
+    /// that was killed half-way is finished by the next `up` or `mode`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_mode: Option<Mode>,
     /// The kubeconfig `up` merged the lab's context into, so `down` removes it from the same file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubeconfig: Option<std::path::PathBuf>,
@@ -48,7 +52,7 @@ impl LabState {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(crate::error::Error::Io {
                 what: format!("read {}", path.display()),
-                source: e,
+                cause: e,
             }),
         }
     }

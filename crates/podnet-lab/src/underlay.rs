@@ -41,7 +41,9 @@ pub fn build_router(paths: &LabPaths, plan: &Plan) -> Result<NetNs> {
         .ensure_bridge(
             ROUTER_UNDERLAY,
             Some("podnet: the lab's underlay segment"),
-            None,
+            // Fixed, like the node bridges: nodes keep a valid ARP entry for their gateway whatever
+            // ports come and go.
+            Some(podnet_types::names::mac_for_ip(plan.router_ip)),
         )
         .map_err(nl("create underlay bridge in router"))?;
     let addr = net(plan.router_ip, plan.spec.underlay.prefix_len());

@@ -8,7 +8,7 @@ pub enum Error {
     Kernel { errno: i32, message: Option<String> },
     /// The netlink socket itself failed.
     #[error("netlink socket: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// The kernel sent something we could not read.
     #[error("netlink decode: {0}")]
     Decode(String),
@@ -80,5 +80,11 @@ mod tests {
             }
             .is_not_found()
         );
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e)
     }
 }

@@ -164,6 +164,11 @@ impl Netlink {
                 match a {
                     NeighbourAttribute::LinkLayerAddress(l) => mac = mac_of(l),
                     NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => dst = Some(*v4),
+                    // In bridge-family messages the crate cannot tell which family NDA_DST is and
+                    // hands over the raw bytes: four of them are the VTEP's IPv4 address.
+                    NeighbourAttribute::Destination(NeighbourAddress::Other(b)) if b.len() == 4 => {
+                        dst = Some(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+                    }
                     _ => {}
                 }
             }

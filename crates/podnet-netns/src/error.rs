@@ -2,29 +2,26 @@ use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
+    #[error("{what}: {cause}")]
+    Io { what: String, cause: std::io::Error },
     #[error("{0} is not a network namespace")]
     NotANamespace(String),
     #[error("enter namespace: {0}")]
     Setns(String),
     #[error("work inside namespace {0} panicked")]
     Panicked(String),
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Netlink {
         what: String,
-        source: podnet_netlink::Error,
+        cause: podnet_netlink::Error,
     },
     #[error("{what}: {errno}")]
     Sys { what: String, errno: String },
 }
 
 impl Error {
-    pub fn io(what: String, source: std::io::Error) -> Self {
-        Error::Io { what, source }
+    pub fn io(what: String, cause: std::io::Error) -> Self {
+        Error::Io { what, cause }
     }
 
     pub fn sys(what: impl Into<String>, errno: nix::errno::Errno) -> Self {

@@ -100,7 +100,7 @@ impl NetNs {
     pub fn netlink(&self) -> Result<Netlink> {
         self.run(Netlink::open)?.map_err(|e| Error::Netlink {
             what: format!("open netlink in {}", self.path.display()),
-            source: e,
+            cause: e,
         })
     }
 }

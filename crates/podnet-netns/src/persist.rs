@@ -139,7 +139,7 @@ impl NetNs {
         create(NsKind::Net, &path, || {
             let mut nl = podnet_netlink::Netlink::open().map_err(|e| Error::Netlink {
                 what: format!("open netlink in new namespace {name}"),
-                source: e,
+                cause: e,
             })?;
             let lo = nl
                 .link_by_name("lo")
@@ -151,11 +151,11 @@ impl NetNs {
                 })
                 .map_err(|e| Error::Netlink {
                     what: format!("find lo in namespace {name}"),
-                    source: e,
+                    cause: e,
                 })?;
             nl.set_link_up(lo.index, true).map_err(|e| Error::Netlink {
                 what: format!("bring lo up in namespace {name}"),
-                source: e,
+                cause: e,
             })
         })?;
         NetNs::open(&path)

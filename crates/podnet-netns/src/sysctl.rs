@@ -45,7 +45,7 @@ pub fn write(parts: &[&str], value: &str) -> Result<()> {
 pub fn write_if_present(parts: &[&str], value: &str) -> Result<bool> {
     match write(parts, value) {
         Ok(()) => Ok(true),
-        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(Error::Io { cause, .. }) if cause.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
     }
 }

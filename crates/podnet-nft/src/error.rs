@@ -1,15 +1,15 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("nf_tables netlink: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("nf_tables netlink: {0}")]
     Decode(String),
     #[error("nf_tables: {}", podnet_errno(*errno))]
     Kernel { errno: i32 },
-    #[error("run {program}: {source}")]
+    #[error("run {program}: {cause}")]
     Spawn {
         program: String,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// `nft` rejected the script; its stderr says why (e.g. `Could not process rule: File exists`).
     #[error("nft: {stderr}")]
@@ -24,3 +24,9 @@ fn podnet_errno(errno: i32) -> String {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e)
+    }
+}

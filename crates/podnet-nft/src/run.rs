@@ -35,19 +35,19 @@ pub fn apply(script: &Script) -> Result<()> {
         .spawn()
         .map_err(|e| Error::Spawn {
             program: program.display().to_string(),
-            source: e,
+            cause: e,
         })?;
     let mut stdin = child.stdin.take().expect("piped stdin");
     let written = stdin.write_all(script.as_str().as_bytes());
     drop(stdin);
     let out = child.wait_with_output().map_err(|e| Error::Spawn {
         program: program.display().to_string(),
-        source: e,
+        cause: e,
     })?;
     if out.status.success() {
         written.map_err(|e| Error::Spawn {
             program: program.display().to_string(),
-            source: e,
+            cause: e,
         })
     } else {
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -86,7 +86,7 @@ fn list_with(options: &[&str], args: &[&str]) -> Result<Option<String>> {
         .output()
         .map_err(|e| Error::Spawn {
             program: program.display().to_string(),
-            source: e,
+            cause: e,
         })?;
     if out.status.success() {
         return Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()));

@@ -189,6 +189,7 @@ fn bad_flags_are_refused_before_anything_is_made() {
         ),
         (vec!["up", "--service-cidr", "10.96.0.0/12"], "overlap"),
         (vec!["up", "--mode", "ipip"], "unknown mode"),
+        (vec!["mode", "host-gw"], "no lab named"),
     ] {
         let out = lab.podnet(&args);
         assert!(!out.status.success(), "{args:?} must fail");
@@ -250,6 +251,11 @@ fn a_killed_up_is_recovered_by_the_next_up_and_down() {
         }
         lab.ok(&["down"]);
         assert_no_trace(&lab.name);
+        let kc = std::fs::read_to_string(&lab.kubeconfig).unwrap_or_default();
+        assert!(
+            !kc.contains("server: https://127.0.0.1"),
+            "round {round}: the lab's context left in the kubeconfig: {kc}"
+        );
     }
     eprintln!("{killed_midway} of 8 `up`s were killed before they finished");
     assert!(killed_midway > 0, "no kill landed inside an `up`");
@@ -484,4 +490,174 @@ srv.handle_request()
         logs.trim(),
         "log line from node1: /containerLogs/default/web/httpd?tailLines=5"
     );
+}
+
+/// Switching modes under live traffic loses no packet: new paths are built everywhere before old ones
+/// are taken down everywhere.
+#[test]
+fn switching_modes_drops_no_packet() {
+    let lab = Lab::up(&["--nodes", "3", "--mode", "vxlan"]);
+    let a = lab.pod("node1");
+    let b = lab.pod("node2");
+    let receiver =
+        b.ns.run(|| std::net::UdpSocket::bind((b.ip, 7500)))
+            .unwrap();
+    receiver
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let sender = a.ns.run(|| std::net::UdpSocket::bind((a.ip, 0))).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let send = {
+        let stop = stop.clone();
+        let to = std::net::SocketAddr::from((b.ip, 7500));
+        std::thread::spawn(move || {
+            let mut seq: u32 = 0;
+            // One datagram every 0.5 ms, for at most 30 s.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && seq < 60_000 {
+                let _ = sender.send_to(&seq.to_be_bytes(), to);
+                seq += 1;
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            seq
+        })
+    };
+    let recv = std::thread::spawn(move || {
+        let mut got = std::collections::BTreeSet::new();
+        let mut buf = [0u8; 4];
+        while let Ok((n, _)) = receiver.recv_from(&mut buf) {
+            if n == 4 {
+                got.insert(u32::from_be_bytes(buf));
+            }
+        }
+        got
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    for mode in ["host-gw", "gateway", "vxlan", "gateway", "host-gw", "vxlan"] {
+        lab.ok(&["mode", mode]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = send.join().unwrap();
+    let got = recv.join().unwrap();
+    let lost: Vec<u32> = (0..sent).filter(|s| !got.contains(s)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {sent} datagrams lost across six mode switches: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(20)]
+    );
+}
+
+/// `podnet mode` killed at random moments: the next `up` finishes the switch (or repairs what it
+/// half-did), and traffic between nodes works again.
+#[test]
+fn a_killed_mode_switch_is_finished_by_the_next_up() {
+    let lab = Lab::up(&["--nodes", "3", "--mode", "vxlan"]);
+    let a = lab.pod("node1");
+    let b = lab.pod("node2");
+    let started = std::time::Instant::now();
+    lab.ok(&["mode", "host-gw"]);
+    let window = started.elapsed().as_micros() as u64;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("seed {seed}, a switch takes {window} us");
+    let mut killed_midway = 0;
+    for (round, mode) in ["vxlan", "gateway", "host-gw", "vxlan", "gateway", "host-gw"]
+        .iter()
+        .enumerate()
+    {
+        let mut child = lab
+            .command()
+            .args(["mode", mode])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let delay = (seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(round as u64 * 1442695040888963407)
+            >> 33)
+            % window;
+        std::thread::sleep(Duration::from_micros(delay));
+        let _ = child.kill();
+        if !child.wait().unwrap().success() {
+            killed_midway += 1;
+        }
+        let out = lab.ok(&["up", "--api-port", "0"]);
+        assert!(out.contains("already running"), "{out}");
+        let state: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(format!("/run/podnet/{}/state.json", lab.name)).unwrap(),
+        )
+        .unwrap();
+        assert!(
+            state.get("pending_mode").is_none(),
+            "round {round}: a switch is still pending after up: {state}"
+        );
+        assert_eq!(
+            tcp_source(&a, &b, 7600 + round as u16),
+            a.ip,
+            "round {round}: node1 -> node2 after the repair"
+        );
+        assert_eq!(
+            tcp_source(&b, &a, 7700 + round as u16),
+            b.ip,
+            "round {round}: node2 -> node1 after the repair"
+        );
+    }
+    eprintln!("{killed_midway} of 6 switches were killed before they finished");
+    assert!(killed_midway > 0, "no kill landed inside a switch");
+}
+
+#[test]
+fn up_on_a_running_lab_says_which_flags_it_did_not_apply() {
+    let lab = Lab::up(&["--nodes", "2", "--mode", "vxlan"]);
+    let out = lab.ok(&["up", "--api-port", "0", "--nodes", "3", "--mode", "gateway"]);
+    assert!(
+        out.contains("not applied to the running lab: --nodes 3, --mode gateway"),
+        "{out}"
+    );
+    assert!(out.contains("nothing changed"), "{out}");
+    let out = lab.ok(&["up", "--api-port", "0"]);
+    assert!(
+        !out.contains("not applied"),
+        "unset flags ask for nothing: {out}"
+    );
+
+    // Drift made by hand (a stale overlay entry, a missing route) is put right by the next `up`.
+    lab.ok(&[
+        "node",
+        "exec",
+        "node1",
+        "--",
+        "bridge",
+        "fdb",
+        "append",
+        "0a:58:0a:f4:09:00",
+        "dev",
+        "pn-vxlan",
+        "dst",
+        "10.100.0.9",
+    ]);
+    lab.ok(&[
+        "node",
+        "exec",
+        "node2",
+        "--",
+        "ip",
+        "route",
+        "del",
+        "10.244.1.0/24",
+    ]);
+    let out = lab.ok(&["up", "--api-port", "0"]);
+    assert!(
+        out.contains("node1: - fdb 0a:58:0a:f4:09:00 dst 10.100.0.9 dev pn-vxlan"),
+        "{out}"
+    );
+    assert!(
+        out.contains("node2: + route 10.244.1.0/24 via 10.244.1.0 dev pn-vxlan onlink"),
+        "{out}"
+    );
+    let out = lab.ok(&["up", "--api-port", "0"]);
+    assert!(out.contains("nothing changed"), "{out}");
 }

@@ -21,7 +21,7 @@ pub fn add(req: &Request, conf: &NetConf) -> Result<Value, CniError> {
     let netns_path = req.netns.as_deref().unwrap_or_default();
     let pod = NetNs::open(netns_path).map_err(|e| match &e {
         // The container is gone: nothing was set up, so the runtime has nothing to clean (code 3).
-        podnet_netns::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+        podnet_netns::Error::Io { cause, .. } if cause.kind() == std::io::ErrorKind::NotFound => {
             CniError::new(ErrorCode::UnknownContainer, format!("CNI_NETNS: {e}"))
         }
         _ => CniError::new(ErrorCode::InvalidEnvironment, format!("CNI_NETNS: {e}")),

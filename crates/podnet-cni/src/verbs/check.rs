@@ -114,7 +114,7 @@ pub fn check(req: &Request, conf: &NetConf) -> Result<(), CniError> {
     }
 
     let pod_ns = NetNs::open(netns).map_err(|e| match &e {
-        podnet_netns::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+        podnet_netns::Error::Io { cause, .. } if cause.kind() == std::io::ErrorKind::NotFound => {
             CniError::new(
                 ErrorCode::UnknownContainer,
                 format!("CNI_NETNS: {e}: {} no longer exists", t.subject),

@@ -8,12 +8,12 @@ use podnet_types::lab::{Mode, PlanSpec};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Number of nodes.
-    #[arg(long, default_value_t = 2)]
-    nodes: u32,
-    /// How pod traffic crosses between nodes: vxlan, host-gw or gateway.
-    #[arg(long, default_value = "vxlan")]
-    mode: Mode,
+    /// Number of nodes [default: 2].
+    #[arg(long)]
+    nodes: Option<u32>,
+    /// How pod traffic crosses between nodes: vxlan, host-gw or gateway [default: vxlan].
+    #[arg(long)]
+    mode: Option<Mode>,
     /// The underlay network: the router takes the first address, nodes the following ones.
     #[arg(long, default_value = "10.100.0.0/24")]
     underlay: Ipv4Net,
@@ -41,14 +41,14 @@ pub fn run(lab: &str, a: Args) -> Result<()> {
     let opts = UpOptions {
         name: lab.to_string(),
         spec: PlanSpec {
-            nodes: a.nodes,
+            nodes: a.nodes.unwrap_or(2),
             underlay: a.underlay,
             cluster_cidr: a.cluster_cidr,
             node_prefix: a.node_prefix,
             service_cidr: a.service_cidr,
             mtu: a.mtu,
         },
-        mode: a.mode,
+        mode: a.mode.unwrap_or(Mode::Vxlan),
         podnet_exe: std::env::current_exe().context("find the podnet executable")?,
         podnet_cni: podnet_lab::cniconf::find_plugin()?,
         api_port: a.api_port,
@@ -80,12 +80,31 @@ pub fn run(lab: &str, a: Args) -> Result<()> {
                 "\nlook around:  kubectl get nodes -o wide\n              podnet node exec node1 -- ip route\n              podnet mode host-gw     (or vxlan, gateway)\n              podnet down"
             );
         }
-        UpOutcome::AlreadyRunning(state) => {
+        UpOutcome::AlreadyRunning { state, repaired } => {
             println!(
-                "lab {lab} is already running ({} nodes, mode {}); nothing changed. `podnet down` removes it.",
+                "lab {lab} is already running ({} nodes, mode {}); `podnet down` removes it.",
                 state.plan.nodes.len(),
                 state.mode
             );
+            // Only what the user asked for explicitly is compared: unset flags ask for nothing.
+            let mut differs = Vec::new();
+            if let Some(n) = a.nodes.filter(|n| *n as usize != state.plan.nodes.len()) {
+                differs.push(format!("--nodes {n}"));
+            }
+            if let Some(m) = a.mode.filter(|m| *m != state.mode) {
+                differs.push(format!("--mode {m} (switch with `podnet mode {m}`)"));
+            }
+            if !differs.is_empty() {
+                println!("not applied to the running lab: {}", differs.join(", "));
+            }
+            if repaired.is_empty() {
+                println!("nothing changed.");
+            } else {
+                println!("put right what had drifted:");
+                for line in &repaired {
+                    println!("  {line}");
+                }
+            }
         }
         UpOutcome::Recovered { state, took } => {
             println!(
