@@ -83,6 +83,12 @@ proptest! {
         let _ = patch::merge(&orig, &p);
         let _ = patch::json(&orig, &p);
         let _ = patch::apply::apply(&orig, &p, Some("io.k8s.api.core.v1.Pod"), "m", false);
+        // what an update owns: never panics, and nothing when nothing changed
+        let _ = patch::apply::changed_set(&orig, &p, Some("io.k8s.api.core.v1.Pod"));
+        prop_assert_eq!(
+            patch::apply::changed_set(&orig, &orig, Some("io.k8s.api.core.v1.Pod")),
+            serde_json::json!({})
+        );
     }
 
     #[test]
