@@ -380,6 +380,16 @@ fn check_notices_a_lost_reservation_and_masquerade(v: &str) {
     let conf = node.conf(v);
     let r = node.add("c1", &pod, &conf).ok().clone();
     let check = with_prev(&conf, &r);
+    let chain = podnet_cni::firewall::masq::chain(
+        "podnet",
+        "10.244.1.0/24".parse().unwrap(),
+        "10.244.0.0/16".parse().unwrap(),
+    );
+    node.ns
+        .sh("nft", &["flush", "chain", "inet", "podnet-cni", &chain]);
+    let e = node.run("CHECK", "c1", Some(&pod), "eth0", &check);
+    assert_eq!(e.err_code(), 104);
+    assert!(e.err_msg().contains("lost its rules"), "{}", e.err_msg());
     node.ns
         .sh("nft", &["delete", "table", "inet", "podnet-cni"]);
     let e = node.run("CHECK", "c1", Some(&pod), "eth0", &check);

@@ -16,6 +16,11 @@ const RECV_BUF: usize = 64 * 1024;
 /// Bounds the messages one dump may return, so a misbehaving peer cannot make us loop forever.
 const MAX_DUMP_MESSAGES: usize = 1_000_000;
 
+/// How often a dump interrupted by a concurrent change is taken (see [`NetlinkSocket::dump`]).
+const DUMP_ATTEMPTS: usize = 4;
+/// NLM_F_DUMP_INTR on a dump message: the dump raced with a change.
+const NLM_F_DUMP_INTR: u16 = 0x10;
+
 /// NLMSGERR_ATTR_MSG: the extended-ack attribute carrying the kernel's explanation.
 const NLMSGERR_ATTR_MSG: u16 = 1;
 /// NLM_F_CAPPED on an error message: only the request's header is echoed.
@@ -65,22 +70,41 @@ impl NetlinkSocket {
     /// Sends a dump request and collects every reply message.
     pub fn dump<M>(&mut self, msg: M) -> Result<Vec<M>>
     where
+        M: NetlinkSerializable + NetlinkDeserializable + std::fmt::Debug + Clone,
+    {
+        // A dump that raced with a change is flagged NLM_F_DUMP_INTR: its view may be inconsistent, so
+        // it is taken again (a few times; then the last view is used, as iproute2 does).
+        for _ in 0..DUMP_ATTEMPTS - 1 {
+            let (out, interrupted) = self.dump_once(msg.clone())?;
+            if !interrupted {
+                return Ok(out);
+            }
+        }
+        Ok(self.dump_once(msg)?.0)
+    }
+
+    fn dump_once<M>(&mut self, msg: M) -> Result<(Vec<M>, bool)>
+    where
         M: NetlinkSerializable + NetlinkDeserializable + std::fmt::Debug,
     {
         let seq = self.send(msg, NLM_F_REQUEST | NLM_F_DUMP)?;
         let mut out = Vec::new();
-        self.receive(seq, |m: NetlinkMessage<M>| match m.payload {
-            NetlinkPayload::InnerMessage(inner) => {
-                if out.len() >= MAX_DUMP_MESSAGES {
-                    return Err(Error::Decode("dump returned too many messages".into()));
+        let mut interrupted = false;
+        self.receive(seq, |m: NetlinkMessage<M>| {
+            interrupted |= m.header.flags & NLM_F_DUMP_INTR != 0;
+            match m.payload {
+                NetlinkPayload::InnerMessage(inner) => {
+                    if out.len() >= MAX_DUMP_MESSAGES {
+                        return Err(Error::Decode("dump returned too many messages".into()));
+                    }
+                    out.push(inner);
+                    Ok(true)
                 }
-                out.push(inner);
-                Ok(true)
+                NetlinkPayload::Done(_) => Ok(false),
+                _ => Ok(true),
             }
-            NetlinkPayload::Done(_) => Ok(false),
-            _ => Ok(true),
         })?;
-        Ok(out)
+        Ok((out, interrupted))
     }
 
     /// Sends a get request for one object and returns the kernel's reply.

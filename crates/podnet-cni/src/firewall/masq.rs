@@ -69,15 +69,25 @@ pub fn ensure(network: &str, subnet: Ipv4Net, cluster: Ipv4Net) -> Result<(), Cn
         .map_err(|e| fail::firewall(format!("install masquerade for network {network}"), e))
 }
 
-/// CHECK: the network's masquerade chain is there.
+/// CHECK: the network's masquerade chain is there and still holds its two rules (ADD trusts the
+/// chain's name; CHECK, which may take its time, reads the rules back).
 pub fn check(network: &str, subnet: Ipv4Net, cluster: Ipv4Net) -> Result<(), CniError> {
     let chain = chain(network, subnet, cluster);
-    if chain_exists(&chain)? {
-        Ok(())
-    } else {
-        Err(fail::check(format!(
+    let listed = podnet_nft::list(&["chain", FAMILY, TABLE, &chain])
+        .map_err(|e| fail::firewall(format!("read chain {FAMILY} {TABLE} {chain}"), e))?;
+    let rules = listed.as_deref().map(|text| {
+        text.lines()
+            .filter(|l| l.trim_end().ends_with("masquerade"))
+            .count()
+    });
+    match rules {
+        None => Err(fail::check(format!(
             "masquerade chain {FAMILY} {TABLE} {chain} is missing"
-        )))
+        ))),
+        Some(n) if n < 2 => Err(fail::check(format!(
+            "masquerade chain {FAMILY} {TABLE} {chain} lost its rules"
+        ))),
+        Some(_) => Ok(()),
     }
 }
 
