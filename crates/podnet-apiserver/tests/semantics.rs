@@ -243,3 +243,45 @@ fn the_resource_version_a_json_patch_sets_is_a_precondition() {
     let e = t.k_err(&["patch", "cm", "cfg", "--type=json", "-p", &patch("x1", "4")]);
     assert!(e.contains("metadata.resourceVersion: Invalid value"), "{e}");
 }
+
+#[test]
+fn a_dry_run_update_keeps_the_stored_resource_version() {
+    let t = TestServer::start();
+    t.k(&["create", "configmap", "cfg", "--from-literal=a=1"]);
+    let rv = t.k(&[
+        "get",
+        "cm",
+        "cfg",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+    let dry = t.k(&[
+        "label",
+        "cm",
+        "cfg",
+        "x=y",
+        "--dry-run=server",
+        "-o",
+        "jsonpath={.metadata.resourceVersion} {.metadata.labels.x}",
+    ]);
+    assert_eq!(dry, format!("{rv} y"));
+    // kubectl diff shows only the change, not a vanishing resourceVersion
+    let changed = t.file(
+        "cfg.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  a: \"2\"\n",
+    );
+    let o = t.kubectl(&["diff", "-f", &changed]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("+  a: \"2\""), "{out}");
+    assert!(!out.contains("resourceVersion"), "{out}");
+    assert_eq!(
+        t.k(&[
+            "get",
+            "cm",
+            "cfg",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}"
+        ]),
+        rv
+    );
+}

@@ -465,6 +465,10 @@ impl Api {
         }
         if opts.dry_run {
             service::release(self, &allocated);
+            // nothing was written: the object is still at its stored version (`kubectl diff` would
+            // otherwise show the resourceVersion as removed)
+            object::meta_mut(&mut new)
+                .insert("resourceVersion".into(), json!(current_rv.to_string()));
             return Ok(Output {
                 object: serialize(&new),
                 created: false,
