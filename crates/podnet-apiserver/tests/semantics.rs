@@ -285,3 +285,39 @@ fn a_dry_run_update_keeps_the_stored_resource_version() {
         rv
     );
 }
+
+#[test]
+fn a_paused_deployment_scales_but_does_not_roll_out() {
+    let t = TestServer::start();
+    t.k(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1",
+        "--replicas=2",
+    ]);
+    t.eventually(10, "2 pods", || set_sizes(&t) == [("nginx:1".into(), 2)]);
+    t.k(&["rollout", "pause", "deploy/web"]);
+    t.k(&["set", "image", "deploy/web", "nginx=nginx:2"]);
+    t.k(&["scale", "deploy/web", "--replicas=3"]);
+    t.eventually(10, "the scale while paused", || {
+        set_sizes(&t) == [("nginx:1".into(), 3)]
+    });
+    t.eventually(10, "the paused condition", || {
+        t.k(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Progressing\")].reason}",
+        ]) == "DeploymentPaused"
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(set_sizes(&t), [("nginx:1".to_string(), 3)]);
+    t.k(&["rollout", "resume", "deploy/web"]);
+    t.eventually(10, "the rollout after the resume", || {
+        set_sizes(&t)
+            .iter()
+            .any(|(image, n)| image == "nginx:2" && *n > 0)
+    });
+}

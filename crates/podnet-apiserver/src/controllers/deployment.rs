@@ -177,6 +177,7 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
             == Some(&hash)
     });
     let recreate = d.pointer("/spec/strategy/type").and_then(Value::as_str) == Some("Recreate");
+    let paused = d.pointer("/spec/paused").and_then(Value::as_bool) == Some(true);
     let new_rs = match new_idx {
         Some(i) => {
             let rs = sets.remove(i);
@@ -191,11 +192,14 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
                     true
                 })
                 .await?;
-                api.get(rs_def(), ns, object::name(&rs))?
+                Some(api.get(rs_def(), ns, object::name(&rs))?)
             } else {
-                rs
+                Some(rs)
             }
         }
+        // a paused deployment starts no rollout: a new template waits for the resume (kube's sync
+        // without createIfNotExisted)
+        None if paused => None,
         None => {
             let mut labels = tmpl
                 .pointer("/metadata/labels")
@@ -224,23 +228,29 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
                 },
                 "spec": {"replicas": 0, "minReadySeconds": object::i64_at(&d, "spec.minReadySeconds").unwrap_or(0), "selector": selector, "template": tmpl},
             });
-            match api.create(rs_def(), ns, rs, &WriteOptions::default()).await {
-                Ok(o) => o.value(),
-                Err(e) if e.reason == "AlreadyExists" => api.get(rs_def(), ns, &rs_name)?,
-                Err(e) => return Err(e),
-            }
+            Some(
+                match api.create(rs_def(), ns, rs, &WriteOptions::default()).await {
+                    Ok(o) => o.value(),
+                    Err(e) if e.reason == "AlreadyExists" => api.get(rs_def(), ns, &rs_name)?,
+                    Err(e) => return Err(e),
+                },
+            )
         }
     };
     let old_total: i64 = sets.iter().map(replicas).sum();
-    if recreate {
+    if paused {
+        scale_paused(api, &d, new_rs.as_ref(), &sets, desired).await?;
+    } else if let Some(new_rs) = &new_rs
+        && recreate
+    {
         for rs in &sets {
             scale_rs(api, &d, rs, 0).await?;
         }
         let old_pods: i64 = sets.iter().map(|rs| status_i(rs, "replicas")).sum();
         if old_pods == 0 {
-            scale_rs(api, &d, &new_rs, desired).await?;
+            scale_rs(api, &d, new_rs, desired).await?;
         }
-    } else {
+    } else if let Some(new_rs) = &new_rs {
         let ru = d.pointer("/spec/strategy/rollingUpdate");
         let surge = scaled(ru.and_then(|r| r.get("maxSurge")), desired, "25%", true);
         let mut unavailable = scaled(
@@ -253,7 +263,7 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
             unavailable = 1;
         }
         // the new set grows within the surge budget (kube's NewRSNewReplicas)
-        let new_cur = replicas(&new_rs);
+        let new_cur = replicas(new_rs);
         let new_target = if new_cur >= desired {
             desired
         } else {
@@ -261,12 +271,12 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
             new_cur + room.min(desired - new_cur)
         };
         if new_target != new_cur {
-            scale_rs(api, &d, &new_rs, new_target).await?;
+            scale_rs(api, &d, new_rs, new_target).await?;
         }
         sets.sort_by_key(revision);
         for (rs, to) in sets.iter().zip(old_scale_down(
             &sets,
-            &new_rs,
+            new_rs,
             new_target,
             desired,
             unavailable,
@@ -277,18 +287,16 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
         }
     }
     // status, from the sets as they are now
-    let new_rs = api
-        .get(rs_def(), ns, object::name(&new_rs))
-        .unwrap_or(new_rs);
+    let new_rs = new_rs.map(|rs| api.get(rs_def(), ns, object::name(&rs)).unwrap_or(rs));
     let sets: Vec<Value> = sets
         .iter()
         .filter_map(|rs| api.get(rs_def(), ns, object::name(rs)).ok())
         .collect();
-    let all: Vec<&Value> = sets.iter().chain(std::iter::once(&new_rs)).collect();
+    let all: Vec<&Value> = sets.iter().chain(new_rs.as_ref()).collect();
     let total: i64 = all.iter().map(|rs| status_i(rs, "replicas")).sum();
     let ready: i64 = all.iter().map(|rs| status_i(rs, "readyReplicas")).sum();
     let available: i64 = all.iter().map(|rs| status_i(rs, "availableReplicas")).sum();
-    let updated = status_i(&new_rs, "replicas");
+    let updated = new_rs.as_ref().map_or(0, |rs| status_i(rs, "replicas"));
     let ru = d.pointer("/spec/strategy/rollingUpdate");
     let max_unavailable = if recreate {
         0
@@ -301,13 +309,18 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
         )
     };
     let generation = object::i64_at(&d, "metadata.generation").unwrap_or(1);
-    let new_name = object::name(&new_rs).to_string();
+    let new_name = new_rs
+        .as_ref()
+        .map_or("", |rs| object::name(rs))
+        .to_string();
     let complete = updated == desired
         && available >= desired
         && total == updated
-        && replicas(&new_rs) == desired;
-    let rev = revision(&new_rs).to_string();
+        && new_rs.as_ref().is_some_and(|rs| replicas(rs) == desired);
+    // paused before its new set exists: the revision stays that of the running set
+    let rev = new_rs.as_ref().map(|rs| revision(rs).to_string());
     api.mutate(deploy_def(), ns, name, None, |o| {
+        let Some(rev) = &rev else { return false };
         let ann = object::meta_mut(o)
             .entry("annotations")
             .or_insert_with(|| json!({}));
@@ -337,12 +350,14 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
             ("False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.")
         };
         upsert_condition(&mut conds, "Available", astatus, areason, amsg);
-        let (preason, pmsg) = if complete {
-            ("NewReplicaSetAvailable", format!("ReplicaSet {new_name:?} has successfully progressed."))
+        let (pstatus, preason, pmsg) = if paused {
+            ("Unknown", "DeploymentPaused", "Deployment is paused".to_string())
+        } else if complete {
+            ("True", "NewReplicaSetAvailable", format!("ReplicaSet {new_name:?} has successfully progressed."))
         } else {
-            ("ReplicaSetUpdated", format!("ReplicaSet {new_name:?} is progressing."))
+            ("True", "ReplicaSetUpdated", format!("ReplicaSet {new_name:?} is progressing."))
         };
-        upsert_condition(&mut conds, "Progressing", "True", preason, &pmsg);
+        upsert_condition(&mut conds, "Progressing", pstatus, preason, &pmsg);
         st["conditions"] = conds;
         // leave the timestamps alone when nothing else changed
         let mut cmp_old = o.get("status").cloned().unwrap_or(json!({}));
@@ -357,6 +372,29 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
     })
     .await?;
     Ok(())
+}
+
+/// A paused deployment only follows its replica count (kube's `scale` of a paused sync): the one
+/// active set, or the newest when none is active, takes it; sets in the middle of a rollout stay as
+/// they are until the resume.
+async fn scale_paused(
+    api: &Arc<Api>,
+    d: &Value,
+    new_rs: Option<&Value>,
+    old: &[Value],
+    desired: i64,
+) -> Result<(), ApiError> {
+    let all: Vec<&Value> = old.iter().chain(new_rs).collect();
+    let active: Vec<&Value> = all.iter().copied().filter(|rs| replicas(rs) > 0).collect();
+    let target = match active.as_slice() {
+        [one] => Some(*one),
+        [] => new_rs.or_else(|| all.iter().copied().max_by_key(|rs| revision(rs))),
+        _ => None,
+    };
+    match target {
+        Some(rs) => scale_rs(api, d, rs, desired).await,
+        None => Ok(()),
+    }
 }
 
 /// The sizes the old sets (oldest first) shrink to, as kube's reconcileOldReplicaSets decides. The
