@@ -33,6 +33,7 @@ pub fn apply(group: &str, kind: &str, o: &mut Value, create: bool) {
         ("", "Secret") => {
             if let Value::Object(m) = o {
                 set_default(m, "type", json!("Opaque"));
+                string_data(m);
             }
         }
         ("", "Endpoints") => {
@@ -45,6 +46,27 @@ pub fn apply(group: &str, kind: &str, o: &mut Value, create: bool) {
         ("discovery.k8s.io", "EndpointSlice") => protocols(o.get_mut("ports")),
         ("networking.k8s.io", "NetworkPolicy") => network_policy(o),
         _ => {}
+    }
+}
+
+/// `stringData` is write-only: its entries go into `data`, base64-encoded, overriding what `data`
+/// holds under the same key, and it is never stored (the v1 -> internal conversion of a Secret).
+fn string_data(m: &mut Map<String, Value>) {
+    use base64::Engine as _;
+    let Some(Value::Object(strings)) = m.remove("stringData") else {
+        return;
+    };
+    if strings.is_empty() {
+        return;
+    }
+    if !m.get("data").is_some_and(Value::is_object) {
+        m.insert("data".into(), json!({}));
+    }
+    let data = m["data"].as_object_mut().expect("object");
+    for (k, v) in strings {
+        let text = v.as_str().unwrap_or_default();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+        data.insert(k, json!(encoded));
     }
 }
 
@@ -310,6 +332,16 @@ fn network_policy(o: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_string_data_goes_into_data() {
+        let mut s = json!({"stringData": {"user": "admin", "x": "new"}, "data": {"x": "b2xk", "y": "eQ=="}});
+        apply("", "Secret", &mut s, true);
+        assert_eq!(
+            s,
+            json!({"type": "Opaque", "data": {"user": "YWRtaW4=", "x": "bmV3", "y": "eQ=="}})
+        );
+    }
 
     #[test]
     fn pod_defaults() {

@@ -256,9 +256,16 @@ fn walk(
                 }
             }
         }
-        (Some("string"), Value::String(_))
-        | (Some("boolean"), Value::Bool(_))
-        | (Some("number"), Value::Number(_)) => {}
+        (Some("string"), Value::String(text)) => {
+            // `format: byte` is a Go []byte: base64 that must decode (Secret data, binaryData)
+            if s.get("format").and_then(Value::as_str) == Some("byte")
+                && report.type_error.is_none()
+                && let Some(at) = base64_error(text)
+            {
+                report.type_error = Some(format!("illegal base64 data at input byte {at}"));
+            }
+        }
+        (Some("boolean"), Value::Bool(_)) | (Some("number"), Value::Number(_)) => {}
         (Some("integer"), Value::Number(n)) => {
             let ok = if s.get("format").and_then(Value::as_str) == Some("int32") {
                 n.as_i64().is_some_and(|i| i32::try_from(i).is_ok())
@@ -277,6 +284,20 @@ fn walk(
         (Some(_), Value::Null) => {}
         (Some(_), _) => type_error(reg, report, v, schema, parent, path),
         (None, _) => {}
+    }
+}
+
+/// Where standard padded base64 (what Go's encoding/json decodes []byte with; it skips newlines)
+/// goes wrong, if it does.
+fn base64_error(text: &str) -> Option<usize> {
+    use base64::Engine as _;
+    let clean: String = text.chars().filter(|c| *c != '\n' && *c != '\r').collect();
+    match base64::engine::general_purpose::STANDARD.decode(&clean) {
+        Ok(_) => None,
+        Err(
+            base64::DecodeError::InvalidByte(at, _) | base64::DecodeError::InvalidLastSymbol(at, _),
+        ) => Some(at),
+        Err(_) => Some(clean.len() / 4 * 4),
     }
 }
 
@@ -311,6 +332,27 @@ mod tests {
         assert!(rep.type_error.is_none());
         assert!(pod["metadata"].get("creationTimestamp").is_none());
         assert!(pod["spec"]["containers"][0].get("imagePullPolcy").is_none());
+    }
+
+    #[test]
+    fn byte_fields_must_be_base64() {
+        let mut ok = json!({"data": {"a": "YWRtaW4=", "b": "YWRt\naW4="}});
+        assert!(
+            check_and_prune(&mut ok, "io.k8s.api.core.v1.Secret")
+                .type_error
+                .is_none()
+        );
+        let mut bad = json!({"data": {"a": "!!!"}});
+        assert_eq!(
+            check_and_prune(&mut bad, "io.k8s.api.core.v1.Secret").type_error,
+            Some("illegal base64 data at input byte 0".into())
+        );
+        let mut bad = json!({"binaryData": {"a": "YWRtaW4"}});
+        assert!(
+            check_and_prune(&mut bad, "io.k8s.api.core.v1.ConfigMap")
+                .type_error
+                .is_some()
+        );
     }
 
     #[test]

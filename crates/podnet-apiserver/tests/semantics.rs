@@ -321,3 +321,28 @@ fn a_paused_deployment_scales_but_does_not_roll_out() {
             .any(|(image, n)| image == "nginx:2" && *n > 0)
     });
 }
+
+#[test]
+fn secret_string_data_is_stored_as_data_and_data_must_be_base64() {
+    let t = TestServer::start();
+    let secret = t.file(
+        "secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  user: admin\ndata:\n  token: dG9r\n",
+    );
+    t.k(&["apply", "-f", &secret]);
+    let s = json(&t.k(&["get", "secret", "creds", "-o", "json"]));
+    assert_eq!(
+        s["data"],
+        serde_json::json!({"user": "YWRtaW4=", "token": "dG9r"})
+    );
+    assert!(s.get("stringData").is_none(), "{s}");
+    let rows = common::table(&t.k(&["get", "secret", "creds"]));
+    assert_eq!(rows[1][2], "2", "{rows:?}");
+    let bad = t.file(
+        "bad.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: bad\ndata:\n  x: \"!!!\"\n",
+    );
+    let e = t.k_err(&["apply", "-f", &bad]);
+    assert!(e.contains("illegal base64 data at input byte 0"), "{e}");
+    t.k_err(&["get", "secret", "bad"]);
+}
