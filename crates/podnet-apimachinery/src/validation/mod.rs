@@ -198,6 +198,23 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn an_immutable_config_map_stays_immutable() {
+        let old = json!({"metadata": {"name": "c"}, "immutable": true, "data": {"a": "1"}});
+        let unset = json!({"metadata": {"name": "c"}, "immutable": false, "data": {"a": "1"}});
+        let errs = validate("", "ConfigMap", &unset, Some(&old), true);
+        assert_eq!(
+            errs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["immutable: Forbidden: field is immutable when `immutable` is set"]
+        );
+        assert!(
+            validate("", "Secret", &unset, Some(&old), true)
+                .iter()
+                .any(|e| e.to_string().starts_with("immutable: Forbidden"))
+        );
+        assert!(validate("", "ConfigMap", &old, Some(&old), true).is_empty());
+    }
+
+    #[test]
     fn metadata_rules() {
         let e = validate("", "ConfigMap", &json!({"metadata": {}}), None, true);
         assert_eq!(

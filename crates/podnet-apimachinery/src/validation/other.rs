@@ -50,6 +50,13 @@ pub(super) fn config_data(
     }
     if let Some(old) = old {
         if old.get("immutable") == Some(&Value::Bool(true)) {
+            // once immutable, always immutable: unsetting the flag would open the data again
+            if obj.get("immutable") != Some(&Value::Bool(true)) {
+                errs.push(FieldError::forbidden(
+                    "immutable",
+                    "field is immutable when `immutable` is set",
+                ));
+            }
             for f in fields {
                 if obj.get(*f) != old.get(*f) {
                     errs.push(FieldError::forbidden(
