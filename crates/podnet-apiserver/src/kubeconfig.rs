@@ -57,6 +57,17 @@ pub fn render_yaml(server: &str, ca_cert_pem: &str, token: &str) -> String {
         .expect("kubeconfig serializes")
 }
 
+/// Writes a kubeconfig for this server alone to `path`, replacing the file; readable by its owner
+/// only, since it carries the cluster's bearer token.
+pub fn write_standalone(
+    path: &Path,
+    server: &str,
+    ca_cert_pem: &str,
+    token: &str,
+) -> Result<(), KubeconfigError> {
+    write(path, &render(server, ca_cert_pem, token))
+}
+
 fn read(path: &Path) -> Result<Value, KubeconfigError> {
     match std::fs::read(path) {
         Ok(b) if b.iter().all(u8::is_ascii_whitespace) => {
@@ -235,6 +246,18 @@ mod tests {
         assert_eq!(v["current-context"], "other");
         assert_eq!(v["clusters"].as_array().unwrap().len(), 1);
         assert_eq!(v["clusters"][0]["name"], "other");
+    }
+
+    #[test]
+    fn a_standalone_kubeconfig_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kc");
+        std::fs::write(&path, "old").unwrap();
+        write_standalone(&path, "https://127.0.0.1:6443", "CA", "tok").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(read(&path).unwrap()["users"][0]["user"]["token"], "tok");
     }
 
     #[test]

@@ -62,12 +62,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     if let Some(path) = &args.kubeconfig_out {
         let addr = listeners[0].local_addr()?;
-        let text = kubeconfig::render_yaml(
+        // it carries the bearer token: owner-only, like the kubeconfig `podnet up` merges into
+        kubeconfig::write_standalone(
+            path,
             &format!("https://{addr}"),
             &material.ca_cert_pem,
             &material.token,
-        );
-        std::fs::write(path, text).with_context(|| format!("write {}", path.display()))?;
+        )
+        .with_context(|| format!("write {}", path.display()))?;
     }
     let mut config = Config::new(args.data_dir.clone(), material);
     config.service_cidr = service_cidr;
