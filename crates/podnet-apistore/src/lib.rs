@@ -68,8 +68,12 @@ pub enum Precondition {
 impl Store {
     /// Opens (or creates) the store in `dir` and loads every object into memory.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        use std::os::unix::fs::PermissionsExt;
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Io(format!("create {}: {e}", dir.display())))?;
+        // the store holds every Secret in the clear: owner-only, like etcd's data directory
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| StoreError::Io(format!("restrict {}: {e}", dir.display())))?;
         let (db, objects, rv) = db::open(&dir.join("store.redb"))?;
         let state = Arc::new(RwLock::new(state::State::new(objects, rv)));
         let writer = writer::spawn(db, state.clone())?;

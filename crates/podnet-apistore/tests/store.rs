@@ -177,6 +177,19 @@ fn watch_replays_history_then_follows() {
 }
 
 #[test]
+fn the_store_directory_is_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    std::fs::create_dir(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let store = Store::open(&path).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    store.close();
+}
+
+#[test]
 fn unsupported_format_versions_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     {
