@@ -56,6 +56,12 @@ pub fn strerror(errno: i32) -> String {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,11 +86,5 @@ mod tests {
             }
             .is_not_found()
         );
-    }
-}
-
-impl From<std::io::Error> for Error {
-    fn from(e: std::io::Error) -> Self {
-        Error::Io(e)
     }
 }
