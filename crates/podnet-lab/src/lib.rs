@@ -291,7 +291,7 @@ pub fn up(opts: &UpOptions) -> Result<UpOutcome> {
     }
 
     if teardown::leftovers(&paths) {
-        let report = teardown::teardown(&paths);
+        let report = remove_everything(&paths);
         if !report.errors.is_empty() {
             return Err(Error::Other(format!(
                 "clean up what a previous lab left: {}",
@@ -305,7 +305,7 @@ pub fn up(opts: &UpOptions) -> Result<UpOutcome> {
             took: started.elapsed(),
         }),
         Err(e) => {
-            let report = teardown::teardown(&paths);
+            let report = remove_everything(&paths);
             let undo = if report.errors.is_empty() {
                 String::new()
             } else {
@@ -321,17 +321,23 @@ pub fn down(name: &str) -> Result<teardown::Report> {
     paths::check_name(name).map_err(Error::Invalid)?;
     let paths = LabPaths::new(name);
     let lock = lock(&paths)?;
-    let mut kube = teardown::Report::default();
-    if let Ok(Some(state)) = LabState::load(&paths) {
-        remove_kubeconfig(&state, &mut kube);
-    }
-    let mut report = teardown::teardown(&paths);
-    report.removed.extend(kube.removed);
-    report.errors.extend(kube.errors);
+    let report = remove_everything(&paths);
     if report.errors.is_empty() {
         lock.remove();
     }
     Ok(report)
+}
+
+/// Everything of a lab, the kubeconfig entries `up` wrote included (the lock is held by the caller).
+fn remove_everything(paths: &LabPaths) -> teardown::Report {
+    let mut kube = teardown::Report::default();
+    if let Ok(Some(state)) = LabState::load(paths) {
+        remove_kubeconfig(&state, &mut kube);
+    }
+    let mut report = teardown::teardown(paths);
+    report.removed.extend(kube.removed);
+    report.errors.extend(kube.errors);
+    report
 }
 
 /// What `podnet mode` changed.
