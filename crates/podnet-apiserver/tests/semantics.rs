@@ -346,3 +346,49 @@ fn secret_string_data_is_stored_as_data_and_data_must_be_base64() {
     assert!(e.contains("illegal base64 data at input byte 0"), "{e}");
     t.k_err(&["get", "secret", "bad"]);
 }
+
+#[test]
+fn a_patch_cannot_move_or_rename_an_object_or_change_its_uid() {
+    let t = TestServer::start();
+    t.k(&["create", "configmap", "cfg", "--from-literal=a=1"]);
+    let uid = t.k(&["get", "cm", "cfg", "-o", "jsonpath={.metadata.uid}"]);
+    let e = t.k_err(&[
+        "patch",
+        "cm",
+        "cfg",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/metadata/name","value":"other"}]"#,
+    ]);
+    assert!(
+        e.contains("the name of the object (other) does not match the name on the URL (cfg)"),
+        "{e}"
+    );
+    let e = t.k_err(&[
+        "patch",
+        "cm",
+        "cfg",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"namespace":"kube-system"}}"#,
+    ]);
+    assert!(
+        e.contains("does not match the namespace on the request (default)"),
+        "{e}"
+    );
+    let e = t.k_err(&[
+        "patch",
+        "cm",
+        "cfg",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"uid":"0c8a5b1e-0000-0000-0000-000000000000"}}"#,
+    ]);
+    assert!(e.contains("metadata.uid: Invalid value"), "{e}");
+    assert!(e.contains("field is immutable"), "{e}");
+    assert_eq!(
+        t.k(&["get", "cm", "cfg", "-o", "jsonpath={.metadata.uid}"]),
+        uid
+    );
+    assert_eq!(t.k(&["get", "cm", "-o", "name"]).trim(), "configmap/cfg");
+}

@@ -270,26 +270,8 @@ impl Api {
         sub: Option<&str>,
     ) -> Result<Output, ApiError> {
         let warnings = self.decode(r, &mut obj, opts.validation)?;
+        check_name(r, namespace, name, &obj)?;
         let meta = object::meta_mut(&mut obj);
-        match meta.get("name").and_then(Value::as_str) {
-            Some(n) if !n.is_empty() && n != name => {
-                return Err(ApiError::bad_request(format!(
-                    "the name of the object ({n}) does not match the name on the URL ({name})"
-                )));
-            }
-            _ => {}
-        }
-        if r.namespaced
-            && let Some(ns) = meta
-                .get("namespace")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-            && ns != namespace
-        {
-            return Err(ApiError::bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request",
-            ));
-        }
         let expected = match meta
             .get("resourceVersion")
             .and_then(Value::as_str)
@@ -371,6 +353,20 @@ impl Api {
                     }
                 }
             }
+        }
+        // an update may leave the uid out (it is kept) but not change it
+        if let Some(uid) = object::meta_str(&new, "uid").filter(|u| !u.is_empty())
+            && uid != object::uid(&current)
+        {
+            return Err(Self::invalid(
+                r,
+                name,
+                &[FieldError::invalid(
+                    "metadata.uid",
+                    uid,
+                    "field is immutable",
+                )],
+            ));
         }
         {
             let cur_meta = current.get("metadata").cloned().unwrap_or(json!({}));
@@ -549,6 +545,7 @@ impl Api {
             }
             .map_err(patch_error)?;
             let warnings = self.decode(r, &mut patched, opts.validation)?;
+            check_name(r, namespace, name, &patched)?;
             let fields = ssa::changed_set(&current_value, &patched, Some(r.schema));
             // the resourceVersion the patched object carries is a precondition, whichever patch put
             // it there (kubectl's managedFields migration replaces it with a JSON patch); only a
@@ -642,6 +639,7 @@ impl Api {
             }
             _ => {}
         }
+        check_name(r, namespace, name, &config)?;
         let fields = ssa::field_set(&config, Some(r.schema));
         let mut attempt = 0;
         loop {
@@ -765,6 +763,27 @@ impl Api {
         }
         Err(ApiError::modified(objref(r, name)))
     }
+}
+
+/// kube's checkName: what a PUT or a PATCH produces keeps the name and namespace of its URL (left out,
+/// they are filled in).
+fn check_name(r: &ResourceDef, namespace: &str, name: &str, obj: &Value) -> Result<(), ApiError> {
+    if let Some(n) = object::meta_str(obj, "name").filter(|n| !n.is_empty())
+        && n != name
+    {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({n}) does not match the name on the URL ({name})"
+        )));
+    }
+    if let Some(ns) = object::meta_str(obj, "namespace").filter(|s| !s.is_empty())
+        && r.namespaced
+        && ns != namespace
+    {
+        return Err(ApiError::bad_request(format!(
+            "the namespace of the object ({ns}) does not match the namespace on the request ({namespace})"
+        )));
+    }
+    Ok(())
 }
 
 /// Whether a terminating object without metadata finalizers may go now: pods still in their grace
