@@ -392,3 +392,30 @@ fn a_patch_cannot_move_or_rename_an_object_or_change_its_uid() {
     );
     assert_eq!(t.k(&["get", "cm", "-o", "name"]).trim(), "configmap/cfg");
 }
+
+#[test]
+fn rollout_status_reports_an_exceeded_progress_deadline() {
+    let t = TestServer::start();
+    // no nodes: the pods never become available, so the rollout cannot finish
+    let d = t.file(
+        "d.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  progressDeadlineSeconds: 1\n  replicas: 1\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: nginx\n        image: nginx\n",
+    );
+    t.k(&["apply", "-f", &d]);
+    std::thread::sleep(Duration::from_secs(3));
+    // the controller looks again on its resync; a change to the deployment makes it look now
+    t.k(&["annotate", "deploy/web", "nudge=1"]);
+    let e = t.k_err(&["rollout", "status", "deploy/web", "--timeout=20s"]);
+    assert!(
+        e.contains("deployment \"web\" exceeded its progress deadline"),
+        "{e}"
+    );
+    let reason = t.k(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Progressing\")].reason}",
+    ]);
+    assert_eq!(reason, "ProgressDeadlineExceeded");
+}

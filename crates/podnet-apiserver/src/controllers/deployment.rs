@@ -331,6 +331,7 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
         true
     })
     .await?;
+    let deadline = object::i64_at(&d, "spec.progressDeadlineSeconds").unwrap_or(600);
     api.mutate(deploy_def(), ns, name, Some("status"), |o| {
         let mut st = json!({"observedGeneration": generation, "replicas": total, "updatedReplicas": updated});
         if ready > 0 {
@@ -350,14 +351,23 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
             ("False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.")
         };
         upsert_condition(&mut conds, "Available", astatus, areason, amsg);
+        let old_status = o.get("status").cloned().unwrap_or(json!({}));
+        let progressed = progressed(&old_status, &st);
+        let timed_out = !paused && !complete && !progressed && past_deadline(&old_conds, &new_name, deadline);
         let (pstatus, preason, pmsg) = if paused {
             ("Unknown", "DeploymentPaused", "Deployment is paused".to_string())
         } else if complete {
             ("True", "NewReplicaSetAvailable", format!("ReplicaSet {new_name:?} has successfully progressed."))
+        } else if timed_out {
+            ("False", "ProgressDeadlineExceeded", format!("ReplicaSet {new_name:?} has timed out progressing."))
         } else {
             ("True", "ReplicaSetUpdated", format!("ReplicaSet {new_name:?} is progressing."))
         };
         upsert_condition(&mut conds, "Progressing", pstatus, preason, &pmsg);
+        if progressed && !paused {
+            // progress restarts the deadline (lastUpdateTime is what it counts from)
+            touch_condition(&mut conds, "Progressing");
+        }
         st["conditions"] = conds;
         // leave the timestamps alone when nothing else changed
         let mut cmp_old = o.get("status").cloned().unwrap_or(json!({}));
@@ -441,6 +451,54 @@ fn old_scale_down(
     sizes
 }
 
+/// kube's DeploymentProgressing: more updated, ready or available replicas, or fewer old ones.
+fn progressed(old: &Value, new: &Value) -> bool {
+    let n = |v: &Value, f: &str| v.get(f).and_then(Value::as_i64).unwrap_or(0);
+    let old_leftover = n(old, "replicas") - n(old, "updatedReplicas");
+    let new_leftover = n(new, "replicas") - n(new, "updatedReplicas");
+    n(new, "updatedReplicas") > n(old, "updatedReplicas")
+        || new_leftover < old_leftover
+        || n(new, "readyReplicas") > n(old, "readyReplicas")
+        || n(new, "availableReplicas") > n(old, "availableReplicas")
+}
+
+/// kube's DeploymentTimedOut: the rollout to `new_rs` has made no progress for
+/// progressDeadlineSeconds since the Progressing condition's lastUpdateTime (or already timed out; a
+/// condition about another set means a new rollout, whose clock starts now). Without this `kubectl
+/// rollout status` waits forever on a rollout that cannot finish instead of reporting the exceeded
+/// deadline.
+fn past_deadline(conds: &Value, new_rs: &str, deadline_secs: i64) -> bool {
+    let Some(c) = conds
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Progressing"))
+        .filter(|c| {
+            c["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&format!("{new_rs:?}")))
+        })
+    else {
+        return false;
+    };
+    match c["reason"].as_str() {
+        Some("ProgressDeadlineExceeded") => true,
+        Some("ReplicaSetUpdated") => c["lastUpdateTime"]
+            .as_str()
+            .and_then(podnet_apimachinery::time::parse_rfc3339)
+            .is_some_and(|t| t + deadline_secs < util::now_unix()),
+        _ => false,
+    }
+}
+
+/// Sets a condition's lastUpdateTime to now.
+fn touch_condition(conds: &mut Value, ty: &str) {
+    if let Some(c) = conds
+        .as_array_mut()
+        .and_then(|cs| cs.iter_mut().find(|c| c["type"] == ty))
+    {
+        c["lastUpdateTime"] = json!(util::now_rfc3339());
+    }
+}
+
 fn strip_times(st: &mut Value) {
     if let Some(Value::Array(cs)) = st.get_mut("conditions") {
         for c in cs {
@@ -491,6 +549,40 @@ mod tests {
         // new pods available: the old set goes down as they come up
         assert_eq!(old_scale_down(&[rs(3, 3)], &rs(2, 2), 2, 4, 1), [1]);
         assert_eq!(old_scale_down(&[rs(1, 1)], &rs(4, 4), 4, 4, 1), [0]);
+    }
+
+    #[test]
+    fn a_rollout_without_progress_times_out() {
+        let long_ago = "2020-01-01T00:00:00Z";
+        let conds = |reason: &str, rs: &str| {
+            json!([{"type": "Progressing", "status": "True", "reason": reason,
+                "message": format!("ReplicaSet {rs:?} is progressing."), "lastUpdateTime": long_ago}])
+        };
+        assert!(past_deadline(
+            &conds("ReplicaSetUpdated", "web-1"),
+            "web-1",
+            600
+        ));
+        // a new rollout (another set) starts its own clock; a finished one never times out
+        assert!(!past_deadline(
+            &conds("ReplicaSetUpdated", "web-1"),
+            "web-2",
+            600
+        ));
+        assert!(!past_deadline(
+            &conds("NewReplicaSetAvailable", "web-1"),
+            "web-1",
+            600
+        ));
+        let recent = json!([{"type": "Progressing", "reason": "ReplicaSetUpdated",
+            "message": "ReplicaSet \"web-1\" is progressing.", "lastUpdateTime": util::now_rfc3339()}]);
+        assert!(!past_deadline(&recent, "web-1", 600));
+        // progress: more updated/ready/available replicas or fewer old ones
+        let st = |replicas: i64, updated: i64, available: i64| json!({"replicas": replicas, "updatedReplicas": updated, "availableReplicas": available});
+        assert!(progressed(&st(5, 1, 0), &st(5, 2, 0)));
+        assert!(progressed(&st(5, 2, 0), &st(4, 2, 0)));
+        assert!(progressed(&st(5, 2, 0), &st(5, 2, 1)));
+        assert!(!progressed(&st(5, 2, 1), &st(5, 2, 1)));
     }
 
     #[test]
