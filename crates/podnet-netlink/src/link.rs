@@ -234,12 +234,7 @@ impl Netlink {
         ]));
         self.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)?;
         if let (Some(alias), None) = (spec.alias, spec.netns_fd) {
-            let mut set = link_message(0);
-            set.attributes
-                .push(LinkAttribute::IfName(spec.name.to_string()));
-            set.attributes
-                .push(LinkAttribute::IfAlias(alias.to_string()));
-            self.request(RouteNetlinkMessage::SetLink(set), 0)?;
+            self.set_alias_by_name(spec.name, alias)?;
         }
         Ok(())
     }
@@ -267,14 +262,18 @@ impl Netlink {
         ]));
         self.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)?;
         if let Some(alias) = spec.alias {
-            let mut set = link_message(0);
-            set.attributes
-                .push(LinkAttribute::IfName(spec.name.to_string()));
-            set.attributes
-                .push(LinkAttribute::IfAlias(alias.to_string()));
-            self.request(RouteNetlinkMessage::SetLink(set), 0)?;
+            self.set_alias_by_name(spec.name, alias)?;
         }
         Ok(())
+    }
+
+    /// Sets the alias of a link just created (the kernel ignores an alias in a creation request).
+    fn set_alias_by_name(&mut self, name: &str, alias: &str) -> Result<()> {
+        let mut set = link_message(0);
+        set.attributes.push(LinkAttribute::IfName(name.to_string()));
+        set.attributes
+            .push(LinkAttribute::IfAlias(alias.to_string()));
+        self.request(RouteNetlinkMessage::SetLink(set), 0)
     }
 
     pub fn set_link_up(&mut self, index: u32, up: bool) -> Result<()> {

@@ -64,17 +64,9 @@ impl Netlink {
 
     /// Sets (creates or replaces) a permanent neighbour entry.
     pub fn set_neighbour(&mut self, index: u32, ip: IpAddr, mac: [u8; 6]) -> Result<()> {
-        let mut msg = NeighbourMessage::default();
-        msg.header.family = if ip.is_ipv4() {
-            AddressFamily::Inet
-        } else {
-            AddressFamily::Inet6
-        };
-        msg.header.ifindex = index;
+        let mut msg = neighbour_message(index, ip);
         msg.header.state = NeighbourState::Permanent;
         msg.header.kind = RouteType::Unicast;
-        msg.attributes
-            .push(NeighbourAttribute::Destination(neigh_address(ip)));
         msg.attributes
             .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
         self.request(
@@ -85,15 +77,7 @@ impl Netlink {
 
     /// Removes a neighbour entry; `Ok(false)` if it was not there.
     pub fn delete_neighbour(&mut self, index: u32, ip: IpAddr) -> Result<bool> {
-        let mut msg = NeighbourMessage::default();
-        msg.header.family = if ip.is_ipv4() {
-            AddressFamily::Inet
-        } else {
-            AddressFamily::Inet6
-        };
-        msg.header.ifindex = index;
-        msg.attributes
-            .push(NeighbourAttribute::Destination(neigh_address(ip)));
+        let msg = neighbour_message(index, ip);
         match self.request(RouteNetlinkMessage::DelNeighbour(msg), 0) {
             Ok(()) => Ok(true),
             Err(e) if e.is_not_found() => Ok(false),
@@ -178,6 +162,20 @@ impl Netlink {
         }
         Ok(out)
     }
+}
+
+/// A neighbour message for `ip` on interface `index`, in the address's family.
+fn neighbour_message(index: u32, ip: IpAddr) -> NeighbourMessage {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = if ip.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    msg.header.ifindex = index;
+    msg.attributes
+        .push(NeighbourAttribute::Destination(neigh_address(ip)));
+    msg
 }
 
 fn fdb_message(index: u32, mac: [u8; 6], dst: Option<Ipv4Addr>) -> NeighbourMessage {
