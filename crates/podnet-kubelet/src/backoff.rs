@@ -1,0 +1,80 @@
+//! Restart back-off as kubelet does it: CrashLoopBackOff starts at 10 s and doubles up to 5 min per
+//! container; a container that ran for 10 minutes starts over at 10 s. Image pulls back off the same
+//! way (ImagePullBackOff). Time is passed in, so this is pure.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+pub const INITIAL: Duration = Duration::from_secs(10);
+pub const MAX: Duration = Duration::from_secs(300);
+/// Running this long resets the back-off.
+pub const RESET_AFTER: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    delay: Duration,
+    not_before: Instant,
+}
+
+/// Back-off per key (a pod UID and container name).
+#[derive(Debug, Default)]
+pub struct Backoff {
+    entries: HashMap<String, Entry>,
+}
+
+impl Backoff {
+    /// Records a failure (a container exit or a failed pull) at `now`, after a run of `ran` (zero for a
+    /// pull), and returns how long to wait before the next try.
+    pub fn failed(&mut self, key: &str, ran: Duration, now: Instant) -> Duration {
+        let delay = match self.entries.get(key) {
+            Some(e) if ran < RESET_AFTER => (e.delay * 2).min(MAX),
+            _ => INITIAL,
+        };
+        self.entries.insert(
+            key.to_string(),
+            Entry {
+                delay,
+                not_before: now + delay,
+            },
+        );
+        delay
+    }
+
+    /// How long until `key` may be tried again (zero when it may now).
+    pub fn remaining(&self, key: &str, now: Instant) -> Duration {
+        self.entries.get(key).map_or(Duration::ZERO, |e| {
+            e.not_before.saturating_duration_since(now)
+        })
+    }
+
+    /// Forgets a key (the pod is gone, or the pull succeeded).
+    pub fn forget(&mut self, key: &str) {
+        self.entries.remove(key);
+    }
+
+    /// Drops every key `keep` rejects (pods no longer on the node).
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.entries.retain(|k, _| keep(k));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doubles_to_five_minutes_and_resets_after_a_long_run() {
+        let mut b = Backoff::default();
+        let t = Instant::now();
+        let short = Duration::from_secs(1);
+        let delays: Vec<u64> = (0..7)
+            .map(|_| b.failed("p/c", short, t).as_secs())
+            .collect();
+        assert_eq!(delays, [10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(b.remaining("p/c", t), MAX);
+        assert_eq!(b.remaining("p/c", t + MAX), Duration::ZERO);
+        assert_eq!(b.failed("p/c", RESET_AFTER, t), INITIAL);
+        b.forget("p/c");
+        assert_eq!(b.remaining("p/c", t), Duration::ZERO);
+    }
+}

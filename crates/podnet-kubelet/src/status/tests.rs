@@ -1,0 +1,172 @@
+use super::*;
+use serde_json::json;
+
+fn pod(v: serde_json::Value) -> Pod {
+    serde_json::from_value(v).unwrap()
+}
+
+fn ts(s: &str) -> jiff::Timestamp {
+    s.parse().unwrap()
+}
+
+fn running(name: &str, ready: bool) -> ContainerFacts {
+    ContainerFacts {
+        name: name.into(),
+        state: State::Running {
+            started_at: ts("2026-01-01T00:00:00Z"),
+        },
+        last_terminated: None,
+        restart_count: 0,
+        ready,
+        started: true,
+        image: "docker.io/library/nginx:latest".into(),
+        image_id: "docker.io/library/nginx@sha256:aa".into(),
+        container_id: Some("podnet://abc".into()),
+    }
+}
+
+fn exited(name: &str, code: i32) -> ContainerFacts {
+    ContainerFacts {
+        state: State::Terminated(Terminated {
+            exit_code: code,
+            signal: None,
+            reason: if code == 0 {
+                "Completed".into()
+            } else {
+                "Error".into()
+            },
+            message: None,
+            started_at: Some(ts("2026-01-01T00:00:00Z")),
+            finished_at: ts("2026-01-01T00:00:05Z"),
+            container_id: Some("podnet://abc".into()),
+        }),
+        ..running(name, false)
+    }
+}
+
+#[test]
+fn phases_follow_kubelet() {
+    let two = pod(json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}}));
+    let mut f = PodFacts {
+        containers: vec![running("a", true)],
+        ..Default::default()
+    };
+    assert_eq!(phase(&two, &f), "Pending", "b has not started");
+    f.containers.push(running("b", false));
+    assert_eq!(phase(&two, &f), "Running");
+    f.containers = vec![exited("a", 0), exited("b", 0)];
+    assert_eq!(
+        phase(&two, &f),
+        "Running",
+        "restartPolicy Always restarts them"
+    );
+    let never = pod(
+        json!({"spec": {"restartPolicy": "Never", "containers": [{"name": "a"}, {"name": "b"}]}}),
+    );
+    assert_eq!(phase(&never, &f), "Succeeded");
+    f.containers = vec![exited("a", 0), exited("b", 2)];
+    assert_eq!(phase(&never, &f), "Failed");
+    let on_failure = pod(
+        json!({"spec": {"restartPolicy": "OnFailure", "containers": [{"name": "a"}, {"name": "b"}]}}),
+    );
+    assert_eq!(phase(&on_failure, &f), "Running");
+    let mut crashing = exited("a", 1);
+    crashing.state = State::Waiting {
+        reason: "CrashLoopBackOff".into(),
+        message: None,
+    };
+    crashing.last_terminated = Some(match exited("a", 1).state {
+        State::Terminated(t) => t,
+        _ => unreachable!(),
+    });
+    f.containers = vec![crashing, running("b", true)];
+    assert_eq!(phase(&two, &f), "Running");
+}
+
+#[test]
+fn init_containers_gate_the_pod() {
+    let p = pod(
+        json!({"spec": {"initContainers": [{"name": "i1"}, {"name": "i2"}], "containers": [{"name": "a"}]}}),
+    );
+    let f = PodFacts {
+        init: vec![exited("i1", 0)],
+        ..Default::default()
+    };
+    assert_eq!(phase(&p, &f), "Pending");
+    let s = pod_status(&p, &f, ts("2026-01-01T00:00:10Z"));
+    let init = s
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Initialized")
+        .unwrap();
+    assert_eq!(init.status, "False");
+    assert_eq!(init.reason.as_deref(), Some("ContainersNotInitialized"));
+    let never = pod(
+        json!({"spec": {"restartPolicy": "Never", "initContainers": [{"name": "i1"}], "containers": [{"name": "a"}]}}),
+    );
+    let f = PodFacts {
+        init: vec![exited("i1", 1)],
+        ..Default::default()
+    };
+    assert_eq!(phase(&never, &f), "Failed");
+}
+
+#[test]
+fn conditions_and_statuses() {
+    let p = pod(
+        json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]},
+        "status": {"conditions": [{"type": "PodScheduled", "status": "True"},
+                                   {"type": "Ready", "status": "False", "lastTransitionTime": "2025-01-01T00:00:00Z"}]}}),
+    );
+    let f = PodFacts {
+        sandbox_ready: true,
+        pod_ips: vec!["10.244.1.5".into()],
+        host_ip: Some("10.100.0.2".into()),
+        containers: vec![running("a", true), running("b", false)],
+        ..Default::default()
+    };
+    let now = ts("2026-01-01T00:00:10Z");
+    let s = pod_status(&p, &f, now);
+    assert_eq!(s.phase.as_deref(), Some("Running"));
+    assert_eq!(s.pod_ip.as_deref(), Some("10.244.1.5"));
+    assert_eq!(s.qos_class.as_deref(), Some("BestEffort"));
+    let conds = s.conditions.unwrap();
+    let ready = conds.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(ready.status, "False");
+    assert_eq!(
+        ready.message.as_deref(),
+        Some("containers with unready status: [b]")
+    );
+    // Same status as before: the transition time is kept.
+    assert_eq!(
+        ready.last_transition_time.as_ref().unwrap().0,
+        ts("2025-01-01T00:00:00Z")
+    );
+    assert!(
+        conds
+            .iter()
+            .any(|c| c.type_ == "PodScheduled" && c.status == "True")
+    );
+    let statuses = s.container_statuses.unwrap();
+    assert!(statuses[0].ready && !statuses[1].ready);
+    assert_eq!(statuses[0].started, Some(true));
+}
+
+#[test]
+fn qos_classes() {
+    let be = pod(json!({"spec": {"containers": [{"name": "a"}]}}));
+    assert_eq!(qos_class(&be), "BestEffort");
+    let g = pod(
+        json!({"spec": {"containers": [{"name": "a", "resources": {"limits": {"cpu": "1", "memory": "64Mi"}}}]}}),
+    );
+    assert_eq!(qos_class(&g), "Guaranteed");
+    let g2 = pod(
+        json!({"spec": {"containers": [{"name": "a", "resources": {"limits": {"cpu": "1", "memory": "64Mi"}, "requests": {"cpu": "1000m", "memory": "64Mi"}}}]}}),
+    );
+    assert_eq!(qos_class(&g2), "Guaranteed");
+    let b = pod(
+        json!({"spec": {"containers": [{"name": "a", "resources": {"requests": {"cpu": "100m"}}}]}}),
+    );
+    assert_eq!(qos_class(&b), "Burstable");
+}
