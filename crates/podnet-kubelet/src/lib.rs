@@ -7,6 +7,7 @@
 //! - [`plan`]: what to do next for a pod (kubelet's computePodActions);
 //! - [`backoff`]: the CrashLoopBackOff and image pull back-off timers;
 //! - [`status`]: the pod status kubelet reports (phase, conditions, container statuses, QoS);
+//! - [`volume`]: pod volumes on disk (emptyDir, configMap, secret, downwardAPI, projected, hostPath);
 //! - [`cni`]: CNI plugin chains run with libcni's semantics (cached results, GC).
 
 pub mod backoff;
@@ -15,3 +16,4 @@ pub mod dns;
 pub mod plan;
 pub mod process;
 pub mod status;
+pub mod volume;
