@@ -8,12 +8,14 @@
 //! - [`backoff`]: the CrashLoopBackOff and image pull back-off timers;
 //! - [`status`]: the pod status kubelet reports (phase, conditions, container statuses, QoS);
 //! - [`volume`]: pod volumes on disk (emptyDir, configMap, secret, downwardAPI, projected, hostPath);
+//! - [`probe`]: probe timing, thresholds and the network checks;
 //! - [`cni`]: CNI plugin chains run with libcni's semantics (cached results, GC).
 
 pub mod backoff;
 pub mod cni;
 pub mod dns;
 pub mod plan;
+pub mod probe;
 pub mod process;
 pub mod status;
 pub mod volume;
