@@ -11,10 +11,14 @@
 //! - [`probe`]: probe timing, thresholds and the network checks;
 //! - [`cni`]: CNI plugin chains run with libcni's semantics (cached results, GC).
 
+pub mod agent;
 pub mod backoff;
 pub mod cni;
+pub mod config;
 pub mod dns;
+pub mod events;
 pub mod plan;
+pub mod node;
 pub mod probe;
 pub mod process;
 pub mod status;

@@ -5,7 +5,7 @@
 use crate::error::{Error, Result, io, ns};
 use crate::paths::LabPaths;
 use crate::teardown::DAEMON_ARG;
-use crate::{controlplane, internet, state::LabState};
+use crate::{agents, controlplane, internet, state::LabState};
 use podnet_netns::{NetNs, persist};
 use podnet_types::lab::INTERNET_HOST_IP;
 use std::fs::{self, OpenOptions};
@@ -57,6 +57,18 @@ pub fn run(name: &str) -> Result<()> {
 
     let (api, api_addr) = controlplane::start(&paths, &state, state.api_port)?;
     controlplane::register_nodes(&api, &state)?;
+
+    // Node agents left by a daemon that died are replaced (they adopt their pods when they start).
+    for e in agents::stop_all(&paths) {
+        eprintln!("podnet lab daemon {name}: {e}");
+    }
+    let nodes: Vec<String> = state.plan.nodes.iter().map(|n| n.name.clone()).collect();
+    for node in &nodes {
+        agents::prepare(&paths, &state, node)?;
+    }
+    let exe = std::env::current_exe().map_err(io("find the podnet executable"))?;
+    let stop_agents = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let supervisors = agents::supervise(paths.clone(), exe, nodes, stop_agents.clone());
     let ready = Ready {
         pid: std::process::id(),
         api: api_addr.to_string(),
@@ -73,7 +85,14 @@ pub fn run(name: &str) -> Result<()> {
     let signal = stop
         .wait()
         .map_err(|e| Error::Other(format!("wait for a stop signal: {e}")))?;
-    eprintln!("podnet lab daemon {name}: {signal:?}, stopping the API server");
+    eprintln!("podnet lab daemon {name}: {signal:?}, stopping the node agents and the API server");
+    stop_agents.store(true, std::sync::atomic::Ordering::SeqCst);
+    for s in supervisors {
+        let _ = s.join();
+    }
+    for e in agents::stop_all(&paths) {
+        eprintln!("podnet lab daemon {name}: {e}");
+    }
     api.shutdown();
     Ok(())
 }

@@ -5,6 +5,7 @@
 //!
 //! Nothing here touches the machine's own network namespace.
 
+pub mod agents;
 pub mod cniconf;
 pub mod controlplane;
 pub mod daemon;

@@ -108,6 +108,8 @@ pub fn stop_daemons(paths: &LabPaths, report: &mut Report) {
 pub fn teardown(paths: &LabPaths) -> Report {
     let mut report = Report::default();
     stop_daemons(paths, &mut report);
+    // The daemon stops its agents; agents left by a daemon that was killed are stopped here.
+    report.errors.extend(crate::agents::stop_all(paths));
 
     let netns: Vec<String> = fs::read_dir(NETNS_RUN_DIR)
         .map(|d| {

@@ -8,6 +8,7 @@ mod down;
 mod kubeconfig;
 mod mode;
 mod node;
+mod node_agent;
 mod up;
 
 #[derive(Parser)]
@@ -37,6 +38,9 @@ pub enum Command {
     /// The lab's nodes: list them, run commands on them.
     #[command(subcommand)]
     Node(node::Command),
+    /// The agent of one node: runs its pods and programs its network (started by the lab daemon).
+    #[command(name = "node-agent")]
+    NodeAgent(node_agent::Args),
     /// The lab daemon (started by `podnet up`).
     #[command(name = "__lab-daemon", hide = true)]
     LabDaemon(daemon::Args),
@@ -66,6 +70,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Node(c) => node::run(&cli.lab, c),
         Command::LabDaemon(a) => daemon::run(a),
+        Command::NodeAgent(a) => node_agent::run(a),
         Command::Apiserver(a) => apiserver::run(a),
         Command::Kubeconfig(a) => kubeconfig::run(&cli.lab, a),
     }

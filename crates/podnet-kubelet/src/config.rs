@@ -1,0 +1,89 @@
+//! The node agent's configuration: one JSON file per node, written by whoever deploys the agent (the
+//! lab, for its nodes), read once at start.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentConfig {
+    /// The Node this agent is (its name in the API).
+    pub node: String,
+    /// The node's address on the cluster network (InternalIP), where its kubelet port listens.
+    pub internal_ip: String,
+    /// A kubeconfig with the node's own credentials.
+    pub kubeconfig: PathBuf,
+    /// Where the node keeps pods, volumes, logs, CNI results and runtime state.
+    pub state_dir: PathBuf,
+    pub cni_conf_dir: PathBuf,
+    pub cni_bin_dirs: Vec<PathBuf>,
+    /// The kubelet port's serving certificate and key (PEM), signed by the cluster CA.
+    pub serving_cert: PathBuf,
+    pub serving_key: PathBuf,
+    /// The bearer token the API server presents when it relays logs and exec to the node.
+    pub api_server_token_file: PathBuf,
+    /// The cluster CA (PEM), written into pods' service-account volumes as `ca.crt`.
+    pub ca_cert: PathBuf,
+    pub cluster_dns: Vec<String>,
+    pub cluster_domain: String,
+    /// The image store shared by the machine's nodes.
+    pub image_store: PathBuf,
+    /// containerd-style registry hosts directory (`<host>/hosts.toml`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_hosts_dir: Option<PathBuf>,
+    /// A network namespace to open registry connections from (the lab's nodes are cut off from the
+    /// machine's network; their pulls dial from the machine's namespace). `None`: the agent's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_netns: Option<PathBuf>,
+    /// The cgroup under which pods go (`/podnet/<lab>/<node>`).
+    pub cgroup_parent: String,
+    /// The address in-cluster clients reach the API server at (KUBERNETES_SERVICE_HOST/PORT until the
+    /// `kubernetes` Service is programmed).
+    pub api_host: String,
+    pub api_port: u16,
+}
+
+impl AgentConfig {
+    pub fn load(path: &Path) -> Result<AgentConfig, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("parse {}: {e}", path.display()))
+    }
+
+    /// Writes the file atomically (owner-only: it names credential files).
+    pub fn save(&self, path: &Path) -> Result<(), String> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let tmp = path.with_extension("tmp");
+        let bytes = serde_json::to_vec_pretty(self).expect("serializes");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| format!("write {}: {e}", tmp.display()))?;
+        std::io::Write::write_all(&mut f, &bytes)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| format!("write {}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, path).map_err(|e| format!("replace {}: {e}", path.display()))
+    }
+
+    pub fn pods_dir(&self) -> PathBuf {
+        self.state_dir.join("pods")
+    }
+
+    pub fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.pods_dir().join(uid)
+    }
+
+    pub fn logs_dir(&self) -> PathBuf {
+        self.state_dir.join("logs")
+    }
+
+    pub fn cni_cache_dir(&self) -> PathBuf {
+        self.state_dir.join("cni-cache")
+    }
+
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.state_dir.join("runtime")
+    }
+}

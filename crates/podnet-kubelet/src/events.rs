@@ -1,0 +1,135 @@
+//! Events as kubelet records them: source `kubelet` on the node, the container named in
+//! `involvedObject.fieldPath`, repeats of the same event folded into one with a count (what
+//! `kubectl describe` shows as `(x4 over 2m)`).
+
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Type {
+    Normal,
+    Warning,
+}
+
+/// Records events for one node.
+pub struct Recorder {
+    client: kube::Client,
+    node: String,
+    /// (namespace, object uid, field path, reason, message) to (event name, count).
+    seen: Mutex<HashMap<(String, String, String, String, String), (String, i32)>>,
+}
+
+impl Recorder {
+    pub fn new(client: kube::Client, node: &str) -> Recorder {
+        Recorder {
+            client,
+            node: node.to_string(),
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records an event about a pod, or one of its containers when `container` is given. Failures
+    /// are logged, never returned: an event is not worth failing a pod's sync over.
+    pub async fn pod(&self, pod: &Pod, container: Option<&str>, kind: Type, reason: &str, message: &str) {
+        let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let field_path = container.map(|c| container_field_path(pod, c));
+        let key = (
+            ns.clone(),
+            uid.clone(),
+            field_path.clone().unwrap_or_default(),
+            reason.to_string(),
+            message.to_string(),
+        );
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
+        let now = jiff::Timestamp::now();
+        let existing = self.seen.lock().expect("not poisoned").get(&key).cloned();
+        if let Some((event_name, count)) = existing {
+            let patch = json!({"count": count + 1, "lastTimestamp": Time(now)});
+            if api
+                .patch(&event_name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .is_ok()
+            {
+                self.seen
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(key, (event_name, count + 1));
+                return;
+            }
+        }
+        let event_name = format!("{name}.{:x}", now.as_nanosecond());
+        let event = Event {
+            metadata: ObjectMeta {
+                name: Some(event_name.clone()),
+                namespace: Some(ns.clone()),
+                ..Default::default()
+            },
+            involved_object: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(name.clone()),
+                namespace: Some(ns.clone()),
+                uid: Some(uid),
+                field_path,
+                resource_version: pod.metadata.resource_version.clone(),
+            },
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+            type_: Some(
+                match kind {
+                    Type::Normal => "Normal",
+                    Type::Warning => "Warning",
+                }
+                .into(),
+            ),
+            source: Some(EventSource {
+                component: Some("kubelet".into()),
+                host: Some(self.node.clone()),
+            }),
+            reporting_component: Some("kubelet".into()),
+            reporting_instance: Some(self.node.clone()),
+            first_timestamp: Some(Time(now)),
+            last_timestamp: Some(Time(now)),
+            event_time: None::<MicroTime>,
+            count: Some(1),
+            ..Default::default()
+        };
+        match api.create(&PostParams::default(), &event).await {
+            Ok(_) => {
+                self.seen
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(key, (event_name, 1));
+            }
+            Err(e) => eprintln!("record event {reason} for pod {ns}/{name}: {e}"),
+        }
+    }
+
+    /// Forgets the folding state of a pod that is gone.
+    pub fn forget(&self, pod_uid: &str) {
+        self.seen
+            .lock()
+            .expect("not poisoned")
+            .retain(|k, _| k.1 != pod_uid);
+    }
+}
+
+/// `spec.containers{name}` or `spec.initContainers{name}`, as kubelet names a container in events.
+pub fn container_field_path(pod: &Pod, container: &str) -> String {
+    let init = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_ref())
+        .is_some_and(|i| i.iter().any(|c| c.name == container));
+    if init {
+        format!("spec.initContainers{{{container}}}")
+    } else {
+        format!("spec.containers{{{container}}}")
+    }
+}
