@@ -1,0 +1,191 @@
+//! Images for containers, as kubelet's image manager does it: the pull policy decides whether to pull,
+//! pulls go through the node's registry configuration (mirrors, the pod's imagePullSecrets), failures
+//! back off (ErrImagePull, then ImagePullBackOff), and events say what happened, naming a podnet
+//! substitute as one.
+
+use crate::backoff::Backoff;
+use podnet_oci::{ImageRecord, Keychain, PullOptions, Puller, Reference};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Why a container's image is not there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageFailure {
+    /// `ErrImagePull`, `ImagePullBackOff`, `ErrImageNeverPull` or `InvalidImageName`.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// An event to record about the image step: (warning, reason, message).
+pub type ImageEvent = (bool, &'static str, String);
+
+pub struct Images {
+    puller: Puller,
+    backoff: Mutex<Backoff>,
+    /// The last pull error per image key, shown while backing off.
+    last_error: Mutex<std::collections::HashMap<String, String>>,
+}
+
+/// The policy kubelet applies when none is given: Always for `:latest` or no tag, else IfNotPresent.
+pub fn default_policy(image: &str) -> &'static str {
+    match Reference::parse(image) {
+        Ok(r) if r.digest().is_none() && r.tag().is_none_or(|t| t == "latest") => "Always",
+        _ => "IfNotPresent",
+    }
+}
+
+impl Images {
+    pub fn new(puller: Puller) -> Images {
+        Images {
+            puller,
+            backoff: Mutex::new(Backoff::default()),
+            last_error: Mutex::new(Default::default()),
+        }
+    }
+
+    pub fn store(&self) -> &podnet_oci::Store {
+        self.puller.store()
+    }
+
+    /// Makes sure `image` is in the store, by `policy`; `key` scopes the back-off (pod uid + image).
+    /// Blocking: call from a blocking thread with a runtime handle.
+    pub fn ensure(
+        &self,
+        handle: &tokio::runtime::Handle,
+        image: &str,
+        policy: Option<&str>,
+        secrets: &Keychain,
+        key: &str,
+        events: &mut Vec<ImageEvent>,
+    ) -> Result<ImageRecord, ImageFailure> {
+        let reference = Reference::parse(image).map_err(|e| ImageFailure {
+            reason: "InvalidImageName",
+            message: format!("Failed to apply default image tag \"{image}\": {e}"),
+        })?;
+        let policy = policy.filter(|p| !p.is_empty()).unwrap_or(default_policy(image));
+        let present = self.puller.store().image(&reference.to_string()).ok();
+        match (policy, present) {
+            ("Never", Some(rec)) | ("IfNotPresent", Some(rec)) => {
+                events.push((
+                    false,
+                    "Pulled",
+                    format!("Container image \"{image}\" already present on machine{}", describe(&rec)),
+                ));
+                return Ok(rec);
+            }
+            ("Never", None) => {
+                let message = format!(
+                    "Container image \"{image}\" is not present with pull policy of Never"
+                );
+                events.push((true, "ErrImageNeverPull", message.clone()));
+                return Err(ImageFailure {
+                    reason: "ErrImageNeverPull",
+                    message,
+                });
+            }
+            _ => {}
+        }
+        let now = Instant::now();
+        let wait = self.backoff.lock().expect("not poisoned").remaining(key, now);
+        if wait > Duration::ZERO {
+            let last = self
+                .last_error
+                .lock()
+                .expect("not poisoned")
+                .get(key)
+                .cloned()
+                .unwrap_or_default();
+            events.push((true, "BackOff", format!("Back-off pulling image \"{image}\"")));
+            return Err(ImageFailure {
+                reason: "ImagePullBackOff",
+                message: format!("Back-off pulling image \"{image}\": {last}"),
+            });
+        }
+        events.push((false, "Pulling", format!("Pulling image \"{image}\"")));
+        let started = Instant::now();
+        let opts = PullOptions {
+            credentials: (!secrets.is_empty()).then(|| secrets.clone()),
+            ..Default::default()
+        };
+        match handle.block_on(self.puller.pull(&reference, &opts)) {
+            Ok(rec) => {
+                self.backoff.lock().expect("not poisoned").forget(key);
+                self.last_error.lock().expect("not poisoned").remove(key);
+                let took = started.elapsed().as_secs_f64();
+                events.push((
+                    false,
+                    "Pulled",
+                    format!(
+                        "Successfully pulled image \"{image}\" in {took:.3}s ({took:.3}s including waiting). Image size: {} bytes.{}",
+                        rec.size,
+                        describe(&rec)
+                    ),
+                ));
+                Ok(rec)
+            }
+            Err(e) => {
+                let message = format!("Failed to pull image \"{image}\": {e}");
+                self.backoff
+                    .lock()
+                    .expect("not poisoned")
+                    .failed(key, Duration::ZERO, Instant::now());
+                self.last_error
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(key.to_string(), message.clone());
+                events.push((true, "Failed", message.clone()));
+                events.push((true, "Failed", "Error: ErrImagePull".into()));
+                Err(ImageFailure {
+                    reason: "ErrImagePull",
+                    message,
+                })
+            }
+        }
+    }
+
+    /// Forgets back-off state of a pod that is gone.
+    pub fn forget_pod(&self, uid: &str) {
+        let prefix = format!("{uid}/");
+        self.backoff
+            .lock()
+            .expect("not poisoned")
+            .retain(|k| !k.starts_with(&prefix));
+        self.last_error
+            .lock()
+            .expect("not poisoned")
+            .retain(|k, _| !k.starts_with(&prefix));
+    }
+}
+
+/// ` (podnet substitute for docker.io/library/nginx:latest)` for a substitute, else nothing.
+fn describe(rec: &ImageRecord) -> String {
+    match &rec.substitute_for {
+        Some(up) => format!(" This is podnet's locally built substitute for {up}, not the upstream image."),
+        None => String::new(),
+    }
+}
+
+/// The image ID kubelet reports: `repo@sha256:...`.
+pub fn image_id(rec: &ImageRecord) -> String {
+    match Reference::parse(&rec.reference) {
+        Ok(r) => format!("{}@{}", r.name(), rec.digest),
+        Err(_) => rec.digest.to_string(),
+    }
+}
+
+/// The credentials of a pod's imagePullSecrets (`kubernetes.io/dockerconfigjson` and `dockercfg`).
+pub fn keychain_of(secrets: &[k8s_openapi::api::core::v1::Secret]) -> Keychain {
+    let mut kc = Keychain::empty();
+    for s in secrets {
+        let name = s.metadata.name.clone().unwrap_or_default();
+        for key in [".dockerconfigjson", ".dockercfg"] {
+            if let Some(bytes) = s.data.as_ref().and_then(|d| d.get(key)) {
+                match Keychain::from_json(&format!("secret {name}"), &bytes.0) {
+                    Ok(k) => kc.merge(&k),
+                    Err(e) => eprintln!("imagePullSecret {name}: {e}"),
+                }
+            }
+        }
+    }
+    kc
+}
