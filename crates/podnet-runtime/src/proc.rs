@@ -1,0 +1,85 @@
+//! Processes by PID, safely: a PID is only trusted together with its start time, so a PID reused by
+//! an unrelated process after a crash is never signalled.
+
+use std::time::{Duration, Instant};
+
+/// Start time (clock ticks since boot) and state letter of a process, from `/proc/PID/stat`.
+pub fn stat(pid: u32) -> Option<(u64, char)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces; fields resume after the last ')'.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let state = fields.first()?.chars().next()?;
+    let start = fields.get(19)?.parse().ok()?;
+    Some((start, state))
+}
+
+pub fn start_time(pid: u32) -> Option<u64> {
+    stat(pid).map(|(s, _)| s)
+}
+
+/// Whether `pid` runs and is the same process (same start time); zombies count as gone.
+pub fn alive(pid: u32, start: Option<u64>) -> bool {
+    match stat(pid) {
+        Some((s, state)) => state != 'Z' && state != 'X' && start.is_none_or(|want| want == s),
+        None => false,
+    }
+}
+
+/// Sends `sig` if the process is still the one we mean.
+pub fn signal(pid: u32, start: Option<u64>, sig: nix::sys::signal::Signal) -> bool {
+    if pid == 0 || !alive(pid, start) {
+        return false;
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).is_ok()
+}
+
+/// Waits until `gone()` holds, polling, for at most `bound`. Returns whether it did.
+pub fn wait_until(bound: Duration, mut gone: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + bound;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        if gone() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Reaps `pid` if it is our child and has exited (no-op otherwise).
+pub fn reap_if_child(pid: u32) {
+    let _ = nix::sys::wait::waitpid(
+        nix::unistd::Pid::from_raw(pid as i32),
+        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+    );
+}
+
+/// The command line of a process, NUL-separated arguments joined by spaces.
+pub fn cmdline(pid: u32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        raw.split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_own_process_is_alive_and_a_wrong_start_time_is_not() {
+        let me = std::process::id();
+        let start = start_time(me).unwrap();
+        assert!(alive(me, Some(start)));
+        assert!(!alive(me, Some(start + 1)));
+        assert!(!alive(u32::MAX - 1, None));
+    }
+}

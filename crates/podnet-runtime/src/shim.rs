@@ -1,0 +1,325 @@
+//! The per-container supervisor (`podnet-shim`), the library half. One runs for each container from
+//! `runc create` until the container's main process is gone, and outlives the agent that started it.
+//!
+//! Protocol with the agent (everything else is files, so a restarted agent adopts without talking):
+//! - argv: `podnet-shim --id ID --bundle DIR --state DIR --runc PATH --runc-root DIR --log PATH
+//!   --log-max-bytes N --log-max-files N`; fd 3 is the write end of a pipe from the agent.
+//! - The shim forks at once (the agent reaps the parent), starts a new session and becomes a child
+//!   subreaper, so the container's init is re-parented to it when `runc create` exits.
+//! - It runs `runc create --pid-file STATE/pid` with stdout and stderr as pipes it owns, then writes
+//!   `ok <pid>\n` or `error <runc's message>\n` to fd 3 and closes it. The agent then runs `runc start`.
+//! - It copies both pipes into the CRI log ([`crate::crilog`]) until the init process exits, drains
+//!   what is left, and writes `STATE/exit.json` ([`crate::records::ExitRecord`]); the log is complete
+//!   by the time that file appears. `STATE/shim.pid` holds its own pid.
+
+use crate::crilog::{LineSplitter, LogWriter, Stream};
+use crate::records::{self, ExitRecord};
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork, setsid};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The file descriptor on which the agent waits for the result of `runc create`.
+pub const SYNC_FD: i32 = 3;
+
+/// Parsed command line of the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShimArgs {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub state: PathBuf,
+    pub runc: PathBuf,
+    pub runc_root: PathBuf,
+    pub log: PathBuf,
+    pub log_max_bytes: u64,
+    pub log_max_files: u32,
+}
+
+impl ShimArgs {
+    /// The argv after the program name.
+    pub fn to_args(&self) -> Vec<String> {
+        let p = |p: &Path| p.display().to_string();
+        vec![
+            "--id".into(),
+            self.id.clone(),
+            "--bundle".into(),
+            p(&self.bundle),
+            "--state".into(),
+            p(&self.state),
+            "--runc".into(),
+            p(&self.runc),
+            "--runc-root".into(),
+            p(&self.runc_root),
+            "--log".into(),
+            p(&self.log),
+            "--log-max-bytes".into(),
+            self.log_max_bytes.to_string(),
+            "--log-max-files".into(),
+            self.log_max_files.to_string(),
+        ]
+    }
+
+    pub fn parse(args: &[String]) -> Result<ShimArgs, String> {
+        let get = |k: &str| -> Result<String, String> {
+            args.iter()
+                .position(|a| a == k)
+                .and_then(|i| args.get(i + 1))
+                .cloned()
+                .ok_or_else(|| format!("missing {k}"))
+        };
+        let num = |k: &str| -> Result<u64, String> {
+            get(k)?.parse().map_err(|_| format!("{k}: not a number"))
+        };
+        Ok(ShimArgs {
+            id: get("--id")?,
+            bundle: get("--bundle")?.into(),
+            state: get("--state")?.into(),
+            runc: get("--runc")?.into(),
+            runc_root: get("--runc-root")?.into(),
+            log: get("--log")?.into(),
+            log_max_bytes: num("--log-max-bytes")?,
+            log_max_files: num("--log-max-files")? as u32,
+        })
+    }
+}
+
+/// The supervisor's `main`: returns the process exit code. Messages go to stderr (the agent points it
+/// at `STATE/shim.log`).
+pub fn main(argv: &[String]) -> i32 {
+    let args = match ShimArgs::parse(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("podnet-shim: {e}");
+            return 2;
+        }
+    };
+    // SAFETY: the process is single-threaded here (nothing has spawned a thread yet).
+    match unsafe { fork() } {
+        Ok(ForkResult::Parent { .. }) => return 0,
+        Ok(ForkResult::Child) => {}
+        Err(e) => {
+            eprintln!("podnet-shim {}: fork: {e}", args.id);
+            return 1;
+        }
+    }
+    // SAFETY: fd 3 was handed to us by the agent for exactly this purpose; nothing else owns it.
+    let sync = unsafe { File::from_raw_fd(SYNC_FD) };
+    match supervise(&args, sync) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("podnet-shim {}: {e}", args.id);
+            1
+        }
+    }
+}
+
+fn sys(what: &str) -> impl Fn(Errno) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+fn supervise(args: &ShimArgs, mut sync: File) -> Result<(), String> {
+    let _ = setsid();
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(format!(
+            "become subreaper: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    std::fs::write(args.state.join("shim.pid"), std::process::id().to_string())
+        .map_err(|e| format!("write shim.pid: {e}"))?;
+    // SIGCHLD through a signalfd: no handler, no race between "exited" and "poll". std's Command
+    // resets the mask in its children, so runc and the container start with nothing blocked.
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    mask.thread_block().map_err(sys("block SIGCHLD"))?;
+    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(sys("signalfd"))?;
+
+    let mut log = LogWriter::open(&args.log, args.log_max_bytes, args.log_max_files)
+        .map_err(|e| e.to_string())?;
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
+    let pid_file = args.state.join("pid");
+    let status = Command::new(&args.runc)
+        .arg("--root")
+        .arg(&args.runc_root)
+        .arg("--log")
+        .arg(args.state.join("runc.log"))
+        .arg("--log-format")
+        .arg("json")
+        .arg("create")
+        .arg("--bundle")
+        .arg(&args.bundle)
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg(&args.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out_w))
+        .stderr(Stdio::from(err_w))
+        .status();
+    let created = match status {
+        Ok(s) if s.success() => {
+            records::read_pid(&pid_file).ok_or_else(|| "runc create: no pid file".to_string())
+        }
+        Ok(s) => Err(format!("runc create: {} ({s})", runc_error(&args.state))),
+        Err(e) => Err(format!("run {}: {e}", args.runc.display())),
+    };
+    let cpid = match created {
+        Ok(pid) => {
+            let _ = writeln!(sync, "ok {pid}");
+            drop(sync);
+            pid
+        }
+        Err(e) => {
+            let _ = writeln!(sync, "error {}", e.replace('\n', " "));
+            return Err(e);
+        }
+    };
+    let exit = pump(&sfd, out_r, err_r, cpid as i32, &mut log)?;
+    records::write_json(&args.state.join("exit.json"), &exit).map_err(|e| e.to_string())
+}
+
+/// runc's last error message from its JSON log (`{"level":"error","msg":"..."}`).
+pub fn runc_error(state: &Path) -> String {
+    let text = std::fs::read_to_string(state.join("runc.log")).unwrap_or_default();
+    text.lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["level"] == "error")
+        .and_then(|v| v["msg"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "failed (no message in runc.log)".into())
+}
+
+struct Source {
+    fd: OwnedFd,
+    stream: Stream,
+    split: LineSplitter,
+    open: bool,
+}
+
+impl Source {
+    /// Reads once; returns false at end of file or when nothing is ready (non-blocking drain).
+    fn read_once(&mut self, buf: &mut [u8], log: &mut LogWriter) -> bool {
+        let mut f = File::from(self.fd.try_clone().expect("dup pipe fd"));
+        let n = match f.read(buf) {
+            Ok(0) => {
+                self.open = false;
+                return false;
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return true,
+            Err(_) => return false,
+        };
+        let now = records::now_ns();
+        let stream = self.stream;
+        self.split.feed(&buf[..n], &mut |full, content| {
+            // A full disk must not stop the container: the line is lost, the copying goes on.
+            let _ = log.write_entry(now, stream, full, content);
+        });
+        true
+    }
+
+    fn finish(&mut self, log: &mut LogWriter) {
+        let now = records::now_ns();
+        let stream = self.stream;
+        self.split.finish(&mut |full, content| {
+            let _ = log.write_entry(now, stream, full, content);
+        });
+    }
+}
+
+fn pump(
+    sfd: &SignalFd,
+    out: OwnedFd,
+    err: OwnedFd,
+    cpid: i32,
+    log: &mut LogWriter,
+) -> Result<ExitRecord, String> {
+    let mut sources = [
+        Source {
+            fd: out,
+            stream: Stream::Stdout,
+            split: LineSplitter::default(),
+            open: true,
+        },
+        Source {
+            fd: err,
+            stream: Stream::Stderr,
+            split: LineSplitter::default(),
+            open: true,
+        },
+    ];
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut exit: Option<ExitRecord> = None;
+    while exit.is_none() {
+        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        let open: Vec<usize> = (0..2).filter(|&i| sources[i].open).collect();
+        for &i in &open {
+            fds.push(PollFd::new(sources[i].fd.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(format!("poll: {e}")),
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
+        drop(fds);
+        for (k, &i) in open.iter().enumerate() {
+            if ready[k + 1] {
+                sources[i].read_once(&mut buf, log);
+            }
+        }
+        if ready[0] {
+            while let Ok(Some(_)) = sfd.read_signal() {}
+            exit = reap(cpid);
+        }
+    }
+    // The init is gone; copy what is already in the pipes, but do not wait for writers that may
+    // live on (a background process in a shared PID namespace keeps the pipe open).
+    for s in sources.iter_mut() {
+        let _ = nix::fcntl::fcntl(
+            s.fd.as_fd(),
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        );
+        for _ in 0..10_000 {
+            if !s.open || !s.read_once(&mut buf, log) {
+                break;
+            }
+        }
+        s.finish(log);
+    }
+    Ok(exit.expect("loop ends with an exit"))
+}
+
+/// Reaps every exited child (we are a subreaper, so orphans land here too); returns the exit of the
+/// container's init if it was among them.
+fn reap(cpid: i32) -> Option<ExitRecord> {
+    let mut found = None;
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == cpid => {
+                found = Some(ExitRecord {
+                    exit_code: code,
+                    signal: None,
+                    finished_ns: records::now_ns(),
+                });
+            }
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid.as_raw() == cpid => {
+                found = Some(ExitRecord {
+                    exit_code: 128 + sig as i32,
+                    signal: Some(sig as i32),
+                    finished_ns: records::now_ns(),
+                });
+            }
+            Ok(WaitStatus::StillAlive) | Err(_) => return found,
+            Ok(_) => {}
+        }
+    }
+}
