@@ -126,7 +126,10 @@ impl Reference {
     }
     /// The short form Docker prints: `nginx:latest`, `user/app:1`, `quay.io/x/y:2`.
     pub fn familiar(&self) -> String {
-        let name = if self.registry == DOCKER_HUB {
+        let first = self.repository.split('/').next().unwrap_or("");
+        // Docker would drop `docker.io/` even when the rest then reads as a registry; we keep it.
+        let ambiguous = first.contains(['.', ':']) || first == "localhost";
+        let name = if self.registry == DOCKER_HUB && !ambiguous {
             self.repository
                 .strip_prefix("library/")
                 .filter(|r| !r.contains('/'))
@@ -368,7 +371,11 @@ mod tests {
             prop::option::of("[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}"),
             prop::option::of(prop::collection::vec(any::<u8>(), 0..8)),
         )
-            .prop_map(|(reg, path, tag, dig)| {
+            .prop_map(|(reg, mut path, tag, dig)| {
+                // Without a registry, a first component with a '.' would be read as one (Docker does too).
+                if reg.is_none() {
+                    path[0] = path[0].replace('.', "-");
+                }
                 let mut s = String::new();
                 if let Some(r) = reg {
                     s.push_str(&r);

@@ -189,7 +189,8 @@ impl Unpacker {
         let comps = clean_path(&raw);
         self.stats.entries += 1;
         let header = entry.header().clone();
-        let mode = header.mode().map_err(|e| err(&raw, "read mode", e))? & 0o7777;
+        // Links carry no meaningful mode; writers leave the field blank at times. Blank means default.
+        let mode = header.mode().unwrap_or(if kind.is_dir() { 0o755 } else { 0o644 }) & 0o7777;
         let uid = header.uid().map_err(|e| err(&raw, "read uid", e))? as u32;
         let gid = header.gid().map_err(|e| err(&raw, "read gid", e))? as u32;
         let mtime = header.mtime().unwrap_or(0);
