@@ -184,7 +184,11 @@ fn parse_params(s: &str) -> HashMap<String, String> {
         let Some((key, after)) = rest.split_once('=') else {
             break;
         };
-        let key = key.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let key = key
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
         let after = after.trim_start();
         let (value, next) = if let Some(q) = after.strip_prefix('"') {
             let mut value = String::new();
@@ -234,8 +238,11 @@ mod tests {
 
     #[test]
     fn bad_auth_names_the_entry() {
-        let e = Keychain::from_json("secret default/pull", br#"{"auths":{"r.io":{"auth":"!!"}}}"#)
-            .unwrap_err();
+        let e = Keychain::from_json(
+            "secret default/pull",
+            br#"{"auths":{"r.io":{"auth":"!!"}}}"#,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("secret default/pull"), "{e}");
         assert!(e.to_string().contains("auths[r.io]"), "{e}");
     }
@@ -252,7 +259,10 @@ mod tests {
                 scope: Some("repository:library/nginx:pull".into()),
             })
         );
-        assert_eq!(parse_challenge(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic));
+        assert_eq!(
+            parse_challenge(r#"Basic realm="Registry Realm""#),
+            Some(Challenge::Basic)
+        );
         assert_eq!(parse_challenge("Negotiate"), None);
     }
 

@@ -298,7 +298,10 @@ mod tests {
     #[test]
     fn defaults_without_a_file() {
         let h = Hosts::new(None, vec!["reg.lan:5000".into()]);
-        assert_eq!(h.endpoints("quay.io").unwrap()[0].to_string(), "https://quay.io/v2");
+        assert_eq!(
+            h.endpoints("quay.io").unwrap()[0].to_string(),
+            "https://quay.io/v2"
+        );
         assert_eq!(
             h.endpoints("localhost:5000").unwrap()[0].to_string(),
             "http://localhost:5000/v2"
@@ -326,7 +329,11 @@ mod tests {
     #[test]
     fn port_directory_forms() {
         let tmp = tempfile::tempdir().unwrap();
-        write(tmp.path(), "reg_5000_", "server = \"https://elsewhere:7000\"\n");
+        write(
+            tmp.path(),
+            "reg_5000_",
+            "server = \"https://elsewhere:7000\"\n",
+        );
         let eps = Hosts::new(Some(tmp.path().into()), vec![])
             .endpoints("reg:5000")
             .unwrap();

@@ -41,7 +41,16 @@ pub(crate) fn ingest_layer(
     store.clear_stale(layer.diff_id.hex());
     let blob_tmp = store.ingest_path(&layer.digest);
     let snap_tmp = store.tmp_snapshot_path(&layer.diff_id);
-    let result = run(store, image, layer, src, want_blob, want_snapshot, &blob_tmp, &snap_tmp);
+    let result = run(
+        store,
+        image,
+        layer,
+        src,
+        want_blob,
+        want_snapshot,
+        &blob_tmp,
+        &snap_tmp,
+    );
     if result.is_err() {
         let _ = fsutil::remove_any(&blob_tmp);
         let _ = fsutil::remove_any(&snap_tmp);
@@ -71,6 +80,42 @@ fn run(
         file,
         hasher: Hasher::new(layer.digest.algorithm()),
     };
+    let mut diff_actual = None;
+    if want_snapshot
+        && let Err(e) = unpack_phase(&mut tee, layer, snap_tmp, image, &mut diff_actual)
+    {
+        // A corrupt blob usually breaks the decompressor first: say it was the digest, if it was.
+        let _ = std::io::copy(&mut tee, &mut std::io::sink());
+        let actual =
+            std::mem::replace(&mut tee.hasher, Hasher::new(layer.digest.algorithm())).finish();
+        if actual != layer.digest {
+            return Err(StoreError::DigestMismatch {
+                what: format!("layer {} of {image}", layer.digest),
+                expected: layer.digest.clone(),
+                actual,
+            });
+        }
+        return Err(e);
+    }
+    finish(
+        tee,
+        store,
+        image,
+        layer,
+        want_snapshot,
+        diff_actual,
+        blob_tmp,
+        snap_tmp,
+    )
+}
+
+fn unpack_phase<R: Read>(
+    tee: &mut Tee<R>,
+    layer: &LayerRecord,
+    snap_tmp: &std::path::Path,
+    image: &str,
+    diff_actual: &mut Option<Digest>,
+) -> Result<(), StoreError> {
     let unpack_err = |cause| StoreError::Unpack {
         digest: layer.digest.clone(),
         image: image.to_string(),
@@ -80,35 +125,50 @@ fn run(
         what: format!("layer {} of {image}", layer.digest),
         detail: e.to_string(),
     };
-    let mut diff_actual = None;
-    if want_snapshot {
-        std::fs::create_dir(snap_tmp).map_err(io("create snapshot", snap_tmp))?;
-        let algo = layer.diff_id.algorithm();
-        // Decompress, hash the tar (diffID), unpack; then read both streams to their ends so the
-        // hashes cover every byte (tar padding, gzip trailers).
-        let diff = match layer.compression {
-            Compression::None => {
-                let mut r = HashingReader::new(&mut tee, algo);
-                crate::unpack::unpack(&mut r, snap_tmp).map_err(unpack_err)?;
-                std::io::copy(&mut r, &mut std::io::sink()).map_err(read_err)?;
-                r.into_parts().1.finish()
-            }
-            Compression::Gzip => {
-                let mut r = HashingReader::new(flate2::read::MultiGzDecoder::new(&mut tee), algo);
-                crate::unpack::unpack(&mut r, snap_tmp).map_err(unpack_err)?;
-                std::io::copy(&mut r, &mut std::io::sink()).map_err(read_err)?;
-                r.into_parts().1.finish()
-            }
-            Compression::Zstd => {
-                let dec = zstd::stream::read::Decoder::new(&mut tee).map_err(read_err)?;
-                let mut r = HashingReader::new(dec, algo);
-                crate::unpack::unpack(&mut r, snap_tmp).map_err(unpack_err)?;
-                std::io::copy(&mut r, &mut std::io::sink()).map_err(read_err)?;
-                r.into_parts().1.finish()
-            }
-        };
-        diff_actual = Some(diff);
-    }
+    std::fs::create_dir(snap_tmp).map_err(io("create snapshot", snap_tmp))?;
+    let algo = layer.diff_id.algorithm();
+    // Decompress, hash the tar (diffID), unpack; then read the tar stream to its end so the hash
+    // covers every byte (tar padding).
+    let diff = match layer.compression {
+        Compression::None => {
+            let mut r = HashingReader::new(&mut *tee, algo);
+            crate::unpack::unpack(&mut r, snap_tmp).map_err(unpack_err)?;
+            std::io::copy(&mut r, &mut std::io::sink()).map_err(read_err)?;
+            r.into_parts().1.finish()
+        }
+        Compression::Gzip => {
+            let mut r = HashingReader::new(flate2::read::MultiGzDecoder::new(&mut *tee), algo);
+            crate::unpack::unpack(&mut r, snap_tmp).map_err(unpack_err)?;
+            std::io::copy(&mut r, &mut std::io::sink()).map_err(read_err)?;
+            r.into_parts().1.finish()
+        }
+        Compression::Zstd => {
+            let dec = zstd::stream::read::Decoder::new(&mut *tee).map_err(read_err)?;
+            let mut r = HashingReader::new(dec, algo);
+            crate::unpack::unpack(&mut r, snap_tmp).map_err(unpack_err)?;
+            std::io::copy(&mut r, &mut std::io::sink()).map_err(read_err)?;
+            r.into_parts().1.finish()
+        }
+    };
+    *diff_actual = Some(diff);
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish<R: Read>(
+    mut tee: Tee<R>,
+    store: &Store,
+    image: &str,
+    layer: &LayerRecord,
+    want_snapshot: bool,
+    diff_actual: Option<Digest>,
+    blob_tmp: &std::path::Path,
+    snap_tmp: &std::path::Path,
+) -> Result<(), StoreError> {
+    let read_err = |e: std::io::Error| StoreError::Invalid {
+        what: format!("layer {} of {image}", layer.digest),
+        detail: e.to_string(),
+    };
     std::io::copy(&mut tee, &mut std::io::sink()).map_err(read_err)?;
     let Tee { file, hasher, .. } = tee;
     let size = hasher.len();
@@ -130,7 +190,9 @@ fn run(
         });
     }
     if let Some(f) = file {
-        let f = f.into_inner().map_err(|e| io("write blob", blob_tmp)(e.into_error()))?;
+        let f = f
+            .into_inner()
+            .map_err(|e| io("write blob", blob_tmp)(e.into_error()))?;
         f.sync_all().map_err(io("sync blob", blob_tmp))?;
         let dest = store.blob_path(&layer.digest);
         std::fs::rename(blob_tmp, &dest).map_err(io("commit blob", &dest))?;
@@ -153,7 +215,11 @@ pub(crate) fn missing(store: &Store, layer: &LayerRecord) -> (bool, bool) {
 }
 
 /// Verify a digest over a reader, returning the bytes read (for small documents from archives).
-pub(crate) fn read_verified(mut r: impl Read, want: &Digest, what: &str) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn read_verified(
+    mut r: impl Read,
+    want: &Digest,
+    what: &str,
+) -> Result<Vec<u8>, StoreError> {
     let mut buf = Vec::new();
     r.read_to_end(&mut buf).map_err(|e| StoreError::Invalid {
         what: what.to_string(),

@@ -30,6 +30,9 @@ pub mod transport;
 pub mod unpack;
 
 mod ingest;
+#[cfg(feature = "test-support")]
+#[doc(hidden)]
+pub mod testing;
 
 pub use auth::{Credentials, Keychain};
 pub use digest::Digest;

@@ -25,26 +25,35 @@ fn invalid(what: &str, detail: impl std::fmt::Display) -> StoreError {
 }
 
 /// Load every image of the archive at `file`; returns their records.
-pub fn load_archive(store: &Store, file: &Path, platform: &Platform) -> Result<Vec<ImageRecord>, StoreError> {
+pub fn load_archive(
+    store: &Store,
+    file: &Path,
+    platform: &Platform,
+) -> Result<Vec<ImageRecord>, StoreError> {
     let _gc = store.gc_lock(false)?;
     let what = format!("load {}", file.display());
-    let tmp = store
-        .root()
-        .join("tmp")
-        .join(format!("load-{}.{}", Digest::sha256_of(file.to_string_lossy().as_bytes()).short(), std::process::id()));
+    let tmp = store.root().join("tmp").join(format!(
+        "load-{}.{}",
+        Digest::sha256_of(file.to_string_lossy().as_bytes()).short(),
+        std::process::id()
+    ));
     let _ = fsutil::remove_any(&tmp);
     std::fs::create_dir_all(&tmp).map_err(io("create load directory", &tmp))?;
     let result = (|| {
         let f = std::fs::File::open(file).map_err(io("open archive", file))?;
         let mut ar = tar::Archive::new(std::io::BufReader::new(f));
         ar.set_preserve_permissions(false);
-        ar.unpack(&tmp).map_err(|e| invalid(&what, format!("unpack archive: {e}")))?;
+        ar.unpack(&tmp)
+            .map_err(|e| invalid(&what, format!("unpack archive: {e}")))?;
         if tmp.join("index.json").is_file() {
             load_oci(store, &tmp, platform, &what)
         } else if tmp.join("manifest.json").is_file() {
             load_docker(store, &tmp, &what)
         } else {
-            Err(invalid(&what, "neither an OCI layout (index.json) nor a docker archive (manifest.json)"))
+            Err(invalid(
+                &what,
+                "neither an OCI layout (index.json) nor a docker archive (manifest.json)",
+            ))
         }
     })();
     let _ = fsutil::remove_any(&tmp);
@@ -52,7 +61,9 @@ pub fn load_archive(store: &Store, file: &Path, platform: &Platform) -> Result<V
 }
 
 fn oci_blob(dir: &Path, d: &Digest) -> PathBuf {
-    dir.join("blobs").join(format!("{:?}", d.algorithm()).to_lowercase()).join(d.hex())
+    dir.join("blobs")
+        .join(format!("{:?}", d.algorithm()).to_lowercase())
+        .join(d.hex())
 }
 
 fn read_checked(path: &Path, d: &Digest, what: &str) -> Result<Vec<u8>, StoreError> {
@@ -60,30 +71,59 @@ fn read_checked(path: &Path, d: &Digest, what: &str) -> Result<Vec<u8>, StoreErr
     crate::ingest::read_verified(f, d, what)
 }
 
-fn load_oci(store: &Store, dir: &Path, platform: &Platform, what: &str) -> Result<Vec<ImageRecord>, StoreError> {
-    let index_bytes = std::fs::read(dir.join("index.json")).map_err(io("read", &dir.join("index.json")))?;
-    let Decoded::Index(index) = manifest::decode(None, &index_bytes).map_err(|e| invalid(what, format!("index.json: {e}")))? else {
+fn load_oci(
+    store: &Store,
+    dir: &Path,
+    platform: &Platform,
+    what: &str,
+) -> Result<Vec<ImageRecord>, StoreError> {
+    let index_bytes =
+        std::fs::read(dir.join("index.json")).map_err(io("read", &dir.join("index.json")))?;
+    let Decoded::Index(index) = manifest::decode(None, &index_bytes)
+        .map_err(|e| invalid(what, format!("index.json: {e}")))?
+    else {
         return Err(invalid(what, "index.json is not an index"));
     };
     let mut out = Vec::new();
     for desc in index.manifests() {
-        let ann: BTreeMap<String, String> = desc.annotations().clone().unwrap_or_default().into_iter().collect();
+        let ann: BTreeMap<String, String> = desc
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         let raw_name = ann.get(NAME_CONTAINERD).or_else(|| ann.get(NAME_OCI));
         let name = match raw_name.map(|n| Reference::parse(n)) {
             Some(Ok(r)) => r,
             Some(Err(e)) => return Err(invalid(what, format!("image name: {e}"))),
-            None => return Err(invalid(what, format!("manifest {} has no name annotation ({NAME_OCI})", desc.digest()))),
+            None => {
+                return Err(invalid(
+                    what,
+                    format!(
+                        "manifest {} has no name annotation ({NAME_OCI})",
+                        desc.digest()
+                    ),
+                ));
+            }
         };
         let d = manifest::descriptor_digest(desc).map_err(|e| invalid(what, e))?;
         let bytes = read_checked(&oci_blob(dir, &d), &d, &format!("{what}: manifest {d}"))?;
-        let (mdigest, mbytes, index_digest, mut extra) = match manifest::decode(None, &bytes).map_err(|e| invalid(what, e))? {
+        let (mdigest, mbytes, index_digest, mut extra) = match manifest::decode(None, &bytes)
+            .map_err(|e| invalid(what, e))?
+        {
             Decoded::Image(_) => (d, bytes, None, BTreeMap::new()),
             Decoded::Index(child_index) => {
                 store.put_blob(&d, &bytes)?;
-                let chosen = manifest::select(&child_index, platform).map_err(|e| invalid(what, e))?;
+                let chosen =
+                    manifest::select(&child_index, platform).map_err(|e| invalid(what, e))?;
                 let cd = manifest::descriptor_digest(chosen).map_err(|e| invalid(what, e))?;
                 let cb = read_checked(&oci_blob(dir, &cd), &cd, &format!("{what}: manifest {cd}"))?;
-                let extra = chosen.annotations().clone().unwrap_or_default().into_iter().collect();
+                let extra = chosen
+                    .annotations()
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect();
                 (cd, cb, Some(d), extra)
             }
         };
@@ -93,7 +133,16 @@ fn load_oci(store: &Store, dir: &Path, platform: &Platform, what: &str) -> Resul
             }
         }
         let lookup = |d: &Digest| oci_blob(dir, d);
-        out.push(import(store, &name, &mdigest, &mbytes, index_digest, extra, &lookup, what)?);
+        out.push(import(
+            store,
+            &name,
+            &mdigest,
+            &mbytes,
+            index_digest,
+            extra,
+            &lookup,
+            what,
+        )?);
     }
     if out.is_empty() {
         return Err(invalid(what, "the archive holds no image"));
@@ -133,16 +182,24 @@ fn hash_file(path: &Path) -> Result<(Digest, u64, manifest::Compression), StoreE
 
 fn load_docker(store: &Store, dir: &Path, what: &str) -> Result<Vec<ImageRecord>, StoreError> {
     let mpath = dir.join("manifest.json");
-    let entries: Vec<DockerEntry> = serde_json::from_slice(&std::fs::read(&mpath).map_err(io("read", &mpath))?)
-        .map_err(|e| invalid(what, format!("manifest.json: {e}")))?;
+    let entries: Vec<DockerEntry> =
+        serde_json::from_slice(&std::fs::read(&mpath).map_err(io("read", &mpath))?)
+            .map_err(|e| invalid(what, format!("manifest.json: {e}")))?;
     let mut out = Vec::new();
     for e in entries {
         let inside = |rel: &str| -> Result<PathBuf, StoreError> {
             let cleaned = crate::unpack::clean_path(rel.as_bytes());
-            let rel = cleaned.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("/");
+            let rel = cleaned
+                .iter()
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect::<Vec<_>>()
+                .join("/");
             let p = dir.join(&rel);
             if rel.is_empty() || !p.is_file() {
-                return Err(invalid(what, format!("manifest.json names {rel:?}, which the archive lacks")));
+                return Err(invalid(
+                    what,
+                    format!("manifest.json names {rel:?}, which the archive lacks"),
+                ));
             }
             Ok(p)
         };
@@ -159,7 +216,9 @@ fn load_docker(store: &Store, dir: &Path, what: &str) -> Result<Vec<ImageRecord>
                 manifest::Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
                 manifest::Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
             };
-            layers.push(serde_json::json!({"mediaType": media, "digest": d.to_string(), "size": size}));
+            layers.push(
+                serde_json::json!({"mediaType": media, "digest": d.to_string(), "size": size}),
+            );
             files.insert(d, p);
         }
         // docker-archive has no manifest of its own: write the OCI manifest it stands for.
@@ -173,12 +232,24 @@ fn load_docker(store: &Store, dir: &Path, what: &str) -> Result<Vec<ImageRecord>
         let mdigest = Digest::sha256_of(&mbytes);
         let tags = e.repo_tags.unwrap_or_default();
         if tags.is_empty() {
-            return Err(invalid(what, format!("image {} has no RepoTags to name it by", cdigest.short())));
+            return Err(invalid(
+                what,
+                format!("image {} has no RepoTags to name it by", cdigest.short()),
+            ));
         }
         let lookup = |d: &Digest| files.get(d).cloned().unwrap_or_default();
         for t in tags {
             let name = Reference::parse(&t).map_err(|e| invalid(what, e))?;
-            out.push(import(store, &name, &mdigest, &mbytes, None, BTreeMap::new(), &lookup, what)?);
+            out.push(import(
+                store,
+                &name,
+                &mdigest,
+                &mbytes,
+                None,
+                BTreeMap::new(),
+                &lookup,
+                what,
+            )?);
         }
     }
     Ok(out)
@@ -197,10 +268,17 @@ fn import(
     what: &str,
 ) -> Result<ImageRecord, StoreError> {
     let Decoded::Image(m) = manifest::decode(None, mbytes).map_err(|e| invalid(what, e))? else {
-        return Err(invalid(what, format!("manifest {mdigest} is an index inside an index")));
+        return Err(invalid(
+            what,
+            format!("manifest {mdigest} is an index inside an index"),
+        ));
     };
     let cdigest = manifest::descriptor_digest(m.config()).map_err(|e| invalid(what, e))?;
-    let cbytes = read_checked(&lookup(&cdigest), &cdigest, &format!("{what}: config {cdigest}"))?;
+    let cbytes = read_checked(
+        &lookup(&cdigest),
+        &cdigest,
+        &format!("{what}: config {cdigest}"),
+    )?;
     let config = manifest::decode_config(&cbytes).map_err(|e| invalid(what, e))?;
     let layers = crate::pull::layer_records(&m, &config).map_err(|e| invalid(what, e))?;
     store.put_blob(mdigest, mbytes)?;
@@ -212,11 +290,32 @@ fn import(
         if !need_blob && !need_snapshot {
             continue;
         }
-        let p = if need_blob { lookup(&layer.digest) } else { store.blob_path(&layer.digest) };
+        let p = if need_blob {
+            lookup(&layer.digest)
+        } else {
+            store.blob_path(&layer.digest)
+        };
         let f = std::fs::File::open(&p).map_err(io("open layer", &p))?;
-        crate::ingest::ingest_layer(store, &image, layer, std::io::BufReader::with_capacity(1 << 20, f), need_blob, need_snapshot)?;
+        crate::ingest::ingest_layer(
+            store,
+            &image,
+            layer,
+            std::io::BufReader::with_capacity(1 << 20, f),
+            need_blob,
+            need_snapshot,
+        )?;
     }
-    let record = crate::pull::make_record(image, mdigest.clone(), index_digest, None, &m, &config, cdigest, layers, extra);
+    let record = crate::pull::make_record(
+        image,
+        mdigest.clone(),
+        index_digest,
+        None,
+        &m,
+        &config,
+        cdigest,
+        layers,
+        extra,
+    );
     store.put_image(&record)?;
     Ok(record)
 }

@@ -211,7 +211,8 @@ mod tests {
                 serde_json::json!({"mediaType": OCI_MANIFEST, "digest": d(i as u8), "size": 100, "platform": p})
             })
             .collect();
-        serde_json::json!({"schemaVersion": 2, "mediaType": media, "manifests": manifests}).to_string()
+        serde_json::json!({"schemaVersion": 2, "mediaType": media, "manifests": manifests})
+            .to_string()
     }
 
     #[test]

@@ -33,11 +33,19 @@ pub enum Progress {
         layers: Vec<(Digest, u64)>,
     },
     /// Bytes of a layer received so far.
-    Layer { digest: Digest, done: u64, total: u64 },
+    Layer {
+        digest: Digest,
+        done: u64,
+        total: u64,
+    },
     /// A layer is committed (`cached`: it was already in the store).
     LayerDone { digest: Digest, cached: bool },
     /// A layer attempt failed and will be retried.
-    Retry { digest: Digest, attempt: u32, error: String },
+    Retry {
+        digest: Digest,
+        attempt: u32,
+        error: String,
+    },
 }
 
 pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
@@ -82,7 +90,11 @@ impl Puller {
     /// `dialer` makes every TCP connection (see [`Dialer`]); `hosts` the mirrors and insecure hosts;
     /// `keychain` the node's own credentials (a docker `config.json`).
     pub fn new(store: Store, dialer: Dialer, hosts: Hosts, keychain: Keychain) -> Puller {
-        let registry = Arc::new(Registry::new(dialer.clone(), hosts.clone(), keychain.clone()));
+        let registry = Arc::new(Registry::new(
+            dialer.clone(),
+            hosts.clone(),
+            keychain.clone(),
+        ));
         Puller {
             store,
             dialer,
@@ -104,7 +116,11 @@ impl Puller {
     }
 
     /// Pull `reference` (already normalised) into the store and record it under that name.
-    pub async fn pull(&self, reference: &Reference, opts: &PullOptions) -> Result<ImageRecord, PullError> {
+    pub async fn pull(
+        &self,
+        reference: &Reference,
+        opts: &PullOptions,
+    ) -> Result<ImageRecord, PullError> {
         let registry = match &opts.credentials {
             Some(extra) if !extra.is_empty() => {
                 let mut k = self.keychain.clone();
@@ -126,7 +142,11 @@ impl Puller {
         let _gc = blocking(move || store.gc_lock(false)).await.map_err(serr)?;
 
         let doc = registry
-            .manifest(reference, &reference.manifest_reference(), reference.digest())
+            .manifest(
+                reference,
+                &reference.manifest_reference(),
+                reference.digest(),
+            )
             .await
             .map_err(rerr)?;
         let mut index_digest = None;
@@ -136,14 +156,18 @@ impl Puller {
         {
             Decoded::Image(m) => (doc, m),
             Decoded::Index(index) => {
-                let chosen = manifest::select(&index, &self.platform).map_err(|e| self.image_err(&name, e))?;
-                let child = manifest::descriptor_digest(chosen).map_err(|e| self.image_err(&name, e))?;
+                let chosen = manifest::select(&index, &self.platform)
+                    .map_err(|e| self.image_err(&name, e))?;
+                let child =
+                    manifest::descriptor_digest(chosen).map_err(|e| self.image_err(&name, e))?;
                 if let Some(a) = chosen.annotations() {
                     extra_annotations.extend(a.iter().map(|(k, v)| (k.clone(), v.clone())));
                 }
                 if let Some(a) = index.annotations() {
                     for (k, v) in a {
-                        extra_annotations.entry(k.clone()).or_insert_with(|| v.clone());
+                        extra_annotations
+                            .entry(k.clone())
+                            .or_insert_with(|| v.clone());
                     }
                 }
                 self.store.put_blob(&doc.digest, &doc.bytes).map_err(serr)?;
@@ -180,7 +204,8 @@ impl Puller {
             self.store.put_blob(&config_digest, &b).map_err(serr)?;
             b
         };
-        let config = manifest::decode_config(&config_bytes).map_err(|e| self.image_err(&name, e))?;
+        let config =
+            manifest::decode_config(&config_bytes).map_err(|e| self.image_err(&name, e))?;
         let layers = layer_records(&manifest, &config).map_err(|detail| PullError::Image {
             reference: name.clone(),
             detail,
@@ -333,7 +358,9 @@ pub(crate) fn layer_records(
             let media_type = d.media_type().to_string();
             Ok(LayerRecord {
                 digest: manifest::descriptor_digest(d).map_err(|e| e.to_string())?,
-                diff_id: diff.parse().map_err(|e: crate::digest::DigestError| e.to_string())?,
+                diff_id: diff
+                    .parse()
+                    .map_err(|e: crate::digest::DigestError| e.to_string())?,
                 size: d.size(),
                 compression: manifest::layer_compression(&media_type).map_err(|e| e.to_string())?,
                 media_type,
@@ -345,12 +372,12 @@ pub(crate) fn layer_records(
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(StoreError::Invalid {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(StoreError::Invalid {
             what: "store task".into(),
             detail: e.to_string(),
-        }))
+        })
+    })
 }
 
 struct LayerJob {
@@ -394,19 +421,27 @@ impl LayerJob {
         };
         let (nb, ns) = crate::ingest::missing(&self.store, &self.layer);
         if !nb && !ns {
-            report(Progress::LayerDone { digest, cached: true });
+            report(Progress::LayerDone {
+                digest,
+                cached: true,
+            });
             return Ok(());
         }
         let store = self.store.clone();
         let d = digest.clone();
-        let _lock = blocking(move || store.layer_lock(&d)).await.map_err(|source| PullError::Store {
-            reference: name.clone(),
-            source,
-        })?;
+        let _lock = blocking(move || store.layer_lock(&d))
+            .await
+            .map_err(|source| PullError::Store {
+                reference: name.clone(),
+                source,
+            })?;
         // Someone else may have done it while we waited for the lock.
         let (need_blob, need_snapshot) = crate::ingest::missing(&self.store, &self.layer);
         if !need_blob && !need_snapshot {
-            report(Progress::LayerDone { digest, cached: true });
+            report(Progress::LayerDone {
+                digest,
+                cached: true,
+            });
             return Ok(());
         }
         if !need_blob {
@@ -417,14 +452,24 @@ impl LayerJob {
             blocking(move || {
                 let p = store.blob_path(&layer.digest);
                 let f = std::fs::File::open(&p).map_err(crate::store::io("open blob", &p))?;
-                crate::ingest::ingest_layer(&store, &image, &layer, std::io::BufReader::with_capacity(1 << 20, f), false, true)
+                crate::ingest::ingest_layer(
+                    &store,
+                    &image,
+                    &layer,
+                    std::io::BufReader::with_capacity(1 << 20, f),
+                    false,
+                    true,
+                )
             })
             .await
             .map_err(|source| PullError::Store {
                 reference: name.clone(),
                 source,
             })?;
-            report(Progress::LayerDone { digest, cached: false });
+            report(Progress::LayerDone {
+                digest,
+                cached: false,
+            });
             return Ok(());
         }
         let mut attempt = 0;
@@ -433,11 +478,15 @@ impl LayerJob {
             let ep = &self.endpoints[((attempt - 1) as usize) % self.endpoints.len()];
             match self.attempt(ep, need_snapshot).await {
                 Ok(()) => {
-                    report(Progress::LayerDone { digest, cached: false });
+                    report(Progress::LayerDone {
+                        digest,
+                        cached: false,
+                    });
                     return Ok(());
                 }
                 Err(e) => {
-                    let transient = matches!(&e, PullError::Registry { source, .. } if source.is_transient());
+                    let transient =
+                        matches!(&e, PullError::Registry { source, .. } if source.is_transient());
                     if !transient || attempt >= LAYER_ATTEMPTS {
                         return Err(e);
                     }
@@ -468,10 +517,17 @@ impl LayerJob {
         let layer = self.layer.clone();
         let image = name.clone();
         let writer = tokio::task::spawn_blocking(move || {
-            let reader = ChannelReader { rx, cur: Bytes::new() };
+            let reader = ChannelReader {
+                rx,
+                cur: Bytes::new(),
+            };
             crate::ingest::ingest_layer(&store, &image, &layer, reader, true, need_snapshot)
         });
-        let url = format!("{ep}/{}/blobs/{}", self.reference.repository(), self.layer.digest);
+        let url = format!(
+            "{ep}/{}/blobs/{}",
+            self.reference.repository(),
+            self.layer.digest
+        );
         let mut done = 0u64;
         let mut transport_error = None;
         loop {
@@ -493,7 +549,10 @@ impl LayerJob {
                     }
                 }
                 Some(Err(e)) => {
-                    let msg = format!("connection lost after {done} of {} bytes: {e}", self.layer.size);
+                    let msg = format!(
+                        "connection lost after {done} of {} bytes: {e}",
+                        self.layer.size
+                    );
                     let _ = tx.send(Err(std::io::Error::other(msg.clone()))).await;
                     transport_error = Some(msg);
                     break;

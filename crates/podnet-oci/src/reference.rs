@@ -45,7 +45,10 @@ impl Reference {
             ));
         }
         let (rest, digest) = match input.split_once('@') {
-            Some((r, d)) => (r, Some(d.parse::<Digest>().map_err(|e| err(&e.to_string()))?)),
+            Some((r, d)) => (
+                r,
+                Some(d.parse::<Digest>().map_err(|e| err(&e.to_string()))?),
+            ),
             None => (input, None),
         };
         // A tag is what follows the last ':' when no '/' follows it (else the ':' belongs to a port).
@@ -298,16 +301,26 @@ mod tests {
             ("user/app:1.0", "docker.io/user/app:1.0"),
             ("index.docker.io/user/app", "docker.io/user/app:latest"),
             ("docker.io/nginx", "docker.io/library/nginx:latest"),
-            ("registry.k8s.io/echoserver:1.4", "registry.k8s.io/echoserver:1.4"),
+            (
+                "registry.k8s.io/echoserver:1.4",
+                "registry.k8s.io/echoserver:1.4",
+            ),
             ("localhost/app", "localhost/app:latest"),
             ("localhost:5000/a/b/c:t", "localhost:5000/a/b/c:t"),
             ("127.0.0.1:5000/busybox", "127.0.0.1:5000/busybox:latest"),
             ("[::1]:5000/busybox", "[::1]:5000/busybox:latest"),
             ("Host/app", "Host/app:latest"),
-            ("a__b/c-d--e.f_g:T_1.x-y", "docker.io/a__b/c-d--e.f_g:T_1.x-y"),
+            (
+                "a__b/c-d--e.f_g:T_1.x-y",
+                "docker.io/a__b/c-d--e.f_g:T_1.x-y",
+            ),
         ];
         for (input, want) in cases {
-            assert_eq!(Reference::parse(input).unwrap().to_string(), want, "{input}");
+            assert_eq!(
+                Reference::parse(input).unwrap().to_string(),
+                want,
+                "{input}"
+            );
         }
     }
 
@@ -348,7 +361,10 @@ mod tests {
 
     #[test]
     fn familiar_is_the_short_form() {
-        assert_eq!(Reference::parse("nginx").unwrap().familiar(), "nginx:latest");
+        assert_eq!(
+            Reference::parse("nginx").unwrap().familiar(),
+            "nginx:latest"
+        );
         assert_eq!(Reference::parse("u/a").unwrap().familiar(), "u/a:latest");
         assert_eq!(
             Reference::parse("quay.io/x/y:2").unwrap().familiar(),

@@ -116,7 +116,10 @@ impl Registry {
         let mut not_found = Vec::new();
         for ep in &endpoints {
             let path = format!("/{}/manifests/{reference}", r.repository());
-            match self.fetch_document(ep, r, &path, Some(ACCEPT_MANIFESTS)).await {
+            match self
+                .fetch_document(ep, r, &path, Some(ACCEPT_MANIFESTS))
+                .await
+            {
                 Ok((media_type, bytes)) => {
                     let digest = Digest::sha256_of(&bytes);
                     if let Some(w) = want {
@@ -291,7 +294,10 @@ impl Registry {
                 }
                 None => return Err(unauthorized(format!("unsupported challenge {header:?}"))),
             };
-            self.tokens.lock().unwrap().insert(key.clone(), value.clone());
+            self.tokens
+                .lock()
+                .unwrap()
+                .insert(key.clone(), value.clone());
             auth = Some(value);
         }
         unreachable!("the loop returns on its second pass")
@@ -398,7 +404,10 @@ impl Registry {
     }
 }
 
-async fn check_status(url: &str, resp: Response<Incoming>) -> Result<Response<Incoming>, RegistryError> {
+async fn check_status(
+    url: &str,
+    resp: Response<Incoming>,
+) -> Result<Response<Incoming>, RegistryError> {
     let status = resp.status();
     if status.is_success() {
         return Ok(resp);

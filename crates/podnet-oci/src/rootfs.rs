@@ -70,10 +70,15 @@ impl Store {
         }
         let mut lowers = Vec::with_capacity(record.layers.len());
         for l in record.layers.iter().rev() {
-            let snap = self.snapshot(&l.diff_id).ok_or_else(|| StoreError::Invalid {
-                what: format!("image {}", record.reference),
-                detail: format!("layer {} is not unpacked in the store (pull it again)", l.diff_id),
-            })?;
+            let snap = self
+                .snapshot(&l.diff_id)
+                .ok_or_else(|| StoreError::Invalid {
+                    what: format!("image {}", record.reference),
+                    detail: format!(
+                        "layer {} is not unpacked in the store (pull it again)",
+                        l.diff_id
+                    ),
+                })?;
             lowers.push(snap);
         }
         if lowers.is_empty() {
@@ -164,7 +169,10 @@ impl Store {
     pub fn rootfs_records(&self) -> Result<Vec<RootfsRecord>, StoreError> {
         let dir = self.root().join("rootfs");
         let mut out = Vec::new();
-        for e in std::fs::read_dir(&dir).map_err(io("list rootfs", &dir))?.flatten() {
+        for e in std::fs::read_dir(&dir)
+            .map_err(io("list rootfs", &dir))?
+            .flatten()
+        {
             if let Ok(bytes) = std::fs::read(e.path().join("record.json"))
                 && let Ok(r) = serde_json::from_slice::<RootfsRecord>(&bytes)
             {
@@ -190,5 +198,8 @@ fn is_mountpoint(path: &Path) -> bool {
 }
 
 fn unescape_mountinfo(s: &str) -> String {
-    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
 }

@@ -140,7 +140,17 @@ impl Store {
     /// Open (creating if needed) the store at `root`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
         let root = root.into();
-        for d in ["blobs/sha256", "blobs/sha512", "ingest", "tmp", "s", "layers", "images", "rootfs", "locks"] {
+        for d in [
+            "blobs/sha256",
+            "blobs/sha512",
+            "ingest",
+            "tmp",
+            "s",
+            "layers",
+            "images",
+            "rootfs",
+            "locks",
+        ] {
             let p = root.join(d);
             std::fs::create_dir_all(&p).map_err(io("create store directory", &p))?;
         }
@@ -231,7 +241,11 @@ impl Store {
 
     /// Commit an unpacked temporary directory as the snapshot of `diff_id`: rename it to the next free
     /// short name, then create the `layers/` link (the commit point).
-    pub(crate) fn commit_snapshot(&self, tmp: &Path, diff_id: &Digest) -> Result<PathBuf, StoreError> {
+    pub(crate) fn commit_snapshot(
+        &self,
+        tmp: &Path,
+        diff_id: &Digest,
+    ) -> Result<PathBuf, StoreError> {
         let sdir = self.root.join("s");
         let mut next = std::fs::read_dir(&sdir)
             .map_err(io("list snapshots", &sdir))?
@@ -255,10 +269,10 @@ impl Store {
             }
         };
         let link = self.layer_link(diff_id);
-        let tmp_link = self
-            .root
-            .join("layers")
-            .join(format!(".{}.{}", diff_id.hex(), std::process::id()));
+        let tmp_link =
+            self.root
+                .join("layers")
+                .join(format!(".{}.{}", diff_id.hex(), std::process::id()));
         let _ = std::fs::remove_file(&tmp_link);
         std::os::unix::fs::symlink(format!("../s/{next}"), &tmp_link)
             .map_err(io("link snapshot", &tmp_link))?;
@@ -289,9 +303,10 @@ impl Store {
     // ----- image records -----
 
     fn record_path(&self, reference: &str) -> PathBuf {
-        self.root
-            .join("images")
-            .join(format!("{}.json", &Digest::sha256_of(reference.as_bytes()).hex()[..32]))
+        self.root.join("images").join(format!(
+            "{}.json",
+            &Digest::sha256_of(reference.as_bytes()).hex()[..32]
+        ))
     }
 
     /// Write (or replace) the record of an image name.
@@ -306,15 +321,22 @@ impl Store {
     pub fn images(&self) -> Result<Vec<ImageRecord>, StoreError> {
         let dir = self.root.join("images");
         let mut out = Vec::new();
-        for e in std::fs::read_dir(&dir).map_err(io("list images", &dir))?.flatten() {
+        for e in std::fs::read_dir(&dir)
+            .map_err(io("list images", &dir))?
+            .flatten()
+        {
             let p = e.path();
             if p.extension().and_then(|x| x.to_str()) != Some("json") {
                 continue;
             }
-            let Ok(bytes) = std::fs::read(&p) else { continue };
+            let Ok(bytes) = std::fs::read(&p) else {
+                continue;
+            };
             match serde_json::from_slice::<ImageRecord>(&bytes) {
                 Ok(r) if r.version == RECORD_VERSION => out.push(r),
-                Ok(_) | Err(_) => tracing::warn!(path = %p.display(), "ignoring unreadable image record"),
+                Ok(_) | Err(_) => {
+                    tracing::warn!(path = %p.display(), "ignoring unreadable image record")
+                }
             }
         }
         out.sort_by(|a, b| a.reference.cmp(&b.reference));
@@ -332,7 +354,8 @@ impl Store {
             }
             if let Some(d) = r.digest()
                 && let Some(found) = all.iter().find(|i| {
-                    &i.digest == d && Reference::parse(&i.reference).is_ok_and(|x| x.name() == r.name())
+                    &i.digest == d
+                        && Reference::parse(&i.reference).is_ok_and(|x| x.name() == r.name())
                 })
             {
                 return Ok(found.clone());
@@ -405,7 +428,10 @@ impl Store {
         let mut report = PruneReport::default();
         for alg in ["sha256", "sha512"] {
             let dir = self.root.join("blobs").join(alg);
-            for e in std::fs::read_dir(&dir).map_err(io("list blobs", &dir))?.flatten() {
+            for e in std::fs::read_dir(&dir)
+                .map_err(io("list blobs", &dir))?
+                .flatten()
+            {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if !keep_blobs.contains(&name) {
                     report.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
@@ -416,7 +442,10 @@ impl Store {
         }
         let ldir = self.root.join("layers");
         let mut live_snapshots = std::collections::HashSet::new();
-        for e in std::fs::read_dir(&ldir).map_err(io("list layers", &ldir))?.flatten() {
+        for e in std::fs::read_dir(&ldir)
+            .map_err(io("list layers", &ldir))?
+            .flatten()
+        {
             let name = e.file_name().to_string_lossy().into_owned();
             if keep_layers.contains(&name) {
                 if let Ok(t) = std::fs::read_link(e.path())
@@ -429,7 +458,10 @@ impl Store {
             }
         }
         let sdir = self.root.join("s");
-        for e in std::fs::read_dir(&sdir).map_err(io("list snapshots", &sdir))?.flatten() {
+        for e in std::fs::read_dir(&sdir)
+            .map_err(io("list snapshots", &sdir))?
+            .flatten()
+        {
             let name = e.file_name().to_string_lossy().into_owned();
             if !live_snapshots.contains(&name) {
                 fsutil::remove_any(&e.path()).map_err(io("remove snapshot", &e.path()))?;
@@ -438,7 +470,10 @@ impl Store {
         }
         for dir in ["ingest", "tmp"] {
             let d = self.root.join(dir);
-            for e in std::fs::read_dir(&d).map_err(io("list temporaries", &d))?.flatten() {
+            for e in std::fs::read_dir(&d)
+                .map_err(io("list temporaries", &d))?
+                .flatten()
+            {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let pid = name.rsplit('.').next().and_then(|p| p.parse::<u32>().ok());
                 if pid.is_none_or(|p| !fsutil::pid_alive(p)) {

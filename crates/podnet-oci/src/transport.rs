@@ -77,8 +77,7 @@ impl tower_service::Service<Uri> for DialConnector {
     }
 }
 
-pub(crate) type HttpClient =
-    Client<hyper_rustls::HttpsConnector<DialConnector>, Empty<Bytes>>;
+pub(crate) type HttpClient = Client<hyper_rustls::HttpsConnector<DialConnector>, Empty<Bytes>>;
 
 /// A pooled HTTP/1.1 client whose connections come from `dial`; TLS verified against the webpki roots.
 pub(crate) fn client(dial: Dialer) -> HttpClient {

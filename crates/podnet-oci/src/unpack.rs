@@ -92,9 +92,18 @@ pub fn unpack(input: impl Read, root: &Path) -> Result<UnpackStats, UnpackError>
     for (path, mtime) in std::mem::take(&mut u.dir_times) {
         let comps = clean_path(&path);
         let fd = if comps.is_empty() {
-            rustix::fs::openat(&u.root, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            rustix::fs::openat(
+                &u.root,
+                ".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
         } else {
-            open_in_root(&u.root, &comps.join(&b'/'), OFlags::RDONLY | OFlags::DIRECTORY)
+            open_in_root(
+                &u.root,
+                &comps.join(&b'/'),
+                OFlags::RDONLY | OFlags::DIRECTORY,
+            )
         };
         if let Ok(fd) = fd {
             let _ = rustix::fs::futimens(&fd, &times(mtime));
@@ -139,11 +148,22 @@ impl Unpacker {
         if let Some((p, fd)) = &self.cache
             && *p == joined
         {
-            return fd.try_clone().map_err(|e| (joined, "reuse parent", Errno::from_io_error(&e).unwrap_or(Errno::IO)));
+            return fd.try_clone().map_err(|e| {
+                (
+                    joined,
+                    "reuse parent",
+                    Errno::from_io_error(&e).unwrap_or(Errno::IO),
+                )
+            });
         }
         let fd = if comps.is_empty() {
-            rustix::fs::openat(&self.root, ".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-                .map_err(|e| (joined.clone(), "open root", e))?
+            rustix::fs::openat(
+                &self.root,
+                ".",
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| (joined.clone(), "open root", e))?
         } else {
             match open_in_root(&self.root, &joined, OFlags::PATH | OFlags::DIRECTORY) {
                 Ok(fd) => fd,
@@ -151,14 +171,25 @@ impl Unpacker {
                 Err(e) => return Err((joined, "open parent directory", e)),
             }
         };
-        let keep = fd.try_clone().map_err(|e| (joined.clone(), "dup", Errno::from_io_error(&e).unwrap_or(Errno::IO)))?;
+        let keep = fd.try_clone().map_err(|e| {
+            (
+                joined.clone(),
+                "dup",
+                Errno::from_io_error(&e).unwrap_or(Errno::IO),
+            )
+        })?;
         self.cache = Some((joined, keep));
         Ok(fd)
     }
 
     fn make_parents(&self, comps: &[&[u8]]) -> Result<OwnedFd, (Vec<u8>, &'static str, Errno)> {
-        let mut cur = rustix::fs::openat(&self.root, ".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| (Vec::new(), "open root", e))?;
+        let mut cur = rustix::fs::openat(
+            &self.root,
+            ".",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| (Vec::new(), "open root", e))?;
         for i in 0..comps.len() {
             let prefix = comps[..=i].join(&b'/');
             cur = match open_in_root(&self.root, &prefix, OFlags::PATH | OFlags::DIRECTORY) {
@@ -182,7 +213,10 @@ impl Unpacker {
         let kind = entry.header().entry_type();
         if matches!(
             kind,
-            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName | tar::EntryType::GNULongLink
+            tar::EntryType::XGlobalHeader
+                | tar::EntryType::XHeader
+                | tar::EntryType::GNULongName
+                | tar::EntryType::GNULongLink
         ) {
             return Ok(());
         }
@@ -190,16 +224,28 @@ impl Unpacker {
         self.stats.entries += 1;
         let header = entry.header().clone();
         // Links carry no meaningful mode; writers leave the field blank at times. Blank means default.
-        let mode = header.mode().unwrap_or(if kind.is_dir() { 0o755 } else { 0o644 }) & 0o7777;
+        let mode = header
+            .mode()
+            .unwrap_or(if kind.is_dir() { 0o755 } else { 0o644 })
+            & 0o7777;
         let uid = header.uid().map_err(|e| err(&raw, "read uid", e))? as u32;
         let gid = header.gid().map_err(|e| err(&raw, "read gid", e))? as u32;
         let mtime = header.mtime().unwrap_or(0);
         let Some((name, parent_comps)) = comps.split_last() else {
             // The root itself ("./"): take its mode, owner and time.
             if kind.is_dir() {
-                let fd = rustix::fs::openat(&self.root, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-                    .map_err(|e| err(&raw, "open root", e))?;
-                let _ = rustix::fs::fchown(&fd, Some(rustix::fs::Uid::from_raw(uid)), Some(rustix::fs::Gid::from_raw(gid)));
+                let fd = rustix::fs::openat(
+                    &self.root,
+                    ".",
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| err(&raw, "open root", e))?;
+                let _ = rustix::fs::fchown(
+                    &fd,
+                    Some(rustix::fs::Uid::from_raw(uid)),
+                    Some(rustix::fs::Gid::from_raw(gid)),
+                );
                 let _ = rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode));
                 self.dir_times.push((Vec::new(), mtime));
             }
@@ -212,10 +258,20 @@ impl Unpacker {
 
         // Whiteouts.
         if name == OPAQUE {
-            let dir = rustix::fs::openat(&parent, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-                .map_err(|e| err(&raw, "open opaque directory", e))?;
-            rustix::fs::fsetxattr(&dir, "trusted.overlay.opaque", b"y", rustix::fs::XattrFlags::empty())
-                .map_err(|e| err(&raw, "mark directory opaque", e))?;
+            let dir = rustix::fs::openat(
+                &parent,
+                ".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| err(&raw, "open opaque directory", e))?;
+            rustix::fs::fsetxattr(
+                &dir,
+                "trusted.overlay.opaque",
+                b"y",
+                rustix::fs::XattrFlags::empty(),
+            )
+            .map_err(|e| err(&raw, "mark directory opaque", e))?;
             self.stats.whiteouts += 1;
             return Ok(());
         }
@@ -224,16 +280,28 @@ impl Unpacker {
                 return Ok(());
             }
             self.remove_existing(&parent, hidden, &raw)?;
-            rustix::fs::mknodat(&parent, hidden, FileType::CharacterDevice, Mode::empty(), rustix::fs::makedev(0, 0))
-                .map_err(|e| err(&raw, "create whiteout", e))?;
+            rustix::fs::mknodat(
+                &parent,
+                hidden,
+                FileType::CharacterDevice,
+                Mode::empty(),
+                rustix::fs::makedev(0, 0),
+            )
+            .map_err(|e| err(&raw, "create whiteout", e))?;
             self.stats.whiteouts += 1;
             return Ok(());
         }
 
         let nofollow = AtFlags::SYMLINK_NOFOLLOW;
         let chown = |p: &OwnedFd| {
-            rustix::fs::chownat(p, name.as_slice(), Some(rustix::fs::Uid::from_raw(uid)), Some(rustix::fs::Gid::from_raw(gid)), nofollow)
-                .map_err(|e| err(&raw, "set owner", e))
+            rustix::fs::chownat(
+                p,
+                name.as_slice(),
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+                nofollow,
+            )
+            .map_err(|e| err(&raw, "set owner", e))
         };
         match kind {
             tar::EntryType::Directory => {
@@ -245,11 +313,21 @@ impl Unpacker {
                     }
                     Err(_) => self.mkdir(&parent, &name, &raw)?,
                 }
-                let dir = rustix::fs::openat(&parent, name.as_slice(), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-                    .map_err(|e| err(&raw, "open directory", e))?;
-                rustix::fs::fchown(&dir, Some(rustix::fs::Uid::from_raw(uid)), Some(rustix::fs::Gid::from_raw(gid)))
-                    .map_err(|e| err(&raw, "set owner", e))?;
-                rustix::fs::fchmod(&dir, Mode::from_raw_mode(mode)).map_err(|e| err(&raw, "set mode", e))?;
+                let dir = rustix::fs::openat(
+                    &parent,
+                    name.as_slice(),
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| err(&raw, "open directory", e))?;
+                rustix::fs::fchown(
+                    &dir,
+                    Some(rustix::fs::Uid::from_raw(uid)),
+                    Some(rustix::fs::Gid::from_raw(gid)),
+                )
+                .map_err(|e| err(&raw, "set owner", e))?;
+                rustix::fs::fchmod(&dir, Mode::from_raw_mode(mode))
+                    .map_err(|e| err(&raw, "set mode", e))?;
                 self.xattrs(&mut entry, &dir, &raw)?;
                 let mut full = parent_comps.join(&b'/');
                 if !full.is_empty() {
@@ -265,25 +343,42 @@ impl Unpacker {
                 let fd = rustix::fs::openat(
                     &parent,
                     name.as_slice(),
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
                     Mode::from_raw_mode(0o600),
                 )
                 .map_err(|e| err(&raw, "create file", e))?;
                 let mut file = std::fs::File::from(fd);
-                let n = std::io::copy(&mut entry, &mut file).map_err(|e| err(&raw, "write file", e))?;
+                let n =
+                    std::io::copy(&mut entry, &mut file).map_err(|e| err(&raw, "write file", e))?;
                 self.stats.bytes += n;
                 // Owner before mode: chown clears setuid/setgid.
-                rustix::fs::fchown(&file, Some(rustix::fs::Uid::from_raw(uid)), Some(rustix::fs::Gid::from_raw(gid)))
-                    .map_err(|e| err(&raw, "set owner", e))?;
-                rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(|e| err(&raw, "set mode", e))?;
+                rustix::fs::fchown(
+                    &file,
+                    Some(rustix::fs::Uid::from_raw(uid)),
+                    Some(rustix::fs::Gid::from_raw(gid)),
+                )
+                .map_err(|e| err(&raw, "set owner", e))?;
+                rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))
+                    .map_err(|e| err(&raw, "set mode", e))?;
                 let owned: OwnedFd = file.into();
                 self.xattrs(&mut entry, &owned, &raw)?;
-                rustix::fs::futimens(&owned, &times(mtime)).map_err(|e| err(&raw, "set times", e))?;
+                rustix::fs::futimens(&owned, &times(mtime))
+                    .map_err(|e| err(&raw, "set times", e))?;
             }
             tar::EntryType::Symlink => {
                 let target = entry
                     .link_name_bytes()
-                    .ok_or_else(|| err(&raw, "read symlink target", std::io::Error::other("missing")))?
+                    .ok_or_else(|| {
+                        err(
+                            &raw,
+                            "read symlink target",
+                            std::io::Error::other("missing"),
+                        )
+                    })?
                     .into_owned();
                 self.remove_existing(&parent, &name, &raw)?;
                 rustix::fs::symlinkat(target.as_slice(), &parent, name.as_slice())
@@ -299,17 +394,36 @@ impl Unpacker {
                     .into_owned();
                 let tcomps = clean_path(&target);
                 let Some((tname, tparent)) = tcomps.split_last() else {
-                    return Err(err(&raw, "hard link", std::io::Error::other("link to the root directory")));
+                    return Err(err(
+                        &raw,
+                        "hard link",
+                        std::io::Error::other("link to the root directory"),
+                    ));
                 };
                 let tparent_fd = if tparent.is_empty() {
-                    rustix::fs::openat(&self.root, ".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                    rustix::fs::openat(
+                        &self.root,
+                        ".",
+                        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
                 } else {
-                    open_in_root(&self.root, &tparent.join(&b'/'), OFlags::PATH | OFlags::DIRECTORY)
+                    open_in_root(
+                        &self.root,
+                        &tparent.join(&b'/'),
+                        OFlags::PATH | OFlags::DIRECTORY,
+                    )
                 }
                 .map_err(|e| err(&raw, "resolve hard link target", e))?;
                 self.remove_existing(&parent, &name, &raw)?;
-                rustix::fs::linkat(&tparent_fd, *tname, &parent, name.as_slice(), AtFlags::empty())
-                    .map_err(|e| err(&raw, "create hard link", e))?;
+                rustix::fs::linkat(
+                    &tparent_fd,
+                    *tname,
+                    &parent,
+                    name.as_slice(),
+                    AtFlags::empty(),
+                )
+                .map_err(|e| err(&raw, "create hard link", e))?;
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                 let ft = match kind {
@@ -320,11 +434,22 @@ impl Unpacker {
                 let major = header.device_major().ok().flatten().unwrap_or(0);
                 let minor = header.device_minor().ok().flatten().unwrap_or(0);
                 self.remove_existing(&parent, &name, &raw)?;
-                rustix::fs::mknodat(&parent, name.as_slice(), ft, Mode::from_raw_mode(mode), rustix::fs::makedev(major, minor))
-                    .map_err(|e| err(&raw, "create device node", e))?;
+                rustix::fs::mknodat(
+                    &parent,
+                    name.as_slice(),
+                    ft,
+                    Mode::from_raw_mode(mode),
+                    rustix::fs::makedev(major, minor),
+                )
+                .map_err(|e| err(&raw, "create device node", e))?;
                 chown(&parent)?;
                 // mknod applies the umask; set the exact mode (the name is the node just made, no symlink).
-                let _ = rustix::fs::chmodat(&parent, name.as_slice(), Mode::from_raw_mode(mode), AtFlags::empty());
+                let _ = rustix::fs::chmodat(
+                    &parent,
+                    name.as_slice(),
+                    Mode::from_raw_mode(mode),
+                    AtFlags::empty(),
+                );
                 let _ = rustix::fs::utimensat(&parent, name.as_slice(), &times(mtime), nofollow);
             }
             _ => {
@@ -335,11 +460,17 @@ impl Unpacker {
     }
 
     fn mkdir(&self, parent: &OwnedFd, name: &[u8], raw: &[u8]) -> Result<(), UnpackError> {
-        rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o755)).map_err(|e| err(raw, "create directory", e))
+        rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o755))
+            .map_err(|e| err(raw, "create directory", e))
     }
 
     /// Make room for an entry: a later entry replaces an earlier one (a directory only by a directory).
-    fn remove_existing(&mut self, parent: &OwnedFd, name: &[u8], raw: &[u8]) -> Result<(), UnpackError> {
+    fn remove_existing(
+        &mut self,
+        parent: &OwnedFd,
+        name: &[u8],
+        raw: &[u8],
+    ) -> Result<(), UnpackError> {
         match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
             Err(Errno::NOENT) => Ok(()),
             Err(e) => Err(err(raw, "inspect existing entry", e)),
@@ -353,12 +484,21 @@ impl Unpacker {
                 self.cache = None;
                 Ok(())
             }
-            Ok(_) => rustix::fs::unlinkat(parent, name, AtFlags::empty()).map_err(|e| err(raw, "replace entry", e)),
+            Ok(_) => rustix::fs::unlinkat(parent, name, AtFlags::empty())
+                .map_err(|e| err(raw, "replace entry", e)),
         }
     }
 
-    fn xattrs<R: Read>(&self, entry: &mut tar::Entry<'_, R>, fd: &OwnedFd, raw: &[u8]) -> Result<(), UnpackError> {
-        let Some(exts) = entry.pax_extensions().map_err(|e| err(raw, "read PAX headers", e))? else {
+    fn xattrs<R: Read>(
+        &self,
+        entry: &mut tar::Entry<'_, R>,
+        fd: &OwnedFd,
+        raw: &[u8],
+    ) -> Result<(), UnpackError> {
+        let Some(exts) = entry
+            .pax_extensions()
+            .map_err(|e| err(raw, "read PAX headers", e))?
+        else {
             return Ok(());
         };
         for ext in exts {
@@ -375,4 +515,3 @@ impl Unpacker {
         Ok(())
     }
 }
-

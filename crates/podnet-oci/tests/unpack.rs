@@ -15,7 +15,13 @@ fn new_header() -> tar::Header {
 }
 
 /// A tar entry with a raw name (tar::Builder refuses `..`, which is what we want to test).
-fn entry(b: &mut tar::Builder<Vec<u8>>, name: &str, kind: tar::EntryType, link: Option<&str>, data: &[u8]) {
+fn entry(
+    b: &mut tar::Builder<Vec<u8>>,
+    name: &str,
+    kind: tar::EntryType,
+    link: Option<&str>,
+    data: &[u8],
+) {
     let mut h = new_header();
     h.set_entry_type(kind);
     h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
@@ -48,35 +54,76 @@ struct Sandbox {
 
 /// `<tmp>/outside` (must stay untouched) and `<tmp>/root` (the snapshot).
 fn sandbox() -> Sandbox {
-    let dir = tempfile::Builder::new().prefix("pnt-unpack").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("pnt-unpack")
+        .tempdir()
+        .unwrap();
     let outside = dir.path().join("outside");
     let root = dir.path().join("root");
     std::fs::create_dir(&outside).unwrap();
     std::fs::write(outside.join("victim"), b"original").unwrap();
     std::fs::create_dir(&root).unwrap();
-    Sandbox { _dir: dir, outside, root }
+    Sandbox {
+        _dir: dir,
+        outside,
+        root,
+    }
 }
 
 fn assert_outside_untouched(s: &Sandbox) {
-    let names: Vec<_> = std::fs::read_dir(&s.outside).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(&s.outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("victim")]);
-    assert_eq!(std::fs::read(s.outside.join("victim")).unwrap(), b"original");
-    assert_eq!(std::fs::metadata(s.outside.join("victim")).unwrap().nlink(), 1);
-    let top: Vec<_> = std::fs::read_dir(s.root.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(top.len(), 2, "something appeared beside the snapshot: {top:?}");
+    assert_eq!(
+        std::fs::read(s.outside.join("victim")).unwrap(),
+        b"original"
+    );
+    assert_eq!(
+        std::fs::metadata(s.outside.join("victim")).unwrap().nlink(),
+        1
+    );
+    let top: Vec<_> = std::fs::read_dir(s.root.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        top.len(),
+        2,
+        "something appeared beside the snapshot: {top:?}"
+    );
 }
 
 #[test]
 fn dotdot_and_absolute_names_stay_inside() {
     let s = sandbox();
     let t = tar_of(|b| {
-        entry(b, "../outside/victim", tar::EntryType::Regular, None, b"pwned");
-        entry(b, "../../../../etc/pnt-evil", tar::EntryType::Regular, None, b"pwned");
+        entry(
+            b,
+            "../outside/victim",
+            tar::EntryType::Regular,
+            None,
+            b"pwned",
+        );
+        entry(
+            b,
+            "../../../../etc/pnt-evil",
+            tar::EntryType::Regular,
+            None,
+            b"pwned",
+        );
         entry(b, "/abs/file", tar::EntryType::Regular, None, b"abs");
     });
     unpack(&t[..], &s.root).unwrap();
-    assert_eq!(std::fs::read(s.root.join("outside/victim")).unwrap(), b"pwned");
-    assert_eq!(std::fs::read(s.root.join("etc/pnt-evil")).unwrap(), b"pwned");
+    assert_eq!(
+        std::fs::read(s.root.join("outside/victim")).unwrap(),
+        b"pwned"
+    );
+    assert_eq!(
+        std::fs::read(s.root.join("etc/pnt-evil")).unwrap(),
+        b"pwned"
+    );
     assert_eq!(std::fs::read(s.root.join("abs/file")).unwrap(), b"abs");
     assert!(!Path::new("/etc/pnt-evil").exists());
     assert_outside_untouched(&s);
@@ -89,7 +136,13 @@ fn file_through_a_symlinked_parent_stays_inside() {
     let t = tar_of(|b| {
         entry(b, "abs", tar::EntryType::Symlink, Some(&out), b"");
         entry(b, "abs/victim", tar::EntryType::Regular, None, b"pwned");
-        entry(b, "rel", tar::EntryType::Symlink, Some("../../../../.."), b"");
+        entry(
+            b,
+            "rel",
+            tar::EntryType::Symlink,
+            Some("../../../../.."),
+            b"",
+        );
         entry(b, "rel/escaped", tar::EntryType::Regular, None, b"pwned");
     });
     // Either refused or written inside the root: never outside.
@@ -105,16 +158,30 @@ fn hard_links_cannot_reach_outside() {
     let out = s.outside.display().to_string();
     for t in [
         tar_of(|b| entry(b, "hl", tar::EntryType::Link, Some(&victim), b"")),
-        tar_of(|b| entry(b, "hl", tar::EntryType::Link, Some("../outside/victim"), b"")),
+        tar_of(|b| {
+            entry(
+                b,
+                "hl",
+                tar::EntryType::Link,
+                Some("../outside/victim"),
+                b"",
+            )
+        }),
         tar_of(|b| {
             entry(b, "d", tar::EntryType::Symlink, Some(&out), b"");
             entry(b, "hl", tar::EntryType::Link, Some("d/victim"), b"");
         }),
     ] {
         let r = tempfile::tempdir_in(s.root.parent().unwrap()).unwrap();
-        assert!(unpack(&t[..], r.path()).is_err(), "a link to a file that is not in the layer must fail");
+        assert!(
+            unpack(&t[..], r.path()).is_err(),
+            "a link to a file that is not in the layer must fail"
+        );
     }
-    assert_eq!(std::fs::metadata(s.outside.join("victim")).unwrap().nlink(), 1);
+    assert_eq!(
+        std::fs::metadata(s.outside.join("victim")).unwrap().nlink(),
+        1
+    );
 }
 
 #[test]
@@ -138,7 +205,13 @@ fn whiteouts_and_opaque_directories_become_overlay_form() {
         entry(b, "etc/", tar::EntryType::Directory, None, b"");
         entry(b, "etc/.wh.motd", tar::EntryType::Regular, None, b"");
         entry(b, "var/cache/", tar::EntryType::Directory, None, b"");
-        entry(b, "var/cache/.wh..wh..opq", tar::EntryType::Regular, None, b"");
+        entry(
+            b,
+            "var/cache/.wh..wh..opq",
+            tar::EntryType::Regular,
+            None,
+            b"",
+        );
         entry(b, "var/cache/new", tar::EntryType::Regular, None, b"n");
     });
     let stats = unpack(&t[..], &s.root).unwrap();
@@ -172,7 +245,11 @@ fn metadata_is_preserved() {
     h.set_mtime(1_234_567_890);
     h.set_size(3);
     h.set_cksum();
-    b.append_pax_extensions([("SCHILY.xattr.user.pnt", &b"v"[..]), ("SCHILY.xattr.trusted.overlay.redirect", &b"/x"[..])]).unwrap();
+    b.append_pax_extensions([
+        ("SCHILY.xattr.user.pnt", &b"v"[..]),
+        ("SCHILY.xattr.trusted.overlay.redirect", &b"/x"[..]),
+    ])
+    .unwrap();
     b.append(&h, &b"abc"[..]).unwrap();
     let mut h = new_header();
     h.set_entry_type(tar::EntryType::Char);
@@ -220,17 +297,35 @@ fn metadata_is_preserved() {
     assert_eq!((m.uid(), m.gid()), (1234, 5678));
     assert_eq!(m.mtime(), 1_234_567_890);
     assert_eq!(m.nlink(), 2, "hard link kept");
-    assert_eq!(xattr_get(&s.root.join("bin/su"), "user.pnt").as_deref(), Some(&b"v"[..]));
-    assert_eq!(xattr_get(&s.root.join("bin/su"), "trusted.overlay.redirect"), None);
+    assert_eq!(
+        xattr_get(&s.root.join("bin/su"), "user.pnt").as_deref(),
+        Some(&b"v"[..])
+    );
+    assert_eq!(
+        xattr_get(&s.root.join("bin/su"), "trusted.overlay.redirect"),
+        None
+    );
     let dev = std::fs::symlink_metadata(s.root.join("dev/null")).unwrap();
     assert_eq!(dev.rdev(), rustix::fs::makedev(1, 3));
     assert_eq!(dev.permissions().mode() & 0o777, 0o666);
     use std::os::unix::fs::FileTypeExt;
-    assert!(std::fs::symlink_metadata(s.root.join("run/fifo")).unwrap().file_type().is_fifo());
-    assert_eq!(std::fs::read_link(s.root.join("bin/sh")).unwrap(), Path::new("busybox"));
+    assert!(
+        std::fs::symlink_metadata(s.root.join("run/fifo"))
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    assert_eq!(
+        std::fs::read_link(s.root.join("bin/sh")).unwrap(),
+        Path::new("busybox")
+    );
     let d = std::fs::metadata(s.root.join("bin")).unwrap();
     assert_eq!(d.permissions().mode() & 0o7777, 0o711);
-    assert_eq!(d.mtime(), 1_111_111_111, "directory time set after its children");
+    assert_eq!(
+        d.mtime(),
+        1_111_111_111,
+        "directory time set after its children"
+    );
 }
 
 #[test]
@@ -255,8 +350,18 @@ fn clean_path_never_climbs() {
 }
 
 fn hostile_name() -> impl Strategy<Value = String> {
-    prop::collection::vec(prop_oneof![Just("..".to_string()), Just(".".to_string()), Just("".to_string()), Just("l".to_string()), Just("outside".to_string()), "[a-c]{1,2}"], 1..6)
-        .prop_map(|c| c.join("/"))
+    prop::collection::vec(
+        prop_oneof![
+            Just("..".to_string()),
+            Just(".".to_string()),
+            Just("".to_string()),
+            Just("l".to_string()),
+            Just("outside".to_string()),
+            "[a-c]{1,2}"
+        ],
+        1..6,
+    )
+    .prop_map(|c| c.join("/"))
 }
 
 proptest! {
