@@ -17,6 +17,9 @@ fn set_default(m: &mut Map<String, Value>, key: &str, v: Value) {
     }
 }
 
+/// The label every namespace carries with its own name (so selectors can pick namespaces by name).
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
 /// Applies the defaults of `kind` (in API group `group`) to `o`. `create` enables the defaults admission
 /// plugins apply only on create (service account, tolerations, priority, initial status).
 pub fn apply(group: &str, kind: &str, o: &mut Value, create: bool) {
@@ -26,6 +29,22 @@ pub fn apply(group: &str, kind: &str, o: &mut Value, create: bool) {
         ("apps", "ReplicaSet") => replicaset(o),
         ("", "Service") => service(o),
         ("", "Namespace") => {
+            // the name label is the API server's, set on every write (a client's value is replaced)
+            if let Some(name) = o
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+                .map(String::from)
+            {
+                let meta = obj(o, "metadata");
+                if !meta.get("labels").is_some_and(Value::is_object) {
+                    meta.insert("labels".into(), json!({}));
+                }
+                meta["labels"]
+                    .as_object_mut()
+                    .expect("object")
+                    .insert(NAMESPACE_NAME_LABEL.into(), json!(name));
+            }
             let spec = obj(o, "spec");
             set_default(spec, "finalizers", json!(["kubernetes"]));
             set_default(obj(o, "status"), "phase", json!("Active"));
@@ -332,6 +351,23 @@ fn network_policy(o: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn namespaces_carry_their_name_label() {
+        let mut ns = json!({"metadata": {"name": "team-a", "labels": {"kubernetes.io/metadata.name": "forged", "x": "y"}}});
+        apply("", "Namespace", &mut ns, false);
+        assert_eq!(
+            ns["metadata"]["labels"],
+            json!({"kubernetes.io/metadata.name": "team-a", "x": "y"})
+        );
+        let mut bare = json!({"metadata": {"name": "b"}});
+        apply("", "Namespace", &mut bare, true);
+        assert_eq!(
+            bare["metadata"]["labels"]["kubernetes.io/metadata.name"],
+            "b"
+        );
+        assert_eq!(bare["spec"]["finalizers"], json!(["kubernetes"]));
+    }
 
     #[test]
     fn secret_string_data_goes_into_data() {

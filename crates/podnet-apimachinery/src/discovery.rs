@@ -208,6 +208,6 @@ mod tests {
             .collect();
         assert!(names.contains(&"deployments/scale"));
         assert!(api_resource_list("batch", "v1").is_none());
-        assert_eq!(api_group_list()["groups"].as_array().unwrap().len(), 3);
+        assert_eq!(api_group_list()["groups"].as_array().unwrap().len(), 5);
     }
 }

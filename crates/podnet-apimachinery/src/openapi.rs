@@ -297,6 +297,7 @@ fn paths_for(r: &ResourceDef, paths: &mut Map<String, Value>) {
         let schema = match sk {
             "Scale" => "io.k8s.api.autoscaling.v1.Scale".to_string(),
             "Binding" => "io.k8s.api.core.v1.Binding".to_string(),
+            "TokenRequest" => "io.k8s.api.authentication.v1.TokenRequest".to_string(),
             _ if sg == r.group && sv == r.version && sk == r.kind => r.schema.to_string(),
             _ => continue, // log and exec stream, they have no schema
         };
@@ -329,9 +330,9 @@ fn paths_for(r: &ResourceDef, paths: &mut Map<String, Value>) {
                 body,
                 if body { common_write_params() } else { vec![] },
             );
-            if sk == "Scale" {
+            if sk == "Scale" || sk == "TokenRequest" {
                 o["x-kubernetes-group-version-kind"] =
-                    json!({"group": "autoscaling", "version": "v1", "kind": "Scale"});
+                    json!({"group": sg, "version": sv, "kind": sk});
             }
             sp.insert(method.into(), o);
         }
@@ -391,6 +392,9 @@ pub fn group_version_doc(key: &str) -> Option<Value> {
         if r.subresource("scale").is_some() {
             roots.insert("io.k8s.api.autoscaling.v1.Scale".into());
         }
+        if r.subresource("token").is_some() {
+            roots.insert("io.k8s.api.authentication.v1.TokenRequest".into());
+        }
     }
     roots.insert("io.k8s.apimachinery.pkg.apis.meta.v1.Status".into());
     roots.insert("io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions".into());
@@ -424,6 +428,9 @@ fn decorate(name: &str, d: &mut Value) {
             "io.k8s.api.autoscaling.v1.Scale" => {
                 Some(json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}))
             }
+            "io.k8s.api.authentication.v1.TokenRequest" => Some(
+                json!({"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"}),
+            ),
             "io.k8s.apimachinery.pkg.apis.meta.v1.Status" => {
                 Some(json!({"group": "", "version": "v1", "kind": "Status"}))
             }

@@ -226,7 +226,11 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: &[],
         namespaced: true,
         verbs: ALL_VERBS,
-        subresources: &[],
+        subresources: &[SubresourceDef {
+            name: "token",
+            response: ("authentication.k8s.io", "v1", "TokenRequest"),
+            verbs: &["create"],
+        }],
         schema: "io.k8s.api.core.v1.ServiceAccount",
     },
     ResourceDef {
@@ -276,6 +280,32 @@ pub static RESOURCES: &[ResourceDef] = &[
         verbs: ALL_VERBS,
         subresources: &[scale(), status("apps", "v1", "ReplicaSet")],
         schema: "io.k8s.api.apps.v1.ReplicaSet",
+    },
+    ResourceDef {
+        group: "authentication.k8s.io",
+        version: "v1",
+        kind: "SelfSubjectReview",
+        plural: "selfsubjectreviews",
+        singular: "selfsubjectreview",
+        short_names: &[],
+        categories: &[],
+        namespaced: false,
+        verbs: &["create"],
+        subresources: &[],
+        schema: "io.k8s.api.authentication.v1.SelfSubjectReview",
+    },
+    ResourceDef {
+        group: "coordination.k8s.io",
+        version: "v1",
+        kind: "Lease",
+        plural: "leases",
+        singular: "lease",
+        short_names: &[],
+        categories: &[],
+        namespaced: true,
+        verbs: ALL_VERBS,
+        subresources: &[],
+        schema: "io.k8s.api.coordination.v1.Lease",
     },
     ResourceDef {
         group: "discovery.k8s.io",
@@ -377,7 +407,14 @@ mod tests {
         assert!(find("apps", "v1", "pods").is_none());
         assert_eq!(
             groups(),
-            vec!["", "apps", "discovery.k8s.io", "networking.k8s.io"]
+            vec![
+                "",
+                "apps",
+                "authentication.k8s.io",
+                "coordination.k8s.io",
+                "discovery.k8s.io",
+                "networking.k8s.io"
+            ]
         );
     }
 

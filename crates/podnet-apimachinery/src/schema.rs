@@ -6,7 +6,9 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
-use k8s_openapi::api::{apps, autoscaling, core, discovery, networking};
+use k8s_openapi::api::{
+    apps, authentication, autoscaling, coordination, core, discovery, networking,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta;
 
 /// Definitions by OpenAPI name (`io.k8s.api.core.v1.Pod`).
@@ -41,6 +43,9 @@ impl Registry {
             apps::v1::Deployment,
             apps::v1::ReplicaSet,
             autoscaling::v1::Scale,
+            coordination::v1::Lease,
+            authentication::v1::TokenRequest,
+            authentication::v1::SelfSubjectReview,
             discovery::v1::EndpointSlice,
             networking::v1::NetworkPolicy,
             networking::v1::Ingress,

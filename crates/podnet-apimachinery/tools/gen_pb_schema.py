@@ -19,7 +19,8 @@ def crate_dir(name):
             return d
     sys.exit(f'{name} not found in the cargo registry: run cargo fetch')
 
-PB = crate_dir('k8s-pb-0.9.0') + '/src'
+# K8S_PB_SRC: a k8s-pb source tree (its src/) when the crate is not in the cargo registry
+PB = os.environ.get('K8S_PB_SRC') or crate_dir('k8s-pb-0.9.0') + '/src'
 OA = crate_dir('k8s-openapi-0.29.0') + '/src/v1_35'
 
 ROOTS = [
@@ -33,6 +34,7 @@ ROOTS = [
     'k8s.io.api.networking.v1.IngressClass',
     'k8s.io.api.autoscaling.v1.Scale',
     'k8s.io.apimachinery.pkg.apis.meta.v1.DeleteOptions',
+    'k8s.io.api.coordination.v1.Lease', 'k8s.io.api.authentication.v1.TokenRequest',
 ]
 # Messages decoded by hand (their JSON form is not their proto shape).
 SPECIAL = {

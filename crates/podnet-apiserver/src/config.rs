@@ -3,6 +3,7 @@
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::node::NodeConnector;
 use crate::pki::Pki;
@@ -82,6 +83,16 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// How the server reaches nodes for pods/log and pods/exec.
     pub node_connector: Arc<dyn NodeConnector>,
+    /// `iss` of the tokens the server mints, and the audience it accepts in tokens presented to it.
+    pub service_account_issuer: String,
+    /// How often the node lifecycle controller looks at node heartbeats (kube-controller-manager's
+    /// `--node-monitor-period`).
+    pub node_monitor_period: Duration,
+    /// A node whose Lease and status go unrenewed this long becomes Unknown and unreachable
+    /// (`--node-monitor-grace-period`).
+    pub node_monitor_grace_period: Duration,
+    /// The same for a node that never reported a Ready condition.
+    pub node_startup_grace_period: Duration,
     /// Run the built-in controllers (deployments, replicasets, namespaces, garbage collection, service
     /// accounts, endpoints, scheduler). Benchmarks of the bare API turn them off.
     pub controllers: bool,
@@ -90,7 +101,8 @@ pub struct Config {
 impl Config {
     /// A configuration with Kubernetes' defaults: service CIDR 10.96.0.0/12, NodePorts 30000-32767,
     /// advertised on 10.100.0.1:6443 (the lab router's underlay address), 3 MiB body limit, nodes reached
-    /// over HTTPS on their kubelet port with the lab CA.
+    /// over HTTPS on their kubelet port with the lab CA, tokens issued as
+    /// `https://kubernetes.default.svc.cluster.local`, nodes unreachable after 40 s without a heartbeat.
     pub fn new(data_dir: PathBuf, pki: Pki) -> Config {
         let connector = Arc::new(crate::node::HttpsNodeConnector::new(&pki));
         Config {
@@ -102,6 +114,10 @@ impl Config {
             advertise_port: 6443,
             max_body_bytes: 3 * 1024 * 1024,
             node_connector: connector,
+            service_account_issuer: crate::auth::DEFAULT_ISSUER.to_string(),
+            node_monitor_period: Duration::from_secs(5),
+            node_monitor_grace_period: Duration::from_secs(40),
+            node_startup_grace_period: Duration::from_secs(60),
             controllers: true,
         }
     }

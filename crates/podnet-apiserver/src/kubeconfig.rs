@@ -68,6 +68,31 @@ pub fn write_standalone(
     write(path, &render(server, ca_cert_pem, token))
 }
 
+/// A kubeconfig for a node's agent: the cluster at `server` (e.g. `https://10.100.0.1:6443`), user
+/// `system:node:NAME` with the node's own token (see [`crate::auth::node_credentials`]).
+pub fn render_node(server: &str, ca_cert_pem: &str, creds: &crate::auth::NodeCredentials) -> Value {
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_cert_pem.as_bytes());
+    json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
+        "clusters": [{"name": NAME, "cluster": {"server": server, "certificate-authority-data": ca}}],
+        "users": [{"name": creds.username, "user": {"token": creds.token}}],
+        "contexts": [{"name": NAME, "context": {"cluster": NAME, "user": creds.username}}],
+        "current-context": NAME,
+    })
+}
+
+/// Writes [`render_node`] to `path` (mode 0600; the lab puts it in the node's directory).
+pub fn write_node(
+    path: &Path,
+    server: &str,
+    ca_cert_pem: &str,
+    creds: &crate::auth::NodeCredentials,
+) -> Result<(), KubeconfigError> {
+    write(path, &render_node(server, ca_cert_pem, creds))
+}
+
 fn read(path: &Path) -> Result<Value, KubeconfigError> {
     match std::fs::read(path) {
         Ok(b) if b.iter().all(u8::is_ascii_whitespace) => {

@@ -8,6 +8,7 @@
 //! for the design.
 
 pub mod alloc;
+pub mod auth;
 mod bootstrap;
 pub mod config;
 pub mod controllers;
@@ -45,6 +46,8 @@ pub enum StartError {
     Runtime(std::io::Error),
     #[error("bootstrap: {0}")]
     Bootstrap(String),
+    #[error("{0}")]
+    Auth(#[from] auth::JwtError),
 }
 
 /// A running server.
@@ -97,6 +100,7 @@ pub fn start(config: Config, listeners: Vec<TcpListener>) -> Result<ServerHandle
         l.set_nonblocking(true).map_err(StartError::Listener)?;
     }
     let controllers = config.controllers;
+    let authenticator = auth::Authenticator::new(&config)?;
     let api = registry::Api::new(store.clone(), Arc::new(config));
     let (tx, rx) = watch::channel(false);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), StartError>>();
@@ -131,7 +135,7 @@ pub fn start(config: Config, listeners: Vec<TcpListener>) -> Result<ServerHandle
                         }
                     }
                 }
-                let router = http::router(http::AppState::new(api2.clone()));
+                let router = http::router(http::AppState::new(api2.clone(), authenticator));
                 let mut tasks = Vec::new();
                 if controllers {
                     tasks.extend(controllers::spawn_all(api2, rx.clone()));

@@ -1,8 +1,9 @@
 //! Per-lab PKI: a CA, the API server's serving certificate (SANs 127.0.0.1, the advertise address,
 //! `kubernetes`, `kubernetes.default`, `kubernetes.default.svc`, `kubernetes.default.svc.cluster.local`,
-//! `localhost`, the first service IP) and a bearer token. Files in the PKI directory: `ca.crt`, `ca.key`,
-//! `apiserver.crt`, `apiserver.key`, `token` (keys and token mode 0600). Existing files are reused, so a
-//! lab keeps its identity across restarts.
+//! `localhost`, the first service IP), a bearer token for the cluster's administrator and the key that
+//! signs service-account and node tokens (ECDSA P-256, ES256). Files in the PKI directory: `ca.crt`,
+//! `ca.key`, `apiserver.crt`, `apiserver.key`, `token`, `sa.key` (keys and token mode 0600). Existing
+//! files are reused, so a lab keeps its identity (and the tokens it issued stay valid) across restarts.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -35,6 +36,8 @@ pub struct Pki {
     pub server_cert_pem: String,
     pub server_key_pem: String,
     pub token: String,
+    /// PKCS#8 PEM of the service-account token signing key.
+    pub sa_key_pem: String,
 }
 
 const CA_CN: &str = "podnet-ca";
@@ -139,6 +142,7 @@ impl Pki {
             server_cert_pem,
             server_key_pem,
             token: random_token(),
+            sa_key_pem: KeyPair::generate()?.serialize_pem(),
         })
     }
 
@@ -190,12 +194,21 @@ impl Pki {
                 t
             }
         };
+        let sa_key_pem = match read("sa.key")? {
+            Some(k) if !k.trim().is_empty() => k,
+            _ => {
+                let k = KeyPair::generate()?.serialize_pem();
+                write(dir, "sa.key", &k, 0o600)?;
+                k
+            }
+        };
         Ok(Pki {
             ca_cert_pem,
             ca_key_pem,
             server_cert_pem,
             server_key_pem,
             token,
+            sa_key_pem,
         })
     }
 
@@ -277,6 +290,8 @@ mod tests {
         let b = Pki::load_or_generate(dir.path(), &names).unwrap();
         assert_eq!(a.ca_cert_pem, b.ca_cert_pem);
         assert_eq!(a.token, b.token);
+        assert_eq!(a.sa_key_pem, b.sa_key_pem);
+        assert!(crate::auth::Signer::new(&a.sa_key_pem).is_ok());
         assert!(a.server_config().is_ok());
         assert!(a.client_config().is_ok());
         use std::os::unix::fs::PermissionsExt;

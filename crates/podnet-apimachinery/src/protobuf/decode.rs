@@ -112,6 +112,8 @@ pub fn proto_message_for(api_version: &str, kind: &str) -> Option<&'static str> 
             "discovery.k8s.io/v1" => "k8s.io.api.discovery.v1",
             "networking.k8s.io/v1" => "k8s.io.api.networking.v1",
             "autoscaling/v1" => "k8s.io.api.autoscaling.v1",
+            "coordination.k8s.io/v1" => "k8s.io.api.coordination.v1",
+            "authentication.k8s.io/v1" => "k8s.io.api.authentication.v1",
             _ => return None,
         }
     };

@@ -350,6 +350,98 @@ pub(crate) static MESSAGES: &[Message] = &[
         ],
     },
     Message {
+        name: "k8s.io.api.authentication.v1.BoundObjectReference",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "kind",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "apiVersion",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 3,
+                json: "name",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 4,
+                json: "uid",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.authentication.v1.TokenRequest",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+            },
+            Field {
+                tag: 2,
+                json: "spec",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.authentication.v1.TokenRequestSpec"),
+            },
+            Field {
+                tag: 3,
+                json: "status",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.authentication.v1.TokenRequestStatus"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.authentication.v1.TokenRequestSpec",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "audiences",
+                card: Card::Repeated,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 3,
+                json: "boundObjectRef",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.authentication.v1.BoundObjectReference"),
+            },
+            Field {
+                tag: 4,
+                json: "expirationSeconds",
+                card: Card::Single,
+                kind: Kind::I64,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.authentication.v1.TokenRequestStatus",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "token",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "expirationTimestamp",
+                card: Card::Single,
+                kind: Kind::Time,
+            },
+        ],
+    },
+    Message {
         name: "k8s.io.api.autoscaling.v1.Scale",
         fields: &[
             Field {
@@ -393,6 +485,70 @@ pub(crate) static MESSAGES: &[Message] = &[
             Field {
                 tag: 2,
                 json: "selector",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.coordination.v1.Lease",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+            },
+            Field {
+                tag: 2,
+                json: "spec",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.coordination.v1.LeaseSpec"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.coordination.v1.LeaseSpec",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "holderIdentity",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "leaseDurationSeconds",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 3,
+                json: "acquireTime",
+                card: Card::Single,
+                kind: Kind::Time,
+            },
+            Field {
+                tag: 4,
+                json: "renewTime",
+                card: Card::Single,
+                kind: Kind::Time,
+            },
+            Field {
+                tag: 5,
+                json: "leaseTransitions",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 6,
+                json: "strategy",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 7,
+                json: "preferredHolder",
                 card: Card::Single,
                 kind: Kind::Str,
             },

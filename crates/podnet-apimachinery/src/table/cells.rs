@@ -62,6 +62,11 @@ pub fn cells(kind: &str, o: &Value, now: i64) -> Vec<Value> {
             c
         }
         "Node" => node(o, now),
+        "Lease" => vec![
+            name(o),
+            json!(str_at(o, "spec.holderIdentity").unwrap_or_default()),
+            created(o, now),
+        ],
         "Namespace" => vec![
             name(o),
             json!(str_at(o, "status.phase").unwrap_or_default()),

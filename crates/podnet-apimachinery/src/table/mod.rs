@@ -239,6 +239,16 @@ pub fn columns(kind: &str) -> Vec<Column> {
             col("Status", "string", 0, "The status of the namespace"),
             AGE,
         ],
+        "Lease" => vec![
+            NAME,
+            col(
+                "Holder",
+                "string",
+                0,
+                "holderIdentity contains the identity of the holder of a current lease.",
+            ),
+            AGE,
+        ],
         "ConfigMap" => vec![
             NAME,
             col("Data", "string", 0, "Data contains the configuration data."),

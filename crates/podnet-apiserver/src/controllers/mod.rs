@@ -10,6 +10,7 @@ mod events;
 mod eventttl;
 mod gc;
 mod namespace;
+pub mod nodelifecycle;
 mod replicaset;
 mod scheduler;
 
@@ -58,10 +59,12 @@ pub fn spawn_all(
         Arc::new(scheduler::Scheduler::default()),
         Arc::new(eventttl::EventTtl),
     ];
-    ctrls
+    let mut tasks: Vec<_> = ctrls
         .into_iter()
         .map(|c| tokio::spawn(run(c, api.clone(), shutdown.clone())))
-        .collect()
+        .collect();
+    tasks.push(tokio::spawn(nodelifecycle::run(api, shutdown)));
+    tasks
 }
 
 async fn run(ctrl: Arc<dyn Controller>, api: Arc<Api>, mut shutdown: watch::Receiver<bool>) {

@@ -1,5 +1,7 @@
-//! Namespaces: a `default` ServiceAccount in every active namespace; a terminating namespace has its
-//! objects deleted, then its `kubernetes` finalizer removed, then goes.
+//! Namespaces: a `default` ServiceAccount (the service account controller's job) and the
+//! `kube-root-ca.crt` ConfigMap holding the cluster CA (the root CA publisher's) in every active
+//! namespace, put back if deleted or changed; a terminating namespace has its objects deleted, then
+//! its `kubernetes` finalizer removed, then goes.
 
 use std::sync::Arc;
 
@@ -22,14 +24,19 @@ impl Controller for NamespaceController {
     }
 
     fn watches(&self) -> Vec<String> {
-        vec!["namespaces".into(), "serviceaccounts".into()]
+        vec![
+            "namespaces".into(),
+            "serviceaccounts".into(),
+            "configmaps".into(),
+        ]
     }
 
     fn keys(&self, _api: &Api, ev: &WatchEvent) -> Vec<ObjectKey> {
-        let ns = if ev.key.resource == "namespaces" {
-            ev.key.name.clone()
-        } else {
-            ev.key.namespace.clone()
+        let ns = match ev.key.resource.as_str() {
+            "namespaces" => ev.key.name.clone(),
+            "configmaps" if ev.key.name != ROOT_CA_CONFIGMAP => return vec![],
+            "serviceaccounts" if ev.key.name != "default" => return vec![],
+            _ => ev.key.namespace.clone(),
         };
         vec![ObjectKey::new("namespaces", "", ns)]
     }
@@ -63,8 +70,52 @@ impl Controller for NamespaceController {
                     Err(e) => return Err(e),
                 }
             }
-            Ok(())
+            publish_root_ca(api, &key.name).await
         })
+    }
+}
+
+/// The ConfigMap every namespace gets with the cluster's CA, for in-cluster clients.
+pub const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";
+const ROOT_CA_DESCRIPTION: &str = "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.";
+
+async fn publish_root_ca(api: &Arc<Api>, ns: &str) -> Result<(), ApiError> {
+    let cm = resources::find("", "v1", "configmaps").expect("served");
+    let ca = api.cfg.pki.ca_cert_pem.clone();
+    let want_data = json!({"ca.crt": ca});
+    match api.get(cm, ns, ROOT_CA_CONFIGMAP) {
+        Ok(_) => {
+            api.mutate(cm, ns, ROOT_CA_CONFIGMAP, None, |o| {
+                let annotated = o
+                    .pointer("/metadata/annotations/kubernetes.io~1description")
+                    .and_then(Value::as_str)
+                    == Some(ROOT_CA_DESCRIPTION);
+                if o.get("data") == Some(&want_data) && annotated {
+                    return false;
+                }
+                o["data"] = want_data.clone();
+                let meta = object::meta_mut(o);
+                if !meta.get("annotations").is_some_and(Value::is_object) {
+                    meta.insert("annotations".into(), json!({}));
+                }
+                meta["annotations"]["kubernetes.io/description"] = json!(ROOT_CA_DESCRIPTION);
+                true
+            })
+            .await?;
+            Ok(())
+        }
+        Err(_) => {
+            let obj = json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": ROOT_CA_CONFIGMAP, "namespace": ns, "annotations": {"kubernetes.io/description": ROOT_CA_DESCRIPTION}},
+                "data": want_data,
+            });
+            match api.create(cm, ns, obj, &WriteOptions::default()).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.reason == "AlreadyExists" || e.code == 403 || e.code == 404 => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
     }
 }
 

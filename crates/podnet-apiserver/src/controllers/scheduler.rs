@@ -1,15 +1,19 @@
-//! A simple scheduler: binds each Pending pod to a Ready, schedulable node whose taints it tolerates
-//! and whose labels match its nodeSelector, preferring the node with the fewest pods. Without such a
-//! node the pod stays Pending with PodScheduled=False (Unschedulable) and a FailedScheduling event.
+//! The scheduler: binds each Pending pod (of `default-scheduler`) to a node chosen by
+//! [`podnet_apimachinery::scheduling`] (node name, cordons, taints and tolerations, node selector and
+//! affinity, resource requests, pod affinity and anti-affinity; then spreading). A pod that fits
+//! nowhere gets PodScheduled=False (Unschedulable) and a FailedScheduling event worded as
+//! kube-scheduler words it, and is retried whenever nodes or placed pods change (and at every resync).
 //! It also clears pods whose graceful deletion the node never finished.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use podnet_apimachinery::resources::{self, ResourceDef};
+use podnet_apimachinery::scheduling::{self, Cluster};
 use podnet_apimachinery::{ApiError, object, time};
 use podnet_apistore::{ObjectKey, WatchEvent};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::{BoxFut, Controller, pod_active, record_event, set_condition};
 use crate::registry::Api;
@@ -17,37 +21,50 @@ use crate::util;
 
 #[derive(Default)]
 pub struct Scheduler {
-    /// Active pods per node, recounted at most every [`LOAD_TTL`] (a burst of scheduling decisions
-    /// must not rescan every pod for each pod) and bumped by each binding in between.
-    load: std::sync::Mutex<Option<(std::time::Instant, HashMap<String, usize>)>>,
+    /// Placed pods (assigned, not finished), refreshed at most every [`PLACED_TTL`] (a burst of
+    /// scheduling decisions must not rescan every pod for each pod), extended by each binding in
+    /// between and dropped when a placed pod goes away.
+    placed: Mutex<Option<(Instant, Vec<Value>)>>,
+    /// Pods that fit nowhere last time: retried when nodes or placed pods change.
+    unschedulable: Mutex<BTreeSet<ObjectKey>>,
 }
 
-const LOAD_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+const PLACED_TTL: Duration = Duration::from_secs(2);
+
+fn terminal(p: &Value) -> bool {
+    matches!(
+        object::str_at(p, "status.phase"),
+        Some("Succeeded" | "Failed")
+    )
+}
 
 impl Scheduler {
-    fn load(&self, api: &Api) -> HashMap<String, usize> {
-        let mut guard = self.load.lock().expect("scheduler lock");
-        if let Some((at, counts)) = guard.as_ref()
-            && at.elapsed() < LOAD_TTL
+    fn placed(&self, api: &Api) -> Vec<Value> {
+        let mut guard = self.placed.lock().expect("scheduler lock");
+        if let Some((at, pods)) = guard.as_ref()
+            && at.elapsed() < PLACED_TTL
         {
-            return counts.clone();
+            return pods.clone();
         }
-        let mut counts = HashMap::new();
-        for p in api.list_values(pods(), None) {
-            if let Some(n) = object::str_at(&p, "spec.nodeName").filter(|n| !n.is_empty())
-                && pod_active(&p)
-            {
-                *counts.entry(n.to_string()).or_insert(0) += 1;
-            }
-        }
-        *guard = Some((std::time::Instant::now(), counts.clone()));
-        counts
+        let pods: Vec<Value> = api
+            .list_values(pods(), None)
+            .into_iter()
+            .filter(|p| !unscheduled(p) && !terminal(p))
+            .collect();
+        *guard = Some((Instant::now(), pods.clone()));
+        pods
     }
 
-    fn bound(&self, node: &str) {
-        if let Some((_, counts)) = self.load.lock().expect("scheduler lock").as_mut() {
-            *counts.entry(node.to_string()).or_insert(0) += 1;
+    fn bound(&self, pod: &Value, node: &str) {
+        if let Some((_, pods)) = self.placed.lock().expect("scheduler lock").as_mut() {
+            let mut p = pod.clone();
+            p["spec"]["nodeName"] = json!(node);
+            pods.push(p);
         }
+    }
+
+    fn forget_placed(&self) {
+        *self.placed.lock().expect("scheduler lock") = None;
     }
 }
 
@@ -75,19 +92,41 @@ impl Controller for Scheduler {
         vec!["pods".into(), "nodes".into()]
     }
 
-    fn keys(&self, api: &Api, ev: &WatchEvent) -> Vec<ObjectKey> {
+    fn keys(&self, _api: &Api, ev: &WatchEvent) -> Vec<ObjectKey> {
+        let retry = || -> Vec<ObjectKey> {
+            self.unschedulable
+                .lock()
+                .expect("scheduler lock")
+                .iter()
+                .cloned()
+                .collect()
+        };
         if ev.key.resource == "nodes" {
-            return self.all_keys(api);
+            return retry();
         }
-        match serde_json::from_slice::<Value>(&ev.object) {
-            Ok(p)
-                if (unscheduled(&p) || object::is_deleting(&p))
-                    && ev.ty != podnet_apistore::EventType::Deleted =>
-            {
-                vec![ev.key.clone()]
+        let Ok(p) = serde_json::from_slice::<Value>(&ev.object) else {
+            return vec![];
+        };
+        let deleted = ev.ty == podnet_apistore::EventType::Deleted;
+        if unscheduled(&p) {
+            if deleted {
+                self.unschedulable
+                    .lock()
+                    .expect("scheduler lock")
+                    .remove(&ev.key);
+                return vec![];
             }
-            _ => vec![],
+            return vec![ev.key.clone()];
         }
+        // a placed pod changed: what it frees or what its labels attract may let others fit
+        if deleted || terminal(&p) || object::is_deleting(&p) {
+            self.forget_placed();
+        }
+        let mut keys = retry();
+        if object::is_deleting(&p) && !deleted {
+            keys.push(ev.key.clone());
+        }
+        keys
     }
 
     fn all_keys(&self, api: &Api) -> Vec<ObjectKey> {
@@ -108,45 +147,6 @@ impl Controller for Scheduler {
     }
 }
 
-fn node_ready(n: &Value) -> bool {
-    n.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
-}
-
-fn tolerates(pod: &Value, taint: &Value) -> bool {
-    let effect = taint.get("effect").and_then(Value::as_str).unwrap_or("");
-    if effect == "PreferNoSchedule" {
-        return true;
-    }
-    let tols = pod
-        .pointer("/spec/tolerations")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    tols.iter().any(|t| {
-        let key_ok = match t.get("key").and_then(Value::as_str) {
-            None | Some("") => t.get("operator").and_then(Value::as_str) == Some("Exists"),
-            Some(k) => Some(k) == taint.get("key").and_then(Value::as_str),
-        };
-        let op_ok = match t.get("operator").and_then(Value::as_str).unwrap_or("Equal") {
-            "Exists" => true,
-            _ => {
-                t.get("value").and_then(Value::as_str).unwrap_or("")
-                    == taint.get("value").and_then(Value::as_str).unwrap_or("")
-            }
-        };
-        let effect_ok = t
-            .get("effect")
-            .and_then(Value::as_str)
-            .is_none_or(|e| e.is_empty() || e == effect);
-        key_ok && op_ok && effect_ok
-    })
-}
-
 async fn schedule(sched: &Scheduler, api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
     let Ok(pod) = api.get(pods(), ns, name) else {
         return Ok(());
@@ -161,109 +161,70 @@ async fn schedule(sched: &Scheduler, api: &Arc<Api>, ns: &str, name: &str) -> Re
         return Ok(());
     }
     if !unscheduled(&pod) || !pod_active(&pod) {
+        sched
+            .unschedulable
+            .lock()
+            .expect("scheduler lock")
+            .remove(&key(ns, name));
+        return Ok(());
+    }
+    if !object::str_at(&pod, "spec.schedulerName").is_none_or(|s| s == SCHEDULER_NAME) {
         return Ok(());
     }
     let all_nodes = api.list_values(nodes(), None);
-    let selector = pod
-        .pointer("/spec/nodeSelector")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    let mut not_ready = 0;
-    let mut tainted = 0;
-    let mut unschedulable = 0;
-    let mut mismatched = 0;
-    let mut feasible = Vec::new();
-    for n in &all_nodes {
-        if !node_ready(n) {
-            not_ready += 1;
-        } else if n.pointer("/spec/unschedulable") == Some(&Value::Bool(true)) {
-            unschedulable += 1;
-        } else if !n
-            .pointer("/spec/taints")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .filter(|t| t.get("effect").and_then(Value::as_str) != Some("PreferNoSchedule"))
-            .all(|t| tolerates(&pod, t))
-        {
-            tainted += 1;
-        } else if !selector
-            .iter()
-            .all(|(k, v)| object::labels(n).and_then(|l| l.get(k)) == Some(v))
-        {
-            mismatched += 1;
-        } else {
-            feasible.push(n);
+    let placed = sched.placed(api);
+    let namespaces = api.list_values(
+        resources::find("", "v1", "namespaces").expect("served"),
+        None,
+    );
+    let cluster = Cluster {
+        nodes: &all_nodes,
+        pods: &placed,
+        namespaces: &namespaces,
+    };
+    let node_name = match scheduling::schedule(&pod, &cluster) {
+        Ok(n) => n,
+        Err(fit) => {
+            sched
+                .unschedulable
+                .lock()
+                .expect("scheduler lock")
+                .insert(key(ns, name));
+            let msg = fit.message();
+            let changed = api
+                .mutate(pods(), ns, name, Some("status"), |p| {
+                    set_condition(p, "PodScheduled", "False", "Unschedulable", &msg)
+                })
+                .await?;
+            if changed.is_some() {
+                record_event(
+                    api,
+                    &pod,
+                    "Warning",
+                    "FailedScheduling",
+                    &msg,
+                    SCHEDULER_NAME,
+                )
+                .await;
+            }
+            return Ok(());
         }
-    }
-    if feasible.is_empty() {
-        let msg = if all_nodes.is_empty() {
-            "no nodes available to schedule pods".to_string()
-        } else {
-            let mut reasons = Vec::new();
-            if not_ready > 0 {
-                reasons.push(format!(
-                    "{not_ready} node(s) had untolerated taint {{node.kubernetes.io/not-ready: }}"
-                ));
-            }
-            if unschedulable > 0 {
-                reasons.push(format!("{unschedulable} node(s) were unschedulable"));
-            }
-            if tainted > 0 {
-                reasons.push(format!("{tainted} node(s) had untolerated taint(s)"));
-            }
-            if mismatched > 0 {
-                reasons.push(format!(
-                    "{mismatched} node(s) didn't match Pod's node affinity/selector"
-                ));
-            }
-            format!(
-                "0/{} nodes are available: {}.",
-                all_nodes.len(),
-                reasons.join(", ")
-            )
-        };
-        let changed = api
-            .mutate(pods(), ns, name, Some("status"), |p| {
-                set_condition(p, "PodScheduled", "False", "Unschedulable", &msg)
-            })
-            .await?;
-        if changed.is_some() {
-            record_event(
-                api,
-                &pod,
-                "Warning",
-                "FailedScheduling",
-                &msg,
-                "default-scheduler",
-            )
-            .await;
-        }
-        return Ok(());
-    }
-    let load = sched.load(api);
-    let node = feasible
-        .into_iter()
-        .min_by_key(|n| {
-            (
-                load.get(object::name(n)).copied().unwrap_or(0),
-                object::name(n).to_string(),
-            )
-        })
-        .expect("non-empty");
-    let node_name = object::name(node).to_string();
+    };
+    sched
+        .unschedulable
+        .lock()
+        .expect("scheduler lock")
+        .remove(&key(ns, name));
     match api.bind(pods(), ns, name, &node_name).await {
         Ok(()) => {
-            sched.bound(&node_name);
+            sched.bound(&pod, &node_name);
             record_event(
                 api,
                 &pod,
                 "Normal",
                 "Scheduled",
                 &format!("Successfully assigned {ns}/{name} to {node_name}"),
-                "default-scheduler",
+                SCHEDULER_NAME,
             )
             .await;
             Ok(())
@@ -272,3 +233,10 @@ async fn schedule(sched: &Scheduler, api: &Arc<Api>, ns: &str, name: &str) -> Re
         Err(e) => Err(e),
     }
 }
+
+fn key(ns: &str, name: &str) -> ObjectKey {
+    ObjectKey::new("pods", ns, name)
+}
+
+/// The scheduler's name: pods naming another scheduler are left to it.
+pub const SCHEDULER_NAME: &str = "default-scheduler";

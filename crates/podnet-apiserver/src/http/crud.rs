@@ -60,6 +60,7 @@ pub async fn dispatch(
         (&Method::POST, None, None) if r.plural == "bindings" => {
             binding(st, &ns, None, parts, body).await
         }
+        (&Method::POST, None, None) if r.plural == "selfsubjectreviews" => Ok(whoami(parts)),
         (&Method::POST, None, None) if r.has_verb("create") => {
             create(st, r, &ns, parts, body, &q).await
         }
@@ -96,6 +97,7 @@ pub async fn dispatch(
         (&Method::POST, Some(name), Some("binding")) => {
             binding(st, &ns, Some(name), parts, body).await
         }
+        (&Method::POST, Some(name), Some("token")) => token(st, &ns, &name, parts, body).await,
         (&Method::GET, Some(name), Some("log")) => stream::logs(st, &ns, &name, &q).await,
         (&Method::GET | &Method::POST, Some(name), Some("exec")) => {
             stream::exec(st, &ns, &name, parts, &q).await
@@ -446,6 +448,40 @@ async fn binding(
         201,
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
     ))
+}
+
+/// `POST serviceaccounts/{name}/token`: the TokenRequest API.
+async fn token(
+    st: &AppState,
+    ns: &str,
+    name: &str,
+    parts: &Parts,
+    body: Body,
+) -> Result<Resp, ApiError> {
+    let bt = negotiate::body_type(header(parts, header::CONTENT_TYPE))?;
+    let bytes = read_body(&parts.headers, body, st.api.cfg.max_body_bytes).await?;
+    let req = negotiate::decode_body(bt, &bytes, "TokenRequest", "v1")?;
+    let out = crate::auth::tokens::create(&st.api, &st.auth, ns, name, &req)?;
+    Ok(respond::json(201, &out))
+}
+
+/// `POST selfsubjectreviews` (`kubectl auth whoami`): who the caller is. The body carries nothing the
+/// answer depends on.
+fn whoami(parts: &Parts) -> Resp {
+    let user = parts
+        .extensions
+        .get::<crate::auth::UserInfo>()
+        .cloned()
+        .unwrap_or_default();
+    respond::json(
+        201,
+        &json!({
+            "kind": "SelfSubjectReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": null},
+            "status": {"userInfo": user.to_json()},
+        }),
+    )
 }
 
 /// `PUT namespaces/{name}/finalize`.

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use podnet_apimachinery::ApiError;
 
+use crate::auth::{Authenticator, UserInfo};
 use crate::registry::Api;
 use query::Query;
 use respond::Resp;
@@ -28,16 +29,15 @@ use route::{Route, route};
 /// Shared by every request.
 pub struct AppState {
     pub api: Arc<Api>,
-    pub token: String,
+    pub auth: Authenticator,
     pub openapi: meta::OpenApiCache,
 }
 
 impl AppState {
-    pub fn new(api: Arc<Api>) -> Arc<AppState> {
-        let token = api.cfg.pki.token.clone();
+    pub fn new(api: Arc<Api>, auth: Authenticator) -> Arc<AppState> {
         Arc::new(AppState {
             api,
-            token,
+            auth,
             openapi: meta::OpenApiCache::default(),
         })
     }
@@ -48,27 +48,26 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new().fallback(handle).with_state(state)
 }
 
-fn authorized(headers: &header::HeaderMap, token: &str) -> bool {
-    let Some(v) = headers
+fn authenticate(st: &AppState, headers: &header::HeaderMap) -> Option<UserInfo> {
+    let v = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some(t) = v
+        .and_then(|v| v.to_str().ok())?;
+    let t = v
         .strip_prefix("Bearer ")
-        .or_else(|| v.strip_prefix("bearer "))
-    else {
-        return false;
-    };
-    crate::util::secret_eq(t.trim().as_bytes(), token.as_bytes())
+        .or_else(|| v.strip_prefix("bearer "))?;
+    st.auth.authenticate(&st.api, t.trim())
 }
 
 async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Resp {
     let (mut parts, body) = req.into_parts();
     let route = route(parts.uri.path());
-    if !matches!(route, Route::Version | Route::Health) && !authorized(&parts.headers, &st.token) {
-        return respond::error(&ApiError::unauthorized());
+    if !matches!(route, Route::Version | Route::Health) {
+        match authenticate(&st, &parts.headers) {
+            Some(user) => {
+                parts.extensions.insert(user);
+            }
+            None => return respond::error(&ApiError::unauthorized()),
+        }
     }
     let q = Query::parse(parts.uri.query());
     let res = match route {
