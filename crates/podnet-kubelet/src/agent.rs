@@ -3,8 +3,17 @@
 
 use crate::cni::{Cni, NetworkList};
 use crate::config::AgentConfig;
+use crate::images::Images;
 use crate::node::{self, NodeFacts};
+use crate::pods::{Kubelet, Workers};
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::watcher;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Runs the agent until SIGTERM or SIGINT (blocking).
 pub fn run(cfg: AgentConfig) -> Result<(), String> {
@@ -21,6 +30,25 @@ pub fn run(cfg: AgentConfig) -> Result<(), String> {
             cfg.node
         );
         let facts = NodeFacts::probe(&cfg.node, &cfg.internal_ip, &cfg.state_dir);
+        let kubelet = Arc::new(kubelet(&cfg, client.clone())?);
+        let listener = tokio::net::TcpListener::bind((cfg.internal_ip.as_str(), node::KUBELET_PORT))
+            .await
+            .map_err(|e| format!("listen on {}:{}: {e}", cfg.internal_ip, node::KUBELET_PORT))?;
+        let read = |p: &std::path::Path| {
+            std::fs::read_to_string(p).map_err(|e| format!("read {}: {e}", p.display()))
+        };
+        let (cert, key) = (read(&cfg.serving_cert)?, read(&cfg.serving_key)?);
+        let token = read(&cfg.api_server_token_file)?.trim().to_string();
+        let server = tokio::spawn({
+            let k = kubelet.clone();
+            async move {
+                if let Err(e) = crate::server::serve(k, listener, &cert, &key, token).await {
+                    eprintln!("podnet node agent: kubelet port: {e}");
+                }
+            }
+        });
+        let workers = Workers::new(kubelet.clone());
+        let pods = tokio::spawn(watch_pods(client.clone(), cfg.node.clone(), kubelet.clone(), workers));
         let heartbeat = tokio::spawn(heartbeat(client.clone(), cfg.clone(), facts));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| format!("watch SIGTERM: {e}"))?;
@@ -29,9 +57,96 @@ pub fn run(cfg: AgentConfig) -> Result<(), String> {
             _ = tokio::signal::ctrl_c() => {}
         }
         heartbeat.abort();
+        pods.abort();
+        server.abort();
         eprintln!("podnet node agent {}: stopping (pods keep running)", cfg.node);
         Ok(())
     })
+}
+
+/// The pod runtime, image puller and CNI of the node, put together.
+fn kubelet(cfg: &AgentConfig, client: kube::Client) -> Result<Kubelet, String> {
+    let runtime = podnet_runtime::Runtime::new(cfg.runtime_config())
+        .map_err(|e| format!("open the pod runtime: {e}"))?;
+    let store = podnet_oci::Store::open(&cfg.image_store)
+        .map_err(|e| format!("open the image store {}: {e}", cfg.image_store.display()))?;
+    let dialer: podnet_oci::Dialer = match cfg.pull_netns.clone() {
+        // Registry connections are made from a short-lived thread inside that namespace (never by
+        // switching an async worker's namespace).
+        Some(path) => Arc::new(move |host: &str, port: u16| {
+            let ns = podnet_netns::NetNs::open(&path).map_err(std::io::Error::other)?;
+            let host = host.to_string();
+            ns.run(move || std::net::TcpStream::connect((host.as_str(), port)))
+                .map_err(std::io::Error::other)?
+        }),
+        None => podnet_oci::default_dialer(),
+    };
+    let hosts = podnet_oci::Hosts::new(cfg.registry_hosts_dir.clone(), Vec::new());
+    let puller = podnet_oci::Puller::new(store, dialer, hosts, podnet_oci::Keychain::empty());
+    Ok(Kubelet::new(
+        cfg.clone(),
+        client,
+        tokio::runtime::Handle::current(),
+        runtime,
+        Images::new(puller),
+    ))
+}
+
+/// Feeds the pods bound to this node to their workers; after the first full list, removes what runs
+/// for pods the API no longer has (adoption: everything else is kept and synced).
+async fn watch_pods(client: kube::Client, node: String, kubelet: Arc<Kubelet>, workers: Arc<Workers>) {
+    let api: Api<Pod> = Api::all(client);
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
+    let mut stream = watcher(api, config).boxed();
+    let mut initial: HashSet<String> = HashSet::new();
+    let mut cleaned = false;
+    let mut resync = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            ev = stream.next() => {
+                let Some(ev) = ev else { return };
+                match ev {
+                    Ok(watcher::Event::Init) => initial.clear(),
+                    Ok(watcher::Event::InitApply(p)) => {
+                        let uid = p.metadata.uid.clone().unwrap_or_default();
+                        initial.insert(uid.clone());
+                        workers.update(&uid, Some(p));
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        // Pods that disappeared while we were not watching.
+                        for uid in workers.known().difference(&initial) {
+                            workers.update(uid, None);
+                        }
+                        if !cleaned {
+                            cleaned = true;
+                            let k = kubelet.clone();
+                            let known = initial.clone();
+                            let _ = tokio::task::spawn_blocking(move || k.remove_orphans(&known)).await;
+                        }
+                    }
+                    Ok(watcher::Event::Apply(p)) => {
+                        let uid = p.metadata.uid.clone().unwrap_or_default();
+                        workers.update(&uid, Some(p));
+                    }
+                    Ok(watcher::Event::Delete(p)) => {
+                        let uid = p.metadata.uid.clone().unwrap_or_default();
+                        workers.update(&uid, None);
+                    }
+                    Err(e) => {
+                        eprintln!("podnet node agent {node}: watch pods: {e}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+            _ = resync.tick() => {
+                if cleaned {
+                    let k = kubelet.clone();
+                    let known = workers.known();
+                    let _ = tokio::task::spawn_blocking(move || k.remove_orphans(&known)).await;
+                }
+            }
+        }
+    }
 }
 
 async fn connect(cfg: &AgentConfig) -> Result<kube::Client, String> {

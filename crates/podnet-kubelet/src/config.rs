@@ -35,8 +35,10 @@ pub struct AgentConfig {
     /// machine's network; their pulls dial from the machine's namespace). `None`: the agent's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_netns: Option<PathBuf>,
-    /// The cgroup under which pods go (`/podnet/<lab>/<node>`).
+    /// The cgroup under which pods go (`/podnet/<lab>-<node>`).
     pub cgroup_parent: String,
+    /// The runtime's volatile state: records, runc's root, pods' network namespace files.
+    pub runtime_dir: PathBuf,
     /// The address in-cluster clients reach the API server at (KUBERNETES_SERVICE_HOST/PORT until the
     /// `kubernetes` Service is programmed).
     pub api_host: String,
@@ -83,7 +85,21 @@ impl AgentConfig {
         self.state_dir.join("cni-cache")
     }
 
-    pub fn runtime_dir(&self) -> PathBuf {
-        self.state_dir.join("runtime")
+    /// The pod runtime's layout for this node.
+    pub fn runtime_config(&self) -> podnet_runtime::RuntimeConfig {
+        podnet_runtime::RuntimeConfig {
+            state_dir: self.runtime_dir.join("runtime"),
+            netns_dir: self.runtime_dir.join("netns"),
+            runc_root: self.runtime_dir.join("runc"),
+            cgroup_parent: self.cgroup_parent.clone(),
+            runc: PathBuf::from("runc"),
+            pause: podnet_runtime::sibling_binary("podnet-pause"),
+            shim: podnet_runtime::sibling_binary("podnet-shim"),
+        }
+    }
+
+    /// Where containers' root filesystems are mounted.
+    pub fn rootfs_dir(&self) -> PathBuf {
+        self.state_dir.join("rootfs")
     }
 }

@@ -280,7 +280,7 @@ impl Kubelet {
                         RtState::Created => ObservedState::Created,
                         RtState::Running => ObservedState::Running,
                         RtState::Exited | RtState::Unknown => ObservedState::Exited {
-                            code: c.exit.as_ref().map_or(255, |e| e.code),
+                            code: c.exit.as_ref().map_or(255, |e| e.exit_code),
                         },
                     },
                 })
@@ -739,10 +739,9 @@ impl Kubelet {
                 "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": r.name, "uid": r.uid}
             }
         });
-        let body = serde_json::to_vec(&req).expect("serializes");
         let resp: Value = self
             .handle
-            .block_on(api.create_subresource("token", &sa, &PostParams::default(), body))
+            .block_on(api.create_subresource("token", &sa, &PostParams::default(), &req))
             .map_err(|e| format!("TokenRequest for service account {}/{sa}: {e}", r.namespace))?;
         let token = resp["status"]["token"]
             .as_str()
@@ -1234,7 +1233,7 @@ impl Kubelet {
         }
         let pod_ips = self.mem().pod_ips.get(&uid).cloned().unwrap_or_default();
         let inits_running = spec_containers(pod).iter().any(|(c, init)| {
-            *init && !containers.iter().any(|x| x.name() == c.name && x.exit.as_ref().is_some_and(|e| e.code == 0))
+            *init && !containers.iter().any(|x| x.name() == c.name && x.exit.as_ref().is_some_and(|e| e.exit_code == 0))
         });
         let mut init = Vec::new();
         let mut regular = Vec::new();
@@ -1245,9 +1244,9 @@ impl Kubelet {
             let terminated_of = |x: &RtContainer| -> Option<Terminated> {
                 let exit = x.exit.as_ref()?;
                 Some(Terminated {
-                    exit_code: exit.code,
-                    signal: None,
-                    reason: if exit.code == 0 { "Completed".into() } else { "Error".into() },
+                    exit_code: exit.exit_code,
+                    signal: exit.signal,
+                    reason: if exit.exit_code == 0 { "Completed".into() } else { "Error".into() },
                     message: self.termination_message(pod, &c, x),
                     started_at: x.started_ns.map(ts),
                     finished_at: ts(exit.finished_ns),
@@ -1338,7 +1337,7 @@ impl Kubelet {
             b.truncate(4096);
             String::from_utf8_lossy(&b).into_owned()
         });
-        let failed = x.exit.as_ref().is_some_and(|e| e.code != 0);
+        let failed = x.exit.as_ref().is_some_and(|e| e.exit_code != 0);
         if text.as_deref().is_none_or(str::is_empty)
             && failed
             && c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError")

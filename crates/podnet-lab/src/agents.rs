@@ -32,6 +32,7 @@ pub fn config(paths: &LabPaths, state: &LabState, node: &str) -> Result<AgentCon
         .find(|n| n.name == node)
         .ok_or_else(|| Error::Invalid(format!("no node {node} in lab {}", paths.name)))?;
     let dir = paths.node_dir(node);
+    let runtime = podnet_runtime::RuntimeConfig::for_node(&paths.name, node);
     let service = state.plan.spec.service_cidr;
     let dns = service
         .hosts()
@@ -54,7 +55,12 @@ pub fn config(paths: &LabPaths, state: &LabState, node: &str) -> Result<AgentCon
         image_store: PathBuf::from(crate::paths::DATA_ROOT).join("images"),
         registry_hosts_dir: Some(paths.data_dir().join("hosts.d")),
         pull_netns: Some(PathBuf::from("/proc/1/ns/net")),
-        cgroup_parent: format!("/podnet/{}/{node}", paths.name),
+        cgroup_parent: runtime.cgroup_parent.clone(),
+        runtime_dir: runtime
+            .state_dir
+            .parent()
+            .expect("the runtime's state has a parent")
+            .to_path_buf(),
         api_host: state.plan.router_ip.to_string(),
         api_port: crate::controlplane::ROUTER_API_PORT,
     })

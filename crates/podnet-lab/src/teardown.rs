@@ -110,6 +110,7 @@ pub fn teardown(paths: &LabPaths) -> Report {
     stop_daemons(paths, &mut report);
     // The daemon stops its agents; agents left by a daemon that was killed are stopped here.
     report.errors.extend(crate::agents::stop_all(paths));
+    remove_pods(paths, &mut report);
 
     let netns: Vec<String> = fs::read_dir(NETNS_RUN_DIR)
         .map(|d| {
@@ -154,6 +155,47 @@ pub fn teardown(paths: &LabPaths) -> Report {
         }
     }
     report
+}
+
+/// Removes every pod the lab's nodes run: containers, supervisors, pause processes, network namespace
+/// files, cgroups (the runtime's `remove_all`, which finds them from its records and by name), then the
+/// containers' root filesystems in the shared image store. Found from the directories, so this also
+/// works after a crash.
+fn remove_pods(paths: &LabPaths, report: &mut Report) {
+    let mut nodes: Vec<String> = Vec::new();
+    for dir in [paths.run_dir().join("nodes"), paths.data_dir().join("nodes")] {
+        for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !nodes.contains(&name) {
+                nodes.push(name);
+            }
+        }
+    }
+    for node in &nodes {
+        let cfg = podnet_runtime::RuntimeConfig::for_node(&paths.name, node);
+        if !cfg.state_dir.exists() && !cfg.netns_dir.exists() {
+            continue;
+        }
+        match podnet_runtime::Runtime::new(cfg).and_then(|rt| rt.remove_all()) {
+            Ok(()) => report.removed.push(format!("pods of node {node}")),
+            Err(e) => report.errors.push(format!("remove the pods of node {node}: {e}")),
+        }
+    }
+    let store_root = Path::new(crate::paths::DATA_ROOT).join("images");
+    if store_root.exists()
+        && let Ok(store) = podnet_oci::Store::open(&store_root)
+    {
+        let mine = paths.data_dir();
+        for r in store.rootfs_records().unwrap_or_default() {
+            if r.mountpoint.starts_with(&mine)
+                && let Err(e) = store.remove_rootfs(&r.key)
+            {
+                report
+                    .errors
+                    .push(format!("remove the root filesystem {}: {e}", r.mountpoint.display()));
+            }
+        }
+    }
 }
 
 /// Whether anything of the lab is on the machine (namespaces, daemons, directories).
