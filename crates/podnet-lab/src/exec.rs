@@ -39,6 +39,9 @@ fn prepare(paths: &LabPaths, node: &str, argv: &[String]) -> Result<Command> {
     let uts = File::open(paths.uts_file(node))
         .map_err(io(format!("open {}", paths.uts_file(node).display())))?;
     let cni_conf = paths.cni_conf_dir(node);
+    // `ip netns` inside the node lists its pods' network namespaces.
+    let pod_netns = podnet_runtime::RuntimeConfig::for_node(&paths.name, node).netns_dir;
+    let pod_netns_mount = pod_netns.is_dir() && Path::new("/run/netns").is_dir();
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]).env("PODNET_NODE", node);
     // SAFETY: runs in this process right before execve (Command::exec does not fork); only syscalls.
@@ -64,6 +67,17 @@ fn prepare(paths: &LabPaths, node: &str, argv: &[String]) -> Result<Command> {
                     "/sys",
                     Some("sysfs"),
                     MsFlags::empty(),
+                    None::<&str>,
+                )
+                .map_err(sys)?;
+            }
+            let run_netns = Path::new("/run/netns");
+            if pod_netns_mount {
+                mount(
+                    Some(&pod_netns),
+                    run_netns,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
                     None::<&str>,
                 )
                 .map_err(sys)?;

@@ -1,4 +1,5 @@
-//! `podnet node list` and `podnet node exec NODE -- CMD`.
+//! `podnet node list`, `podnet node exec NODE -- CMD`, and what runs on a node: `podnet node ps NODE`
+//! (seed 004's `docker ps`) and `podnet node inspect NODE ID` (its `docker inspect`).
 
 use super::nodes_table;
 use anyhow::{Result, bail};
@@ -18,6 +19,113 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         command: Vec<String>,
     },
+    /// List a node's pod sandboxes and containers: ID, pod, image, state, PID.
+    Ps {
+        node: String,
+        /// Output format: table (default) or json.
+        #[arg(short = 'o', long, default_value = "table")]
+        output: String,
+    },
+    /// Show a container or sandbox of a node: its PID, the sandbox whose network it shares, its mounts.
+    Inspect { node: String, id: String },
+}
+
+fn runtime(lab: &str, node: &str) -> Result<podnet_runtime::Runtime> {
+    let Some(state) = podnet_lab::status(lab)? else {
+        bail!(podnet_lab::Error::NotRunning(lab.to_string()))
+    };
+    if !state.plan.nodes.iter().any(|n| n.name == node) {
+        bail!("no node {node} in lab {lab}");
+    }
+    Ok(podnet_runtime::Runtime::new(
+        podnet_runtime::RuntimeConfig::for_node(lab, node),
+    )?)
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(13)]
+}
+
+fn ps(lab: &str, node: &str, output: &str) -> Result<()> {
+    let rt = runtime(lab, node)?;
+    let sandboxes = rt.list_sandboxes()?;
+    let containers = rt.list_containers()?;
+    if output == "json" {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"sandboxes": sandboxes, "containers": containers}))?
+        );
+        return Ok(());
+    }
+    if output != "table" {
+        bail!("-o {output}: use table or json");
+    }
+    println!(
+        "{:<14} {:<34} {:<28} {:<10} {:<8} {}",
+        "ID", "POD", "IMAGE / COMMAND", "STATE", "PID", "NAME"
+    );
+    for s in &sandboxes {
+        println!(
+            "{:<14} {:<34} {:<28} {:<10} {:<8} {}",
+            short(&s.record.id),
+            format!("{}/{}", s.record.pod.namespace, s.record.pod.name),
+            "(pause sandbox) /pause",
+            format!("{:?}", s.state),
+            s.record.pause_pid,
+            format!("k8s_POD_{}_{}", s.record.pod.name, s.record.pod.namespace)
+        );
+    }
+    for c in &containers {
+        println!(
+            "{:<14} {:<34} {:<28} {:<10} {:<8} {}",
+            short(c.id()),
+            format!("{}/{}", c.record.pod.namespace, c.record.pod.name),
+            c.record.spec.image,
+            format!("{:?}", c.state),
+            c.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            format!("k8s_{}_{}_{}_{}", c.name(), c.record.pod.name, c.record.pod.namespace, c.record.spec.attempt)
+        );
+    }
+    Ok(())
+}
+
+fn inspect(lab: &str, node: &str, id: &str) -> Result<()> {
+    let rt = runtime(lab, node)?;
+    let sandboxes = rt.list_sandboxes()?;
+    let containers = rt.list_containers()?;
+    if let Some(c) = containers.iter().find(|c| c.id().starts_with(id)) {
+        let sb = sandboxes.iter().find(|s| s.record.id == c.record.sandbox_id);
+        let out = json!({
+            "Id": c.id(),
+            "Name": c.name(),
+            "Pod": format!("{}/{}", c.record.pod.namespace, c.record.pod.name),
+            "Image": c.record.spec.image,
+            "State": {"Status": format!("{:?}", c.state), "Pid": c.pid, "ExitCode": c.exit.map(|e| e.exit_code)},
+            "HostConfig": {
+                // As docker shows a pod's container: it joins the sandbox's network.
+                "NetworkMode": format!("container:{}", c.record.sandbox_id),
+                "IpcMode": format!("container:{}", c.record.sandbox_id),
+                "PidMode": sb.filter(|s| s.record.share_pid).map(|s| format!("container:{}", s.record.id)).unwrap_or_default(),
+            },
+            "Sandbox": sb.map(|s| json!({"Id": s.record.id, "Pid": s.record.pause_pid, "NetNs": s.record.netns})),
+            "Mounts": c.record.spec.mounts,
+            "LogPath": c.record.spec.log_path,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    if let Some(s) = sandboxes.iter().find(|s| s.record.id.starts_with(id)) {
+        let out = json!({
+            "Id": s.record.id,
+            "Pod": format!("{}/{}", s.record.pod.namespace, s.record.pod.name),
+            "State": {"Status": format!("{:?}", s.state), "Pid": s.record.pause_pid},
+            "HostConfig": {"NetworkMode": if s.record.host_network { "host".to_string() } else { format!("netns:{}", s.record.netns.as_ref().map(|p| p.display().to_string()).unwrap_or_default()) }},
+            "Containers": s.containers,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    bail!("no container or sandbox {id} on node {node}")
 }
 
 pub fn run(lab: &str, cmd: Command) -> Result<()> {
@@ -49,6 +157,8 @@ pub fn run(lab: &str, cmd: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Ps { node, output } => ps(lab, &node, &output),
+        Command::Inspect { node, id } => inspect(lab, &node, &id),
         Command::Exec { node, command } => {
             super::require_root("podnet node exec")?;
             let paths = podnet_lab::LabPaths::new(lab);
