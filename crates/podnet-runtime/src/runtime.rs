@@ -354,7 +354,9 @@ impl Runtime {
         let sdir = self.cfg.sandbox_dir(sandbox_id);
         let ns = |kind: &str| PathBuf::from(format!("/proc/{}/ns/{kind}", sb.pause_pid));
         let ctx = SandboxContext {
-            net: sb.netns.clone(),
+            // A host-network pod joins the namespace its pause process was started in (the node's),
+            // by path, so it never depends on which namespace the caller's thread is in.
+            net: Some(sb.netns.clone().unwrap_or_else(|| ns("net"))),
             ipc: ns("ipc"),
             uts: ns("uts"),
             pid: sb.share_pid.then(|| ns("pid")),

@@ -590,3 +590,37 @@ fn resources_become_cgroup_limits() {
     node.rt.remove_container(&c).unwrap();
     assert!(cgroups::dirs(&cg).is_empty());
 }
+
+#[test]
+fn host_network_pods_use_the_nodes_namespace() {
+    let node = Node::new("rt-host");
+    // The "node": a test namespace; the agent's call runs on a thread inside it, as an agent that
+    // lives in its node's namespace does.
+    let ns = podnet_testkit::TestNs::new("rt-hostnet");
+    let spec = SandboxSpec {
+        pod: PodRef {
+            namespace: "kube-system".into(),
+            name: "hostnet".into(),
+            uid: "uid-hostnet".into(),
+        },
+        attempt: 0,
+        hostname: "ignored".into(),
+        host_network: true,
+        share_pid: false,
+        labels: Default::default(),
+    };
+    let sb = ns.ns().run(|| node.rt.run_sandbox(&spec)).unwrap().unwrap();
+    assert!(sb.netns.is_none(), "no namespace file of its own");
+    let c = node.run(&sb, &node.spec("probe", &["sleep", "3600"]));
+    let (code, out, _) = node.exec(&c, &["readlink", "/proc/self/ns/net"]);
+    assert_eq!(code, 0);
+    let node_ino = fs::metadata(ns.path())
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .unwrap();
+    assert_eq!(
+        out.trim(),
+        format!("net:[{node_ino}]"),
+        "the container is in the node's namespace"
+    );
+    node.rt.remove_sandbox(&sb.id).unwrap();
+}
