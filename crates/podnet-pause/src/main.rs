@@ -68,9 +68,10 @@ unsafe fn syscall4(nr: usize, a: usize, b: usize, c: usize, d: usize) -> isize {
 }
 
 fn exit(code: usize) -> ! {
-    // SAFETY: exit_group takes one integer and does not return.
-    unsafe { syscall4(SYS_EXIT_GROUP, code, 0, 0, 0) };
-    loop {}
+    loop {
+        // SAFETY: exit_group takes one integer and does not return.
+        unsafe { syscall4(SYS_EXIT_GROUP, code, 0, 0, 0) };
+    }
 }
 
 const fn bit(sig: usize) -> u64 {

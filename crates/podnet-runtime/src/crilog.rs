@@ -450,7 +450,7 @@ fn follow(
         while let Some(i) = pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = pending.drain(..=i).collect();
             if let Some(e) = parse_line(&line)
-                && !out.opts.since_ns.is_some_and(|s| e.time_ns < s)
+                && out.opts.since_ns.is_none_or(|s| e.time_ns >= s)
                 && !out.entry(&e)?
             {
                 return Ok(());
@@ -533,7 +533,7 @@ mod tests {
         s.finish(&mut emit);
         assert_eq!(got[0], (true, b"one".to_vec()));
         assert_eq!(got[1], (true, b"two".to_vec()));
-        assert_eq!(got[2].0, false);
+        assert!(!got[2].0);
         assert_eq!(got[2].1.len(), MAX_LINE);
         assert_eq!(got[3], (true, vec![b'x'; 10]));
         assert_eq!(got[4], (true, b"last".to_vec()));

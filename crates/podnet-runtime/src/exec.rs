@@ -1,22 +1,18 @@
 //! A process run inside a running container with `runc exec`, with pipes or a pseudo-terminal.
 //!
-//! With a terminal, runc makes the pty inside the container and hands the master back over a unix
-//! socket (`--console-socket`) as an SCM_RIGHTS message; the caller then reads and writes the master
-//! and resizes it with TIOCSWINSZ. runc itself stays in the foreground and exits with the process's
-//! status, which [`ExecProcess::wait`] returns.
+//! With a terminal, runc stays in the foreground (so it reports the process's exit status) and, as
+//! runc does in that mode, makes the container-side pty itself and relays between it and its own
+//! stdio. Its stdio is the slave of a pty made here, whose master the caller reads and writes; runc
+//! is session leader with that slave as controlling terminal, so a resize (TIOCSWINSZ on the master)
+//! reaches it as SIGWINCH and runc passes the new size on. (runc's `--console-socket`, which hands
+//! the container pty's master over SCM_RIGHTS, is refused by runc unless it detaches, and a
+//! detached exec's exit status would go to whichever process reaps it, not to us.)
 
 use crate::error::{Error, Result};
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use std::fs::File;
-use std::io::IoSliceMut;
-use std::os::fd::{AsRawFd, FromRawFd};
-use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// How long runc may take to hand over the terminal.
-const CONSOLE_BOUND: Duration = Duration::from_secs(10);
 
 /// A running exec. Streams are `Some` as requested: `stdin` when asked for, `stdout`/`stderr`
 /// without a terminal, `pty` (the terminal's master, both directions) with one.
@@ -84,7 +80,7 @@ fn set_size(pty: &File, cols: u16, rows: u16) -> std::io::Result<()> {
 }
 
 /// Starts `runc exec`; `cmd` already has `--root` and the exec options up to (not including) the
-/// container id and arguments. `sock_dir` holds the short-lived console socket.
+/// container id and arguments.
 pub(crate) fn spawn(
     mut cmd: Command,
     id: &str,
@@ -92,7 +88,6 @@ pub(crate) fn spawn(
     tty: bool,
     stdin: bool,
     size: Option<(u16, u16)>,
-    sock_dir: &Path,
     what: String,
 ) -> Result<ExecProcess> {
     if args.is_empty() {
@@ -115,45 +110,37 @@ pub(crate) fn spawn(
             what,
         });
     }
-    std::fs::create_dir_all(sock_dir)
-        .map_err(|e| Error::io(format!("{what}: create {}", sock_dir.display()), e))?;
-    let sock = SocketFile(sock_dir.join(format!(
-        "{}.sock",
-        crate::records::new_id()?.get(..16).unwrap_or("x")
-    )));
-    let listener = UnixListener::bind(&sock.0)
-        .map_err(|e| Error::io(format!("{what}: listen on {}", sock.0.display()), e))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| Error::io(format!("{what}: console socket"), e))?;
-    cmd.arg("--tty")
-        .arg("--console-socket")
-        .arg(&sock.0)
-        .arg(id)
-        .args(args);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| Error::io(format!("{what}: run runc exec"), e))?;
-    let master = match receive_master(&listener, &mut child) {
-        Ok(m) => m,
-        Err(e) => {
-            let _ = child.kill();
-            let out = child.wait_with_output().ok();
-            let msg = out
-                .map(|o| crate::runc::message(&o.stderr))
-                .unwrap_or_default();
-            return Err(Error::Runc {
-                what: format!("{what}: runc exec --tty"),
-                message: format!("{e}; runc: {msg}"),
-            });
-        }
+    let (cols, rows) = size.unwrap_or((80, 24));
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
     };
-    if let Some((c, r)) = size {
-        set_size(&master, c, r).map_err(|e| Error::io(format!("{what}: set terminal size"), e))?;
+    let pty = nix::pty::openpty(Some(&ws), None)
+        .map_err(|e| Error::sys(format!("{what}: openpty"), e))?;
+    let master = File::from(pty.master);
+    let slave = File::from(pty.slave);
+    let dup = |f: &File| {
+        f.try_clone()
+            .map_err(|e| Error::io(format!("{what}: dup pty"), e))
+    };
+    cmd.arg("--tty").arg(id).args(args);
+    cmd.stdin(Stdio::from(dup(&slave)?))
+        .stdout(Stdio::from(dup(&slave)?))
+        .stderr(Stdio::from(slave));
+    // SAFETY: setsid and ioctl are async-signal-safe; fd 0 is the pty slave by now.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
+    let child = cmd
+        .spawn()
+        .map_err(|e| Error::io(format!("{what}: run runc exec --tty"), e))?;
     Ok(ExecProcess {
         stdin: None,
         stdout: None,
@@ -162,57 +149,4 @@ pub(crate) fn spawn(
         child,
         what,
     })
-}
-
-struct SocketFile(PathBuf);
-
-impl Drop for SocketFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-fn receive_master(listener: &UnixListener, child: &mut Child) -> std::result::Result<File, String> {
-    let end = Instant::now() + CONSOLE_BOUND;
-    let stream = loop {
-        match listener.accept() {
-            Ok((s, _)) => break s,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if let Ok(Some(status)) = child.try_wait() {
-                    return Err(format!(
-                        "runc exited ({status}) before sending the terminal"
-                    ));
-                }
-                if Instant::now() > end {
-                    return Err("no terminal from runc within 10 s".into());
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            Err(e) => return Err(format!("accept on console socket: {e}")),
-        }
-    };
-    stream.set_nonblocking(false).map_err(|e| e.to_string())?;
-    let mut buf = [0u8; 4096];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 4]);
-    let msg = recvmsg::<()>(
-        stream.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(|e| format!("receive terminal: {e}"))?;
-    for c in msg.cmsgs().map_err(|e| format!("receive terminal: {e}"))? {
-        if let ControlMessageOwned::ScmRights(fds) = c
-            && let Some(&fd) = fds.first()
-        {
-            for &extra in &fds[1..] {
-                // SAFETY: received descriptors are ours to close.
-                unsafe { libc::close(extra) };
-            }
-            // SAFETY: a freshly received descriptor that nothing else owns.
-            return Ok(unsafe { File::from_raw_fd(fd) });
-        }
-    }
-    Err("runc sent no file descriptor".into())
 }

@@ -354,7 +354,9 @@ impl Runtime {
         let sdir = self.cfg.sandbox_dir(sandbox_id);
         let ns = |kind: &str| PathBuf::from(format!("/proc/{}/ns/{kind}", sb.pause_pid));
         let ctx = SandboxContext {
-            net: sb.netns.clone(),
+            // A host-network pod joins the namespace its pause process was started in (the node's),
+            // by path, so it never depends on which namespace the caller's thread is in.
+            net: Some(sb.netns.clone().unwrap_or_else(|| ns("net"))),
             ipc: ns("ipc"),
             uts: ns("uts"),
             pid: sb.share_pid.then(|| ns("pid")),
@@ -454,10 +456,15 @@ impl Runtime {
     pub fn start_container(&self, id: &str) -> Result<()> {
         let rec = self.container_record(id)?;
         let what = format!("start container {} of pod {}", rec.spec.name, rec.pod);
-        self.runc().start(id).map_err(|e| e.context(&what))?;
+        // Recorded just before: a process that exits at once must not look as if it ended before
+        // it started.
+        let started = self.cfg.container_dir(id).join("started");
         let now = records::now_ns().to_string();
-        records::write_atomic(&self.cfg.container_dir(id).join("started"), now.as_bytes())
-            .map_err(|e| e.context(&what))
+        records::write_atomic(&started, now.as_bytes()).map_err(|e| e.context(&what))?;
+        self.runc().start(id).map_err(|e| {
+            let _ = fs::remove_file(&started);
+            e.context(&what)
+        })
     }
 
     /// SIGTERM to the main process, SIGKILL to every process of the container after `grace`.
@@ -560,6 +567,9 @@ impl Runtime {
                 (ContainerState::Running, Some(r.pid))
             }
             (false, Some(r)) if r.status == "created" => (ContainerState::Created, Some(r.pid)),
+            // The process is gone but its supervisor is still copying the last output: the exit
+            // record follows in a moment, and until then the container counts as running.
+            (false, Some(_)) if shim_pid.is_some() => (ContainerState::Running, None),
             // runc says stopped, and no exit was recorded: the supervisor died first.
             (false, Some(_)) => (ContainerState::Exited, None),
             (false, None) => (ContainerState::Unknown, None),
@@ -616,16 +626,7 @@ impl Runtime {
                 cmd.arg("--additional-gids").arg(g.to_string());
             }
         }
-        exec::spawn(
-            cmd,
-            id,
-            &spec.args,
-            spec.tty,
-            spec.stdin,
-            spec.size,
-            &self.cfg.state_dir.join("sock"),
-            what,
-        )
+        exec::spawn(cmd, id, &spec.args, spec.tty, spec.stdin, spec.size, what)
     }
 
     /// Writes the container's log to `w` as `kubectl logs` shows it; with `follow`, until the
@@ -680,6 +681,14 @@ impl Runtime {
                     false,
                 ));
             }
+        }
+        // The directory is a shared bind mount of itself (as iproute2 makes /run/netns); it goes
+        // once it is empty.
+        if records::list_dir(&self.cfg.netns_dir)
+            .unwrap_or_default()
+            .is_empty()
+        {
+            errs.push(sandbox::unmount_remove(&self.cfg.netns_dir, true));
         }
         errs.push(cgroups::remove(&self.cfg.cgroup_parent));
         errs.into_result(format!(
