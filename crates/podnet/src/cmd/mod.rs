@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 mod apiserver;
 mod daemon;
 mod down;
+mod image;
 mod kubeconfig;
 mod mode;
 mod node;
@@ -44,6 +45,8 @@ pub enum Command {
     Apiserver(apiserver::Args),
     /// Print the kubeconfig of the lab's API server.
     Kubeconfig(kubeconfig::Args),
+    /// OCI images: pull, list, inspect, load, rm, prune (one store shared by every lab).
+    Image(image::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -68,6 +71,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::LabDaemon(a) => daemon::run(a),
         Command::Apiserver(a) => apiserver::run(a),
         Command::Kubeconfig(a) => kubeconfig::run(&cli.lab, a),
+        Command::Image(a) => image::run(&cli.lab, a),
     }
 }
 
