@@ -14,6 +14,30 @@
 //! rename for the blob, rename for the snapshot) only once the compressed digest and the uncompressed
 //! diffID match → image record. A container's root filesystem is an overlay of the snapshots plus its own
 //! upper directory ([`Store::prepare_rootfs`]).
+//!
+//! # What a node agent calls
+//! ```text
+//! let store = Store::open(podnet_oci::store::DEFAULT_ROOT)?;
+//! // Connections from the machine's network namespace, made on a short-lived thread (NetNs::run):
+//! let machine = Arc::new(podnet_netns::NetNs::open("/proc/1/ns/net")?);
+//! let dialer: Dialer = Arc::new(move |host: &str, port: u16| {
+//!     let host = host.to_string();
+//!     machine.run(move || std::net::TcpStream::connect((host.as_str(), port)))
+//!         .map_err(std::io::Error::other)?
+//! });
+//! let hosts = Hosts::new(Some("/var/lib/podnet/pn/hosts.d".into()), vec![]);
+//! let puller = Puller::new(store.clone(), dialer, hosts, Keychain::empty());
+//! // Per pod: credentials from imagePullSecrets (each secret's .dockerconfigjson).
+//! let mut secrets = Keychain::empty();
+//! secrets.merge(&Keychain::from_json("secret default/regcred", &dockerconfigjson)?);
+//! let image = puller.pull(&Reference::parse("nginx")?,
+//!     &PullOptions { credentials: Some(secrets), progress: None }).await?;
+//! // image.substitute_for: Some("docker.io/library/nginx:latest") for a podnet substitute.
+//! let rootfs = store.prepare_rootfs(&image.reference, "<pod uid>/<container>/<attempt>",
+//!     "pod default/web-1 container nginx", &bundle.join("rootfs"))?;
+//! // ... runc runs the container on rootfs.mountpoint ...
+//! store.remove_rootfs("<pod uid>/<container>/<attempt>")?;
+//! ```
 
 pub mod auth;
 pub mod digest;

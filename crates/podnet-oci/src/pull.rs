@@ -472,33 +472,43 @@ impl LayerJob {
             });
             return Ok(());
         }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let ep = &self.endpoints[((attempt - 1) as usize) % self.endpoints.len()];
-            match self.attempt(ep, need_snapshot).await {
-                Ok(()) => {
-                    report(Progress::LayerDone {
-                        digest,
-                        cached: false,
-                    });
-                    return Ok(());
-                }
-                Err(e) => {
-                    let transient =
-                        matches!(&e, PullError::Registry { source, .. } if source.is_transient());
-                    if !transient || attempt >= LAYER_ATTEMPTS {
-                        return Err(e);
+        // Each endpoint in order (the one that served the manifest first); transient failures are
+        // retried on the same endpoint with back-off, a missing blob moves on to the next one.
+        let mut first_error = None;
+        for ep in &self.endpoints {
+            let mut attempt = 0;
+            let err = loop {
+                attempt += 1;
+                match self.attempt(ep, need_snapshot).await {
+                    Ok(()) => {
+                        report(Progress::LayerDone {
+                            digest: digest.clone(),
+                            cached: false,
+                        });
+                        return Ok(());
                     }
-                    report(Progress::Retry {
-                        digest: digest.clone(),
-                        attempt,
-                        error: e.to_string(),
-                    });
-                    tokio::time::sleep(BACKOFF * 2u32.pow(attempt - 1)).await;
+                    Err(e) => {
+                        let transient = matches!(&e, PullError::Registry { source, .. } if source.is_transient());
+                        if !transient || attempt >= LAYER_ATTEMPTS {
+                            break e;
+                        }
+                        report(Progress::Retry {
+                            digest: digest.clone(),
+                            attempt,
+                            error: e.to_string(),
+                        });
+                        tokio::time::sleep(BACKOFF * 2u32.pow(attempt - 1)).await;
+                    }
                 }
+            };
+            let next = matches!(&err, PullError::Registry { source, .. }
+                if source.is_transient() || matches!(source, RegistryError::Status { status: 404, .. }));
+            first_error.get_or_insert(err);
+            if !next {
+                break;
             }
         }
+        Err(first_error.expect("there is at least one endpoint"))
     }
 
     async fn attempt(&self, ep: &Endpoint, need_snapshot: bool) -> Result<(), PullError> {

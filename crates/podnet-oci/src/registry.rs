@@ -150,7 +150,11 @@ impl Registry {
                     tracing::debug!(endpoint = %ep, "manifest not found, next endpoint");
                     not_found.push(ep.to_string());
                 }
-                Err(e) if e.is_transient() => {
+                // A mirror that fails or refuses us is skipped; the upstream's refusal is final.
+                Err(e)
+                    if e.is_transient()
+                        || (ep.mirror && matches!(e, RegistryError::Unauthorized { .. })) =>
+                {
                     tracing::debug!(endpoint = %ep, error = %e, "endpoint failed, next");
                     last = Some(e);
                 }

@@ -129,6 +129,38 @@ pub enum Entry {
     Whiteout(&'static str),
     /// `.wh..wh..opq` in the directory.
     Opaque(&'static str),
+    /// Files, directories and symlinks of a host directory (same path, sorted) until `u64` bytes of
+    /// file content: realistic layers for benchmarks.
+    Tree(&'static str, u64),
+}
+
+fn append_tree(b: &mut tar::Builder<Vec<u8>>, dir: &Path, budget: &mut u64) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for p in entries {
+        if *budget == 0 {
+            return;
+        }
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        let name = p.strip_prefix("/").unwrap();
+        if m.is_dir() {
+            b.append_dir(name, &p).unwrap();
+            append_tree(b, &p, budget);
+        } else if m.is_file() || m.file_type().is_symlink() {
+            if m.is_file() && m.len() > *budget {
+                continue;
+            }
+            if m.is_file() {
+                *budget -= m.len();
+            }
+            let _ = b.append_path_with_name(&p, name);
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -191,6 +223,11 @@ impl Layer {
                     let mut h = hdr(tar::EntryType::Regular, 0o644, 0);
                     b.append_data(&mut h, full, &[][..]).unwrap();
                 }
+                Entry::Tree(dir, cap) => {
+                    b.follow_symlinks(false);
+                    let mut budget = *cap;
+                    append_tree(&mut b, Path::new(dir), &mut budget);
+                }
                 Entry::Opaque(d) => {
                     let mut h = hdr(tar::EntryType::Regular, 0o644, 0);
                     b.append_data(&mut h, format!("{d}/.wh..wh..opq"), &[][..])
@@ -208,7 +245,8 @@ impl Layer {
         match self.compression {
             Compression::None => (tar, diff, "application/vnd.oci.image.layer.v1.tar"),
             Compression::Gzip => {
-                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                let mut e =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
                 e.write_all(&tar).unwrap();
                 (
                     e.finish().unwrap(),

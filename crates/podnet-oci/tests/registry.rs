@@ -34,6 +34,15 @@ fn fixture() -> Fixture {
     Fixture { tmp, store }
 }
 
+/// Unmount every root filesystem a test made, also when it failed half-way.
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        for r in self.store.rootfs_records().unwrap_or_default() {
+            let _ = self.store.remove_rootfs(&r.key);
+        }
+    }
+}
+
 impl Fixture {
     fn puller(&self) -> Puller {
         Puller::new(
@@ -616,4 +625,85 @@ fn substitutes_are_marked_by_annotation_or_label() {
         Some("docker.io/library/httpd:latest")
     );
     assert_eq!(c.substitute_for, None);
+}
+
+/// A front for the registry that demands a bearer token, as Docker Hub does: 401 with a `Bearer`
+/// challenge, a token endpoint (anonymous), then requests with the token are passed through.
+fn bearer_front(rt: &tokio::runtime::Runtime, upstream: u16) -> (u16, Arc<Mutex<Vec<String>>>) {
+    use http_body_util::{BodyExt, Full, combinators::BoxBody};
+    use hyper::body::Bytes;
+    type Body = BoxBody<Bytes, hyper::Error>;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen2 = seen.clone();
+    rt.spawn(async move {
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http::<http_body_util::Empty<Bytes>>();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let (client, seen) = (client.clone(), seen2.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let (client, seen) = (client.clone(), seen.clone());
+                    async move {
+                        let full = |status: u16, body: String| -> Body {
+                            let _ = status;
+                            Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed()
+                        };
+                        let pq = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+                        seen.lock().unwrap().push(pq.clone());
+                        if pq.starts_with("/token") {
+                            assert!(pq.contains("scope=repository%3Apnt%2Fbearer%3Apull"), "{pq}");
+                            assert!(pq.contains("service=pnt-registry"), "{pq}");
+                            return Ok::<_, hyper::Error>(hyper::Response::new(full(200, r#"{"token":"pnt-token-1"}"#.into())));
+                        }
+                        let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+                        if auth != "Bearer pnt-token-1" {
+                            let mut r = hyper::Response::new(full(401, r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#.into()));
+                            *r.status_mut() = hyper::StatusCode::UNAUTHORIZED;
+                            r.headers_mut().insert(
+                                "www-authenticate",
+                                format!(r#"Bearer realm="http://127.0.0.1:{port}/token",service="pnt-registry",scope="repository:pnt/bearer:pull""#)
+                                    .parse()
+                                    .unwrap(),
+                            );
+                            return Ok(r);
+                        }
+                        let mut fwd = hyper::Request::get(format!("http://127.0.0.1:{upstream}{pq}"));
+                        if let Some(a) = req.headers().get("accept") {
+                            fwd = fwd.header("accept", a);
+                        }
+                        let resp = client.request(fwd.body(http_body_util::Empty::new()).unwrap()).await.unwrap();
+                        let (parts, body) = resp.into_parts();
+                        Ok(hyper::Response::from_parts(parts, body.boxed()))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn anonymous_bearer_token_flow() {
+    let reg = TestRegistry::start();
+    let f = fixture();
+    let mut l = f.layout("l");
+    let built = l.add("b", &Image::new(vec![Layer::busybox(Compression::Gzip)]));
+    l.push("b", &reg, "pnt/bearer", &[]);
+    let server = rt();
+    let (port, seen) = bearer_front(&server, reg.port);
+    let rec = f
+        .pull(&f.puller(), &format!("127.0.0.1:{port}/pnt/bearer:b"))
+        .unwrap();
+    assert_eq!(rec.digest, built.manifest);
+    let seen = seen.lock().unwrap();
+    let tokens = seen.iter().filter(|p| p.starts_with("/token")).count();
+    assert_eq!(tokens, 1, "one token, cached for the blobs: {seen:?}");
 }

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 mod apiserver;
 mod daemon;
 mod down;
+mod image;
 mod kubeconfig;
 mod mode;
 mod node;
@@ -48,6 +49,8 @@ pub enum Command {
     Apiserver(apiserver::Args),
     /// Print the kubeconfig of the lab's API server.
     Kubeconfig(kubeconfig::Args),
+    /// OCI images: pull, list, inspect, load, rm, prune (one store shared by every lab).
+    Image(image::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -73,6 +76,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::NodeAgent(a) => node_agent::run(a),
         Command::Apiserver(a) => apiserver::run(a),
         Command::Kubeconfig(a) => kubeconfig::run(&cli.lab, a),
+        Command::Image(a) => image::run(&cli.lab, a),
     }
 }
 
