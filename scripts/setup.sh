@@ -9,6 +9,7 @@ PACKAGES=(
   runc busybox-static                                                  # pods: runtime and the offline image
   containernetworking-plugins podman                                   # reference plugins and a real CNI runtime
   iperf3 hyperfine jq curl procps psmisc                               # benchmarks and test helpers
+  mmdebstrap docker-registry skopeo umoci file                         # images: substitutes, the lab's mirror
 )
 
 missing=()

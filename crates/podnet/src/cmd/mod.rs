@@ -8,6 +8,7 @@ mod down;
 mod kubeconfig;
 mod mode;
 mod node;
+mod substitutes;
 mod up;
 
 #[derive(Parser)]
@@ -44,6 +45,9 @@ pub enum Command {
     Apiserver(apiserver::Args),
     /// Print the kubeconfig of the lab's API server.
     Kubeconfig(kubeconfig::Args),
+    /// Images: build the substitutes for the tutorials' images.
+    #[command(subcommand)]
+    Image(substitutes::ImageCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -68,6 +72,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::LabDaemon(a) => daemon::run(a),
         Command::Apiserver(a) => apiserver::run(a),
         Command::Kubeconfig(a) => kubeconfig::run(&cli.lab, a),
+        Command::Image(c) => substitutes::run(c),
     }
 }
 
