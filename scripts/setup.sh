@@ -10,6 +10,7 @@ PACKAGES=(
   docker-registry skopeo                                               # images: loopback registry, pushes in tests
   containernetworking-plugins podman                                   # reference plugins and a real CNI runtime
   iperf3 hyperfine jq curl procps psmisc                               # benchmarks and test helpers
+  mmdebstrap docker-registry skopeo umoci file                         # images: substitutes, the lab's mirror
 )
 
 missing=()

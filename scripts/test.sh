@@ -20,6 +20,8 @@ fi
 for ns in $(ip netns list 2>/dev/null | awk '/^pnt-/ {print $1}'); do ip netns delete "$ns" || true; done
 
 cargo build --workspace --all-targets --locked
+# The tutorials' substitute images (cached in .cache/images; the image tests and labs use them).
+PODNET=target/debug/podnet ./scripts/substitutes.sh
 # Test labs (pnt-*) whose test was killed before its cleanup ran.
 for dir in /run/podnet/pnt-*/; do
   [[ -d $dir ]] && target/debug/podnet --lab "$(basename "$dir")" down >/dev/null || true

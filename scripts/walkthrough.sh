@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 echo "building podnet (release)..."
 cargo build --release -q -p podnet -p podnet-cni
+echo "building the substitutes for the tutorials' images (cached; the first time takes a few minutes)..."
+PODNET=target/release/podnet ./scripts/substitutes.sh
 export PATH="$PWD/target/release:$PWD/.cache/tools:$PATH"
 
 BOLD=$'\033[1m'; DIM=$'\033[2m'; OFF=$'\033[0m'

@@ -12,6 +12,7 @@ pub mod daemon;
 mod error;
 pub mod exec;
 mod internet;
+pub mod mirror;
 pub mod paths;
 pub mod reconcile;
 pub mod state;
@@ -187,6 +188,7 @@ fn build(paths: &LabPaths, plan: &Plan, opts: &UpOptions) -> Result<LabState> {
         api_address: None,
         kubeconfig: None,
         pending_mode: None,
+        mirror: None,
         complete: false,
         created: now(),
     };
@@ -200,6 +202,7 @@ fn build(paths: &LabPaths, plan: &Plan, opts: &UpOptions) -> Result<LabState> {
         cniconf::write(paths, plan, opts.mode, node, &opts.podnet_cni)?;
     }
     reconcile_all(paths, plan, opts.mode)?;
+    start_mirror(paths, &mut state)?;
     start_daemon(paths, &mut state, opts)?;
     state.complete = true;
     state.save(paths)?;
@@ -228,6 +231,38 @@ fn start_daemon(paths: &LabPaths, state: &mut LabState, opts: &UpOptions) -> Res
         .map_err(|e| Error::Other(format!("add the lab to kubeconfig {}: {e}", path.display())))?;
     }
     Ok(())
+}
+
+/// Starts the lab's image mirror unless it runs, and records it; says whether it started one.
+fn start_mirror(paths: &LabPaths, state: &mut LabState) -> Result<bool> {
+    let (m, started) = mirror::ensure(paths, state.mirror.as_ref())?;
+    state.mirror = Some(m);
+    state.save(paths)?;
+    Ok(started)
+}
+
+/// Pushes the built substitutes (`podnet image build-substitutes`) into the running lab's mirror:
+/// only what the registry's shared storage lacks, so usually nothing. `None` when no substitutes
+/// have been built on this machine.
+pub fn publish_substitutes(
+    name: &str,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Option<podnet_images::publish::Published>> {
+    let state = status(name)?.ok_or_else(|| Error::NotRunning(name.to_string()))?;
+    let Some(m) = state.mirror else {
+        return Err(Error::Other(format!("lab {name} has no image mirror")));
+    };
+    let Some(layout) = mirror::substitutes_layout() else {
+        return Ok(None);
+    };
+    podnet_images::publish::publish(&layout, &m.address, progress)
+        .map(Some)
+        .map_err(|e| {
+            Error::Other(format!(
+                "push the substitutes into the image mirror {}: {e}",
+                m.address
+            ))
+        })
 }
 
 /// Removes the lab's `podnet` entries from the kubeconfig `up` wrote, if they still point at this lab
@@ -276,13 +311,21 @@ pub fn up(opts: &UpOptions) -> Result<UpOutcome> {
             .daemon_pid
             .is_some_and(|p| teardown::daemon_alive(p, &paths))
         {
-            let repaired = converge(&paths, &mut state)?;
+            let mut repaired = converge(&paths, &mut state)?;
+            if start_mirror(&paths, &mut state)? {
+                let address = state.mirror.as_ref().map(|m| m.address.as_str());
+                repaired.push(format!(
+                    "restarted the image mirror on {}",
+                    address.unwrap_or("?")
+                ));
+            }
             return Ok(UpOutcome::AlreadyRunning { state, repaired });
         }
         // The network is intact but the daemon is gone (killed, crashed): bring it back, keep pods.
         let mut report = teardown::Report::default();
         teardown::stop_daemons(&paths, &mut report);
         converge(&paths, &mut state)?;
+        start_mirror(&paths, &mut state)?;
         start_daemon(&paths, &mut state, opts)?;
         state.save(&paths)?;
         return Ok(UpOutcome::Recovered {

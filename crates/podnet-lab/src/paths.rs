@@ -91,6 +91,22 @@ impl LabPaths {
         self.run_dir().join("daemon.ready")
     }
 
+    /// The image mirror's configuration: its path is on the registry's command line, which is how
+    /// the lab's registry is found (also after a crash).
+    pub fn registry_config(&self) -> PathBuf {
+        self.run_dir().join("registry.yml")
+    }
+
+    pub fn registry_log(&self) -> PathBuf {
+        self.run_dir().join("registry.log")
+    }
+
+    /// Registry endpoints per registry host, containerd-style: `<dir>/<registry>/hosts.toml`. The
+    /// node agent and `podnet image --lab` pull through it.
+    pub fn hosts_dir(&self) -> PathBuf {
+        self.data_dir().join("hosts.d")
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         PathBuf::from(DATA_ROOT).join(&self.name)
     }

@@ -30,6 +30,9 @@ pub struct LabState {
     /// The kubeconfig `up` merged the lab's context into, so `down` removes it from the same file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubeconfig: Option<std::path::PathBuf>,
+    /// The image mirror (registry on 127.0.0.1) and the hosts directory pointing at it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<crate::mirror::MirrorState>,
     /// Set only once `up` finished: a state without it is a crashed `up`.
     pub complete: bool,
     /// Unix seconds.

@@ -18,7 +18,7 @@ pub struct Report {
 /// The lab daemon's argument that marks it, for finding it by its command line.
 pub const DAEMON_ARG: &str = "__lab-daemon";
 
-fn cmdline(pid: u32) -> Vec<String> {
+pub(crate) fn cmdline(pid: u32) -> Vec<String> {
     fs::read(format!("/proc/{pid}/cmdline"))
         .map(|b| {
             b.split(|c| *c == 0)
@@ -29,7 +29,7 @@ fn cmdline(pid: u32) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn all_pids() -> Vec<u32> {
+pub(crate) fn all_pids() -> Vec<u32> {
     fs::read_dir("/proc")
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
@@ -72,7 +72,7 @@ fn alive(pid: u32) -> bool {
 }
 
 /// Sends `signal` to each pid and waits (bounded) until they are gone.
-fn stop(pids: &[u32], signal: i32, wait: Duration) -> Vec<u32> {
+pub(crate) fn stop(pids: &[u32], signal: i32, wait: Duration) -> Vec<u32> {
     for pid in pids {
         // SAFETY: kill has no memory-safety preconditions.
         unsafe { libc::kill(*pid as i32, signal) };
@@ -111,6 +111,7 @@ pub fn teardown(paths: &LabPaths) -> Report {
     // The daemon stops its agents; agents left by a daemon that was killed are stopped here.
     report.errors.extend(crate::agents::stop_all(paths));
     remove_pods(paths, &mut report);
+    crate::mirror::stop(paths, &mut report);
 
     let netns: Vec<String> = fs::read_dir(NETNS_RUN_DIR)
         .map(|d| {
@@ -206,7 +207,11 @@ pub fn leftovers(paths: &LabPaths) -> bool {
                 .any(|n| paths.owns_netns(&n))
         })
         .unwrap_or(false);
-    netns || paths.run_dir().exists() || paths.data_dir().exists() || !daemon_pids(paths).is_empty()
+    netns
+        || paths.run_dir().exists()
+        || paths.data_dir().exists()
+        || !daemon_pids(paths).is_empty()
+        || !crate::mirror::registry_pids(paths).is_empty()
 }
 
 pub fn daemon_alive(pid: u32, paths: &LabPaths) -> bool {

@@ -60,12 +60,19 @@ enum Command {
     },
     /// Remove blobs and snapshots that no image uses.
     Prune,
+    /// Build the substitutes for the tutorials' images (nginx, httpd, ubuntu, busybox, echoserver,
+    /// pause) from Debian 12 packages; layers are cached by recipe.
+    BuildSubstitutes(super::substitutes::Args),
 }
 
 pub fn run(lab: &str, args: Args) -> Result<()> {
+    if let Command::BuildSubstitutes(a) = args.command {
+        return super::substitutes::build(a);
+    }
     let store = Store::open(&args.store)
         .with_context(|| format!("open image store {}", args.store.display()))?;
     match args.command {
+        Command::BuildSubstitutes(_) => unreachable!("handled above"),
         Command::Pull {
             reference,
             registry,

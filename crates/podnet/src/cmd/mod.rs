@@ -10,6 +10,7 @@ mod kubeconfig;
 mod mode;
 mod node;
 mod node_agent;
+mod substitutes;
 mod up;
 
 #[derive(Parser)]

@@ -115,5 +115,36 @@ pub fn run(lab: &str, a: Args) -> Result<()> {
             );
         }
     }
+    mirror(lab);
     Ok(())
+}
+
+/// Where images come from, and the substitutes pushed into the lab's mirror if they were built.
+/// A failed push leaves the lab as it is (its network does not need images): it is reported.
+fn mirror(lab: &str) {
+    let Ok(Some(state)) = podnet_lab::status(lab) else {
+        return;
+    };
+    let Some(m) = &state.mirror else { return };
+    println!(
+        "
+image mirror: http://{} (upstream first, then the substitutes; {}/<registry>/hosts.toml)",
+        m.address,
+        m.hosts_dir.display()
+    );
+    let mut progress = |line: &str| println!("  {line}");
+    match podnet_lab::publish_substitutes(lab, &mut progress) {
+        Ok(Some(p)) if p.pushed.is_empty() => {
+            println!("substitutes: {} images, all in the mirror", p.present.len())
+        }
+        Ok(Some(p)) => println!(
+            "substitutes: {} pushed, {} already in the mirror",
+            p.pushed.len(),
+            p.present.len()
+        ),
+        Ok(None) => println!(
+            "substitutes: none built on this machine yet (`podnet image build-substitutes`, which ./run lab runs); the mirror is empty"
+        ),
+        Err(e) => eprintln!("podnet up: warning: {e}"),
+    }
 }
