@@ -295,18 +295,18 @@ async fn pass(api: &Arc<Api>, health: &mut HashMap<String, Health>) -> Result<()
             api.cfg.node_startup_grace_period
         };
         let mut current = node.clone();
-        if now.duration_since(h.probe) > grace && cond_status(node, "Ready") != Some("Unknown") {
-            if let Some(out) = api
+        if now.duration_since(h.probe) > grace
+            && cond_status(node, "Ready") != Some("Unknown")
+            && let Some(out) = api
                 .mutate(nodes(), "", &name, Some("status"), mark_unknown)
                 .await?
-            {
-                current = out.value();
-                // our own write is not a heartbeat
-                h.heartbeat = condition(&current, "Ready")
-                    .and_then(|c| c["lastHeartbeatTime"].as_str())
-                    .unwrap_or("")
-                    .to_string();
-            }
+        {
+            current = out.value();
+            // our own write is not a heartbeat
+            h.heartbeat = condition(&current, "Ready")
+                .and_then(|c| c["lastHeartbeatTime"].as_str())
+                .unwrap_or("")
+                .to_string();
         }
         let ready_now = cond_status(&current, "Ready").unwrap_or("").to_string();
         let was_ready = std::mem::replace(&mut h.ready, ready_now.clone()) == "True";
