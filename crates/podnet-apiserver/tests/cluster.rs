@@ -149,6 +149,13 @@ fn silent_nodes_go_unknown_and_unreachable_and_come_back() {
         &t.file("web.yaml", &pod_yaml("web", "  nodeName: node1\n")),
     ]);
     t.mark_running("default", "web", "10.244.1.5");
+    // a pod that tolerates an unreachable node for one second only
+    let brief = "  nodeName: node1\n  tolerations:\n  - key: node.kubernetes.io/unreachable\n    operator: Exists\n    effect: NoExecute\n    tolerationSeconds: 1\n";
+    t.k(&[
+        "create",
+        "-f",
+        &t.file("brief.yaml", &pod_yaml("brief", brief)),
+    ]);
     // Ready=False: the not-ready taints, at once
     t.eventually(20, "node2 to be tainted not-ready", || {
         t.k(&[
@@ -216,6 +223,22 @@ fn silent_nodes_go_unknown_and_unreachable_and_come_back() {
         ]) == "False"
     });
     assert!(events_of(&t, "web").contains("Node is not ready"));
+    // taint-based eviction: past its tolerationSeconds the pod goes; web (300 s by default) stays
+    t.eventually(20, "brief to be evicted", || {
+        !t.kubectl(&["get", "pod", "brief"]).status.success()
+    });
+    let evicted = t.k(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=brief",
+    ]);
+    assert!(
+        evicted.contains("TaintManagerEviction")
+            && evicted.contains("Marking for deletion Pod default/brief"),
+        "{evicted}"
+    );
+    assert!(t.kubectl(&["get", "pod", "web"]).status.success());
     // the agent comes back: it posts Ready with a strategic merge patch of its status (conditions
     // merge by type) and renews its lease; the taints go
     let now = podnet_apiserver::util::now_rfc3339();
