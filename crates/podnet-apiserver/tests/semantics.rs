@@ -390,7 +390,11 @@ fn a_patch_cannot_move_or_rename_an_object_or_change_its_uid() {
         t.k(&["get", "cm", "cfg", "-o", "jsonpath={.metadata.uid}"]),
         uid
     );
-    assert_eq!(t.k(&["get", "cm", "-o", "name"]).trim(), "configmap/cfg");
+    // nothing renamed or moved (kube-root-ca.crt is every namespace's, as on a real cluster)
+    assert_eq!(
+        t.k(&["get", "cm", "-o", "name"]).trim(),
+        "configmap/cfg\nconfigmap/kube-root-ca.crt"
+    );
 }
 
 #[test]

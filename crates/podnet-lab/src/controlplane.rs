@@ -113,7 +113,7 @@ fn node_status(node: &NodePlan, now: &str) -> Value {
         "conditions": [{
             "type": "Ready",
             "status": "False",
-            "reason": "PodRuntimeNotRunning",
+            "reason": LAB_READY_REASON,
             "message": "podnet lab node: the network is up (podnet-cni, routes); no pod runtime runs on this node yet",
             "lastHeartbeatTime": now,
             "lastTransitionTime": now
@@ -130,7 +130,19 @@ fn node_status(node: &NodePlan, now: &str) -> Value {
     })
 }
 
-/// Creates (or refreshes) the Node objects of every lab node, in-process.
+/// The reason of the Ready condition the lab posts for a node no agent runs on.
+const LAB_READY_REASON: &str = "PodRuntimeNotRunning";
+
+/// Whether the Node's status is still the lab's placeholder (no Ready condition, or the lab's own).
+fn lab_owns_status(node: &Value) -> bool {
+    node.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+        .is_none_or(|c| c["reason"] == LAB_READY_REASON)
+}
+
+/// Creates the Node objects of every lab node, in-process, and refreshes the status of those whose
+/// status is still the lab's placeholder.
 pub fn register_nodes(handle: &ServerHandle, state: &LabState) -> Result<()> {
     let api = handle.api();
     let def = resources::find("", "v1", "nodes").expect("nodes are served");
@@ -155,7 +167,9 @@ pub fn register_nodes(handle: &ServerHandle, state: &LabState) -> Result<()> {
             }
             let status = node_status(node, &now);
             api.mutate(def, "", &node.name, Some("status"), |o| {
-                if o.get("status") == Some(&status) {
+                // once the node's agent (or the node lifecycle controller) has posted a Ready
+                // condition of its own, the status is theirs
+                if !lab_owns_status(o) || o.get("status") == Some(&status) {
                     return false;
                 }
                 o["status"] = status.clone();
@@ -168,4 +182,22 @@ pub fn register_nodes(handle: &ServerHandle, state: &LabState) -> Result<()> {
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lab_leaves_an_agents_status_alone() {
+        assert!(lab_owns_status(&json!({"status": {}})));
+        assert!(lab_owns_status(
+            &json!({"status": {"conditions": [{"type": "Ready", "status": "False", "reason": LAB_READY_REASON}]}})
+        ));
+        for reason in ["KubeletReady", "NodeStatusUnknown"] {
+            assert!(!lab_owns_status(
+                &json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": reason}]}})
+            ));
+        }
+    }
 }

@@ -22,6 +22,8 @@ pub const UNSCHEDULABLE: &str = "node(s) were unschedulable";
 pub const NODE_NAME: &str = "node(s) didn't match the requested node name";
 /// Reason of the NodeAffinity plugin.
 pub const NODE_AFFINITY: &str = "node(s) didn't match Pod's node affinity/selector";
+/// What nodes left out by the NodeAffinity PreFilter (`matchFields` on the node name) are told.
+pub const NODE_AFFINITY_PREFILTER: &str = "node(s) didn't satisfy plugin(s) [NodeAffinity]";
 /// Reasons of the InterPodAffinity plugin.
 pub const POD_AFFINITY: &str = "node(s) didn't match pod affinity rules";
 pub const POD_ANTI_AFFINITY: &str = "node(s) didn't match pod anti-affinity rules";
@@ -218,16 +220,20 @@ pub fn schedule(pod: &Value, cluster: &Cluster) -> Result<String, FitError> {
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty());
     let none = NodeUsage::default();
+    let candidates = nodeaffinity::prefilter_names(pod);
 
     let mut feasible = Vec::new();
     let mut rejections = BTreeMap::new();
     for n in cluster.nodes {
         let tols = taints::tolerations(pod);
-        let verdict = if n.pointer("/spec/unschedulable") == Some(&Value::Bool(true))
+        let verdict = if candidates.as_ref().is_some_and(|c| !c.contains(name(n))) {
+            Err(Rejection::hard(NODE_AFFINITY_PREFILTER))
+        } else if n.pointer("/spec/unschedulable") == Some(&Value::Bool(true))
             && !taints::tolerated(
                 tols,
                 &json!({"key": TAINT_UNSCHEDULABLE, "effect": "NoSchedule"}),
-            ) {
+            )
+        {
             Err(Rejection::hard(UNSCHEDULABLE))
         } else if wanted_node.is_some_and(|w| w != name(n)) {
             Err(Rejection::hard(NODE_NAME))

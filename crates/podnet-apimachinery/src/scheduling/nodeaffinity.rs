@@ -1,6 +1,8 @@
 //! `spec.nodeSelector` and `requiredDuringSchedulingIgnoredDuringExecution` node affinity, as the
 //! NodeAffinity plugin applies them: both must match.
 
+use std::collections::BTreeSet;
+
 use serde_json::{Map, Value};
 
 fn strs(v: Option<&Value>) -> Vec<&str> {
@@ -55,6 +57,42 @@ pub fn term_matches(term: &Value, labels: &Map<String, Value>, node_name: &str) 
         f.get("key").and_then(Value::as_str) == Some("metadata.name")
             && requirement(f, Some(node_name))
     })
+}
+
+/// The NodeAffinity plugin's PreFilter: when every required term names nodes
+/// (`matchFields: metadata.name In [...]`), only those nodes are candidates. `None`: all nodes are.
+pub fn prefilter_names(pod: &Value) -> Option<BTreeSet<String>> {
+    let terms = pod
+        .pointer("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
+        .and_then(Value::as_array)?;
+    let mut names: Option<BTreeSet<String>> = None;
+    for t in terms {
+        let mut term_names: Option<BTreeSet<String>> = None;
+        for f in t
+            .get("matchFields")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
+            if f.get("key").and_then(Value::as_str) == Some("metadata.name")
+                && f.get("operator").and_then(Value::as_str) == Some("In")
+            {
+                let set: BTreeSet<String> = strs(f.get("values"))
+                    .into_iter()
+                    .map(String::from)
+                    .collect();
+                // requirements within a term are ANDed
+                term_names = Some(match term_names {
+                    None => set,
+                    Some(prev) => prev.intersection(&set).cloned().collect(),
+                });
+            }
+        }
+        // a term that names no node leaves every node eligible (terms are ORed)
+        let term_names = term_names?;
+        names.get_or_insert_with(BTreeSet::new).extend(term_names);
+    }
+    names
 }
 
 /// Whether the node satisfies the pod's nodeSelector and required node affinity.
@@ -169,6 +207,11 @@ mod tests {
             {"key": "zone", "operator": "Exists"},
         ]}]));
         assert!(!matches(&both, &n));
+        assert_eq!(prefilter_names(&either), None);
+        assert_eq!(
+            prefilter_names(&other),
+            Some(BTreeSet::from(["n2".to_string()]))
+        );
         // nodeSelector and affinity must both hold
         let mut sel_and_aff = either.clone();
         sel_and_aff["spec"]["nodeSelector"] = json!({"disk": "hdd"});

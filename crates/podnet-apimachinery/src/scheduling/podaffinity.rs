@@ -191,7 +191,7 @@ impl State {
                 .iter()
                 .all(|t| Self::count(&self.affinity_counts, &t.topology_key, node_labels) > 0);
             // the first pod of a group that has affinity to itself may go anywhere
-            if !pods_exist && !(self.affinity_counts.is_empty() && self.self_match) {
+            if !(pods_exist || self.affinity_counts.is_empty() && self.self_match) {
                 return Err(Violation::Affinity);
             }
         }

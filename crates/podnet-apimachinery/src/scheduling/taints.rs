@@ -62,6 +62,42 @@ pub fn untolerated_prefer_no_schedule(pod: &Value, node: &Value) -> usize {
         .count()
 }
 
+/// When a pod on a node must go because of the node's NoExecute taints, as the taint eviction
+/// controller decides: `None` if it may stay (no NoExecute taint, or every one tolerated forever);
+/// otherwise the Unix time to delete it at: at once (`since`) if a taint is not tolerated, else the
+/// earliest `timeAdded` of the taints plus the smallest `tolerationSeconds` of the tolerations used.
+pub fn eviction_time(pod: &Value, node: &Value, now: i64) -> Option<i64> {
+    let no_execute: Vec<&Value> = taints(node)
+        .iter()
+        .filter(|t| s(t, "effect") == "NoExecute")
+        .collect();
+    if no_execute.is_empty() {
+        return None;
+    }
+    let tols = tolerations(pod);
+    let since = no_execute
+        .iter()
+        .filter_map(|t| crate::time::parse_rfc3339(s(t, "timeAdded")))
+        .min()
+        .unwrap_or(now);
+    let mut min_secs: Option<i64> = None;
+    for taint in &no_execute {
+        let used: Vec<&Value> = tols
+            .iter()
+            .filter(|t| toleration_tolerates(t, taint))
+            .collect();
+        if used.is_empty() {
+            return Some(since.min(now));
+        }
+        for t in used {
+            if let Some(secs) = t.get("tolerationSeconds").and_then(Value::as_i64) {
+                min_secs = Some(min_secs.map_or(secs, |m| m.min(secs)));
+            }
+        }
+    }
+    min_secs.map(|secs| since + secs.max(0))
+}
+
 /// `{key: value}` as kube-scheduler prints an untolerated taint.
 pub fn describe(taint: &Value) -> String {
     format!("{{{}: {}}}", s(taint, "key"), s(taint, "value"))
@@ -93,6 +129,27 @@ mod tests {
         ] {
             assert_eq!(toleration_tolerates(&tol, &taint), ok, "{tol}");
         }
+    }
+
+    #[test]
+    fn no_execute_eviction() {
+        let now = 1_767_225_600; // 2026-01-01T00:00:00Z
+        let node = json!({"spec": {"taints": [
+            {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute", "timeAdded": "2026-01-01T00:00:00Z"},
+            {"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"},
+        ]}});
+        let defaults = json!({"spec": {"tolerations": [
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+        ]}});
+        assert_eq!(eviction_time(&defaults, &node, now + 10), Some(now + 300));
+        assert_eq!(
+            eviction_time(&json!({"spec": {}}), &node, now + 10),
+            Some(now)
+        );
+        let forever = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
+        assert_eq!(eviction_time(&forever, &node, now), None);
+        assert_eq!(eviction_time(&defaults, &json!({"spec": {}}), now), None);
     }
 
     #[test]

@@ -151,6 +151,17 @@ fn node_affinity_and_node_name() {
         json!({"containers": [{}], "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}]}}}}),
     );
     assert_eq!(run(&p, &nodes, &[]).unwrap(), "n2");
+    let pinned = pod(
+        "web",
+        json!({"containers": [{}], "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n2"]}]}]}}}}),
+    );
+    let mut cordoned = nodes.to_vec();
+    cordoned[1]["spec"]["unschedulable"] = json!(true);
+    assert_eq!(
+        run(&pinned, &cordoned, &[]).unwrap_err(),
+        "0/2 nodes are available: 1 node(s) didn't satisfy plugin(s) [NodeAffinity], 1 node(s) were unschedulable. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
+    );
+    assert_eq!(run(&pinned, &nodes, &[]).unwrap(), "n2");
     let named = pod("web", json!({"containers": [{}], "nodeName": "n9"}));
     assert_eq!(
         run(&named, &nodes, &[]).unwrap_err(),

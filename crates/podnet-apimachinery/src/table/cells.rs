@@ -423,9 +423,10 @@ fn node(o: &Value, now: i64) -> Vec<Value> {
         .iter()
         .find(|c| c.get("type") == Some(&json!("Ready")))
     {
+        // as kube-apiserver's printer: any Ready status but True (False, Unknown) is NotReady
         Some(c) if c.get("status") == Some(&json!("True")) => "Ready".to_string(),
-        Some(c) if c.get("status") == Some(&json!("False")) => "NotReady".to_string(),
-        _ => "Unknown".to_string(),
+        Some(_) => "NotReady".to_string(),
+        None => "Unknown".to_string(),
     };
     if o.pointer("/spec/unschedulable") == Some(&Value::Bool(true)) {
         status.push_str(",SchedulingDisabled");
@@ -636,6 +637,9 @@ mod tests {
                        "nodeInfo": {"kubeletVersion": "v1.35.0"}}});
         let c = cells("Node", &n, NOW);
         assert_eq!(&c[1..3], &[json!("Ready"), json!("control-plane")]);
+        let mut silent = n.clone();
+        silent["status"]["conditions"][0]["status"] = json!("Unknown");
+        assert_eq!(cells("Node", &silent, NOW)[1], json!("NotReady"));
         assert_eq!(c[5], json!("10.100.0.2"));
     }
 }

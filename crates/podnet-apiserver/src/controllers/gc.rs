@@ -104,12 +104,17 @@ impl Controller for GarbageCollector {
     }
 }
 
-/// Handles the dependents of the owner with `uid` (whose dependents live in `ns`).
+/// Handles the dependents of the owner with `uid` (whose dependents live in `ns`; `""` for a
+/// cluster-scoped owner, whose dependents may live in any namespace, as a Node's Lease does).
 async fn collect(api: &Arc<Api>, ns: &str, uid: &str) -> Result<(), ApiError> {
     // find the dependents and, through their references, the owner
     let mut dependents: Vec<(&'static ResourceDef, Value)> = Vec::new();
     for r in tracked() {
-        let scope = if r.namespaced { Some(ns) } else { None };
+        let scope = if r.namespaced && !ns.is_empty() {
+            Some(ns)
+        } else {
+            None
+        };
         for (_, e) in api.store.list(&store_resource(r), scope).0 {
             let Ok(v) = serde_json::from_slice::<Value>(&e.object) else {
                 continue;
@@ -147,7 +152,11 @@ async fn collect(api: &Arc<Api>, ns: &str, uid: &str) -> Result<(), ApiError> {
                         && owner_def(o).is_some_and(|d| {
                             find_by_uid(
                                 api,
-                                if d.namespaced { ns } else { "" },
+                                if d.namespaced {
+                                    object::namespace(&v)
+                                } else {
+                                    ""
+                                },
                                 d,
                                 o.get("name").and_then(Value::as_str).unwrap_or(""),
                                 ouid,

@@ -4,7 +4,8 @@
 //! status.") and the pods on it stop being Ready. Taints follow the conditions (TaintNodesByCondition
 //! and the NoExecute taints of taint-based eviction): Ready=False -> `not-ready`, Unknown ->
 //! `unreachable`, pressure conditions and cordoning -> their NoSchedule taints; they go when the
-//! condition clears.
+//! condition clears. Pods that do not tolerate a node's NoExecute taints (or only for
+//! `tolerationSeconds`, 300 s by default for not-ready and unreachable) are deleted.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -295,18 +296,18 @@ async fn pass(api: &Arc<Api>, health: &mut HashMap<String, Health>) -> Result<()
             api.cfg.node_startup_grace_period
         };
         let mut current = node.clone();
-        if now.duration_since(h.probe) > grace && cond_status(node, "Ready") != Some("Unknown") {
-            if let Some(out) = api
+        if now.duration_since(h.probe) > grace
+            && cond_status(node, "Ready") != Some("Unknown")
+            && let Some(out) = api
                 .mutate(nodes(), "", &name, Some("status"), mark_unknown)
                 .await?
-            {
-                current = out.value();
-                // our own write is not a heartbeat
-                h.heartbeat = condition(&current, "Ready")
-                    .and_then(|c| c["lastHeartbeatTime"].as_str())
-                    .unwrap_or("")
-                    .to_string();
-            }
+        {
+            current = out.value();
+            // our own write is not a heartbeat
+            h.heartbeat = condition(&current, "Ready")
+                .and_then(|c| c["lastHeartbeatTime"].as_str())
+                .unwrap_or("")
+                .to_string();
         }
         let ready_now = cond_status(&current, "Ready").unwrap_or("").to_string();
         let was_ready = std::mem::replace(&mut h.ready, ready_now.clone()) == "True";
@@ -330,6 +331,56 @@ async fn pass(api: &Arc<Api>, health: &mut HashMap<String, Health>) -> Result<()
     }
     if !not_ready.is_empty() {
         mark_pods_not_ready(api, &not_ready).await?;
+    }
+    evict_for_no_execute(api).await
+}
+
+/// The taint eviction controller's job: pods on a node with NoExecute taints they do not tolerate (or
+/// tolerate only for `tolerationSeconds`, which have passed) are deleted.
+async fn evict_for_no_execute(api: &Arc<Api>) -> Result<(), ApiError> {
+    let tainted: HashMap<String, Value> = api
+        .list_values(nodes(), None)
+        .into_iter()
+        .filter(|n| {
+            podnet_apimachinery::scheduling::taints::taints(n)
+                .iter()
+                .any(|t| t["effect"] == "NoExecute")
+        })
+        .map(|n| (object::name(&n).to_string(), n))
+        .collect();
+    if tainted.is_empty() {
+        return Ok(());
+    }
+    let now = util::now_unix();
+    for p in api.list_values(pods(), None) {
+        let Some(node) = tainted.get(object::str_at(&p, "spec.nodeName").unwrap_or("")) else {
+            continue;
+        };
+        if object::is_deleting(&p) {
+            continue;
+        }
+        let due = podnet_apimachinery::scheduling::taints::eviction_time(&p, node, now);
+        if due.is_none_or(|at| at > now) {
+            continue;
+        }
+        let (ns, name) = (object::namespace(&p), object::name(&p));
+        record_event(
+            api,
+            &p,
+            "Normal",
+            "TaintManagerEviction",
+            &format!("Marking for deletion Pod {ns}/{name}"),
+            "taint-eviction-controller",
+        )
+        .await;
+        match api
+            .delete(pods(), ns, name, &crate::registry::DeleteOptions::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.reason == "NotFound" => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }

@@ -168,7 +168,7 @@ async fn schedule(sched: &Scheduler, api: &Arc<Api>, ns: &str, name: &str) -> Re
             .remove(&key(ns, name));
         return Ok(());
     }
-    if !object::str_at(&pod, "spec.schedulerName").is_none_or(|s| s == SCHEDULER_NAME) {
+    if object::str_at(&pod, "spec.schedulerName").is_some_and(|s| s != SCHEDULER_NAME) {
         return Ok(());
     }
     let all_nodes = api.list_values(nodes(), None);

@@ -63,6 +63,10 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().unwrap().port();
         let mut config = Config::new(dir.path().join("data"), material.clone());
+        // the test nodes have no agent renewing their Lease: only the node lifecycle tests (which set
+        // their own) should see them go unreachable
+        config.node_monitor_grace_period = Duration::from_secs(3600);
+        config.node_startup_grace_period = Duration::from_secs(3600);
         f(&mut config);
         let handle = podnet_apiserver::start(config, vec![listener]).expect("start API server");
         let url = format!("https://127.0.0.1:{port}");
@@ -217,12 +221,34 @@ impl TestServer {
                 "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status"}],
                 "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": name}],
                 "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+                "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110", "ephemeral-storage": "20Gi"},
+                "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110", "ephemeral-storage": "20Gi"},
                 "nodeInfo": {"kubeletVersion": "v1.35.0", "osImage": "Debian GNU/Linux 12 (bookworm)", "kernelVersion": "6.1.0", "containerRuntimeVersion": "runc://1.1.5",
                     "machineID": "", "systemUUID": "", "bootID": "", "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": "amd64"},
             },
         });
         let f = self.file(&format!("node-{name}.json"), &node.to_string());
         self.k(&["create", "-f", &f]);
+    }
+
+    /// Writes a kubeconfig for node `node` with its own credentials (what the lab gives a node agent).
+    pub fn node_kubeconfig(&self, node: &str) -> PathBuf {
+        let creds = podnet_apiserver::auth::node_credentials(
+            &self.pki,
+            podnet_apiserver::auth::DEFAULT_ISSUER,
+            node,
+        )
+        .expect("node credentials");
+        let path = self.path().join(format!("kubeconfig-{node}"));
+        kubeconfig::write_node(&path, &self.url, &self.pki.ca_cert_pem, &creds).expect("write");
+        path
+    }
+
+    /// Runs kubectl with another kubeconfig (a node's, a token's); returns the output.
+    pub fn kubectl_with(&self, kubeconfig: &Path, args: &[&str]) -> Output {
+        let mut c = self.kubectl_cmd(args);
+        c.env("KUBECONFIG", kubeconfig);
+        c.output().expect("run kubectl")
     }
 
     /// Plays the kubelet for `pod`: Running and Ready with an IP.
