@@ -31,9 +31,12 @@ pub fn run(cfg: AgentConfig) -> Result<(), String> {
         );
         let facts = NodeFacts::probe(&cfg.node, &cfg.internal_ip, &cfg.state_dir);
         let kubelet = Arc::new(kubelet(&cfg, client.clone())?);
-        let listener = tokio::net::TcpListener::bind((cfg.internal_ip.as_str(), node::KUBELET_PORT))
-            .await
-            .map_err(|e| format!("listen on {}:{}: {e}", cfg.internal_ip, node::KUBELET_PORT))?;
+        let listener =
+            tokio::net::TcpListener::bind((cfg.internal_ip.as_str(), node::KUBELET_PORT))
+                .await
+                .map_err(|e| {
+                    format!("listen on {}:{}: {e}", cfg.internal_ip, node::KUBELET_PORT)
+                })?;
         let read = |p: &std::path::Path| {
             std::fs::read_to_string(p).map_err(|e| format!("read {}: {e}", p.display()))
         };
@@ -48,7 +51,12 @@ pub fn run(cfg: AgentConfig) -> Result<(), String> {
             }
         });
         let workers = Workers::new(kubelet.clone());
-        let pods = tokio::spawn(watch_pods(client.clone(), cfg.node.clone(), kubelet.clone(), workers));
+        let pods = tokio::spawn(watch_pods(
+            client.clone(),
+            cfg.node.clone(),
+            kubelet.clone(),
+            workers,
+        ));
         let heartbeat = tokio::spawn(heartbeat(client.clone(), cfg.clone(), facts));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| format!("watch SIGTERM: {e}"))?;
@@ -59,7 +67,10 @@ pub fn run(cfg: AgentConfig) -> Result<(), String> {
         heartbeat.abort();
         pods.abort();
         server.abort();
-        eprintln!("podnet node agent {}: stopping (pods keep running)", cfg.node);
+        eprintln!(
+            "podnet node agent {}: stopping (pods keep running)",
+            cfg.node
+        );
         Ok(())
     })
 }
@@ -94,7 +105,12 @@ fn kubelet(cfg: &AgentConfig, client: kube::Client) -> Result<Kubelet, String> {
 
 /// Feeds the pods bound to this node to their workers; after the first full list, removes what runs
 /// for pods the API no longer has (adoption: everything else is kept and synced).
-async fn watch_pods(client: kube::Client, node: String, kubelet: Arc<Kubelet>, workers: Arc<Workers>) {
+async fn watch_pods(
+    client: kube::Client,
+    node: String,
+    kubelet: Arc<Kubelet>,
+    workers: Arc<Workers>,
+) {
     let api: Api<Pod> = Api::all(client);
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
     let mut stream = watcher(api, config).boxed();
@@ -161,7 +177,9 @@ async fn connect(cfg: &AgentConfig) -> Result<kube::Client, String> {
 /// Whether the node can take pods: its network plugin answers STATUS (kubelet's NetworkReady).
 pub fn network_ready(cfg: &AgentConfig) -> Result<(), String> {
     let not_ready = |why: String| {
-        format!("container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: {why}")
+        format!(
+            "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: {why}"
+        )
     };
     let list = NetworkList::load_dir(&cfg.cni_conf_dir).map_err(|e| not_ready(e.to_string()))?;
     let cni = Cni {

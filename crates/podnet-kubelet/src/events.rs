@@ -34,8 +34,19 @@ impl Recorder {
 
     /// Records an event about a pod, or one of its containers when `container` is given. Failures
     /// are logged, never returned: an event is not worth failing a pod's sync over.
-    pub async fn pod(&self, pod: &Pod, container: Option<&str>, kind: Type, reason: &str, message: &str) {
-        let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    pub async fn pod(
+        &self,
+        pod: &Pod,
+        container: Option<&str>,
+        kind: Type,
+        reason: &str,
+        message: &str,
+    ) {
+        let ns = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let name = pod.metadata.name.clone().unwrap_or_default();
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let field_path = container.map(|c| container_field_path(pod, c));

@@ -62,21 +62,25 @@ impl Images {
             reason: "InvalidImageName",
             message: format!("Failed to apply default image tag \"{image}\": {e}"),
         })?;
-        let policy = policy.filter(|p| !p.is_empty()).unwrap_or(default_policy(image));
+        let policy = policy
+            .filter(|p| !p.is_empty())
+            .unwrap_or(default_policy(image));
         let present = self.puller.store().image(&reference.to_string()).ok();
         match (policy, present) {
             ("Never", Some(rec)) | ("IfNotPresent", Some(rec)) => {
                 events.push((
                     false,
                     "Pulled",
-                    format!("Container image \"{image}\" already present on machine{}", describe(&rec)),
+                    format!(
+                        "Container image \"{image}\" already present on machine{}",
+                        describe(&rec)
+                    ),
                 ));
                 return Ok(rec);
             }
             ("Never", None) => {
-                let message = format!(
-                    "Container image \"{image}\" is not present with pull policy of Never"
-                );
+                let message =
+                    format!("Container image \"{image}\" is not present with pull policy of Never");
                 events.push((true, "ErrImageNeverPull", message.clone()));
                 return Err(ImageFailure {
                     reason: "ErrImageNeverPull",
@@ -86,7 +90,11 @@ impl Images {
             _ => {}
         }
         let now = Instant::now();
-        let wait = self.backoff.lock().expect("not poisoned").remaining(key, now);
+        let wait = self
+            .backoff
+            .lock()
+            .expect("not poisoned")
+            .remaining(key, now);
         if wait > Duration::ZERO {
             let last = self
                 .last_error
@@ -95,7 +103,11 @@ impl Images {
                 .get(key)
                 .cloned()
                 .unwrap_or_default();
-            events.push((true, "BackOff", format!("Back-off pulling image \"{image}\"")));
+            events.push((
+                true,
+                "BackOff",
+                format!("Back-off pulling image \"{image}\""),
+            ));
             return Err(ImageFailure {
                 reason: "ImagePullBackOff",
                 message: format!("Back-off pulling image \"{image}\": {last}"),
@@ -125,10 +137,11 @@ impl Images {
             }
             Err(e) => {
                 let message = format!("Failed to pull image \"{image}\": {e}");
-                self.backoff
-                    .lock()
-                    .expect("not poisoned")
-                    .failed(key, Duration::ZERO, Instant::now());
+                self.backoff.lock().expect("not poisoned").failed(
+                    key,
+                    Duration::ZERO,
+                    Instant::now(),
+                );
                 self.last_error
                     .lock()
                     .expect("not poisoned")
@@ -160,7 +173,9 @@ impl Images {
 /// ` (podnet substitute for docker.io/library/nginx:latest)` for a substitute, else nothing.
 fn describe(rec: &ImageRecord) -> String {
     match &rec.substitute_for {
-        Some(up) => format!(" This is podnet's locally built substitute for {up}, not the upstream image."),
+        Some(up) => {
+            format!(" This is podnet's locally built substitute for {up}, not the upstream image.")
+        }
         None => String::new(),
     }
 }

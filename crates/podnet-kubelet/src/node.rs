@@ -48,7 +48,12 @@ impl NodeFacts {
         let ephemeral_bytes = nix::sys::statvfs::statvfs(root)
             .map(|s| s.blocks() as u64 * s.fragment_size() as u64)
             .unwrap_or(0);
-        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default().trim().to_string();
+        let read = |p: &str| {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        };
         let os_image = std::fs::read_to_string("/etc/os-release")
             .ok()
             .and_then(|t| {
@@ -77,7 +82,12 @@ impl NodeFacts {
 
 /// The status the agent posts: Ready with kubelet's reasons and messages, and what the node offers.
 /// Allocatable is capacity less what kubelet reserves by default for eviction (100Mi of memory).
-pub fn node_status(f: &NodeFacts, ready: Result<(), String>, now: &str, previous: Option<&Node>) -> Value {
+pub fn node_status(
+    f: &NodeFacts,
+    ready: Result<(), String>,
+    now: &str,
+    previous: Option<&Node>,
+) -> Value {
     let mem_ki = f.memory_bytes / 1024;
     let alloc_mem_ki = mem_ki.saturating_sub(100 * 1024);
     let capacity = json!({
@@ -107,7 +117,12 @@ pub fn node_status(f: &NodeFacts, ready: Result<(), String>, now: &str, previous
                "lastHeartbeatTime": now, "lastTransitionTime": transition(kind, status)})
     };
     let ready_cond = match &ready {
-        Ok(()) => cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+        Ok(()) => cond(
+            "Ready",
+            "True",
+            "KubeletReady",
+            "kubelet is posting ready status",
+        ),
         Err(why) => cond("Ready", "False", "KubeletNotReady", why),
     };
     json!({
@@ -147,7 +162,10 @@ pub async fn post_status(
 ) -> Result<(), kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let previous = nodes.get_opt(&facts.name).await?;
-    let now = jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or(jiff::Timestamp::now()).to_string();
+    let now = jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap_or(jiff::Timestamp::now())
+        .to_string();
     let status = node_status(facts, ready, &now, previous.as_ref());
     nodes
         .patch_status(
@@ -230,14 +248,32 @@ mod tests {
         assert_eq!(ready["status"], "True");
         assert_eq!(ready["reason"], "KubeletReady");
         assert_eq!(s["capacity"]["cpu"], "2");
-        assert_eq!(s["allocatable"]["memory"], format!("{}Ki", 24 * 1024 * 1024 - 100 * 1024));
+        assert_eq!(
+            s["allocatable"]["memory"],
+            format!("{}Ki", 24 * 1024 * 1024 - 100 * 1024)
+        );
         assert_eq!(s["daemonEndpoints"]["kubeletEndpoint"]["Port"], 10250);
-        let node: Node = serde_json::from_value(json!({"metadata": {"name": "node1"}, "status": s})).unwrap();
+        let node: Node =
+            serde_json::from_value(json!({"metadata": {"name": "node1"}, "status": s})).unwrap();
         let later = node_status(&facts(), Ok(()), "2026-01-01T00:01:00Z", Some(&node));
-        assert_eq!(later["conditions"][3]["lastTransitionTime"], "2026-01-01T00:00:10Z");
-        assert_eq!(later["conditions"][3]["lastHeartbeatTime"], "2026-01-01T00:01:00Z");
-        let down = node_status(&facts(), Err("container runtime is down".into()), "2026-01-01T00:02:00Z", Some(&node));
+        assert_eq!(
+            later["conditions"][3]["lastTransitionTime"],
+            "2026-01-01T00:00:10Z"
+        );
+        assert_eq!(
+            later["conditions"][3]["lastHeartbeatTime"],
+            "2026-01-01T00:01:00Z"
+        );
+        let down = node_status(
+            &facts(),
+            Err("container runtime is down".into()),
+            "2026-01-01T00:02:00Z",
+            Some(&node),
+        );
         assert_eq!(down["conditions"][3]["status"], "False");
-        assert_eq!(down["conditions"][3]["lastTransitionTime"], "2026-01-01T00:02:00Z");
+        assert_eq!(
+            down["conditions"][3]["lastTransitionTime"],
+            "2026-01-01T00:02:00Z"
+        );
     }
 }

@@ -218,9 +218,7 @@ impl Kubelet {
                 }),
                 ..Default::default()
             };
-            if let Err(e) = self
-                .handle
-                .block_on(api.delete(&pod_ref(pod).name, &dp))
+            if let Err(e) = self.handle.block_on(api.delete(&pod_ref(pod).name, &dp))
                 && !matches!(&e, kube::Error::Api(s) if s.code == 404 || s.code == 409)
             {
                 eprintln!("delete pod {}: {e}", pod_key(pod));
@@ -257,8 +255,12 @@ impl Kubelet {
             .values()
             .filter(|c| {
                 mem.probes.get(c.id()).is_some_and(|p| {
-                    p.liveness.as_ref().is_some_and(|t| t.verdict == Verdict::Failure)
-                        || p.startup.as_ref().is_some_and(|t| t.verdict == Verdict::Failure)
+                    p.liveness
+                        .as_ref()
+                        .is_some_and(|t| t.verdict == Verdict::Failure)
+                        || p.startup
+                            .as_ref()
+                            .is_some_and(|t| t.verdict == Verdict::Failure)
                 })
             })
             .map(|c| c.name().to_string())
@@ -302,7 +304,13 @@ impl Kubelet {
             match action {
                 Action::KillPod { reason } => {
                     if observed.sandbox_exists && !observed.sandbox_ready {
-                        self.event(pod, None, false, "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.");
+                        self.event(
+                            pod,
+                            None,
+                            false,
+                            "SandboxChanged",
+                            "Pod sandbox changed, it will be killed and re-created.",
+                        );
                     }
                     let grace = pod
                         .spec
@@ -317,7 +325,13 @@ impl Kubelet {
                 Action::CreateSandbox => match self.create_sandbox(pod) {
                     Ok(s) => sandbox = Some(s),
                     Err(e) => {
-                        self.event(pod, None, true, "FailedCreatePodSandBox", &format!("Failed to create pod sandbox: {e}"));
+                        self.event(
+                            pod,
+                            None,
+                            true,
+                            "FailedCreatePodSandBox",
+                            &format!("Failed to create pod sandbox: {e}"),
+                        );
                         sandbox_failed = true;
                         break;
                     }
@@ -330,7 +344,8 @@ impl Kubelet {
                             Err(e) => {
                                 self.event(pod, None, true, "FailedMount", &e);
                                 for (c, _) in spec_containers(pod) {
-                                    waiting.insert(c.name.clone(), ("ContainerCreating".into(), None));
+                                    waiting
+                                        .insert(c.name.clone(), ("ContainerCreating".into(), None));
                                 }
                                 break;
                             }
@@ -396,7 +411,9 @@ impl Kubelet {
                 attempt,
                 hostname: crate::dns::hostname(pod),
                 host_network,
-                share_pid: spec.and_then(|s| s.share_process_namespace).unwrap_or(false),
+                share_pid: spec
+                    .and_then(|s| s.share_process_namespace)
+                    .unwrap_or(false),
                 labels: pod.metadata.labels.clone().unwrap_or_default(),
             })
             .map_err(|e| e.to_string())?;
@@ -408,7 +425,8 @@ impl Kubelet {
                     .netns
                     .clone()
                     .ok_or_else(|| "the sandbox has no network namespace".to_string())?;
-                let list = NetworkList::load_dir(&self.cfg.cni_conf_dir).map_err(|e| e.to_string())?;
+                let list =
+                    NetworkList::load_dir(&self.cfg.cni_conf_dir).map_err(|e| e.to_string())?;
                 let att = self.attachment(pod, &record.id, &netns.to_string_lossy());
                 let result = self.cni.add(&list, &att).map_err(|e| {
                     format!("failed to setup network for sandbox \"{}\": {e}", record.id)
@@ -500,7 +518,10 @@ impl Kubelet {
         {
             let att = self.attachment(pod, id, &netns.to_string_lossy());
             if let Err(e) = self.cni.del(&list, &att) {
-                eprintln!("tear down the network of sandbox {id} of pod {}: {e}", pod_key(pod));
+                eprintln!(
+                    "tear down the network of sandbox {id} of pod {}: {e}",
+                    pod_key(pod)
+                );
             }
         }
         for c in self.containers_of(&pod_ref(pod).uid) {
@@ -539,7 +560,13 @@ impl Kubelet {
                 for c in &running {
                     s.spawn(|| {
                         if kill_event {
-                            self.event(pod, Some(c.name()), false, "Killing", &format!("Stopping container {}", c.name()));
+                            self.event(
+                                pod,
+                                Some(c.name()),
+                                false,
+                                "Killing",
+                                &format!("Stopping container {}", c.name()),
+                            );
                         }
                         self.stop_container(pod, c.id(), c.name(), grace);
                     });
@@ -575,7 +602,10 @@ impl Kubelet {
             let _ = std::fs::remove_dir_all(self.log_dir(pod));
         } else if let Ok(entries) = std::fs::read_dir(self.cfg.logs_dir()) {
             for e in entries.flatten() {
-                if e.file_name().to_string_lossy().ends_with(&format!("_{uid}")) {
+                if e.file_name()
+                    .to_string_lossy()
+                    .ends_with(&format!("_{uid}"))
+                {
                     let _ = std::fs::remove_dir_all(e.path());
                 }
             }
@@ -593,12 +623,27 @@ impl Kubelet {
     /// Runs the preStop hook, then stops the container within the grace period.
     fn stop_container(&self, pod: &Pod, id: &str, name: &str, grace: Duration) {
         let deadline = Instant::now() + grace;
-        if let Some((c, _)) = spec_containers(pod).into_iter().find(|(c, _)| c.name == name)
+        if let Some((c, _)) = spec_containers(pod)
+            .into_iter()
+            .find(|(c, _)| c.name == name)
             && let Some(pre) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref())
         {
-            let result = self.run_handler(pod, id, &c, pre.exec.as_ref().and_then(|e| e.command.clone()), pre.http_get.as_ref().map(|h| (h.clone(),)), grace);
+            let result = self.run_handler(
+                pod,
+                id,
+                &c,
+                pre.exec.as_ref().and_then(|e| e.command.clone()),
+                pre.http_get.as_ref().map(|h| (h.clone(),)),
+                grace,
+            );
             if let Err(e) = result {
-                self.event(pod, Some(name), true, "FailedPreStopHook", &format!("PreStopHook failed: {e}"));
+                self.event(
+                    pod,
+                    Some(name),
+                    true,
+                    "FailedPreStopHook",
+                    &format!("PreStopHook failed: {e}"),
+                );
             }
         }
         let left = deadline.saturating_duration_since(Instant::now());
@@ -622,24 +667,50 @@ impl Kubelet {
             return if code == 0 {
                 Ok(())
             } else {
-                Err(format!("command {cmd:?} exited with {code}: {}", out.trim()))
+                Err(format!(
+                    "command {cmd:?} exited with {code}: {}",
+                    out.trim()
+                ))
             };
         }
         if let Some((h,)) = http {
-            let ip = self.mem().pod_ips.get(&uid(pod)).and_then(|v| v.first().cloned()).unwrap_or_default();
+            let ip = self
+                .mem()
+                .pod_ips
+                .get(&uid(pod))
+                .and_then(|v| v.first().cloned())
+                .unwrap_or_default();
             let p = k8s_openapi::api::core::v1::Probe {
                 http_get: Some(h),
                 ..Default::default()
             };
-            if let Ok(Check::Http { addr, host, path, headers, .. }) = probe::check_of(&p, c, &ip) {
-                return probe::http(addr, &host, &path, &headers, timeout.max(Duration::from_secs(1)));
+            if let Ok(Check::Http {
+                addr,
+                host,
+                path,
+                headers,
+                ..
+            }) = probe::check_of(&p, c, &ip)
+            {
+                return probe::http(
+                    addr,
+                    &host,
+                    &path,
+                    &headers,
+                    timeout.max(Duration::from_secs(1)),
+                );
             }
         }
         Ok(())
     }
 
     /// Runs a command in a container, returning its exit code and output (bounded).
-    pub fn exec_capture(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<(i32, String), String> {
+    pub fn exec_capture(
+        &self,
+        id: &str,
+        cmd: &[String],
+        timeout: Duration,
+    ) -> Result<(i32, String), String> {
         use std::io::Read;
         let mut p = self
             .runtime
@@ -710,7 +781,12 @@ impl Kubelet {
     fn runtime_facts(&self, pod: &Pod) -> RuntimeFacts {
         RuntimeFacts {
             host_ip: Some(self.cfg.internal_ip.clone()),
-            pod_ips: self.mem().pod_ips.get(&uid(pod)).cloned().unwrap_or_default(),
+            pod_ips: self
+                .mem()
+                .pod_ips
+                .get(&uid(pod))
+                .cloned()
+                .unwrap_or_default(),
         }
     }
 
@@ -718,7 +794,11 @@ impl Kubelet {
     /// life as kubelet does.
     fn token(&self, pod: &Pod, audience: Option<&str>, expiration: i64) -> Result<String, String> {
         let r = pod_ref(pod);
-        let key = (r.uid.clone(), audience.unwrap_or("").to_string(), expiration);
+        let key = (
+            r.uid.clone(),
+            audience.unwrap_or("").to_string(),
+            expiration,
+        );
         if let Some((t, renew)) = self.mem().tokens.get(&key)
             && Instant::now() < *renew
         {
@@ -832,7 +912,10 @@ impl Kubelet {
         let ns = pod_ref(pod).namespace;
         let to_env = |s: &Service| -> Option<ServiceEnv> {
             let spec = s.spec.as_ref()?;
-            let ip = spec.cluster_ip.clone().filter(|ip| !ip.is_empty() && ip != "None")?;
+            let ip = spec
+                .cluster_ip
+                .clone()
+                .filter(|ip| !ip.is_empty() && ip != "None")?;
             Some(ServiceEnv {
                 name: s.metadata.name.clone()?,
                 cluster_ip: ip,
@@ -866,7 +949,9 @@ impl Kubelet {
             out.extend(
                 list.items
                     .iter()
-                    .filter(|s| !(ns == "default" && s.metadata.name.as_deref() == Some("kubernetes")))
+                    .filter(|s| {
+                        !(ns == "default" && s.metadata.name.as_deref() == Some("kubernetes"))
+                    })
                     .filter_map(to_env),
             );
         }
@@ -883,7 +968,10 @@ impl Kubelet {
         vols: &[Prepared],
     ) -> Result<(), (String, Option<String>)> {
         let r = pod_ref(pod);
-        let Some((c, _init)) = spec_containers(pod).into_iter().find(|(c, _)| c.name == name) else {
+        let Some((c, _init)) = spec_containers(pod)
+            .into_iter()
+            .find(|(c, _)| c.name == name)
+        else {
             return Ok(());
         };
         let history: Vec<RtContainer> = self
@@ -905,7 +993,10 @@ impl Kubelet {
             }
             let wait = self.mem().crash.remaining(&backoff_key, Instant::now());
             if wait > Duration::ZERO {
-                let delay = self.mem().crash.remaining(&backoff_key, Instant::now() - Duration::from_secs(0));
+                let delay = self
+                    .mem()
+                    .crash
+                    .remaining(&backoff_key, Instant::now() - Duration::from_secs(0));
                 let msg = format!(
                     "back-off {}s restarting failed container={name} pod={}_{}({})",
                     round_up_secs(delay),
@@ -913,7 +1004,16 @@ impl Kubelet {
                     r.namespace,
                     r.uid
                 );
-                self.event(pod, Some(name), true, "BackOff", &format!("Back-off restarting failed container {name} in pod {}_{}({})", r.name, r.namespace, r.uid));
+                self.event(
+                    pod,
+                    Some(name),
+                    true,
+                    "BackOff",
+                    &format!(
+                        "Back-off restarting failed container {name} in pod {}_{}({})",
+                        r.name, r.namespace, r.uid
+                    ),
+                );
                 return Err(("CrashLoopBackOff".into(), Some(msg)));
             }
         }
@@ -932,7 +1032,8 @@ impl Kubelet {
         for (warning, reason, msg) in &image_events {
             self.event(pod, Some(name), *warning, reason, msg);
         }
-        let record = record.map_err(|ImageFailure { reason, message }| (reason.to_string(), Some(message)))?;
+        let record = record
+            .map_err(|ImageFailure { reason, message }| (reason.to_string(), Some(message)))?;
         // The process.
         let config_error = |msg: String| {
             self.event(pod, Some(name), true, "Failed", &format!("Error: {msg}"));
@@ -957,8 +1058,10 @@ impl Kubelet {
                 self.event(pod, Some(name), true, "Failed", &format!("Error: {msg}"));
                 ("CreateContainerError".to_string(), Some(msg))
             })?;
-        let passwd = std::fs::read_to_string(rootfs.mountpoint.join("etc/passwd")).unwrap_or_default();
-        let group = std::fs::read_to_string(rootfs.mountpoint.join("etc/group")).unwrap_or_default();
+        let passwd =
+            std::fs::read_to_string(rootfs.mountpoint.join("etc/passwd")).unwrap_or_default();
+        let group =
+            std::fs::read_to_string(rootfs.mountpoint.join("etc/group")).unwrap_or_default();
         let facts = self.runtime_facts(pod);
         let proc_ = process::resolve(pod, &c, &image_process, &sources, &facts, &passwd, &group)
             .map_err(|e| {
@@ -979,7 +1082,11 @@ impl Kubelet {
             .termination_message_path
             .clone()
             .unwrap_or_else(|| "/dev/termination-log".into());
-        let term_file = self.cfg.pod_dir(&r.uid).join("termination").join(format!("{name}-{attempt}"));
+        let term_file = self
+            .cfg
+            .pod_dir(&r.uid)
+            .join("termination")
+            .join(format!("{name}-{attempt}"));
         if let Some(parent) = term_file.parent() {
             let _ = std::fs::create_dir_all(parent);
         }
@@ -1008,7 +1115,9 @@ impl Kubelet {
                 privileged: sc.and_then(|s| s.privileged).unwrap_or(false),
                 cap_add: caps.and_then(|c| c.add.clone()).unwrap_or_default(),
                 cap_drop: caps.and_then(|c| c.drop.clone()).unwrap_or_default(),
-                readonly_rootfs: sc.and_then(|s| s.read_only_root_filesystem).unwrap_or(false),
+                readonly_rootfs: sc
+                    .and_then(|s| s.read_only_root_filesystem)
+                    .unwrap_or(false),
                 no_new_privileges: sc.and_then(|s| s.allow_privilege_escalation) == Some(false),
             },
             resources: resources_of(&c),
@@ -1019,9 +1128,15 @@ impl Kubelet {
             labels: BTreeMap::from([
                 ("io.kubernetes.container.name".to_string(), name.to_string()),
                 ("io.kubernetes.pod.name".to_string(), r.name.clone()),
-                ("io.kubernetes.pod.namespace".to_string(), r.namespace.clone()),
+                (
+                    "io.kubernetes.pod.namespace".to_string(),
+                    r.namespace.clone(),
+                ),
                 ("io.kubernetes.pod.uid".to_string(), r.uid.clone()),
-                ("io.podnet.image.id".to_string(), crate::images::image_id(&record)),
+                (
+                    "io.podnet.image.id".to_string(),
+                    crate::images::image_id(&record),
+                ),
                 (ROOTFS_KEY_LABEL.to_string(), id_key.clone()),
             ]),
         };
@@ -1034,13 +1149,25 @@ impl Kubelet {
                 self.event(pod, Some(name), true, "Failed", &format!("Error: {msg}"));
                 ("CreateContainerError".to_string(), Some(msg))
             })?;
-        self.event(pod, Some(name), false, "Created", &format!("Created container: {name}"));
+        self.event(
+            pod,
+            Some(name),
+            false,
+            "Created",
+            &format!("Created container: {name}"),
+        );
         if let Err(e) = self.runtime.start_container(&id) {
             let msg = e.to_string();
             self.event(pod, Some(name), true, "Failed", &format!("Error: {msg}"));
             return Err(("RunContainerError".into(), Some(msg)));
         }
-        self.event(pod, Some(name), false, "Started", &format!("Started container {name}"));
+        self.event(
+            pod,
+            Some(name),
+            false,
+            "Started",
+            &format!("Started container {name}"),
+        );
         // postStart runs right after the start; a failure kills the container (kubelet's rule).
         if let Some(post) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
             let result = self.run_handler(
@@ -1052,7 +1179,13 @@ impl Kubelet {
                 Duration::from_secs(30),
             );
             if let Err(e) = result {
-                self.event(pod, Some(name), true, "FailedPostStartHook", &format!("PostStartHook failed: {e}"));
+                self.event(
+                    pod,
+                    Some(name),
+                    true,
+                    "FailedPostStartHook",
+                    &format!("PostStartHook failed: {e}"),
+                );
                 let _ = self.runtime.stop_container(&id, Self::grace_of(pod));
             }
         }
@@ -1069,7 +1202,11 @@ impl Kubelet {
         let ns = pod_ref(pod).namespace;
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
         let mut found = Vec::new();
-        for r in pod.spec.iter().flat_map(|s| s.image_pull_secrets.iter().flatten()) {
+        for r in pod
+            .spec
+            .iter()
+            .flat_map(|s| s.image_pull_secrets.iter().flatten())
+        {
             if let Ok(Some(s)) = self.handle.block_on(api.get_opt(&r.name)) {
                 found.push(s);
             }
@@ -1088,7 +1225,11 @@ impl Kubelet {
         let list = |k: &str| -> Vec<String> {
             v["config"][k]
                 .as_array()
-                .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let s = |k: &str| v["config"][k].as_str().map(str::to_string);
@@ -1104,33 +1245,55 @@ impl Kubelet {
     /// Runs the probes that are due for the pod's running containers.
     fn run_probes(&self, pod: &Pod) {
         let uid = uid(pod);
-        let ip = self.mem().pod_ips.get(&uid).and_then(|v| v.first().cloned()).unwrap_or_default();
+        let ip = self
+            .mem()
+            .pod_ips
+            .get(&uid)
+            .and_then(|v| v.first().cloned())
+            .unwrap_or_default();
         for rc in self.containers_of(&uid) {
             if rc.state != RtState::Running {
                 continue;
             }
-            let Some((c, init)) = spec_containers(pod).into_iter().find(|(c, _)| c.name == rc.name()) else {
+            let Some((c, init)) = spec_containers(pod)
+                .into_iter()
+                .find(|(c, _)| c.name == rc.name())
+            else {
                 continue;
             };
             if init {
                 continue;
             }
             let started = Instant::now()
-                - Duration::from_nanos((now_ns() - rc.started_ns.unwrap_or_else(now_ns)).max(0) as u64);
+                - Duration::from_nanos(
+                    (now_ns() - rc.started_ns.unwrap_or_else(now_ns)).max(0) as u64
+                );
             {
                 let mut mem = self.mem();
                 let set = mem.probes.entry(rc.id().to_string()).or_default();
                 if set.startup.is_none() && set.readiness.is_none() && set.liveness.is_none() {
-                    set.startup = c.startup_probe.as_ref().map(|p| Tracker::new(Kind::Startup, p, started));
-                    set.readiness = c.readiness_probe.as_ref().map(|p| Tracker::new(Kind::Readiness, p, started));
-                    set.liveness = c.liveness_probe.as_ref().map(|p| Tracker::new(Kind::Liveness, p, started));
+                    set.startup = c
+                        .startup_probe
+                        .as_ref()
+                        .map(|p| Tracker::new(Kind::Startup, p, started));
+                    set.readiness = c
+                        .readiness_probe
+                        .as_ref()
+                        .map(|p| Tracker::new(Kind::Readiness, p, started));
+                    set.liveness = c
+                        .liveness_probe
+                        .as_ref()
+                        .map(|p| Tracker::new(Kind::Liveness, p, started));
                 }
             }
             for kind in [Kind::Startup, Kind::Liveness, Kind::Readiness] {
                 let (probe_spec, due, startup_done) = {
                     let mem = self.mem();
                     let set = &mem.probes[rc.id()];
-                    let startup_done = set.startup.as_ref().is_none_or(|t| t.verdict == Verdict::Success);
+                    let startup_done = set
+                        .startup
+                        .as_ref()
+                        .is_none_or(|t| t.verdict == Verdict::Success);
                     let tracker = match kind {
                         Kind::Startup => &set.startup,
                         Kind::Liveness => &set.liveness,
@@ -1141,7 +1304,11 @@ impl Kubelet {
                         Kind::Liveness => c.liveness_probe.clone(),
                         Kind::Readiness => c.readiness_probe.clone(),
                     };
-                    (spec, tracker.as_ref().is_some_and(|t| t.due(Instant::now())), startup_done)
+                    (
+                        spec,
+                        tracker.as_ref().is_some_and(|t| t.due(Instant::now())),
+                        startup_done,
+                    )
                 };
                 let Some(p) = probe_spec else { continue };
                 // Liveness and readiness wait for the startup probe to succeed.
@@ -1153,18 +1320,33 @@ impl Kubelet {
                 }
                 let timeout = probe::Timing::of(&p).timeout;
                 let result = match probe::check_of(&p, &c, &ip) {
-                    Ok(Check::Http { addr, host, path, headers, .. }) => probe::http(addr, &host, &path, &headers, timeout),
+                    Ok(Check::Http {
+                        addr,
+                        host,
+                        path,
+                        headers,
+                        ..
+                    }) => probe::http(addr, &host, &path, &headers, timeout),
                     Ok(Check::Tcp(addr)) => probe::tcp(addr, timeout),
                     Ok(Check::Grpc(addr)) => probe::tcp(addr, timeout),
                     Ok(Check::Exec(cmd)) => match self.exec_capture(rc.id(), &cmd, timeout) {
                         Ok((0, _)) => Ok(()),
-                        Ok((code, out)) => Err(format!("command {cmd:?} exited with {code}: {}", out.trim())),
+                        Ok((code, out)) => Err(format!(
+                            "command {cmd:?} exited with {code}: {}",
+                            out.trim()
+                        )),
                         Err(e) => Err(e),
                     },
                     Err(e) => Err(e),
                 };
                 if let Err(msg) = &result {
-                    self.event(pod, Some(rc.name()), true, "Unhealthy", &format!("{} probe failed: {msg}", kind.word()));
+                    self.event(
+                        pod,
+                        Some(rc.name()),
+                        true,
+                        "Unhealthy",
+                        &format!("{} probe failed: {msg}", kind.word()),
+                    );
                 }
                 let changed = {
                     let mut mem = self.mem();
@@ -1178,11 +1360,17 @@ impl Kubelet {
                 };
                 if changed == Some(Verdict::Failure) && kind != Kind::Readiness {
                     // The next sync kills and restarts it (plan sees it unhealthy).
-                    self.event(pod, Some(rc.name()), false, "Killing", &format!(
-                        "Container {} failed {} probe, will be restarted",
-                        rc.name(),
-                        kind.word().to_lowercase()
-                    ));
+                    self.event(
+                        pod,
+                        Some(rc.name()),
+                        false,
+                        "Killing",
+                        &format!(
+                            "Container {} failed {} probe, will be restarted",
+                            rc.name(),
+                            kind.word().to_lowercase()
+                        ),
+                    );
                     self.stop_container(pod, rc.id(), rc.name(), Self::grace_of(pod));
                 }
             }
@@ -1216,7 +1404,8 @@ impl Kubelet {
         sandbox_failed: bool,
     ) -> PodFacts {
         let uid = uid(pod);
-        let sandbox_ready = sandbox.is_some_and(|s| s.state == SandboxState::Ready) && !sandbox_failed;
+        let sandbox_ready =
+            sandbox.is_some_and(|s| s.state == SandboxState::Ready) && !sandbox_failed;
         if sandbox_ready && !self.mem().pod_ips.contains_key(&uid) {
             // An adopted pod: its address is in the cached CNI result.
             if let Some(sb) = sandbox
@@ -1226,19 +1415,26 @@ impl Kubelet {
                 let ips = if sb.record.host_network {
                     vec![self.cfg.internal_ip.clone()]
                 } else {
-                    self.cni.cached_result(&list.name, &att).map(|r| result_ips(&r)).unwrap_or_default()
+                    self.cni
+                        .cached_result(&list.name, &att)
+                        .map(|r| result_ips(&r))
+                        .unwrap_or_default()
                 };
                 self.mem().pod_ips.insert(uid.clone(), ips);
             }
         }
         let pod_ips = self.mem().pod_ips.get(&uid).cloned().unwrap_or_default();
         let inits_running = spec_containers(pod).iter().any(|(c, init)| {
-            *init && !containers.iter().any(|x| x.name() == c.name && x.exit.as_ref().is_some_and(|e| e.exit_code == 0))
+            *init
+                && !containers.iter().any(|x| {
+                    x.name() == c.name && x.exit.as_ref().is_some_and(|e| e.exit_code == 0)
+                })
         });
         let mut init = Vec::new();
         let mut regular = Vec::new();
         for (c, is_init) in spec_containers(pod) {
-            let instances: Vec<&RtContainer> = containers.iter().filter(|x| x.name() == c.name).collect();
+            let instances: Vec<&RtContainer> =
+                containers.iter().filter(|x| x.name() == c.name).collect();
             let newest = instances.last().copied();
             let previous = instances.len().checked_sub(2).map(|i| instances[i]);
             let terminated_of = |x: &RtContainer| -> Option<Terminated> {
@@ -1246,7 +1442,11 @@ impl Kubelet {
                 Some(Terminated {
                     exit_code: exit.exit_code,
                     signal: exit.signal,
-                    reason: if exit.exit_code == 0 { "Completed".into() } else { "Error".into() },
+                    reason: if exit.exit_code == 0 {
+                        "Completed".into()
+                    } else {
+                        "Error".into()
+                    },
                     message: self.termination_message(pod, &c, x),
                     started_at: x.started_ns.map(ts),
                     finished_at: ts(exit.finished_ns),
@@ -1260,24 +1460,39 @@ impl Kubelet {
                 let mem = self.mem();
                 mem.probes.get(x.id()).map(|p| {
                     (
-                        p.readiness.as_ref().is_none_or(|t| t.verdict == Verdict::Success),
-                        p.startup.as_ref().is_none_or(|t| t.verdict == Verdict::Success),
+                        p.readiness
+                            .as_ref()
+                            .is_none_or(|t| t.verdict == Verdict::Success),
+                        p.startup
+                            .as_ref()
+                            .is_none_or(|t| t.verdict == Verdict::Success),
                     )
                 })
             });
-            let (ready, started) = probes.unwrap_or((c.readiness_probe.is_none(), c.startup_probe.is_none()));
+            let (ready, started) =
+                probes.unwrap_or((c.readiness_probe.is_none(), c.startup_probe.is_none()));
             let state = match (waiting.get(&c.name), newest) {
-                (Some((reason, msg)), _) => State::Waiting { reason: reason.clone(), message: msg.clone() },
+                (Some((reason, msg)), _) => State::Waiting {
+                    reason: reason.clone(),
+                    message: msg.clone(),
+                },
                 (None, Some(x)) => match x.state {
-                    RtState::Running => State::Running { started_at: ts(x.started_ns.unwrap_or_else(now_ns)) },
-                    RtState::Created => State::Waiting { reason: "ContainerCreating".into(), message: None },
+                    RtState::Running => State::Running {
+                        started_at: ts(x.started_ns.unwrap_or_else(now_ns)),
+                    },
+                    RtState::Created => State::Waiting {
+                        reason: "ContainerCreating".into(),
+                        message: None,
+                    },
                     RtState::Exited | RtState::Unknown => match terminated_of(x) {
                         Some(t) => State::Terminated(t),
                         None => State::Terminated(Terminated {
                             exit_code: 255,
                             signal: None,
                             reason: "Unknown".into(),
-                            message: Some("the container's supervisor ended before recording its exit".into()),
+                            message: Some(
+                                "the container's supervisor ended before recording its exit".into(),
+                            ),
                             started_at: x.started_ns.map(ts),
                             finished_at: jiff::Timestamp::now(),
                             container_id: Some(format!("podnet://{}", x.id())),
@@ -1285,14 +1500,20 @@ impl Kubelet {
                     },
                 },
                 (None, None) => State::Waiting {
-                    reason: if !is_init && inits_running { "PodInitializing".into() } else { "ContainerCreating".into() },
+                    reason: if !is_init && inits_running {
+                        "PodInitializing".into()
+                    } else {
+                        "ContainerCreating".into()
+                    },
                     message: None,
                 },
             };
             // A restarting container shows its last run in lastState.
             let last_terminated = match (&state, newest) {
                 (State::Terminated(_), _) => previous.and_then(terminated_of),
-                (_, Some(x)) if x.state != RtState::Running && x.state != RtState::Created => terminated_of(x),
+                (_, Some(x)) if x.state != RtState::Running && x.state != RtState::Created => {
+                    terminated_of(x)
+                }
                 _ => previous.and_then(terminated_of),
             };
             let f = ContainerFacts {
@@ -1348,7 +1569,11 @@ impl Kubelet {
                 limit_bytes: Some(2048),
                 ..Default::default()
             };
-            if self.runtime.read_logs(x.id(), &opts, &mut out, &|| true).is_ok() {
+            if self
+                .runtime
+                .read_logs(x.id(), &opts, &mut out, &|| true)
+                .is_ok()
+            {
                 text = Some(String::from_utf8_lossy(&out).into_owned());
             }
         }
@@ -1366,10 +1591,11 @@ impl Kubelet {
         let r = pod_ref(pod);
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &r.namespace);
         let patch = json!({"metadata": {"uid": uid}, "status": value});
-        match self
-            .handle
-            .block_on(api.patch_status(&r.name, &PatchParams::default(), &Patch::Merge(patch)))
-        {
+        match self.handle.block_on(api.patch_status(
+            &r.name,
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )) {
             Ok(_) => {
                 self.mem().last_status.insert(uid, value);
             }
@@ -1395,7 +1621,10 @@ impl Kubelet {
                 .map(|c| c.record.pod.uid),
         );
         for uid in uids.difference(known) {
-            eprintln!("podnet node agent {}: removing pod {uid}, which the API no longer assigns here", self.cfg.node);
+            eprintln!(
+                "podnet node agent {}: removing pod {uid}, which the API no longer assigns here",
+                self.cfg.node
+            );
             self.teardown(uid, None, Duration::from_secs(2));
         }
         // Root filesystems left by a crash between prepare and create.
@@ -1409,7 +1638,9 @@ impl Kubelet {
                 .collect();
             let mine = self.cfg.state_dir.join("rootfs");
             for r in records {
-                if r.mountpoint.starts_with(&mine) && !live.contains(&*r.mountpoint.to_string_lossy()) {
+                if r.mountpoint.starts_with(&mine)
+                    && !live.contains(&*r.mountpoint.to_string_lossy())
+                {
                     let _ = self.images.store().remove_rootfs(&r.key);
                 }
             }
@@ -1426,7 +1657,10 @@ impl Kubelet {
                 .collect();
             let (removed, errors) = self.cni.gc(&list, &valid);
             for r in removed {
-                eprintln!("podnet node agent {}: released stale network attachment {r}", self.cfg.node);
+                eprintln!(
+                    "podnet node agent {}: released stale network attachment {r}",
+                    self.cfg.node
+                );
             }
             for e in errors {
                 eprintln!("podnet node agent {}: CNI GC: {e}", self.cfg.node);
@@ -1454,9 +1688,12 @@ pub fn result_ips(result: &Value) -> Vec<String> {
 /// the limit, the memory limit (kubelet's conversions).
 fn resources_of(c: &Container) -> Resources {
     let r = c.resources.as_ref();
-    let q = |m: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, k: &str| {
-        m.and_then(|m| m.get(k)).and_then(|v| process::quantity(&v.0).ok())
-    };
+    let q =
+        |m: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+         k: &str| {
+            m.and_then(|m| m.get(k))
+                .and_then(|v| process::quantity(&v.0).ok())
+        };
     let limits = r.and_then(|r| r.limits.as_ref());
     let requests = r.and_then(|r| r.requests.as_ref());
     let cpu_limit = q(limits, "cpu");
@@ -1502,7 +1739,12 @@ impl Workers {
     }
 
     pub fn known(&self) -> HashSet<String> {
-        self.pods.lock().expect("not poisoned").keys().cloned().collect()
+        self.pods
+            .lock()
+            .expect("not poisoned")
+            .keys()
+            .cloned()
+            .collect()
     }
 
     async fn run(&self, uid: String, mut rx: tokio::sync::watch::Receiver<Option<Pod>>) {

@@ -146,7 +146,12 @@ pub fn check_of(probe: &Probe, container: &Container, pod_ip: &str) -> Result<Ch
                 .flatten()
                 .find(|cp| cp.name.as_deref() == Some(name.as_str()))
                 .and_then(|cp| u16::try_from(cp.container_port).ok())
-                .ok_or_else(|| format!("port {name:?} is not a named port of container {}", container.name)),
+                .ok_or_else(|| {
+                    format!(
+                        "port {name:?} is not a named port of container {}",
+                        container.name
+                    )
+                }),
         }
     };
     let addr = |host: Option<&str>, p: u16| -> Result<SocketAddr, String> {
@@ -159,8 +164,16 @@ pub fn check_of(probe: &Probe, container: &Container, pod_ip: &str) -> Result<Ch
         let p = port(&h.port)?;
         return Ok(Check::Http {
             addr: addr(h.host.as_deref(), p)?,
-            host: h.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| pod_ip.to_string()),
-            path: h.path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "/".into()),
+            host: h
+                .host
+                .clone()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| pod_ip.to_string()),
+            path: h
+                .path
+                .clone()
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "/".into()),
             headers: h
                 .http_headers
                 .iter()
@@ -177,7 +190,10 @@ pub fn check_of(probe: &Probe, container: &Container, pod_ip: &str) -> Result<Ch
         return Ok(Check::Exec(e.command.clone().unwrap_or_default()));
     }
     if let Some(g) = &probe.grpc {
-        return Ok(Check::Grpc(addr(None, u16::try_from(g.port).map_err(|_| "invalid port".to_string())?)?));
+        return Ok(Check::Grpc(addr(
+            None,
+            u16::try_from(g.port).map_err(|_| "invalid port".to_string())?,
+        )?));
     }
     Err("probe has no handler".into())
 }
@@ -225,7 +241,9 @@ pub fn http(
     let deadline = Instant::now() + timeout;
     while !got.windows(2).any(|w| w == b"\r\n") && got.len() < 4096 {
         if Instant::now() >= deadline {
-            return Err(format!("Get \"{url}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"));
+            return Err(format!(
+                "Get \"{url}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+            ));
         }
         let n = s.read(&mut buf).map_err(|e| {
             if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
@@ -264,7 +282,9 @@ mod tests {
     #[test]
     fn thresholds_decide_the_verdict() {
         let t0 = Instant::now();
-        let p = probe(json!({"exec": {"command": ["true"]}, "initialDelaySeconds": 5, "periodSeconds": 2, "failureThreshold": 2, "successThreshold": 2}));
+        let p = probe(
+            json!({"exec": {"command": ["true"]}, "initialDelaySeconds": 5, "periodSeconds": 2, "failureThreshold": 2, "successThreshold": 2}),
+        );
         let mut tr = Tracker::new(Kind::Readiness, &p, t0);
         assert!(!tr.due(t0));
         assert!(tr.due(t0 + Duration::from_secs(5)));
@@ -273,7 +293,11 @@ mod tests {
         assert_eq!(tr.record(false, t0), None);
         assert_eq!(tr.record(false, t0), Some(Verdict::Failure));
         assert!(!tr.due(t0 + Duration::from_secs(1)));
-        let mut live = Tracker::new(Kind::Liveness, &probe(json!({"exec": {"command": ["x"]}})), t0);
+        let mut live = Tracker::new(
+            Kind::Liveness,
+            &probe(json!({"exec": {"command": ["x"]}})),
+            t0,
+        );
         assert_eq!(live.timing.failure_threshold, 3);
         assert_eq!(live.record(false, t0), None);
         assert_eq!(live.record(false, t0), None);
@@ -282,8 +306,13 @@ mod tests {
 
     #[test]
     fn handlers_resolve_named_ports() {
-        let c: Container = serde_json::from_value(json!({"name": "web", "ports": [{"name": "http", "containerPort": 8080}]})).unwrap();
-        let p = probe(json!({"httpGet": {"path": "/healthz", "port": "http", "httpHeaders": [{"name": "X-A", "value": "1"}]}}));
+        let c: Container = serde_json::from_value(
+            json!({"name": "web", "ports": [{"name": "http", "containerPort": 8080}]}),
+        )
+        .unwrap();
+        let p = probe(
+            json!({"httpGet": {"path": "/healthz", "port": "http", "httpHeaders": [{"name": "X-A", "value": "1"}]}}),
+        );
         assert_eq!(
             check_of(&p, &c, "10.244.1.5").unwrap(),
             Check::Http {
@@ -295,7 +324,11 @@ mod tests {
             }
         );
         let bad = probe(json!({"tcpSocket": {"port": "nope"}}));
-        assert!(check_of(&bad, &c, "10.244.1.5").unwrap_err().contains("not a named port"));
+        assert!(
+            check_of(&bad, &c, "10.244.1.5")
+                .unwrap_err()
+                .contains("not a named port")
+        );
     }
 
     #[test]
@@ -308,15 +341,22 @@ mod tests {
                 let mut buf = [0u8; 1024];
                 let n = s.read(&mut buf).unwrap();
                 assert!(String::from_utf8_lossy(&buf[..n]).contains("User-Agent: kube-probe/1.35"));
-                s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes()).unwrap();
+                s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes())
+                    .unwrap();
             }
         });
         let t = Duration::from_secs(2);
         assert!(http(addr, "127.0.0.1", "/", &[], t).is_ok());
         assert!(http(addr, "127.0.0.1", "/", &[], t).is_ok());
-        assert_eq!(http(addr, "127.0.0.1", "/", &[], t).unwrap_err(), "HTTP probe failed with statuscode: 500");
+        assert_eq!(
+            http(addr, "127.0.0.1", "/", &[], t).unwrap_err(),
+            "HTTP probe failed with statuscode: 500"
+        );
         server.join().unwrap();
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         assert!(tcp(closed, t).is_err());
     }
 }

@@ -91,15 +91,13 @@ fn decode(s: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
+            b'%' if i + 2 < b.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(v) => {
+                    out.push(v);
+                    i += 2;
                 }
-            }
+                Err(_) => out.push(b'%'),
+            },
             c => out.push(c),
         }
         i += 1;
@@ -201,13 +199,18 @@ async fn logs(
     tokio::task::spawn_blocking(move || {
         let gone = tx.clone();
         let mut w = ChannelWriter(tx);
-        if let Err(e) = k.runtime.read_logs(&id, &opts, &mut w, &|| gone.is_closed()) {
+        if let Err(e) = k
+            .runtime
+            .read_logs(&id, &opts, &mut w, &|| gone.is_closed())
+        {
             let _ = gone.blocking_send(Ok(Bytes::from(format!("\nerror reading logs: {e}\n"))));
         }
     });
     Response::builder()
         .header("content-type", "text/plain")
-        .body(Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)))
+        .body(Body::from_stream(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        ))
         .expect("valid response")
 }
 
@@ -242,7 +245,11 @@ async fn exec(
         Err((code, msg)) => return (code, msg).into_response(),
     };
     if command.is_empty() {
-        return (StatusCode::BAD_REQUEST, "you must specify at least one command for the container").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "you must specify at least one command for the container",
+        )
+            .into_response();
     }
     let k = st.kubelet.clone();
     ws.protocols(["v5.channel.k8s.io", "v4.channel.k8s.io"])
@@ -320,7 +327,9 @@ async fn session(
         Ok(code) => serde_json::json!({"metadata": {}, "status": "Failure",
             "message": format!("command terminated with non-zero exit code: error executing command {command:?}, exit code {code}"),
             "reason": "NonZeroExitCode", "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]}}),
-        Err(e) => serde_json::json!({"metadata": {}, "status": "Failure", "message": e, "reason": "InternalError"}),
+        Err(e) => {
+            serde_json::json!({"metadata": {}, "status": "Failure", "message": e, "reason": "InternalError"})
+        }
     };
     let _ = socket.send(frame(3, status.to_string().as_bytes())).await;
     let _ = socket
@@ -377,7 +386,10 @@ fn run_exec(
     let mut writer: Option<Box<dyn Write + Send>> = None;
     if let Some(pty) = p.pty.as_ref() {
         // The original stays with the process for resizes.
-        let dup = || pty.try_clone().map_err(|e| format!("duplicate the terminal: {e}"));
+        let dup = || {
+            pty.try_clone()
+                .map_err(|e| format!("duplicate the terminal: {e}"))
+        };
         readers.push(pump(Box::new(dup()?), 1, out.clone()));
         writer = Some(Box::new(dup()?));
     }

@@ -54,7 +54,7 @@ pub fn config(paths: &LabPaths, state: &LabState, node: &str) -> Result<AgentCon
         cluster_domain: "cluster.local".into(),
         image_store: PathBuf::from(crate::paths::DATA_ROOT).join("images"),
         registry_hosts_dir: Some(paths.data_dir().join("hosts.d")),
-        pull_netns: Some(PathBuf::from("/proc/1/ns/net")),
+        pull_netns: Some(machine_netns_path(paths)),
         cgroup_parent: runtime.cgroup_parent.clone(),
         runtime_dir: runtime
             .state_dir
@@ -63,6 +63,42 @@ pub fn config(paths: &LabPaths, state: &LabState, node: &str) -> Result<AgentCon
             .to_path_buf(),
         api_host: state.plan.router_ip.to_string(),
         api_port: crate::controlplane::ROUTER_API_PORT,
+    })
+}
+
+/// Where the lab keeps a handle on the machine's network namespace: the agents' image pulls dial
+/// from it (the nodes' own namespaces have no route out).
+pub fn machine_netns_path(paths: &LabPaths) -> PathBuf {
+    paths.ns_dir().join("machine.net")
+}
+
+/// Bind-mounts the calling process's network namespace (the machine's: the daemon runs there) to
+/// [`machine_netns_path`], once. Removed with the lab's other namespace files by `down`.
+pub fn pin_machine_netns(paths: &LabPaths) -> Result<()> {
+    let path = machine_netns_path(paths);
+    if podnet_netns::NetNs::open(&path).is_ok_and(|ns| {
+        podnet_netns::NetNs::current()
+            .and_then(|me| Ok(ns.id()? == me.id()?))
+            .unwrap_or(false)
+    }) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(paths.ns_dir())
+        .map_err(io(format!("create {}", paths.ns_dir().display())))?;
+    let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
+    File::create(&path).map_err(io(format!("create {}", path.display())))?;
+    nix::mount::mount(
+        Some("/proc/self/ns/net"),
+        &path,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        Error::Other(format!(
+            "pin the machine's network namespace at {}: {e}",
+            path.display()
+        ))
     })
 }
 

@@ -63,6 +63,7 @@ pub fn run(name: &str) -> Result<()> {
         eprintln!("podnet lab daemon {name}: {e}");
     }
     let nodes: Vec<String> = state.plan.nodes.iter().map(|n| n.name.clone()).collect();
+    agents::pin_machine_netns(&paths)?;
     for node in &nodes {
         agents::prepare(&paths, &state, node)?;
     }

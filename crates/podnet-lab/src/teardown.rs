@@ -164,7 +164,10 @@ pub fn teardown(paths: &LabPaths) -> Report {
 /// works after a crash.
 fn remove_pods(paths: &LabPaths, report: &mut Report) {
     let mut nodes: Vec<String> = Vec::new();
-    for dir in [paths.run_dir().join("nodes"), paths.data_dir().join("nodes")] {
+    for dir in [
+        paths.run_dir().join("nodes"),
+        paths.data_dir().join("nodes"),
+    ] {
         for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if !nodes.contains(&name) {
@@ -179,7 +182,9 @@ fn remove_pods(paths: &LabPaths, report: &mut Report) {
         }
         match podnet_runtime::Runtime::new(cfg).and_then(|rt| rt.remove_all()) {
             Ok(()) => report.removed.push(format!("pods of node {node}")),
-            Err(e) => report.errors.push(format!("remove the pods of node {node}: {e}")),
+            Err(e) => report
+                .errors
+                .push(format!("remove the pods of node {node}: {e}")),
         }
     }
     let store_root = Path::new(crate::paths::DATA_ROOT).join("images");
@@ -191,9 +196,10 @@ fn remove_pods(paths: &LabPaths, report: &mut Report) {
             if r.mountpoint.starts_with(&mine)
                 && let Err(e) = store.remove_rootfs(&r.key)
             {
-                report
-                    .errors
-                    .push(format!("remove the root filesystem {}: {e}", r.mountpoint.display()));
+                report.errors.push(format!(
+                    "remove the root filesystem {}: {e}",
+                    r.mountpoint.display()
+                ));
             }
         }
     }

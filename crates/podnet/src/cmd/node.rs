@@ -53,7 +53,9 @@ fn ps(lab: &str, node: &str, output: &str) -> Result<()> {
     if output == "json" {
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({"sandboxes": sandboxes, "containers": containers}))?
+            serde_json::to_string_pretty(
+                &json!({"sandboxes": sandboxes, "containers": containers})
+            )?
         );
         return Ok(());
     }
@@ -83,7 +85,13 @@ fn ps(lab: &str, node: &str, output: &str) -> Result<()> {
             c.record.spec.image,
             format!("{:?}", c.state),
             c.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-            format!("k8s_{}_{}_{}_{}", c.name(), c.record.pod.name, c.record.pod.namespace, c.record.spec.attempt)
+            format!(
+                "k8s_{}_{}_{}_{}",
+                c.name(),
+                c.record.pod.name,
+                c.record.pod.namespace,
+                c.record.spec.attempt
+            )
         );
     }
     Ok(())
@@ -94,7 +102,9 @@ fn inspect(lab: &str, node: &str, id: &str) -> Result<()> {
     let sandboxes = rt.list_sandboxes()?;
     let containers = rt.list_containers()?;
     if let Some(c) = containers.iter().find(|c| c.id().starts_with(id)) {
-        let sb = sandboxes.iter().find(|s| s.record.id == c.record.sandbox_id);
+        let sb = sandboxes
+            .iter()
+            .find(|s| s.record.id == c.record.sandbox_id);
         let out = json!({
             "Id": c.id(),
             "Name": c.name(),

@@ -15,7 +15,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let cfg = podnet_kubelet::config::AgentConfig::load(&args.config).map_err(anyhow::Error::msg)?;
+    let cfg =
+        podnet_kubelet::config::AgentConfig::load(&args.config).map_err(anyhow::Error::msg)?;
     anyhow::ensure!(
         cfg.node == args.node,
         "{} is the configuration of node {}, not {}",
