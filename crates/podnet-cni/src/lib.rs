@@ -45,7 +45,23 @@ fn dispatch(env: impl Fn(&str) -> Option<String>, stdin: &[u8]) -> Result<String
     if req.command == Command::Version {
         return Ok(version_reply(stdin));
     }
-    let conf = NetConf::parse(stdin)?;
+    let parsed = match NetConf::parse_for(req.command, stdin) {
+        Ok(p) => p,
+        // Without a network name (or any JSON at all) nothing podnet made can be found, and no ADD
+        // can have made anything with this input. Failing would only make the runtime retry forever.
+        Err(e) if req.command == Command::Del => {
+            log(&req, &format!("nothing to undo: {e}"));
+            return Ok(String::new());
+        }
+        Err(e) => return Err(e),
+    };
+    for e in req.ignored.iter().chain(&parsed.ignored) {
+        log(
+            &req,
+            &format!("ignored (not needed for {}): {e}", req.command.as_str()),
+        );
+    }
+    let conf = parsed.conf;
     let v = conf.cni_version;
     let allowed = match req.command {
         Command::Check => v.allows_check(),
@@ -59,13 +75,28 @@ fn dispatch(env: impl Fn(&str) -> Option<String>, stdin: &[u8]) -> Result<String
         ));
     }
     match req.command {
-        Command::Add => verbs::add::add(&req, &conf).map(|result| result.to_string()),
+        Command::Add => {
+            for note in &conf.runtime.ignored {
+                log(&req, note);
+            }
+            verbs::add::add(&req, &conf).map(|result| result.to_string())
+        }
         Command::Del => verbs::del::del(&req, &conf).map(|()| String::new()),
         Command::Check => verbs::check::check(&req, &conf).map(|()| String::new()),
         Command::Gc => verbs::gc::gc(&req, &conf).map(|()| String::new()),
         Command::Status => verbs::status::status(&req, &conf).map(|()| String::new()),
         Command::Version => unreachable!("answered above"),
     }
+}
+
+/// The plugin's log: one line on stderr, which runtimes put in their own log (containerd, CRI-O and
+/// podman pass a plugin's stderr through), naming the verb and the attachment.
+pub(crate) fn log(req: &Request, msg: &str) {
+    let who = match (req.command, &req.container_id) {
+        (Command::Add | Command::Del | Command::Check, Some(_)) => format!(" {}", req.subject()),
+        _ => String::new(),
+    };
+    eprintln!("podnet-cni: {}{who}: {msg}", req.command.as_str());
 }
 
 fn version_reply(stdin: &[u8]) -> String {
@@ -130,5 +161,40 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
         assert_eq!(v["code"], 1, "{}", out.stdout);
+    }
+
+    #[test]
+    fn del_with_nothing_to_identify_succeeds_and_says_so() {
+        let env = [
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_IFNAME", "eth0"),
+        ];
+        for stdin in [
+            "",
+            "not json",
+            "[1]",
+            r#"{"cniVersion":"1.0.0"}"#,
+            r#"{"name":"a/b"}"#,
+        ] {
+            let out = invoke(&env, stdin);
+            assert_eq!(
+                out,
+                Outcome {
+                    stdout: String::new(),
+                    code: 0
+                },
+                "{stdin:?}"
+            );
+        }
+        // ADD and CHECK refuse the same input.
+        let mut add = env.to_vec();
+        add[0] = ("CNI_COMMAND", "ADD");
+        add.push(("CNI_NETNS", "/x"));
+        let out = invoke(&add, r#"{"cniVersion":"1.0.0"}"#);
+        assert_eq!(out.code, 1);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(v["code"], 7);
+        assert!(v["msg"].as_str().unwrap().starts_with("name:"));
     }
 }
