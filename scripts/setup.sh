@@ -8,6 +8,7 @@ PACKAGES=(
   iproute2 nftables iptables conntrack ethtool tcpdump bridge-utils   # what the lab and its learners use
   runc busybox-static                                                  # pods: runtime and the offline image
   containernetworking-plugins podman                                   # reference plugins and a real CNI runtime
+  containerd protobuf-compiler                                         # the CRI runtime kubelet drives; protoc for its client
   iperf3 hyperfine jq curl procps psmisc                               # benchmarks and test helpers
 )
 
