@@ -2,6 +2,14 @@
 //!
 //! Unknown fields are ignored (CNI expects plugins to tolerate runtime additions); every known field is
 //! checked, and a bad one produces an error naming it. Nothing here touches the system.
+//!
+//! Keys match by Go's rule (exact spelling first, else case-insensitively; see [`super::fields`]), in
+//! every object read here, so configurations and capability arguments written for the Go plugins work
+//! unchanged: containerd 1.6/1.7 send `runtimeConfig.portMappings` as `{"HostPort":..,"ContainerPort":..}`.
+//!
+//! How strictly a verb reads depends on what it needs ([`NetConf::parse_for`]): ADD and STATUS refuse
+//! any bad field; CHECK and GC set aside the fields they do not use; DEL sets aside everything but the
+//! network's name, since a failed DEL leaves the runtime's sandbox stuck.
 
 use super::error::{CniError, ErrorCode};
 use super::fields::{self, FieldError, Fields};
