@@ -500,12 +500,39 @@ fn scenario(ports: Ports) {
         }),
     )
     .expect("RemoveContainer");
+    // One sandbox at a time: each releases exactly its own address and host ports.
     let mut remove_times = Vec::new();
-    for (name, (id, _)) in &ids {
+    let mut left: Vec<(&str, &[&str])> = vec![
+        ("one", &["18080"]),
+        ("two", &["18081", "18082"]),
+        ("none", &[]),
+    ];
+    while !left.is_empty() {
+        let (name, own_ports) = left.remove(0);
+        let (id, ip) = &ids[name];
         let t = Instant::now();
         cri.stop_and_remove(id)
             .unwrap_or_else(|e| panic!("stop and remove {name}: {e}\n{}", ctd.log()));
         remove_times.push(t.elapsed());
+        let held = reservations(&ipam.0, &network);
+        assert!(
+            !held.contains_key(&ip.to_string()),
+            "{name}'s {ip} released: {held:?}"
+        );
+        assert_eq!(held.len(), left.len(), "the others keep theirs: {held:?}");
+        let state = host_port_state(&node, ports);
+        for port in own_ports {
+            assert!(
+                !state.contains(port),
+                "{name}'s host port {port} removed:\n{state}"
+            );
+        }
+        for port in left.iter().flat_map(|(_, p)| p.iter()) {
+            assert!(
+                state.contains(port),
+                "host port {port} of another sandbox kept:\n{state}"
+            );
+        }
     }
     assert!(cri.sandboxes(&[]).is_empty(), "no sandbox left");
     assert!(
@@ -529,6 +556,19 @@ fn scenario(ports: Ports) {
         .filter(|n| n.starts_with("pnv"))
         .collect();
     assert!(veths.is_empty(), "no host veth left: {veths:?}");
+    // containerd drops its cached result of an attachment only when DEL succeeded.
+    let cached: Vec<String> = std::fs::read_dir("/var/lib/cni/results")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&format!("{network}-")))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        cached.is_empty(),
+        "containerd holds no result of a DEL that failed: {cached:?}"
+    );
     let log = ctd.log();
     assert!(
         !log.to_ascii_lowercase()
