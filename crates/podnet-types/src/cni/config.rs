@@ -1363,7 +1363,10 @@ mod tests {
             }
         }
 
-        const KEYS: [&str; 14] = [
+        const KEYS: [&str; 17] = [
+            "disableCheck",
+            "disableGC",
+            "dataDir",
             "cniVersion",
             "cniVersions",
             "name",
@@ -1419,6 +1422,26 @@ mod tests {
                 a.raw = Value::Null;
                 b.raw = Value::Null;
                 prop_assert_eq!(a, b);
+            }
+
+            /// DEL's promise: whatever any field but the name holds (in any capitalisation), DEL reads
+            /// the configuration, so it can always undo what ADD made; and no verb panics on it.
+            #[test]
+            fn del_reads_any_value_in_any_field_but_the_name(
+                key in proptest::sample::select(KEYS.iter().copied().filter(|k| *k != "name").collect::<Vec<_>>()),
+                upper in any::<bool>(),
+                value in any_json(),
+            ) {
+                let mut v = base();
+                let key = if upper { key.to_ascii_uppercase() } else { key.to_string() };
+                v[key.as_str()] = value;
+                let text = v.to_string();
+                let del = NetConf::parse_for(Command::Del, text.as_bytes());
+                prop_assert!(del.is_ok(), "{text}: {:?}", del.err());
+                prop_assert_eq!(del.unwrap().conf.name, "podnet");
+                for command in [Command::Add, Command::Check, Command::Gc, Command::Status] {
+                    let _ = NetConf::parse_for(command, text.as_bytes());
+                }
             }
 
             /// Valid configs parse to exactly what they say, with the pool inside the subnet.
