@@ -1,7 +1,8 @@
 //! `podnet-cni`: a CNI 1.1 plugin (also 0.3.0 to 1.0.0) that connects a container to a node bridge
 //! through a veth pair, with a built-in durable IPAM, nftables masquerade and host ports.
 //!
-//! The binary is a thin shell around [`run`]: environment and stdin in, stdout text and exit code out.
+//! The binary is a thin shell around [`run`]: environment and stdin in, stdout text and exit code out
+//! ([`exec`] is that shell, so a test crate can build the very same executable).
 
 mod addressing;
 mod attachment;
@@ -23,6 +24,32 @@ use serde_json::json;
 pub struct Outcome {
     pub stdout: String,
     pub code: i32,
+}
+
+/// The plugin executable: reads the process environment and stdin, prints the result, exits.
+pub fn exec() -> ! {
+    use std::io::{Read, Write};
+    let mut stdin = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut stdin) {
+        let err = CniError::new(ErrorCode::Io, format!("read configuration from stdin: {e}"));
+        println!("{}", err.to_json(CniVersion::LATEST.as_str()));
+        std::process::exit(1);
+    }
+    if std::env::var_os("CNI_COMMAND").is_none() {
+        // Run by hand: say what this is, as the reference plugins do.
+        eprintln!(
+            "podnet-cni {}: CNI plugin (protocol versions 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0)",
+            env!("CARGO_PKG_VERSION")
+        );
+    }
+    let outcome = run(|k| std::env::var(k).ok(), &stdin);
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(outcome.stdout.as_bytes());
+    if !outcome.stdout.is_empty() {
+        let _ = out.write_all(b"\n");
+    }
+    let _ = out.flush();
+    std::process::exit(outcome.code);
 }
 
 /// Runs one invocation: `env` reads `CNI_*` variables, `stdin` is the configuration.

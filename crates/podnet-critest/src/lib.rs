@@ -7,7 +7,9 @@
 //! - [`containerd`]: one containerd instance per test, with its own root, state, sockets, runc root
 //!   and CNI directories, removed (processes, mounts, directories) when the guard drops.
 //!
-//! This crate carries the gRPC stack (tonic, prost, tokio) so that podnet-cni itself never does.
+//! This crate carries the gRPC stack (tonic, prost, tokio) so that podnet-cni itself never does. Its
+//! binary `podnet-cni-critest` is podnet-cni's executable (same entry point, [`podnet_cni::exec`]),
+//! built here so the tests always put the current plugin code under containerd.
 
 pub mod containerd;
 pub mod image;

@@ -25,20 +25,9 @@ const IMAGE: &str = "pnt.local/busybox:1";
 const NODE_IP: &str = "10.100.0.2";
 const SUBNET_PREFIX: &str = "10.89.7.";
 
+/// The plugin, built from podnet-cni's entry point in this package (always current code).
 fn podnet_cni() -> PathBuf {
-    // The test binary is target/<profile>/deps/containerd-<hash>; the plugin is target/<profile>/.
-    let exe = std::env::current_exe().expect("own path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("podnet-cni");
-    assert!(
-        bin.is_file(),
-        "{} is missing: build it first (cargo build -p podnet-cni; CI's cargo build --workspace does)",
-        bin.display()
-    );
-    bin
+    PathBuf::from(env!("CARGO_BIN_EXE_podnet-cni-critest"))
 }
 
 /// How host ports are done in a run.
