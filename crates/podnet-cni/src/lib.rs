@@ -214,7 +214,7 @@ mod tests {
                 "{stdin:?}"
             );
         }
-        // ADD and CHECK refuse the same input.
+        // ADD refuses the same input, naming the field.
         let mut add = env.to_vec();
         add[0] = ("CNI_COMMAND", "ADD");
         add.push(("CNI_NETNS", "/x"));

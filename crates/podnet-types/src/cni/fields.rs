@@ -75,17 +75,15 @@ impl<'a> Fields<'a> {
     /// The raw value under `key` (matched by Go's rule, see the module docs), with `null` treated as
     /// absent (as Go's JSON decoding does).
     pub fn raw(&self, key: &str) -> Result<Option<&'a Value>, FieldError> {
-        lookup(self.obj, key)
-            .map(|v| v.filter(|v| !v.is_null()))
-            .map_err(|keys| {
-                FieldError::new(
-                    self.path_of(key),
-                    format!(
-                        "ambiguous: {} differ only in case and hold different values",
-                        keys.join(" and ")
-                    ),
-                )
-            })
+        lookup(self.obj, key).map_err(|keys| {
+            FieldError::new(
+                self.path_of(key),
+                format!(
+                    "ambiguous: {} differ only in case and hold different values",
+                    keys.join(" and ")
+                ),
+            )
+        })
     }
 
     pub fn string(&self, key: &str) -> Result<Option<&'a str>, FieldError> {
@@ -213,17 +211,21 @@ pub fn key_matches(key: &str, name: &str) -> bool {
 }
 
 /// The value of field `name` in `obj` by Go's rule: the exact key first, else the case-insensitive
-/// match. `Err` lists the keys when several case-variants (and no exact key) hold different values.
+/// match. `null` counts as absent, as in Go, where it leaves the field alone: `{"mtu": null, "MTU": 9000}`
+/// reads 9000. `Err` lists the keys when several case-variants (and no exact key) hold different values.
 pub fn lookup<'a>(
     obj: &'a Map<String, Value>,
     name: &str,
 ) -> Result<Option<&'a Value>, Vec<String>> {
-    if let Some(v) = obj.get(name) {
+    if let Some(v) = obj.get(name).filter(|v| !v.is_null()) {
         return Ok(Some(v));
     }
     let mut found: Option<(&String, &'a Value)> = None;
     let mut clash = Vec::new();
-    for (k, v) in obj.iter().filter(|(k, _)| key_matches(k, name)) {
+    let candidates = obj
+        .iter()
+        .filter(|(k, v)| !v.is_null() && key_matches(k, name));
+    for (k, v) in candidates {
         match found {
             None => found = Some((k, v)),
             Some((first, fv)) if fv != v => {
@@ -252,7 +254,8 @@ pub fn canonical(v: &Value, names: &[&str]) -> Result<Value, String> {
     let mut out = obj.clone();
     for name in names {
         match lookup(obj, name) {
-            Ok(None) => {}
+            // Only nulls (or nothing): absent, as Go reads it.
+            Ok(None) => out.retain(|k, _| !key_matches(k, name)),
             Ok(Some(found)) => {
                 out.retain(|k, _| !key_matches(k, name));
                 out.insert((*name).to_string(), found.clone());
@@ -364,6 +367,18 @@ mod tests {
             f.uint("hostPort", 0, 9).unwrap(),
             Some(2),
             "same value: no ambiguity"
+        );
+        let v = json!({"mtu": null, "MTU": 9000});
+        let f = Fields::new(v.as_object().unwrap(), "");
+        assert_eq!(
+            f.uint("mtu", 0, 9999).unwrap(),
+            Some(9000),
+            "null leaves the field alone, as in Go"
+        );
+        let v = json!({"dns": {"nameservers": null, "Search": ["a"], "SEARCH": null}});
+        assert_eq!(
+            canonical(&v["dns"], &["nameservers", "search"]).unwrap(),
+            json!({"search": ["a"]})
         );
         let v = json!({"Capabilities": {"PortMappings": true}});
         assert!(flag(&v["Capabilities"], "portMappings"));
