@@ -1133,6 +1133,22 @@ fn del_undoes_add_whatever_the_configuration_says_now() {
     assert!(node.host_veths().is_empty(), "veth removed");
     assert!(!map_text(&node).contains("18081"), "host port removed");
 
+    // Identifiers ADD would refuse cannot name anything ADD made: noted, and DEL succeeds.
+    let del = node.invoke(
+        "DEL",
+        &[
+            ("CNI_CONTAINERID", "-odd id/.."),
+            ("CNI_IFNAME", "an-interface-name-too-long"),
+        ],
+        conf.to_string().as_bytes(),
+    );
+    del.ok_empty();
+    assert!(
+        del.stderr.contains("CNI_CONTAINERID:") && del.stderr.contains("CNI_IFNAME:"),
+        "{}",
+        del.stderr
+    );
+
     // Input from which nothing can be found: nothing to undo, and DEL says so and succeeds.
     for stdin in [
         &b"not json"[..],

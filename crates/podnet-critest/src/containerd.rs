@@ -230,12 +230,13 @@ impl Containerd {
 
     /// Mount points under the instance's directory, deepest first.
     fn mounts(&self) -> Vec<PathBuf> {
-        let prefix = self.dir.display().to_string();
+        let dir = self.dir.display().to_string();
+        let inside = format!("{dir}/");
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let mut points: Vec<PathBuf> = info
             .lines()
             .filter_map(|l| l.split(' ').nth(4))
-            .filter(|p| p.starts_with(&prefix))
+            .filter(|p| *p == dir || p.starts_with(&inside))
             .map(PathBuf::from)
             .collect();
         points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
