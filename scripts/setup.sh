@@ -9,6 +9,7 @@ PACKAGES=(
   runc busybox-static                                                  # pods: runtime and the offline image
   docker-registry skopeo                                               # images: loopback registry, pushes in tests
   containernetworking-plugins podman                                   # reference plugins and a real CNI runtime
+  containerd protobuf-compiler                                         # the CRI runtime kubelet drives; protoc for its client
   iperf3 hyperfine jq curl procps psmisc                               # benchmarks and test helpers
   mmdebstrap docker-registry skopeo umoci file                         # images: substitutes, the lab's mirror
 )

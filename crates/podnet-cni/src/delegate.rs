@@ -23,6 +23,11 @@ fn find(plugin: &str, req: &Request) -> Result<PathBuf, CniError> {
         })
 }
 
+/// Whether `plugin` is on `CNI_PATH`.
+pub fn installed(plugin: &str, req: &Request) -> bool {
+    find(plugin, req).is_ok()
+}
+
 /// Runs `plugin` with `CNI_COMMAND=command`; returns its stdout on success. Its error is returned with
 /// its own code and message, as the spec asks.
 pub fn exec(plugin: &str, command: &str, req: &Request, stdin: &[u8]) -> Result<Vec<u8>, CniError> {

@@ -1044,3 +1044,225 @@ fn ipam_routes_may_go_through_their_own_gateway() {
     node.run("CHECK", "c1", Some(&pod), "eth0", &with_prev(&conf, &r))
         .ok_empty();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 7: the keys containerd sends, and a DEL that always finishes
+// ---------------------------------------------------------------------------------------------
+
+/// `runtimeConfig` exactly as containerd 1.6/1.7 (go-cni) marshals it: Go field names, no JSON tags.
+fn containerd_runtime_config(host_port: u16) -> Value {
+    json!({
+        "portMappings": [{"HostPort": host_port, "ContainerPort": 80, "Protocol": "tcp", "HostIP": ""}],
+        "bandwidth": {"IngressRate": 10_000_000, "IngressBurst": 2_147_483_647, "EgressRate": 0, "EgressBurst": 0},
+        "dns": {"Servers": ["10.96.0.10"], "Searches": ["default.svc.cluster.local"], "Options": ["ndots:5"]},
+        "cgroupPath": "/kubepods/besteffort/pod1234",
+        "io.kubernetes.cri.pod-annotations": {"kubernetes.io/ingress-bandwidth": "10M"}
+    })
+}
+
+#[test]
+fn host_ports_in_containerds_go_field_names_work_and_leave_with_del() {
+    let node = Node::new();
+    let world = outside(&node);
+    let pod = TestNs::new("pod");
+    let mut conf = node.conf("1.0.0");
+    conf["runtimeConfig"] = containerd_runtime_config(18080);
+    let add = node.add("c1", &pod, &conf);
+    let r = add.ok().clone();
+    assert!(
+        add.stderr
+            .contains("runtimeConfig.bandwidth: podnet-cni does not shape traffic"),
+        "the ignored shaping is logged: {}",
+        add.stderr
+    );
+    let ip = pod_ip(&r);
+    let seen = listen(&pod, SocketAddr::new(ip.into(), 80));
+    assert!(connect(&world, "203.0.113.1:18080".parse().unwrap()));
+    assert!(peer_seen(&seen).is_some());
+    node.run("CHECK", "c1", Some(&pod), "eth0", &with_prev(&conf, &r))
+        .ok_empty();
+    node.run("DEL", "c1", Some(&pod), "eth0", &with_prev(&conf, &r))
+        .ok_empty();
+    assert!(!map_text(&node).contains("18080"));
+    assert!(node.reservations().is_empty());
+}
+
+#[test]
+fn del_undoes_add_whatever_the_configuration_says_now() {
+    let node = Node::new();
+    let pod = TestNs::new("pod");
+    let mut conf = node.conf("1.0.0");
+    conf["runtimeConfig"] = containerd_runtime_config(18081);
+    let r = node.add("c1", &pod, &conf).ok().clone();
+    assert!(map_text(&node).contains("18081"));
+
+    // The configuration DEL gets is broken in every field but the name (the issue's case first: a
+    // runtimeConfig the plugin cannot read), and CNI_ARGS is malformed.
+    let mut broken = with_prev(&conf, &r);
+    broken["runtimeConfig"] = json!({"portMappings": [{"hostPort": "eighty"}]});
+    broken["mtu"] = json!("big");
+    broken["ipam"]["subnet"] = json!("10.244.1.0/40");
+    broken["prevResult"] = json!({"ips": 5});
+    broken["cniVersion"] = json!("0.2.0");
+    let netns = pod.path().display().to_string();
+    let del = node.invoke(
+        "DEL",
+        &[
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_NETNS", &netns),
+            ("CNI_ARGS", "K8S_POD_NAME"),
+        ],
+        broken.to_string().as_bytes(),
+    );
+    del.ok_empty();
+    for logged in [
+        "runtimeConfig.portMappings[0].hostPort",
+        "mtu:",
+        "ipam.subnet:",
+        "prevResult.ips:",
+        "CNI_ARGS:",
+    ] {
+        assert!(
+            del.stderr.contains(logged),
+            "{logged} logged: {}",
+            del.stderr
+        );
+    }
+    assert!(node.reservations().is_empty(), "address released");
+    assert!(node.host_veths().is_empty(), "veth removed");
+    assert!(!map_text(&node).contains("18081"), "host port removed");
+
+    // Identifiers ADD would refuse cannot name anything ADD made: noted, and DEL succeeds.
+    let del = node.invoke(
+        "DEL",
+        &[
+            ("CNI_CONTAINERID", "-odd id/.."),
+            ("CNI_IFNAME", "an-interface-name-too-long"),
+        ],
+        conf.to_string().as_bytes(),
+    );
+    del.ok_empty();
+    assert!(
+        del.stderr.contains("CNI_CONTAINERID:") && del.stderr.contains("CNI_IFNAME:"),
+        "{}",
+        del.stderr
+    );
+
+    // Input from which nothing can be found: nothing to undo, and DEL says so and succeeds.
+    for stdin in [
+        &b"not json"[..],
+        br#"{"cniVersion": "1.0.0"}"#,
+        br#"{"name": "../etc"}"#,
+    ] {
+        let del = node.invoke(
+            "DEL",
+            &[("CNI_CONTAINERID", "c1"), ("CNI_IFNAME", "eth0")],
+            stdin,
+        );
+        del.ok_empty();
+        assert!(del.stderr.contains("nothing to undo"), "{}", del.stderr);
+    }
+}
+
+#[test]
+fn a_sandbox_whose_add_was_refused_can_be_deleted() {
+    let node = Node::new();
+    let pod = TestNs::new("pod");
+    let mut conf = node.conf("1.1.0");
+    conf["runtimeConfig"] = json!({"portMappings": [{"ContainerPort": 80, "Protocol": "tcp"}]});
+    let add = node.add("c1", &pod, &conf);
+    assert_eq!(add.err_code(), 7);
+    assert!(
+        add.err_msg()
+            .starts_with("runtimeConfig.portMappings[0].hostPort: missing"),
+        "{}",
+        add.err_msg()
+    );
+    assert!(node.host_veths().is_empty() && node.reservations().is_empty());
+    // What a runtime does next: DEL with the same input, which must succeed or the sandbox is stuck.
+    node.run("DEL", "c1", Some(&pod), "eth0", &conf).ok_empty();
+    node.run("DEL", "c1", None, "eth0", &conf).ok_empty();
+
+    // A bad mac is refused the same way.
+    conf["runtimeConfig"] = json!({"mac": "01:00:5e:00:00:01"});
+    let add = node.add("c1", &pod, &conf);
+    assert_eq!(add.err_code(), 7);
+    assert!(
+        add.err_msg().starts_with("runtimeConfig.mac:"),
+        "{}",
+        add.err_msg()
+    );
+}
+
+#[test]
+fn check_and_gc_do_not_trip_over_capability_arguments() {
+    let node = Node::new();
+    let pod = TestNs::new("pod");
+    let mut conf = node.conf("1.1.0");
+    conf["runtimeConfig"] = json!({"portMappings": [{"hostPort": 18082, "containerPort": 80}]});
+    let r = node.add("c1", &pod, &conf).ok().clone();
+    let mut odd = with_prev(&conf, &r);
+    odd["runtimeConfig"] = json!({"portMappings": "whatever", "bandwidth": 7});
+    let check = node.run("CHECK", "c1", Some(&pod), "eth0", &odd);
+    check.ok_empty();
+    assert!(
+        check.stderr.contains("runtimeConfig.portMappings"),
+        "{}",
+        check.stderr
+    );
+    // The host port recorded by ADD is still what CHECK checks: removing it is noticed.
+    node.ns
+        .sh("nft", &["flush", "map", "inet", "podnet-cni", "hostports"]);
+    assert_eq!(
+        node.run("CHECK", "c1", Some(&pod), "eth0", &odd).err_code(),
+        104
+    );
+
+    let mut gc = node.conf("1.1.0");
+    gc["runtimeConfig"] = json!({"portMappings": "whatever"});
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "c1", "ifname": "eth0"}]);
+    node.invoke("GC", &[], gc.to_string().as_bytes()).ok_empty();
+    assert_eq!(node.reservations().len(), 1, "the valid attachment is kept");
+    gc["cni.dev/valid-attachments"] = json!([{"ContainerID": "c1", "IfName": "eth0"}]);
+    node.invoke("GC", &[], gc.to_string().as_bytes()).ok_empty();
+    assert_eq!(
+        node.reservations().len(),
+        1,
+        "Go field names name the same attachment"
+    );
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": 1}]);
+    assert_eq!(
+        node.invoke("GC", &[], gc.to_string().as_bytes()).err_code(),
+        6,
+        "a bad list never means none are valid"
+    );
+    assert_eq!(node.reservations().len(), 1);
+}
+
+#[test]
+fn the_mac_capability_sets_the_pod_interface_address() {
+    let node = Node::new();
+    let pod = TestNs::new("pod");
+    let mut conf = node.conf("1.1.0");
+    conf["runtimeConfig"] = json!({"MAC": "c2:11:22:33:44:55"});
+    let r = node.add("c1", &pod, &conf).ok().clone();
+    assert_eq!(r["interfaces"][1]["mac"], "c2:11:22:33:44:55");
+    let link = pod.netlink().link_by_name("eth0").unwrap().unwrap();
+    assert_eq!(link.mac, Some([0xc2, 0x11, 0x22, 0x33, 0x44, 0x55]));
+    node.run("CHECK", "c1", Some(&pod), "eth0", &with_prev(&conf, &r))
+        .ok_empty();
+    node.run("DEL", "c1", Some(&pod), "eth0", &conf).ok_empty();
+}
+
+#[test]
+fn del_succeeds_when_the_delegated_ipam_is_not_installed() {
+    let node = Node::new();
+    let conf = json!({"cniVersion": "1.0.0", "name": "podnet", "type": "podnet-cni", "bridge": "cni0",
+        "dataDir": node.data.0.display().to_string(), "ipam": {"type": "pnt-no-such-ipam"}});
+    let del = node.run("DEL", "c1", None, "eth0", &conf);
+    del.ok_empty();
+    assert!(del.stderr.contains("pnt-no-such-ipam"), "{}", del.stderr);
+    let netns_less_add = node.run("ADD", "c1", None, "eth0", &conf);
+    assert_eq!(netns_less_add.err_code(), 4);
+}

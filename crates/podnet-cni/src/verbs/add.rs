@@ -85,7 +85,10 @@ fn connect<'a>(
     host::ensure_forwarding()?;
     let bridge = host::ensure_bridge(&mut nl, &conf.bridge, lease.gateway, lease.address.trunc())?;
 
-    let pod_mac = names::mac_for_ip(lease.address.addr());
+    let pod_mac = conf
+        .runtime
+        .mac
+        .unwrap_or_else(|| names::mac_for_ip(lease.address.addr()));
     let spec = VethSpec {
         name: &t.host_veth,
         peer_name: t.ifname(),

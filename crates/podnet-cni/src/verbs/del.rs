@@ -1,12 +1,15 @@
 //! DEL: undo ADD, best-effort and idempotent. It succeeds when repeated, when the namespace is gone and
-//! without prevResult; it fails only when something that still exists could not be removed (then the
-//! runtime retries, rather than an address leaking).
+//! without prevResult; it works from the container ID and interface (the host veth's name is derived
+//! from them) and from podnet's own record of the attachment (address, host ports), never from the
+//! configuration's details, so a configuration ADD would refuse does not stop it (see
+//! `NetConf::parse_for`). It fails only when something that still exists could not be removed (then
+//! the runtime retries, rather than an address leaking).
 
 use crate::addressing;
 use crate::attachment::Target;
-use crate::{fail, firewall};
+use crate::{delegate, fail, firewall};
 use podnet_netlink::Netlink;
-use podnet_types::cni::{CniError, NetConf, Request};
+use podnet_types::cni::{CniError, Ipam, NetConf, Request};
 
 pub fn del(req: &Request, conf: &NetConf) -> Result<(), CniError> {
     let t = Target::new(conf, req);
@@ -33,8 +36,21 @@ pub fn del(req: &Request, conf: &NetConf) -> Result<(), CniError> {
     if let Err(e) = addressing::release(conf, &t.owner, &t.subject) {
         errors.push(e);
     }
-    if let Err(e) = addressing::release_delegated(conf, req) {
-        errors.push(e);
+    match &conf.ipam {
+        // A plugin that is not installed (any more) holds nothing this DEL could release, and failing
+        // for it would make the runtime retry forever; its own GC or an administrator must clean up.
+        Ipam::Delegated { plugin } if !delegate::installed(plugin, req) => crate::log(
+            req,
+            &format!(
+                "ipam.type {plugin:?} is not in CNI_PATH {:?}: its addresses were not released",
+                req.path.join(":")
+            ),
+        ),
+        _ => {
+            if let Err(e) = addressing::release_delegated(conf, req) {
+                errors.push(e);
+            }
+        }
     }
 
     let mut errors = errors.into_iter();

@@ -4,7 +4,7 @@
 
 use crate::{addressing, delegate};
 use podnet_netlink::Netlink;
-use podnet_types::cni::{CniError, ErrorCode, Ipam, NetConf, Request};
+use podnet_types::cni::{CniError, ErrorCode, Ipam, NetConf, Request, fields};
 use podnet_types::ipam::Pool;
 
 pub fn status(req: &Request, conf: &NetConf) -> Result<(), CniError> {
@@ -61,9 +61,9 @@ pub fn status(req: &Request, conf: &NetConf) -> Result<(), CniError> {
         || !conf.runtime.port_mappings.is_empty()
         || conf
             .raw
-            .pointer("/capabilities/portMappings")
-            .and_then(|v| v.as_bool())
-            == Some(true);
+            .as_object()
+            .and_then(|o| fields::lookup(o, "capabilities").ok().flatten())
+            .is_some_and(|caps| fields::flag(caps, "portMappings"));
     if needs_firewall && !podnet_nft::nft_binary().is_file() {
         return Err(unavailable(
             "nft (nftables) is not installed: masquerade and host ports need it".into(),

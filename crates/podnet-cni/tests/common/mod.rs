@@ -23,6 +23,8 @@ pub struct Reply {
     pub code: i32,
     pub json: Option<Value>,
     pub stdout: String,
+    /// The plugin's log.
+    pub stderr: String,
 }
 
 impl Reply {
@@ -118,6 +120,7 @@ impl Node {
             code: out.status.code().unwrap_or(-1),
             json,
             stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
 

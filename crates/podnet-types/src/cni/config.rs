@@ -2,9 +2,18 @@
 //!
 //! Unknown fields are ignored (CNI expects plugins to tolerate runtime additions); every known field is
 //! checked, and a bad one produces an error naming it. Nothing here touches the system.
+//!
+//! Keys match by Go's rule (exact spelling first, else case-insensitively; see [`super::fields`]), in
+//! every object read here, so configurations and capability arguments written for the Go plugins work
+//! unchanged: containerd 1.6/1.7 send `runtimeConfig.portMappings` as `{"HostPort":..,"ContainerPort":..}`.
+//!
+//! How strictly a verb reads depends on what it needs ([`NetConf::parse_for`]): ADD and STATUS refuse
+//! any bad field; CHECK and GC set aside the fields they do not use; DEL sets aside everything but the
+//! network's name, since a failed DEL leaves the runtime's sandbox stuck.
 
 use super::error::{CniError, ErrorCode};
-use super::fields::{FieldError, Fields};
+use super::fields::{self, FieldError, Fields};
+use super::request::Command;
 use super::result::{CniResult, Dns};
 use super::version::{self, CniVersion};
 use crate::names;
@@ -70,12 +79,16 @@ pub struct IpamRoute {
     pub gw: Option<Ipv4Addr>,
 }
 
-/// Capability arguments the runtime filled in.
+/// Capability arguments the runtime filled in (`runtimeConfig`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuntimeConfig {
     pub port_mappings: Vec<PortMapping>,
     /// The `ips` capability: addresses the runtime asks for (the first IPv4 one is used).
     pub ips: Vec<IpAddr>,
+    /// The `mac` capability: the pod interface's MAC address (else one derived from its address).
+    pub mac: Option<[u8; 6]>,
+    /// Capabilities that were asked for but have no effect with podnet-cni, each with why (logged).
+    pub ignored: Vec<String>,
 }
 
 #[derive(
@@ -138,12 +151,95 @@ fn invalid(field: &str, problem: impl Into<String>) -> CniError {
 /// Reads just enough of stdin to know which version to answer in, even when the rest is unusable.
 pub fn sniff_version(stdin: &[u8]) -> Option<String> {
     let v: Value = serde_json::from_slice(stdin).ok()?;
-    v.get("cniVersion")?.as_str().map(str::to_string)
+    fields::lookup(v.as_object()?, "cniVersion")
+        .ok()
+        .flatten()?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// The configuration as one verb reads it: what it could use, and the problems it set aside.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    pub conf: NetConf,
+    /// Problems in fields this verb does not need, replaced by their defaults (always empty for ADD and
+    /// STATUS). The plugin logs them on stderr.
+    pub ignored: Vec<CniError>,
+}
+
+/// Groups of fields, by what they are for; a verb needs some of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Version,
+    /// `bridge`.
+    Bridge,
+    /// `type`, `mtu`, `hairpinMode`: how an attachment is made.
+    Link,
+    /// `ipMasq`, `clusterCIDR`.
+    Masq,
+    /// `ipam` and the top-level `dataDir`: where addresses and state live.
+    Ipam,
+    Dns,
+    Runtime,
+    PrevResult,
+    ValidAttachments,
+    DisableCheck,
+    DisableGc,
+}
+
+/// Whether `command` depends on `part`. A verb refuses a bad field it needs; a bad field it does not
+/// need is set aside (logged, default used). ADD and STATUS need everything: STATUS answers "would ADD
+/// work". DEL needs nothing but the network's name: it undoes from podnet's own records, so no field of
+/// the configuration may stop it (a failed DEL leaves the sandbox stuck; the runtime retries forever).
+fn needs(command: Command, part: Part) -> bool {
+    use Part::*;
+    match command {
+        Command::Add | Command::Status | Command::Version => true,
+        // CHECK compares the attachment with prevResult and the records; capability arguments, DNS and
+        // GC input play no part in that.
+        Command::Check => !matches!(part, Dns | Runtime | ValidAttachments | DisableGc),
+        // GC deletes: the list of valid attachments, where state lives, the bridge (strays without an
+        // alias hang on it) and disableGC must be exactly right; the rest plays no part.
+        Command::Gc => matches!(part, Version | Bridge | Ipam | ValidAttachments | DisableGc),
+        Command::Del => false,
+    }
+}
+
+/// Reads parts of the configuration for one verb, setting aside problems in parts it does not need.
+struct Reader {
+    command: Command,
+    ignored: Vec<CniError>,
+}
+
+impl Reader {
+    fn take<T>(
+        &mut self,
+        part: Part,
+        read: Result<T, CniError>,
+        fallback: impl FnOnce() -> T,
+    ) -> Result<T, CniError> {
+        match read {
+            Ok(v) => Ok(v),
+            Err(e) if !needs(self.command, part) => {
+                self.ignored.push(e);
+                Ok(fallback())
+            }
+            Err(e) => Err(e),
+        }
+    }
 }
 
 impl NetConf {
-    /// Parses and validates the configuration from stdin bytes.
+    /// Parses and validates the configuration from stdin bytes, as ADD reads it: every field checked.
     pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
+        Self::parse_for(Command::Add, stdin).map(|p| p.conf)
+    }
+
+    /// Parses the configuration as `command` needs it. Fields the verb needs are validated as for
+    /// ADD; problems in the others are returned in [`Parsed::ignored`] with defaults in their place.
+    /// Whatever the verb, the stdin must be a JSON object with a usable `name`: without it nothing
+    /// podnet made can be found (DEL treats that as nothing to undo).
+    pub fn parse_for(command: Command, stdin: &[u8]) -> Result<Parsed, CniError> {
         let raw: Value = serde_json::from_slice(stdin).map_err(|e| {
             CniError::new(
                 ErrorCode::Decode,
@@ -158,131 +254,273 @@ impl NetConf {
             )
         })?;
         let f = Fields::new(obj, "");
+        let mut r = Reader {
+            command,
+            ignored: Vec::new(),
+        };
 
-        let versions = f.strings("cniVersions")?;
-        let cni_version = version::negotiate(f.string("cniVersion")?, &versions)
-            .map_err(|e| CniError::new(ErrorCode::IncompatibleVersion, e.to_string()))?;
+        let cni_version = r.take(Part::Version, read_version(&f), || CniVersion::LATEST)?;
+        let name = read_name(&f)?;
+        let plugin_type = r.take(
+            Part::Link,
+            f.string("type")
+                .map(|t| t.unwrap_or("podnet-cni").to_string())
+                .map_err(CniError::from),
+            || "podnet-cni".to_string(),
+        )?;
+        let bridge = r.take(Part::Bridge, read_bridge(&f), || DEFAULT_BRIDGE.to_string())?;
+        let mtu = r.take(
+            Part::Link,
+            f.uint("mtu", 68, 65535)
+                .map(|m| m.map_or(DEFAULT_MTU, |m| m as u32))
+                .map_err(CniError::from),
+            || DEFAULT_MTU,
+        )?;
+        let ip_masq = r.take(
+            Part::Masq,
+            f.bool("ipMasq")
+                .map(|b| b.unwrap_or(false))
+                .map_err(CniError::from),
+            || false,
+        )?;
+        let hairpin_mode = r.take(
+            Part::Link,
+            f.bool("hairpinMode")
+                .map(|b| b.unwrap_or(true))
+                .map_err(CniError::from),
+            || true,
+        )?;
 
-        let name = f
-            .string("name")?
-            .ok_or_else(|| invalid("name", "missing network name"))?
-            .to_string();
-        if !names::is_valid_cni_identifier(&name) {
-            return Err(invalid(
-                "name",
-                format!(
-                    "{name:?} must start with a letter or digit and contain only letters, digits, '_', '.' and '-'"
-                ),
-            ));
-        }
-        let plugin_type = f.string("type")?.unwrap_or("podnet-cni").to_string();
-
-        let bridge = f.string("bridge")?.unwrap_or(DEFAULT_BRIDGE).to_string();
-        if let Err(problem) = names::check_ifname(&bridge) {
-            return Err(invalid("bridge", format!("{bridge:?} {problem}")));
-        }
-        let mtu = f
-            .uint("mtu", 68, 65535)?
-            .map(|m| m as u32)
-            .unwrap_or(DEFAULT_MTU);
-        let ip_masq = f.bool("ipMasq")?.unwrap_or(false);
-        let hairpin_mode = f.bool("hairpinMode")?.unwrap_or(true);
-
-        let ipam = parse_ipam(&f)?;
+        let ipam = r.take(Part::Ipam, parse_ipam(&f), || fallback_ipam(&f))?;
         let data_dir = match &ipam {
             Ipam::Builtin(b) => b.data_dir.clone(),
-            Ipam::Delegated { .. } => {
-                let d = PathBuf::from(f.string("dataDir")?.unwrap_or(DEFAULT_DATA_DIR));
-                if !d.is_absolute() {
-                    return Err(invalid(
-                        "dataDir",
-                        format!("{:?} must be an absolute path", d.display().to_string()),
-                    ));
-                }
-                d
-            }
+            Ipam::Delegated { .. } => r.take(Part::Ipam, read_data_dir(&f, "dataDir"), || {
+                PathBuf::from(DEFAULT_DATA_DIR)
+            })?,
         };
-        let cluster_cidr = match f.parsed::<IpNet>("clusterCIDR", "a CIDR such as 10.244.0.0/16")? {
-            None => match &ipam {
+        let cluster_cidr = r.take(
+            Part::Masq,
+            read_cluster_cidr(&f, &ipam, ip_masq),
+            || match &ipam {
                 Ipam::Builtin(b) => b.subnet,
-                // With a delegated IPAM we cannot know the pool: without clusterCIDR only the
-                // loopback-free default applies, so ask for it when masquerading.
-                Ipam::Delegated { .. } if ip_masq => {
-                    return Err(invalid(
-                        "clusterCIDR",
-                        "required with ipMasq when ipam.type delegates to another plugin",
-                    ));
-                }
                 Ipam::Delegated { .. } => "0.0.0.0/32".parse().expect("literal"),
             },
-            Some(IpNet::V4(c)) => {
-                if c.network() != c.addr() {
-                    return Err(invalid(
-                        "clusterCIDR",
-                        format!("{c} has host bits set; did you mean {}?", c.trunc()),
-                    ));
-                }
-                c
-            }
-            Some(IpNet::V6(c)) => {
-                return Err(CniError::new(
-                    ErrorCode::UnsupportedField,
-                    format!("clusterCIDR: {c}: IPv6 is not supported by podnet-cni yet"),
-                ));
-            }
-        };
-        if let Ipam::Builtin(b) = &ipam
-            && !cluster_cidr.contains(&b.subnet)
-        {
-            return Err(invalid(
-                "ipam.subnet",
-                format!("{} is not inside clusterCIDR {cluster_cidr}", b.subnet),
-            ));
-        }
+        )?;
+        let dns = r.take(Part::Dns, read_dns(&f), Dns::default)?;
+        let runtime = r.take(
+            Part::Runtime,
+            parse_runtime_config(&f),
+            RuntimeConfig::default,
+        )?;
+        let prev_result = r.take(Part::PrevResult, read_prev_result(&f), || None)?;
+        let valid_attachments =
+            r.take(Part::ValidAttachments, read_valid_attachments(&f), || None)?;
+        let disable_check = r.take(
+            Part::DisableCheck,
+            f.bool("disableCheck")
+                .map(|b| b.unwrap_or(false))
+                .map_err(CniError::from),
+            || false,
+        )?;
+        let disable_gc = r.take(
+            Part::DisableGc,
+            f.bool("disableGC")
+                .map(|b| b.unwrap_or(false))
+                .map_err(CniError::from),
+            || false,
+        )?;
 
-        let dns = match f.raw("dns") {
-            None => Dns::default(),
-            Some(v) => {
-                serde_json::from_value(v.clone()).map_err(|e| invalid("dns", e.to_string()))?
-            }
-        };
-        let runtime = parse_runtime_config(&f)?;
-        let prev_result = match f.raw("prevResult") {
-            None => None,
-            Some(v) => Some(
-                CniResult::from_json(v)
-                    .map_err(|e| CniError::new(ErrorCode::Decode, format!("prevResult.{e}")))?,
-            ),
-        };
-        let valid_attachments = match f.raw("cni.dev/valid-attachments") {
-            None => None,
-            Some(v) => Some(
-                serde_json::from_value::<Vec<Attachment>>(v.clone()).map_err(|e| {
-                    CniError::new(ErrorCode::Decode, format!("cni.dev/valid-attachments: {e}"))
-                })?,
-            ),
-        };
-
-        Ok(NetConf {
-            cni_version,
-            name,
-            plugin_type,
-            bridge,
-            mtu,
-            ip_masq,
-            cluster_cidr,
-            hairpin_mode,
-            ipam,
-            data_dir,
-            dns,
-            runtime,
-            prev_result,
-            valid_attachments,
-            disable_check: f.bool("disableCheck")?.unwrap_or(false),
-            disable_gc: f.bool("disableGC")?.unwrap_or(false),
-            raw,
+        Ok(Parsed {
+            conf: NetConf {
+                cni_version,
+                name,
+                plugin_type,
+                bridge,
+                mtu,
+                ip_masq,
+                cluster_cidr,
+                hairpin_mode,
+                ipam,
+                data_dir,
+                dns,
+                runtime,
+                prev_result,
+                valid_attachments,
+                disable_check,
+                disable_gc,
+                raw,
+            },
+            ignored: r.ignored,
         })
     }
+}
+
+fn read_version(f: &Fields<'_>) -> Result<CniVersion, CniError> {
+    let versions = f.strings("cniVersions")?;
+    version::negotiate(f.string("cniVersion")?, &versions)
+        .map_err(|e| CniError::new(ErrorCode::IncompatibleVersion, e.to_string()))
+}
+
+fn read_name(f: &Fields<'_>) -> Result<String, CniError> {
+    let name = f
+        .string("name")?
+        .ok_or_else(|| invalid("name", "missing network name"))?
+        .to_string();
+    if !names::is_valid_cni_identifier(&name) {
+        return Err(invalid(
+            "name",
+            format!(
+                "{name:?} must start with a letter or digit and contain only letters, digits, '_', '.' and '-'"
+            ),
+        ));
+    }
+    Ok(name)
+}
+
+fn read_bridge(f: &Fields<'_>) -> Result<String, CniError> {
+    let bridge = f.string("bridge")?.unwrap_or(DEFAULT_BRIDGE).to_string();
+    if let Err(problem) = names::check_ifname(&bridge) {
+        return Err(invalid("bridge", format!("{bridge:?} {problem}")));
+    }
+    Ok(bridge)
+}
+
+fn read_data_dir(f: &Fields<'_>, key: &str) -> Result<PathBuf, CniError> {
+    let d = PathBuf::from(f.string(key)?.unwrap_or(DEFAULT_DATA_DIR));
+    if !d.is_absolute() {
+        return Err(invalid(
+            &f.path_of(key),
+            format!("{:?} must be an absolute path", d.display().to_string()),
+        ));
+    }
+    Ok(d)
+}
+
+/// Where state lives when `ipam` is unusable, for DEL: whatever of `ipam.type` and the data directory
+/// can still be read, defaults for the rest. The pool itself is unknown; nothing DEL does needs it.
+fn fallback_ipam(f: &Fields<'_>) -> Ipam {
+    let ipam = f.object("ipam").ok().flatten();
+    let plugin = ipam
+        .as_ref()
+        .and_then(|i| i.string("type").ok().flatten())
+        .filter(|p| {
+            !matches!(*p, "podnet" | "podnet-cni")
+                && !p.is_empty()
+                && !p.contains('/')
+                && !p.contains('\\')
+        });
+    if let Some(plugin) = plugin {
+        return Ipam::Delegated {
+            plugin: plugin.to_string(),
+        };
+    }
+    let data_dir = ipam
+        .as_ref()
+        .and_then(|i| read_data_dir(i, "dataDir").ok())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let any: Ipv4Net = "0.0.0.0/0".parse().expect("literal");
+    Ipam::Builtin(BuiltinIpam {
+        subnet: any,
+        range_start: Ipv4Addr::UNSPECIFIED,
+        range_end: Ipv4Addr::UNSPECIFIED,
+        gateway: Ipv4Addr::UNSPECIFIED,
+        routes: Vec::new(),
+        data_dir,
+    })
+}
+
+fn read_cluster_cidr(f: &Fields<'_>, ipam: &Ipam, ip_masq: bool) -> Result<Ipv4Net, CniError> {
+    let cluster_cidr = match f.parsed::<IpNet>("clusterCIDR", "a CIDR such as 10.244.0.0/16")? {
+        None => match ipam {
+            Ipam::Builtin(b) => b.subnet,
+            // With a delegated IPAM we cannot know the pool: without clusterCIDR only the
+            // loopback-free default applies, so ask for it when masquerading.
+            Ipam::Delegated { .. } if ip_masq => {
+                return Err(invalid(
+                    "clusterCIDR",
+                    "required with ipMasq when ipam.type delegates to another plugin",
+                ));
+            }
+            Ipam::Delegated { .. } => "0.0.0.0/32".parse().expect("literal"),
+        },
+        Some(IpNet::V4(c)) => {
+            if c.network() != c.addr() {
+                return Err(invalid(
+                    "clusterCIDR",
+                    format!("{c} has host bits set; did you mean {}?", c.trunc()),
+                ));
+            }
+            c
+        }
+        Some(IpNet::V6(c)) => {
+            return Err(CniError::new(
+                ErrorCode::UnsupportedField,
+                format!("clusterCIDR: {c}: IPv6 is not supported by podnet-cni yet"),
+            ));
+        }
+    };
+    if let Ipam::Builtin(b) = ipam
+        && !cluster_cidr.contains(&b.subnet)
+    {
+        return Err(invalid(
+            "ipam.subnet",
+            format!("{} is not inside clusterCIDR {cluster_cidr}", b.subnet),
+        ));
+    }
+    Ok(cluster_cidr)
+}
+
+/// A serde-derived value under `key`, its keys matched by Go's rule (see [`fields`]).
+fn read_derived<T: serde::de::DeserializeOwned>(
+    f: &Fields<'_>,
+    key: &str,
+    names: &[&str],
+    code: ErrorCode,
+) -> Result<Option<T>, CniError> {
+    let Some(v) = f.raw(key)? else {
+        return Ok(None);
+    };
+    let field = f.path_of(key);
+    let v = fields::canonical(v, names).map_err(|e| CniError::new(code, format!("{field}.{e}")))?;
+    serde_json::from_value(v)
+        .map(Some)
+        .map_err(|e| CniError::new(code, format!("{field}: {e}")))
+}
+
+const DNS_KEYS: [&str; 4] = ["nameservers", "domain", "search", "options"];
+
+fn read_dns(f: &Fields<'_>) -> Result<Dns, CniError> {
+    Ok(read_derived(f, "dns", &DNS_KEYS, ErrorCode::InvalidConfig)?.unwrap_or_default())
+}
+
+fn read_prev_result(f: &Fields<'_>) -> Result<Option<CniResult>, CniError> {
+    match f.raw("prevResult")? {
+        None => Ok(None),
+        Some(v) => CniResult::from_json(v)
+            .map(Some)
+            .map_err(|e| CniError::new(ErrorCode::Decode, format!("prevResult.{e}"))),
+    }
+}
+
+fn read_valid_attachments(f: &Fields<'_>) -> Result<Option<Vec<Attachment>>, CniError> {
+    const KEY: &str = "cni.dev/valid-attachments";
+    let Some(list) = f
+        .array(KEY)
+        .map_err(|e| CniError::new(ErrorCode::Decode, e.to_string()))?
+    else {
+        return Ok(None);
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for (i, a) in list.iter().enumerate() {
+        let field = format!("{KEY}[{i}]");
+        let a = fields::canonical(a, &["containerID", "ifname"])
+            .map_err(|e| CniError::new(ErrorCode::Decode, format!("{field}.{e}")))?;
+        out.push(
+            serde_json::from_value(a)
+                .map_err(|e| CniError::new(ErrorCode::Decode, format!("{field}: {e}")))?,
+        );
+    }
+    Ok(Some(out))
 }
 
 fn parse_ipam(f: &Fields<'_>) -> Result<Ipam, CniError> {
@@ -377,9 +615,12 @@ fn parse_ipam(f: &Fields<'_>) -> Result<Ipam, CniError> {
             let mut out = Vec::with_capacity(list.len());
             for (i, r) in list.iter().enumerate() {
                 let field = format!("ipam.routes[{i}].dst");
-                let dst = r
-                    .get("dst")
-                    .and_then(Value::as_str)
+                let obj = r
+                    .as_object()
+                    .ok_or_else(|| invalid(&format!("ipam.routes[{i}]"), "expected an object"))?;
+                let rf = Fields::new(obj, &format!("ipam.routes[{i}]"));
+                let dst = rf
+                    .string("dst")?
                     .ok_or_else(|| invalid(&field, "missing"))?
                     .parse::<IpNet>()
                     .map_err(|_| invalid(&field, "not a CIDR"))?;
@@ -390,7 +631,7 @@ fn parse_ipam(f: &Fields<'_>) -> Result<Ipam, CniError> {
                     ));
                 }
                 let gw_field = format!("ipam.routes[{i}].gw");
-                let gw = match r.get("gw").filter(|v| !v.is_null()) {
+                let gw = match rf.raw("gw")? {
                     None => None,
                     Some(v) => {
                         let gw = v
@@ -418,16 +659,7 @@ fn parse_ipam(f: &Fields<'_>) -> Result<Ipam, CniError> {
             out
         }
     };
-    let data_dir = PathBuf::from(ipam.string("dataDir")?.unwrap_or(DEFAULT_DATA_DIR));
-    if !data_dir.is_absolute() {
-        return Err(invalid(
-            "ipam.dataDir",
-            format!(
-                "{:?} must be an absolute path",
-                data_dir.display().to_string()
-            ),
-        ));
-    }
+    let data_dir = read_data_dir(&ipam, "dataDir")?;
     Ok(Ipam::Builtin(BuiltinIpam {
         subnet,
         range_start,
@@ -438,6 +670,11 @@ fn parse_ipam(f: &Fields<'_>) -> Result<Ipam, CniError> {
     }))
 }
 
+/// Capability arguments (CNI conventions), read with Go's key rule so both the conventions' keys
+/// (`hostPort`) and the Go field names containerd's go-cni sends (`HostPort`) work. podnet honours
+/// `portMappings`, `ips` and `mac`; it accepts and ignores the rest (`bandwidth`, `ipRanges`, `dns`,
+/// `aliases`, `cgroupPath`, `io.kubernetes.cri.pod-annotations`, ...), noting in
+/// [`RuntimeConfig::ignored`] those whose absence of effect a user would want to know about.
 fn parse_runtime_config(f: &Fields<'_>) -> Result<RuntimeConfig, CniError> {
     let Some(rc) = f.object("runtimeConfig")? else {
         return Ok(RuntimeConfig::default());
@@ -445,55 +682,11 @@ fn parse_runtime_config(f: &Fields<'_>) -> Result<RuntimeConfig, CniError> {
     let mut out = RuntimeConfig::default();
     if let Some(list) = rc.array("portMappings")? {
         for (i, m) in list.iter().enumerate() {
-            let path = format!("runtimeConfig.portMappings[{i}]");
-            let obj = m
-                .as_object()
-                .ok_or_else(|| invalid(&path, "expected an object"))?;
-            let mf = Fields::new(obj, &path);
-            let host_port = mf
-                .uint("hostPort", 1, 65535)?
-                .ok_or_else(|| invalid(&mf.path_of("hostPort"), "missing"))?
-                as u16;
-            let container_port = mf
-                .uint("containerPort", 1, 65535)?
-                .ok_or_else(|| invalid(&mf.path_of("containerPort"), "missing"))?
-                as u16;
-            let protocol = match mf
-                .string("protocol")?
-                .map(str::to_ascii_lowercase)
-                .as_deref()
+            if let Some(mapping) =
+                read_port_mapping(m, &format!("runtimeConfig.portMappings[{i}]"))?
             {
-                None | Some("") | Some("tcp") => Protocol::Tcp,
-                Some("udp") => Protocol::Udp,
-                Some("sctp") => Protocol::Sctp,
-                Some(other) => {
-                    return Err(invalid(
-                        &mf.path_of("protocol"),
-                        format!("{other:?} is not tcp, udp or sctp"),
-                    ));
-                }
-            };
-            let host_ip = match mf.string("hostIP")? {
-                None | Some("") | Some("0.0.0.0") => None,
-                Some(s) => match s.parse::<IpAddr>() {
-                    Ok(IpAddr::V4(a)) => Some(a),
-                    // The runtime sends one entry per family; an IPv6 mapping cannot apply to an IPv4
-                    // pod, so it is skipped, as the reference portmap plugin does.
-                    Ok(IpAddr::V6(_)) => continue,
-                    Err(_) => {
-                        return Err(invalid(
-                            &mf.path_of("hostIP"),
-                            format!("{s:?} is not an IP address"),
-                        ));
-                    }
-                },
-            };
-            out.port_mappings.push(PortMapping {
-                host_port,
-                container_port,
-                protocol,
-                host_ip,
-            });
+                out.port_mappings.push(mapping);
+            }
         }
         out.port_mappings.sort();
         out.port_mappings.dedup();
@@ -508,7 +701,109 @@ fn parse_runtime_config(f: &Fields<'_>) -> Result<RuntimeConfig, CniError> {
         })?;
         out.ips.push(ip);
     }
+    if let Some(s) = rc.string("mac")?.filter(|s| !s.is_empty()) {
+        out.mac =
+            Some(parse_mac(s).map_err(|p| invalid("runtimeConfig.mac", format!("{s:?} {p}")))?);
+    }
+    // Shaping and per-pod ranges are not podnet's: say so when they were asked for, so nobody thinks
+    // a limit applies. The values are not validated: podnet does not read them.
+    if let Some(bw) = rc.raw("bandwidth")?.and_then(Value::as_object) {
+        let set = ["ingressRate", "egressRate"].iter().any(|k| {
+            fields::lookup(bw, k)
+                .ok()
+                .flatten()
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                > 0
+        });
+        if set {
+            out.ignored.push(
+                "runtimeConfig.bandwidth: podnet-cni does not shape traffic; chain the bandwidth plugin after it".into(),
+            );
+        }
+    }
+    if rc
+        .raw("ipRanges")?
+        .and_then(Value::as_array)
+        .is_some_and(|r| !r.is_empty())
+    {
+        out.ignored.push(
+            "runtimeConfig.ipRanges: podnet-cni allocates from ipam.subnet; per-pod ranges are not supported".into(),
+        );
+    }
     Ok(out)
+}
+
+/// One `portMappings` entry; `None` for an IPv6 one (an IPv4 pod cannot take it).
+fn read_port_mapping(m: &Value, path: &str) -> Result<Option<PortMapping>, CniError> {
+    let obj = m
+        .as_object()
+        .ok_or_else(|| invalid(path, "expected an object"))?;
+    let mf = Fields::new(obj, path);
+    let host_port = mf
+        .uint("hostPort", 1, 65535)?
+        .ok_or_else(|| invalid(&mf.path_of("hostPort"), "missing"))? as u16;
+    let container_port =
+        mf.uint("containerPort", 1, 65535)?
+            .ok_or_else(|| invalid(&mf.path_of("containerPort"), "missing"))? as u16;
+    let protocol = match mf
+        .string("protocol")?
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("") | Some("tcp") => Protocol::Tcp,
+        Some("udp") => Protocol::Udp,
+        Some("sctp") => Protocol::Sctp,
+        Some(other) => {
+            return Err(invalid(
+                &mf.path_of("protocol"),
+                format!("{other:?} is not tcp, udp or sctp"),
+            ));
+        }
+    };
+    let host_ip = match mf.string("hostIP")? {
+        None | Some("") | Some("0.0.0.0") => None,
+        Some(s) => match s.parse::<IpAddr>() {
+            Ok(IpAddr::V4(a)) => Some(a),
+            // The runtime sends one entry per family; an IPv6 mapping cannot apply to an IPv4 pod, so
+            // it is skipped, as the reference portmap plugin does.
+            Ok(IpAddr::V6(_)) => return Ok(None),
+            Err(_) => {
+                return Err(invalid(
+                    &mf.path_of("hostIP"),
+                    format!("{s:?} is not an IP address"),
+                ));
+            }
+        },
+    };
+    Ok(Some(PortMapping {
+        host_port,
+        container_port,
+        protocol,
+        host_ip,
+    }))
+}
+
+/// A unicast Ethernet address, `aa:bb:cc:dd:ee:ff` (or with `-`).
+fn parse_mac(s: &str) -> Result<[u8; 6], &'static str> {
+    let parts: Vec<&str> = s.split([':', '-']).collect();
+    let mut mac = [0u8; 6];
+    if parts.len() != 6 {
+        return Err("is not a MAC address (six hex octets)");
+    }
+    for (o, p) in mac.iter_mut().zip(&parts) {
+        if p.len() != 2 {
+            return Err("is not a MAC address (six hex octets)");
+        }
+        *o = u8::from_str_radix(p, 16).map_err(|_| "is not a MAC address (six hex octets)")?;
+    }
+    if mac[0] & 1 == 1 {
+        return Err("is a multicast address; an interface needs a unicast one");
+    }
+    if mac == [0; 6] {
+        return Err("is the zero address");
+    }
+    Ok(mac)
 }
 
 #[cfg(test)]
@@ -672,6 +967,319 @@ mod tests {
         assert_eq!(c.valid_attachments.unwrap()[0].container_id, "abc");
     }
 
+    /// What containerd 1.6/1.7 (go-cni) puts in `runtimeConfig`: Go field names, no JSON tags.
+    fn containerd_runtime_config() -> Value {
+        json!({
+            "portMappings": [
+                {"HostPort": 18080, "ContainerPort": 80, "Protocol": "tcp", "HostIP": ""},
+                {"HostPort": 18053, "ContainerPort": 53, "Protocol": "udp", "HostIP": "10.100.0.2"}
+            ],
+            "bandwidth": {"IngressRate": 10000000, "IngressBurst": 2147483647, "EgressRate": 0, "EgressBurst": 0},
+            "dns": {"Servers": ["10.96.0.10"], "Searches": ["default.svc.cluster.local"], "Options": ["ndots:5"]},
+            "cgroupPath": "/kubepods/besteffort/pod1234",
+            "io.kubernetes.cri.pod-annotations": {"kubernetes.io/ingress-bandwidth": "10M"}
+        })
+    }
+
+    #[test]
+    fn containerd_go_field_names_are_read() {
+        let mut v = base();
+        v["runtimeConfig"] = containerd_runtime_config();
+        let c = parse(v).unwrap();
+        assert_eq!(
+            c.runtime.port_mappings,
+            vec![
+                PortMapping {
+                    host_port: 18053,
+                    container_port: 53,
+                    protocol: Protocol::Udp,
+                    host_ip: Some("10.100.0.2".parse().unwrap())
+                },
+                PortMapping {
+                    host_port: 18080,
+                    container_port: 80,
+                    protocol: Protocol::Tcp,
+                    host_ip: None
+                },
+            ]
+        );
+        assert_eq!(c.runtime.ignored.len(), 1, "{:?}", c.runtime.ignored);
+        assert!(c.runtime.ignored[0].starts_with("runtimeConfig.bandwidth:"));
+    }
+
+    #[test]
+    fn every_capability_is_accepted_in_the_conventions_keys() {
+        let mut v = base();
+        v["runtimeConfig"] = json!({
+            "portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": "0.0.0.0"}],
+            "ipRanges": [[{"subnet": "10.244.1.0/24", "rangeStart": "10.244.1.10", "rangeEnd": "10.244.1.20", "gateway": "10.244.1.1"}]],
+            "bandwidth": {"ingressRate": 0, "ingressBurst": 0, "egressRate": 0, "egressBurst": 0},
+            "dns": {"servers": ["10.96.0.10"], "searches": ["svc.cluster.local"], "options": ["ndots:5"]},
+            "ips": ["10.244.1.7/24", "fd00::7/64"],
+            "mac": "c2:11:22:33:44:55",
+            "infinibandGUID": "c2:11:22:33:44:55:66:77",
+            "deviceID": "0000:04:00.5",
+            "aliases": ["web", "web.default"],
+            "cgroupPath": "/kubelet.slice/kubelet-kubepods.slice",
+            "io.kubernetes.cri.pod-annotations": {"a": "b"}
+        });
+        let c = parse(v).unwrap();
+        assert_eq!(c.runtime.port_mappings.len(), 1);
+        assert_eq!(c.runtime.port_mappings[0].host_ip, None);
+        assert_eq!(
+            c.runtime.ips,
+            vec![
+                "10.244.1.7".parse::<IpAddr>().unwrap(),
+                "fd00::7".parse().unwrap()
+            ]
+        );
+        assert_eq!(c.runtime.mac, Some([0xc2, 0x11, 0x22, 0x33, 0x44, 0x55]));
+        assert_eq!(
+            c.runtime.ignored.len(),
+            1,
+            "ipRanges asked for, not applied"
+        );
+        assert!(c.runtime.ignored[0].starts_with("runtimeConfig.ipRanges:"));
+
+        // The same in Go field names.
+        let mut v = base();
+        v["RuntimeConfig"] = json!({
+            "PortMappings": [{"HostPort": 8080, "ContainerPort": 80, "Protocol": "TCP", "HostIP": "0.0.0.0"}],
+            "IPRanges": [[{"Subnet": "10.244.1.0/24"}]],
+            "IPs": ["10.244.1.7"],
+            "MAC": "C2-11-22-33-44-55",
+        });
+        let c = parse(v).unwrap();
+        assert_eq!(c.runtime.port_mappings.len(), 1);
+        assert_eq!(c.runtime.ips, vec!["10.244.1.7".parse::<IpAddr>().unwrap()]);
+        assert_eq!(c.runtime.mac, Some([0xc2, 0x11, 0x22, 0x33, 0x44, 0x55]));
+    }
+
+    #[test]
+    fn a_bad_runtime_config_is_refused_on_add_by_name() {
+        for (rc, field) in [
+            (
+                json!({"portMappings": [{"HostPort": 0, "ContainerPort": 80}]}),
+                "runtimeConfig.portMappings[0].hostPort",
+            ),
+            (
+                json!({"portMappings": [{"containerPort": 80}]}),
+                "runtimeConfig.portMappings[0].hostPort",
+            ),
+            (
+                json!({"portMappings": [{"hostPort": 1, "containerPort": 80, "protocol": "icmp"}]}),
+                "runtimeConfig.portMappings[0].protocol",
+            ),
+            (
+                json!({"portMappings": {"hostPort": 1}}),
+                "runtimeConfig.portMappings",
+            ),
+            (json!({"ips": ["10.244.1.300"]}), "runtimeConfig.ips[0]"),
+            (json!({"mac": "01:00:5e:00:00:01"}), "runtimeConfig.mac"),
+            (json!({"mac": "c2:11:22:33:44"}), "runtimeConfig.mac"),
+            (json!("not an object"), "runtimeConfig"),
+        ] {
+            let mut v = base();
+            v["runtimeConfig"] = rc.clone();
+            let e = err_of(v);
+            assert_eq!(e.code, ErrorCode::InvalidConfig, "{rc}: {e}");
+            assert!(e.msg.starts_with(&format!("{field}:")), "{rc}: {}", e.msg);
+        }
+    }
+
+    #[test]
+    fn del_reads_only_the_name_and_sets_everything_else_aside() {
+        let broken = json!({"cniVersion": "0.2.0", "name": "podnet", "mtu": "big", "bridge": "a bridge name far too long",
+            "ipMasq": "yes", "clusterCIDR": 7, "hairpinMode": 1, "dns": [1],
+            "ipam": {"subnet": "10.244.1.0/40", "dataDir": "/var/lib/pnt-ipam"},
+            "runtimeConfig": {"portMappings": [{"HostPort": "eighty"}]},
+            "prevResult": {"ips": "none"}, "cni.dev/valid-attachments": 3, "disableCheck": "no", "disableGC": "no"});
+        let p = NetConf::parse_for(Command::Del, broken.to_string().as_bytes()).unwrap();
+        assert_eq!(p.conf.name, "podnet");
+        assert_eq!(
+            p.conf.data_dir,
+            PathBuf::from("/var/lib/pnt-ipam"),
+            "state is still found"
+        );
+        assert_eq!(p.conf.cni_version, CniVersion::LATEST);
+        let fields: Vec<&str> = p
+            .ignored
+            .iter()
+            .map(|e| e.msg.split(':').next().unwrap())
+            .collect();
+        for f in [
+            "cniVersion 0.2.0 is not supported (supported",
+            "mtu",
+            "bridge",
+            "ipMasq",
+            "ipam.subnet",
+            "dns",
+            "runtimeConfig.portMappings[0].hostPort",
+            "prevResult.ips",
+            "cni.dev/valid-attachments",
+            "disableCheck",
+            "disableGC",
+        ] {
+            assert!(
+                fields
+                    .iter()
+                    .any(|g| g.starts_with(f.split(' ').next().unwrap())),
+                "{f} in {fields:?}"
+            );
+        }
+        // The same input is refused by ADD.
+        assert!(NetConf::parse(broken.to_string().as_bytes()).is_err());
+
+        // A delegated IPAM is still known as such, so DEL reaches it.
+        let v = json!({"cniVersion": "1.0.0", "name": "n", "ipMasq": true, "ipam": {"type": "host-local"}});
+        let p = NetConf::parse_for(Command::Del, v.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            p.conf.ipam,
+            Ipam::Delegated {
+                plugin: "host-local".into()
+            }
+        );
+        assert_eq!(p.ignored.len(), 1, "clusterCIDR: {:?}", p.ignored);
+
+        // Without a usable name nothing can be found: an error (the plugin turns it into "nothing to undo").
+        for v in [json!({"cniVersion": "1.0.0"}), json!({"name": "../x"})] {
+            assert!(NetConf::parse_for(Command::Del, v.to_string().as_bytes()).is_err());
+        }
+    }
+
+    #[test]
+    fn check_and_gc_set_aside_only_what_they_do_not_use() {
+        let mut v = base();
+        v["runtimeConfig"] = json!({"portMappings": [{"hostPort": "x"}]});
+        v["dns"] = json!("8.8.8.8");
+        let p = NetConf::parse_for(Command::Check, v.to_string().as_bytes()).unwrap();
+        assert_eq!(p.ignored.len(), 2);
+        let p = NetConf::parse_for(Command::Gc, v.to_string().as_bytes()).unwrap();
+        assert_eq!(p.ignored.len(), 2);
+        assert_eq!(
+            NetConf::parse_for(Command::Status, v.to_string().as_bytes())
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidConfig,
+            "STATUS says whether ADD would work"
+        );
+
+        // CHECK needs prevResult and what it checks against.
+        let mut v = base();
+        v["prevResult"] = json!({"ips": 5});
+        assert_eq!(
+            NetConf::parse_for(Command::Check, v.to_string().as_bytes())
+                .unwrap_err()
+                .code,
+            ErrorCode::Decode
+        );
+        let mut v = base();
+        v["hairpinMode"] = json!("on");
+        assert!(NetConf::parse_for(Command::Check, v.to_string().as_bytes()).is_err());
+        let p = NetConf::parse_for(Command::Gc, v.to_string().as_bytes()).unwrap();
+        assert_eq!(p.ignored.len(), 1, "GC does not care about hairpin");
+
+        // GC deletes: a bad list of valid attachments must never read as "none are valid".
+        let mut v = base();
+        v["cni.dev/valid-attachments"] = json!([{"containerID": 5, "ifname": "eth0"}]);
+        assert_eq!(
+            NetConf::parse_for(Command::Gc, v.to_string().as_bytes())
+                .unwrap_err()
+                .code,
+            ErrorCode::Decode
+        );
+        v["cni.dev/valid-attachments"] = json!({"containerID": "a"});
+        assert_eq!(
+            NetConf::parse_for(Command::Gc, v.to_string().as_bytes())
+                .unwrap_err()
+                .code,
+            ErrorCode::Decode
+        );
+        let mut v = base();
+        v["disableGC"] = json!("true");
+        assert!(NetConf::parse_for(Command::Gc, v.to_string().as_bytes()).is_err());
+    }
+
+    #[test]
+    fn every_key_matches_in_any_case() {
+        let v = json!({"CNIVERSION": "1.0.0", "Name": "podnet", "Type": "podnet-cni", "BRIDGE": "br9", "Mtu": 1400,
+            "IPMasq": true, "ClusterCidr": "10.244.0.0/16", "HAIRPINMODE": false, "DisableCheck": true, "DisableGc": true,
+            "IPAM": {"Subnet": "10.244.1.0/24", "Gateway": "10.244.1.254", "RangeStart": "10.244.1.10", "RANGEEND": "10.244.1.20",
+                     "DataDir": "/var/lib/pnt-x", "Routes": [{"Dst": "0.0.0.0/0"}, {"DST": "192.0.2.0/24", "GW": "10.244.1.1"}]},
+            "DNS": {"Nameservers": ["10.96.0.10"], "Search": ["svc"]},
+            "PrevResult": {"Interfaces": [{"Name": "eth0", "Sandbox": "/run/netns/x", "Mac": "0a:58:0a:f4:01:05"}],
+                           "IPs": [{"Address": "10.244.1.5/24", "Gateway": "10.244.1.1", "Interface": 0, "Version": "4"}],
+                           "Routes": [{"Dst": "0.0.0.0/0", "Gw": "10.244.1.1"}], "Dns": {"Nameservers": ["1.1.1.1"]}},
+            "CNI.dev/Valid-Attachments": [{"ContainerId": "abc", "IfName": "eth0"}]});
+        let c = parse(v).unwrap();
+        assert_eq!(
+            (c.cni_version, c.name.as_str(), c.bridge.as_str(), c.mtu),
+            (CniVersion::V1_0_0, "podnet", "br9", 1400)
+        );
+        assert!(c.ip_masq && !c.hairpin_mode && c.disable_check && c.disable_gc);
+        assert_eq!(c.cluster_cidr.to_string(), "10.244.0.0/16");
+        let Ipam::Builtin(b) = &c.ipam else {
+            panic!("builtin")
+        };
+        assert_eq!(
+            (
+                b.gateway.to_string(),
+                b.range_start.to_string(),
+                b.range_end.to_string()
+            ),
+            (
+                "10.244.1.254".into(),
+                "10.244.1.10".into(),
+                "10.244.1.20".into()
+            )
+        );
+        assert_eq!(b.routes[1].gw, Some("10.244.1.1".parse().unwrap()));
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/pnt-x"));
+        assert_eq!(c.dns.nameservers, vec!["10.96.0.10"]);
+        assert_eq!(c.dns.search, vec!["svc"]);
+        let prev = c.prev_result.unwrap();
+        assert_eq!(prev.interfaces[0].sandbox.as_deref(), Some("/run/netns/x"));
+        assert_eq!(prev.ips[0].interface, Some(0));
+        assert_eq!(prev.routes[0].gw, Some("10.244.1.1".parse().unwrap()));
+        assert_eq!(prev.dns.nameservers, vec!["1.1.1.1"]);
+        assert_eq!(
+            c.valid_attachments.unwrap()[0],
+            Attachment {
+                container_id: "abc".into(),
+                ifname: "eth0".into()
+            }
+        );
+        assert_eq!(
+            sniff_version(br#"{"CniVersion": "0.4.0"}"#).as_deref(),
+            Some("0.4.0")
+        );
+    }
+
+    #[test]
+    fn the_exact_spelling_wins_and_case_variants_may_not_disagree() {
+        let mut v = base();
+        v["mtu"] = json!(1400);
+        v["MTU"] = json!(9000);
+        assert_eq!(parse(v).unwrap().mtu, 1400);
+        let mut v = base();
+        v["Mtu"] = json!(1400);
+        v["MTU"] = json!(9000);
+        let e = err_of(v);
+        assert_eq!(e.code, ErrorCode::InvalidConfig);
+        assert!(e.msg.starts_with("mtu: ambiguous"), "{}", e.msg);
+        let mut v = base();
+        v["runtimeConfig"] =
+            json!({"portMappings": [{"HostPort": 80, "HOSTPORT": 81, "containerPort": 80}]});
+        assert!(
+            err_of(v)
+                .msg
+                .starts_with("runtimeConfig.portMappings[0].hostPort: ambiguous")
+        );
+        let mut v = base();
+        v["prevResult"] = json!({"IPs": [], "Ips": [{"address": "10.0.0.2/24"}]});
+        assert!(err_of(v).msg.starts_with("prevResult.ips: ambiguous"));
+    }
+
     mod properties {
         use super::*;
         use proptest::prelude::*;
@@ -704,7 +1312,61 @@ mod tests {
             })
         }
 
-        const KEYS: [&str; 14] = [
+        /// A config using every key podnet reads.
+        fn full_config() -> Value {
+            json!({"cniVersion": "1.0.0", "cniVersions": ["0.4.0", "1.0.0"], "name": "podnet", "type": "podnet-cni",
+                "bridge": "br9", "mtu": 1400, "ipMasq": true, "clusterCIDR": "10.244.0.0/16", "hairpinMode": false,
+                "disableCheck": true, "disableGC": false,
+                "ipam": {"type": "podnet", "subnet": "10.244.1.0/24", "gateway": "10.244.1.254", "rangeStart": "10.244.1.10",
+                         "rangeEnd": "10.244.1.20", "dataDir": "/var/lib/pnt-x",
+                         "routes": [{"dst": "0.0.0.0/0"}, {"dst": "192.0.2.0/24", "gw": "10.244.1.1"}]},
+                "dns": {"nameservers": ["10.96.0.10"], "domain": "cluster.local", "search": ["svc"], "options": ["ndots:5"]},
+                "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "udp", "hostIP": "10.100.0.2"}],
+                                  "ips": ["10.244.1.12/24"], "mac": "c2:11:22:33:44:55",
+                                  "bandwidth": {"ingressRate": 1000, "egressRate": 0}, "ipRanges": [[{"subnet": "10.244.1.0/24"}]]},
+                "prevResult": {"interfaces": [{"name": "eth0", "mac": "0a:58:0a:f4:01:05", "mtu": 1400, "sandbox": "/run/netns/x",
+                                               "socketPath": "/s", "pciID": "0000:00:01.0"}],
+                               "ips": [{"address": "10.244.1.5/24", "gateway": "10.244.1.1", "interface": 0}],
+                               "routes": [{"dst": "0.0.0.0/0", "gw": "10.244.1.1", "mtu": 1400, "advmss": 1360,
+                                           "priority": 5, "table": 10, "scope": 0}],
+                               "dns": {"nameservers": ["1.1.1.1"], "domain": "d", "search": ["s"], "options": ["o"]}},
+                "cni.dev/valid-attachments": [{"containerID": "abc", "ifname": "eth0"}]})
+        }
+
+        /// `v` with the case of key letters flipped where `flips` says (cycled).
+        fn recase(v: &Value, flips: &[bool], i: &mut usize) -> Value {
+            match v {
+                Value::Object(m) => Value::Object(
+                    m.iter()
+                        .map(|(k, v)| {
+                            let key: String = k
+                                .chars()
+                                .map(|c| {
+                                    *i += 1;
+                                    if flips[*i % flips.len()] {
+                                        if c.is_ascii_lowercase() {
+                                            c.to_ascii_uppercase()
+                                        } else {
+                                            c.to_ascii_lowercase()
+                                        }
+                                    } else {
+                                        c
+                                    }
+                                })
+                                .collect();
+                            (key, recase(v, flips, i))
+                        })
+                        .collect(),
+                ),
+                Value::Array(a) => Value::Array(a.iter().map(|v| recase(v, flips, i)).collect()),
+                other => other.clone(),
+            }
+        }
+
+        const KEYS: [&str; 17] = [
+            "disableCheck",
+            "disableGC",
+            "dataDir",
             "cniVersion",
             "cniVersions",
             "name",
@@ -743,6 +1405,42 @@ mod tests {
                         prop_assert!(!e.msg.is_empty());
                         prop_assert!(matches!(e.code, ErrorCode::Decode | ErrorCode::InvalidConfig | ErrorCode::IncompatibleVersion | ErrorCode::UnsupportedField));
                     }
+                }
+            }
+
+            /// Any capitalisation of every key (top level, ipam, routes, runtimeConfig, prevResult, GC
+            /// list) reads exactly as the canonical spelling does: Go's rule, which the reference
+            /// plugins and containerd rely on.
+            #[test]
+            fn any_capitalisation_of_known_keys_reads_the_same(flips in proptest::collection::vec(any::<bool>(), 1..64)) {
+                let canonical = full_config();
+                let mut i = 0usize;
+                let recased = recase(&canonical, &flips, &mut i);
+                let mut a = NetConf::parse(canonical.to_string().as_bytes()).unwrap();
+                let mut b = NetConf::parse(recased.to_string().as_bytes())
+                    .map_err(|e| TestCaseError::fail(format!("{recased}: {e}")))?;
+                a.raw = Value::Null;
+                b.raw = Value::Null;
+                prop_assert_eq!(a, b);
+            }
+
+            /// DEL's promise: whatever any field but the name holds (in any capitalisation), DEL reads
+            /// the configuration, so it can always undo what ADD made; and no verb panics on it.
+            #[test]
+            fn del_reads_any_value_in_any_field_but_the_name(
+                key in proptest::sample::select(KEYS.iter().copied().filter(|k| *k != "name").collect::<Vec<_>>()),
+                upper in any::<bool>(),
+                value in any_json(),
+            ) {
+                let mut v = base();
+                let key = if upper { key.to_ascii_uppercase() } else { key.to_string() };
+                v[key.as_str()] = value;
+                let text = v.to_string();
+                let del = NetConf::parse_for(Command::Del, text.as_bytes());
+                prop_assert!(del.is_ok(), "{text}: {:?}", del.err());
+                prop_assert_eq!(del.unwrap().conf.name, "podnet");
+                for command in [Command::Add, Command::Check, Command::Gc, Command::Status] {
+                    let _ = NetConf::parse_for(command, text.as_bytes());
                 }
             }
 

@@ -35,6 +35,8 @@ pub struct Request {
     pub ifname: Option<String>,
     pub args: Vec<(String, String)>,
     pub path: Vec<String>,
+    /// Problems in parameters the command does not need, set aside (DEL only; logged by the plugin).
+    pub ignored: Vec<CniError>,
 }
 
 impl Request {
@@ -89,23 +91,43 @@ impl Request {
                 format!("required env variables [{}] missing", missing.join(",")),
             ));
         }
+        // DEL must finish whatever it is given (a failed DEL leaves the sandbox stuck: the runtime
+        // retries forever). Identifiers ADD would refuse cannot name anything ADD made, and DEL finds
+        // its objects by hashes and records of them, so a bad one is noted, not refused; CNI_ARGS only
+        // names the pod in messages.
+        let lenient = command == Command::Del;
+        let mut ignored = Vec::new();
+        let mut refuse = |e: CniError| -> Result<(), CniError> {
+            if lenient {
+                ignored.push(e);
+                Ok(())
+            } else {
+                Err(e)
+            }
+        };
         if attachment {
             let id = container_id.as_deref().unwrap_or_default();
             if !names::is_valid_cni_identifier(id) {
-                return Err(CniError::new(
+                refuse(CniError::new(
                     ErrorCode::InvalidEnvironment,
                     format!("CNI_CONTAINERID: invalid characters in {id:?}"),
-                ));
+                ))?;
             }
             let ifn = ifname.as_deref().unwrap_or_default();
             if let Err(problem) = names::check_ifname(ifn) {
-                return Err(CniError::new(
+                refuse(CniError::new(
                     ErrorCode::InvalidEnvironment,
                     format!("CNI_IFNAME: {ifn:?} {problem}"),
-                ));
+                ))?;
             }
         }
-        let args = parse_cni_args(var("CNI_ARGS").as_deref().unwrap_or_default())?;
+        let args = match parse_cni_args(var("CNI_ARGS").as_deref().unwrap_or_default()) {
+            Ok(args) => args,
+            Err(e) => {
+                refuse(e)?;
+                Vec::new()
+            }
+        };
         let path = path
             .map(|p| {
                 p.split(':')
@@ -121,6 +143,7 @@ impl Request {
             ifname,
             args,
             path,
+            ignored,
         })
     }
 
@@ -233,5 +256,34 @@ mod tests {
         .unwrap();
         assert_eq!(r.subject(), "pod default/web-1");
         assert_eq!(r.path, vec!["/opt/cni/bin", "/usr/lib/cni"]);
+    }
+
+    #[test]
+    fn del_sets_aside_what_it_does_not_need() {
+        let r = req(&[
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", "-odd id"),
+            ("CNI_IFNAME", "an-interface-name-too-long"),
+            ("CNI_ARGS", "K8S_POD_NAME"),
+        ])
+        .unwrap();
+        assert_eq!(r.container_id.as_deref(), Some("-odd id"));
+        let msgs: Vec<&str> = r.ignored.iter().map(|e| e.msg.as_str()).collect();
+        assert_eq!(msgs.len(), 3, "{msgs:?}");
+        assert!(msgs[0].starts_with("CNI_CONTAINERID:"));
+        assert!(msgs[1].starts_with("CNI_IFNAME:"));
+        assert!(msgs[2].starts_with("CNI_ARGS:"));
+        // Required parameters stay required: without them there is nothing to look for.
+        assert!(req(&[("CNI_COMMAND", "DEL"), ("CNI_IFNAME", "eth0")]).is_err());
+        // ADD still refuses the same input.
+        let e = req(&[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_NETNS", "/x"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_ARGS", "K8S_POD_NAME"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidEnvironment);
     }
 }

@@ -1,6 +1,7 @@
 //! The ADD result (and `prevResult`), modelled once as the 1.1.0 superset and written in whatever version
 //! the runtime speaks.
 
+use super::fields;
 use super::version::CniVersion;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -113,6 +114,41 @@ fn field_err(field: impl Into<String>, problem: impl Into<String>) -> ResultErro
     }
 }
 
+/// An error from [`fields::canonical`] (`search: ambiguous: ...`) for the object at `at`.
+fn ambiguous(at: &str, e: String) -> ResultError {
+    match e.split_once(": ") {
+        Some((key, problem)) => field_err(format!("{at}.{key}"), problem),
+        None => field_err(at, e),
+    }
+}
+
+const INTERFACE_KEYS: [&str; 6] = ["name", "mac", "mtu", "sandbox", "socketPath", "pciID"];
+const IP_KEYS: [&str; 3] = ["address", "gateway", "interface"];
+const ROUTE_KEYS: [&str; 7] = ["dst", "gw", "mtu", "advmss", "priority", "table", "scope"];
+const DNS_KEYS: [&str; 4] = ["nameservers", "domain", "search", "options"];
+
+/// A list of serde-derived objects, their keys matched by Go's rule.
+fn list_of<T: serde::de::DeserializeOwned>(
+    v: Option<&Value>,
+    field: &str,
+    names: &[&str],
+) -> Result<Vec<T>, ResultError> {
+    let Some(v) = v else {
+        return Ok(Vec::new());
+    };
+    let list = v
+        .as_array()
+        .ok_or_else(|| field_err(field, "expected a list"))?;
+    list.iter()
+        .enumerate()
+        .map(|(n, item)| {
+            let at = format!("{field}[{n}]");
+            let item = fields::canonical(item, names).map_err(|e| ambiguous(&at, e))?;
+            serde_json::from_value(item).map_err(|e| field_err(&at, e.to_string()))
+        })
+        .collect()
+}
+
 impl CniResult {
     /// Writes the result as the spec of `version` shapes it: `ips[].version` up to 0.4.0, the 1.1.0
     /// interface and route fields only from 1.1.0 on.
@@ -182,35 +218,45 @@ impl CniResult {
     }
 
     /// Reads a result of any supported version (0.3.0 to 1.1.0): a `prevResult`, a cached result or a
-    /// delegated plugin's output. The pre-0.3 shape (`ip4`/`ip6`) is rejected by name.
+    /// delegated plugin's output. The pre-0.3 shape (`ip4`/`ip6`) is rejected by name. Keys match by
+    /// Go's rule (exact spelling first, else case-insensitively; see [`super::fields`]), as the Go
+    /// plugins that write results also read them.
     pub fn from_json(value: &Value) -> Result<Self, ResultError> {
         let obj = value
             .as_object()
             .ok_or_else(|| field_err("result", "expected a JSON object"))?;
-        if obj.contains_key("ip4") || obj.contains_key("ip6") {
+        let get = |key: &str| -> Result<Option<&Value>, ResultError> {
+            fields::lookup(obj, key)
+                .map(|v| v.filter(|v| !v.is_null()))
+                .map_err(|keys| {
+                    field_err(
+                        key,
+                        format!(
+                            "ambiguous: {} differ only in case and hold different values",
+                            keys.join(" and ")
+                        ),
+                    )
+                })
+        };
+        if get("ip4")?.is_some() || get("ip6")?.is_some() {
             return Err(field_err(
                 "result",
                 "the pre-0.3.0 result shape (ip4/ip6) is not supported",
             ));
         }
-        let interfaces = match obj.get("interfaces") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(v) => serde_json::from_value(v.clone())
-                .map_err(|e| field_err("interfaces", e.to_string()))?,
-        };
+        let interfaces: Vec<Interface> =
+            list_of(get("interfaces")?, "interfaces", &INTERFACE_KEYS)?;
         let mut ips = Vec::new();
-        if let Some(list) = obj.get("ips").filter(|v| !v.is_null()) {
+        if let Some(list) = get("ips")? {
             let list = list
                 .as_array()
                 .ok_or_else(|| field_err("ips", "expected a list"))?;
             for (n, ip) in list.iter().enumerate() {
+                let field = format!("ips[{n}]");
                 // 0.3.x/0.4.0 carry "version"; we derive the family from the address instead.
-                let mut ip = ip.clone();
-                if let Some(m) = ip.as_object_mut() {
-                    m.remove("version");
-                }
-                let parsed: IpConfig = serde_json::from_value(ip)
-                    .map_err(|e| field_err(format!("ips[{n}]"), e.to_string()))?;
+                let ip = fields::canonical(ip, &IP_KEYS).map_err(|e| ambiguous(&field, e))?;
+                let parsed: IpConfig =
+                    serde_json::from_value(ip).map_err(|e| field_err(&field, e.to_string()))?;
                 if let Some(i) = parsed.interface
                     && i >= interfaces.len()
                     && !interfaces.is_empty()
@@ -223,16 +269,12 @@ impl CniResult {
                 ips.push(parsed);
             }
         }
-        let routes = match obj.get("routes") {
-            None | Some(Value::Null) => Vec::new(),
+        let routes = list_of(get("routes")?, "routes", &ROUTE_KEYS)?;
+        let dns = match get("dns")? {
+            None => Dns::default(),
             Some(v) => {
-                serde_json::from_value(v.clone()).map_err(|e| field_err("routes", e.to_string()))?
-            }
-        };
-        let dns = match obj.get("dns") {
-            None | Some(Value::Null) => Dns::default(),
-            Some(v) => {
-                serde_json::from_value(v.clone()).map_err(|e| field_err("dns", e.to_string()))?
+                let v = fields::canonical(v, &DNS_KEYS).map_err(|e| ambiguous("dns", e))?;
+                serde_json::from_value(v).map_err(|e| field_err("dns", e.to_string()))?
             }
         };
         Ok(Self {
