@@ -1,7 +1,8 @@
 //! `podnet node exec NODE -- CMD`: run a command "logged in" to a node, as seed 000 does over ssh. The
 //! command gets the node's network and UTS namespaces (`hostname` says the node's name) and a private
-//! mount namespace in which /sys shows the node's interfaces and /etc/cni/net.d is the node's CNI
-//! configuration, the way `ip netns exec` prepares /etc/netns/NAME.
+//! mount namespace in which /sys shows the node's interfaces, /etc/cni/net.d is the node's CNI
+//! configuration (the way `ip netns exec` prepares /etc/netns/NAME) and /run/netns holds the node's
+//! pod network namespaces, so `ip netns` lists the node's pods as it would on a real node.
 
 use crate::error::{Error, Result, io};
 use crate::paths::LabPaths;
@@ -39,6 +40,7 @@ fn prepare(paths: &LabPaths, node: &str, argv: &[String]) -> Result<Command> {
     let uts = File::open(paths.uts_file(node))
         .map_err(io(format!("open {}", paths.uts_file(node).display())))?;
     let cni_conf = paths.cni_conf_dir(node);
+    let pod_netns = paths.node_netns_dir(node);
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]).env("PODNET_NODE", node);
     // SAFETY: runs in this process right before execve (Command::exec does not fork); only syscalls.
@@ -73,6 +75,17 @@ fn prepare(paths: &LabPaths, node: &str, argv: &[String]) -> Result<Command> {
                 mount(
                     Some(&cni_conf),
                     etc_cni,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(sys)?;
+            }
+            let run_netns = Path::new(persist::NETNS_RUN_DIR);
+            if run_netns.is_dir() && pod_netns.is_dir() {
+                mount(
+                    Some(&pod_netns),
+                    run_netns,
                     None::<&str>,
                     MsFlags::MS_BIND,
                     None::<&str>,
