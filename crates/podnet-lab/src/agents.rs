@@ -32,7 +32,7 @@ pub fn config(paths: &LabPaths, state: &LabState, node: &str) -> Result<AgentCon
         .find(|n| n.name == node)
         .ok_or_else(|| Error::Invalid(format!("no node {node} in lab {}", paths.name)))?;
     let dir = paths.node_dir(node);
-    let runtime = podnet_runtime::RuntimeConfig::for_node(&paths.name, node);
+    let runtime = paths.runtime_config(node);
     let service = state.plan.spec.service_cidr;
     let dns = service
         .hosts()

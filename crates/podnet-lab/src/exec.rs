@@ -1,7 +1,8 @@
 //! `podnet node exec NODE -- CMD`: run a command "logged in" to a node, as seed 000 does over ssh. The
 //! command gets the node's network and UTS namespaces (`hostname` says the node's name) and a private
-//! mount namespace in which /sys shows the node's interfaces and /etc/cni/net.d is the node's CNI
-//! configuration, the way `ip netns exec` prepares /etc/netns/NAME.
+//! mount namespace in which /sys shows the node's interfaces, /etc/cni/net.d is the node's CNI
+//! configuration (the way `ip netns exec` prepares /etc/netns/NAME) and /run/netns holds the node's
+//! pod network namespaces, so `ip netns` lists the node's pods as it would on a real node.
 
 use crate::error::{Error, Result, io};
 use crate::paths::LabPaths;
@@ -40,8 +41,7 @@ fn prepare(paths: &LabPaths, node: &str, argv: &[String]) -> Result<Command> {
         .map_err(io(format!("open {}", paths.uts_file(node).display())))?;
     let cni_conf = paths.cni_conf_dir(node);
     // `ip netns` inside the node lists its pods' network namespaces.
-    let pod_netns = podnet_runtime::RuntimeConfig::for_node(&paths.name, node).netns_dir;
-    let pod_netns_mount = pod_netns.is_dir() && Path::new("/run/netns").is_dir();
+    let pod_netns = paths.node_netns_dir(node);
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]).env("PODNET_NODE", node);
     // SAFETY: runs in this process right before execve (Command::exec does not fork); only syscalls.
@@ -71,22 +71,22 @@ fn prepare(paths: &LabPaths, node: &str, argv: &[String]) -> Result<Command> {
                 )
                 .map_err(sys)?;
             }
-            let run_netns = Path::new("/run/netns");
-            if pod_netns_mount {
+            let etc_cni = Path::new("/etc/cni/net.d");
+            if etc_cni.is_dir() && cni_conf.is_dir() {
                 mount(
-                    Some(&pod_netns),
-                    run_netns,
+                    Some(&cni_conf),
+                    etc_cni,
                     None::<&str>,
                     MsFlags::MS_BIND,
                     None::<&str>,
                 )
                 .map_err(sys)?;
             }
-            let etc_cni = Path::new("/etc/cni/net.d");
-            if etc_cni.is_dir() && cni_conf.is_dir() {
+            let run_netns = Path::new(persist::NETNS_RUN_DIR);
+            if run_netns.is_dir() && pod_netns.is_dir() {
                 mount(
-                    Some(&cni_conf),
-                    etc_cni,
+                    Some(&pod_netns),
+                    run_netns,
                     None::<&str>,
                     MsFlags::MS_BIND,
                     None::<&str>,

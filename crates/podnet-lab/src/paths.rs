@@ -83,6 +83,26 @@ impl LabPaths {
         self.ns_dir().join(format!("{node}.uts"))
     }
 
+    /// A node's runtime directory: pod sandboxes, runc state and, in `netns/`, the pods' network
+    /// namespace files (`podnet_runtime::RuntimeConfig::under` lays it out).
+    pub fn node_run_dir(&self, node: &str) -> PathBuf {
+        self.run_dir().join("nodes").join(node)
+    }
+
+    /// The pod runtime's layout for a node: state under [`Self::node_run_dir`], cgroups under
+    /// `/podnet/<lab>-<node>`.
+    pub fn runtime_config(&self, node: &str) -> podnet_runtime::RuntimeConfig {
+        podnet_runtime::RuntimeConfig::under(
+            &self.node_run_dir(node),
+            format!("/podnet/{}-{node}", self.name),
+        )
+    }
+
+    /// The node's pod network namespaces, shown as `/run/netns` inside `podnet node exec`.
+    pub fn node_netns_dir(&self, node: &str) -> PathBuf {
+        self.node_run_dir(node).join("netns")
+    }
+
     pub fn daemon_log(&self) -> PathBuf {
         self.run_dir().join("daemon.log")
     }

@@ -176,7 +176,7 @@ fn remove_pods(paths: &LabPaths, report: &mut Report) {
         }
     }
     for node in &nodes {
-        let cfg = podnet_runtime::RuntimeConfig::for_node(&paths.name, node);
+        let cfg = paths.runtime_config(node);
         if !cfg.state_dir.exists() && !cfg.netns_dir.exists() {
             continue;
         }

@@ -22,15 +22,17 @@ pub struct RuntimeConfig {
 }
 
 impl RuntimeConfig {
-    /// The layout used for a lab node: state under `/run/podnet/<lab>/nodes/<node>`, binaries found
-    /// next to the running executable, else on `PATH`.
-    pub fn for_node(lab: &str, node: &str) -> RuntimeConfig {
-        let base = Path::new("/run/podnet").join(lab).join("nodes").join(node);
+    /// The standard layout under one directory per node (the lab uses
+    /// `/run/podnet/<lab>/nodes/<node>`, see `podnet_lab::paths::LabPaths::node_run_dir`):
+    /// `runtime/` for state, `netns/` for pod network namespaces (bind-mounted over `/run/netns` by
+    /// `podnet node exec`, so `ip netns` there lists the node's pods), `runc/` for runc's root.
+    /// Binaries are found next to the running executable, else on `PATH`.
+    pub fn under(dir: &Path, cgroup_parent: impl Into<String>) -> RuntimeConfig {
         RuntimeConfig {
-            state_dir: base.join("runtime"),
-            netns_dir: base.join("netns"),
-            runc_root: base.join("runc"),
-            cgroup_parent: format!("/podnet/{lab}-{node}"),
+            state_dir: dir.join("runtime"),
+            netns_dir: dir.join(NETNS_SUBDIR),
+            runc_root: dir.join("runc"),
+            cgroup_parent: cgroup_parent.into(),
             runc: PathBuf::from("runc"),
             pause: sibling_binary("podnet-pause"),
             shim: sibling_binary("podnet-shim"),
@@ -58,6 +60,9 @@ impl RuntimeConfig {
         self.netns_dir.join(netns_name(sandbox_id))
     }
 }
+
+/// The subdirectory of [`RuntimeConfig::under`] holding the pods' network namespace files.
+pub const NETNS_SUBDIR: &str = "netns";
 
 /// The file name of a sandbox's network namespace.
 pub fn netns_name(sandbox_id: &str) -> String {

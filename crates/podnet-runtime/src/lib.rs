@@ -24,7 +24,8 @@
 //! use podnet_runtime::{ContainerSpec, EtcFiles, PodRef, Runtime, RuntimeConfig, SandboxSpec, etc};
 //! use std::time::Duration;
 //! # fn main() -> Result<(), podnet_runtime::Error> {
-//! let rt = Runtime::new(RuntimeConfig::for_node("pn", "node1"))?;
+//! let node_dir = std::path::Path::new("/run/podnet/pn/nodes/node1");
+//! let rt = Runtime::new(RuntimeConfig::under(node_dir, "/podnet/pn-node1"))?;
 //! let pod = PodRef { namespace: "default".into(), name: "web-1".into(), uid: "7f0c...".into() };
 //! let sb = rt.run_sandbox(&SandboxSpec {
 //!     pod: pod.clone(), attempt: 0, hostname: "web-1".into(),
@@ -73,7 +74,7 @@ mod sandbox;
 pub mod shim;
 mod spec;
 
-pub use config::{RuntimeConfig, netns_name, sibling_binary};
+pub use config::{NETNS_SUBDIR, RuntimeConfig, netns_name, sibling_binary};
 pub use error::{Error, Result};
 pub use exec::ExecProcess;
 pub use records::{ContainerRecord, ExitRecord, SandboxRecord};

@@ -21,7 +21,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, setsid};
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -208,14 +208,13 @@ struct Source {
 impl Source {
     /// Reads once; returns false at end of file or when nothing is ready (non-blocking drain).
     fn read_once(&mut self, buf: &mut [u8], log: &mut LogWriter) -> bool {
-        let mut f = File::from(self.fd.try_clone().expect("dup pipe fd"));
-        let n = match f.read(buf) {
+        let n = match nix::unistd::read(&self.fd, buf) {
             Ok(0) => {
                 self.open = false;
                 return false;
             }
             Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return true,
+            Err(Errno::EINTR) => return true,
             Err(_) => return false,
         };
         let now = records::now_ns();

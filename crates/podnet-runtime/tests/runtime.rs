@@ -624,3 +624,106 @@ fn host_network_pods_use_the_nodes_namespace() {
     );
     node.rt.remove_sandbox(&sb.id).unwrap();
 }
+
+#[test]
+fn logs_rotate_split_long_lines_and_follow_to_the_exit() {
+    let node = Node::new("rt-logs");
+    let sb = node.sandbox("chatty", false);
+    let mut spec = node.spec(
+        "chatty",
+        &[
+            "sh",
+            "-c",
+            "for i in $(seq 1 400); do echo line-$i; done; head -c 20000 /dev/zero | tr '\\0' x; echo; sleep 0.3; echo last >&2",
+        ],
+    );
+    spec.log_max_bytes = 4096;
+    spec.log_max_files = 20;
+    let id = node.run(&sb, &spec);
+    // Follow from the start: returns by itself once the container has exited and all is written.
+    let mut out = Vec::new();
+    let opts = LogOptions {
+        follow: true,
+        ..Default::default()
+    };
+    node.rt.read_logs(&id, &opts, &mut out, &|| false).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let expect: Vec<String> = (1..=400).map(|i| format!("line-{i}")).collect();
+    assert_eq!(
+        lines[..400],
+        expect[..],
+        "every line, in order, across rotations"
+    );
+    assert_eq!(
+        lines[400],
+        "x".repeat(20000),
+        "the long line is whole again"
+    );
+    assert_eq!(lines[401], "last");
+    assert_eq!(lines.len(), 402);
+    assert_eq!(
+        node.rt
+            .container_status(&id)
+            .unwrap()
+            .exit
+            .unwrap()
+            .exit_code,
+        0
+    );
+    let log = &spec.log_path;
+    assert!(crilog::rotated(log, 1).exists(), "the log was rotated");
+    assert!(fs::metadata(log).unwrap().len() <= 4096 + 16 * 1024 + 64);
+    let all: String = crilog::files(log)
+        .iter()
+        .map(|f| fs::read_to_string(f).unwrap())
+        .collect();
+    assert!(
+        all.lines().any(|l| l.contains(" stdout P xxxx")),
+        "a partial entry for the 16 KiB head"
+    );
+    // --tail across files, and --timestamps.
+    let mut tail = Vec::new();
+    let opts = LogOptions {
+        tail: Some(2),
+        timestamps: true,
+        ..Default::default()
+    };
+    node.rt.read_logs(&id, &opts, &mut tail, &|| false).unwrap();
+    let tail = String::from_utf8(tail).unwrap();
+    let t: Vec<&str> = tail.lines().collect();
+    assert_eq!(t.len(), 2, "{tail}");
+    assert!(
+        t[1].ends_with("Z last") && crilog::parse_time(&t[1][..30]).is_some(),
+        "{tail}"
+    );
+}
+
+#[test]
+fn a_failing_create_names_the_container_and_leaves_nothing() {
+    let node = Node::new("rt-bad");
+    let sb = node.sandbox("broken", false);
+    let err = node
+        .rt
+        .create_container(&sb.id, &node.spec("bad", &["/no/such/binary"]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("create container bad of pod default/broken: runc create"),
+        "{err}"
+    );
+    assert!(
+        err.contains("/no/such/binary"),
+        "runc's reason is kept: {err}"
+    );
+    assert!(node.rt.list_containers().unwrap().is_empty());
+    let runc = Command::new("runc")
+        .arg("--root")
+        .arg(&node.rt.config().runc_root)
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&runc.stdout).trim(), "");
+    let err = node.rt.start_container("0123").unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+}

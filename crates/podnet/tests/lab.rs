@@ -158,6 +158,17 @@ fn node_list_and_exec() {
         lab.ok(&["node", "exec", "node2", "--", "hostname"]).trim(),
         "node2"
     );
+    // `ip netns` on a node lists that node's pod namespaces (the runtime keeps their files in the
+    // node's run directory; node exec shows it as /run/netns).
+    let pod_netns = std::path::PathBuf::from("/run/podnet")
+        .join(&lab.name)
+        .join("nodes/node2/netns");
+    std::fs::create_dir_all(&pod_netns).unwrap();
+    std::fs::write(pod_netns.join("pn-0123abcd"), "").unwrap();
+    let listed = lab.ok(&["node", "exec", "node2", "--", "ip", "netns", "list"]);
+    assert_eq!(listed.trim(), "pn-0123abcd", "{listed}");
+    let other = lab.ok(&["node", "exec", "node1", "--", "ip", "netns", "list"]);
+    assert!(!other.contains("pn-0123abcd"), "{other}");
     let routes = lab.ok(&["node", "exec", "node1", "--", "ip", "route"]);
     assert!(
         routes.contains("10.244.2.0/24 via 10.100.0.3 dev eth0"),

@@ -38,7 +38,7 @@ fn runtime(lab: &str, node: &str) -> Result<podnet_runtime::Runtime> {
         bail!("no node {node} in lab {lab}");
     }
     Ok(podnet_runtime::Runtime::new(
-        podnet_runtime::RuntimeConfig::for_node(lab, node),
+        podnet_lab::LabPaths::new(lab).runtime_config(node),
     )?)
 }
 
