@@ -22,6 +22,8 @@ const PARALLEL_LAYERS: usize = 3;
 /// Attempts per layer on transient failures (connection lost, 5xx), with doubling back-off.
 const LAYER_ATTEMPTS: u32 = 4;
 const BACKOFF: Duration = Duration::from_millis(250);
+/// A blob body that sends nothing for this long is given up (and retried).
+const BODY_IDLE: Duration = Duration::from_secs(60);
 
 /// What a pull reports as it goes.
 #[derive(Debug, Clone)]
@@ -427,8 +429,10 @@ impl LayerJob {
             });
             return Ok(());
         }
+        // Locked by diffID: the snapshot is what concurrent pulls share (the same content may come
+        // compressed differently, under another blob digest).
         let store = self.store.clone();
-        let d = digest.clone();
+        let d = self.layer.diff_id.clone();
         let _lock = blocking(move || store.layer_lock(&d))
             .await
             .map_err(|source| PullError::Store {
@@ -541,7 +545,11 @@ impl LayerJob {
         let mut done = 0u64;
         let mut transport_error = None;
         loop {
-            match body.frame().await {
+            let frame = match tokio::time::timeout(BODY_IDLE, body.frame()).await {
+                Ok(f) => f.map(|r| r.map_err(|e| e.to_string())),
+                Err(_) => Some(Err(format!("no data for {} s", BODY_IDLE.as_secs()))),
+            };
+            match frame {
                 None => break,
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {

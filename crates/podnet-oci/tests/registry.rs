@@ -55,6 +55,7 @@ impl Fixture {
     fn layout(&self, name: &str) -> Layout {
         Layout::new(&self.tmp.path().join(name))
     }
+    #[allow(clippy::result_large_err)]
     fn pull(&self, p: &Puller, r: &str) -> Result<podnet_oci::ImageRecord, PullError> {
         rt().block_on(p.pull(&Reference::parse(r).unwrap(), &PullOptions::default()))
     }
