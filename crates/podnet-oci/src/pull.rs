@@ -66,13 +66,13 @@ pub enum PullError {
     Registry {
         reference: String,
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     #[error("pull {reference}: {source}")]
     Store {
         reference: String,
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
     #[error("pull {reference}: {detail}")]
     Image { reference: String, detail: String },
@@ -134,11 +134,11 @@ impl Puller {
         let name = reference.to_string();
         let serr = |source| PullError::Store {
             reference: name.clone(),
-            source,
+            source: Box::new(source),
         };
         let rerr = |source| PullError::Registry {
             reference: name.clone(),
-            source,
+            source: Box::new(source),
         };
         let store = self.store.clone();
         let _gc = blocking(move || store.gc_lock(false)).await.map_err(serr)?;
@@ -437,7 +437,7 @@ impl LayerJob {
             .await
             .map_err(|source| PullError::Store {
                 reference: name.clone(),
-                source,
+                source: Box::new(source),
             })?;
         // Someone else may have done it while we waited for the lock.
         let (need_blob, need_snapshot) = crate::ingest::missing(&self.store, &self.layer);
@@ -468,7 +468,7 @@ impl LayerJob {
             .await
             .map_err(|source| PullError::Store {
                 reference: name.clone(),
-                source,
+                source: Box::new(source),
             })?;
             report(Progress::LayerDone {
                 digest,
@@ -506,7 +506,7 @@ impl LayerJob {
                 }
             };
             let next = matches!(&err, PullError::Registry { source, .. }
-                if source.is_transient() || matches!(source, RegistryError::Status { status: 404, .. }));
+                if source.is_transient() || matches!(**source, RegistryError::Status { status: 404, .. }));
             first_error.get_or_insert(err);
             if !next {
                 break;
@@ -519,7 +519,7 @@ impl LayerJob {
         let name = self.reference.to_string();
         let rerr = |source| PullError::Registry {
             reference: name.clone(),
-            source,
+            source: Box::new(source),
         };
         let mut body = self
             .registry
@@ -596,7 +596,7 @@ impl LayerJob {
         }
         result.map_err(|source| PullError::Store {
             reference: name,
-            source,
+            source: Box::new(source),
         })
     }
 }
