@@ -177,9 +177,7 @@ impl Hosts {
         if scheme != "https" && scheme != "http" {
             return Err(bad("scheme must be https or http"));
         }
-        let path = if override_path {
-            path.to_string()
-        } else if path.ends_with("/v2") {
+        let path = if override_path || path.ends_with("/v2") {
             path.to_string()
         } else {
             format!("{path}/v2")

@@ -285,7 +285,7 @@ fn import(
     store.put_blob(&cdigest, &cbytes)?;
     let image = name.to_string();
     for layer in &layers {
-        let _lock = store.layer_lock(&layer.digest)?;
+        let _lock = store.layer_lock(&layer.diff_id)?;
         let (need_blob, need_snapshot) = crate::ingest::missing(store, layer);
         if !need_blob && !need_snapshot {
             continue;

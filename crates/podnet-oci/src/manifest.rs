@@ -23,6 +23,7 @@ pub const SUBSTITUTE_KEY: &str = "io.podnet.image.substitute-for";
 
 /// What a manifest request returned.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // one per request, moved once: boxing buys nothing
 pub enum Decoded {
     Image(ImageManifest),
     Index(ImageIndex),
@@ -227,7 +228,7 @@ mod tests {
         };
         assert_eq!(m.layers().len(), 1);
         assert_eq!(
-            layer_compression(&m.layers()[0].media_type().to_string()).unwrap(),
+            layer_compression(m.layers()[0].media_type().as_ref()).unwrap(),
             Compression::Gzip
         );
     }

@@ -22,6 +22,8 @@ const PARALLEL_LAYERS: usize = 3;
 /// Attempts per layer on transient failures (connection lost, 5xx), with doubling back-off.
 const LAYER_ATTEMPTS: u32 = 4;
 const BACKOFF: Duration = Duration::from_millis(250);
+/// A blob body that sends nothing for this long is given up (and retried).
+const BODY_IDLE: Duration = Duration::from_secs(60);
 
 /// What a pull reports as it goes.
 #[derive(Debug, Clone)]
@@ -64,13 +66,13 @@ pub enum PullError {
     Registry {
         reference: String,
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     #[error("pull {reference}: {source}")]
     Store {
         reference: String,
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
     #[error("pull {reference}: {detail}")]
     Image { reference: String, detail: String },
@@ -132,11 +134,11 @@ impl Puller {
         let name = reference.to_string();
         let serr = |source| PullError::Store {
             reference: name.clone(),
-            source,
+            source: Box::new(source),
         };
         let rerr = |source| PullError::Registry {
             reference: name.clone(),
-            source,
+            source: Box::new(source),
         };
         let store = self.store.clone();
         let _gc = blocking(move || store.gc_lock(false)).await.map_err(serr)?;
@@ -427,13 +429,15 @@ impl LayerJob {
             });
             return Ok(());
         }
+        // Locked by diffID: the snapshot is what concurrent pulls share (the same content may come
+        // compressed differently, under another blob digest).
         let store = self.store.clone();
-        let d = digest.clone();
+        let d = self.layer.diff_id.clone();
         let _lock = blocking(move || store.layer_lock(&d))
             .await
             .map_err(|source| PullError::Store {
                 reference: name.clone(),
-                source,
+                source: Box::new(source),
             })?;
         // Someone else may have done it while we waited for the lock.
         let (need_blob, need_snapshot) = crate::ingest::missing(&self.store, &self.layer);
@@ -464,7 +468,7 @@ impl LayerJob {
             .await
             .map_err(|source| PullError::Store {
                 reference: name.clone(),
-                source,
+                source: Box::new(source),
             })?;
             report(Progress::LayerDone {
                 digest,
@@ -502,7 +506,7 @@ impl LayerJob {
                 }
             };
             let next = matches!(&err, PullError::Registry { source, .. }
-                if source.is_transient() || matches!(source, RegistryError::Status { status: 404, .. }));
+                if source.is_transient() || matches!(**source, RegistryError::Status { status: 404, .. }));
             first_error.get_or_insert(err);
             if !next {
                 break;
@@ -515,7 +519,7 @@ impl LayerJob {
         let name = self.reference.to_string();
         let rerr = |source| PullError::Registry {
             reference: name.clone(),
-            source,
+            source: Box::new(source),
         };
         let mut body = self
             .registry
@@ -541,7 +545,11 @@ impl LayerJob {
         let mut done = 0u64;
         let mut transport_error = None;
         loop {
-            match body.frame().await {
+            let frame = match tokio::time::timeout(BODY_IDLE, body.frame()).await {
+                Ok(f) => f.map(|r| r.map_err(|e| e.to_string())),
+                Err(_) => Some(Err(format!("no data for {} s", BODY_IDLE.as_secs()))),
+            };
+            match frame {
                 None => break,
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
@@ -588,7 +596,7 @@ impl LayerJob {
         }
         result.map_err(|source| PullError::Store {
             reference: name,
-            source,
+            source: Box::new(source),
         })
     }
 }

@@ -60,7 +60,7 @@ impl Reference {
             return Err(err("name longer than 255 characters"));
         }
         if let Some(t) = tag {
-            check_tag(t).map_err(|r| err(r))?;
+            check_tag(t).map_err(&err)?;
         }
         let (registry, path) = split_registry(name);
         check_registry(registry).map_err(|r| err(&r))?;

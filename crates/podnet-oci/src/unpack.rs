@@ -88,7 +88,7 @@ pub fn unpack(input: impl Read, root: &Path) -> Result<UnpackStats, UnpackError>
         u.entry(entry)?;
     }
     // Directory times last, deepest first, so setting a child does not disturb its parent.
-    u.dir_times.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    u.dir_times.sort_by_key(|d| std::cmp::Reverse(d.0.len()));
     for (path, mtime) in std::mem::take(&mut u.dir_times) {
         let comps = clean_path(&path);
         let fd = if comps.is_empty() {

@@ -321,3 +321,52 @@ fn kill_9_during_unpack_then_load_succeeds() {
             == 4 << 20
     );
 }
+
+/// The lab's situation: the puller lives in a network namespace with no way out (here: not even to the
+/// machine's loopback), and its dialer opens each connection from a short-lived thread inside the
+/// machine's namespace, as the node agent's will.
+#[test]
+fn pull_from_an_isolated_namespace_through_a_dialer() {
+    use std::sync::Arc;
+    let reg = TestRegistry::start();
+    let cli = Cli::new();
+    let mut l = Layout::new(&cli.tmp.path().join("layout"));
+    let built = l.add("ns", &substitute_image());
+    l.push("ns", &reg, "pnt/ns", &[]);
+    let machine = Arc::new(podnet_netns::NetNs::current().unwrap());
+    let isolated = podnet_testkit::TestNs::new("img");
+    let port = reg.port;
+    let store = podnet_oci::Store::open(&cli.store).unwrap();
+    let rec = isolated.run(|| {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "the isolated namespace cannot reach the registry itself"
+        );
+        let dialer: podnet_oci::Dialer = Arc::new(move |host: &str, port: u16| {
+            let host = host.to_string();
+            machine
+                .run(move || std::net::TcpStream::connect((host.as_str(), port)))
+                .map_err(std::io::Error::other)?
+        });
+        let puller = podnet_oci::Puller::new(
+            store.clone(),
+            dialer,
+            podnet_oci::Hosts::default(),
+            podnet_oci::Keychain::empty(),
+        );
+        // Runtime threads are created here, so they too live in the isolated namespace.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let r = podnet_oci::Reference::parse(&format!("127.0.0.1:{port}/pnt/ns:ns")).unwrap();
+        rt.block_on(puller.pull(&r, &podnet_oci::PullOptions::default()))
+    });
+    let rec = rec.unwrap();
+    assert_eq!(rec.digest, built.manifest);
+    assert_eq!(
+        rec.substitute_for.as_deref(),
+        Some("docker.io/library/busybox:latest")
+    );
+}

@@ -285,8 +285,8 @@ fn list(store: &Store, output: &str) -> Result<()> {
         }
         "table" | "wide" => {
             println!(
-                "{:<48} {:<19} {:<12} {:>9} {:<12} {:<20} {}",
-                "REFERENCE", "DIGEST", "IMAGE ID", "SIZE", "PLATFORM", "CREATED", "SUBSTITUTE"
+                "{:<48} {:<19} {:<12} {:>9} {:<12} {:<20} SUBSTITUTE",
+                "REFERENCE", "DIGEST", "IMAGE ID", "SIZE", "PLATFORM", "CREATED"
             );
             for i in &images {
                 println!(
