@@ -46,6 +46,7 @@ impl Registry {
             coordination::v1::Lease,
             authentication::v1::TokenRequest,
             authentication::v1::SelfSubjectReview,
+            authentication::v1::TokenReview,
             discovery::v1::EndpointSlice,
             networking::v1::NetworkPolicy,
             networking::v1::Ingress,

@@ -543,6 +543,36 @@ fn service_account_tokens_and_node_credentials() {
         s(&o.stderr)
     );
 
+    // TokenReview: what a node agent asks about a caller's token (with the node's own credentials)
+    let review = |tok: &str, aud: Value| -> Value {
+        let r = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": tok, "audiences": aud}});
+        let f = t.file("review.json", &r.to_string());
+        // --validate=false: for a create-only kind kubectl finds no PATCH operation in the OpenAPI v3
+        // document and asks /openapi/v2, which podnet does not serve
+        let o = t.kubectl_with(
+            &t.node_kubeconfig("node1"),
+            &["create", "--validate=false", "-f", &f, "-o", "json"],
+        );
+        assert!(o.status.success(), "{}", s(&o.stderr));
+        json(&s(&o.stdout))["status"].clone()
+    };
+    let st = review(&token, json!([]));
+    assert_eq!(st["authenticated"], true);
+    assert_eq!(st["user"]["username"], "system:serviceaccount:team:default");
+    assert_eq!(
+        st["audiences"],
+        json!(["https://kubernetes.default.svc.cluster.local"])
+    );
+    let st = review(vault.trim(), json!(["vault", "other"]));
+    assert_eq!(
+        (st["authenticated"].clone(), st["audiences"].clone()),
+        (json!(true), json!(["vault"]))
+    );
+    assert_eq!(review(vault.trim(), json!([]))["authenticated"], false);
+    assert_eq!(
+        review(&t.pki.token, json!([]))["user"]["username"],
+        "kubernetes-admin"
+    );
     // bound to a pod: dies with it
     t.k(&[
         "create",

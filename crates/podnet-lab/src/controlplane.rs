@@ -6,6 +6,7 @@ use crate::error::{Error, Result, io, ns};
 use crate::paths::LabPaths;
 use crate::state::LabState;
 use podnet_apimachinery::resources;
+use podnet_apiserver::controllers::nodelifecycle::{LEASE_NAMESPACE, node_lease};
 use podnet_apiserver::registry::{FieldValidation, WriteOptions};
 use podnet_apiserver::{Cidr, Config, Pki, ServerHandle, pki};
 use podnet_netns::{NetNs, persist};
@@ -141,8 +142,8 @@ fn lab_owns_status(node: &Value) -> bool {
         .is_none_or(|c| c["reason"] == LAB_READY_REASON)
 }
 
-/// Creates the Node objects of every lab node, in-process, and refreshes the status of those whose
-/// status is still the lab's placeholder.
+/// Creates the Node objects of every lab node and their Leases, in-process, and refreshes the status
+/// of those whose status is still the lab's placeholder.
 pub fn register_nodes(handle: &ServerHandle, state: &LabState) -> Result<()> {
     let api = handle.api();
     let def = resources::find("", "v1", "nodes").expect("nodes are served");
@@ -179,6 +180,29 @@ pub fn register_nodes(handle: &ServerHandle, state: &LabState) -> Result<()> {
             .map_err(|e| {
                 Error::Other(format!("set status of node {}: {}", node.name, e.message))
             })?;
+            // the node's Lease, as a kubelet creates it on registration (its agent renews it); not
+            // renewed, the node lifecycle controller marks the node unreachable after the grace period
+            let leases = resources::find("coordination.k8s.io", "v1", "leases").expect("served");
+            if api.get(leases, LEASE_NAMESPACE, &node.name).is_err() {
+                let uid = api
+                    .get(def, "", &node.name)
+                    .map(|n| podnet_apimachinery::object::uid(&n).to_string())
+                    .unwrap_or_default();
+                let lease = node_lease(&node.name, &uid, &podnet_apiserver::util::now_micro());
+                match api
+                    .create(leases, LEASE_NAMESPACE, lease, &WriteOptions::default())
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if e.reason == "AlreadyExists" => {}
+                    Err(e) => {
+                        return Err(Error::Other(format!(
+                            "create the lease of node {}: {}",
+                            node.name, e.message
+                        )));
+                    }
+                }
+            }
         }
         Ok(())
     })

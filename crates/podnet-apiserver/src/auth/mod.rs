@@ -69,18 +69,37 @@ impl Authenticator {
 
     /// The user behind `Authorization: Bearer <token>`, if the token is valid now.
     pub fn authenticate(&self, api: &Api, token: &str) -> Option<UserInfo> {
+        self.review(api, token, std::slice::from_ref(&self.issuer))
+            .map(|(user, _)| user)
+    }
+
+    /// What the TokenReview API answers: the user behind `token` if it is valid now for one of
+    /// `audiences`, and those of `audiences` it is valid for. The administrator token is valid for
+    /// any audience (as kube-apiserver's audience-less static tokens are).
+    pub fn review(
+        &self,
+        api: &Api,
+        token: &str,
+        audiences: &[String],
+    ) -> Option<(UserInfo, Vec<String>)> {
         if crate::util::secret_eq(token.as_bytes(), self.admin_token.as_bytes()) {
-            return Some(UserInfo {
+            let user = UserInfo {
                 username: ADMIN_USER.into(),
                 groups: vec!["system:masters".into(), "system:authenticated".into()],
                 ..UserInfo::default()
-            });
+            };
+            return Some((user, audiences.to_vec()));
         }
         if token.matches('.').count() != 2 {
             return None;
         }
         let claims = self.signer.verify(token).ok()?;
-        self.check_times_and_audience(&claims, crate::util::now_unix())?;
+        let valid_for =
+            self.check_times_and_audience(&claims, crate::util::now_unix(), audiences)?;
+        self.user_of(api, &claims).map(|u| (u, valid_for))
+    }
+
+    fn user_of(&self, api: &Api, claims: &Value) -> Option<UserInfo> {
         let k8s = claims.get("kubernetes.io")?;
         let sub = claims.get("sub").and_then(Value::as_str)?;
         if k8s.get("serviceaccount").is_none() {
@@ -91,11 +110,17 @@ impl Authenticator {
                 ..UserInfo::default()
             })
         } else {
-            service_account_user(api, &claims, sub)
+            service_account_user(api, claims, sub)
         }
     }
 
-    fn check_times_and_audience(&self, claims: &Value, now: i64) -> Option<()> {
+    /// Checks issuer and times; returns which of `audiences` the token's `aud` names (none: invalid).
+    fn check_times_and_audience(
+        &self,
+        claims: &Value,
+        now: i64,
+        audiences: &[String],
+    ) -> Option<Vec<String>> {
         let num = |k: &str| claims.get(k).and_then(Value::as_i64);
         if claims.get("iss").and_then(Value::as_str) != Some(self.issuer.as_str()) {
             return None;
@@ -106,12 +131,17 @@ impl Authenticator {
         if num("nbf").is_some_and(|nbf| nbf - LEEWAY_SECS > now) {
             return None;
         }
-        let aud_ok = match claims.get("aud") {
-            Some(Value::String(a)) => *a == self.issuer,
-            Some(Value::Array(a)) => a.iter().any(|x| x.as_str() == Some(self.issuer.as_str())),
-            _ => false,
+        let aud: Vec<&str> = match claims.get("aud") {
+            Some(Value::String(a)) => vec![a.as_str()],
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
         };
-        aud_ok.then_some(())
+        let valid: Vec<String> = audiences
+            .iter()
+            .filter(|a| aud.contains(&a.as_str()))
+            .cloned()
+            .collect();
+        (!valid.is_empty()).then_some(valid)
     }
 
     /// Mints a token (claims prepared by the caller get `iss`, `iat`, `nbf`, `exp` and `jti`).
@@ -256,20 +286,37 @@ mod tests {
     fn times_and_audiences() {
         let a = auth();
         let now = 1_000_000;
+        let api_aud = [DEFAULT_ISSUER.to_string()];
         let ok =
             json!({"iss": DEFAULT_ISSUER, "aud": [DEFAULT_ISSUER], "exp": now + 10, "nbf": now});
-        assert!(a.check_times_and_audience(&ok, now).is_some());
+        assert_eq!(
+            a.check_times_and_audience(&ok, now, &api_aud),
+            Some(api_aud.to_vec())
+        );
         let mut expired = ok.clone();
         expired["exp"] = json!(now - 61);
-        assert!(a.check_times_and_audience(&expired, now).is_none());
+        assert!(
+            a.check_times_and_audience(&expired, now, &api_aud)
+                .is_none()
+        );
         let mut future = ok.clone();
         future["nbf"] = json!(now + 120);
-        assert!(a.check_times_and_audience(&future, now).is_none());
+        assert!(a.check_times_and_audience(&future, now, &api_aud).is_none());
         let mut other_aud = ok.clone();
-        other_aud["aud"] = json!(["vault"]);
-        assert!(a.check_times_and_audience(&other_aud, now).is_none());
+        other_aud["aud"] = json!(["vault", "db"]);
+        assert!(
+            a.check_times_and_audience(&other_aud, now, &api_aud)
+                .is_none()
+        );
+        assert_eq!(
+            a.check_times_and_audience(&other_aud, now, &["db".to_string(), "x".to_string()]),
+            Some(vec!["db".to_string()])
+        );
         let mut other_iss = ok;
         other_iss["iss"] = json!("https://elsewhere");
-        assert!(a.check_times_and_audience(&other_iss, now).is_none());
+        assert!(
+            a.check_times_and_audience(&other_iss, now, &api_aud)
+                .is_none()
+        );
     }
 }

@@ -24,7 +24,7 @@ pub struct Scheduler {
     /// Placed pods (assigned, not finished), refreshed at most every [`PLACED_TTL`] (a burst of
     /// scheduling decisions must not rescan every pod for each pod), extended by each binding in
     /// between and dropped when a placed pod goes away.
-    placed: Mutex<Option<(Instant, Vec<Value>)>>,
+    placed: Mutex<Option<(Instant, Arc<Vec<Value>>)>>,
     /// Pods that fit nowhere last time: retried when nodes or placed pods change.
     unschedulable: Mutex<BTreeSet<ObjectKey>>,
 }
@@ -39,18 +39,19 @@ fn terminal(p: &Value) -> bool {
 }
 
 impl Scheduler {
-    fn placed(&self, api: &Api) -> Vec<Value> {
+    fn placed(&self, api: &Api) -> Arc<Vec<Value>> {
         let mut guard = self.placed.lock().expect("scheduler lock");
         if let Some((at, pods)) = guard.as_ref()
             && at.elapsed() < PLACED_TTL
         {
             return pods.clone();
         }
-        let pods: Vec<Value> = api
-            .list_values(pods(), None)
-            .into_iter()
-            .filter(|p| !unscheduled(p) && !terminal(p))
-            .collect();
+        let pods: Arc<Vec<Value>> = Arc::new(
+            api.list_values(pods(), None)
+                .into_iter()
+                .filter(|p| !unscheduled(p) && !terminal(p))
+                .collect(),
+        );
         *guard = Some((Instant::now(), pods.clone()));
         pods
     }
@@ -59,7 +60,8 @@ impl Scheduler {
         if let Some((_, pods)) = self.placed.lock().expect("scheduler lock").as_mut() {
             let mut p = pod.clone();
             p["spec"]["nodeName"] = json!(node);
-            pods.push(p);
+            // copy-on-write: free when no scheduling decision holds the list any more
+            Arc::make_mut(pods).push(p);
         }
     }
 
@@ -171,18 +173,23 @@ async fn schedule(sched: &Scheduler, api: &Arc<Api>, ns: &str, name: &str) -> Re
     if object::str_at(&pod, "spec.schedulerName").is_some_and(|s| s != SCHEDULER_NAME) {
         return Ok(());
     }
-    let all_nodes = api.list_values(nodes(), None);
-    let placed = sched.placed(api);
-    let namespaces = api.list_values(
-        resources::find("", "v1", "namespaces").expect("served"),
-        None,
-    );
-    let cluster = Cluster {
-        nodes: &all_nodes,
-        pods: &placed,
-        namespaces: &namespaces,
+    let decision = {
+        let all_nodes = api.list_values(nodes(), None);
+        let placed = sched.placed(api);
+        let namespaces = api.list_values(
+            resources::find("", "v1", "namespaces").expect("served"),
+            None,
+        );
+        scheduling::schedule(
+            &pod,
+            &Cluster {
+                nodes: &all_nodes,
+                pods: &placed,
+                namespaces: &namespaces,
+            },
+        )
     };
-    let node_name = match scheduling::schedule(&pod, &cluster) {
+    let node_name = match decision {
         Ok(n) => n,
         Err(fit) => {
             sched

@@ -61,6 +61,9 @@ pub async fn dispatch(
             binding(st, &ns, None, parts, body).await
         }
         (&Method::POST, None, None) if r.plural == "selfsubjectreviews" => Ok(whoami(parts)),
+        (&Method::POST, None, None) if r.plural == "tokenreviews" => {
+            token_review(st, parts, body).await
+        }
         (&Method::POST, None, None) if r.has_verb("create") => {
             create(st, r, &ns, parts, body, &q).await
         }
@@ -463,6 +466,55 @@ async fn token(
     let req = negotiate::decode_body(bt, &bytes, "TokenRequest", "v1")?;
     let out = crate::auth::tokens::create(&st.api, &st.auth, ns, name, &req)?;
     Ok(respond::json(201, &out))
+}
+
+/// `POST tokenreviews`: whether a token is valid and whose it is (what a node agent asks before it
+/// serves a caller on its kubelet endpoint, as kubelet's webhook authentication does).
+async fn token_review(st: &AppState, parts: &Parts, body: Body) -> Result<Resp, ApiError> {
+    let bt = negotiate::body_type(header(parts, header::CONTENT_TYPE))?;
+    let bytes = read_body(&parts.headers, body, st.api.cfg.max_body_bytes).await?;
+    let req = negotiate::decode_body(bt, &bytes, "TokenReview", "v1")?;
+    let token = req
+        .pointer("/spec/token")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if token.is_empty() {
+        return Err(ApiError::invalid(
+            "TokenReview",
+            "authentication.k8s.io",
+            "",
+            &[FieldError::required("spec.token", "")],
+        ));
+    }
+    let mut audiences: Vec<String> = req
+        .pointer("/spec/audiences")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    if audiences.is_empty() {
+        audiences.push(st.auth.issuer.clone());
+    }
+    let status = match st.auth.review(&st.api, token, &audiences) {
+        Some((user, valid_for)) => {
+            json!({"authenticated": true, "user": user.to_json(), "audiences": valid_for})
+        }
+        None => json!({"authenticated": false, "user": {}, "error": "invalid bearer token"}),
+    };
+    Ok(respond::json(
+        201,
+        &json!({
+            "kind": "TokenReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": null},
+            "spec": req.get("spec").cloned().unwrap_or_else(|| json!({})),
+            "status": status,
+        }),
+    ))
 }
 
 /// `POST selfsubjectreviews` (`kubectl auth whoami`): who the caller is. The body carries nothing the
