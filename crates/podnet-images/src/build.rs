@@ -620,7 +620,8 @@ pub fn annotations(
         if let Some(d) = base_digest {
             a.insert("org.opencontainers.image.base.digest".into(), d.to_string());
         }
-    } else if image.layers.first() != Some(&"base") {
+    } else {
+        // The Debian base itself (mmdebstrap), busybox and pause start from nothing.
         a.insert(
             "org.opencontainers.image.base.name".into(),
             "scratch".into(),
