@@ -21,7 +21,11 @@ fn state(lab: &Lab) -> Value {
 fn v2_status(address: &str) -> Option<String> {
     let mut s = TcpStream::connect(address).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET /v2/ HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET /v2/ HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut line = String::new();
     BufReader::new(s).read_line(&mut line).ok()?;
     line.split_whitespace().nth(1).map(str::to_string)
@@ -44,7 +48,7 @@ fn registries(lab: &str) -> usize {
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
-        .filter(|p| cmdline(*p).iter().any(|a| *a == config))
+        .filter(|p| cmdline(*p).contains(&config))
         .count()
 }
 
