@@ -99,8 +99,8 @@ fn fixture() -> Fixture {
         "{} is missing: run scripts/build-static.sh",
         echoserver.display()
     );
-    // podnet-pause when its crate is built; until then any static binary stands in for it.
-    let pause = Some(static_bin("podnet-pause"))
+    // podnet-pause when scripts/build-pause.sh has built it; without it any static binary stands in.
+    let pause = Some(repo().join("target/x86_64-unknown-linux-gnu/pause/podnet-pause"))
         .filter(|p| p.is_file())
         .unwrap_or_else(|| echoserver.clone());
     let out = TempDir::new("substitutes");
