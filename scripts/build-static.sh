@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the small static binaries that go into images: podnet-echoserver (the echoserver substitute)
-# and, when the crate is in the tree, podnet-pause (the pause image). Prints the paths it built.
+# and, when scripts/build-pause.sh is in the tree, podnet-pause (the pause image). Prints their paths.
 #
 # The machine has only the x86_64-unknown-linux-gnu target (no musl), so the echo server links glibc
 # statically (crt-static). The explicit --target keeps RUSTFLAGS off build scripts and proc-macros,
@@ -18,10 +18,10 @@ RUSTFLAGS="-C target-feature=+crt-static" \
   cargo build -q --release --locked --target "$TARGET" --target-dir "$DIR" -p podnet-echoserver
 built=("$OUT/podnet-echoserver")
 
-# podnet-pause brings its own static link arguments (no libc at all); build it as it is.
-if [[ -f crates/podnet-pause/Cargo.toml ]]; then
-  cargo build -q --release --locked --target "$TARGET" --target-dir "$DIR" -p podnet-pause
-  built+=("$OUT/podnet-pause")
+# podnet-pause has no libc at all and its own build (cargo profile `pause`, panic=abort): its script
+# builds it and prints the path, when the crate is in the tree.
+if [[ -x scripts/build-pause.sh ]]; then
+  built+=("$(./scripts/build-pause.sh)")
 fi
 
 for bin in "${built[@]}"; do

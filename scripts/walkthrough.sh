@@ -53,6 +53,14 @@ run kubectl get pods --output wide --selector=app=nginx
 run kubectl describe node node1
 kubectl delete deployment nginx >/dev/null; kubectl delete service nginx >/dev/null
 
+say "Images: the tutorials' images are substitutes from the lab's mirror (no registry is reachable here)"
+note "Each upstream is tried first; when it is unreachable the lab's registry on 127.0.0.1 serves podnet's substitutes:"
+run cat "/var/lib/podnet/pn/hosts.d/docker.io/hosts.toml"
+MIRROR=$(jq -r .mirror.address /run/podnet/pn/state.json)
+note "What the mirror holds for nginx, and how it says it is not the upstream image:"
+skopeo inspect --tls-verify=false "docker://$MIRROR/docker.io/library/nginx:latest" |
+  jq '{Digest, Labels: (.Labels | with_entries(select(.key | test("substitute|description|version"))))}' || true
+
 say "Seed 000/004: log in to a node and look at its network"
 run podnet node exec node1 -- ip -br addr
 run podnet node exec node1 -- ip route

@@ -8,27 +8,25 @@
 //! built again; the base is not rebuilt for a new Debian point release until its recipe changes
 //! (or the cache is removed). Images (configs, manifests, index) are cheap and written every run.
 
+use crate::annotations::annotations;
+use crate::busybox::busybox_tree;
 use crate::debian::{self, AptStep, Mirrors};
 use crate::digest::Digest;
 use crate::error::{Error, Result, io_at};
 use crate::layout::{self, LayerInfo, Layout, Named};
+use crate::lock::{lock, lock_path};
 use crate::recipe::{
-    self, BASE_REF, DPKG_EXCLUDES, ImageRecipe, Input, LayerKind, LayerRecipe, Ref,
-    SOURCE_DATE_EPOCH, SUITE,
+    self, DPKG_EXCLUDES, ImageRecipe, Input, LayerKind, LayerRecipe, Ref, SOURCE_DATE_EPOCH, SUITE,
 };
 use crate::tarball::{self, Layer, TreeKind};
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Changes whenever the builder makes different bytes from the same recipe.
 pub const FORMAT: &str = "podnet-images/1";
-
-pub const SUBSTITUTE_KEY: &str = "io.podnet.image.substitute-for";
-pub const RECIPE_KEY: &str = "io.podnet.image.recipe";
 
 /// What to build and where.
 #[derive(Debug, Clone)]
@@ -430,88 +428,6 @@ fn changed_packages(upper: &Path, base: Option<&LayerMeta>) -> Result<BTreeMap<S
         .collect())
 }
 
-/// A root with only busybox: the binary, a link per applet (`busybox --list-full`), and the few
-/// files a shell expects.
-fn busybox_tree(upper: &Path, tree: &Path) -> Result<()> {
-    let src = ["usr/bin/busybox", "bin/busybox"]
-        .iter()
-        .map(|p| upper.join(p))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            Error::Invalid(format!(
-                "busybox-static installed no busybox binary under {}",
-                upper.display()
-            ))
-        })?;
-    let _ = fs::remove_dir_all(tree);
-    let bin = tree.join("bin");
-    fs::create_dir_all(&bin).map_err(io_at("create", &bin))?;
-    let busybox = bin.join("busybox");
-    fs::copy(&src, &busybox).map_err(io_at("copy", &src))?;
-    fs::set_permissions(&busybox, fs::Permissions::from_mode(0o755))
-        .map_err(io_at("chmod", &busybox))?;
-    let out = std::process::Command::new(&busybox)
-        .arg("--list-full")
-        .output()
-        .map_err(io_at("run", &busybox))?;
-    if !out.status.success() {
-        return Err(Error::Command {
-            what: "list busybox's applets".into(),
-            detail: String::from_utf8_lossy(&out.stderr).into_owned(),
-        });
-    }
-    for applet in String::from_utf8_lossy(&out.stdout).lines() {
-        let applet = applet.trim().trim_start_matches('/');
-        if applet.is_empty() || applet == "bin/busybox" || applet.contains("..") {
-            continue;
-        }
-        let link = tree.join(applet);
-        if link.symlink_metadata().is_ok() {
-            continue;
-        }
-        fs::create_dir_all(link.parent().expect("has parent")).map_err(io_at("create", &link))?;
-        symlink("/bin/busybox", &link).map_err(io_at("link", &link))?;
-    }
-    let files: [(&str, &str, u32); 4] = [
-        (
-            "etc/passwd",
-            "root:x:0:0:root:/root:/bin/sh\ndaemon:x:1:1:daemon:/usr/sbin:/bin/false\nwww-data:x:33:33:www-data:/var/www:/bin/false\nnobody:x:65534:65534:nobody:/home:/bin/false\n",
-            0o644,
-        ),
-        (
-            "etc/group",
-            "root:x:0:\ndaemon:x:1:\nwww-data:x:33:\nnogroup:x:65534:\n",
-            0o644,
-        ),
-        (
-            "etc/shadow",
-            "root:*::0:::::\ndaemon:*::0:::::\nwww-data:*::0:::::\nnobody:*::0:::::\n",
-            0o640,
-        ),
-        ("etc/nsswitch.conf", "hosts: files dns\n", 0o644),
-    ];
-    for (path, content, mode) in files {
-        let p = tree.join(path);
-        fs::create_dir_all(p.parent().expect("has parent")).map_err(io_at("create", &p))?;
-        fs::write(&p, content).map_err(io_at("write", &p))?;
-        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).map_err(io_at("chmod", &p))?;
-    }
-    for (dir, mode) in [
-        ("dev", 0o755),
-        ("home", 0o755),
-        ("proc", 0o555),
-        ("root", 0o700),
-        ("sys", 0o555),
-        ("tmp", 0o1777),
-        ("var/www", 0o755),
-    ] {
-        let p = tree.join(dir);
-        fs::create_dir_all(&p).map_err(io_at("create", &p))?;
-        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).map_err(io_at("chmod", &p))?;
-    }
-    Ok(())
-}
-
 /// Writes one image (config, manifest) into the layout; returns its manifest digest.
 fn write_image(
     out: &Layout,
@@ -561,171 +477,9 @@ fn write_image(
     Ok(out.put_bytes(&manifest)?.0)
 }
 
-/// What the image says about itself: both the manifest's annotations and the config's labels.
-pub fn annotations(
-    image: &ImageRecipe,
-    r: &Ref,
-    versions: &BTreeMap<String, String>,
-    image_key: &Digest,
-    base_digest: Option<&Digest>,
-) -> BTreeMap<String, String> {
-    let podnet = env!("CARGO_PKG_VERSION");
-    let version_of = |pkg: &str| {
-        if pkg == "podnet" {
-            Some(podnet.to_string())
-        } else {
-            versions
-                .get(pkg)
-                .map(|v| recipe::upstream_version(v).to_string())
-        }
-    };
-    let what = recipe::describe(image.what, version_of);
-    let mut a = BTreeMap::new();
-    let (title, description) = match r.substitute_for {
-        Some(upstream) => (
-            format!("{} (podnet substitute)", image.name),
-            format!(
-                "podnet substitute for {upstream}: {what}, built locally; not the upstream image"
-            ),
-        ),
-        None => (
-            format!("podnet {}", image.name),
-            format!("podnet's own image: {what}, built locally"),
-        ),
-    };
-    a.insert("org.opencontainers.image.title".into(), title);
-    a.insert("org.opencontainers.image.description".into(), description);
-    let version = match image.version_of {
-        Some(pkg) => versions
-            .get(pkg)
-            .cloned()
-            .unwrap_or_else(|| "unknown".into()),
-        None => podnet.to_string(),
-    };
-    a.insert("org.opencontainers.image.version".into(), version);
-    a.insert(
-        "org.opencontainers.image.created".into(),
-        layout::rfc3339(SOURCE_DATE_EPOCH),
-    );
-    a.insert(
-        "org.opencontainers.image.source".into(),
-        format!(
-            "podnet {podnet} crates/podnet-images/src/recipe.rs, image recipe {:?} (recipe {})",
-            image.name,
-            image_key.short()
-        ),
-    );
-    if image.layers.first() == Some(&"base") && r.reference != BASE_REF {
-        a.insert("org.opencontainers.image.base.name".into(), BASE_REF.into());
-        if let Some(d) = base_digest {
-            a.insert("org.opencontainers.image.base.digest".into(), d.to_string());
-        }
-    } else if image.layers.first() != Some(&"base") {
-        a.insert(
-            "org.opencontainers.image.base.name".into(),
-            "scratch".into(),
-        );
-    }
-    if let Some(upstream) = r.substitute_for {
-        a.insert(SUBSTITUTE_KEY.into(), upstream.into());
-    }
-    a.insert(RECIPE_KEY.into(), image_key.to_string());
-    a
-}
-
-/// The lock guarding an output layout against a publish reading it while it is rewritten.
-pub fn lock_path(out_dir: &Path) -> PathBuf {
-    let mut name = out_dir.file_name().unwrap_or_default().to_os_string();
-    name.push(".lock");
-    out_dir.with_file_name(name)
-}
-
-/// A held `flock`; released when dropped.
-pub struct Lock(#[allow(dead_code)] fs::File);
-
-/// Takes an exclusive (or shared) lock on `path`, saying so when it has to wait.
-pub fn lock(path: &Path, exclusive: bool, progress: &mut dyn FnMut(&str)) -> Result<Lock> {
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(io_at("open", path))?;
-    let mode = if exclusive {
-        libc::LOCK_EX
-    } else {
-        libc::LOCK_SH
-    };
-    // SAFETY: flock on an fd we own.
-    if unsafe { libc::flock(file.as_raw_fd(), mode | libc::LOCK_NB) } != 0 {
-        progress(&format!(
-            "waiting for {} (another build holds it)",
-            path.display()
-        ));
-        // SAFETY: as above; blocking until the holder is done.
-        if unsafe { libc::flock(file.as_raw_fd(), mode) } != 0 {
-            return Err(io_at("lock", path)(std::io::Error::last_os_error()));
-        }
-    }
-    Ok(Lock(file))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn versions() -> BTreeMap<String, String> {
-        [("nginx", "1.22.1-9+deb12u12"), ("bash", "5.2.15-2+b7")]
-            .into_iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn substitutes_say_what_they_are_and_what_they_stand_in_for() {
-        let nginx = recipe::image("nginx").unwrap();
-        let key = Digest::of(b"k");
-        let base = Digest::of(b"base");
-        let a = annotations(nginx, &nginx.refs[1], &versions(), &key, Some(&base));
-        assert_eq!(a[SUBSTITUTE_KEY], "docker.io/library/nginx:alpine");
-        assert_eq!(
-            a["org.opencontainers.image.description"],
-            "podnet substitute for docker.io/library/nginx:alpine: Debian 12 nginx 1.22.1 serving its default page on :80, logging to stdout, built locally; not the upstream image"
-        );
-        assert_eq!(a["org.opencontainers.image.version"], "1.22.1-9+deb12u12");
-        assert_eq!(
-            a["org.opencontainers.image.created"],
-            "2026-01-01T00:00:00Z"
-        );
-        assert_eq!(a["org.opencontainers.image.base.name"], BASE_REF);
-        assert_eq!(a["org.opencontainers.image.base.digest"], base.as_str());
-        assert!(a["org.opencontainers.image.source"].contains("recipe.rs"));
-        assert_eq!(a[RECIPE_KEY], key.as_str());
-    }
-
-    #[test]
-    fn podnets_own_names_carry_no_substitute_key() {
-        let pause = recipe::image("pause").unwrap();
-        let own = pause
-            .refs
-            .iter()
-            .find(|r| r.substitute_for.is_none())
-            .unwrap();
-        let a = annotations(pause, own, &BTreeMap::new(), &Digest::of(b"k"), None);
-        assert!(!a.contains_key(SUBSTITUTE_KEY));
-        assert_eq!(a["org.opencontainers.image.base.name"], "scratch");
-        assert_eq!(
-            a["org.opencontainers.image.version"],
-            env!("CARGO_PKG_VERSION")
-        );
-        let sub = pause
-            .refs
-            .iter()
-            .find(|r| r.substitute_for.is_some())
-            .unwrap();
-        let a = annotations(pause, sub, &BTreeMap::new(), &Digest::of(b"k"), None);
-        assert_eq!(a[SUBSTITUTE_KEY], "registry.k8s.io/pause:3.10");
-    }
 
     fn opts(dir: &Path, pause: Option<PathBuf>) -> Options {
         Options {

@@ -90,8 +90,12 @@ fn run_logged(mut cmd: Command, what: &str, log: &Path) -> Result<()> {
 /// Builds the Debian base at `rootfs` and moves apt's package lists and downloaded packages to
 /// `apt/lists` and `apt/archives`, for the layers built on top.
 pub fn bootstrap(mirrors: &Mirrors, rootfs: &Path, apt: &Path, log: &Path) -> Result<()> {
-    let mut cmd = Command::new("mmdebstrap");
+    // In a private mount namespace: the proc, sys and dev mounts mmdebstrap makes in the chroot
+    // vanish with it, even when the build is killed (so a later cleanup of the directory never
+    // walks into the machine's /dev).
+    let mut cmd = Command::new("unshare");
     cmd.env("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH.to_string())
+        .args(["--mount", "--propagation", "private", "mmdebstrap"])
         .args([
             "--variant=minbase",
             "--mode=root",

@@ -11,22 +11,27 @@
 //! - [`debian`]: mmdebstrap for the shared base, apt-get in a chroot over an overlay per layer.
 //! - [`tarball`]: deterministic layer tarballs; overlay whiteouts become OCI whiteouts.
 //! - [`layout`]: configs, manifests, the index; canonical JSON.
-//! - [`build`]: the cache (a layer is built once per recipe) and the assembly of the images.
+//! - [`build`]: the cache (a layer is built once per recipe) and the assembly of the images;
+//!   [`annotations`]: what each image says about itself.
 //! - [`publish`]: pushing a layout into a registry with skopeo, only what the registry lacks.
 //!
 //! Built without installing anything into the machine: mmdebstrap and apt work inside
 //! directories under the cache, mounts live in a private mount namespace.
 
+pub mod annotations;
 pub mod build;
+mod busybox;
 pub mod debian;
 pub mod digest;
 mod error;
 pub mod layout;
+pub mod lock;
 pub mod publish;
 pub mod recipe;
 pub mod tarball;
 
-pub use build::{BuiltRef, Options, Report, SUBSTITUTE_KEY, build};
+pub use annotations::SUBSTITUTE_KEY;
+pub use build::{BuiltRef, Options, Report, build};
 pub use digest::Digest;
 pub use error::{Error, Result};
 

@@ -9,10 +9,10 @@
 //! `--preserve-digests` makes skopeo fail rather than rewrite a manifest: the digests the
 //! registry serves are the ones the build printed.
 
-use crate::build::{lock, lock_path};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::layout::read_index;
+use crate::lock::{lock, lock_path};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::Path;

@@ -113,13 +113,15 @@ pub fn prepare(paths: &LabPaths, state: &LabState, node: &str) -> Result<AgentCo
         state.plan.router_ip,
         crate::controlplane::ROUTER_API_PORT
     );
-    podnet_apiserver::kubeconfig::write_standalone(
-        &cfg.kubeconfig,
-        &server,
-        &pki.ca_cert_pem,
-        &pki.token,
+    // The agent acts as the node (system:node:NAME), with a token minted afresh at every start.
+    let creds = podnet_apiserver::auth::node_credentials(
+        &pki,
+        podnet_apiserver::auth::DEFAULT_ISSUER,
+        node,
     )
-    .map_err(|e| Error::Other(format!("write the kubeconfig of node {node}: {e}")))?;
+    .map_err(|e| Error::Other(format!("mint the credentials of node {node}: {e}")))?;
+    podnet_apiserver::kubeconfig::write_node(&cfg.kubeconfig, &server, &pki.ca_cert_pem, &creds)
+        .map_err(|e| Error::Other(format!("write the kubeconfig of node {node}: {e}")))?;
     write_private(&cfg.api_server_token_file, pki.token.as_bytes())?;
     write_private(&cfg.ca_cert, pki.ca_cert_pem.as_bytes())?;
     if !cfg.serving_cert.exists() || !cfg.serving_key.exists() {

@@ -194,6 +194,9 @@ fn build(paths: &LabPaths, plan: &Plan, opts: &UpOptions) -> Result<LabState> {
     };
     // Written first: a crash from here on leaves a recognisable, incomplete lab for the next up/down.
     state.save(paths)?;
+    // The image mirror starts while the namespaces are built (found by its command line if this
+    // `up` dies before recording it).
+    let mirror = mirror::begin(paths)?;
     let router = underlay::build_router(paths, plan)?;
     underlay::build_internet(paths, plan, &router)?;
     let mut rnl = router.netlink().map_err(ns("open netlink in the router"))?;
@@ -202,8 +205,8 @@ fn build(paths: &LabPaths, plan: &Plan, opts: &UpOptions) -> Result<LabState> {
         cniconf::write(paths, plan, opts.mode, node, &opts.podnet_cni)?;
     }
     reconcile_all(paths, plan, opts.mode)?;
-    start_mirror(paths, &mut state)?;
     start_daemon(paths, &mut state, opts)?;
+    state.mirror = Some(mirror.finish(paths)?);
     state.complete = true;
     state.save(paths)?;
     Ok(state)

@@ -165,8 +165,24 @@ fn secret() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A registry process started but not yet known to answer.
+pub struct Starting {
+    child: std::process::Child,
+    address: String,
+}
+
 /// Starts the registry on `port` and waits until it answers.
 fn start(paths: &LabPaths, port: u16) -> Result<MirrorState> {
+    spawn(paths, port)?.wait(paths)
+}
+
+/// Starts a fresh lab's registry on a free port without waiting for it, so it comes up while the
+/// lab's namespaces are built; [`Starting::wait`] then waits for it and writes the hosts files.
+pub fn begin(paths: &LabPaths) -> Result<Starting> {
+    spawn(paths, free_port()?)
+}
+
+fn spawn(paths: &LabPaths, port: u16) -> Result<Starting> {
     let address = format!("127.0.0.1:{port}");
     fs::create_dir_all(STORAGE).map_err(io(format!("create {STORAGE}")))?;
     let config = paths.registry_config();
@@ -192,36 +208,51 @@ fn start(paths: &LabPaths, port: u16) -> Result<MirrorState> {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|e| {
+    let child = cmd.spawn().map_err(|e| {
         Error::Other(format!(
             "start the image mirror ({REGISTRY_BIN} serve {}): {e} (scripts/setup.sh installs Debian's docker-registry)",
             config.display()
         ))
     })?;
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        if answers(&address) {
-            return Ok(MirrorState {
-                address,
-                pid: child.id(),
-                hosts_dir: paths.hosts_dir(),
-            });
+    Ok(Starting { child, address })
+}
+
+impl Starting {
+    /// Waits until the registry answers.
+    fn wait(self, paths: &LabPaths) -> Result<MirrorState> {
+        let Starting { mut child, address } = self;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if answers(&address) {
+                return Ok(MirrorState {
+                    address,
+                    pid: child.id(),
+                    hosts_dir: paths.hosts_dir(),
+                });
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let text = fs::read_to_string(paths.registry_log()).unwrap_or_default();
+                return Err(Error::Other(format!(
+                    "the image mirror exited ({status}) before it answered on {address}: {}",
+                    text.lines().last().unwrap_or("no output")
+                )));
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                return Err(Error::Other(format!(
+                    "the image mirror did not answer on {address} within {READY_TIMEOUT:?}; see {}",
+                    paths.registry_log().display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
-        if let Ok(Some(status)) = child.try_wait() {
-            let text = fs::read_to_string(paths.registry_log()).unwrap_or_default();
-            return Err(Error::Other(format!(
-                "the image mirror exited ({status}) before it answered on {address}: {}",
-                text.lines().last().unwrap_or("no output")
-            )));
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            return Err(Error::Other(format!(
-                "the image mirror did not answer on {address} within {READY_TIMEOUT:?}; see {}",
-                paths.registry_log().display()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    /// Waits until the registry answers, then points the lab's hosts files at it.
+    pub fn finish(self, paths: &LabPaths) -> Result<MirrorState> {
+        let state = self.wait(paths)?;
+        write_hosts(paths, &state.address)?;
+        Ok(state)
     }
 }
 

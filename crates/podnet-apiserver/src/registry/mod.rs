@@ -1,6 +1,7 @@
 //! Object operations with Kubernetes semantics (decoding, defaulting, validation, allocation, managed
 //! fields, graceful deletion), shared by the HTTP handlers and the controllers.
 
+mod admission;
 mod bind;
 mod delete;
 mod service;

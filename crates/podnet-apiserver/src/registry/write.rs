@@ -221,6 +221,10 @@ impl Api {
             return Err(Self::invalid(r, &name, &errs));
         }
         self.check_namespace(r, namespace, &name)?;
+        if r.kind == "Pod" && r.group.is_empty() {
+            super::admission::await_default(self, namespace, &obj).await;
+            super::admission::service_account(self, namespace, &mut obj)?;
+        }
         let allocated = if r.kind == "Service" {
             service::allocate(self, &mut obj, None)
                 .map_err(|errs| Self::invalid(r, &name, &errs))?
