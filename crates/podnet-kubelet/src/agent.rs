@@ -51,6 +51,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), String> {
             }
         });
         let workers = Workers::new(kubelet.clone());
+        let pleg = tokio::spawn(relist_loop(kubelet.clone(), workers.clone()));
         let pods = tokio::spawn(watch_pods(
             client.clone(),
             cfg.node.clone(),
@@ -66,6 +67,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), String> {
         }
         heartbeat.abort();
         pods.abort();
+        pleg.abort();
         server.abort();
         eprintln!(
             "podnet node agent {}: stopping (pods keep running)",
@@ -101,6 +103,27 @@ fn kubelet(cfg: &AgentConfig, client: kube::Client) -> Result<Kubelet, String> {
         runtime,
         Images::new(puller),
     ))
+}
+
+/// Every second, looks at what runs on the node and wakes the worker of a pod whose containers or
+/// sandbox changed state (an exit, a killed pause), so restarts and status follow within a second.
+async fn relist_loop(kubelet: Arc<Kubelet>, workers: Arc<Workers>) {
+    let mut last = std::collections::HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let k = kubelet.clone();
+        let Ok(now) = tokio::task::spawn_blocking(move || crate::pods::relist(&k.runtime)).await else {
+            continue;
+        };
+        for (uid, states) in &now {
+            if last.get(uid) != Some(states) {
+                workers.poke(uid);
+            }
+        }
+        last = now;
+    }
 }
 
 /// Feeds the pods bound to this node to their workers; after the first full list, removes what runs

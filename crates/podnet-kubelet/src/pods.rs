@@ -294,7 +294,21 @@ impl Kubelet {
 
     fn sync_running(&self, pod: &Pod) -> Result<Next, String> {
         let uid = uid(pod);
-        let (observed, mut sandbox, _) = self.observe(pod);
+        // A finished pod never runs again (kubelet's rule); it only has to stay stopped.
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        if matches!(phase, Some("Succeeded") | Some("Failed")) {
+            self.stop_finished(pod);
+            return Ok(Next::After(RESYNC));
+        }
+        let (observed, mut sandbox, containers) = self.observe(pod);
+        if plan::terminal(pod, &observed) {
+            // The final status first, from the containers as they ended; then the pod's network and
+            // pause go. Its containers stay (with their logs) until the pod is deleted.
+            let facts = self.facts(pod, sandbox.as_ref(), &containers, &HashMap::new(), false);
+            self.post_status(pod, &facts);
+            self.stop_finished(pod);
+            return Ok(Next::After(RESYNC));
+        }
         let actions = plan::next_actions(pod, &observed);
         // Per-container reasons for not starting, for the status.
         let mut waiting: HashMap<String, (String, Option<String>)> = HashMap::new();
@@ -471,6 +485,34 @@ impl Kubelet {
             Err(e) => {
                 self.remove_sandbox(pod, &record.id, Duration::ZERO);
                 Err(e)
+            }
+        }
+    }
+
+    /// A finished pod keeps its containers (for logs) but not its processes or its network.
+    fn stop_finished(&self, pod: &Pod) {
+        let uid = uid(pod);
+        for c in self.containers_of(&uid) {
+            if c.state == RtState::Running {
+                self.stop_container(pod, c.id(), c.name(), Self::grace_of(pod));
+            }
+        }
+        let list = NetworkList::load_dir(&self.cfg.cni_conf_dir).ok();
+        for sb in self.sandboxes_of(&uid) {
+            if sb.state == SandboxState::Ready
+                && let Err(e) = self.runtime.stop_sandbox(&sb.record.id, Duration::ZERO)
+            {
+                eprintln!("stop sandbox {} of pod {}: {e}", sb.record.id, pod_key(pod));
+            }
+            if let (false, Some(netns), Some(list)) =
+                (sb.record.host_network, sb.record.netns.clone(), list.as_ref())
+            {
+                let att = self.attachment(pod, &sb.record.id, &netns.to_string_lossy());
+                if self.cni.cached_result(&list.name, &att).is_some()
+                    && let Err(e) = self.cni.del(list, &att)
+                {
+                    eprintln!("tear down the network of finished pod {}: {e}", pod_key(pod));
+                }
             }
         }
     }
@@ -1706,6 +1748,26 @@ fn resources_of(c: &Container) -> Resources {
     )
 }
 
+/// What runs on the node per pod (container ids and states, sandbox states), for noticing changes
+/// between syncs: kubelet's PLEG (pod lifecycle event generator) relists the same way.
+pub fn relist(runtime: &Runtime) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for c in runtime.list_containers().unwrap_or_default() {
+        out.entry(c.record.pod.uid.clone())
+            .or_default()
+            .push(format!("{}={:?}", c.id(), c.state));
+    }
+    for s in runtime.list_sandboxes().unwrap_or_default() {
+        out.entry(s.record.pod.uid.clone())
+            .or_default()
+            .push(format!("{}={:?}", s.record.id, s.state));
+    }
+    for v in out.values_mut() {
+        v.sort();
+    }
+    out
+}
+
 /// The pods' workers: one per pod uid, fed by the watch.
 pub struct Workers {
     kubelet: Arc<Kubelet>,
@@ -1736,6 +1798,13 @@ impl Workers {
             me.run(uid.clone(), rx).await;
             me.pods.lock().expect("not poisoned").remove(&uid);
         });
+    }
+
+    /// Something changed on the node for this pod (a container exited): sync it now.
+    pub fn poke(&self, uid: &str) {
+        if let Some(tx) = self.pods.lock().expect("not poisoned").get(uid) {
+            tx.send_modify(|_| {});
+        }
     }
 
     pub fn known(&self) -> HashSet<String> {
