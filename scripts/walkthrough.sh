@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 ./scripts/setup.sh
 echo "building podnet (release)..."
-cargo build --release -q -p podnet -p podnet-cni
+cargo build --release -q -p podnet -p podnet-cni -p podnet-runtime -p podnet-pause
 echo "building the substitutes for the tutorials' images (cached; the first time takes a few minutes)..."
 PODNET=target/release/podnet ./scripts/substitutes.sh
 export PATH="$PWD/target/release:$PWD/.cache/tools:$PATH"
@@ -48,9 +48,16 @@ run kubectl get nodes --sort-by=.metadata.name --output=custom-columns=NAME:.met
 run kubectl create deployment nginx --image=nginx
 run kubectl create service nodeport nginx --tcp=80:80
 run kubectl get service --selector=app=nginx
-note "Pods are scheduled only to Ready nodes; these nodes run no pod runtime yet, so pods stay Pending:"
+note "Each node's agent runs the pods bound to it: a pause sandbox, the pod's network from podnet-cni, runc containers:"
+run kubectl wait --for=condition=Ready pod --selector=app=nginx --timeout=120s
 run kubectl get pods --output wide --selector=app=nginx
-run kubectl describe node node1
+POD_IP=$(kubectl get pods --selector=app=nginx -o jsonpath='{.items[0].status.podIP}')
+POD_NODE=$(kubectl get pods --selector=app=nginx -o jsonpath='{.items[0].spec.nodeName}')
+note "Seed 004: curl the pod from its node:"
+run podnet node exec "$POD_NODE" -- curl -s "http://$POD_IP/" | head -4
+note "Seed 004's docker ps on the node: the pause sandbox and the nginx container beside it:"
+run podnet node ps "$POD_NODE"
+run kubectl describe pod --selector=app=nginx
 kubectl delete deployment nginx >/dev/null; kubectl delete service nginx >/dev/null
 
 say "Images: the tutorials' images are substitutes from the lab's mirror (no registry is reachable here)"
