@@ -114,7 +114,8 @@ async fn relist_loop(kubelet: Arc<Kubelet>, workers: Arc<Workers>) {
     loop {
         tick.tick().await;
         let k = kubelet.clone();
-        let Ok(now) = tokio::task::spawn_blocking(move || crate::pods::relist(&k.runtime)).await else {
+        let Ok(now) = tokio::task::spawn_blocking(move || crate::pods::relist(&k.runtime)).await
+        else {
             continue;
         };
         for (uid, states) in &now {

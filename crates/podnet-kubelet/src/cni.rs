@@ -228,18 +228,7 @@ impl Cni {
         list: &NetworkList,
         valid: &[(String, String)],
     ) -> (Vec<String>, Vec<CniError>) {
-        let mut removed = Vec::new();
-        let mut errors = Vec::new();
-        for cached in self.cached_attachments(&list.name) {
-            let key = (cached.container_id.clone(), cached.ifname.clone());
-            if valid.contains(&key) {
-                continue;
-            }
-            match self.del(list, &cached) {
-                Ok(()) => removed.push(format!("{}/{}", cached.container_id, cached.ifname)),
-                Err(e) => errors.push(e),
-            }
-        }
+        let (removed, mut errors) = self.release_stale(list, valid);
         if !list.disable_gc && !version_below(&list.cni_version, (1, 1)) {
             let attachments: Vec<Value> = valid
                 .iter()
@@ -251,6 +240,28 @@ impl Cni {
                 if let Err(e) = self.exec(&conf, "GC", &Attachment::default()) {
                     errors.push(e);
                 }
+            }
+        }
+        (removed, errors)
+    }
+
+    /// The first half of [`Cni::gc`]: DEL of the attachments this runtime made (it has their cached
+    /// results) that are not in `valid`; attachments made by anyone else are left alone.
+    pub fn release_stale(
+        &self,
+        list: &NetworkList,
+        valid: &[(String, String)],
+    ) -> (Vec<String>, Vec<CniError>) {
+        let mut removed = Vec::new();
+        let mut errors = Vec::new();
+        for cached in self.cached_attachments(&list.name) {
+            let key = (cached.container_id.clone(), cached.ifname.clone());
+            if valid.contains(&key) {
+                continue;
+            }
+            match self.del(list, &cached) {
+                Ok(()) => removed.push(format!("{}/{}", cached.container_id, cached.ifname)),
+                Err(e) => errors.push(e),
             }
         }
         (removed, errors)

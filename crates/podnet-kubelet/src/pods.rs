@@ -504,14 +504,19 @@ impl Kubelet {
             {
                 eprintln!("stop sandbox {} of pod {}: {e}", sb.record.id, pod_key(pod));
             }
-            if let (false, Some(netns), Some(list)) =
-                (sb.record.host_network, sb.record.netns.clone(), list.as_ref())
-            {
+            if let (false, Some(netns), Some(list)) = (
+                sb.record.host_network,
+                sb.record.netns.clone(),
+                list.as_ref(),
+            ) {
                 let att = self.attachment(pod, &sb.record.id, &netns.to_string_lossy());
                 if self.cni.cached_result(&list.name, &att).is_some()
                     && let Err(e) = self.cni.del(list, &att)
                 {
-                    eprintln!("tear down the network of finished pod {}: {e}", pod_key(pod));
+                    eprintln!(
+                        "tear down the network of finished pod {}: {e}",
+                        pod_key(pod)
+                    );
                 }
             }
         }
@@ -1687,7 +1692,10 @@ impl Kubelet {
                 }
             }
         }
-        // CNI attachments without a sandbox: DEL them and let the plugins GC the rest.
+        // CNI attachments this agent made whose sandbox is gone: DEL them. The plugins' own GC
+        // (`cni.dev/valid-attachments`) is not issued: on a lab node, attachments are also made by hand
+        // (the walkthrough, tests) and the agent does not own them; an ADD cut short before its result
+        // was cached is undone by the DEL of its sandbox, whose record is written first.
         if let Ok(list) = NetworkList::load_dir(&self.cfg.cni_conf_dir) {
             let valid: Vec<(String, String)> = self
                 .runtime
@@ -1697,7 +1705,7 @@ impl Kubelet {
                 .filter(|s| !s.record.host_network)
                 .map(|s| (s.record.id, "eth0".to_string()))
                 .collect();
-            let (removed, errors) = self.cni.gc(&list, &valid);
+            let (removed, errors) = self.cni.release_stale(&list, &valid);
             for r in removed {
                 eprintln!(
                     "podnet node agent {}: released stale network attachment {r}",

@@ -15,7 +15,9 @@ const TOKEN_SECONDS: i64 = 3607;
 /// Waits (bounded) for the `default` service account of a namespace made a moment ago: the service
 /// account controller adds it right after the namespace appears.
 pub(crate) async fn await_default(reg: &Api, namespace: &str, pod: &Value) {
-    let named = pod["spec"]["serviceAccountName"].as_str().filter(|s| !s.is_empty());
+    let named = pod["spec"]["serviceAccountName"]
+        .as_str()
+        .filter(|s| !s.is_empty());
     if named.is_some_and(|n| n != "default") {
         return;
     }
@@ -36,7 +38,11 @@ pub(crate) fn service_account(reg: &Api, namespace: &str, pod: &mut Value) -> Re
         .get("serviceAccountName")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-        .or_else(|| spec.get("serviceAccount").and_then(Value::as_str).filter(|s| !s.is_empty()))
+        .or_else(|| {
+            spec.get("serviceAccount")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        })
         .unwrap_or("default")
         .to_string();
     spec.insert("serviceAccountName".into(), json!(name));
@@ -51,7 +57,10 @@ pub(crate) fn service_account(reg: &Api, namespace: &str, pod: &mut Value) -> Re
     let automount = spec
         .get("automountServiceAccountToken")
         .and_then(Value::as_bool)
-        .or_else(|| sa.get("automountServiceAccountToken").and_then(Value::as_bool))
+        .or_else(|| {
+            sa.get("automountServiceAccountToken")
+                .and_then(Value::as_bool)
+        })
         .unwrap_or(true);
     if !automount {
         return Ok(());
@@ -59,7 +68,10 @@ pub(crate) fn service_account(reg: &Api, namespace: &str, pod: &mut Value) -> Re
     let mounted_by_hand = |c: &Value| {
         c.get("volumeMounts")
             .and_then(Value::as_array)
-            .is_some_and(|ms| ms.iter().any(|m| m.get("mountPath").and_then(Value::as_str) == Some(MOUNT_PATH)))
+            .is_some_and(|ms| {
+                ms.iter()
+                    .any(|m| m.get("mountPath").and_then(Value::as_str) == Some(MOUNT_PATH))
+            })
     };
     let volumes = spec
         .entry("volumes")
@@ -90,11 +102,18 @@ pub(crate) fn service_account(reg: &Api, namespace: &str, pod: &mut Value) -> Re
         }
     };
     for list in ["initContainers", "containers", "ephemeralContainers"] {
-        for c in spec.get_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
+        for c in spec
+            .get_mut(list)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
             if mounted_by_hand(c) {
                 continue;
             }
-            let Some(obj) = c.as_object_mut() else { continue };
+            let Some(obj) = c.as_object_mut() else {
+                continue;
+            };
             obj.entry("volumeMounts")
                 .or_insert_with(|| json!([]))
                 .as_array_mut()
