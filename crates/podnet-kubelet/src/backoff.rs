@@ -1,6 +1,7 @@
-//! Restart back-off as kubelet does it: CrashLoopBackOff starts at 10 s and doubles up to 5 min per
-//! container; a container that ran for 10 minutes starts over at 10 s. Image pulls back off the same
-//! way (ImagePullBackOff). Time is passed in, so this is pure.
+//! Restart back-off as kubelet does it: a crashed container is restarted at once the first time, then
+//! CrashLoopBackOff waits 10 s, doubling up to 5 min per container; a container that ran for 10
+//! minutes starts over. Image pulls back off from 10 s the same way (ImagePullBackOff). Time is
+//! passed in, so this is pure.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -29,6 +30,25 @@ impl Backoff {
         let delay = match self.entries.get(key) {
             Some(e) if ran < RESET_AFTER => (e.delay * 2).min(MAX),
             _ => INITIAL,
+        };
+        self.entries.insert(
+            key.to_string(),
+            Entry {
+                delay,
+                not_before: now + delay,
+            },
+        );
+        delay
+    }
+
+    /// Records a container's exit at `now` after a run of `ran`, as kubelet's doBackOff does: the first
+    /// exit (or the first after a run of 10 minutes) restarts at once, the next ones wait 10 s, 20 s,
+    /// ... up to 5 min. Returns how long to wait before the restart.
+    pub fn exited(&mut self, key: &str, ran: Duration, now: Instant) -> Duration {
+        let delay = match self.entries.get(key) {
+            Some(e) if ran < RESET_AFTER && e.delay.is_zero() => INITIAL,
+            Some(e) if ran < RESET_AFTER => (e.delay * 2).min(MAX),
+            _ => Duration::ZERO,
         };
         self.entries.insert(
             key.to_string(),
@@ -76,5 +96,21 @@ mod tests {
         assert_eq!(b.failed("p/c", RESET_AFTER, t), INITIAL);
         b.forget("p/c");
         assert_eq!(b.remaining("p/c", t), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_crashed_container_restarts_at_once_the_first_time() {
+        let mut b = Backoff::default();
+        let t = Instant::now();
+        let short = Duration::from_secs(1);
+        let delays: Vec<u64> = (0..8)
+            .map(|_| b.exited("p/c", short, t).as_secs())
+            .collect();
+        assert_eq!(delays, [0, 10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(b.remaining("p/c", t), MAX);
+        // A long run starts over: restarted at once, then 10 s.
+        assert_eq!(b.exited("p/c", RESET_AFTER, t), Duration::ZERO);
+        assert_eq!(b.remaining("p/c", t), Duration::ZERO);
+        assert_eq!(b.exited("p/c", short, t), INITIAL);
     }
 }

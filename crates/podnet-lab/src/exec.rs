@@ -92,6 +92,17 @@ fn prepare(paths: &LabPaths, node: &str, argv: &[String]) -> Result<Command> {
                     None::<&str>,
                 )
                 .map_err(sys)?;
+            } else if run_netns.is_dir() {
+                // No pod ran on the node yet: `ip netns` lists nothing rather than the
+                // machine's namespaces (other labs' nodes among them).
+                mount(
+                    Some("tmpfs"),
+                    run_netns,
+                    Some("tmpfs"),
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                    Some("size=16k,mode=755"),
+                )
+                .map_err(sys)?;
             }
             Ok(())
         });

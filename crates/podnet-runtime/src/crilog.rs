@@ -353,6 +353,7 @@ pub fn read(
     let mut lines = 0usize;
     let mut live_pos = 0u64;
     let mut live_ino = 0u64;
+    let mut live: Option<File> = None;
     let all = files(path);
     for (i, f) in all.iter().enumerate() {
         let file = match File::open(f) {
@@ -362,6 +363,7 @@ pub fn read(
         };
         if i + 1 == all.len() {
             live_ino = file.metadata().map(|m| m.ino()).unwrap_or(0);
+            live = file.try_clone().ok();
         }
         let mut r = BufReader::new(file);
         let mut buf = Vec::new();
@@ -407,11 +409,15 @@ pub fn read(
     if !opts.follow {
         return Ok(());
     }
-    follow(path, live_pos, live_ino, &mut out, done).map_err(|e| Error::io(what(), e))
+    follow(path, live, live_pos, live_ino, &mut out, done).map_err(|e| Error::io(what(), e))
 }
 
+/// Follows the live file from `pos`. The open file is kept and read, not reopened by name: when the
+/// pod is deleted its logs are removed right after its containers stop, and the last lines a
+/// container wrote on SIGTERM must still reach the follower.
 fn follow(
     path: &Path,
+    mut cur: Option<File>,
     mut pos: u64,
     mut ino: u64,
     out: &mut Out<'_>,
@@ -421,7 +427,7 @@ fn follow(
     let mut finishing = false;
     loop {
         let mut progressed = false;
-        if let Ok(mut f) = File::open(path) {
+        if let Ok(f) = File::open(path) {
             let meta = f.metadata()?;
             if meta.ino() != ino {
                 // Rotated (maybe more than once since the last look): finish the file we were
@@ -441,7 +447,12 @@ fn follow(
                 }
                 ino = meta.ino();
                 pos = 0;
+                cur = Some(f);
+            } else if cur.is_none() {
+                cur = Some(f);
             }
+        }
+        if let Some(f) = cur.as_mut() {
             f.seek(SeekFrom::Start(pos))?;
             let n = f.read_to_end(&mut pending)?;
             pos += n as u64;
@@ -674,6 +685,51 @@ mod tests {
             .chain((0..6).map(|i| format!("after {i} padding padding\n")))
             .collect();
         assert_eq!(text, expect);
+    }
+
+    #[test]
+    fn follow_gets_the_last_lines_of_a_log_removed_right_after_them() {
+        let d = dir();
+        let _rm = Rm(d.clone());
+        let log = d.join("0.log");
+        let mut w = LogWriter::open(&log, 0, 0).unwrap();
+        w.write_entry(1, Stream::Stdout, true, b"waiting").unwrap();
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let (f2, o2, log2) = (flag.clone(), out.clone(), log.clone());
+        let reader = std::thread::spawn(move || {
+            let opts = LogOptions {
+                follow: true,
+                ..Default::default()
+            };
+            read(&log2, &opts, &mut Shared(o2), &|| {
+                f2.load(std::sync::atomic::Ordering::SeqCst)
+            })
+            .unwrap();
+        });
+        let start = std::time::Instant::now();
+        while out.lock().unwrap().is_empty() && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The container's last words, its exit, and the pod's logs removed, between two looks.
+        w.write_entry(2, Stream::Stdout, true, b"got SIGTERM")
+            .unwrap();
+        drop(w);
+        fs::remove_file(&log).unwrap();
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        reader.join().unwrap();
+        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        assert_eq!(text, "waiting\ngot SIGTERM\n");
     }
 
     #[test]
