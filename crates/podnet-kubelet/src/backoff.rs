@@ -1,6 +1,7 @@
-//! Restart back-off as kubelet does it: CrashLoopBackOff starts at 10 s and doubles up to 5 min per
-//! container; a container that ran for 10 minutes starts over at 10 s. Image pulls back off the same
-//! way (ImagePullBackOff). Time is passed in, so this is pure.
+//! Restart back-off as kubelet does it: a crashed container restarts at once, then CrashLoopBackOff
+//! waits 10 s, doubling up to 5 min per container; a container that ran for 10 minutes starts over.
+//! Image pulls back off from their first failure (ImagePullBackOff: 10 s, doubling). Time is passed
+//! in, so this is pure.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -40,6 +41,28 @@ impl Backoff {
         delay
     }
 
+    /// Records a container's exit at `now` after a run of `ran`, as kubelet's `doBackOff` does: the
+    /// first exit (or the first after a run of 10 minutes) restarts at once, later ones wait 10 s,
+    /// 20 s, ... up to 5 min. Returns the wait.
+    pub fn crashed(&mut self, key: &str, ran: Duration, now: Instant) -> Duration {
+        let wait = match self.entries.get(key) {
+            Some(e) if ran < RESET_AFTER => e.delay,
+            _ => Duration::ZERO,
+        };
+        self.entries.insert(
+            key.to_string(),
+            Entry {
+                delay: if wait.is_zero() {
+                    INITIAL
+                } else {
+                    (wait * 2).min(MAX)
+                },
+                not_before: now + wait,
+            },
+        );
+        wait
+    }
+
     /// How long until `key` may be tried again (zero when it may now).
     pub fn remaining(&self, key: &str, now: Instant) -> Duration {
         self.entries.get(key).map_or(Duration::ZERO, |e| {
@@ -76,5 +99,20 @@ mod tests {
         assert_eq!(b.failed("p/c", RESET_AFTER, t), INITIAL);
         b.forget("p/c");
         assert_eq!(b.remaining("p/c", t), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_crashed_container_restarts_at_once_first_then_backs_off() {
+        let mut b = Backoff::default();
+        let t = Instant::now();
+        let short = Duration::from_secs(1);
+        let waits: Vec<u64> = (0..8)
+            .map(|_| b.crashed("p/c", short, t).as_secs())
+            .collect();
+        assert_eq!(waits, [0, 10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(b.remaining("p/c", t), MAX);
+        // A run of ten minutes starts over: at once, then 10 s.
+        assert_eq!(b.crashed("p/c", RESET_AFTER, t), Duration::ZERO);
+        assert_eq!(b.crashed("p/c", short, t), INITIAL);
     }
 }

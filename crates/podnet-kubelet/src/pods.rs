@@ -1031,7 +1031,7 @@ impl Kubelet {
             };
             let first_look = self.mem().exits_seen.insert(last.id().to_string());
             if first_look {
-                self.mem().crash.failed(&backoff_key, ran, Instant::now());
+                self.mem().crash.crashed(&backoff_key, ran, Instant::now());
             }
             let wait = self.mem().crash.remaining(&backoff_key, Instant::now());
             if wait > Duration::ZERO {
