@@ -195,7 +195,16 @@ pub fn keychain_of(secrets: &[k8s_openapi::api::core::v1::Secret]) -> Keychain {
         let name = s.metadata.name.clone().unwrap_or_default();
         for key in [".dockerconfigjson", ".dockercfg"] {
             if let Some(bytes) = s.data.as_ref().and_then(|d| d.get(key)) {
-                match Keychain::from_json(&format!("secret {name}"), &bytes.0) {
+                // The legacy `.dockercfg` is the `auths` map itself, without the wrapper.
+                let json = if key == ".dockercfg" {
+                    let mut j = b"{\"auths\":".to_vec();
+                    j.extend_from_slice(&bytes.0);
+                    j.push(b'}');
+                    j
+                } else {
+                    bytes.0.clone()
+                };
+                match Keychain::from_json(&format!("secret {name} key {key}"), &json) {
                     Ok(k) => kc.merge(&k),
                     Err(e) => eprintln!("imagePullSecret {name}: {e}"),
                 }
@@ -203,4 +212,39 @@ pub fn keychain_of(secrets: &[k8s_openapi::api::core::v1::Secret]) -> Keychain {
         }
     }
     kc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(key: &str, value: &str) -> k8s_openapi::api::core::v1::Secret {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(value);
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "pull"}, "data": {key: b64}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn both_secret_formats_give_credentials() {
+        // user:pass
+        let auth = "dXNlcjpwYXNz";
+        let new = secret(
+            ".dockerconfigjson",
+            &format!(r#"{{"auths":{{"reg.example:5000":{{"auth":"{auth}"}}}}}}"#),
+        );
+        let legacy = secret(
+            ".dockercfg",
+            &format!(r#"{{"https://index.docker.io/v1/":{{"auth":"{auth}","email":"a@b"}}}}"#),
+        );
+        let kc = keychain_of(&[new]);
+        assert_eq!(kc.get("reg.example:5000").unwrap().username, "user");
+        let kc = keychain_of(&[legacy]);
+        let c = kc
+            .get("docker.io")
+            .expect("credentials of a kubernetes.io/dockercfg secret");
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("user", "pass"));
+    }
 }
