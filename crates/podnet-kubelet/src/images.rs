@@ -82,6 +82,7 @@ impl Images {
                 let message =
                     format!("Container image \"{image}\" is not present with pull policy of Never");
                 events.push((true, "ErrImageNeverPull", message.clone()));
+                events.push((true, "Failed", "Error: ErrImageNeverPull".into()));
                 return Err(ImageFailure {
                     reason: "ErrImageNeverPull",
                     message,
@@ -103,11 +104,14 @@ impl Images {
                 .get(key)
                 .cloned()
                 .unwrap_or_default();
+            // kubelet's words and types: a Normal BackOff, then the Warning the container start
+            // records (`Error: ImagePullBackOff`).
             events.push((
-                true,
+                false,
                 "BackOff",
                 format!("Back-off pulling image \"{image}\""),
             ));
+            events.push((true, "Failed", "Error: ImagePullBackOff".into()));
             return Err(ImageFailure {
                 reason: "ImagePullBackOff",
                 message: format!("Back-off pulling image \"{image}\": {last}"),
@@ -246,5 +250,51 @@ mod tests {
             .get("docker.io")
             .expect("credentials of a kubernetes.io/dockercfg secret");
         assert_eq!((c.username.as_str(), c.password.as_str()), ("user", "pass"));
+    }
+
+    #[test]
+    fn a_failed_pull_then_backs_off_with_kubelets_events() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = podnet_oci::Store::open(tmp.path()).unwrap();
+        let puller = Puller::new(
+            store,
+            podnet_oci::default_dialer(),
+            podnet_oci::Hosts::new(None, Vec::new()),
+            Keychain::empty(),
+        );
+        let images = Images::new(puller);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // Nothing listens on port 1 of loopback: the pull fails at once.
+        let image = "127.0.0.1:1/pnt/none:1";
+        let mut events = Vec::new();
+        let kc = Keychain::empty();
+        let e = images
+            .ensure(rt.handle(), image, None, &kc, "uid/img", &mut events)
+            .unwrap_err();
+        assert_eq!(e.reason, "ErrImagePull");
+        assert_eq!(events.last().unwrap().2, "Error: ErrImagePull");
+        let mut events = Vec::new();
+        let e = images
+            .ensure(rt.handle(), image, None, &kc, "uid/img", &mut events)
+            .unwrap_err();
+        assert_eq!(e.reason, "ImagePullBackOff");
+        let words: Vec<(bool, &str, &str)> = events
+            .iter()
+            .map(|(w, r, m)| (*w, *r, m.as_str()))
+            .collect();
+        assert_eq!(
+            words,
+            [
+                (
+                    false,
+                    "BackOff",
+                    "Back-off pulling image \"127.0.0.1:1/pnt/none:1\""
+                ),
+                (true, "Failed", "Error: ImagePullBackOff"),
+            ]
+        );
     }
 }
