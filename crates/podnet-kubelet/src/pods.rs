@@ -40,6 +40,8 @@ const LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
 const LOG_MAX_FILES: u32 = 5;
 /// The container label naming its root filesystem in the image store.
 const ROOTFS_KEY_LABEL: &str = "io.podnet.rootfs.key";
+/// The most of an image's `/etc/passwd` or `/etc/group` read to resolve a container's user.
+const ETC_FILE_LIMIT: u64 = 4 << 20;
 
 /// What a container's probes say.
 #[derive(Default)]
@@ -1100,10 +1102,11 @@ impl Kubelet {
                 self.event(pod, Some(name), true, "Failed", &format!("Error: {msg}"));
                 ("CreateContainerError".to_string(), Some(msg))
             })?;
-        let passwd =
-            std::fs::read_to_string(rootfs.mountpoint.join("etc/passwd")).unwrap_or_default();
-        let group =
-            std::fs::read_to_string(rootfs.mountpoint.join("etc/group")).unwrap_or_default();
+        // Read inside the image's root: its symlinks must not name the node's files.
+        let passwd = crate::inroot::read_in_root(&rootfs.mountpoint, "etc/passwd", ETC_FILE_LIMIT)
+            .unwrap_or_default();
+        let group = crate::inroot::read_in_root(&rootfs.mountpoint, "etc/group", ETC_FILE_LIMIT)
+            .unwrap_or_default();
         let facts = self.runtime_facts(pod);
         let proc_ = process::resolve(pod, &c, &image_process, &sources, &facts, &passwd, &group)
             .map_err(|e| {
