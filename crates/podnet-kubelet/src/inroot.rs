@@ -1,7 +1,7 @@
-//! Paths under a root whose content the agent does not trust (an image's root filesystem), resolved
-//! *inside* it with `openat2(RESOLVE_IN_ROOT)`: a symlink such as `/etc/passwd -> /etc/shadow` or
-//! `dir -> ../../..` names something in the root, never the node's files (containerd resolves the
-//! user's `/etc/passwd` so).
+//! Paths under a root whose content the agent does not trust (an image's root filesystem, a volume a
+//! container writes to), resolved *inside* it with `openat2(RESOLVE_IN_ROOT)`: a symlink such as
+//! `/etc/passwd -> /etc/shadow` or `dir -> ../../..` names something in the root, never the node's
+//! files (containerd resolves the user's `/etc/passwd` so; kubelet creates subPath directories so).
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use std::io::Read;
@@ -35,6 +35,39 @@ pub fn read_in_root(root: &Path, rel: &str, limit: u64) -> Option<String> {
         .read_to_end(&mut bytes)
         .ok()?;
     Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Creates the directories of `rel` under `root` (0755), each resolved inside `root`, so a symlink a
+/// container planted in its volume cannot make the agent create directories elsewhere on the node.
+pub fn mkdir_in_root(root: &Path, rel: &str) -> std::io::Result<()> {
+    let dir = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut done = String::new();
+    for comp in rel.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        let parent = if done.is_empty() {
+            dir.try_clone()?
+        } else {
+            rustix::fs::openat2(
+                &dir,
+                done.as_str(),
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+            )?
+        };
+        match rustix::fs::mkdirat(&parent, comp, Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if !done.is_empty() {
+            done.push('/');
+        }
+        done.push_str(comp);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -89,5 +122,23 @@ mod tests {
             10
         );
         assert_eq!(read_in_root(root.path(), "etc/missing", 10), None);
+    }
+
+    #[test]
+    fn directories_are_made_inside_the_root() {
+        let outside = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        symlink(outside.path(), root.path().join("out")).unwrap();
+        // The link resolves as if the root were `/`, to a directory the root lacks: refused.
+        assert!(mkdir_in_root(root.path(), "out/made/deeper").is_err());
+        assert!(!outside.path().join("made").exists());
+        // Where the link's target exists inside the root, the directories go there.
+        let inside = root.path().join(outside.path().strip_prefix("/").unwrap());
+        std::fs::create_dir_all(&inside).unwrap();
+        mkdir_in_root(root.path(), "out/made/deeper").unwrap();
+        assert!(inside.join("made/deeper").is_dir());
+        assert!(!outside.path().join("made").exists());
+        mkdir_in_root(root.path(), "a/b").unwrap();
+        assert!(root.path().join("a/b").is_dir());
     }
 }
