@@ -1594,15 +1594,10 @@ impl Kubelet {
     /// terminationMessagePath's content (at most 4 KiB), or the log's tail with
     /// FallbackToLogsOnError on a failure with an empty file.
     fn termination_message(&self, pod: &Pod, c: &Container, x: &RtContainer) -> Option<String> {
-        let file = self
-            .cfg
-            .pod_dir(&uid(pod))
-            .join("termination")
-            .join(format!("{}-{}", c.name, x.record.spec.attempt));
-        let mut text = std::fs::read(&file).ok().map(|mut b| {
-            b.truncate(4096);
-            String::from_utf8_lossy(&b).into_owned()
-        });
+        // Only the first 4 KiB are read (kubelet's limit): the container may have written gigabytes.
+        let dir = self.cfg.pod_dir(&uid(pod)).join("termination");
+        let name = format!("{}-{}", c.name, x.record.spec.attempt);
+        let mut text = crate::inroot::read_in_root(&dir, &name, 4096);
         let failed = x.exit.as_ref().is_some_and(|e| e.exit_code != 0);
         if text.as_deref().is_none_or(str::is_empty)
             && failed
