@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 
 ./scripts/setup.sh
 echo "building podnet (release)..."
+# The node agents run pods with the per-container supervisor (podnet-shim, of podnet-runtime) and the
+# sandbox process (podnet-pause), found beside the podnet executable.
 cargo build --release -q -p podnet -p podnet-cni -p podnet-runtime -p podnet-pause
 echo "building the substitutes for the tutorials' images (cached; the first time takes a few minutes)..."
 PODNET=target/release/podnet ./scripts/substitutes.sh

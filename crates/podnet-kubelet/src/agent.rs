@@ -79,6 +79,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), String> {
 
 /// The pod runtime, image puller and CNI of the node, put together.
 fn kubelet(cfg: &AgentConfig, client: kube::Client) -> Result<Kubelet, String> {
+    cfg.create_pods_dir()?;
     let runtime = podnet_runtime::Runtime::new(cfg.runtime_config())
         .map_err(|e| format!("open the pod runtime: {e}"))?;
     let store = podnet_oci::Store::open(&cfg.image_store)

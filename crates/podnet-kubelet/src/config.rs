@@ -77,6 +77,17 @@ impl AgentConfig {
         self.pods_dir().join(uid)
     }
 
+    /// Creates the pods directory closed to other users (0750, as kubelet keeps
+    /// `/var/lib/kubelet/pods`): the pods' volumes under it hold their secrets and service-account
+    /// tokens. An existing directory is closed too (labs made before this was done).
+    pub fn create_pods_dir(&self) -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.pods_dir();
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)))
+            .map_err(|e| format!("create the pods directory {}: {e}", dir.display()))
+    }
+
     pub fn logs_dir(&self) -> PathBuf {
         self.state_dir.join("logs")
     }
@@ -101,5 +112,32 @@ impl AgentConfig {
     /// Where containers' root filesystems are mounted.
     pub fn rootfs_dir(&self) -> PathBuf {
         self.state_dir.join("rootfs")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_pods_directory_is_closed_to_other_users() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg: AgentConfig = serde_json::from_value(serde_json::json!({
+            "node": "n", "internalIp": "10.0.0.2", "kubeconfig": "k", "stateDir": tmp.path(),
+            "cniConfDir": "c", "cniBinDirs": [], "servingCert": "s", "servingKey": "s",
+            "apiServerTokenFile": "t", "caCert": "ca", "clusterDns": [], "clusterDomain": "d",
+            "imageStore": "i", "cgroupParent": "/p", "runtimeDir": "r", "apiHost": "h", "apiPort": 1
+        }))
+        .unwrap();
+        // One made open by an earlier version is closed as well.
+        std::fs::create_dir(cfg.pods_dir()).unwrap();
+        std::fs::set_permissions(cfg.pods_dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        cfg.create_pods_dir().unwrap();
+        let mode = std::fs::metadata(cfg.pods_dir())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o007, 0, "{mode:o}");
     }
 }

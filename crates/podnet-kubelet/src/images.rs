@@ -82,6 +82,7 @@ impl Images {
                 let message =
                     format!("Container image \"{image}\" is not present with pull policy of Never");
                 events.push((true, "ErrImageNeverPull", message.clone()));
+                events.push((true, "Failed", "Error: ErrImageNeverPull".into()));
                 return Err(ImageFailure {
                     reason: "ErrImageNeverPull",
                     message,
@@ -103,11 +104,14 @@ impl Images {
                 .get(key)
                 .cloned()
                 .unwrap_or_default();
+            // kubelet's words and types: a Normal BackOff, then the Warning the container start
+            // records (`Error: ImagePullBackOff`).
             events.push((
-                true,
+                false,
                 "BackOff",
                 format!("Back-off pulling image \"{image}\""),
             ));
+            events.push((true, "Failed", "Error: ImagePullBackOff".into()));
             return Err(ImageFailure {
                 reason: "ImagePullBackOff",
                 message: format!("Back-off pulling image \"{image}\": {last}"),
@@ -195,7 +199,16 @@ pub fn keychain_of(secrets: &[k8s_openapi::api::core::v1::Secret]) -> Keychain {
         let name = s.metadata.name.clone().unwrap_or_default();
         for key in [".dockerconfigjson", ".dockercfg"] {
             if let Some(bytes) = s.data.as_ref().and_then(|d| d.get(key)) {
-                match Keychain::from_json(&format!("secret {name}"), &bytes.0) {
+                // The legacy `.dockercfg` is the `auths` map itself, without the wrapper.
+                let json = if key == ".dockercfg" {
+                    let mut j = b"{\"auths\":".to_vec();
+                    j.extend_from_slice(&bytes.0);
+                    j.push(b'}');
+                    j
+                } else {
+                    bytes.0.clone()
+                };
+                match Keychain::from_json(&format!("secret {name} key {key}"), &json) {
                     Ok(k) => kc.merge(&k),
                     Err(e) => eprintln!("imagePullSecret {name}: {e}"),
                 }
@@ -203,4 +216,85 @@ pub fn keychain_of(secrets: &[k8s_openapi::api::core::v1::Secret]) -> Keychain {
         }
     }
     kc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(key: &str, value: &str) -> k8s_openapi::api::core::v1::Secret {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(value);
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "pull"}, "data": {key: b64}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn both_secret_formats_give_credentials() {
+        // user:pass
+        let auth = "dXNlcjpwYXNz";
+        let new = secret(
+            ".dockerconfigjson",
+            &format!(r#"{{"auths":{{"reg.example:5000":{{"auth":"{auth}"}}}}}}"#),
+        );
+        let legacy = secret(
+            ".dockercfg",
+            &format!(r#"{{"https://index.docker.io/v1/":{{"auth":"{auth}","email":"a@b"}}}}"#),
+        );
+        let kc = keychain_of(&[new]);
+        assert_eq!(kc.get("reg.example:5000").unwrap().username, "user");
+        let kc = keychain_of(&[legacy]);
+        let c = kc
+            .get("docker.io")
+            .expect("credentials of a kubernetes.io/dockercfg secret");
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("user", "pass"));
+    }
+
+    #[test]
+    fn a_failed_pull_then_backs_off_with_kubelets_events() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = podnet_oci::Store::open(tmp.path()).unwrap();
+        let puller = Puller::new(
+            store,
+            podnet_oci::default_dialer(),
+            podnet_oci::Hosts::new(None, Vec::new()),
+            Keychain::empty(),
+        );
+        let images = Images::new(puller);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // Nothing listens on port 1 of loopback: the pull fails at once.
+        let image = "127.0.0.1:1/pnt/none:1";
+        let mut events = Vec::new();
+        let kc = Keychain::empty();
+        let e = images
+            .ensure(rt.handle(), image, None, &kc, "uid/img", &mut events)
+            .unwrap_err();
+        assert_eq!(e.reason, "ErrImagePull");
+        assert_eq!(events.last().unwrap().2, "Error: ErrImagePull");
+        let mut events = Vec::new();
+        let e = images
+            .ensure(rt.handle(), image, None, &kc, "uid/img", &mut events)
+            .unwrap_err();
+        assert_eq!(e.reason, "ImagePullBackOff");
+        let words: Vec<(bool, &str, &str)> = events
+            .iter()
+            .map(|(w, r, m)| (*w, *r, m.as_str()))
+            .collect();
+        assert_eq!(
+            words,
+            [
+                (
+                    false,
+                    "BackOff",
+                    "Back-off pulling image \"127.0.0.1:1/pnt/none:1\""
+                ),
+                (true, "Failed", "Error: ImagePullBackOff"),
+            ]
+        );
+    }
 }

@@ -18,6 +18,7 @@ pub mod config;
 pub mod dns;
 pub mod events;
 pub mod images;
+pub mod inroot;
 pub mod node;
 pub mod plan;
 pub mod pods;

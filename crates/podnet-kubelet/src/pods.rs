@@ -40,6 +40,8 @@ const LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
 const LOG_MAX_FILES: u32 = 5;
 /// The container label naming its root filesystem in the image store.
 const ROOTFS_KEY_LABEL: &str = "io.podnet.rootfs.key";
+/// The most of an image's `/etc/passwd` or `/etc/group` read to resolve a container's user.
+const ETC_FILE_LIMIT: u64 = 4 << 20;
 
 /// What a container's probes say.
 #[derive(Default)]
@@ -1105,10 +1107,11 @@ impl Kubelet {
                 self.event(pod, Some(name), true, "Failed", &format!("Error: {msg}"));
                 ("CreateContainerError".to_string(), Some(msg))
             })?;
-        let passwd =
-            std::fs::read_to_string(rootfs.mountpoint.join("etc/passwd")).unwrap_or_default();
-        let group =
-            std::fs::read_to_string(rootfs.mountpoint.join("etc/group")).unwrap_or_default();
+        // Read inside the image's root: its symlinks must not name the node's files.
+        let passwd = crate::inroot::read_in_root(&rootfs.mountpoint, "etc/passwd", ETC_FILE_LIMIT)
+            .unwrap_or_default();
+        let group = crate::inroot::read_in_root(&rootfs.mountpoint, "etc/group", ETC_FILE_LIMIT)
+            .unwrap_or_default();
         let facts = self.runtime_facts(pod);
         let proc_ = process::resolve(pod, &c, &image_process, &sources, &facts, &passwd, &group)
             .map_err(|e| {
@@ -1596,15 +1599,10 @@ impl Kubelet {
     /// terminationMessagePath's content (at most 4 KiB), or the log's tail with
     /// FallbackToLogsOnError on a failure with an empty file.
     fn termination_message(&self, pod: &Pod, c: &Container, x: &RtContainer) -> Option<String> {
-        let file = self
-            .cfg
-            .pod_dir(&uid(pod))
-            .join("termination")
-            .join(format!("{}-{}", c.name, x.record.spec.attempt));
-        let mut text = std::fs::read(&file).ok().map(|mut b| {
-            b.truncate(4096);
-            String::from_utf8_lossy(&b).into_owned()
-        });
+        // Only the first 4 KiB are read (kubelet's limit): the container may have written gigabytes.
+        let dir = self.cfg.pod_dir(&uid(pod)).join("termination");
+        let name = format!("{}-{}", c.name, x.record.spec.attempt);
+        let mut text = crate::inroot::read_in_root(&dir, &name, 4096);
         let failed = x.exit.as_ref().is_some_and(|e| e.exit_code != 0);
         if text.as_deref().is_none_or(str::is_empty)
             && failed

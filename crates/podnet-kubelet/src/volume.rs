@@ -564,7 +564,8 @@ pub fn container_mounts(
                 .map_err(|e| err(format!("container {}: subPath: {e}", container.name)))?;
             source = vol.path.join(sub);
             if std::fs::symlink_metadata(&source).is_err() {
-                std::fs::create_dir_all(&source)
+                // Resolved inside the volume: a container's symlink must not steer where it is made.
+                crate::inroot::mkdir_in_root(&vol.path, sub)
                     .map_err(|e| err(format!("create subPath {}: {e}", source.display())))?;
             }
             // A symlink inside the volume must not lead out of it (CVE-2017-1002101).

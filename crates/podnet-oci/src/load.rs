@@ -195,10 +195,16 @@ fn load_docker(store: &Store, dir: &Path, what: &str) -> Result<Vec<ImageRecord>
                 .collect::<Vec<_>>()
                 .join("/");
             let p = dir.join(&rel);
-            if rel.is_empty() || !p.is_file() {
+            // The archive's own symlinks must not lead the load to a file of this machine (its
+            // content would be hashed and stored as a blob of the image).
+            let within = std::fs::canonicalize(&p)
+                .ok()
+                .zip(std::fs::canonicalize(dir).ok())
+                .is_some_and(|(real, root)| real.starts_with(root));
+            if rel.is_empty() || !within || !p.is_file() {
                 return Err(invalid(
                     what,
-                    format!("manifest.json names {rel:?}, which the archive lacks"),
+                    format!("manifest.json names {rel:?}, which is not a file inside the archive"),
                 ));
             }
             Ok(p)
@@ -318,4 +324,46 @@ fn import(
     );
     store.put_image(&record)?;
     Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_docker_archive_cannot_name_a_file_outside_itself() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path().join("store")).unwrap();
+        let secret = tmp.path().join("secret");
+        std::fs::write(&secret, b"not for the image store").unwrap();
+        let archive = tmp.path().join("evil.tar");
+        let mut b = tar::Builder::new(std::fs::File::create(&archive).unwrap());
+        let mut add = |name: &str, data: &[u8]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, data).unwrap();
+        };
+        add(
+            "manifest.json",
+            br#"[{"Config":"config.json","RepoTags":["pnt/evil:1"],"Layers":["layer.tar"]}]"#,
+        );
+        // Even a config that expects exactly that file's content does not get it loaded.
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#,
+            Digest::sha256_of(b"not for the image store")
+        );
+        add("config.json", config.as_bytes());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        b.append_link(&mut h, "layer.tar", &secret).unwrap();
+        b.into_inner().unwrap();
+        let e = load_archive(&store, &archive, &Platform::linux_amd64()).unwrap_err();
+        assert!(e.to_string().contains("layer.tar"), "{e}");
+        let digest = Digest::sha256_of(b"not for the image store");
+        assert!(store.blob_path(&digest).metadata().is_err());
+    }
 }

@@ -179,6 +179,14 @@ fn paths_cannot_escape() {
             .0
             .contains("leads outside")
     );
+    // A subPath through a planted link is not created on the node on the way to being refused.
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), vol.join("esc")).unwrap();
+    let c: Container = serde_json::from_value(json!({"name": "c", "volumeMounts": [
+        {"name": "v", "mountPath": "/data", "subPath": "esc/made"}]}))
+    .unwrap();
+    assert!(container_mounts(&c, &prepared).is_err());
+    assert!(!outside.path().join("made").exists());
     let ok: Container = serde_json::from_value(json!({"name": "c", "volumeMounts": [
         {"name": "v", "mountPath": "/data", "subPath": "inner", "readOnly": true}]}))
     .unwrap();
