@@ -179,7 +179,7 @@ impl Cni {
         let list = cached
             .as_ref()
             .and_then(|c| c.get("config").and_then(Value::as_str))
-            .and_then(|b| base64_decode(b))
+            .and_then(base64_decode)
             .and_then(|bytes| NetworkList::parse(&bytes, &list.source).ok())
             .unwrap_or_else(|| list.clone());
         let prev = cached.as_ref().and_then(|c| c.get("result")).cloned();

@@ -15,12 +15,15 @@ pub enum Type {
     Warning,
 }
 
+/// What makes two events the same one: namespace, object uid, field path, reason, message.
+type EventKey = (String, String, String, String, String);
+
 /// Records events for one node.
 pub struct Recorder {
     client: kube::Client,
     node: String,
-    /// (namespace, object uid, field path, reason, message) to (event name, count).
-    seen: Mutex<HashMap<(String, String, String, String, String), (String, i32)>>,
+    /// Each event recorded so far, to its name and count.
+    seen: Mutex<HashMap<EventKey, (String, i32)>>,
 }
 
 impl Recorder {

@@ -46,7 +46,7 @@ impl NodeFacts {
             })
             .map_or(0, |kb| kb * 1024);
         let ephemeral_bytes = nix::sys::statvfs::statvfs(root)
-            .map(|s| s.blocks() as u64 * s.fragment_size() as u64)
+            .map(|s| s.blocks() * s.fragment_size())
             .unwrap_or(0);
         let read = |p: &str| {
             std::fs::read_to_string(p)

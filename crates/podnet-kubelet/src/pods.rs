@@ -1791,10 +1791,10 @@ impl Workers {
     /// The pod changed (or, with `None`, is gone): its worker syncs it.
     pub fn update(self: &Arc<Self>, uid: &str, pod: Option<Pod>) {
         let mut pods = self.pods.lock().expect("not poisoned");
-        if let Some(tx) = pods.get(uid) {
-            if tx.send(pod.clone()).is_ok() {
-                return;
-            }
+        if let Some(tx) = pods.get(uid)
+            && tx.send(pod.clone()).is_ok()
+        {
+            return;
         }
         let (tx, rx) = tokio::sync::watch::channel(pod);
         pods.insert(uid.to_string(), tx);

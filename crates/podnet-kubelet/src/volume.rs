@@ -20,13 +20,16 @@ fn err(msg: impl Into<String>) -> VolumeError {
     VolumeError(msg.into())
 }
 
+/// Mints a service-account token: (audience, expiration seconds) to the token.
+pub type TokenFn = dyn Fn(Option<&str>, i64) -> Result<String, String>;
+
 /// What volumes may read, fetched by the caller.
 pub struct VolumeSources<'a> {
     pub config_maps: &'a BTreeMap<String, ConfigMap>,
     pub secrets: &'a BTreeMap<String, Secret>,
     /// Mints a service-account token for the pod: (audience, expiration seconds) to the token.
-    pub token: &'a dyn Fn(Option<&str>, i64) -> Result<String, String>,
-    /// The cluster CA bundle (the `kube-root-ca.crt` ConfigMap's `ca.crt`), when the caller has it.
+    pub token: &'a TokenFn,
+    /// What the downward API reads that is not in the pod object (its addresses).
     pub facts: &'a RuntimeFacts,
 }
 

@@ -63,35 +63,35 @@ fn ps(lab: &str, node: &str, output: &str) -> Result<()> {
         bail!("-o {output}: use table or json");
     }
     println!(
-        "{:<14} {:<34} {:<28} {:<10} {:<8} {}",
-        "ID", "POD", "IMAGE / COMMAND", "STATE", "PID", "NAME"
+        "{:<14} {:<34} {:<28} {:<10} {:<8} NAME",
+        "ID", "POD", "IMAGE / COMMAND", "STATE", "PID"
     );
     for s in &sandboxes {
+        let pod = format!("{}/{}", s.record.pod.namespace, s.record.pod.name);
+        let state = format!("{:?}", s.state);
+        let name = format!("k8s_POD_{}_{}", s.record.pod.name, s.record.pod.namespace);
         println!(
-            "{:<14} {:<34} {:<28} {:<10} {:<8} {}",
+            "{:<14} {pod:<34} {:<28} {state:<10} {:<8} {name}",
             short(&s.record.id),
-            format!("{}/{}", s.record.pod.namespace, s.record.pod.name),
             "(pause sandbox) /pause",
-            format!("{:?}", s.state),
             s.record.pause_pid,
-            format!("k8s_POD_{}_{}", s.record.pod.name, s.record.pod.namespace)
         );
     }
     for c in &containers {
+        let pod = format!("{}/{}", c.record.pod.namespace, c.record.pod.name);
+        let state = format!("{:?}", c.state);
+        let pid = c.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+        let name = format!(
+            "k8s_{}_{}_{}_{}",
+            c.name(),
+            c.record.pod.name,
+            c.record.pod.namespace,
+            c.record.spec.attempt
+        );
         println!(
-            "{:<14} {:<34} {:<28} {:<10} {:<8} {}",
+            "{:<14} {pod:<34} {:<28} {state:<10} {pid:<8} {name}",
             short(c.id()),
-            format!("{}/{}", c.record.pod.namespace, c.record.pod.name),
             c.record.spec.image,
-            format!("{:?}", c.state),
-            c.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-            format!(
-                "k8s_{}_{}_{}_{}",
-                c.name(),
-                c.record.pod.name,
-                c.record.pod.namespace,
-                c.record.spec.attempt
-            )
         );
     }
     Ok(())
