@@ -21,14 +21,14 @@ fn err(msg: impl Into<String>) -> VolumeError {
 }
 
 /// Mints a service-account token: (audience, expiration seconds) to the token.
-pub type TokenFn = dyn Fn(Option<&str>, i64) -> Result<String, String>;
+pub type TokenFn<'a> = dyn Fn(Option<&str>, i64) -> Result<String, String> + 'a;
 
 /// What volumes may read, fetched by the caller.
 pub struct VolumeSources<'a> {
     pub config_maps: &'a BTreeMap<String, ConfigMap>,
     pub secrets: &'a BTreeMap<String, Secret>,
     /// Mints a service-account token for the pod: (audience, expiration seconds) to the token.
-    pub token: &'a TokenFn,
+    pub token: &'a TokenFn<'a>,
     /// What the downward API reads that is not in the pod object (its addresses).
     pub facts: &'a RuntimeFacts,
 }
