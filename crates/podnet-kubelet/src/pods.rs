@@ -60,6 +60,8 @@ struct Memory {
     last_status: HashMap<String, Value>,
     /// The pod's network, from its CNI result: pod uid to addresses.
     pod_ips: HashMap<String, Vec<String>>,
+    /// Pods that finished (Succeeded or Failed) on this node: never run again.
+    finished: HashSet<String>,
 }
 
 pub struct Kubelet {
@@ -294,7 +296,25 @@ impl Kubelet {
 
     fn sync_running(&self, pod: &Pod) -> Result<Next, String> {
         let uid = uid(pod);
-        let (observed, mut sandbox, _) = self.observe(pod);
+        // A finished pod is never run again and its status is final (kubelet's terminal pods): its
+        // containers are gone, which must not read as "not started yet". The API's phase covers an
+        // agent restart, the memory a status not yet seen back through the watch.
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        if matches!(phase, Some("Succeeded") | Some("Failed")) || self.mem().finished.contains(&uid)
+        {
+            self.release_finished(pod);
+            return Ok(Next::After(RESYNC));
+        }
+        let (observed, mut sandbox, containers) = self.observe(pod);
+        if plan::terminal(pod, &observed) {
+            // The final status from what ran, then the sandbox and the address go; the containers
+            // stay (stopped) until the pod is deleted, so `kubectl logs` still shows their output.
+            let facts = self.facts(pod, sandbox.as_ref(), &containers, &HashMap::new(), false);
+            self.post_status(pod, &facts);
+            self.mem().finished.insert(uid.clone());
+            self.release_finished(pod);
+            return Ok(Next::After(RESYNC));
+        }
         let actions = plan::next_actions(pod, &observed);
         // Per-container reasons for not starting, for the status.
         let mut waiting: HashMap<String, (String, Option<String>)> = HashMap::new();
@@ -506,6 +526,32 @@ impl Kubelet {
         }
     }
 
+    /// A finished pod's sandboxes that still run are stopped and their network torn down (its
+    /// address goes back to the pool); records, containers and logs stay until the pod is deleted.
+    fn release_finished(&self, pod: &Pod) {
+        for sb in self.sandboxes_of(&uid(pod)) {
+            if sb.state != SandboxState::Ready {
+                continue;
+            }
+            let id = sb.record.id.clone();
+            if let Err(e) = self.runtime.stop_sandbox(&id, Self::grace_of(pod)) {
+                eprintln!("stop sandbox {id} of finished pod {}: {e}", pod_key(pod));
+            }
+            if !sb.record.host_network
+                && let Some(netns) = sb.record.netns.clone()
+                && let Ok(list) = NetworkList::load_dir(&self.cfg.cni_conf_dir)
+            {
+                let att = self.attachment(pod, &id, &netns.to_string_lossy());
+                if let Err(e) = self.cni.del(&list, &att) {
+                    eprintln!(
+                        "tear down the network of sandbox {id} of finished pod {}: {e}",
+                        pod_key(pod)
+                    );
+                }
+            }
+        }
+    }
+
     /// Stops and removes one sandbox: containers, network (CNI DEL with the cached result), pause.
     fn remove_sandbox(&self, pod: &Pod, id: &str, grace: Duration) {
         if let Err(e) = self.runtime.stop_sandbox(id, grace) {
@@ -618,6 +664,7 @@ impl Kubelet {
         mem.tokens.retain(|k, _| k.0 != uid);
         mem.last_status.remove(uid);
         mem.pod_ips.remove(uid);
+        mem.finished.remove(uid);
     }
 
     /// Runs the preStop hook, then stops the container within the grace period.
