@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 /// Both containers exit at once on SIGTERM (a plain `sleep` as PID 1 would wait out the grace period).
 const CMD: &str = "trap 'exit 0' TERM; sleep 100000 & wait";
 const IMAGE: &str = "docker.io/library/busybox:latest";
+/// A pod seen by the watch: name, Ready, deleted, when.
+type WatchEvent = (String, bool, bool, Instant);
 
 fn pod_yaml(name: &str) -> String {
     format!(
@@ -112,7 +114,7 @@ impl Lab {
     }
 
     /// A `kubectl get pods -w` whose events arrive on the channel: (pod, Ready, deleted, when seen).
-    fn watch(&self) -> Result<(Child, mpsc::Receiver<(String, bool, bool, Instant)>)> {
+    fn watch(&self) -> Result<(Child, mpsc::Receiver<WatchEvent>)> {
         let mut child = self
             .kubectl()
             .args(["get", "pods", "-w", "--output-watch-events", "-o", "json"])
@@ -153,7 +155,7 @@ impl Drop for Lab {
 
 /// Waits on the watch until `done` holds for the state seen so far; returns when it did.
 fn wait_watch(
-    rx: &mpsc::Receiver<(String, bool, bool, Instant)>,
+    rx: &mpsc::Receiver<WatchEvent>,
     ready: &mut HashSet<String>,
     gone: &mut HashSet<String>,
     limit: Duration,
