@@ -62,6 +62,8 @@ struct Memory {
     last_status: HashMap<String, Value>,
     /// The pod's network, from its CNI result: pod uid to addresses.
     pod_ips: HashMap<String, Vec<String>>,
+    /// Pods that finished (Succeeded or Failed) on this node: never run again.
+    finished: HashSet<String>,
 }
 
 pub struct Kubelet {
@@ -296,19 +298,23 @@ impl Kubelet {
 
     fn sync_running(&self, pod: &Pod) -> Result<Next, String> {
         let uid = uid(pod);
-        // A finished pod never runs again (kubelet's rule); it only has to stay stopped.
+        // A finished pod is never run again and its status is final (kubelet's terminal pods): its
+        // containers are gone, which must not read as "not started yet". The API's phase covers an
+        // agent restart, the memory a status not yet seen back through the watch.
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-        if matches!(phase, Some("Succeeded") | Some("Failed")) {
-            self.stop_finished(pod);
+        if matches!(phase, Some("Succeeded") | Some("Failed")) || self.mem().finished.contains(&uid)
+        {
+            self.release_finished(pod);
             return Ok(Next::After(RESYNC));
         }
         let (observed, mut sandbox, containers) = self.observe(pod);
         if plan::terminal(pod, &observed) {
-            // The final status first, from the containers as they ended; then the pod's network and
-            // pause go. Its containers stay (with their logs) until the pod is deleted.
+            // The final status from what ran, then the sandbox and the address go; the containers
+            // stay (stopped) until the pod is deleted, so `kubectl logs` still shows their output.
             let facts = self.facts(pod, sandbox.as_ref(), &containers, &HashMap::new(), false);
             self.post_status(pod, &facts);
-            self.stop_finished(pod);
+            self.mem().finished.insert(uid.clone());
+            self.release_finished(pod);
             return Ok(Next::After(RESYNC));
         }
         let actions = plan::next_actions(pod, &observed);
@@ -388,6 +394,14 @@ impl Kubelet {
                     self.mem().probes.remove(&id);
                 }
             }
+        }
+        // Projected volumes follow their sources (a changed ConfigMap or Secret, a token near its
+        // end), as kubelet's periodic volume sync does; unchanged content is left alone.
+        if prepared.is_none()
+            && observed.sandbox_ready
+            && let Err(e) = self.volumes(pod)
+        {
+            eprintln!("refresh the volumes of pod {}: {e}", pod_key(pod));
         }
         self.run_probes(pod);
         let (_, sandbox, containers) = self.observe(pod);
@@ -491,39 +505,6 @@ impl Kubelet {
         }
     }
 
-    /// A finished pod keeps its containers (for logs) but not its processes or its network.
-    fn stop_finished(&self, pod: &Pod) {
-        let uid = uid(pod);
-        for c in self.containers_of(&uid) {
-            if c.state == RtState::Running {
-                self.stop_container(pod, c.id(), c.name(), Self::grace_of(pod));
-            }
-        }
-        let list = NetworkList::load_dir(&self.cfg.cni_conf_dir).ok();
-        for sb in self.sandboxes_of(&uid) {
-            if sb.state == SandboxState::Ready
-                && let Err(e) = self.runtime.stop_sandbox(&sb.record.id, Duration::ZERO)
-            {
-                eprintln!("stop sandbox {} of pod {}: {e}", sb.record.id, pod_key(pod));
-            }
-            if let (false, Some(netns), Some(list)) = (
-                sb.record.host_network,
-                sb.record.netns.clone(),
-                list.as_ref(),
-            ) {
-                let att = self.attachment(pod, &sb.record.id, &netns.to_string_lossy());
-                if self.cni.cached_result(&list.name, &att).is_some()
-                    && let Err(e) = self.cni.del(list, &att)
-                {
-                    eprintln!(
-                        "tear down the network of finished pod {}: {e}",
-                        pod_key(pod)
-                    );
-                }
-            }
-        }
-    }
-
     fn attachment(&self, pod: &Pod, sandbox_id: &str, netns: &str) -> Attachment {
         let r = pod_ref(pod);
         let mut capabilities = serde_json::Map::new();
@@ -552,6 +533,32 @@ impl Kubelet {
                 ("K8S_POD_UID".into(), r.uid),
             ],
             capabilities,
+        }
+    }
+
+    /// A finished pod's sandboxes that still run are stopped and their network torn down (its
+    /// address goes back to the pool); records, containers and logs stay until the pod is deleted.
+    fn release_finished(&self, pod: &Pod) {
+        for sb in self.sandboxes_of(&uid(pod)) {
+            if sb.state != SandboxState::Ready {
+                continue;
+            }
+            let id = sb.record.id.clone();
+            if let Err(e) = self.runtime.stop_sandbox(&id, Self::grace_of(pod)) {
+                eprintln!("stop sandbox {id} of finished pod {}: {e}", pod_key(pod));
+            }
+            if !sb.record.host_network
+                && let Some(netns) = sb.record.netns.clone()
+                && let Ok(list) = NetworkList::load_dir(&self.cfg.cni_conf_dir)
+            {
+                let att = self.attachment(pod, &id, &netns.to_string_lossy());
+                if let Err(e) = self.cni.del(&list, &att) {
+                    eprintln!(
+                        "tear down the network of sandbox {id} of finished pod {}: {e}",
+                        pod_key(pod)
+                    );
+                }
+            }
         }
     }
 
@@ -667,6 +674,7 @@ impl Kubelet {
         mem.tokens.retain(|k, _| k.0 != uid);
         mem.last_status.remove(uid);
         mem.pod_ips.remove(uid);
+        mem.finished.remove(uid);
     }
 
     /// Runs the preStop hook, then stops the container within the grace period.

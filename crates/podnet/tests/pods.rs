@@ -130,6 +130,26 @@ fn events_of(lab: &Lab, pod: &str) -> String {
     ])
 }
 
+/// How many times `reason` was reported for the pod (repeats are counted in one Event).
+fn event_count(lab: &Lab, pod: &str, reason: &str) -> i64 {
+    let out = lab.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        &format!("involvedObject.name={pod}"),
+        "-o",
+        "json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["reason"] == reason)
+        .map(|e| e["count"].as_i64().unwrap_or(1))
+        .sum()
+}
+
 /// A process whose output is collected by a thread, killed when dropped.
 struct Follower {
     child: std::process::Child,
@@ -312,6 +332,16 @@ spec:
   - name: c
     image: busybox
     command: ['sh', '-c', 'echo "crash run $(cat /proc/sys/kernel/random/uuid)"; sleep 1; exit 3']
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: once}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox
+    command: ['sh', '-c', 'echo ran once']
 ---
 apiVersion: v1
 kind: Pod
@@ -519,6 +549,48 @@ fn seed_002_pod_logs_exec_and_graceful_delete() {
     // --previous of a container that never restarted says so.
     let out = lab.kubectl(&["logs", "ticker", "--previous"]);
     assert!(!out.status.success(), "{}", text(&out));
+
+    // restartPolicy Never: the pod finishes, its address is released, and it stays Succeeded with
+    // its container's output (it is not run again once its sandbox is gone).
+    let done = wait_for("once Succeeded", LONG, || {
+        let p = pod_json(&lab, "once")?;
+        if p["status"]["phase"] == "Succeeded" {
+            Ok(p)
+        } else {
+            Err(p["status"].to_string())
+        }
+    });
+    let ip = done["status"]["podIP"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let node = done["spec"]["nodeName"].as_str().unwrap().to_string();
+    let state = podnet_lab::LabPaths::new(&lab.name)
+        .ipam_dir(&node)
+        .join(podnet_lab::cniconf::NETWORK_NAME)
+        .join("state.json");
+    wait_for("once's address released", LONG, || {
+        let s = std::fs::read_to_string(&state).map_err(|e| e.to_string())?;
+        let v: Value = serde_json::from_str(&s).map_err(|e| e.to_string())?;
+        if !ip.is_empty() && v["reservations"].get(&ip).is_none() {
+            Ok(())
+        } else {
+            Err(s)
+        }
+    });
+    let p = pod_json(&lab, "once").unwrap();
+    assert_eq!(p["status"]["phase"], "Succeeded", "{}", p["status"]);
+    let c = container_status(&p, "c");
+    assert_eq!(c["state"]["terminated"]["reason"], "Completed", "{c}");
+    assert_eq!(lab.kubectl_ok(&["logs", "once"]).trim(), "ran once");
+    let table = lab.kubectl_ok(&["get", "pod", "once"]);
+    assert!(table.contains("Completed"), "{table}");
+    assert_eq!(
+        event_count(&lab, "once", "Started"),
+        1,
+        "{}",
+        events_of(&lab, "once")
+    );
 
     // The grace period: the container traps SIGTERM, logs and exits at once, and the pod is gone
     // long before its 120 s grace period; what it wrote on SIGTERM reached its log.
@@ -1071,6 +1143,7 @@ fn snapshot(lab: &Lab, nodes: &[&str], pod_prefix: &str) -> BTreeMap<String, Vec
         // IPAM: the reservations (the allocator's next-address cursor moves on, as it should).
         let state = podnet_lab::LabPaths::new(&lab.name)
             .ipam_dir(node)
+            .join(podnet_lab::cniconf::NETWORK_NAME)
             .join("state.json");
         let json: Value = std::fs::read(&state)
             .ok()
@@ -1276,6 +1349,7 @@ fn no_leaks_after_sigkills_of_agents_shims_and_pauses() {
         fresh["mounts"]
     );
     assert!(!fresh["cgroups"].is_empty() && fresh["node2 links"].len() >= 3);
+    assert_eq!(fresh["node1 ipam reservations"], ["{}"]);
 
     let mut rng: u64 = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
