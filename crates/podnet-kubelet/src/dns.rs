@@ -50,17 +50,7 @@ impl ResolvConf {
     }
 
     pub fn render(&self) -> String {
-        let mut s = String::new();
-        if !self.searches.is_empty() {
-            s.push_str(&format!("search {}\n", self.searches.join(" ")));
-        }
-        for ns in &self.nameservers {
-            s.push_str(&format!("nameserver {ns}\n"));
-        }
-        if !self.options.is_empty() {
-            s.push_str(&format!("options {}\n", self.options.join(" ")));
-        }
-        s
+        podnet_runtime::etc::resolv_conf(&self.nameservers, &self.searches, &self.options)
     }
 }
 
@@ -106,26 +96,15 @@ pub fn hostname_file(pod: &Pod, domain: &str) -> String {
     format!("{name}\n")
 }
 
-/// The managed `/etc/hosts` of a pod with its own network namespace, as kubelet writes it.
+/// The managed `/etc/hosts` of a pod with its own network namespace, as kubelet writes it (rendered
+/// by the runtime's `etc::hosts`).
 pub fn hosts_file(pod: &Pod, pod_ips: &[String], domain: &str) -> String {
-    let mut s = String::from(
-        "# Kubernetes-managed hosts file.\n\
-         127.0.0.1\tlocalhost\n\
-         ::1\tlocalhost ip6-localhost ip6-loopback\n\
-         fe00::0\tip6-localnet\n\
-         fe00::0\tip6-mcastprefix\n\
-         fe00::1\tip6-allnodes\n\
-         fe00::2\tip6-allrouters\n",
-    );
-    let short = hostname(pod);
-    for ip in pod_ips {
-        match fqdn(pod, domain) {
-            Some(f) => s.push_str(&format!("{ip}\t{f}\t{short}\n")),
-            None => s.push_str(&format!("{ip}\t{short}\n")),
-        }
-    }
-    s.push_str(&host_aliases(pod));
-    s
+    podnet_runtime::etc::hosts(
+        pod_ips,
+        &hostname(pod),
+        fqdn(pod, domain).as_deref(),
+        &aliases(pod),
+    )
 }
 
 /// The `/etc/hosts` of a hostNetwork pod: the node's, plus the pod's host aliases.
@@ -135,25 +114,23 @@ pub fn host_network_hosts_file(node_hosts: &str, pod: &Pod) -> String {
     if !s.ends_with('\n') {
         s.push('\n');
     }
-    s.push_str(&host_aliases(pod));
+    let with_aliases = podnet_runtime::etc::hosts(&[], "", None, &aliases(pod));
+    // Only the aliases part of the runtime's rendering: the node's own entries come first.
+    if let Some(i) = with_aliases.find("\n# Entries added by HostAliases.") {
+        s.push_str(&with_aliases[i..]);
+    }
     s
 }
 
-fn host_aliases(pod: &Pod) -> String {
-    let aliases = pod
-        .spec
+/// `spec.hostAliases` as (address, names).
+fn aliases(pod: &Pod) -> Vec<(String, Vec<String>)> {
+    pod.spec
         .as_ref()
         .and_then(|s| s.host_aliases.clone())
-        .unwrap_or_default();
-    if aliases.is_empty() {
-        return String::new();
-    }
-    let mut s = String::from("\n# Entries added by HostAliases.\n");
-    for a in aliases {
-        let names = a.hostnames.unwrap_or_default().join("\t");
-        s.push_str(&format!("{}\t{names}\n", a.ip));
-    }
-    s
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| (a.ip, a.hostnames.unwrap_or_default()))
+        .collect()
 }
 
 /// The pod's resolv.conf from its dnsPolicy and dnsConfig (kubelet's rules): `ClusterFirst` (the

@@ -939,29 +939,38 @@ impl Kubelet {
                 }
             }
         }
-        let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), &ns);
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
-        let mut out_cm = BTreeMap::new();
-        for n in cm_names {
-            if let Some(cm) = self
+        Ok((
+            self.fetch_named(&ns, "configmap", cm_names)?,
+            self.fetch_named(&ns, "secret", secret_names)?,
+        ))
+    }
+
+    /// The named objects of a namespace that exist (a missing one is the caller's to judge).
+    fn fetch_named<K>(
+        &self,
+        ns: &str,
+        kind: &str,
+        names: HashSet<String>,
+    ) -> Result<BTreeMap<String, K>, String>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), ns);
+        let mut out = BTreeMap::new();
+        for n in names {
+            if let Some(obj) = self
                 .handle
-                .block_on(cms.get_opt(&n))
-                .map_err(|e| format!("get configmap {ns}/{n}: {e}"))?
+                .block_on(api.get_opt(&n))
+                .map_err(|e| format!("get {kind} {ns}/{n}: {e}"))?
             {
-                out_cm.insert(n, cm);
+                out.insert(n, obj);
             }
         }
-        let mut out_s = BTreeMap::new();
-        for n in secret_names {
-            if let Some(s) = self
-                .handle
-                .block_on(secrets.get_opt(&n))
-                .map_err(|e| format!("get secret {ns}/{n}: {e}"))?
-            {
-                out_s.insert(n, s);
-            }
-        }
-        Ok((out_cm, out_s))
+        Ok(out)
     }
 
     /// The Services of the pod's namespace as environment variables, plus `kubernetes`.
