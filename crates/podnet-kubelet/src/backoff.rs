@@ -67,6 +67,11 @@ impl Backoff {
         })
     }
 
+    /// The current back-off period of `key` (what kubelet's "back-off 20s" message names).
+    pub fn period(&self, key: &str) -> Duration {
+        self.entries.get(key).map_or(Duration::ZERO, |e| e.delay)
+    }
+
     /// Forgets a key (the pod is gone, or the pull succeeded).
     pub fn forget(&mut self, key: &str) {
         self.entries.remove(key);

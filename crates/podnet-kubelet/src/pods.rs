@@ -324,7 +324,7 @@ impl Kubelet {
         let mut prepared: Option<Vec<Prepared>> = None;
         for action in actions {
             match action {
-                Action::KillPod { reason } => {
+                Action::KillPod { .. } => {
                     if observed.sandbox_exists && !observed.sandbox_ready {
                         self.event(
                             pod,
@@ -340,7 +340,6 @@ impl Kubelet {
                         .and_then(|s| s.termination_grace_period_seconds)
                         .unwrap_or(30)
                         .max(0) as u64;
-                    let _ = reason;
                     self.stop_pod(&uid, Some(pod), Duration::from_secs(grace), false);
                     sandbox = None;
                 }
@@ -1059,10 +1058,7 @@ impl Kubelet {
             }
             let wait = self.mem().crash.remaining(&backoff_key, Instant::now());
             if wait > Duration::ZERO {
-                let delay = self
-                    .mem()
-                    .crash
-                    .remaining(&backoff_key, Instant::now() - Duration::from_secs(0));
+                let delay = self.mem().crash.period(&backoff_key);
                 let msg = format!(
                     "back-off {}s restarting failed container={name} pod={}_{}({})",
                     round_up_secs(delay),

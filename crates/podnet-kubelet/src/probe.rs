@@ -64,7 +64,6 @@ pub enum Verdict {
 pub struct Tracker {
     pub kind: Kind,
     pub timing: Timing,
-    started: Instant,
     next: Instant,
     successes: u32,
     failures: u32,
@@ -77,7 +76,6 @@ impl Tracker {
         Tracker {
             kind,
             next: container_started + timing.initial_delay,
-            started: container_started,
             timing,
             successes: 0,
             failures: 0,
@@ -115,7 +113,6 @@ impl Tracker {
                 }
             }
         }
-        let _ = self.started;
         (before != self.verdict).then_some(self.verdict)
     }
 }
