@@ -31,14 +31,7 @@ impl Backoff {
             Some(e) if ran < RESET_AFTER => (e.delay * 2).min(MAX),
             _ => INITIAL,
         };
-        self.entries.insert(
-            key.to_string(),
-            Entry {
-                delay,
-                not_before: now + delay,
-            },
-        );
-        delay
+        self.set(key, delay, now)
     }
 
     /// Records a container's exit at `now` after a run of `ran`, as kubelet's doBackOff does: the first
@@ -50,13 +43,13 @@ impl Backoff {
             Some(e) if ran < RESET_AFTER => (e.delay * 2).min(MAX),
             _ => Duration::ZERO,
         };
-        self.entries.insert(
-            key.to_string(),
-            Entry {
-                delay,
-                not_before: now + delay,
-            },
-        );
+        self.set(key, delay, now)
+    }
+
+    fn set(&mut self, key: &str, delay: Duration, now: Instant) -> Duration {
+        let not_before = now + delay;
+        self.entries
+            .insert(key.to_string(), Entry { delay, not_before });
         delay
     }
 
