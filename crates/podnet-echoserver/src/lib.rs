@@ -263,6 +263,14 @@ pub fn read_body<R: BufRead>(r: &mut R, head: &Head) -> Result<Vec<u8>, ReadErro
 
 /// The response body for one request: what the client sent, in echoserver 1.4's format.
 /// `client` is the peer's address, `local` the address the connection arrived on.
+/// The answer to a UDP datagram: who answered and whom it saw.
+pub fn udp_reply(hostname: &str, client: IpAddr) -> String {
+    format!(
+        "hostname={hostname}\nclient_address={}\n",
+        canonical(client)
+    )
+}
+
 pub fn render(head: &Head, body: &[u8], client: IpAddr, local: SocketAddr) -> Vec<u8> {
     let query = head.target.split_once('?').map(|(_, q)| q).unwrap_or("nil");
     let host = head.host(&local.ip().to_string());
@@ -497,5 +505,13 @@ mod tests {
         let resp = String::from_utf8(response(&h, b"12345")).unwrap();
         assert!(resp.contains("Content-Length: 5\r\n"));
         assert!(resp.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn udp_reply_names_server_and_client() {
+        assert_eq!(
+            udp_reply("echo-1", "10.244.2.5".parse().unwrap()),
+            "hostname=echo-1\nclient_address=10.244.2.5\n"
+        );
     }
 }

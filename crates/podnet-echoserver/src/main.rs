@@ -1,10 +1,12 @@
 //! `podnet-echoserver [--listen ADDR]`: answers every HTTP request on ADDR (default 0.0.0.0:8080)
 //! with what it received, in the format of registry.k8s.io/echoserver:1.4. One access-log line per
-//! request goes to stdout, so `kubectl logs` shows the traffic.
+//! request goes to stdout, so `kubectl logs` shows the traffic. On the same port over UDP (podnet's
+//! addition; the upstream image has none) each datagram is answered with the server's hostname and
+//! the client's address, which is what Service tests over UDP need to see.
 
 use podnet_echoserver::{ReadError, bad_request, read_body, read_head, render, response};
 use std::io::{BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -65,6 +67,15 @@ fn main() {
         "podnet-echoserver {} listening on {bound} (podnet's substitute for registry.k8s.io/echoserver:1.4)",
         env!("CARGO_PKG_VERSION")
     );
+    match UdpSocket::bind(bound) {
+        Ok(udp) => {
+            let spawned = std::thread::Builder::new().spawn(move || serve_udp(udp));
+            if let Err(e) = spawned {
+                eprintln!("podnet-echoserver: start the UDP responder: {e}");
+            }
+        }
+        Err(e) => eprintln!("podnet-echoserver: listen on {bound}/udp: {e} (HTTP only)"),
+    }
     let active = Arc::new(AtomicUsize::new(0));
     for conn in listener.incoming() {
         let Ok(stream) = conn else { continue };
@@ -124,5 +135,20 @@ fn serve(mut stream: TcpStream) -> std::io::Result<()> {
         if !head.keep_alive() {
             return Ok(());
         }
+    }
+}
+
+/// Answers every datagram with `hostname=<name>\nclient_address=<ip>\n`.
+fn serve_udp(sock: UdpSocket) {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let mut buf = [0u8; 2048];
+    loop {
+        let Ok((_, peer)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let reply = podnet_echoserver::udp_reply(&hostname, peer.ip());
+        let _ = sock.send_to(reply.as_bytes(), peer);
     }
 }

@@ -1,5 +1,6 @@
-//! The node agent's kubelet part as a process: connects to the API server with the node's
-//! credentials, keeps the Node's status and Lease fresh, and runs the pods bound to the node.
+//! The node agent's kubelet part: connects to the API server with the node's credentials, keeps the
+//! Node's status and Lease fresh, and runs the pods bound to the node. The `podnet node-agent`
+//! binary runs it beside the node's networking part (podnet-agent) on one tokio runtime.
 
 use crate::cni::{Cni, NetworkList};
 use crate::config::AgentConfig;
@@ -15,65 +16,52 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Runs the agent until SIGTERM or SIGINT (blocking).
-pub fn run(cfg: AgentConfig) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("agent")
-        .build()
-        .map_err(|e| format!("start the agent's runtime: {e}"))?;
-    rt.block_on(async move {
-        let client = connect(&cfg).await?;
-        eprintln!(
-            "podnet node agent {}: connected to the API server as the node",
-            cfg.node
-        );
-        let facts = NodeFacts::probe(&cfg.node, &cfg.internal_ip, &cfg.state_dir);
-        let kubelet = Arc::new(kubelet(&cfg, client.clone())?);
-        let listener =
-            tokio::net::TcpListener::bind((cfg.internal_ip.as_str(), node::KUBELET_PORT))
-                .await
-                .map_err(|e| {
-                    format!("listen on {}:{}: {e}", cfg.internal_ip, node::KUBELET_PORT)
-                })?;
-        let read = |p: &std::path::Path| {
-            std::fs::read_to_string(p).map_err(|e| format!("read {}: {e}", p.display()))
-        };
-        let (cert, key) = (read(&cfg.serving_cert)?, read(&cfg.serving_key)?);
-        let token = read(&cfg.api_server_token_file)?.trim().to_string();
-        let server = tokio::spawn({
-            let k = kubelet.clone();
-            async move {
-                if let Err(e) = crate::server::serve(k, listener, &cert, &key, token).await {
-                    eprintln!("podnet node agent: kubelet port: {e}");
-                }
-            }
-        });
-        let workers = Workers::new(kubelet.clone());
-        let pleg = tokio::spawn(relist_loop(kubelet.clone(), workers.clone()));
-        let pods = tokio::spawn(watch_pods(
-            client.clone(),
-            cfg.node.clone(),
-            kubelet.clone(),
-            workers,
-        ));
-        let heartbeat = tokio::spawn(heartbeat(client.clone(), cfg.clone(), facts));
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| format!("watch SIGTERM: {e}"))?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+/// The kubelet part's tasks, running on the caller's tokio runtime.
+pub struct Running {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops the tasks; pods keep running (a restarted agent adopts them).
+    pub fn stop(self) {
+        for t in self.tasks {
+            t.abort();
         }
-        heartbeat.abort();
-        pods.abort();
-        pleg.abort();
-        server.abort();
-        eprintln!(
-            "podnet node agent {}: stopping (pods keep running)",
-            cfg.node
-        );
-        Ok(())
+    }
+}
+
+/// Starts the kubelet part on the current tokio runtime: the Node's heartbeat, the pod workers fed
+/// by a watch of the node's pods, the relist loop and the kubelet port.
+pub async fn start(cfg: &AgentConfig, client: kube::Client) -> Result<Running, String> {
+    let facts = NodeFacts::probe(&cfg.node, &cfg.internal_ip, &cfg.state_dir);
+    let kubelet = Arc::new(kubelet(cfg, client.clone())?);
+    let listener = tokio::net::TcpListener::bind((cfg.internal_ip.as_str(), node::KUBELET_PORT))
+        .await
+        .map_err(|e| format!("listen on {}:{}: {e}", cfg.internal_ip, node::KUBELET_PORT))?;
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).map_err(|e| format!("read {}: {e}", p.display()))
+    };
+    let (cert, key) = (read(&cfg.serving_cert)?, read(&cfg.serving_key)?);
+    let token = read(&cfg.api_server_token_file)?.trim().to_string();
+    let server = tokio::spawn({
+        let k = kubelet.clone();
+        async move {
+            if let Err(e) = crate::server::serve(k, listener, &cert, &key, token).await {
+                eprintln!("podnet node agent: kubelet port: {e}");
+            }
+        }
+    });
+    let workers = Workers::new(kubelet.clone());
+    let pleg = tokio::spawn(relist_loop(kubelet.clone(), workers.clone()));
+    let pods = tokio::spawn(watch_pods(
+        client.clone(),
+        cfg.node.clone(),
+        kubelet.clone(),
+        workers,
+    ));
+    let heartbeat = tokio::spawn(heartbeat(client, cfg.clone(), facts));
+    Ok(Running {
+        tasks: vec![heartbeat, pods, pleg, server],
     })
 }
 
@@ -190,7 +178,8 @@ async fn watch_pods(
     }
 }
 
-async fn connect(cfg: &AgentConfig) -> Result<kube::Client, String> {
+/// A client acting as the node, from the agent's kubeconfig.
+pub async fn connect(cfg: &AgentConfig) -> Result<kube::Client, String> {
     let kc = Kubeconfig::read_from(&cfg.kubeconfig)
         .map_err(|e| format!("read {}: {e}", cfg.kubeconfig.display()))?;
     let conf = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())

@@ -26,6 +26,10 @@ pub struct AgentConfig {
     pub ca_cert: PathBuf,
     pub cluster_dns: Vec<String>,
     pub cluster_domain: String,
+    /// The node's resolv.conf (kubelet's `--resolv-conf`): what `dnsPolicy: Default` pods get and what
+    /// ClusterFirst pods' search path extends.
+    #[serde(default = "default_resolv_conf")]
+    pub resolv_conf: PathBuf,
     /// The image store shared by the machine's nodes.
     pub image_store: PathBuf,
     /// containerd-style registry hosts directory (`<host>/hosts.toml`), if any.
@@ -39,10 +43,10 @@ pub struct AgentConfig {
     pub cgroup_parent: String,
     /// The runtime's volatile state: records, runc's root, pods' network namespace files.
     pub runtime_dir: PathBuf,
-    /// The address in-cluster clients reach the API server at (KUBERNETES_SERVICE_HOST/PORT until the
-    /// `kubernetes` Service is programmed).
-    pub api_host: String,
-    pub api_port: u16,
+}
+
+fn default_resolv_conf() -> PathBuf {
+    PathBuf::from("/etc/resolv.conf")
 }
 
 impl AgentConfig {

@@ -462,7 +462,7 @@ impl Kubelet {
                 })?;
                 result_ips(&result)
             };
-            let node_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            let node_resolv = std::fs::read_to_string(&self.cfg.resolv_conf).unwrap_or_default();
             let resolv = crate::dns::resolv_conf(
                 pod,
                 &crate::dns::ResolvConf::parse(&node_resolv),
@@ -998,27 +998,19 @@ impl Kubelet {
                     .collect(),
             })
         };
+        // The `kubernetes` Service of `default` is in every pod's environment (kubelet's master
+        // service), then the pod's own namespace's Services.
         let mut out = Vec::new();
         let default: Api<Service> = Api::namespaced(self.client.clone(), "default");
-        if let Ok(Some(k)) = self.handle.block_on(default.get_opt("kubernetes"))
-            && let Some(mut e) = to_env(&k)
+        if ns != "default"
+            && let Ok(Some(k)) = self.handle.block_on(default.get_opt("kubernetes"))
+            && let Some(e) = to_env(&k)
         {
-            // Until the Services issue programs the `kubernetes` Service, in-cluster clients are
-            // pointed at the API server's own address.
-            e.cluster_ip = self.cfg.api_host.clone();
-            e.ports = vec![("https".into(), self.cfg.api_port as i32, "TCP".into())];
             out.push(e);
         }
         let api: Api<Service> = Api::namespaced(self.client.clone(), &ns);
         if let Ok(list) = self.handle.block_on(api.list(&ListParams::default())) {
-            out.extend(
-                list.items
-                    .iter()
-                    .filter(|s| {
-                        !(ns == "default" && s.metadata.name.as_deref() == Some("kubernetes"))
-                    })
-                    .filter_map(to_env),
-            );
+            out.extend(list.items.iter().filter_map(to_env));
         }
         out
     }

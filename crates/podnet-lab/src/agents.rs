@@ -33,12 +33,7 @@ pub fn config(paths: &LabPaths, state: &LabState, node: &str) -> Result<AgentCon
         .ok_or_else(|| Error::Invalid(format!("no node {node} in lab {}", paths.name)))?;
     let dir = paths.node_dir(node);
     let runtime = paths.runtime_config(node);
-    let service = state.plan.spec.service_cidr;
-    let dns = service
-        .hosts()
-        .nth(9)
-        .map(|ip| ip.to_string())
-        .unwrap_or_else(|| "10.96.0.10".into());
+    let dns = cluster_dns_ip(state);
     Ok(AgentConfig {
         node: node.to_string(),
         internal_ip: plan.underlay_ip.to_string(),
@@ -52,6 +47,7 @@ pub fn config(paths: &LabPaths, state: &LabState, node: &str) -> Result<AgentCon
         ca_cert: dir.join("agent/ca.crt"),
         cluster_dns: vec![dns],
         cluster_domain: "cluster.local".into(),
+        resolv_conf: node_resolv_conf(paths, node),
         image_store: PathBuf::from(crate::paths::DATA_ROOT).join("images"),
         registry_hosts_dir: Some(paths.data_dir().join("hosts.d")),
         pull_netns: Some(machine_netns_path(paths)),
@@ -61,9 +57,26 @@ pub fn config(paths: &LabPaths, state: &LabState, node: &str) -> Result<AgentCon
             .parent()
             .expect("the runtime's state has a parent")
             .to_path_buf(),
-        api_host: state.plan.router_ip.to_string(),
-        api_port: crate::controlplane::ROUTER_API_PORT,
     })
+}
+
+/// The cluster DNS's Service address: the tenth of the service network, as Kubernetes' tools choose it
+/// (10.96.0.10 for the default network).
+pub fn cluster_dns_ip(state: &LabState) -> String {
+    state
+        .plan
+        .spec
+        .service_cidr
+        .hosts()
+        .nth(9)
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|| "10.96.0.10".into())
+}
+
+/// The node's resolv.conf: the lab's DNS relay on the router (see `dnsrelay`), as a cloud VM's
+/// names the provider's resolver.
+pub fn node_resolv_conf(paths: &LabPaths, node: &str) -> PathBuf {
+    paths.node_dir(node).join("resolv.conf")
 }
 
 /// Where the lab keeps a handle on the machine's network namespace: the agents' image pulls dial
@@ -135,6 +148,9 @@ pub fn prepare(paths: &LabPaths, state: &LabState, node: &str) -> Result<AgentCo
         write_private(&cfg.serving_key, key.as_bytes())?;
         write_private(&cfg.serving_cert, cert.as_bytes())?;
     }
+    let resolv = format!("nameserver {}\n", state.plan.router_ip);
+    std::fs::write(&cfg.resolv_conf, resolv)
+        .map_err(io(format!("write {}", cfg.resolv_conf.display())))?;
     let path = config_path(paths, node);
     cfg.save(&path).map_err(Error::Other)?;
     Ok(cfg)
@@ -164,7 +180,7 @@ pub fn log_path(paths: &LabPaths, node: &str) -> PathBuf {
 
 /// Starts the agent of `node` inside the node's network and UTS namespaces, in its own session,
 /// output appended to its log.
-pub fn spawn(paths: &LabPaths, podnet_exe: &Path, node: &str) -> Result<Child> {
+pub fn spawn(paths: &LabPaths, podnet_exe: &Path, node: &str, cluster_cidr: &str) -> Result<Child> {
     let net_path = persist::netns_path(&paths.node_netns(node));
     let net = File::open(&net_path).map_err(io(format!("open {}", net_path.display())))?;
     let uts = File::open(paths.uts_file(node))
@@ -177,6 +193,7 @@ pub fn spawn(paths: &LabPaths, podnet_exe: &Path, node: &str) -> Result<Child> {
     let mut cmd = Command::new(podnet_exe);
     cmd.args([AGENT_ARG, "--node", node, "--config"])
         .arg(config_path(paths, node))
+        .args(["--cluster-cidr", cluster_cidr])
         .env(LAB_ENV, &paths.name)
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(io("duplicate the agent log"))?)
@@ -254,6 +271,7 @@ pub fn supervise(
     paths: LabPaths,
     podnet_exe: PathBuf,
     nodes: Vec<String>,
+    cluster_cidr: String,
     stop: Arc<AtomicBool>,
 ) -> Vec<std::thread::JoinHandle<()>> {
     nodes
@@ -262,13 +280,14 @@ pub fn supervise(
             let paths = paths.clone();
             let exe = podnet_exe.clone();
             let stop = stop.clone();
+            let cluster_cidr = cluster_cidr.clone();
             std::thread::Builder::new()
                 .name(format!("agent-{node}"))
                 .spawn(move || {
                     let mut pause = Duration::from_millis(500);
                     while !stop.load(Ordering::SeqCst) {
                         let started = std::time::Instant::now();
-                        match spawn(&paths, &exe, &node) {
+                        match spawn(&paths, &exe, &node, &cluster_cidr) {
                             Ok(mut child) => loop {
                                 if stop.load(Ordering::SeqCst) {
                                     return; // `down` or the daemon's shutdown stops the agents

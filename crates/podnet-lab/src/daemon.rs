@@ -5,7 +5,7 @@
 use crate::error::{Error, Result, io, ns};
 use crate::paths::LabPaths;
 use crate::teardown::DAEMON_ARG;
-use crate::{agents, controlplane, internet, state::LabState};
+use crate::{addons, agents, controlplane, dnsrelay, internet, state::LabState};
 use podnet_netns::{NetNs, persist};
 use podnet_types::lab::INTERNET_HOST_IP;
 use std::fs::{self, OpenOptions};
@@ -55,8 +55,11 @@ pub fn run(name: &str) -> Result<()> {
         .map_err(io("start the internet web server"))?;
     drop(http); // serves until the process ends
 
+    start_dns_relay(&paths, &state)?;
+
     let (api, api_addr) = controlplane::start(&paths, &state, state.api_port)?;
     controlplane::register_nodes(&api, &state)?;
+    addons::install(&api, &addons::dns_objects(&state)?)?;
 
     // Node agents left by a daemon that died are replaced (they adopt their pods when they start).
     for e in agents::stop_all(&paths) {
@@ -69,7 +72,13 @@ pub fn run(name: &str) -> Result<()> {
     }
     let exe = std::env::current_exe().map_err(io("find the podnet executable"))?;
     let stop_agents = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let supervisors = agents::supervise(paths.clone(), exe, nodes, stop_agents.clone());
+    let supervisors = agents::supervise(
+        paths.clone(),
+        exe,
+        nodes,
+        state.plan.spec.cluster_cidr.to_string(),
+        stop_agents.clone(),
+    );
     let ready = Ready {
         pid: std::process::id(),
         api: api_addr.to_string(),
@@ -96,6 +105,28 @@ pub fn run(name: &str) -> Result<()> {
     }
     api.shutdown();
     Ok(())
+}
+
+/// The lab's upstream resolver on the router's underlay address, port 53 (see [`dnsrelay`]).
+fn start_dns_relay(paths: &LabPaths, state: &LabState) -> Result<()> {
+    let upstreams = if state.plan.spec.upstream_dns.is_empty() {
+        let text = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        dnsrelay::upstreams_from_resolv_conf(&text)
+    } else {
+        state.plan.spec.upstream_dns.clone()
+    };
+    let router_path = persist::netns_path(&paths.router_netns());
+    let router =
+        NetNs::open(&router_path).map_err(ns(format!("open {}", router_path.display())))?;
+    let at = (state.plan.router_ip, 53);
+    let (udp, tcp) = router
+        .run(|| Ok::<_, std::io::Error>((std::net::UdpSocket::bind(at)?, TcpListener::bind(at)?)))
+        .map_err(ns("enter the router"))?
+        .map_err(io(format!(
+            "listen on {}:53 in the router for the lab's DNS relay",
+            state.plan.router_ip
+        )))?;
+    dnsrelay::serve(udp, tcp, upstreams).map_err(io("start the lab's DNS relay"))
 }
 
 /// Starts the daemon detached (its own session, output to the lab's log) and waits until it is ready.

@@ -5,10 +5,12 @@
 //!
 //! Nothing here touches the machine's own network namespace.
 
+pub mod addons;
 pub mod agents;
 pub mod cniconf;
 pub mod controlplane;
 pub mod daemon;
+pub mod dnsrelay;
 mod error;
 pub mod exec;
 mod internet;

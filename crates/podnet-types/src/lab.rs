@@ -96,6 +96,10 @@ pub struct PlanSpec {
     pub service_cidr: Ipv4Net,
     /// MTU of the underlay links.
     pub mtu: u32,
+    /// The resolvers the lab relays names outside the cluster to (empty: the machine's, from its
+    /// `/etc/resolv.conf`). Tests point it at a resolver of their own on loopback.
+    #[serde(default, rename = "upstreamDNS", skip_serializing_if = "Vec::is_empty")]
+    pub upstream_dns: Vec<std::net::SocketAddr>,
 }
 
 impl Default for PlanSpec {
@@ -109,6 +113,7 @@ impl Default for PlanSpec {
             // underlay 10.100.0.0/24: a ClusterIP could equal a node's address. kind's /16 does not.
             service_cidr: "10.96.0.0/16".parse().expect("literal"),
             mtu: 1500,
+            upstream_dns: Vec::new(),
         }
     }
 }

@@ -1,7 +1,10 @@
-//! `podnet node-agent --node NAME`: the agent of one node (a kubelet's job plus the node's networking),
-//! started by the lab daemon inside the node's namespaces; on a real node, by its init system.
+//! `podnet node-agent --node NAME`: the agent of one node, started by the lab daemon inside the node's
+//! namespaces (on a real node, by its init system). Two parts on one runtime: the kubelet part
+//! (podnet-kubelet: pods, the Node's status) and the networking part (podnet-agent: the service
+//! proxy), which on a real cluster runs alone beside the real kubelet.
 
-use anyhow::Context;
+use anyhow::{Context, Result};
+use ipnet::Ipv4Net;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -12,9 +15,13 @@ pub struct Args {
     /// The agent's configuration (the lab writes one per node).
     #[arg(long)]
     pub config: PathBuf,
+    /// The cluster's pod network (kube-proxy's --cluster-cidr): traffic to a Service from outside it
+    /// is masqueraded. Repeatable.
+    #[arg(long = "cluster-cidr", required = true)]
+    pub cluster_cidr: Vec<Ipv4Net>,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub fn run(args: Args) -> Result<()> {
     let cfg =
         podnet_kubelet::config::AgentConfig::load(&args.config).map_err(anyhow::Error::msg)?;
     anyhow::ensure!(
@@ -24,7 +31,38 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         cfg.node,
         args.node
     );
-    podnet_kubelet::agent::run(cfg)
-        .map_err(anyhow::Error::msg)
-        .with_context(|| format!("node agent {}", args.node))
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("agent")
+        .build()
+        .context("start the agent's runtime")?;
+    let node = args.node.clone();
+    rt.block_on(async move {
+        let client = podnet_kubelet::agent::connect(&cfg)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        eprintln!("podnet node agent {node}: connected to the API server as the node");
+        let networking = tokio::spawn(networking(client.clone(), node.clone(), args.cluster_cidr));
+        let kubelet = podnet_kubelet::agent::start(&cfg, client)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("watch SIGTERM")?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        kubelet.stop();
+        networking.abort();
+        eprintln!("podnet node agent {node}: stopping (pods and Service rules stay)");
+        Ok::<_, anyhow::Error>(())
+    })
+    .with_context(|| format!("node agent {}", args.node))
+}
+
+/// The node's networking from the API alone. Its rules stay when the agent stops, as kube-proxy's
+/// do, so Services keep working while an agent restarts.
+async fn networking(client: kube::Client, node: String, cluster_cidrs: Vec<Ipv4Net>) {
+    let _ = (client, node, cluster_cidrs); // the service proxy is wired in with podnet-agent
 }

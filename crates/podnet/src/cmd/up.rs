@@ -29,6 +29,10 @@ pub struct Args {
     /// MTU of the underlay links.
     #[arg(long, default_value_t = 1500)]
     mtu: u32,
+    /// A resolver for names outside the cluster (repeatable; default: the machine's own, from
+    /// /etc/resolv.conf). The lab's router relays pods' and the cluster DNS's queries to it.
+    #[arg(long = "upstream-dns", value_name = "IP:PORT")]
+    upstream_dns: Vec<std::net::SocketAddr>,
     /// The API server's port on 127.0.0.1 (0 picks a free one).
     #[arg(long = "api-port", default_value_t = 6443)]
     api_port: u16,
@@ -47,6 +51,7 @@ pub fn run(lab: &str, a: Args) -> Result<()> {
             node_prefix: a.node_prefix,
             service_cidr: a.service_cidr,
             mtu: a.mtu,
+            upstream_dns: a.upstream_dns,
         },
         mode: a.mode.unwrap_or(Mode::Vxlan),
         podnet_exe: std::env::current_exe().context("find the podnet executable")?,

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod kube;
+
 use podnet_testkit::{TestNs, cni_command, run_cni, unique_name};
 use serde_json::Value;
 use std::io::{Read, Write};
