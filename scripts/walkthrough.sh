@@ -60,6 +60,25 @@ run podnet node exec "$POD_NODE" -- curl -s "http://$POD_IP/" | head -4
 note "Seed 004's docker ps on the node: the pause sandbox and the nginx container beside it:"
 run podnet node ps "$POD_NODE"
 run kubectl describe pod --selector=app=nginx
+
+say "Seed 002/004: the NodePort Service answers on every node, and from outside the nodes"
+NODE_PORT=$(kubectl get service nginx -o jsonpath='{.spec.ports[0].nodePort}')
+run kubectl describe service nginx
+note "From node1 to node2's address, and from the router (the lab's edge):"
+run podnet node exec node1 -- curl -s -o /dev/null -w '%{http_code} from node2:%{remote_port}\n' "http://10.100.0.3:$NODE_PORT/"
+run ip netns exec pn-router curl -s -o /dev/null -w '%{http_code} from node1:%{remote_port}\n' "http://10.100.0.2:$NODE_PORT/"
+note "Each node's agent programs Services into one nftables table: verdict maps dispatch on address,"
+note "protocol and port to one chain per service port, named after the Service:"
+run podnet node exec node1 -- nft list table ip podnet-services | sed -n '1,60p'
+
+say "Cluster DNS: two podnet-dns replicas behind kube-dns at 10.96.0.10, as clusters run CoreDNS"
+run kubectl get deployment,service --namespace kube-system --selector=k8s-app=kube-dns -o wide
+run kubectl run dnsprobe --image=busybox --restart=Never -- sleep 3600
+run kubectl wait --for=condition=Ready pod/dnsprobe --timeout=120s
+run kubectl exec dnsprobe -- cat /etc/resolv.conf
+run kubectl exec dnsprobe -- nslookup nginx.default.svc.cluster.local
+run kubectl exec dnsprobe -- wget -qO- http://nginx/ | head -4
+kubectl delete pod dnsprobe --now >/dev/null
 kubectl delete deployment nginx >/dev/null; kubectl delete service nginx >/dev/null
 
 say "Images: the tutorials' images are substitutes from the lab's mirror (no registry is reachable here)"
