@@ -1,6 +1,8 @@
 //! Events as kubelet records them: source `kubelet` on the node, the container named in
 //! `involvedObject.fieldPath`, repeats of the same event folded into one with a count (what
-//! `kubectl describe` shows as `(x4 over 2m)`).
+//! `kubectl describe` shows as `(x4 over 2m)`). Recording never waits for the API server: events go
+//! through one queue to a background task that posts them in order, as kubelet's event broadcaster
+//! does, so a pod's sync does not pay a round trip per event.
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
@@ -18,26 +20,81 @@ pub enum Type {
 /// What makes two events the same one: namespace, object uid, field path, reason, message.
 type EventKey = (String, String, String, String, String);
 
-/// Records events for one node.
+/// Records events for one node: a handle on the queue of [`Poster`].
 pub struct Recorder {
+    tx: tokio::sync::mpsc::UnboundedSender<Job>,
+}
+
+enum Job {
+    Event {
+        pod: Box<Pod>,
+        container: Option<String>,
+        kind: Type,
+        reason: String,
+        message: String,
+    },
+    Forget(String),
+}
+
+impl Recorder {
+    /// Starts the posting task on `handle`.
+    pub fn start(client: kube::Client, node: &str, handle: &tokio::runtime::Handle) -> Recorder {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let poster = Poster {
+            client,
+            node: node.to_string(),
+            seen: Mutex::new(HashMap::new()),
+        };
+        handle.spawn(async move {
+            while let Some(job) = rx.recv().await {
+                match job {
+                    Job::Event {
+                        pod,
+                        container,
+                        kind,
+                        reason,
+                        message,
+                    } => {
+                        poster
+                            .pod(&pod, container.as_deref(), kind, &reason, &message)
+                            .await
+                    }
+                    Job::Forget(uid) => poster.forget(&uid),
+                }
+            }
+        });
+        Recorder { tx }
+    }
+
+    /// Queues an event about a pod, or one of its containers when `container` is given.
+    pub fn pod(&self, pod: &Pod, container: Option<&str>, kind: Type, reason: &str, message: &str) {
+        let _ = self.tx.send(Job::Event {
+            pod: Box::new(pod.clone()),
+            container: container.map(String::from),
+            kind,
+            reason: reason.to_string(),
+            message: message.to_string(),
+        });
+    }
+
+    /// Forgets the folding state of a pod that is gone (after its queued events).
+    pub fn forget(&self, pod_uid: &str) {
+        let _ = self.tx.send(Job::Forget(pod_uid.to_string()));
+    }
+}
+
+/// Posts events to the API server.
+struct Poster {
     client: kube::Client,
     node: String,
     /// Each event recorded so far, to its name and count.
     seen: Mutex<HashMap<EventKey, (String, i32)>>,
 }
 
-impl Recorder {
-    pub fn new(client: kube::Client, node: &str) -> Recorder {
-        Recorder {
-            client,
-            node: node.to_string(),
-            seen: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Records an event about a pod, or one of its containers when `container` is given. Failures
-    /// are logged, never returned: an event is not worth failing a pod's sync over.
-    pub async fn pod(
+impl Poster {
+    /// Posts an event (or counts a repeat). Failures are logged, never returned: an event is not
+    /// worth failing a pod's sync over.
+    async fn pod(
         &self,
         pod: &Pod,
         container: Option<&str>,
@@ -125,8 +182,7 @@ impl Recorder {
         }
     }
 
-    /// Forgets the folding state of a pod that is gone.
-    pub fn forget(&self, pod_uid: &str) {
+    fn forget(&self, pod_uid: &str) {
         self.seen
             .lock()
             .expect("not poisoned")

@@ -140,7 +140,7 @@ impl Kubelet {
         runtime: Runtime,
         images: Images,
     ) -> Kubelet {
-        let recorder = Recorder::new(client.clone(), &cfg.node);
+        let recorder = Recorder::start(client.clone(), &cfg.node, &handle);
         let cni = Cni {
             bin_dirs: cfg.cni_bin_dirs.clone(),
             cache_dir: cfg.cni_cache_dir(),
@@ -163,8 +163,7 @@ impl Kubelet {
 
     fn event(&self, pod: &Pod, container: Option<&str>, warning: bool, reason: &str, msg: &str) {
         let kind = if warning { Type::Warning } else { Type::Normal };
-        self.handle
-            .block_on(self.recorder.pod(pod, container, kind, reason, msg));
+        self.recorder.pod(pod, container, kind, reason, msg);
     }
 
     fn log_dir(&self, pod: &Pod) -> PathBuf {

@@ -301,15 +301,32 @@ impl Runtime {
         })
     }
 
-    /// Every sandbox of this node, from its state directory.
+    /// Every sandbox of this node, from its state directory. The container records are read once
+    /// for all sandboxes (not once per sandbox), so a relist stays linear in what the node runs.
     pub fn list_sandboxes(&self) -> Result<Vec<SandboxStatus>> {
+        let mut by_sandbox: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for c in records::list_dir(&self.cfg.containers_dir())? {
+            if let Ok(r) = self.container_record(&c) {
+                by_sandbox.entry(r.sandbox_id).or_default().push(c);
+            }
+        }
         let mut out = Vec::new();
         for id in records::list_dir(&self.cfg.sandboxes_dir())? {
-            match self.sandbox_status(&id) {
-                Ok(s) => out.push(s),
-                Err(e) if e.is_not_found() => {}
+            let record = match self.sandbox_record(&id) {
+                Ok(r) => r,
+                Err(e) if e.is_not_found() => continue,
                 Err(e) => return Err(e),
-            }
+            };
+            let state = if Self::pause_alive(&record) {
+                SandboxState::Ready
+            } else {
+                SandboxState::NotReady
+            };
+            out.push(SandboxStatus {
+                containers: by_sandbox.remove(&id).unwrap_or_default(),
+                record,
+                state,
+            });
         }
         Ok(out)
     }
