@@ -493,6 +493,17 @@ spec:
         "{srv}"
     );
 
+    // busybox's nslookup asks A and AAAA at once from one socket, through the Service's DNAT to one
+    // of two replicas: the conntrack race that stalls such lookups for 5 s elsewhere must not (each
+    // lookup here has 4 s).
+    let burst = exec(
+        &lab,
+        "client",
+        &["sh", "-c", "for i in $(seq 20); do timeout 4 nslookup web >/dev/null || echo stalled $i; done"],
+    )
+    .unwrap();
+    assert!(!burst.contains("stalled"), "{burst}");
+
     // A pod by its dashed address.
     let cip = ip(&client);
     let dashed = format!("{}.default.pod.cluster.local", cip.replace('.', "-"));
