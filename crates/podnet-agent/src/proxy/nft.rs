@@ -199,7 +199,7 @@ pub fn base_commands(base: &Base) -> Vec<String> {
     );
     chain(
         "nat-output",
-        Some("type nat hook output priority dstnat"),
+        Some("type nat hook output priority -100"),
         &["jump services".into()],
     );
     chain(
@@ -225,22 +225,22 @@ pub fn base_commands(base: &Base) -> Vec<String> {
     let unknown = "ip daddr @cluster-ips jump reject-chain".to_string();
     chain(
         "filter-input",
-        Some("type filter hook input priority filter - 10"),
+        Some("type filter hook input priority -10"),
         std::slice::from_ref(&check),
     );
     chain(
         "filter-forward",
-        Some("type filter hook forward priority filter - 10"),
+        Some("type filter hook forward priority -10"),
         &[check.clone(), unknown.clone()],
     );
     chain(
         "filter-output",
-        Some("type filter hook output priority dstnat - 10"),
+        Some("type filter hook output priority -110"),
         &[check],
     );
     chain(
         "filter-output-post-dnat",
-        Some("type filter hook output priority dstnat + 10"),
+        Some("type filter hook output priority -90"),
         &[unknown],
     );
     c

@@ -84,7 +84,7 @@ pub fn remove(table: &str) -> Result<(), ProxyError> {
 }
 
 enum Change {
-    Service(watcher::Event<Service>),
+    Service(Box<watcher::Event<Service>>),
     Slice(watcher::Event<EndpointSlice>),
 }
 
@@ -120,7 +120,7 @@ fn slice_key(s: &EndpointSlice) -> Option<(ServiceKey, String)> {
 impl Store {
     fn apply(&mut self, change: Change) {
         match change {
-            Change::Service(ev) => match ev {
+            Change::Service(ev) => match *ev {
                 watcher::Event::Init => self.relist_services = Some(HashMap::new()),
                 watcher::Event::InitApply(s) => {
                     if let (Some(k), Some(m)) = (service_key(&s), self.relist_services.as_mut()) {
@@ -219,7 +219,7 @@ pub async fn run(client: kube::Client, cfg: ProxyConfig) -> Result<(), ProxyErro
             while let Some(ev) = stream.next().await {
                 match ev {
                     Ok(ev) => {
-                        if tx.send(Change::Service(ev)).is_err() {
+                        if tx.send(Change::Service(Box::new(ev))).is_err() {
                             return;
                         }
                     }
