@@ -85,7 +85,7 @@ pub fn remove(table: &str) -> Result<(), ProxyError> {
 
 enum Change {
     Service(Box<watcher::Event<Service>>),
-    Slice(watcher::Event<EndpointSlice>),
+    Slice(Box<watcher::Event<EndpointSlice>>),
 }
 
 /// What the watches have shown so far.
@@ -147,7 +147,7 @@ impl Store {
                     }
                 }
             },
-            Change::Slice(ev) => match ev {
+            Change::Slice(ev) => match *ev {
                 watcher::Event::Init => self.relist_slices = Some(HashMap::new()),
                 watcher::Event::InitApply(s) => {
                     if let (Some((k, n)), Some(m)) = (slice_key(&s), self.relist_slices.as_mut()) {
@@ -235,7 +235,7 @@ pub async fn run(client: kube::Client, cfg: ProxyConfig) -> Result<(), ProxyErro
         while let Some(ev) = stream.next().await {
             match ev {
                 Ok(ev) => {
-                    if tx.send(Change::Slice(ev)).is_err() {
+                    if tx.send(Change::Slice(Box::new(ev))).is_err() {
                         return;
                     }
                 }
@@ -339,16 +339,16 @@ mod tests {
     #[test]
     fn relists_forget_vanished_objects_and_mark_them_dirty() {
         let mut st = Store::default();
-        st.apply(Change::Slice(watcher::Event::Init));
-        st.apply(Change::Slice(watcher::Event::InitApply(slice(
+        st.apply(Change::Slice(Box::new(watcher::Event::Init)));
+        st.apply(Change::Slice(Box::new(watcher::Event::InitApply(slice(
             "a", "web-1", "web",
-        ))));
-        st.apply(Change::Slice(watcher::Event::InitDone));
+        )))));
+        st.apply(Change::Slice(Box::new(watcher::Event::InitDone)));
         assert!(st.slices_listed);
         assert_eq!(st.slices[&ServiceKey::new("a", "web")].len(), 1);
         st.dirty.clear();
-        st.apply(Change::Slice(watcher::Event::Init));
-        st.apply(Change::Slice(watcher::Event::InitDone));
+        st.apply(Change::Slice(Box::new(watcher::Event::Init)));
+        st.apply(Change::Slice(Box::new(watcher::Event::InitDone)));
         assert!(st.slices.is_empty());
         assert!(st.dirty.contains(&ServiceKey::new("a", "web")));
     }
@@ -356,12 +356,12 @@ mod tests {
     #[test]
     fn a_slice_relabelled_to_another_service_leaves_the_first() {
         let mut st = Store::default();
-        st.apply(Change::Slice(watcher::Event::Apply(slice(
+        st.apply(Change::Slice(Box::new(watcher::Event::Apply(slice(
             "a", "s1", "web",
-        ))));
-        st.apply(Change::Slice(watcher::Event::Apply(slice(
+        )))));
+        st.apply(Change::Slice(Box::new(watcher::Event::Apply(slice(
             "a", "s1", "api",
-        ))));
+        )))));
         assert!(st.slices[&ServiceKey::new("a", "web")].is_empty());
         assert_eq!(st.slices[&ServiceKey::new("a", "api")].len(), 1);
     }
