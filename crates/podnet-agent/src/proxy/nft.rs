@@ -1,0 +1,732 @@
+//! The nftables objects of the service proxy and the transaction text that creates them (pure).
+//!
+//! One table, `ip podnet-services` by default. A packet meets a constant number of rules whatever the
+//! number of Services: `services` dispatches on `daddr . l4proto . dport` through the `service-ips`
+//! verdict map (cluster IPs and external addresses) and on `l4proto . dport` through `service-nodeports`
+//! for packets to a local address; the target is one chain per service port, named after the Service
+//! (`svc-default/web-tcp-80`), which picks an endpoint chain (`ep-default/web-tcp-80-10.244.1.5-8080`)
+//! at random. Names cannot collide: namespaces and names are DNS labels (no `/`, no `.`), so the `/`
+//! ends the namespace and the protocol, port and endpoint are read from the right.
+//!
+//! Filter chains reject new connections to service ports without endpoints (`no-endpoint-services`,
+//! `no-endpoint-nodeports`) and to unknown ports of cluster IPs, so clients fail at once instead of
+//! timing out. Packets that must be masqueraded carry a mark bit podnet owns; `masquerading` (srcnat)
+//! rewrites them. Base chains use kube-proxy's hooks and priorities so they compose with the CNI
+//! plugin's table (`inet podnet-cni`, which uses no marks).
+
+use super::model::{Endpoint, PortState, ServiceKey, ServiceState};
+use ipnet::Ipv4Net;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+pub const DEFAULT_TABLE: &str = "podnet-services";
+/// The mark bit meaning "masquerade this packet" (kube-proxy's value; podnet-cni sets no marks).
+pub const DEFAULT_MASQUERADE_MARK: u32 = 0x4000;
+/// Chain and set names stay well below the kernel's 256 bytes.
+const MAX_NAME: usize = 200;
+/// Elements per `add element` line: keeps lines short for nft's parser without costing a process.
+const ELEMENTS_PER_LINE: usize = 1000;
+
+/// What every rule of the table depends on besides the Services.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Base {
+    pub table: String,
+    /// Pod addresses: traffic from elsewhere to a cluster IP is masqueraded (so replies come back
+    /// through this node), and pods reaching a node port of an eTP Local service use all endpoints.
+    pub cluster_cidrs: Vec<Ipv4Net>,
+    pub masquerade_mark: u32,
+}
+
+impl Base {
+    pub fn new(table: impl Into<String>, cluster_cidrs: Vec<Ipv4Net>) -> Base {
+        Base {
+            table: table.into(),
+            cluster_cidrs,
+            masquerade_mark: DEFAULT_MASQUERADE_MARK,
+        }
+    }
+
+    fn cidrs(&self) -> Option<String> {
+        match self.cluster_cidrs.as_slice() {
+            [] => None,
+            [one] => Some(one.to_string()),
+            many => Some(format!(
+                "{{ {} }}",
+                many.iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+}
+
+/// The verdict maps and the set a Service puts elements into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Container {
+    ServiceIps,
+    ServiceNodePorts,
+    NoEndpointServices,
+    NoEndpointNodePorts,
+    ClusterIps,
+}
+
+impl Container {
+    pub const ALL: [Container; 5] = [
+        Container::ServiceIps,
+        Container::ServiceNodePorts,
+        Container::NoEndpointServices,
+        Container::NoEndpointNodePorts,
+        Container::ClusterIps,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Container::ServiceIps => "service-ips",
+            Container::ServiceNodePorts => "service-nodeports",
+            Container::NoEndpointServices => "no-endpoint-services",
+            Container::NoEndpointNodePorts => "no-endpoint-nodeports",
+            Container::ClusterIps => "cluster-ips",
+        }
+    }
+
+    fn declaration(self) -> (&'static str, &'static str) {
+        match self {
+            Container::ServiceIps | Container::NoEndpointServices => (
+                "map",
+                "type ipv4_addr . inet_proto . inet_service : verdict ;",
+            ),
+            Container::ServiceNodePorts | Container::NoEndpointNodePorts => {
+                ("map", "type inet_proto . inet_service : verdict ;")
+            }
+            Container::ClusterIps => ("set", "type ipv4_addr ;"),
+        }
+    }
+}
+
+/// Every object one Service owns in the table. Element values are `None` in sets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rendered {
+    pub chains: BTreeMap<String, Vec<String>>,
+    /// Affinity sets: name -> declaration.
+    pub sets: BTreeMap<String, String>,
+    pub elements: BTreeMap<(Container, String), Option<String>>,
+}
+
+/// `<ns>/<name>-<proto>-<port>`: the part of every name that identifies the service port.
+pub fn port_id(key: &ServiceKey, port: &PortState) -> String {
+    format!(
+        "{}/{}-{}-{}",
+        key.namespace,
+        key.name,
+        port.protocol.nft(),
+        port.port
+    )
+}
+
+/// A name as nft accepts it: API names are DNS labels, so only an over-long name needs work: it is
+/// cut and given a hash of the whole, which keeps it unique and deterministic.
+pub fn object_name(prefix: &str, id: &str) -> String {
+    let full = format!("{prefix}-{id}");
+    if full.len() <= MAX_NAME && podnet_nft::script::is_identifier(&full) {
+        return full;
+    }
+    let cleaned: String = full
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(MAX_NAME - 17)
+        .collect();
+    let hash = podnet_types::names::fnv1a64(&[full.as_bytes()]);
+    format!("{cleaned}-{hash:016x}")
+}
+
+fn endpoint_id(id: &str, ep: &Endpoint) -> String {
+    format!("{id}-{}-{}", ep.ip, ep.port)
+}
+
+/// The table's fixed part: maps, the dispatch and filter chains, masquerading.
+pub fn base_commands(base: &Base) -> Vec<String> {
+    let t = format!("ip {}", base.table);
+    let mark = format!("{:#x}", base.masquerade_mark);
+    let mut c = vec![format!("add table {t}")];
+    for container in Container::ALL {
+        let (kind, decl) = container.declaration();
+        c.push(format!("add {kind} {t} {} {{ {decl} }}", container.name()));
+    }
+    let mut chain = |name: &str, hook: Option<&str>, rules: &[String]| {
+        match hook {
+            Some(h) => c.push(format!("add chain {t} {name} {{ {h} ; policy accept ; }}")),
+            None => c.push(format!("add chain {t} {name}")),
+        }
+        for r in rules {
+            c.push(format!("add rule {t} {name} {r}"));
+        }
+    };
+    chain(
+        "mark-for-masquerade",
+        None,
+        &[format!("meta mark set meta mark | {mark}")],
+    );
+    chain(
+        "masquerading",
+        Some("type nat hook postrouting priority srcnat"),
+        &[
+            format!("meta mark & {mark} == 0 return"),
+            format!("meta mark set meta mark ^ {mark}"),
+            "masquerade fully-random".into(),
+        ],
+    );
+    // Node ports answer on every local address but loopback, as kube-proxy's nftables mode does.
+    let local = "fib daddr type local ip daddr != 127.0.0.0/8";
+    chain(
+        "services",
+        None,
+        &[
+            "ip daddr . meta l4proto . th dport vmap @service-ips".into(),
+            format!("{local} meta l4proto . th dport vmap @service-nodeports"),
+        ],
+    );
+    chain(
+        "nat-prerouting",
+        Some("type nat hook prerouting priority dstnat"),
+        &["jump services".into()],
+    );
+    chain(
+        "nat-output",
+        Some("type nat hook output priority -100"),
+        &["jump services".into()],
+    );
+    chain(
+        "reject-chain",
+        None,
+        &[
+            "meta l4proto tcp reject with tcp reset".into(),
+            "reject".into(),
+        ],
+    );
+    chain(
+        "endpoints-check",
+        None,
+        &[
+            "ip daddr . meta l4proto . th dport vmap @no-endpoint-services".into(),
+            format!("{local} meta l4proto . th dport vmap @no-endpoint-nodeports"),
+        ],
+    );
+    // Input and forward see packets after prerouting's DNAT; a packet still addressed to a service
+    // there found no endpoint. Output is checked before nat-output (dstnat - 10) for the same reason,
+    // and unknown ports of cluster IPs after it (dstnat + 10).
+    let check = "ct state new jump endpoints-check".to_string();
+    let unknown = "ip daddr @cluster-ips jump reject-chain".to_string();
+    chain(
+        "filter-input",
+        Some("type filter hook input priority -10"),
+        std::slice::from_ref(&check),
+    );
+    chain(
+        "filter-forward",
+        Some("type filter hook forward priority -10"),
+        &[check.clone(), unknown.clone()],
+    );
+    chain(
+        "filter-output",
+        Some("type filter hook output priority -110"),
+        &[check],
+    );
+    chain(
+        "filter-output-post-dnat",
+        Some("type filter hook output priority -90"),
+        &[unknown],
+    );
+    c
+}
+
+/// The objects of one Service (empty when it is gone or not proxied).
+pub fn render_service(base: &Base, key: &ServiceKey, state: &ServiceState) -> Rendered {
+    let mut r = Rendered::default();
+    for port in &state.ports {
+        render_port(base, key, port, &mut r);
+    }
+    r
+}
+
+fn render_port(base: &Base, key: &ServiceKey, p: &PortState, r: &mut Rendered) {
+    let id = port_id(key, p);
+    let proto = p.protocol.nft();
+    let svc_chain = object_name("svc", &id);
+    let loc_chain = object_name("loc", &id);
+    let ext_chain = object_name("ext", &id);
+    let goto = |c: &str| Some(format!("goto {c}"));
+    let reject = goto("reject-chain");
+    let drop = Some("drop".to_string());
+
+    // Endpoint chains: hairpin traffic (a pod reaching itself) is masqueraded so the reply comes
+    // back through the node; affinity remembers the client per endpoint, as kube-proxy does.
+    let ep_chain = |ep: &Endpoint| object_name("ep", &endpoint_id(&id, ep));
+    let aff_set = |ep: &Endpoint| object_name("aff", &endpoint_id(&id, ep));
+    for ep in p.reachable_endpoints() {
+        let mut rules = vec![format!("ip saddr {} jump mark-for-masquerade", ep.ip)];
+        if let Some(timeout) = p.affinity {
+            let set = aff_set(&ep);
+            rules.push(format!("update @{set} {{ ip saddr }}"));
+            r.sets.insert(
+                set,
+                format!("{{ type ipv4_addr ; flags dynamic,timeout ; timeout {timeout}s ; }}"),
+            );
+        }
+        rules.push(format!(
+            "meta l4proto {proto} dnat to {}:{}",
+            ep.ip, ep.port
+        ));
+        r.chains.insert(ep_chain(&ep), rules);
+    }
+    let policy_rules = |endpoints: &[Endpoint], masq_from_outside: bool| {
+        let mut rules = Vec::new();
+        if masq_from_outside && let (Some(cip), Some(cidrs)) = (p.cluster_ip, base.cidrs()) {
+            // Off-cluster clients reaching a cluster IP through this node: replies must return here.
+            rules.push(format!(
+                "ip daddr {cip} ip saddr != {cidrs} jump mark-for-masquerade"
+            ));
+        }
+        if p.affinity.is_some() {
+            for ep in endpoints {
+                rules.push(format!("ip saddr @{} goto {}", aff_set(ep), ep_chain(ep)));
+            }
+        }
+        match endpoints {
+            [one] => rules.push(format!("goto {}", ep_chain(one))),
+            many => {
+                let arms: Vec<String> = many
+                    .iter()
+                    .enumerate()
+                    .map(|(i, ep)| format!("{i} : goto {}", ep_chain(ep)))
+                    .collect();
+                rules.push(format!(
+                    "numgen random mod {} vmap {{ {} }}",
+                    many.len(),
+                    arms.join(", ")
+                ));
+            }
+        }
+        rules
+    };
+    if p.uses_cluster_chain() {
+        r.chains.insert(
+            svc_chain.clone(),
+            policy_rules(&p.cluster_endpoints, !p.internal_local),
+        );
+    }
+    if p.uses_local_chain() {
+        r.chains.insert(
+            loc_chain.clone(),
+            policy_rules(&p.local_endpoints, p.internal_local),
+        );
+    }
+
+    // Internal traffic: the cluster IP.
+    if let Some(cip) = p.cluster_ip {
+        let k = format!("{cip} . {proto} . {}", p.port);
+        r.elements
+            .insert((Container::ClusterIps, cip.to_string()), None);
+        let (target, has) = if p.internal_local {
+            (&loc_chain, !p.local_endpoints.is_empty())
+        } else {
+            (&svc_chain, p.has_endpoints())
+        };
+        if has {
+            r.elements.insert((Container::ServiceIps, k), goto(target));
+        } else {
+            let verdict = if p.has_endpoints() {
+                drop.clone()
+            } else {
+                reject.clone()
+            };
+            r.elements
+                .insert((Container::NoEndpointServices, k), verdict);
+        }
+    }
+
+    // External traffic: node ports, load-balancer and external IPs.
+    if !p.external() {
+        return;
+    }
+    let has_external = if p.external_local {
+        !p.local_endpoints.is_empty()
+    } else {
+        p.has_endpoints()
+    };
+    if p.has_endpoints() {
+        let mut rules = Vec::new();
+        if p.external_local {
+            // Pods and the node itself use every endpoint (as if they went out to a load balancer
+            // and came back); only traffic from elsewhere keeps its source and stays on this node.
+            if let Some(cidrs) = base.cidrs() {
+                rules.push(format!("ip saddr {cidrs} goto {svc_chain}"));
+            }
+            rules.push("fib saddr type local jump mark-for-masquerade".into());
+            rules.push(format!("fib saddr type local goto {svc_chain}"));
+            if has_external {
+                rules.push(format!("goto {loc_chain}"));
+            }
+        } else {
+            rules.push("jump mark-for-masquerade".into());
+            rules.push(format!("goto {svc_chain}"));
+        }
+        r.chains.insert(ext_chain.clone(), rules);
+    }
+    let no_external = if !p.has_endpoints() {
+        reject.clone()
+    } else if !has_external {
+        drop.clone()
+    } else {
+        None
+    };
+    let mut external_keys: Vec<(Container, Container, String)> = p
+        .external_ips
+        .iter()
+        .map(|ip| {
+            (
+                Container::ServiceIps,
+                Container::NoEndpointServices,
+                format!("{ip} . {proto} . {}", p.port),
+            )
+        })
+        .collect();
+    if let Some(np) = p.node_port {
+        external_keys.push((
+            Container::ServiceNodePorts,
+            Container::NoEndpointNodePorts,
+            format!("{proto} . {np}"),
+        ));
+    }
+    for (dispatch, no_endpoint, k) in external_keys {
+        if p.has_endpoints() {
+            r.elements.insert((dispatch, k.clone()), goto(&ext_chain));
+        }
+        if let Some(v) = &no_external {
+            r.elements.insert((no_endpoint, k), Some(v.clone()));
+        }
+    }
+}
+
+/// A transaction's text, written in the order the kernel needs within one transaction.
+#[derive(Debug, Default)]
+pub struct Transaction {
+    table: String,
+    text: String,
+}
+
+impl Transaction {
+    pub fn new(table: &str) -> Transaction {
+        Transaction {
+            table: table.to_string(),
+            text: String::new(),
+        }
+    }
+
+    pub fn raw(&mut self, line: &str) {
+        self.text.push_str(line);
+        self.text.push('\n');
+    }
+
+    fn cmd(&mut self, verb: &str, what: &str, rest: std::fmt::Arguments<'_>) {
+        let _ = writeln!(self.text, "{verb} {what} ip {} {rest}", self.table);
+    }
+
+    pub fn add_chain(&mut self, name: &str) {
+        self.cmd("add", "chain", format_args!("{name}"));
+    }
+    pub fn flush_chain(&mut self, name: &str) {
+        self.cmd("flush", "chain", format_args!("{name}"));
+    }
+    pub fn delete_chain(&mut self, name: &str) {
+        self.cmd("delete", "chain", format_args!("{name}"));
+    }
+    pub fn add_rules(&mut self, chain: &str, rules: &[String]) {
+        for r in rules {
+            self.cmd("add", "rule", format_args!("{chain} {r}"));
+        }
+    }
+    pub fn add_set(&mut self, name: &str, decl: &str) {
+        self.cmd("add", "set", format_args!("{name} {decl}"));
+    }
+    pub fn delete_set(&mut self, name: &str) {
+        self.cmd("delete", "set", format_args!("{name}"));
+    }
+
+    /// Adds elements, one line per container and chunk.
+    pub fn add_elements<'a>(
+        &mut self,
+        elements: impl IntoIterator<Item = (&'a (Container, String), &'a Option<String>)>,
+    ) {
+        self.elements("add", elements.into_iter().map(|(k, v)| (k, v.as_deref())));
+    }
+
+    pub fn delete_elements<'a>(&mut self, keys: impl IntoIterator<Item = &'a (Container, String)>) {
+        self.elements("delete", keys.into_iter().map(|k| (k, None)));
+    }
+
+    fn elements<'a>(
+        &mut self,
+        verb: &str,
+        items: impl Iterator<Item = (&'a (Container, String), Option<&'a str>)>,
+    ) {
+        let mut by: BTreeMap<Container, Vec<String>> = BTreeMap::new();
+        for ((c, k), v) in items {
+            by.entry(*c).or_default().push(match v {
+                Some(v) => format!("{k} : {v}"),
+                None => k.clone(),
+            });
+        }
+        for (c, items) in by {
+            for chunk in items.chunks(ELEMENTS_PER_LINE) {
+                self.cmd(
+                    verb,
+                    "element",
+                    format_args!("{} {{ {} }}", c.name(), chunk.join(", ")),
+                );
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn into_text(self) -> String {
+        self.text
+    }
+}
+
+/// The whole table from scratch in one transaction: whatever was there (including hand-made
+/// changes) is replaced atomically.
+pub fn full_transaction<'a>(
+    base: &Base,
+    services: impl IntoIterator<Item = &'a Rendered> + Clone,
+) -> Transaction {
+    let mut tx = Transaction::new(&base.table);
+    // `add` first so `delete` cannot fail on a missing table.
+    tx.raw(&format!("add table ip {}", base.table));
+    tx.raw(&format!("delete table ip {}", base.table));
+    for line in base_commands(base) {
+        tx.raw(&line);
+    }
+    for r in services.clone() {
+        for name in r.chains.keys() {
+            tx.add_chain(name);
+        }
+        for (name, decl) in &r.sets {
+            tx.add_set(name, decl);
+        }
+    }
+    for r in services.clone() {
+        for (name, rules) in &r.chains {
+            tx.add_rules(name, rules);
+        }
+    }
+    tx.add_elements(services.into_iter().flat_map(|r| r.elements.iter()));
+    tx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::model::Protocol;
+
+    fn port(eps: &[(&str, u16)], local: &[(&str, u16)]) -> PortState {
+        let e = |v: &[(&str, u16)]| {
+            v.iter()
+                .map(|(ip, port)| Endpoint {
+                    ip: ip.parse().unwrap(),
+                    port: *port,
+                })
+                .collect::<Vec<_>>()
+        };
+        PortState {
+            protocol: Protocol::Tcp,
+            port: 80,
+            cluster_ip: Some("10.96.0.20".parse().unwrap()),
+            node_port: None,
+            external_ips: vec![],
+            cluster_endpoints: e(eps),
+            local_endpoints: e(local),
+            internal_local: false,
+            external_local: false,
+            affinity: None,
+        }
+    }
+
+    fn base() -> Base {
+        Base::new("podnet-services", vec!["10.244.0.0/16".parse().unwrap()])
+    }
+
+    fn key() -> ServiceKey {
+        ServiceKey::new("default", "web")
+    }
+
+    #[test]
+    fn cluster_ip_dispatch_and_random_choice() {
+        let p = port(&[("10.244.1.5", 8080), ("10.244.2.5", 8080)], &[]);
+        let r = render_service(&base(), &key(), &ServiceState { ports: vec![p] });
+        assert_eq!(
+            r.elements[&(Container::ServiceIps, "10.96.0.20 . tcp . 80".into())],
+            Some("goto svc-default/web-tcp-80".into())
+        );
+        assert_eq!(
+            r.chains["svc-default/web-tcp-80"],
+            vec![
+                "ip daddr 10.96.0.20 ip saddr != 10.244.0.0/16 jump mark-for-masquerade",
+                "numgen random mod 2 vmap { 0 : goto ep-default/web-tcp-80-10.244.1.5-8080, 1 : goto ep-default/web-tcp-80-10.244.2.5-8080 }",
+            ]
+        );
+        assert_eq!(
+            r.chains["ep-default/web-tcp-80-10.244.1.5-8080"],
+            vec![
+                "ip saddr 10.244.1.5 jump mark-for-masquerade",
+                "meta l4proto tcp dnat to 10.244.1.5:8080",
+            ]
+        );
+        assert!(
+            r.elements
+                .contains_key(&(Container::ClusterIps, "10.96.0.20".into()))
+        );
+        assert_eq!(r.chains.len(), 3);
+    }
+
+    #[test]
+    fn no_endpoints_reject_and_local_policy_without_local_endpoints_drops() {
+        let p = port(&[], &[]);
+        let r = render_service(&base(), &key(), &ServiceState { ports: vec![p] });
+        assert!(r.chains.is_empty());
+        assert_eq!(
+            r.elements[&(
+                Container::NoEndpointServices,
+                "10.96.0.20 . tcp . 80".into()
+            )],
+            Some("goto reject-chain".into())
+        );
+        let mut p = port(&[("10.244.2.5", 80)], &[]);
+        p.internal_local = true;
+        let r = render_service(&base(), &key(), &ServiceState { ports: vec![p] });
+        assert_eq!(
+            r.elements[&(
+                Container::NoEndpointServices,
+                "10.96.0.20 . tcp . 80".into()
+            )],
+            Some("drop".into())
+        );
+        assert!(!r.elements.keys().any(|(c, _)| *c == Container::ServiceIps));
+    }
+
+    #[test]
+    fn node_port_external_local_keeps_client_address() {
+        let mut p = port(
+            &[("10.244.1.5", 80), ("10.244.2.5", 80)],
+            &[("10.244.1.5", 80)],
+        );
+        p.node_port = Some(30080);
+        p.external_local = true;
+        let r = render_service(
+            &base(),
+            &key(),
+            &ServiceState {
+                ports: vec![p.clone()],
+            },
+        );
+        assert_eq!(
+            r.elements[&(Container::ServiceNodePorts, "tcp . 30080".into())],
+            Some("goto ext-default/web-tcp-80".into())
+        );
+        let ext = &r.chains["ext-default/web-tcp-80"];
+        assert_eq!(
+            ext,
+            &vec![
+                "ip saddr 10.244.0.0/16 goto svc-default/web-tcp-80".to_string(),
+                "fib saddr type local jump mark-for-masquerade".into(),
+                "fib saddr type local goto svc-default/web-tcp-80".into(),
+                "goto loc-default/web-tcp-80".into(),
+            ]
+        );
+        // The local chain does not masquerade: the client's address is preserved.
+        assert_eq!(
+            r.chains["loc-default/web-tcp-80"],
+            vec!["goto ep-default/web-tcp-80-10.244.1.5-80"]
+        );
+        // eTP Cluster masquerades.
+        p.external_local = false;
+        let r = render_service(
+            &base(),
+            &key(),
+            &ServiceState {
+                ports: vec![p.clone()],
+            },
+        );
+        assert_eq!(
+            r.chains["ext-default/web-tcp-80"][0],
+            "jump mark-for-masquerade"
+        );
+        assert!(!r.chains.contains_key("loc-default/web-tcp-80"));
+        // eTP Local, no local endpoint: outside traffic dropped, pods still served.
+        p.external_local = true;
+        p.local_endpoints.clear();
+        let r = render_service(&base(), &key(), &ServiceState { ports: vec![p] });
+        assert_eq!(
+            r.elements[&(Container::NoEndpointNodePorts, "tcp . 30080".into())],
+            Some("drop".into())
+        );
+        assert!(r.chains.contains_key("ext-default/web-tcp-80"));
+    }
+
+    #[test]
+    fn affinity_sets_checked_before_random_choice() {
+        let mut p = port(&[("10.244.1.5", 80), ("10.244.2.5", 80)], &[]);
+        p.affinity = Some(30);
+        let r = render_service(&base(), &key(), &ServiceState { ports: vec![p] });
+        let svc = &r.chains["svc-default/web-tcp-80"];
+        assert_eq!(
+            svc[1],
+            "ip saddr @aff-default/web-tcp-80-10.244.1.5-80 goto ep-default/web-tcp-80-10.244.1.5-80"
+        );
+        assert!(svc[3].starts_with("numgen random mod 2"));
+        assert_eq!(
+            r.sets["aff-default/web-tcp-80-10.244.2.5-80"],
+            "{ type ipv4_addr ; flags dynamic,timeout ; timeout 30s ; }"
+        );
+        assert_eq!(
+            r.chains["ep-default/web-tcp-80-10.244.2.5-80"][1],
+            "update @aff-default/web-tcp-80-10.244.2.5-80 { ip saddr }"
+        );
+    }
+
+    #[test]
+    fn long_names_are_cut_uniquely() {
+        let a = object_name("ep", &"x".repeat(300));
+        let b = object_name("ep", &format!("{}y", "x".repeat(299)));
+        assert!(a.len() <= MAX_NAME && b.len() <= MAX_NAME);
+        assert_ne!(a, b);
+        assert_eq!(a, object_name("ep", &"x".repeat(300)));
+        assert!(podnet_nft::script::is_identifier(&a));
+    }
+
+    #[test]
+    fn elements_are_batched_per_container() {
+        let mut tx = Transaction::new("t");
+        let a = (Container::ServiceIps, "1.2.3.4 . tcp . 80".to_string());
+        let b = (Container::ClusterIps, "1.2.3.4".to_string());
+        let va = Some("goto x".to_string());
+        tx.add_elements([(&a, &va), (&b, &None)]);
+        assert_eq!(
+            tx.text(),
+            "add element ip t service-ips { 1.2.3.4 . tcp . 80 : goto x }\nadd element ip t cluster-ips { 1.2.3.4 }\n"
+        );
+    }
+}
