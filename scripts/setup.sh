@@ -12,6 +12,7 @@ PACKAGES=(
   containerd protobuf-compiler                                         # the CRI runtime kubelet drives; protoc for its client
   iperf3 hyperfine jq curl procps psmisc                               # benchmarks and test helpers
   mmdebstrap docker-registry skopeo umoci file                         # images: substitutes, the lab's mirror
+  dnsperf unbound                                                      # cluster DNS benchmark: load and the anchor
 )
 
 missing=()

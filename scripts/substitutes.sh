@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Builds the substitutes for the tutorials' images (nginx, httpd, ubuntu, busybox, echoserver, pause)
+# and podnet's own dns image (localhost/podnet/dns:latest)
 # from Debian's packages, as an OCI image layout in /var/lib/podnet/_substitutes that `podnet up`
 # pushes into each lab's image mirror. Layers are cached in .cache/images by recipe: a warm run
 # takes seconds, a cold one a couple of minutes (it downloads Debian packages). As root.
@@ -15,6 +16,7 @@ while read -r bin; do
   case "$(basename "$bin")" in
     podnet-echoserver) args+=(--echoserver "$bin") ;;
     podnet-pause) args+=(--pause "$bin") ;;
+    podnet-dns) args+=(--dns "$bin") ;;
   esac
 done < <(./scripts/build-static.sh)
 exec "$PODNET" image build-substitutes --cache .cache/images "${args[@]}"

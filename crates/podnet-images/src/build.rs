@@ -40,6 +40,8 @@ pub struct Options {
     pub echoserver: Option<PathBuf>,
     /// The static `podnet-pause`; without it the pause image is skipped.
     pub pause: Option<PathBuf>,
+    /// The static `podnet-dns`; without it the dns image is skipped.
+    pub dns: Option<PathBuf>,
     /// Image names to build (`nginx`, `httpd`, ...); empty: all.
     pub only: Vec<String>,
 }
@@ -235,6 +237,7 @@ fn input_path(opts: &Options, input: Input) -> Option<&Path> {
     match input {
         Input::Echoserver => opts.echoserver.as_deref(),
         Input::Pause => opts.pause.as_deref(),
+        Input::Dns => opts.dns.as_deref(),
     }
 }
 
@@ -488,6 +491,7 @@ mod tests {
             mirrors: Mirrors::default(),
             echoserver: None,
             pause,
+            dns: None,
             only: vec![],
         }
     }
@@ -585,6 +589,29 @@ mod tests {
         o.only = vec!["nginks".into()];
         let e = build(&o, &mut |_| {}).unwrap_err().to_string();
         assert!(e.contains("nginks") && e.contains("nginx"), "{e}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// podnet's own dns image: the binary alone under podnet's name, not labelled a substitute;
+    /// skipped, naming the flag, when the binary is not given.
+    #[test]
+    fn the_dns_image_is_podnets_own() {
+        let dir = std::env::temp_dir().join(format!("pnt-build-dns-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let mut o = opts(&dir, None);
+        o.only = vec!["dns".into()];
+        let skipped = build(&o, &mut |_| {}).unwrap();
+        assert!(skipped.refs.is_empty());
+        assert_eq!(skipped.skipped, ["dns: no podnet-dns binary given (--dns)"]);
+        let bin = dir.join("stand-in-dns");
+        fs::write(&bin, b"\x7fELF pretend podnet-dns").unwrap();
+        o.dns = Some(bin);
+        let built = build(&o, &mut |_| {}).unwrap();
+        assert_eq!(built.layers_built, ["dns"]);
+        assert_eq!(built.refs.len(), 1);
+        assert_eq!(built.refs[0].reference, "localhost/podnet/dns:latest");
+        assert_eq!(built.refs[0].substitute_for, None);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

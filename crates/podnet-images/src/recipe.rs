@@ -44,6 +44,8 @@ pub enum Input {
     Echoserver,
     /// `podnet-pause` (crates/podnet-pause), static.
     Pause,
+    /// `podnet-dns` (crates/podnet-dns), the cluster DNS server, linked statically.
+    Dns,
 }
 
 impl Input {
@@ -51,6 +53,7 @@ impl Input {
         match self {
             Input::Echoserver => "podnet-echoserver",
             Input::Pause => "podnet-pause",
+            Input::Dns => "podnet-dns",
         }
     }
 }
@@ -192,6 +195,13 @@ pub const LAYERS: &[LayerRecipe] = &[
             path: "/pause",
         },
     },
+    LayerRecipe {
+        name: "dns",
+        kind: LayerKind::Binary {
+            input: Input::Dns,
+            path: "/podnet-dns",
+        },
+    },
 ];
 
 pub const IMAGES: &[ImageRecipe] = &[
@@ -328,6 +338,25 @@ pub const IMAGES: &[ImageRecipe] = &[
         config: RunConfig {
             entrypoint: &["/pause"],
             user: Some("65535:65535"),
+            ..RUN_DEFAULT
+        },
+    },
+    // podnet's own image, not a substitute: what the kube-dns Deployment (crates/podnet-dns/deploy)
+    // runs in place of CoreDNS. The static binary alone; it reads no file but the resolv.conf and
+    // service account token the kubelet mounts.
+    ImageRecipe {
+        name: "dns",
+        layers: &["dns"],
+        refs: &[Ref {
+            reference: "localhost/podnet/dns:latest",
+            substitute_for: None,
+        }],
+        what: "podnet-dns {podnet}, podnet's cluster DNS server (Kubernetes records from the API, other names forwarded)",
+        version_of: None,
+        config: RunConfig {
+            entrypoint: &["/podnet-dns"],
+            exposed_ports: &["53/udp", "53/tcp", "8080/tcp", "8181/tcp"],
+            stop_signal: Some("SIGTERM"),
             ..RUN_DEFAULT
         },
     },

@@ -103,6 +103,10 @@ fn fixture() -> Fixture {
     let pause = Some(repo().join("target/x86_64-unknown-linux-gnu/pause/podnet-pause"))
         .filter(|p| p.is_file())
         .unwrap_or_else(|| echoserver.clone());
+    // podnet-dns is built by scripts/build-static.sh too; without it the echoserver stands in.
+    let dns = Some(static_bin("podnet-dns"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| echoserver.clone());
     let out = TempDir::new("substitutes");
     let opts = Options {
         cache_dir: std::env::var_os("PODNET_IMAGE_CACHE")
@@ -112,6 +116,7 @@ fn fixture() -> Fixture {
         mirrors: Mirrors::default(),
         echoserver: Some(echoserver),
         pause: Some(pause),
+        dns: Some(dns),
         only: vec![],
     };
     let built = build(&opts, &mut |l| eprintln!("{l}")).expect("build the substitutes");

@@ -22,7 +22,11 @@ pub struct Args {
     /// The static podnet-pause binary; without it no pause image.
     #[arg(long, env = "PODNET_PAUSE")]
     pause: Option<PathBuf>,
-    /// Build only these images (repeatable): debian, nginx, httpd, ubuntu, busybox, echoserver, pause.
+    /// The static podnet-dns binary (scripts/build-static.sh); without it no dns image.
+    #[arg(long, env = "PODNET_DNS")]
+    dns: Option<PathBuf>,
+    /// Build only these images (repeatable): debian, nginx, httpd, ubuntu, busybox, echoserver, pause,
+    /// dns.
     #[arg(long)]
     only: Vec<String>,
     /// Debian mirror apt fetches from.
@@ -47,6 +51,7 @@ pub fn build(a: Args) -> Result<()> {
         },
         echoserver: a.echoserver,
         pause: a.pause,
+        dns: a.dns,
         only: a.only,
     };
     let mut progress = |line: &str| println!("{line}");
