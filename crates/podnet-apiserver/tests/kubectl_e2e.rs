@@ -912,3 +912,100 @@ fn state_survives_restart() {
         t.k(&["get", "events", "-o", "name"]) == "event/fresh\n"
     });
 }
+
+/// EndpointSlices as upstream's controller writes them: a pod whose `subdomain` names a headless
+/// Service gets its `hostname` (what cluster DNS answers `web-0.hl.ns.svc` from), and a terminating
+/// pod stays in the slice marked terminating (serving while ready) but leaves the Endpoints object.
+#[test]
+fn endpoint_slices_carry_hostnames_and_terminating_pods() {
+    let t = TestServer::start();
+    let node = common::fake_node::FakeNode::start(&t.pki);
+    t.add_node("node1", node.port);
+    let manifest = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: hl}
+spec:
+  clusterIP: None
+  selector: {app: hl}
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-0, labels: {app: hl}}
+spec:
+  hostname: web-0
+  subdomain: hl
+  containers: [{name: c, image: busybox}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: other, labels: {app: hl}}
+spec:
+  hostname: other
+  subdomain: elsewhere
+  containers: [{name: c, image: busybox}]
+"#;
+    t.k(&["apply", "-f", &t.file("hl.yaml", manifest)]);
+    for (pod, ip) in [("web-0", "10.244.1.20"), ("other", "10.244.1.21")] {
+        t.eventually(10, "bound", || {
+            t.k(&["get", "pod", pod, "-o", "jsonpath={.spec.nodeName}"]) == "node1"
+        });
+        t.mark_running("default", pod, ip);
+    }
+    let slice = || {
+        json(&t.k(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=hl",
+            "-o",
+            "json",
+        ]))["items"][0]
+            .clone()
+    };
+    let endpoint = |s: &Value, ip: &str| {
+        s["endpoints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["addresses"][0] == ip)
+            .cloned()
+    };
+    t.eventually(10, "both endpoints", || {
+        let s = slice();
+        endpoint(&s, "10.244.1.20").is_some() && endpoint(&s, "10.244.1.21").is_some()
+    });
+    let s = slice();
+    assert_eq!(endpoint(&s, "10.244.1.20").unwrap()["hostname"], "web-0");
+    assert!(
+        endpoint(&s, "10.244.1.21").unwrap().get("hostname").is_none(),
+        "a pod of another subdomain has no hostname here: {s}"
+    );
+    let ep = json(&t.k(&["get", "endpoints", "hl", "-o", "json"]));
+    let addr = ep["subsets"][0]["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["ip"] == "10.244.1.20")
+        .cloned()
+        .unwrap();
+    assert_eq!(addr["hostname"], "web-0");
+    // deleting web-0 (the node has not confirmed it yet): terminating in the slice, out of Endpoints
+    t.k(&["delete", "pod", "web-0", "--wait=false"]);
+    t.eventually(10, "web-0 terminating in the slice", || {
+        endpoint(&slice(), "10.244.1.20")
+            .is_some_and(|e| e["conditions"]["terminating"] == true)
+    });
+    let e = endpoint(&slice(), "10.244.1.20").unwrap();
+    assert_eq!(e["conditions"]["ready"], false);
+    assert_eq!(e["conditions"]["serving"], true);
+    let ips = t.k(&[
+        "get",
+        "endpoints",
+        "hl",
+        "-o",
+        "jsonpath={.subsets[0].addresses[*].ip}",
+    ]);
+    assert_eq!(ips, "10.244.1.21");
+}

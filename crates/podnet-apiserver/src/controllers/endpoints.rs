@@ -89,13 +89,34 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
     }
     let selector = LabelSelector::from_object(Some(&json!({"matchLabels": sel})))
         .map_err(|e| ApiError::internal(e.0))?;
-    let mut pods: Vec<Value> = api
+    // Terminating pods stay in the slice (marked terminating, serving while still ready), so a proxy
+    // can fall back to them when no ready endpoint is left (KEP-1669); the Endpoints object lists only
+    // the others, as upstream's does. Finished pods are no endpoints at all.
+    let mut all: Vec<Value> = api
         .list_values(def("", "pods"), Some(ns))
         .into_iter()
-        .filter(|p| selector.matches(object::labels(p)) && !object::is_deleting(p))
+        .filter(|p| selector.matches(object::labels(p)))
         .filter(|p| object::str_at(p, "status.podIP").is_some_and(|ip| !ip.is_empty()))
+        .filter(|p| {
+            !matches!(
+                object::str_at(p, "status.phase"),
+                Some("Succeeded") | Some("Failed")
+            )
+        })
         .collect();
-    pods.sort_by(|a, b| object::name(a).cmp(object::name(b)));
+    all.sort_by(|a, b| object::name(a).cmp(object::name(b)));
+    let pods: Vec<Value> = all
+        .iter()
+        .filter(|p| !object::is_deleting(p))
+        .cloned()
+        .collect();
+    // A pod's own DNS name under a headless Service: `spec.hostname` when its `spec.subdomain` names
+    // this Service (what StatefulSets set).
+    let hostname = |p: &Value| {
+        object::str_at(p, "spec.hostname")
+            .filter(|h| !h.is_empty() && object::str_at(p, "spec.subdomain") == Some(name))
+            .map(String::from)
+    };
     let svc_ports = svc
         .pointer("/spec/ports")
         .and_then(Value::as_array)
@@ -108,6 +129,9 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
             "targetRef": {"kind": "Pod", "namespace": ns, "name": object::name(p), "uid": object::uid(p)}});
         if let Some(n) = object::str_at(p, "spec.nodeName").filter(|n| !n.is_empty()) {
             a["nodeName"] = json!(n);
+        }
+        if let Some(h) = hostname(p) {
+            a["hostname"] = json!(h);
         }
         a
     };
@@ -156,15 +180,20 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
         "endpointslice.kubernetes.io/managed-by".into(),
         json!("endpointslice-controller.k8s.io"),
     );
-    let endpoints: Vec<Value> = pods
+    let endpoints: Vec<Value> = all
         .iter()
         .map(|p| {
-            let r = publish_not_ready || pod_ready(p);
+            let terminating = object::is_deleting(p);
+            let serving = publish_not_ready || pod_ready(p);
+            let ready = serving && (!terminating || publish_not_ready);
             let mut e = json!({"addresses": [object::str_at(p, "status.podIP").unwrap_or_default()],
-                "conditions": {"ready": r, "serving": r, "terminating": false},
+                "conditions": {"ready": ready, "serving": serving, "terminating": terminating},
                 "targetRef": {"kind": "Pod", "namespace": ns, "name": object::name(p), "uid": object::uid(p)}});
             if let Some(n) = object::str_at(p, "spec.nodeName").filter(|n| !n.is_empty()) {
                 e["nodeName"] = json!(n);
+            }
+            if let Some(h) = hostname(p) {
+                e["hostname"] = json!(h);
             }
             e
         })

@@ -61,8 +61,18 @@ pub fn run(args: Args) -> Result<()> {
     .with_context(|| format!("node agent {}", args.node))
 }
 
-/// The node's networking from the API alone. Its rules stay when the agent stops, as kube-proxy's
-/// do, so Services keep working while an agent restarts.
+/// The node's networking from the API alone: the service proxy (podnet-agent). Its rules stay when the
+/// agent stops, as kube-proxy's do, so Services keep working while an agent restarts. An error is
+/// logged and the proxy restarted after a pause (it resyncs from scratch).
 async fn networking(client: kube::Client, node: String, cluster_cidrs: Vec<Ipv4Net>) {
-    let _ = (client, node, cluster_cidrs); // the service proxy is wired in with podnet-agent
+    let mut pause = std::time::Duration::from_secs(1);
+    loop {
+        let cfg = podnet_agent::proxy::ProxyConfig::new(node.clone(), cluster_cidrs.clone());
+        match podnet_agent::proxy::run(client.clone(), cfg).await {
+            Ok(()) => return,
+            Err(e) => eprintln!("podnet node agent {node}: service proxy: {e}; restarting in {pause:?}"),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_secs(30));
+    }
 }
