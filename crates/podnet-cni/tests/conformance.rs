@@ -275,6 +275,45 @@ fn host_ports_reach_the_pod_and_leave_with_del(v: &str) {
     assert!(!connect(&world, "203.0.113.1:8080".parse().unwrap()));
 }
 
+/// A pod reaching a host port that leads back to a pod on its own bridge is masqueraded (so replies
+/// come back through the NAT); a pod reaching a pod of its bridge through someone else's DNAT (a
+/// service proxy's ClusterIP) keeps its own address, as Kubernetes requires.
+#[test]
+fn only_host_port_hairpins_are_masqueraded() {
+    let node = Node::new();
+    let (server, client) = (TestNs::new("srv"), TestNs::new("cli"));
+    let mut conf = node.conf("1.1.0");
+    conf["runtimeConfig"] =
+        json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]});
+    let server_ip = pod_ip(&node.add("c1", &server, &conf).ok().clone());
+    let client_ip = pod_ip(&node.add("c2", &client, &node.conf("1.1.0")).ok().clone());
+    // A stand-in for a service proxy: 10.96.0.5:80 DNAT'd to the server pod, in a table of its own.
+    let script = format!(
+        "add table ip pnt-proxy\nadd chain ip pnt-proxy pre {{ type nat hook prerouting priority -100; }}\nadd rule ip pnt-proxy pre ip daddr 10.96.0.5 tcp dport 80 dnat to {server_ip}:80\n"
+    );
+    let mut nft = node.ns.command("nft");
+    nft.args(["-f", "-"]).stdin(std::process::Stdio::piped());
+    let mut child = nft.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), script.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+    client.sh("ip", &["route", "add", "10.96.0.0/16", "via", "10.244.1.1"]);
+
+    let seen = listen(&server, SocketAddr::new(server_ip.into(), 80));
+    assert!(connect(&client, "10.96.0.5:80".parse().unwrap()), "through the proxy's DNAT");
+    assert_eq!(
+        peer_seen(&seen).map(|p| p.ip().to_string()),
+        Some(client_ip.to_string()),
+        "a service DNAT keeps the client's address"
+    );
+    let seen = listen(&server, SocketAddr::new(server_ip.into(), 80));
+    assert!(connect(&client, "10.244.1.1:8080".parse().unwrap()), "through the host port");
+    assert_eq!(
+        peer_seen(&seen).map(|p| p.ip().to_string()),
+        Some("10.244.1.1".into()),
+        "a host-port hairpin is masqueraded to the bridge's address"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // DEL
 // ---------------------------------------------------------------------------------------------

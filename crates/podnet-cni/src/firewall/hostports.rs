@@ -20,6 +20,10 @@ const MAP_ANY: &str = "hostports";
 const MAP_IP: &str = "hostports-ip";
 const CHAIN_PRE: &str = "hostports-pre";
 const CHAIN_OUT: &str = "hostports-out";
+/// Marks traffic sent to one of the node's own addresses (a host port's), so the masquerade chain can
+/// tell a host-port hairpin from traffic a service proxy DNAT'd (whose client address must stay).
+/// podnet-agent's service proxy uses 0x4000; Kubernetes' own proxies use 0x4000 and 0x8000.
+pub const HAIRPIN_MARK: u32 = 0x2000;
 
 fn key(m: &PortMapping) -> String {
     match m.host_ip {
@@ -60,10 +64,13 @@ fn ensure_chains() -> Result<(), CniError> {
             "add chain {FAMILY} {TABLE} {chain} {{ type nat hook {hook} priority -100; policy accept; comment \"podnet-cni: host ports\"; }}"
         ));
         s.line(format!("flush chain {FAMILY} {TABLE} {chain}"));
+        // The mark is set before the map lookup: a packet to a local address is marked whether or not
+        // a host port takes it; the masquerade chain acts on it only when it was DNAT'd back into the
+        // pod subnet it came from.
         s.line(format!(
-            "add rule {FAMILY} {TABLE} {chain} fib daddr type local {only}dnat ip to ip daddr . meta l4proto . th dport map @{MAP_IP}"
+            "add rule {FAMILY} {TABLE} {chain} fib daddr type local {only}meta mark set meta mark | {HAIRPIN_MARK:#x} dnat ip to ip daddr . meta l4proto . th dport map @{MAP_IP}"
         ));
-        s.line(format!("add rule {FAMILY} {TABLE} {chain} fib daddr type local {only}dnat ip to meta l4proto . th dport map @{MAP_ANY}"));
+        s.line(format!("add rule {FAMILY} {TABLE} {chain} fib daddr type local {only}meta mark set meta mark | {HAIRPIN_MARK:#x} dnat ip to meta l4proto . th dport map @{MAP_ANY}"));
     }
     podnet_nft::apply(&s).map_err(|e| fail::firewall("install the host-port chains", e))
 }

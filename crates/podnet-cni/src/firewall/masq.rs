@@ -9,7 +9,7 @@ use podnet_types::cni::CniError;
 use podnet_types::names;
 
 /// Bump when the rules change shape: the chain name changes with it and old chains are replaced.
-const RULES_VERSION: &str = "1";
+const RULES_VERSION: &str = "2";
 const PREFIX: &str = "masq-";
 
 /// The chain holding a network's masquerade rules; its name changes whenever the rules would.
@@ -35,8 +35,9 @@ fn belongs_to(chain: &str, network: &str) -> bool {
 
 /// Ensures the masquerade rules for a network: traffic from `subnet` to anything outside `cluster`
 /// leaves with the node's address; pod-to-pod traffic keeps its real source. Also masquerades traffic
-/// that was DNAT'd back into the subnet it came from (a pod reaching a host port of a pod on its own
-/// bridge), without which replies would bypass the NAT when br_netfilter is off.
+/// that a host port DNAT'd back into the subnet it came from (a pod reaching a host port of a pod on
+/// its own bridge: marked by the host-port chains), without which replies would bypass the NAT when
+/// br_netfilter is off. Traffic a service proxy DNAT'd to a pod keeps its client's address.
 pub fn ensure(network: &str, subnet: Ipv4Net, cluster: Ipv4Net) -> Result<(), CniError> {
     let chain = chain(network, subnet, cluster);
     if chain_exists(&chain)? {
@@ -61,7 +62,10 @@ pub fn ensure(network: &str, subnet: Ipv4Net, cluster: Ipv4Net) -> Result<(), Cn
         script::comment(&format!("podnet-cni network {network}: masquerade {subnet} leaving {cluster}"))
     ));
     s.line(format!("flush chain {FAMILY} {TABLE} {chain}"));
-    s.line(format!("add rule {FAMILY} {TABLE} {chain} ip saddr {subnet} ct status dnat ip daddr {subnet} masquerade"));
+    s.line(format!(
+        "add rule {FAMILY} {TABLE} {chain} ip saddr {subnet} ct status dnat ip daddr {subnet} meta mark & {mark:#x} == {mark:#x} masquerade",
+        mark = super::hostports::HAIRPIN_MARK
+    ));
     s.line(format!(
         "add rule {FAMILY} {TABLE} {chain} ip saddr {subnet} ip daddr != {{ {cluster}, 224.0.0.0/4, 255.255.255.255 }} masquerade"
     ));
