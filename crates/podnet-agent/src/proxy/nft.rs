@@ -5,7 +5,7 @@
 //! verdict map (cluster IPs and external addresses) and on `l4proto . dport` through `service-nodeports`
 //! for packets to a local address; the target is one chain per service port, named after the Service
 //! (`svc-default/web-tcp-80`), which picks an endpoint chain (`ep-default/web-tcp-80-10.244.1.5-8080`)
-//! at random. Names cannot collide: namespaces and names are DNS labels (no `/`, no `.`), so the `/`
+//! at random with `numgen` rules (no anonymous sets: see `render_port`). Names cannot collide: namespaces and names are DNS labels (no `/`, no `.`), so the `/`
 //! ends the namespace and the protocol, port and endpoint are read from the right.
 //!
 //! Filter chains reject new connections to service ports without endpoints (`no-endpoint-services`,
@@ -298,18 +298,20 @@ fn render_port(base: &Base, key: &ServiceKey, p: &PortState, r: &mut Rendered) {
                 rules.push(format!("ip saddr @{} goto {}", aff_set(ep), ep_chain(ep)));
             }
         }
-        match endpoints {
-            [one] => rules.push(format!("goto {}", ep_chain(one))),
-            many => {
-                let arms: Vec<String> = many
-                    .iter()
-                    .enumerate()
-                    .map(|(i, ep)| format!("{i} : goto {}", ep_chain(ep)))
-                    .collect();
+        // Uniform choice without an anonymous verdict map: rule i takes 1/(n-i) of what reaches it.
+        // Every `numgen ... vmap { ... }` is an anonymous set, and the kernel names each new one by
+        // scanning the table's sets, so 10k Services cost minutes that way (kube-proxy's layout);
+        // this costs at most n rule evaluations on a connection's first packet, whatever the number
+        // of Services.
+        let n = endpoints.len();
+        for (i, ep) in endpoints.iter().enumerate() {
+            if i + 1 == n {
+                rules.push(format!("goto {}", ep_chain(ep)));
+            } else {
                 rules.push(format!(
-                    "numgen random mod {} vmap {{ {} }}",
-                    many.len(),
-                    arms.join(", ")
+                    "numgen random mod {} == 0 goto {}",
+                    n - i,
+                    ep_chain(ep)
                 ));
             }
         }
@@ -517,8 +519,13 @@ pub fn full_transaction<'a>(
     // `add` first so `delete` cannot fail on a missing table.
     tx.raw(&format!("add table ip {}", base.table));
     tx.raw(&format!("delete table ip {}", base.table));
-    for line in base_commands(base) {
-        tx.raw(&line);
+    // The hooked chains come last: until they exist nothing in the table is reachable from a hook,
+    // so the kernel has no ruleset graph to re-validate while the Services' chains, rules and
+    // elements are added (with the hooks first, programming 10k Services took minutes, not seconds).
+    let (hooked, rest): (Vec<String>, Vec<String>) =
+        base_commands(base).into_iter().partition(|l| is_hooked(l));
+    for line in &rest {
+        tx.raw(line);
     }
     for r in services.clone() {
         for name in r.chains.keys() {
@@ -534,7 +541,29 @@ pub fn full_transaction<'a>(
         }
     }
     tx.add_elements(services.into_iter().flat_map(|r| r.elements.iter()));
+    for line in &hooked {
+        tx.raw(line);
+    }
     tx
+}
+
+/// Whether a base command creates a hooked chain or adds a rule to one.
+fn is_hooked(line: &str) -> bool {
+    const HOOKED: [&str; 7] = [
+        "masquerading",
+        "nat-prerouting",
+        "nat-output",
+        "filter-input",
+        "filter-forward",
+        "filter-output",
+        "filter-output-post-dnat",
+    ];
+    let mut words = line.split_whitespace();
+    let (verb, what) = (words.next(), words.next());
+    let name = words.nth(2);
+    verb == Some("add")
+        && matches!(what, Some("chain" | "rule"))
+        && name.is_some_and(|n| HOOKED.contains(&n))
 }
 
 #[cfg(test)]
@@ -585,7 +614,8 @@ mod tests {
             r.chains["svc-default/web-tcp-80"],
             vec![
                 "ip daddr 10.96.0.20 ip saddr != 10.244.0.0/16 jump mark-for-masquerade",
-                "numgen random mod 2 vmap { 0 : goto ep-default/web-tcp-80-10.244.1.5-8080, 1 : goto ep-default/web-tcp-80-10.244.2.5-8080 }",
+                "numgen random mod 2 == 0 goto ep-default/web-tcp-80-10.244.1.5-8080",
+                "goto ep-default/web-tcp-80-10.244.2.5-8080",
             ]
         );
         assert_eq!(
@@ -696,7 +726,7 @@ mod tests {
             svc[1],
             "ip saddr @aff-default/web-tcp-80-10.244.1.5-80 goto ep-default/web-tcp-80-10.244.1.5-80"
         );
-        assert!(svc[3].starts_with("numgen random mod 2"));
+        assert!(svc[3].starts_with("numgen random mod 2 == 0 goto"));
         assert_eq!(
             r.sets["aff-default/web-tcp-80-10.244.2.5-80"],
             "{ type ipv4_addr ; flags dynamic,timeout ; timeout 30s ; }"
