@@ -17,6 +17,7 @@ pub mod kubeconfig;
 pub mod node;
 pub mod pki;
 pub mod registry;
+pub mod spdy;
 mod server;
 pub mod util;
 
