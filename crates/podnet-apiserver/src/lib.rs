@@ -17,8 +17,8 @@ pub mod kubeconfig;
 pub mod node;
 pub mod pki;
 pub mod registry;
-pub mod spdy;
 mod server;
+pub mod spdy;
 pub mod util;
 
 use std::net::TcpListener;

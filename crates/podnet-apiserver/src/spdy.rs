@@ -294,7 +294,13 @@ impl Decoder {
                     entries
                         .chunks_exact(8)
                         .take(n)
-                        .map(|e| (e[0], u32::from_be_bytes([0, e[1], e[2], e[3]]), be32(&e[4..])))
+                        .map(|e| {
+                            (
+                                e[0],
+                                u32::from_be_bytes([0, e[1], e[2], e[3]]),
+                                be32(&e[4..]),
+                            )
+                        })
                         .collect(),
                 )
             }
@@ -744,24 +750,36 @@ mod tests {
     fn arb_frame() -> impl Strategy<Value = Frame> {
         let sid = 0u32..0x7fff_ffff;
         prop_oneof![
-            (sid.clone(), any::<bool>(), prop::collection::vec(any::<u8>(), 0..2000)).prop_map(
-                |(stream_id, fin, d)| Frame::Data {
+            (
+                sid.clone(),
+                any::<bool>(),
+                prop::collection::vec(any::<u8>(), 0..2000)
+            )
+                .prop_map(|(stream_id, fin, d)| Frame::Data {
                     stream_id,
                     fin,
                     data: Bytes::from(d)
-                }
-            ),
-            (sid.clone(), sid.clone(), 0u8..8, any::<bool>(), any::<bool>(), arb_headers())
-                .prop_map(|(stream_id, associated_to, priority, fin, unidirectional, headers)| {
-                    Frame::SynStream {
-                        stream_id,
-                        associated_to,
-                        priority,
-                        fin,
-                        unidirectional,
-                        headers,
-                    }
                 }),
+            (
+                sid.clone(),
+                sid.clone(),
+                0u8..8,
+                any::<bool>(),
+                any::<bool>(),
+                arb_headers()
+            )
+                .prop_map(
+                    |(stream_id, associated_to, priority, fin, unidirectional, headers)| {
+                        Frame::SynStream {
+                            stream_id,
+                            associated_to,
+                            priority,
+                            fin,
+                            unidirectional,
+                            headers,
+                        }
+                    }
+                ),
             (sid.clone(), any::<bool>(), arb_headers()).prop_map(|(stream_id, fin, headers)| {
                 Frame::SynReply {
                     stream_id,

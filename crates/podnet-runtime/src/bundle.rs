@@ -461,6 +461,8 @@ mod tests {
             log_path: "/tmp/x.log".into(),
             log_max_bytes: 0,
             log_max_files: 0,
+            stdin: false,
+            stdin_once: false,
             labels: Default::default(),
         }
     }

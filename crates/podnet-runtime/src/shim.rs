@@ -11,6 +11,9 @@
 //! - It copies both pipes into the CRI log ([`crate::crilog`]) until the init process exits, drains
 //!   what is left, and writes `STATE/exit.json` ([`crate::records::ExitRecord`]); the log is complete
 //!   by the time that file appears. `STATE/shim.pid` holds its own pid.
+//! - It serves `STATE/attach.sock` ([`crate::attach`]): the output also goes to attached clients, and
+//!   with `--stdin` the container's stdin is a pipe the supervisor holds open and feeds from them
+//!   (`--stdin-once`: closed when the first attached client ends its input).
 
 use crate::crilog::{LineSplitter, LogWriter, Stream};
 use crate::records::{self, ExitRecord};
@@ -40,6 +43,10 @@ pub struct ShimArgs {
     pub log: PathBuf,
     pub log_max_bytes: u64,
     pub log_max_files: u32,
+    /// Keep the container's stdin open (a pipe fed by attach clients); else it reads /dev/null.
+    pub stdin: bool,
+    /// Close that stdin when the first attach client ends its input.
+    pub stdin_once: bool,
 }
 
 impl ShimArgs {
@@ -64,6 +71,10 @@ impl ShimArgs {
             "--log-max-files".into(),
             self.log_max_files.to_string(),
         ]
+        .into_iter()
+        .chain(self.stdin.then(|| "--stdin".to_string()))
+        .chain(self.stdin_once.then(|| "--stdin-once".to_string()))
+        .collect()
     }
 
     pub fn parse(args: &[String]) -> Result<ShimArgs, String> {
@@ -86,6 +97,8 @@ impl ShimArgs {
             log: get("--log")?.into(),
             log_max_bytes: num("--log-max-bytes")?,
             log_max_files: num("--log-max-files")? as u32,
+            stdin: args.iter().any(|a| a == "--stdin"),
+            stdin_once: args.iter().any(|a| a == "--stdin-once"),
         })
     }
 }
@@ -147,6 +160,21 @@ fn supervise(args: &ShimArgs, mut sync: File) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
+    // The container's stdin: a pipe whose write end only this supervisor holds, or /dev/null.
+    let (stdin, stdin_w) = if args.stdin {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
+        (Stdio::from(r), Some(w))
+    } else {
+        (Stdio::null(), None)
+    };
+    // Attach is an extra: a container runs (and logs) without it.
+    let mut hub = match crate::attach::Hub::bind(&args.state, stdin_w, args.stdin_once) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            eprintln!("podnet-shim {}: attach socket: {e}", args.id);
+            None
+        }
+    };
     let pid_file = args.state.join("pid");
     let status = Command::new(&args.runc)
         .arg("--root")
@@ -161,7 +189,7 @@ fn supervise(args: &ShimArgs, mut sync: File) -> Result<(), String> {
         .arg("--pid-file")
         .arg(&pid_file)
         .arg(&args.id)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::from(out_w))
         .stderr(Stdio::from(err_w))
         .status();
@@ -183,8 +211,13 @@ fn supervise(args: &ShimArgs, mut sync: File) -> Result<(), String> {
             return Err(e);
         }
     };
-    let exit = pump(&sfd, out_r, err_r, cpid as i32, &mut log)?;
-    records::write_json(&args.state.join("exit.json"), &exit).map_err(|e| e.to_string())
+    let exit = pump(&sfd, out_r, err_r, cpid as i32, &mut log, hub.as_mut())?;
+    let written =
+        records::write_json(&args.state.join("exit.json"), &exit).map_err(|e| e.to_string());
+    if let Some(h) = hub {
+        h.finish(exit.exit_code);
+    }
+    written
 }
 
 /// runc's last error message from its JSON log (`{"level":"error","msg":"..."}`).
@@ -207,7 +240,12 @@ struct Source {
 
 impl Source {
     /// Reads once; returns false at end of file or when nothing is ready (non-blocking drain).
-    fn read_once(&mut self, buf: &mut [u8], log: &mut LogWriter) -> bool {
+    fn read_once(
+        &mut self,
+        buf: &mut [u8],
+        log: &mut LogWriter,
+        hub: Option<&mut crate::attach::Hub>,
+    ) -> bool {
         let n = match nix::unistd::read(&self.fd, buf) {
             Ok(0) => {
                 self.open = false;
@@ -219,6 +257,13 @@ impl Source {
         };
         let now = records::now_ns();
         let stream = self.stream;
+        if let Some(h) = hub {
+            let kind = match stream {
+                Stream::Stdout => crate::attach::STDOUT,
+                Stream::Stderr => crate::attach::STDERR,
+            };
+            h.broadcast(kind, &buf[..n]);
+        }
         self.split.feed(&buf[..n], &mut |full, content| {
             // A full disk must not stop the container: the line is lost, the copying goes on.
             let _ = log.write_entry(now, stream, full, content);
@@ -241,6 +286,7 @@ fn pump(
     err: OwnedFd,
     cpid: i32,
     log: &mut LogWriter,
+    mut hub: Option<&mut crate::attach::Hub>,
 ) -> Result<ExitRecord, String> {
     let mut sources = [
         Source {
@@ -264,16 +310,41 @@ fn pump(
         for &i in &open {
             fds.push(PollFd::new(sources[i].fd.as_fd(), PollFlags::POLLIN));
         }
+        let interests = hub.as_ref().map(|h| h.interests()).unwrap_or_default();
+        for i in &interests {
+            let mut f = PollFlags::empty();
+            if i.read {
+                f |= PollFlags::POLLIN;
+            }
+            if i.write {
+                f |= PollFlags::POLLOUT;
+            }
+            fds.push(PollFd::new(i.fd, f));
+        }
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(format!("poll: {e}")),
         }
         let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
+        let hub_ready: Vec<(bool, bool)> = fds[1 + open.len()..]
+            .iter()
+            .map(|f| {
+                let e = f.revents().unwrap_or(PollFlags::empty());
+                (
+                    e.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR),
+                    e.contains(PollFlags::POLLOUT),
+                )
+            })
+            .collect();
         drop(fds);
+        drop(interests);
         for (k, &i) in open.iter().enumerate() {
             if ready[k + 1] {
-                sources[i].read_once(&mut buf, log);
+                sources[i].read_once(&mut buf, log, hub.as_deref_mut());
             }
+        }
+        if let Some(h) = hub.as_deref_mut() {
+            h.ready(&hub_ready);
         }
         if ready[0] {
             while let Ok(Some(_)) = sfd.read_signal() {}
@@ -288,7 +359,7 @@ fn pump(
             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
         );
         for _ in 0..10_000 {
-            if !s.open || !s.read_once(&mut buf, log) {
+            if !s.open || !s.read_once(&mut buf, log, hub.as_deref_mut()) {
                 break;
             }
         }

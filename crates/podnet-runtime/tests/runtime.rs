@@ -119,6 +119,8 @@ impl Node {
             log_path: crilog::container_log_path(&self.base.join("logs"), name, 0),
             log_max_bytes: 0,
             log_max_files: 0,
+            stdin: false,
+            stdin_once: false,
             labels: Default::default(),
         }
     }
@@ -385,6 +387,8 @@ fn agent_helper() {
         log_path: base.join("logs/ticker/0.log"),
         log_max_bytes: 0,
         log_max_files: 0,
+        stdin: false,
+        stdin_once: false,
         labels: Default::default(),
     };
     spec.labels

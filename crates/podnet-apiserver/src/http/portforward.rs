@@ -188,7 +188,10 @@ struct Inbound {
 
 /// Checks a new stream's headers as kubelet does; returns (requestID, port, is data stream).
 fn classify(stream_id: u32, h: &Headers) -> Result<(String, u16, bool), String> {
-    let port = h.get("port").filter(|p| !p.is_empty()).ok_or("\"port\" header is required")?;
+    let port = h
+        .get("port")
+        .filter(|p| !p.is_empty())
+        .ok_or("\"port\" header is required")?;
     let port: u16 = port
         .parse()
         .map_err(|e| format!("unable to parse \"{port}\" as a port: {e}"))?;

@@ -227,7 +227,9 @@ impl HttpsNodeConnector {
                             message: body,
                         }
                     }
-                    other => NodeError::Unreachable(format!("{what} on node {}: {other}", node.name)),
+                    other => {
+                        NodeError::Unreachable(format!("{what} on node {}: {other}", node.name))
+                    }
                 })?;
             let _ = resp;
             let (mut sink, mut source) = ws.split();
