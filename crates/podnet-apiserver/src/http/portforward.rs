@@ -320,12 +320,11 @@ async fn session(
                     data,
                 } => {
                     if let Some(i) = inbound.get_mut(&stream_id) {
-                        if !data.is_empty() {
-                            if let Some(tx) = &i.tx {
-                                if tx.send(data).await.is_err() {
-                                    i.tx = None;
-                                }
-                            }
+                        if !data.is_empty()
+                            && let Some(tx) = &i.tx
+                            && tx.send(data).await.is_err()
+                        {
+                            i.tx = None;
                         }
                         if fin {
                             i.tx = None;
@@ -333,10 +332,10 @@ async fn session(
                     }
                 }
                 Frame::RstStream { stream_id, .. } => {
-                    if let Some(mut i) = inbound.remove(&stream_id) {
-                        if let Some(r) = i.reset.take() {
-                            let _ = r.send(());
-                        }
+                    if let Some(mut i) = inbound.remove(&stream_id)
+                        && let Some(r) = i.reset.take()
+                    {
+                        let _ = r.send(());
                     }
                 }
                 Frame::Ping(id) => {

@@ -101,10 +101,9 @@ async fn session(
             },
             m = socket.recv() => match m {
                 Some(Ok(Message::Binary(b))) => match b.first() {
-                    Some(0) if input_open => {
-                        if wr.write_all(&b[1..]).await.is_err() {
-                            input_open = false;
-                        }
+                    // A write that fails means the other end is gone: stop sending there.
+                    Some(0) if input_open && wr.write_all(&b[1..]).await.is_err() => {
+                        input_open = false;
                     }
                     Some(255) if b.get(1) == Some(&0) && input_open => {
                         input_open = false;

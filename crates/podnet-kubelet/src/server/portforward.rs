@@ -168,10 +168,9 @@ async fn session(mut socket: WebSocket, sandbox: SandboxRecord, port: u16) {
             },
             m = socket.recv() => match m {
                 Some(Ok(Message::Binary(b))) => match b.first() {
-                    Some(0) if client_open => {
-                        if wr.write_all(&b[1..]).await.is_err() {
-                            client_open = false;
-                        }
+                    // A write that fails means the other end is gone: stop sending there.
+                    Some(0) if client_open && wr.write_all(&b[1..]).await.is_err() => {
+                        client_open = false;
                     }
                     Some(255) if b.get(1) == Some(&0) => {
                         client_open = false;
