@@ -1190,6 +1190,7 @@ impl Kubelet {
             log_max_files: LOG_MAX_FILES,
             stdin: c.stdin.unwrap_or(false),
             stdin_once: c.stdin_once.unwrap_or(false),
+            tty: c.tty.unwrap_or(false),
             labels: BTreeMap::from([
                 ("io.kubernetes.container.name".to_string(), name.to_string()),
                 ("io.kubernetes.pod.name".to_string(), r.name.clone()),

@@ -117,6 +117,7 @@ fn run(rt: &Runtime, rootfs: &Path, base: &Path, pods: usize) -> anyhow::Result<
                     log_max_files: 0,
                     stdin: false,
                     stdin_once: false,
+                    tty: false,
                     labels: Default::default(),
                 },
             )?;

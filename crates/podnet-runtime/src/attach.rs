@@ -5,9 +5,11 @@
 //! - supervisor to client: frames of `[kind: u8][length: u32 big-endian][payload]`; kind 1 is stdout,
 //!   2 stderr (the container's output from the moment the client connected), 3 the exit (payload:
 //!   the exit code in decimal), sent when the container's main process has ended.
-//! - client to supervisor: raw bytes for the container's stdin (only when the container was created
-//!   with `stdin`); a half-close (`shutdown(SHUT_WR)`) ends this client's input, and with
-//!   `stdin_once` the first client's end closes the container's stdin.
+//! - client to supervisor: frames of the same shape; kind 0 carries bytes for the container's stdin
+//!   (used only when the container was created with `stdin`), kind 4 a terminal size (columns and
+//!   rows, two 16-bit big-endian numbers; used only with `tty`). A half-close (`shutdown(SHUT_WR)`)
+//!   ends this client's input, and with `stdin_once` the first client's end closes the container's
+//!   stdin.
 //!
 //! The container never waits for a client: output for a client that does not read is buffered up
 //! to [`MAX_CLIENT_BUFFER`], then that client is dropped. Input is taken from clients only while
@@ -22,6 +24,8 @@ use std::path::{Path, PathBuf};
 pub const STDOUT: u8 = 1;
 pub const STDERR: u8 = 2;
 pub const EXIT: u8 = 3;
+pub const STDIN: u8 = 0;
+pub const RESIZE: u8 = 4;
 /// Output buffered for one slow client before it is dropped.
 pub const MAX_CLIENT_BUFFER: usize = 1 << 20;
 /// Input buffered for a container that does not read its stdin.
@@ -76,6 +80,8 @@ pub fn take_frame(buf: &mut Vec<u8>) -> Result<Option<(u8, Vec<u8>)>, String> {
 struct Client {
     sock: UnixStream,
     out: Vec<u8>,
+    /// Input not yet a whole frame.
+    inbuf: Vec<u8>,
     /// The client may still send input.
     reading: bool,
 }
@@ -89,6 +95,8 @@ pub struct Hub {
     stdin_buf: Vec<u8>,
     stdin_once: bool,
     input_ended: bool,
+    /// The terminal's master, for resizes (containers with `tty`).
+    tty: Option<OwnedFd>,
 }
 
 /// What to poll for one descriptor of the hub.
@@ -100,7 +108,12 @@ pub struct Interest<'a> {
 
 impl Hub {
     /// Listens on [`socket_path`] of `state`; `stdin` is the write end of the container's stdin.
-    pub fn bind(state: &Path, stdin: Option<OwnedFd>, stdin_once: bool) -> std::io::Result<Hub> {
+    pub fn bind(
+        state: &Path,
+        stdin: Option<OwnedFd>,
+        stdin_once: bool,
+        tty: Option<OwnedFd>,
+    ) -> std::io::Result<Hub> {
         let path = socket_path(state);
         let _ = std::fs::remove_file(&path);
         let (_dir, short) = short_path(state, "attach.sock")?;
@@ -121,6 +134,7 @@ impl Hub {
             stdin_buf: Vec::new(),
             stdin_once,
             input_ended: false,
+            tty,
         })
     }
 
@@ -173,8 +187,9 @@ impl Hub {
                         self.client_input_ended();
                     }
                     Ok(m) => {
-                        if self.stdin.is_some() {
-                            self.stdin_buf.extend_from_slice(&buf[..m]);
+                        self.clients[k].inbuf.extend_from_slice(&buf[..m]);
+                        if !self.take_input(k) {
+                            keep[k] = false;
                         }
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {}
@@ -208,10 +223,34 @@ impl Hub {
                     self.clients.push(Client {
                         sock,
                         out: Vec::new(),
+                        inbuf: Vec::new(),
                         reading,
                     });
                 }
                 Err(_) => return,
+            }
+        }
+    }
+
+    /// Acts on the whole frames client `k` has sent; false if it sent something malformed.
+    fn take_input(&mut self, k: usize) -> bool {
+        loop {
+            match take_frame(&mut self.clients[k].inbuf) {
+                Ok(Some((STDIN, d))) => {
+                    if self.stdin.is_some() {
+                        self.stdin_buf.extend_from_slice(&d);
+                    }
+                }
+                Ok(Some((RESIZE, d))) if d.len() == 4 => {
+                    if let Some(t) = &self.tty {
+                        let cols = u16::from_be_bytes([d[0], d[1]]);
+                        let rows = u16::from_be_bytes([d[2], d[3]]);
+                        let _ = set_size(t, cols, rows);
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => return true,
+                Err(_) => return false,
             }
         }
     }
@@ -277,6 +316,22 @@ impl Hub {
         }
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Sets a terminal's size; its foreground process group gets SIGWINCH.
+pub fn set_size(tty: &OwnedFd, cols: u16, rows: u16) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a winsize struct that outlives the call.
+    if unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCSWINSZ, &ws) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Writes what the client can take now; false if it is gone.
@@ -363,7 +418,7 @@ mod tests {
     fn output_fans_out_input_reaches_stdin_and_stdin_once_closes_it() {
         let dir = tempfile::tempdir().unwrap();
         let (r, w) = nix::unistd::pipe().unwrap();
-        let mut hub = Hub::bind(dir.path(), Some(w), true).unwrap();
+        let mut hub = Hub::bind(dir.path(), Some(w), true, None).unwrap();
         let (_d, p) = short_path(dir.path(), "attach.sock").unwrap();
         let mut a = UnixStream::connect(&p).unwrap();
         let mut b = UnixStream::connect(&p).unwrap();
@@ -372,7 +427,9 @@ mod tests {
         let (mut ba, mut bb) = (Vec::new(), Vec::new());
         assert_eq!(read_frame(&mut a, &mut ba), (STDOUT, b"line\n".to_vec()));
         assert_eq!(read_frame(&mut b, &mut bb), (STDOUT, b"line\n".to_vec()));
-        a.write_all(b"typed").unwrap();
+        a.write_all(&frame(STDIN, b"typ")).unwrap();
+        a.write_all(&frame(RESIZE, &[0, 80, 0, 24])).unwrap();
+        a.write_all(&frame(STDIN, b"ed")).unwrap();
         a.shutdown(std::net::Shutdown::Write).unwrap();
         let mut stdin = std::fs::File::from(r);
         let mut got = Vec::new();

@@ -351,7 +351,8 @@ pub fn build(spec: &ContainerSpec, sb: &SandboxContext) -> Result<Spec> {
     // No rlimits and no oomScoreAdj: root here lacks CAP_SYS_RESOURCE, and runc fails with
     // "can't get final child's PID from pipe: EOF" if asked to raise either.
     let mut process = ProcessBuilder::default()
-        .terminal(false)
+        // With a terminal, runc hands the pty's master to the supervisor (--console-socket).
+        .terminal(spec.tty)
         .user(user)
         .args(spec.args.clone())
         .env(env)
@@ -463,6 +464,7 @@ mod tests {
             log_max_files: 0,
             stdin: false,
             stdin_once: false,
+            tty: false,
             labels: Default::default(),
         }
     }

@@ -403,6 +403,7 @@ impl Runtime {
             log_max_files: spec.log_max_files,
             stdin: spec.stdin,
             stdin_once: spec.stdin_once,
+            tty: spec.tty,
         };
         let shim_log = fs::File::create(dir.join("shim.log"))
             .map_err(|e| Error::io(format!("create {}", dir.join("shim.log").display()), e))?;

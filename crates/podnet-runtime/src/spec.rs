@@ -94,6 +94,10 @@ pub struct ContainerSpec {
     /// `stdinOnce: true`: that stdin is closed when the first attach session ends its input.
     #[serde(default)]
     pub stdin_once: bool,
+    /// `tty: true`: the container's stdio is a pseudo-terminal whose master its supervisor holds
+    /// (output to the log and attach clients, input from them, resizes from `kubectl attach -t`).
+    #[serde(default)]
+    pub tty: bool,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
 }

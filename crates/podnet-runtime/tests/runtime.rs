@@ -121,6 +121,7 @@ impl Node {
             log_max_files: 0,
             stdin: false,
             stdin_once: false,
+            tty: false,
             labels: Default::default(),
         }
     }
@@ -389,6 +390,7 @@ fn agent_helper() {
         log_max_files: 0,
         stdin: false,
         stdin_once: false,
+        tty: false,
         labels: Default::default(),
     };
     spec.labels

@@ -1,8 +1,8 @@
 //! `/attach/{ns}/{pod}/{container}`: `kubectl attach` through the container supervisor's attach
 //! socket (`podnet_runtime::attach`), over the same `v5.channel.k8s.io` websocket as exec: the
 //! container's output from now on (1 stdout, 2 stderr), input to its stdin (0, when the container
-//! has `stdin: true`), `[255, 0]` the end of this session's input, the exit status on 3 when the
-//! container ends. A client that leaves detaches; the container goes on.
+//! has `stdin: true`), terminal sizes (4, when it has `tty: true`), `[255, 0]` the end of this
+//! session's input, the exit status on 3 when the container ends. A client that leaves detaches; the container goes on.
 
 use super::{St, authorized, find, frame, query};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -10,7 +10,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use podnet_runtime::ContainerState;
-use podnet_runtime::attach::{EXIT, STDERR, STDOUT, take_frame};
+use podnet_runtime::attach::{self, EXIT, STDERR, STDOUT, take_frame};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -102,8 +102,18 @@ async fn session(
             m = socket.recv() => match m {
                 Some(Ok(Message::Binary(b))) => match b.first() {
                     // A write that fails means the other end is gone: stop sending there.
-                    Some(0) if input_open && wr.write_all(&b[1..]).await.is_err() => {
+                    Some(0) if input_open
+                        && wr.write_all(&attach::frame(attach::STDIN, &b[1..])).await.is_err() => {
                         input_open = false;
+                    }
+                    Some(4) => {
+                        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b[1..]) {
+                            let w = v["Width"].as_u64().unwrap_or(80).min(u16::MAX.into()) as u16;
+                            let h = v["Height"].as_u64().unwrap_or(24).min(u16::MAX.into()) as u16;
+                            let mut size = w.to_be_bytes().to_vec();
+                            size.extend_from_slice(&h.to_be_bytes());
+                            let _ = wr.write_all(&attach::frame(attach::RESIZE, &size)).await;
+                        }
                     }
                     Some(255) if b.get(1) == Some(&0) && input_open => {
                         input_open = false;
