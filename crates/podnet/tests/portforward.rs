@@ -376,3 +376,59 @@ fn attach_with_the_real_kubectl() {
     let logs = lab.kubectl_ok(&["logs", "reader"]);
     assert!(logs.contains("got: one") && logs.contains("bye"), "{logs}");
 }
+
+/// `kubectl run -it --rm ... -- sh` as a user types it: kubectl on a terminal (util-linux's `script`
+/// gives it one, 100x30), the container gets a terminal of that size through attach, the shell
+/// answers, `exit` ends it and `--rm` deletes the pod.
+#[test]
+fn run_it_gets_a_terminal_with_the_callers_size() {
+    let lab = Lab::up(&["--nodes", "1"]);
+    let kubectl = format!(
+        "stty cols 100 rows 30; KUBECONFIG={} {} --cache-dir {} run -it --rm tt --image=busybox --restart=Never -- sh",
+        lab.kubeconfig.display(),
+        kubectl_bin().display(),
+        std::env::temp_dir()
+            .join(format!("{}.kube-cache", lab.name))
+            .display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qfec", &kubectl, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl under script");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut b = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut b) {
+            if n == 0 || tx.send(b[..n].to_vec()).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let mut expect = |what: &str| {
+        let deadline = Instant::now() + LONG;
+        while !seen.contains(what) {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(b) => seen.push_str(&String::from_utf8_lossy(&b)),
+                Err(_) => panic!("no {what:?} on the terminal; saw {seen:?}"),
+            }
+        }
+    };
+    expect("If you don't see a command prompt");
+    stdin.write_all(b"echo tty is $(tty)\r").unwrap();
+    expect("tty is /dev/pts/");
+    stdin.write_all(b"stty size\r").unwrap();
+    expect("30 100");
+    stdin.write_all(b"exit\r").unwrap();
+    expect("pod \"tt\" deleted");
+    let status = wait_for("kubectl run -it to end", LONG, || match child.try_wait() {
+        Ok(Some(s)) => Ok(s),
+        _ => Err("running".into()),
+    });
+    assert!(status.success(), "{seen}");
+}
