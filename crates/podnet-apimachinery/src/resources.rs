@@ -185,6 +185,11 @@ pub static RESOURCES: &[ResourceDef] = &[
         verbs: ALL_VERBS,
         subresources: &[
             SubresourceDef {
+                name: "attach",
+                response: ("", "v1", "PodAttachOptions"),
+                verbs: &["create", "get"],
+            },
+            SubresourceDef {
                 name: "binding",
                 response: ("", "v1", "Binding"),
                 verbs: &["create"],
@@ -198,6 +203,11 @@ pub static RESOURCES: &[ResourceDef] = &[
                 name: "log",
                 response: ("", "v1", "Pod"),
                 verbs: &["get"],
+            },
+            SubresourceDef {
+                name: "portforward",
+                response: ("", "v1", "PodPortForwardOptions"),
+                verbs: &["create", "get"],
             },
             status("", "v1", "Pod"),
         ],

@@ -18,6 +18,7 @@ pub mod node;
 pub mod pki;
 pub mod registry;
 mod server;
+pub mod spdy;
 pub mod util;
 
 use std::net::TcpListener;

@@ -1179,6 +1179,9 @@ impl Kubelet {
             log_path: podnet_runtime::crilog::container_log_path(&self.log_dir(pod), name, attempt),
             log_max_bytes: LOG_MAX_BYTES,
             log_max_files: LOG_MAX_FILES,
+            stdin: c.stdin.unwrap_or(false),
+            stdin_once: c.stdin_once.unwrap_or(false),
+            tty: c.tty.unwrap_or(false),
             labels: BTreeMap::from([
                 ("io.kubernetes.container.name".to_string(), name.to_string()),
                 ("io.kubernetes.pod.name".to_string(), r.name.clone()),

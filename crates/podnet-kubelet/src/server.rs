@@ -1,7 +1,12 @@
 //! The node's kubelet port (10250): HTTPS with a certificate from the cluster CA, the bearer token the
 //! API server presents, and what it relays for kubectl: `/containerLogs/...` (logs, also followed)
 //! and `/exec/...` (a `v5.channel.k8s.io` websocket: stdin, stdout, stderr, the exit status, terminal
-//! resizes). The contract is the API server's (`podnet_apiserver::node`).
+//! resizes), `/attach/...` (the same protocol, through the container supervisor's attach socket),
+//! `/portForward/...` (one TCP connection inside the pod's network namespace per websocket).
+//! The contract is the API server's (`podnet_apiserver::node`).
+
+mod attach;
+mod portforward;
 
 use crate::pods::Kubelet;
 use axum::Router;
@@ -52,6 +57,8 @@ pub async fn serve(
     let app = Router::new()
         .route("/containerLogs/{ns}/{pod}/{container}", get(logs))
         .route("/exec/{ns}/{pod}/{container}", get(exec))
+        .route("/attach/{ns}/{pod}/{container}", get(attach::handler))
+        .route("/portForward/{ns}/{pod}", get(portforward::handler))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(st);
     loop {

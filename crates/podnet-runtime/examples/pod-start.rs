@@ -115,6 +115,9 @@ fn run(rt: &Runtime, rootfs: &Path, base: &Path, pods: usize) -> anyhow::Result<
                     log_path: crilog::container_log_path(&base.join("logs").join(&name), c, 0),
                     log_max_bytes: 0,
                     log_max_files: 0,
+                    stdin: false,
+                    stdin_once: false,
+                    tty: false,
                     labels: Default::default(),
                 },
             )?;

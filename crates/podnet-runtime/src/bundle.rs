@@ -351,7 +351,8 @@ pub fn build(spec: &ContainerSpec, sb: &SandboxContext) -> Result<Spec> {
     // No rlimits and no oomScoreAdj: root here lacks CAP_SYS_RESOURCE, and runc fails with
     // "can't get final child's PID from pipe: EOF" if asked to raise either.
     let mut process = ProcessBuilder::default()
-        .terminal(false)
+        // With a terminal, runc hands the pty's master to the supervisor (--console-socket).
+        .terminal(spec.tty)
         .user(user)
         .args(spec.args.clone())
         .env(env)
@@ -461,6 +462,9 @@ mod tests {
             log_path: "/tmp/x.log".into(),
             log_max_bytes: 0,
             log_max_files: 0,
+            stdin: false,
+            stdin_once: false,
+            tty: false,
             labels: Default::default(),
         }
     }

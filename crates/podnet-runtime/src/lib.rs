@@ -45,7 +45,8 @@
 //!         env: vec![], cwd: String::new(), user: Default::default(), security: Default::default(),
 //!         resources: Default::default(), mounts: vec![],
 //!         log_path: podnet_runtime::crilog::container_log_path(logs, name, 0),
-//!         log_max_bytes: 0, log_max_files: 0, labels: Default::default(),
+//!         log_max_bytes: 0, log_max_files: 0, stdin: false, stdin_once: false, tty: false,
+//!         labels: Default::default(),
 //!     })?;
 //!     rt.start_container(&id)?;
 //! }
@@ -59,6 +60,7 @@
 //! Errors name the object and the operation:
 //! `create container httpd of pod default/web-1: runc create: ...`.
 
+pub mod attach;
 pub mod bundle;
 pub mod cgroups;
 mod config;

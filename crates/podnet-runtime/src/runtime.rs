@@ -418,6 +418,9 @@ impl Runtime {
             log: spec.log_path.clone(),
             log_max_bytes: spec.log_max_bytes,
             log_max_files: spec.log_max_files,
+            stdin: spec.stdin,
+            stdin_once: spec.stdin_once,
+            tty: spec.tty,
         };
         let shim_log = fs::File::create(dir.join("shim.log"))
             .map_err(|e| Error::io(format!("create {}", dir.join("shim.log").display()), e))?;
@@ -644,6 +647,25 @@ impl Runtime {
             }
         }
         exec::spawn(cmd, id, &spec.args, spec.tty, spec.stdin, spec.size, what)
+    }
+
+    /// Connects to the container's attach socket (see [`crate::attach`]) for `kubectl attach`.
+    /// Containers whose supervisor predates attach have none.
+    pub fn attach(&self, id: &str) -> Result<std::os::unix::net::UnixStream> {
+        let rec = self.container_record(id)?;
+        let what = format!("attach to container {} of pod {}", rec.spec.name, rec.pod);
+        let dir = self.cfg.container_dir(id);
+        let (_dir_fd, path) = crate::attach::short_path(&dir, "attach.sock")
+            .map_err(|e| Error::io(format!("{what}: open {}", dir.display()), e))?;
+        std::os::unix::net::UnixStream::connect(&path).map_err(|e| {
+            Error::io(
+                format!(
+                    "{what}: connect to {}",
+                    crate::attach::socket_path(&dir).display()
+                ),
+                e,
+            )
+        })
     }
 
     /// Writes the container's log to `w` as `kubectl logs` shows it; with `follow`, until the

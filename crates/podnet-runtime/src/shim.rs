@@ -11,6 +11,9 @@
 //! - It copies both pipes into the CRI log ([`crate::crilog`]) until the init process exits, drains
 //!   what is left, and writes `STATE/exit.json` ([`crate::records::ExitRecord`]); the log is complete
 //!   by the time that file appears. `STATE/shim.pid` holds its own pid.
+//! - It serves `STATE/attach.sock` ([`crate::attach`]): the output also goes to attached clients, and
+//!   with `--stdin` the container's stdin is a pipe the supervisor holds open and feeds from them
+//!   (`--stdin-once`: closed when the first attached client ends its input).
 
 use crate::crilog::{LineSplitter, LogWriter, Stream};
 use crate::records::{self, ExitRecord};
@@ -40,6 +43,12 @@ pub struct ShimArgs {
     pub log: PathBuf,
     pub log_max_bytes: u64,
     pub log_max_files: u32,
+    /// Keep the container's stdin open (a pipe fed by attach clients); else it reads /dev/null.
+    pub stdin: bool,
+    /// Close that stdin when the first attach client ends its input.
+    pub stdin_once: bool,
+    /// The container has a terminal (runc's console socket); its master replaces the pipes.
+    pub tty: bool,
 }
 
 impl ShimArgs {
@@ -64,6 +73,11 @@ impl ShimArgs {
             "--log-max-files".into(),
             self.log_max_files.to_string(),
         ]
+        .into_iter()
+        .chain(self.stdin.then(|| "--stdin".to_string()))
+        .chain(self.stdin_once.then(|| "--stdin-once".to_string()))
+        .chain(self.tty.then(|| "--tty".to_string()))
+        .collect()
     }
 
     pub fn parse(args: &[String]) -> Result<ShimArgs, String> {
@@ -86,6 +100,9 @@ impl ShimArgs {
             log: get("--log")?.into(),
             log_max_bytes: num("--log-max-bytes")?,
             log_max_files: num("--log-max-files")? as u32,
+            stdin: args.iter().any(|a| a == "--stdin"),
+            stdin_once: args.iter().any(|a| a == "--stdin-once"),
+            tty: args.iter().any(|a| a == "--tty"),
         })
     }
 }
@@ -147,9 +164,22 @@ fn supervise(args: &ShimArgs, mut sync: File) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
+    // The container's stdin: a pipe whose write end only this supervisor holds, or /dev/null.
+    // With a terminal, runc gives the container the pty instead and the master comes back to us.
+    let (stdin, stdin_w) = if args.stdin && !args.tty {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
+        (Stdio::from(r), Some(w))
+    } else {
+        (Stdio::null(), None)
+    };
+    let console = if args.tty {
+        Some(ConsoleSocket::listen(&args.state)?)
+    } else {
+        None
+    };
     let pid_file = args.state.join("pid");
-    let status = Command::new(&args.runc)
-        .arg("--root")
+    let mut cmd = Command::new(&args.runc);
+    cmd.arg("--root")
         .arg(&args.runc_root)
         .arg("--log")
         .arg(args.state.join("runc.log"))
@@ -159,19 +189,32 @@ fn supervise(args: &ShimArgs, mut sync: File) -> Result<(), String> {
         .arg("--bundle")
         .arg(&args.bundle)
         .arg("--pid-file")
-        .arg(&pid_file)
-        .arg(&args.id)
-        .stdin(Stdio::null())
+        .arg(&pid_file);
+    if let Some(c) = &console {
+        cmd.arg("--console-socket").arg(&c.path);
+    }
+    cmd.arg(&args.id)
+        .stdin(stdin)
         .stdout(Stdio::from(out_w))
-        .stderr(Stdio::from(err_w))
-        .status();
+        .stderr(Stdio::from(err_w));
+    let mut master: Option<OwnedFd> = None;
+    let status = cmd.spawn().and_then(|mut child| {
+        if let Some(c) = &console {
+            master = c.receive(&mut child);
+        }
+        child.wait()
+    });
     let created = match status {
+        Ok(s) if s.success() && args.tty && master.is_none() => {
+            Err("runc create: no terminal came back on the console socket".to_string())
+        }
         Ok(s) if s.success() => {
             records::read_pid(&pid_file).ok_or_else(|| "runc create: no pid file".to_string())
         }
         Ok(s) => Err(format!("runc create: {} ({s})", runc_error(&args.state))),
         Err(e) => Err(format!("run {}: {e}", args.runc.display())),
     };
+    drop(console);
     let cpid = match created {
         Ok(pid) => {
             let _ = writeln!(sync, "ok {pid}");
@@ -183,8 +226,117 @@ fn supervise(args: &ShimArgs, mut sync: File) -> Result<(), String> {
             return Err(e);
         }
     };
-    let exit = pump(&sfd, out_r, err_r, cpid as i32, &mut log)?;
-    records::write_json(&args.state.join("exit.json"), &exit).map_err(|e| e.to_string())
+    // With a terminal, the master is the container's output and (with stdin) its input.
+    let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("dup the terminal: {e}"));
+    let (out_src, stdin_w, tty) = match &master {
+        Some(m) => (
+            dup(m)?,
+            if args.stdin { Some(dup(m)?) } else { None },
+            Some(dup(m)?),
+        ),
+        None => (out_r, stdin_w, None),
+    };
+    // Attach is an extra: a container runs (and logs) without it.
+    let mut hub = match crate::attach::Hub::bind(&args.state, stdin_w, args.stdin_once, tty) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            eprintln!("podnet-shim {}: attach socket: {e}", args.id);
+            None
+        }
+    };
+    let exit = pump(&sfd, out_src, err_r, cpid as i32, &mut log, hub.as_mut())?;
+    drop(master);
+    let written =
+        records::write_json(&args.state.join("exit.json"), &exit).map_err(|e| e.to_string());
+    if let Some(h) = hub {
+        h.finish(exit.exit_code);
+    }
+    written
+}
+
+/// The socket runc hands a container's terminal master to (`runc create --console-socket`).
+struct ConsoleSocket {
+    listener: std::os::unix::net::UnixListener,
+    /// A short path for runc: through this process's descriptor of the state directory, which
+    /// `_dir` keeps open.
+    path: PathBuf,
+    _dir: OwnedFd,
+}
+
+impl ConsoleSocket {
+    fn listen(state: &Path) -> Result<ConsoleSocket, String> {
+        use std::os::fd::AsRawFd;
+        let _ = std::fs::remove_file(state.join("console.sock"));
+        let dir: OwnedFd = File::open(state)
+            .map_err(|e| format!("open {}: {e}", state.display()))?
+            .into();
+        let path = PathBuf::from(format!(
+            "/proc/{}/fd/{}/console.sock",
+            std::process::id(),
+            dir.as_raw_fd()
+        ));
+        let listener = std::os::unix::net::UnixListener::bind(&path)
+            .map_err(|e| format!("console socket: {e}"))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("console socket: {e}"))?;
+        Ok(ConsoleSocket {
+            listener,
+            path,
+            _dir: dir,
+        })
+    }
+
+    /// Waits (bounded) for runc to connect and send the master; gives up when runc has exited.
+    fn receive(&self, runc: &mut std::process::Child) -> Option<OwnedFd> {
+        use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let conn = loop {
+            match self.listener.accept() {
+                Ok((c, _)) => break c,
+                Err(_) if std::time::Instant::now() > deadline => return None,
+                Err(_) => {
+                    if !matches!(runc.try_wait(), Ok(None)) {
+                        return None;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
+        };
+        let _ = conn.set_nonblocking(false);
+        let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+        let mut buf = [0u8; 4096];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+        let msg = recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .ok()?;
+        let mut master = None;
+        for c in msg.cmsgs().ok()? {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                for fd in fds {
+                    // SAFETY: the kernel just installed these descriptors for us; nothing else
+                    // owns them.
+                    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+                    if master.is_none() {
+                        master = Some(owned);
+                    }
+                }
+            }
+        }
+        master
+    }
+}
+
+impl Drop for ConsoleSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// runc's last error message from its JSON log (`{"level":"error","msg":"..."}`).
@@ -207,7 +359,12 @@ struct Source {
 
 impl Source {
     /// Reads once; returns false at end of file or when nothing is ready (non-blocking drain).
-    fn read_once(&mut self, buf: &mut [u8], log: &mut LogWriter) -> bool {
+    fn read_once(
+        &mut self,
+        buf: &mut [u8],
+        log: &mut LogWriter,
+        hub: Option<&mut crate::attach::Hub>,
+    ) -> bool {
         let n = match nix::unistd::read(&self.fd, buf) {
             Ok(0) => {
                 self.open = false;
@@ -215,10 +372,22 @@ impl Source {
             }
             Ok(n) => n,
             Err(Errno::EINTR) => return true,
+            // A terminal's master reads EIO once the container side is closed for good.
+            Err(Errno::EIO) => {
+                self.open = false;
+                return false;
+            }
             Err(_) => return false,
         };
         let now = records::now_ns();
         let stream = self.stream;
+        if let Some(h) = hub {
+            let kind = match stream {
+                Stream::Stdout => crate::attach::STDOUT,
+                Stream::Stderr => crate::attach::STDERR,
+            };
+            h.broadcast(kind, &buf[..n]);
+        }
         self.split.feed(&buf[..n], &mut |full, content| {
             // A full disk must not stop the container: the line is lost, the copying goes on.
             let _ = log.write_entry(now, stream, full, content);
@@ -241,6 +410,7 @@ fn pump(
     err: OwnedFd,
     cpid: i32,
     log: &mut LogWriter,
+    mut hub: Option<&mut crate::attach::Hub>,
 ) -> Result<ExitRecord, String> {
     let mut sources = [
         Source {
@@ -264,16 +434,41 @@ fn pump(
         for &i in &open {
             fds.push(PollFd::new(sources[i].fd.as_fd(), PollFlags::POLLIN));
         }
+        let interests = hub.as_ref().map(|h| h.interests()).unwrap_or_default();
+        for i in &interests {
+            let mut f = PollFlags::empty();
+            if i.read {
+                f |= PollFlags::POLLIN;
+            }
+            if i.write {
+                f |= PollFlags::POLLOUT;
+            }
+            fds.push(PollFd::new(i.fd, f));
+        }
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(format!("poll: {e}")),
         }
         let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
+        let hub_ready: Vec<(bool, bool)> = fds[1 + open.len()..]
+            .iter()
+            .map(|f| {
+                let e = f.revents().unwrap_or(PollFlags::empty());
+                (
+                    e.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR),
+                    e.contains(PollFlags::POLLOUT),
+                )
+            })
+            .collect();
         drop(fds);
+        drop(interests);
         for (k, &i) in open.iter().enumerate() {
             if ready[k + 1] {
-                sources[i].read_once(&mut buf, log);
+                sources[i].read_once(&mut buf, log, hub.as_deref_mut());
             }
+        }
+        if let Some(h) = hub.as_deref_mut() {
+            h.ready(&hub_ready);
         }
         if ready[0] {
             while let Ok(Some(_)) = sfd.read_signal() {}
@@ -288,7 +483,7 @@ fn pump(
             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
         );
         for _ in 0..10_000 {
-            if !s.open || !s.read_once(&mut buf, log) {
+            if !s.open || !s.read_once(&mut buf, log, hub.as_deref_mut()) {
                 break;
             }
         }

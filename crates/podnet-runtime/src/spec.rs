@@ -87,6 +87,17 @@ pub struct ContainerSpec {
     /// How many files to keep including the live one (0: 5, kubelet's default).
     #[serde(default)]
     pub log_max_files: u32,
+    /// `stdin: true`: the container's stdin stays open, fed by `kubectl attach -i` sessions through
+    /// its supervisor's attach socket; otherwise it reads /dev/null.
+    #[serde(default)]
+    pub stdin: bool,
+    /// `stdinOnce: true`: that stdin is closed when the first attach session ends its input.
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// `tty: true`: the container's stdio is a pseudo-terminal whose master its supervisor holds
+    /// (output to the log and attach clients, input from them, resizes from `kubectl attach -t`).
+    #[serde(default)]
+    pub tty: bool,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
 }

@@ -119,6 +119,9 @@ impl Node {
             log_path: crilog::container_log_path(&self.base.join("logs"), name, 0),
             log_max_bytes: 0,
             log_max_files: 0,
+            stdin: false,
+            stdin_once: false,
+            tty: false,
             labels: Default::default(),
         }
     }
@@ -385,6 +388,9 @@ fn agent_helper() {
         log_path: base.join("logs/ticker/0.log"),
         log_max_bytes: 0,
         log_max_files: 0,
+        stdin: false,
+        stdin_once: false,
+        tty: false,
         labels: Default::default(),
     };
     spec.labels
@@ -726,4 +732,73 @@ fn a_failing_create_names_the_container_and_leaves_nothing() {
     assert_eq!(String::from_utf8_lossy(&runc.stdout).trim(), "");
     let err = node.rt.start_container("0123").unwrap_err();
     assert!(err.is_not_found(), "{err}");
+}
+
+/// Reads attach frames until one of `kind` contains `want`; bounded.
+fn attach_until(
+    sock: &mut std::os::unix::net::UnixStream,
+    buf: &mut Vec<u8>,
+    kind: u8,
+    want: &str,
+) {
+    use podnet_runtime::attach::take_frame;
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut got = String::new();
+    loop {
+        while let Some((k, d)) = take_frame(buf).unwrap() {
+            if k == kind {
+                got.push_str(&String::from_utf8_lossy(&d));
+            }
+        }
+        if got.contains(want) {
+            return;
+        }
+        let mut b = [0u8; 4096];
+        let n = sock.read(&mut b).unwrap();
+        assert!(n > 0, "attach socket closed; got {got:?}");
+        buf.extend_from_slice(&b[..n]);
+    }
+}
+
+/// The supervisor's attach socket: a `stdin` container reads what an attached client sends and its
+/// answers reach the client (and the log); a `tty` container gets a terminal whose size the client
+/// sets; the exit code arrives as the last frame.
+#[test]
+fn attach_socket_feeds_stdin_sets_the_terminal_size_and_reports_the_exit() {
+    use podnet_runtime::attach::{EXIT, RESIZE, STDIN, STDOUT, frame};
+    let node = Node::new("rt-attach");
+    let sb = node.sandbox("att-1", false);
+    let mut spec = node.spec(
+        "reader",
+        &[
+            "sh",
+            "-c",
+            "while read l; do echo \"got: $l\"; done; exit 4",
+        ],
+    );
+    spec.stdin = true;
+    spec.stdin_once = true;
+    let id = node.run(&sb, &spec);
+    let mut sock = node.rt.attach(&id).unwrap();
+    let mut buf = Vec::new();
+    sock.write_all(&frame(STDIN, b"hello\n")).unwrap();
+    attach_until(&mut sock, &mut buf, STDOUT, "got: hello");
+    // stdinOnce: this client's end of input closes the container's stdin, and the shell ends.
+    sock.shutdown(std::net::Shutdown::Write).unwrap();
+    attach_until(&mut sock, &mut buf, EXIT, "4");
+    assert_eq!(node.wait_exit(&id), 4);
+    assert!(node.log(&id).contains("got: hello"));
+
+    let mut spec = node.spec("term", &["sh", "-c", "read l; stty size; tty"]);
+    spec.stdin = true;
+    spec.tty = true;
+    let id = node.run(&sb, &spec);
+    let mut sock = node.rt.attach(&id).unwrap();
+    let mut buf = Vec::new();
+    sock.write_all(&frame(RESIZE, &[0, 99, 0, 33])).unwrap();
+    sock.write_all(&frame(STDIN, b"go\r")).unwrap();
+    attach_until(&mut sock, &mut buf, STDOUT, "33 99");
+    attach_until(&mut sock, &mut buf, STDOUT, "/dev/pts/");
+    attach_until(&mut sock, &mut buf, EXIT, "0");
 }

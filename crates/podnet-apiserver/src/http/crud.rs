@@ -105,6 +105,12 @@ pub async fn dispatch(
         (&Method::GET | &Method::POST, Some(name), Some("exec")) => {
             stream::exec(st, &ns, &name, parts, &q).await
         }
+        (&Method::GET | &Method::POST, Some(name), Some("attach")) => {
+            stream::attach(st, &ns, &name, parts, &q).await
+        }
+        (&Method::GET | &Method::POST, Some(name), Some("portforward")) => {
+            stream::portforward(st, &ns, &name, parts).await
+        }
         _ => Err(ApiError::method_not_allowed()),
     }
 }

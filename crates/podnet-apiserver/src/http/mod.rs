@@ -3,6 +3,7 @@
 mod crud;
 mod meta;
 pub mod negotiate;
+mod portforward;
 pub mod query;
 mod render;
 pub mod respond;

@@ -1,4 +1,5 @@
-//! `pods/log` and `pods/exec`: validate against the pod, then relay to its node.
+//! `pods/log`, `pods/exec`, `pods/attach` and `pods/portforward`: validate against the pod, then
+//! relay to its node.
 
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use serde_json::Value;
 use super::AppState;
 use super::query::Query;
 use super::respond::{self, Resp};
-use crate::node::{ExecRequest, Frame, LogRequest, NodeError, NodeTarget};
+use crate::node::{AttachRequest, ExecRequest, Frame, LogRequest, NodeError, NodeTarget};
 
 /// The exec subprotocols podnet relays (kubectl 1.35 offers only v5).
 const PROTOCOLS: &[&str] = &["v5.channel.k8s.io"];
@@ -41,7 +42,7 @@ fn locate(
     ns: &str,
     name: &str,
     container: Option<&str>,
-    verb: &str,
+    _verb: &str,
 ) -> Result<(String, NodeTarget), ApiError> {
     let pods = resources::find("", "v1", "pods").expect("pods are served");
     let pod = st.api.get(pods, ns, name)?;
@@ -78,9 +79,13 @@ fn locate(
             )));
         }
     };
-    let node = object::str_at(&pod, "spec.nodeName").unwrap_or_default();
+    Ok((container, node_of(st, &pod, name)?))
+}
+
+/// The node a pod runs on, and where its kubelet port listens.
+fn node_of(st: &AppState, pod: &Value, name: &str) -> Result<NodeTarget, ApiError> {
+    let node = object::str_at(pod, "spec.nodeName").unwrap_or_default();
     if node.is_empty() {
-        let _ = verb;
         return Err(ApiError::bad_request(format!(
             "pod {name} does not have a host assigned"
         )));
@@ -106,14 +111,24 @@ fn locate(
         .and_then(Value::as_u64)
         .filter(|p| *p > 0 && *p < 65536)
         .unwrap_or(10250) as u16;
-    Ok((
-        container,
-        NodeTarget {
-            name: node.to_string(),
-            address,
-            port,
-        },
-    ))
+    Ok(NodeTarget {
+        name: node.to_string(),
+        address,
+        port,
+    })
+}
+
+/// `pods/portforward`: the pod must exist and be on a node; the ports come in the SPDY streams.
+pub async fn portforward(
+    st: &Arc<AppState>,
+    ns: &str,
+    name: &str,
+    parts: &mut Parts,
+) -> Result<Resp, ApiError> {
+    let pods = resources::find("", "v1", "pods").expect("pods are served");
+    let pod = st.api.get(pods, ns, name)?;
+    let target = node_of(st, &pod, name)?;
+    super::portforward::portforward(st, ns, name, parts, target).await
 }
 
 pub async fn logs(st: &Arc<AppState>, ns: &str, name: &str, q: &Query) -> Result<Resp, ApiError> {
@@ -165,24 +180,7 @@ pub async fn exec(
     // to SPDY, and the answer to that second request is the one it prints, so it must name the real
     // problem ("does not have a host assigned"), not the protocol.
     let (container, target) = locate(st, ns, name, q.get("container"), "exec")?;
-    let upgrade = WebSocketUpgrade::from_request_parts(parts, &()).await;
-    let Ok(upgrade) = upgrade else {
-        return Err(ApiError::bad_request(
-            "Upgrade request required: exec speaks websocket (v5.channel.k8s.io); SPDY is not supported",
-        ));
-    };
-    let offered: Vec<String> = parts
-        .headers
-        .get_all("sec-websocket-protocol")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|s| s.trim().to_string()))
-        .collect();
-    if !offered.iter().any(|p| PROTOCOLS.contains(&p.as_str())) {
-        return Err(ApiError::bad_request(format!(
-            "unable to upgrade connection: none of the offered subprotocols {offered:?} is supported (want v5.channel.k8s.io)"
-        )));
-    }
+    let upgrade = ws_upgrade(parts, "exec").await?;
     let command = q.all("command");
     if command.is_empty() {
         return Err(ApiError::bad_request("you must specify at least 1 command"));
@@ -218,6 +216,69 @@ pub async fn exec(
         .protocols(PROTOCOLS.iter().copied())
         .on_upgrade(move |socket| relay(socket, session));
     Ok(resp)
+}
+
+/// The websocket upgrade of an exec or attach request, with the channel protocol kubectl must offer.
+async fn ws_upgrade(parts: &mut Parts, what: &str) -> Result<WebSocketUpgrade, ApiError> {
+    let upgrade = WebSocketUpgrade::from_request_parts(parts, &()).await;
+    let Ok(upgrade) = upgrade else {
+        return Err(ApiError::bad_request(format!(
+            "Upgrade request required: {what} speaks websocket (v5.channel.k8s.io); SPDY is not supported"
+        )));
+    };
+    let offered: Vec<String> = parts
+        .headers
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_string()))
+        .collect();
+    if !offered.iter().any(|p| PROTOCOLS.contains(&p.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "unable to upgrade connection: none of the offered subprotocols {offered:?} is supported (want v5.channel.k8s.io)"
+        )));
+    }
+    Ok(upgrade)
+}
+
+/// `pods/attach`: the container's own stdio, relayed like exec.
+pub async fn attach(
+    st: &Arc<AppState>,
+    ns: &str,
+    name: &str,
+    parts: &mut Parts,
+    q: &Query,
+) -> Result<Resp, ApiError> {
+    let (container, target) = locate(st, ns, name, q.get("container"), "attach")?;
+    let upgrade = ws_upgrade(parts, "attach").await?;
+    let tty = q.flag("tty");
+    let req = AttachRequest {
+        namespace: ns.to_string(),
+        pod: name.to_string(),
+        container,
+        stdin: q.flag("stdin") || q.flag("input"),
+        stdout: q.flag("stdout") || q.flag("output"),
+        stderr: q.flag("stderr") || q.flag("error"),
+        tty,
+    };
+    if !(req.stdin || req.stdout || req.stderr) {
+        return Err(ApiError::bad_request(
+            "you must specify at least 1 of stdin, stdout, stderr",
+        ));
+    }
+    if tty && req.stderr {
+        return Err(ApiError::bad_request("stderr cannot be requested with tty"));
+    }
+    let session = st
+        .api
+        .cfg
+        .node_connector
+        .attach(target, req)
+        .await
+        .map_err(node_error)?;
+    Ok(upgrade
+        .protocols(PROTOCOLS.iter().copied())
+        .on_upgrade(move |socket| relay(socket, session)))
 }
 
 /// Copies frames both ways until either side closes.

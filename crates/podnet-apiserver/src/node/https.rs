@@ -13,8 +13,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use super::{
-    BoxFuture, ByteStream, ExecRequest, ExecSession, Frame, LogRequest, NodeConnector, NodeError,
-    NodeTarget, exec_query, log_query,
+    AttachRequest, BoxFuture, ByteStream, ExecRequest, ExecSession, Frame, LogRequest,
+    NodeConnector, NodeError, NodeTarget, PortForwardRequest, attach_query, exec_query, log_query,
 };
 use crate::pki::Pki;
 
@@ -147,20 +147,59 @@ impl NodeConnector for HttpsNodeConnector {
         node: NodeTarget,
         req: ExecRequest,
     ) -> BoxFuture<Result<ExecSession, NodeError>> {
+        let path = format!(
+            "/exec/{}/{}/{}?{}",
+            req.namespace,
+            req.pod,
+            req.container,
+            exec_query(&req)
+        );
+        self.websocket(node, path, "exec")
+    }
+
+    fn attach(
+        &self,
+        node: NodeTarget,
+        req: AttachRequest,
+    ) -> BoxFuture<Result<ExecSession, NodeError>> {
+        let path = format!(
+            "/attach/{}/{}/{}?{}",
+            req.namespace,
+            req.pod,
+            req.container,
+            attach_query(&req)
+        );
+        self.websocket(node, path, "attach")
+    }
+
+    fn port_forward(
+        &self,
+        node: NodeTarget,
+        req: PortForwardRequest,
+    ) -> BoxFuture<Result<ExecSession, NodeError>> {
+        let path = format!(
+            "/portForward/{}/{}?port={}",
+            req.namespace, req.pod, req.port
+        );
+        self.websocket(node, path, "port-forward")
+    }
+}
+
+impl HttpsNodeConnector {
+    /// Opens a `v5.channel.k8s.io` websocket to `path` on the node and pumps its messages through
+    /// channels.
+    fn websocket(
+        &self,
+        node: NodeTarget,
+        path: String,
+        what: &'static str,
+    ) -> BoxFuture<Result<ExecSession, NodeError>> {
         let tls = self.tls.clone();
         let dialer = self.dialer.clone();
         let token = self.token.clone();
         Box::pin(async move {
             let stream = connect(tls, dialer, &node).await?;
-            let url = format!(
-                "wss://{}:{}/exec/{}/{}/{}?{}",
-                node.address,
-                node.port,
-                req.namespace,
-                req.pod,
-                req.container,
-                exec_query(&req)
-            );
+            let url = format!("wss://{}:{}{}", node.address, node.port, path);
             let mut request = url
                 .into_client_request()
                 .map_err(|e| NodeError::Unreachable(e.to_string()))?;
@@ -188,7 +227,9 @@ impl NodeConnector for HttpsNodeConnector {
                             message: body,
                         }
                     }
-                    other => NodeError::Unreachable(format!("exec on node {}: {other}", node.name)),
+                    other => {
+                        NodeError::Unreachable(format!("{what} on node {}: {other}", node.name))
+                    }
                 })?;
             let _ = resp;
             let (mut sink, mut source) = ws.split();

@@ -1,4 +1,4 @@
-//! Reaching nodes for `pods/log` and `pods/exec`.
+//! Reaching nodes for `pods/log`, `pods/exec`, `pods/attach` and `pods/portforward`.
 //!
 //! # The node-side contract (what a podnet node agent implements)
 //!
@@ -23,6 +23,19 @@
 //!   "reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"3"}]}}`), 4 terminal
 //!   resize (`{"Width":W,"Height":H}`, to the node), 255 stream close (`[255, channel]`, e.g. stdin EOF).
 //!   After the status the node sends a close frame (1000). Answer pings with pongs.
+//! - **Attach**: the same websocket protocol at `GET /attach/{namespace}/{pod}/{container}?stdin=true
+//!   &stdout=true&stderr=true&tty=false` (no command): the container's own output from now on, input to
+//!   its stdin when the container has `stdin: true`. The status on channel 3 comes when the container
+//!   exits; a client that leaves does not stop the container.
+//! - **Port-forward**: one websocket per forwarded connection, `GET /portForward/{namespace}/{pod}
+//!   ?port=P` with `Sec-WebSocket-Protocol: v5.channel.k8s.io`. The node connects to `localhost:P`
+//!   inside the pod's network namespace. Channel 0 carries the connection's bytes both ways; `[255, 0]`
+//!   says that side has no more to send (a TCP half-close); channel 1 (node to server) carries an error
+//!   as kubelet words it (`error forwarding port 81 to pod ...: ... connection refused`). When both
+//!   directions are done (or after the error) the node sends a close frame (1000). The API server
+//!   terminates kubectl's SPDY/3.1 session (tunneled in a websocket with subprotocol
+//!   `SPDY/3.1+portforward.k8s.io`, or a plain `SPDY/3.1` upgrade) and maps each data/error stream pair
+//!   (one `requestID`) to one such websocket: the node never sees SPDY.
 //!
 //! Tests and embedders may supply any [`NodeConnector`]; [`HttpsNodeConnector`] is the real one.
 
@@ -72,7 +85,27 @@ pub struct ExecRequest {
     pub tty: bool,
 }
 
-/// A websocket message of an exec session.
+/// `pods/attach` options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttachRequest {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub tty: bool,
+}
+
+/// One forwarded connection of `pods/portforward`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortForwardRequest {
+    pub namespace: String,
+    pub pod: String,
+    pub port: u16,
+}
+
+/// A websocket message of an exec, attach or port-forward session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     Binary(Bytes),
@@ -105,6 +138,16 @@ pub trait NodeConnector: Send + Sync + 'static {
     fn logs(&self, node: NodeTarget, req: LogRequest) -> BoxFuture<Result<ByteStream, NodeError>>;
     fn exec(&self, node: NodeTarget, req: ExecRequest)
     -> BoxFuture<Result<ExecSession, NodeError>>;
+    fn attach(
+        &self,
+        node: NodeTarget,
+        req: AttachRequest,
+    ) -> BoxFuture<Result<ExecSession, NodeError>>;
+    fn port_forward(
+        &self,
+        node: NodeTarget,
+        req: PortForwardRequest,
+    ) -> BoxFuture<Result<ExecSession, NodeError>>;
 }
 
 /// The query string of a logs request.
@@ -147,6 +190,20 @@ pub fn exec_query(r: &ExecRequest) -> String {
         q.push(format!("{k}={v}"));
     }
     q.join("&")
+}
+
+/// The query string of an attach request.
+pub fn attach_query(r: &AttachRequest) -> String {
+    [
+        ("stdin", r.stdin),
+        ("stdout", r.stdout),
+        ("stderr", r.stderr),
+        ("tty", r.tty),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}={v}"))
+    .collect::<Vec<_>>()
+    .join("&")
 }
 
 /// Percent-encodes a query value.
