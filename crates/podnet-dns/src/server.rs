@@ -21,11 +21,37 @@ pub const TCP_IDLE: Duration = Duration::from_secs(10);
 pub struct Handler {
     index: Arc<RwLock<Index>>,
     forwarder: Forwarder,
+    /// The SOA's names, made once: every negative answer carries them.
+    soa: SoaNames,
+}
+
+/// The zone's SOA owner and its MNAME and RNAME (`ns.dns.<zone>`, `hostmaster.<zone>`).
+struct SoaNames {
+    zone: Name,
+    mname: Name,
+    rname: Name,
 }
 
 impl Handler {
     pub fn new(index: Arc<RwLock<Index>>, forwarder: Forwarder) -> Handler {
-        Handler { index, forwarder }
+        let zone = index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .zone()
+            .name()
+            .to_string();
+        // A Zone is validated (letters, digits, dashes; short labels), so these names are valid.
+        let name = |n: &str| fqdn(n).unwrap_or_else(Name::root);
+        let soa = SoaNames {
+            zone: name(&zone),
+            mname: name(&format!("ns.dns.{zone}")),
+            rname: name(&format!("hostmaster.{zone}")),
+        };
+        Handler {
+            index,
+            forwarder,
+            soa,
+        }
     }
 }
 
@@ -108,22 +134,19 @@ impl Handler {
         if query.query_class() != DNSClass::IN {
             return Err(ResponseCode::Refused);
         }
-        let (lookup, zone, serial) = {
+        let (lookup, serial) = {
             let index = self.index.read().unwrap_or_else(|e| e.into_inner());
             let q = name::parse(query.name().iter(), index.zone());
-            (
-                index.lookup(&q, qtype),
-                index.zone().name().to_string(),
-                index.serial(),
-            )
+            (index.lookup(&q, qtype), index.serial())
         };
+        let zone = &self.soa;
         let mut metadata = Metadata::response_from_request(meta);
         metadata.recursion_available = true;
         match lookup {
             Lookup::Answer(answer) => {
                 metadata.authoritative = true;
                 Ok(self
-                    .zone_reply(metadata, &owner, qtype, answer, &zone, serial)
+                    .zone_reply(metadata, &owner, qtype, answer, zone, serial)
                     .await)
             }
             Lookup::Forward => {
@@ -149,7 +172,7 @@ impl Handler {
         owner: &Name,
         qtype: RecordType,
         answer: Answer,
-        zone: &str,
+        zone: &SoaNames,
         serial: u32,
     ) -> Reply {
         let mut answers: Vec<Record> = answer
@@ -186,7 +209,13 @@ impl Handler {
         }
     }
 
-    async fn chase(&self, target: &str, qtype: RecordType, zone: &str, serial: u32) -> Vec<Record> {
+    async fn chase(
+        &self,
+        target: &str,
+        qtype: RecordType,
+        zone: &SoaNames,
+        serial: u32,
+    ) -> Vec<Record> {
         let Some(name) = fqdn(target) else {
             return Vec::new();
         };
@@ -216,10 +245,10 @@ fn fqdn(name: &str) -> Option<Name> {
     Name::from_ascii(format!("{name}.")).ok()
 }
 
-fn soa_record(zone: &str, serial: u32) -> Option<Record> {
+fn soa_record(zone: &SoaNames, serial: u32) -> Option<Record> {
     let soa = SOA::new(
-        fqdn(&format!("ns.dns.{zone}"))?,
-        fqdn(&format!("hostmaster.{zone}"))?,
+        zone.mname.clone(),
+        zone.rname.clone(),
         serial,
         7200,
         1800,
@@ -227,13 +256,13 @@ fn soa_record(zone: &str, serial: u32) -> Option<Record> {
         NEGATIVE_TTL,
     );
     Some(Record::from_rdata(
-        fqdn(zone)?,
+        zone.zone.clone(),
         NEGATIVE_TTL,
         RData::SOA(soa),
     ))
 }
 
-fn record(owner: Name, r: &Rec, zone: &str, serial: u32) -> Option<Record> {
+fn record(owner: Name, r: &Rec, zone: &SoaNames, serial: u32) -> Option<Record> {
     let data = match r {
         Rec::A(ip) => RData::A(A(*ip)),
         Rec::Aaaa(ip) => RData::AAAA(AAAA(*ip)),
