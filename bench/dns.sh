@@ -2,6 +2,8 @@
 # podnet-dns against unbound, both answering the same cluster names from local data, in the same run:
 # dnsperf (DNS-OARC) on loopback, same duration and client settings for both, rounds interleaved.
 # Prints QPS and average latency at saturation, p99 latency at a fixed rate, and podnet/unbound ratios.
+# "hickory" is podnet-dns with hickory-server's stock UDP loop (--hickory-udp), to show what podnet's
+# own UDP loop changes.
 # Both servers get the same worker thread count (default 2: CoreDNS's published 33.7k QPS is on 2 vCPUs).
 # Usage: bench/dns.sh [--duration S] [--rounds R] [--services N] [--threads T] [--rate QPS]
 set -euo pipefail
@@ -32,7 +34,7 @@ cleanup() {
 trap cleanup EXIT
 
 # Ports from the pid, away from the usual ones.
-p_podnet=$((20000 + $$ % 10000 * 2)) p_unbound=$((20001 + $$ % 10000 * 2))
+p_podnet=$((20000 + $$ % 3000 * 3)) p_unbound=$((20001 + $$ % 3000 * 3)) p_hickory=$((20002 + $$ % 3000 * 3))
 
 # The same data for both: $services Services in 10 namespaces plus nginx (ClusterIP, port http),
 # web (headless, StatefulSet hostnames web-0..2) and one pod, in default.
@@ -100,11 +102,14 @@ EOF
 "$dns" --listen "127.0.0.1:$p_podnet" --objects "$work/objects.json" --resolv-conf /dev/null \
   --health-listen 127.0.0.1:0 --ready-listen 127.0.0.1:0 --threads "$threads" 2>"$work/podnet.log" &
 pids+=($!)
+"$dns" --listen "127.0.0.1:$p_hickory" --objects "$work/objects.json" --resolv-conf /dev/null --hickory-udp \
+  --health-listen 127.0.0.1:0 --ready-listen 127.0.0.1:0 --threads "$threads" 2>"$work/hickory.log" &
+pids+=($!)
 unbound -d -c "$work/unbound.conf" 2>"$work/unbound.log" &
 pids+=($!)
 
 # Wait (bounded) until both answer.
-for port in "$p_podnet" "$p_unbound"; do
+for port in "$p_podnet" "$p_hickory" "$p_unbound"; do
   for i in $(seq 50); do
     if dnsperf -s 127.0.0.1 -p "$port" -d "$work/one.txt" -n 1 -t 1 2>/dev/null | grep -q 'Queries completed:.*1 '; then
       break
@@ -135,8 +140,8 @@ printf "%-6s %-8s %10s %10s %9s %10s\n" load server QPS avg_ms lost "p99_ms@$rat
 for load in one mix; do
   declare -A best=()
   for r in $(seq "$rounds"); do
-    for server in podnet unbound; do
-      port=$([[ $server == podnet ]] && echo "$p_podnet" || echo "$p_unbound")
+    for server in podnet hickory unbound; do
+      case $server in podnet) port=$p_podnet ;; hickory) port=$p_hickory ;; *) port=$p_unbound ;; esac
       read -r qps avg lost < <(saturation "$port" "$work/$load.txt")
       p=$(p99 "$port" "$work/$load.txt")
       printf "%-6s %-8s %10s %10s %9s %10s\n" "$load" "$server" "$qps" "$avg" "$lost" "$p"
@@ -144,8 +149,8 @@ for load in one mix; do
       best[$server.p99.$r]=$p
     done
   done
-  awk -v a="${best[podnet.qps]}" -v b="${best[unbound.qps]}" -v load="$load" \
-    'BEGIN {printf "%-6s best QPS podnet %d, unbound %d: ratio podnet/unbound %.2f (target >= 1.00, and > 33,700 QPS)\n", load, a, b, a / b}'
+  awk -v a="${best[podnet.qps]}" -v b="${best[unbound.qps]}" -v h="${best[hickory.qps]}" -v load="$load" \
+    'BEGIN {printf "%-6s best QPS podnet %d, hickory loop %d, unbound %d: podnet/unbound %.2f (target >= 1.00, and > 33,700 QPS), podnet/hickory loop %.2f\n", load, a, h, b, a / b, a / h}'
   unset best
 done
-grep -i -E "error|panic" "$work/podnet.log" >&2 || true
+grep -i -E "error|panic" "$work/podnet.log" "$work/hickory.log" >&2 || true

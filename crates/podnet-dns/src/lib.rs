@@ -2,7 +2,8 @@
 //!
 //! - [`name`]: what a query name means in the cluster zone (pure; untrusted input).
 //! - [`index`]: Services, EndpointSlices and Pods reduced to records, and the answers (pure).
-//! - [`server`]: hickory-server's UDP/TCP loops with a handler answering from the index.
+//! - [`server`]: a hickory-server request handler answering from the index; hickory's TCP loop and
+//!   podnet's own UDP loops (one per SO_REUSEPORT socket) around it.
 //! - [`forward`]: names outside the cluster asked of resolv.conf's servers, within a deadline.
 //! - [`watch`]: the index fed by watches through the API (in-cluster or a kubeconfig).
 //! - [`objects`]: the index fed from a JSON file instead (tests, benchmarks).
@@ -17,12 +18,13 @@ pub mod index;
 pub mod name;
 pub mod objects;
 pub mod server;
+mod udp;
 pub mod watch;
 
 pub use forward::Forwarder;
 pub use index::{Answer, Index, Lookup, Rcode, Rec};
 pub use name::{QName, Zone};
-pub use server::{Handler, ServeConfig, serve};
+pub use server::{Handler, Running, ServeConfig, serve};
 
 /// The Kubernetes objects that run podnet-dns in a cluster (ServiceAccount, ClusterRole and its
 /// binding, Deployment, the `kube-dns` Service), as one multi-document YAML.

@@ -45,6 +45,9 @@ struct Args {
     /// UDP sockets on the listen address (SO_REUSEPORT; default: one per worker thread).
     #[arg(long)]
     udp_sockets: Option<usize>,
+    /// Serve UDP with hickory-server's stock loop instead of podnet's (for benchmarks).
+    #[arg(long)]
+    hickory_udp: bool,
 }
 
 fn main() -> Result<()> {
@@ -114,10 +117,12 @@ async fn run(args: Args, threads: usize) -> Result<()> {
     let cfg = ServeConfig {
         listen: args.listen,
         udp_sockets: args.udp_sockets.unwrap_or(threads),
+        hickory_udp: args.hickory_udp,
     };
-    let (mut server, bound) = podnet_dns::serve(Handler::new(index, forwarder.clone()), &cfg)
+    let mut server = podnet_dns::serve(Handler::new(index, forwarder.clone()), &cfg)
         .await
         .with_context(|| format!("serve DNS on {}", args.listen))?;
+    let bound = server.addr();
     eprintln!(
         "podnet-dns: serving {} on {bound} (udp x{}, tcp), upstreams [{}], /health on {health}, /ready on {readiness}",
         zone.name(),
@@ -131,7 +136,7 @@ async fn run(args: Args, threads: usize) -> Result<()> {
     );
 
     tokio::select! {
-        r = server.block_until_done() => r.context("DNS server stopped")?,
+        r = server.wait() => r.context("DNS server stopped")?,
         _ = tokio::signal::ctrl_c() => eprintln!("podnet-dns: interrupted"),
         _ = terminated() => eprintln!("podnet-dns: terminated"),
     }

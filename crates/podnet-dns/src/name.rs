@@ -12,6 +12,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Zone {
     labels: Vec<String>,
+    /// The labels joined, kept because every answer names it.
+    name: String,
 }
 
 /// A zone that is not a valid domain name.
@@ -34,12 +36,15 @@ impl Zone {
         if !valid {
             return Err(BadZone(domain.to_string()));
         }
-        Ok(Zone { labels })
+        Ok(Zone {
+            name: labels.join("."),
+            labels,
+        })
     }
 
     /// `cluster.local` (no trailing dot).
-    pub fn name(&self) -> String {
-        self.labels.join(".")
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     fn len(&self) -> usize {

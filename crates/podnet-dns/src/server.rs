@@ -21,11 +21,37 @@ pub const TCP_IDLE: Duration = Duration::from_secs(10);
 pub struct Handler {
     index: Arc<RwLock<Index>>,
     forwarder: Forwarder,
+    /// The SOA's names, made once: every negative answer carries them.
+    soa: SoaNames,
+}
+
+/// The zone's SOA owner and its MNAME and RNAME (`ns.dns.<zone>`, `hostmaster.<zone>`).
+struct SoaNames {
+    zone: Name,
+    mname: Name,
+    rname: Name,
 }
 
 impl Handler {
     pub fn new(index: Arc<RwLock<Index>>, forwarder: Forwarder) -> Handler {
-        Handler { index, forwarder }
+        let zone = index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .zone()
+            .name()
+            .to_string();
+        // A Zone is validated (letters, digits, dashes; short labels), so these names are valid.
+        let name = |n: &str| fqdn(n).unwrap_or_else(Name::root);
+        let soa = SoaNames {
+            zone: name(&zone),
+            mname: name(&format!("ns.dns.{zone}")),
+            rname: name(&format!("hostmaster.{zone}")),
+        };
+        Handler {
+            index,
+            forwarder,
+            soa,
+        }
     }
 }
 
@@ -108,18 +134,19 @@ impl Handler {
         if query.query_class() != DNSClass::IN {
             return Err(ResponseCode::Refused);
         }
-        let (lookup, zone, serial) = {
+        let (lookup, serial) = {
             let index = self.index.read().unwrap_or_else(|e| e.into_inner());
             let q = name::parse(query.name().iter(), index.zone());
-            (index.lookup(&q, qtype), index.zone().name(), index.serial())
+            (index.lookup(&q, qtype), index.serial())
         };
+        let zone = &self.soa;
         let mut metadata = Metadata::response_from_request(meta);
         metadata.recursion_available = true;
         match lookup {
             Lookup::Answer(answer) => {
                 metadata.authoritative = true;
                 Ok(self
-                    .zone_reply(metadata, &owner, qtype, answer, &zone, serial)
+                    .zone_reply(metadata, &owner, qtype, answer, zone, serial)
                     .await)
             }
             Lookup::Forward => {
@@ -145,7 +172,7 @@ impl Handler {
         owner: &Name,
         qtype: RecordType,
         answer: Answer,
-        zone: &str,
+        zone: &SoaNames,
         serial: u32,
     ) -> Reply {
         let mut answers: Vec<Record> = answer
@@ -182,7 +209,13 @@ impl Handler {
         }
     }
 
-    async fn chase(&self, target: &str, qtype: RecordType, zone: &str, serial: u32) -> Vec<Record> {
+    async fn chase(
+        &self,
+        target: &str,
+        qtype: RecordType,
+        zone: &SoaNames,
+        serial: u32,
+    ) -> Vec<Record> {
         let Some(name) = fqdn(target) else {
             return Vec::new();
         };
@@ -212,10 +245,10 @@ fn fqdn(name: &str) -> Option<Name> {
     Name::from_ascii(format!("{name}.")).ok()
 }
 
-fn soa_record(zone: &str, serial: u32) -> Option<Record> {
+fn soa_record(zone: &SoaNames, serial: u32) -> Option<Record> {
     let soa = SOA::new(
-        fqdn(&format!("ns.dns.{zone}"))?,
-        fqdn(&format!("hostmaster.{zone}"))?,
+        zone.mname.clone(),
+        zone.rname.clone(),
         serial,
         7200,
         1800,
@@ -223,13 +256,13 @@ fn soa_record(zone: &str, serial: u32) -> Option<Record> {
         NEGATIVE_TTL,
     );
     Some(Record::from_rdata(
-        fqdn(zone)?,
+        zone.zone.clone(),
         NEGATIVE_TTL,
         RData::SOA(soa),
     ))
 }
 
-fn record(owner: Name, r: &Rec, zone: &str, serial: u32) -> Option<Record> {
+fn record(owner: Name, r: &Rec, zone: &SoaNames, serial: u32) -> Option<Record> {
     let data = match r {
         Rec::A(ip) => RData::A(A(*ip)),
         Rec::Aaaa(ip) => RData::AAAA(AAAA(*ip)),
@@ -258,22 +291,68 @@ pub struct ServeConfig {
     /// UDP sockets bound to `listen` with SO_REUSEPORT: the kernel spreads datagrams over them,
     /// so several receive loops run in parallel instead of one.
     pub udp_sockets: usize,
+    /// Serve UDP with hickory-server's own loop instead of podnet's (for comparison in benchmarks).
+    pub hickory_udp: bool,
 }
 
-/// Binds UDP and TCP on `cfg.listen` and serves until the returned server is dropped or shut down.
-/// The bound address (useful with port 0) is returned too; every UDP socket shares the TCP port.
-pub async fn serve(
-    handler: Handler,
-    cfg: &ServeConfig,
-) -> std::io::Result<(hickory_server::Server<Handler>, SocketAddr)> {
-    let tcp = tokio::net::TcpListener::bind(cfg.listen).await?;
-    let addr = tcp.local_addr()?;
-    let mut server = hickory_server::Server::new(handler);
-    for _ in 0..cfg.udp_sockets.max(1) {
-        server.register_socket(reuseport_udp(addr)?);
+/// A running server: UDP loops (see `udp.rs`) and hickory-server's TCP listener (and its UDP loops
+/// with [`ServeConfig::hickory_udp`]). Dropping it stops them.
+pub struct Running {
+    addr: SocketAddr,
+    tcp: hickory_server::Server<Shared>,
+    udp: tokio::task::JoinSet<()>,
+}
+
+impl Running {
+    /// The bound address (its port is shared by UDP and TCP).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
-    server.register_listener(tcp, TCP_IDLE, 64);
-    Ok((server, addr))
+
+    /// Serves until the TCP listener fails (the UDP loops never end by themselves).
+    pub async fn wait(&mut self) -> Result<(), hickory_server::net::NetError> {
+        self.tcp.block_until_done().await
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.udp.abort_all();
+    }
+}
+
+/// The handler as hickory's TCP server holds it, shared with the UDP loops.
+pub struct Shared(Arc<Handler>);
+
+#[async_trait::async_trait]
+impl RequestHandler for Shared {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response: R,
+    ) -> ResponseInfo {
+        self.0.handle_request::<R, T>(request, response).await
+    }
+}
+
+/// Binds UDP and TCP on `cfg.listen` (port 0: an ephemeral port, the same for both) and serves
+/// until the returned [`Running`] is dropped.
+pub async fn serve(handler: Handler, cfg: &ServeConfig) -> std::io::Result<Running> {
+    let tcp_listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+    let addr = tcp_listener.local_addr()?;
+    let handler = Arc::new(handler);
+    let mut udp = tokio::task::JoinSet::new();
+    let mut tcp = hickory_server::Server::new(Shared(handler.clone()));
+    for _ in 0..cfg.udp_sockets.max(1) {
+        let socket = reuseport_udp(addr)?;
+        if cfg.hickory_udp {
+            tcp.register_socket(socket);
+        } else {
+            udp.spawn(crate::udp::serve(Arc::new(socket), handler.clone()));
+        }
+    }
+    tcp.register_listener(tcp_listener, TCP_IDLE, 64);
+    Ok(Running { addr, tcp, udp })
 }
 
 fn reuseport_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {

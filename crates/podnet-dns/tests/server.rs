@@ -17,20 +17,24 @@ const PATIENCE: Duration = Duration::from_secs(20);
 
 struct Dns {
     addr: SocketAddr,
-    _server: hickory_server::Server<Handler>,
+    _server: podnet_dns::Running,
 }
 
 async fn start(index: Index, forwarder: Forwarder) -> Dns {
+    start_with(index, forwarder, false).await
+}
+
+async fn start_with(index: Index, forwarder: Forwarder, hickory_udp: bool) -> Dns {
     let cfg = ServeConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         udp_sockets: 2,
+        hickory_udp,
     };
-    let (server, addr) =
-        podnet_dns::serve(Handler::new(Arc::new(RwLock::new(index)), forwarder), &cfg)
-            .await
-            .unwrap();
+    let server = podnet_dns::serve(Handler::new(Arc::new(RwLock::new(index)), forwarder), &cfg)
+        .await
+        .unwrap();
     Dns {
-        addr,
+        addr: server.addr(),
         _server: server,
     }
 }
@@ -203,6 +207,14 @@ async fn udp_answers_cluster_names() {
     );
     let m = udp(dns.addr, "dns-version.cluster.local.", RecordType::TXT).await;
     assert_eq!(m.answers.len(), 1);
+}
+
+/// The stock hickory UDP loop (kept for comparison in bench/dns.sh) answers the same.
+#[tokio::test]
+async fn hickory_udp_loop_answers_too() {
+    let dns = start_with(common::cluster(), no_upstream(), true).await;
+    let m = udp(dns.addr, "nginx.default.svc.cluster.local.", RecordType::A).await;
+    assert_eq!(addrs(&m), ["10.96.0.20"]);
 }
 
 #[tokio::test]
