@@ -28,7 +28,7 @@ pub use server::{Handler, Running, ServeConfig, serve};
 
 /// The Kubernetes objects that run podnet-dns in a cluster (ServiceAccount, ClusterRole and its
 /// binding, Deployment, the `kube-dns` Service), as one multi-document YAML.
-pub const MANIFEST: &str = include_str!("../deploy/dns.yaml");
+pub const MANIFEST: &str = include_str!("../../../deploy/podnet-dns.yaml");
 
 /// The image the manifest runs (built by `podnet image build-substitutes`).
 pub const IMAGE: &str = "localhost/podnet/dns:latest";

@@ -1,4 +1,4 @@
-//! `podnet-dns`: the cluster DNS server (see the library's docs and deploy/dns.yaml).
+//! `podnet-dns`: the cluster DNS server (see the library's docs and deploy/podnet-dns.yaml at the repository root).
 
 use anyhow::{Context, Result};
 use clap::Parser;
