@@ -325,6 +325,11 @@ fn node_port_from_outside_and_from_the_node_itself() {
     });
     assert_eq!(r.err(), Some(ErrorKind::TimedOut));
     assert!(tcp(&lab.pods[1].0, &format!("{NODE_BRIDGE_IP}:30080")).is_ok());
+    // ... and the node reaching its own node port is served too (kubernetes#131765).
+    assert!(
+        tcp(&lab.node, &format!("{NODE_OUTSIDE_IP}:30080")).is_ok(),
+        "the node to its own eTP Local node port without a local endpoint"
+    );
 }
 
 #[test]

@@ -59,6 +59,8 @@ spec:
       containers:
       - name: echo
         image: registry.k8s.io/echoserver:1.4
+        # the machine's image store may hold an echoserver substitute from before it answered UDP
+        imagePullPolicy: Always
         ports: [{{containerPort: 8080, protocol: TCP}}, {{containerPort: 8080, protocol: UDP}}]
         readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}
 ---
@@ -121,7 +123,7 @@ fn cluster_ip(lab: &Lab, svc: &str) -> String {
 
 /// `wget` from the client pod: the body, or the failure's text.
 fn wget(lab: &Lab, url: &str) -> Result<String, String> {
-    exec(lab, "client", &["wget", "-qO-", "-T", "5", url]).map(|s| s.trim().to_string())
+    exec(lab, "client", &["timeout", "5", "wget", "-qO-", url]).map(|s| s.trim().to_string())
 }
 
 /// curl from inside one of the lab's namespaces (`router`, or a node's).
@@ -164,6 +166,7 @@ fn cluster_ip_and_node_port_on_three_nodes() {
     let echo = wait_deployment_ready(&lab, "default", "echo", LONG);
     let client = wait_pod_ready(&lab, "default", "client");
     wait_pod_ready(&lab, "default", "hair");
+    wait_deployment_ready(&lab, "kube-system", "podnet-dns", Duration::from_secs(120));
     let client_ip = client["status"]["podIP"].as_str().unwrap().to_string();
     let web_ip = cluster_ip(&lab, "web");
 
@@ -250,7 +253,7 @@ fn cluster_ip_and_node_port_on_three_nodes() {
     let me = exec(
         &lab,
         "hair",
-        &["wget", "-qO-", "-T", "5", &format!("http://{hair_ip}/")],
+        &["timeout", "5", "wget", "-qO-", &format!("http://{hair_ip}/")],
     )
     .unwrap();
     assert_eq!(me.trim(), "hair");

@@ -218,9 +218,11 @@ pub fn base_commands(base: &Base) -> Vec<String> {
             format!("{local} meta l4proto . th dport vmap @no-endpoint-nodeports"),
         ],
     );
-    // Input and forward see packets after prerouting's DNAT; a packet still addressed to a service
-    // there found no endpoint. Output is checked before nat-output (dstnat - 10) for the same reason,
-    // and unknown ports of cluster IPs after it (dstnat + 10).
+    // Every check runs after the DNAT of its path (input and forward after prerouting's, output at
+    // dstnat + 10, after nat-output's): a packet still addressed to a service there found no endpoint
+    // for it. Checking output before its DNAT would drop what the node itself sends to an
+    // externalTrafficPolicy Local node port without a local endpoint, which `ext-` chains send to
+    // every endpoint (kubernetes#131765).
     let check = "ct state new jump endpoints-check".to_string();
     let unknown = "ip daddr @cluster-ips jump reject-chain".to_string();
     chain(
@@ -235,13 +237,8 @@ pub fn base_commands(base: &Base) -> Vec<String> {
     );
     chain(
         "filter-output",
-        Some("type filter hook output priority -110"),
-        &[check],
-    );
-    chain(
-        "filter-output-post-dnat",
         Some("type filter hook output priority -90"),
-        &[unknown],
+        &[check, unknown],
     );
     c
 }
@@ -549,14 +546,13 @@ pub fn full_transaction<'a>(
 
 /// Whether a base command creates a hooked chain or adds a rule to one.
 fn is_hooked(line: &str) -> bool {
-    const HOOKED: [&str; 7] = [
+    const HOOKED: [&str; 6] = [
         "masquerading",
         "nat-prerouting",
         "nat-output",
         "filter-input",
         "filter-forward",
         "filter-output",
-        "filter-output-post-dnat",
     ];
     let mut words = line.split_whitespace();
     let (verb, what) = (words.next(), words.next());

@@ -162,13 +162,13 @@ impl Store {
                     self.slices_listed = true;
                 }
                 watcher::Event::Apply(s) => {
-                    if let Some((k, n)) = slice_key(&s) {
-                        // A slice moved to another Service (label changed) leaves the old one.
-                        for (other, slices) in self.slices.iter_mut() {
-                            if *other != k && slices.remove(&n).is_some() {
-                                self.dirty.insert(other.clone());
-                            }
-                        }
+                    let key = slice_key(&s);
+                    // A slice moved to another Service of its namespace, or whose Service label
+                    // went, leaves the one it fed. Slice names are unique per namespace only.
+                    if let (Some(ns), Some(name)) = (&s.metadata.namespace, &s.metadata.name) {
+                        self.forget_slice(ns, name, key.as_ref().map(|(k, _)| k));
+                    }
+                    if let Some((k, n)) = key {
                         self.slices.entry(k.clone()).or_default().insert(n, s);
                         self.dirty.insert(k);
                     }
@@ -185,6 +185,22 @@ impl Store {
                     }
                 }
             },
+        }
+    }
+
+    /// Removes slice `ns/name` from every Service of `ns` but `keep`.
+    fn forget_slice(&mut self, ns: &str, name: &str, keep: Option<&ServiceKey>) {
+        let mut emptied = Vec::new();
+        for (other, slices) in self.slices.iter_mut() {
+            if other.namespace == ns && Some(other) != keep && slices.remove(name).is_some() {
+                self.dirty.insert(other.clone());
+                if slices.is_empty() {
+                    emptied.push(other.clone());
+                }
+            }
+        }
+        for k in emptied {
+            self.slices.remove(&k);
         }
     }
 
@@ -362,7 +378,33 @@ mod tests {
         st.apply(Change::Slice(Box::new(watcher::Event::Apply(slice(
             "a", "s1", "api",
         )))));
-        assert!(st.slices[&ServiceKey::new("a", "web")].is_empty());
+        assert!(!st.slices.contains_key(&ServiceKey::new("a", "web")));
         assert_eq!(st.slices[&ServiceKey::new("a", "api")].len(), 1);
+    }
+
+    #[test]
+    fn slices_of_one_name_in_two_namespaces_are_two_slices() {
+        let mut st = Store::default();
+        for ns in ["default", "b"] {
+            st.apply(Change::Slice(Box::new(watcher::Event::Apply(slice(
+                ns, "manual", "ext",
+            )))));
+        }
+        assert_eq!(st.slices[&ServiceKey::new("default", "ext")].len(), 1);
+        assert_eq!(st.slices[&ServiceKey::new("b", "ext")].len(), 1);
+    }
+
+    #[test]
+    fn a_slice_that_loses_its_service_label_leaves_the_service() {
+        let mut st = Store::default();
+        st.apply(Change::Slice(Box::new(watcher::Event::Apply(slice(
+            "a", "s1", "web",
+        )))));
+        st.dirty.clear();
+        let mut unlabelled = slice("a", "s1", "web");
+        unlabelled.metadata.labels = None;
+        st.apply(Change::Slice(Box::new(watcher::Event::Apply(unlabelled))));
+        assert!(!st.slices.contains_key(&ServiceKey::new("a", "web")));
+        assert!(st.dirty.contains(&ServiceKey::new("a", "web")));
     }
 }
