@@ -979,7 +979,10 @@ spec:
     let s = slice();
     assert_eq!(endpoint(&s, "10.244.1.20").unwrap()["hostname"], "web-0");
     assert!(
-        endpoint(&s, "10.244.1.21").unwrap().get("hostname").is_none(),
+        endpoint(&s, "10.244.1.21")
+            .unwrap()
+            .get("hostname")
+            .is_none(),
         "a pod of another subdomain has no hostname here: {s}"
     );
     let ep = json(&t.k(&["get", "endpoints", "hl", "-o", "json"]));
@@ -994,8 +997,7 @@ spec:
     // deleting web-0 (the node has not confirmed it yet): terminating in the slice, out of Endpoints
     t.k(&["delete", "pod", "web-0", "--wait=false"]);
     t.eventually(10, "web-0 terminating in the slice", || {
-        endpoint(&slice(), "10.244.1.20")
-            .is_some_and(|e| e["conditions"]["terminating"] == true)
+        endpoint(&slice(), "10.244.1.20").is_some_and(|e| e["conditions"]["terminating"] == true)
     });
     let e = endpoint(&slice(), "10.244.1.20").unwrap();
     assert_eq!(e["conditions"]["ready"], false);

@@ -8,8 +8,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// TTL of every positive answer (CoreDNS's default Corefile caches for 30 s).
-pub const TTL: u32 = 30;
+/// TTL of every positive answer: what CoreDNS's kubernetes plugin answers with (`ttl 5` by default),
+/// so clients stop using a deleted pod's address within seconds.
+pub const TTL: u32 = 5;
 /// TTL of the SOA in negative answers, and its MINIMUM: how long NXDOMAIN/NODATA may be cached.
 pub const NEGATIVE_TTL: u32 = 5;
 /// The Kubernetes DNS schema version answered at `dns-version.<zone>` (TXT).

@@ -148,7 +148,10 @@ async fn udp_answers_cluster_names() {
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert!(m.metadata.authoritative);
     assert_eq!(addrs(&m), ["10.96.0.20"]);
-    assert_eq!(m.answers[0].ttl, 30);
+    assert_eq!(
+        m.answers[0].ttl, 5,
+        "the TTL CoreDNS's kubernetes plugin answers with"
+    );
     // The query's case is kept in the answer.
     let m = udp(
         dns.addr,

@@ -207,6 +207,13 @@ pub fn spawn(paths: &LabPaths, podnet_exe: &Path, node: &str, cluster_cidr: &str
             if libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            // The daemon blocks SIGTERM and SIGINT to wait for them; a blocked mask survives exec,
+            // and the agent must receive them to stop gracefully.
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            if libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             Ok(())
         });
     }

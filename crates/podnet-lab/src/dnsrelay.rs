@@ -20,6 +20,7 @@ const MAX_IN_FLIGHT: usize = 256;
 /// TCP clients served at once, and how long an idle one is kept.
 const MAX_TCP_CLIENTS: usize = 64;
 const TCP_IDLE: Duration = Duration::from_secs(10);
+const TCP_LIFETIME: Duration = Duration::from_secs(30);
 const DNS_PORT: u16 = 53;
 
 /// The resolvers a resolv.conf names (`nameserver` lines, port 53), in order.
@@ -64,11 +65,14 @@ fn serve_udp(sock: Arc<UdpSocket>, upstreams: Arc<Vec<SocketAddr>>) {
             }
         };
         let query = buf[..n].to_vec();
+        // Only a well-formed query is worth a thread (answers, garbage and empty questions are
+        // dropped here, as a resolver drops them).
+        let Some(failed) = servfail(&query) else {
+            continue;
+        };
         if in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_IN_FLIGHT {
             in_flight.fetch_sub(1, Ordering::SeqCst);
-            if let Some(reply) = servfail(&query) {
-                let _ = sock.send_to(&reply, client);
-            }
+            let _ = sock.send_to(&failed, client);
             continue;
         }
         let (sock, ups, count) = (sock.clone(), upstreams.clone(), in_flight.clone());
@@ -157,8 +161,11 @@ fn serve_tcp(listener: TcpListener, upstreams: Arc<Vec<SocketAddr>>) {
 fn serve_tcp_client(mut conn: TcpStream, upstreams: &[SocketAddr]) -> io::Result<()> {
     conn.set_read_timeout(Some(TCP_IDLE))?;
     conn.set_write_timeout(Some(QUERY_TIMEOUT))?;
+    // A client trickling bytes would reset a per-read timeout for ever: the connection as a whole
+    // is bounded too.
+    let deadline = Instant::now() + TCP_LIFETIME;
     while let Some(query) = read_framed(&mut conn)? {
-        if query.len() < HEADER_LEN {
+        if servfail(&query).is_none() || Instant::now() > deadline {
             return Ok(());
         }
         let reply = relay_tcp(&query, upstreams);
@@ -337,6 +344,30 @@ mod tests {
         let r = relay_udp(&query(), &[silent.local_addr().unwrap()]).unwrap();
         assert_eq!(r[3] & 0x0f, 2);
         assert!(relay_udp(&query(), &[]).is_some_and(|r| r[3] & 0x0f == 2));
+    }
+
+    #[test]
+    fn answers_and_garbage_get_no_thread_and_no_reply() {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ua = udp.local_addr().unwrap();
+        serve(udp, tcp, vec![fake_upstream()]).unwrap();
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut answer = query();
+        answer[2] |= 0x80;
+        for junk in [vec![0u8; 12], answer] {
+            c.send_to(&junk, ua).unwrap();
+            let mut buf = [0u8; 512];
+            assert!(c.recv(&mut buf).is_err(), "no reply to {junk:?}");
+        }
+        // a real query still gets its answer
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.send_to(&query(), ua).unwrap();
+        let mut buf = [0u8; 512];
+        let n = c.recv(&mut buf).unwrap();
+        assert_eq!(buf[n - 1], 0xAB);
     }
 
     #[test]

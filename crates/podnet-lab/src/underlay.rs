@@ -105,7 +105,13 @@ pub fn build_node(
     let ns_handle =
         NetNs::create_named(&name).map_err(ns(format!("create namespace of {}", node.name)))?;
     ns_handle
-        .run(forwarding_sysctls)
+        .run(|| {
+            forwarding_sysctls()?;
+            // Bridged traffic through netfilter (per namespace since Linux 5.3), as kube-proxy
+            // requires of a node: a Service DNAT'd to a pod on the same bridge gets its replies
+            // un-NATed only so.
+            sysctl::ensure(&["net", "bridge", "bridge-nf-call-iptables"], "1")
+        })
         .map_err(ns("enter node"))?
         .map_err(ns(format!("set sysctls of {}", node.name)))?;
 

@@ -253,7 +253,13 @@ fn cluster_ip_and_node_port_on_three_nodes() {
     let me = exec(
         &lab,
         "hair",
-        &["timeout", "5", "wget", "-qO-", &format!("http://{hair_ip}/")],
+        &[
+            "timeout",
+            "5",
+            "wget",
+            "-qO-",
+            &format!("http://{hair_ip}/"),
+        ],
     )
     .unwrap();
     assert_eq!(me.trim(), "hair");
@@ -524,4 +530,35 @@ spec:
     assert!(out.contains("Address: 203.0.113.10"), "{out}");
     let none = nslookup(&lab, &["nothing.example."]).unwrap_err();
     assert!(none.contains("NXDOMAIN"), "{none}");
+
+    // The node agents can be stopped gracefully: no signal is blocked for them (the lab daemon
+    // blocks SIGTERM for itself, and a mask survives exec).
+    let agents = agent_pids(&lab.name);
+    assert_eq!(agents.len(), 2, "one agent per node");
+    for pid in agents {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let blocked = status.lines().find(|l| l.starts_with("SigBlk:")).unwrap();
+        assert_eq!(
+            u64::from_str_radix(blocked.split_whitespace().nth(1).unwrap(), 16).unwrap()
+                & (1 << 14),
+            0,
+            "SIGTERM blocked in agent {pid}: {blocked}"
+        );
+    }
+}
+
+/// The PIDs of a lab's node agents (by argv and environment).
+fn agent_pids(lab: &str) -> Vec<u32> {
+    let want = format!("PODNET_LAB={lab}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            cmd.split(|b| *b == 0).any(|a| a == b"node-agent")
+                && env.split(|b| *b == 0).any(|a| a == want.as_bytes())
+        })
+        .collect()
 }

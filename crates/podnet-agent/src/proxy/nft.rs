@@ -182,7 +182,9 @@ pub fn base_commands(base: &Base) -> Vec<String> {
             "masquerade fully-random".into(),
         ],
     );
-    // Node ports answer on every local address but loopback, as kube-proxy's nftables mode does.
+    // Node ports answer on every local address but loopback: kube-proxy's nftables mode with
+    // `--nodeport-addresses` covering all addresses (its default is the node's primary addresses
+    // only; here that would leave out the pod network's gateway, which pods use to reach a node).
     let local = "fib daddr type local ip daddr != 127.0.0.0/8";
     chain(
         "services",

@@ -223,6 +223,11 @@ impl Store {
 /// Runs the proxy until the watches end (they retry with back-off on errors, so in practice until the
 /// task is dropped or aborted). The first sync happens once both lists are in.
 pub async fn run(client: kube::Client, cfg: ProxyConfig) -> Result<(), ProxyError> {
+    if let Some(warning) = bridge_netfilter_warning(
+        std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables").ok(),
+    ) {
+        eprintln!("podnet service proxy: {warning}");
+    }
     let (tx, mut rx) = mpsc::unbounded_channel::<Change>();
     let services: Api<Service> = Api::all(client.clone());
     let slices: Api<EndpointSlice> = Api::all(client);
@@ -333,9 +338,34 @@ async fn proxy_loop(
     }
 }
 
+/// What kube-proxy warns about too: without bridge netfilter, replies of a pod to a client on its own
+/// bridge skip the reverse NAT of a Service's DNAT (`value` is the sysctl's text, `None` when absent).
+fn bridge_netfilter_warning(value: Option<String>) -> Option<String> {
+    match value.as_deref().map(str::trim) {
+        Some("1") => None,
+        Some(_) => Some("net.bridge.bridge-nf-call-iptables is 0 in this network namespace: Services reached from a pod on the same bridge as their endpoint will fail; set it to 1".into()),
+        None => Some("net.bridge.bridge-nf-call-iptables is missing (br_netfilter not loaded): Services reached from a pod on the same bridge as their endpoint will fail; load br_netfilter and set it to 1".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bridge_netfilter_off_or_missing_is_warned_about() {
+        assert_eq!(bridge_netfilter_warning(Some("1\n".into())), None);
+        assert!(
+            bridge_netfilter_warning(Some("0\n".into()))
+                .unwrap()
+                .contains("is 0")
+        );
+        assert!(
+            bridge_netfilter_warning(None)
+                .unwrap()
+                .contains("br_netfilter")
+        );
+    }
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn slice(ns: &str, name: &str, svc: &str) -> EndpointSlice {

@@ -183,9 +183,11 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
     let endpoints: Vec<Value> = all
         .iter()
         .map(|p| {
+            // As upstream: serving is the pod's own readiness; ready is forced by
+            // publishNotReadyAddresses and otherwise never true for a terminating pod.
             let terminating = object::is_deleting(p);
-            let serving = publish_not_ready || pod_ready(p);
-            let ready = serving && (!terminating || publish_not_ready);
+            let serving = pod_ready(p);
+            let ready = publish_not_ready || (serving && !terminating);
             let mut e = json!({"addresses": [object::str_at(p, "status.podIP").unwrap_or_default()],
                 "conditions": {"ready": ready, "serving": serving, "terminating": terminating},
                 "targetRef": {"kind": "Pod", "namespace": ns, "name": object::name(p), "uid": object::uid(p)}});

@@ -70,7 +70,9 @@ async fn networking(client: kube::Client, node: String, cluster_cidrs: Vec<Ipv4N
         let cfg = podnet_agent::proxy::ProxyConfig::new(node.clone(), cluster_cidrs.clone());
         match podnet_agent::proxy::run(client.clone(), cfg).await {
             Ok(()) => return,
-            Err(e) => eprintln!("podnet node agent {node}: service proxy: {e}; restarting in {pause:?}"),
+            Err(e) => {
+                eprintln!("podnet node agent {node}: service proxy: {e}; restarting in {pause:?}")
+            }
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(std::time::Duration::from_secs(30));
