@@ -76,7 +76,7 @@ fn the_manifest_deploys_two_replicas_behind_kube_dns() {
     );
     let c = &pod.containers[0];
     assert_eq!(c.image.as_deref(), Some(podnet_dns::IMAGE));
-    assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
+    assert_eq!(c.image_pull_policy.as_deref(), Some("Always"));
     let ports: Vec<(String, i32, String)> = c
         .ports
         .iter()
