@@ -12,7 +12,7 @@
 //! `no-endpoint-nodeports`) and to unknown ports of cluster IPs, so clients fail at once instead of
 //! timing out. Packets that must be masqueraded carry a mark bit podnet owns; `masquerading` (srcnat)
 //! rewrites them. Base chains use kube-proxy's hooks and priorities so they compose with the CNI
-//! plugin's table (`inet podnet-cni`, which uses no marks).
+//! plugin's table (`inet podnet-cni`, whose host-port chains use the bit 0x2000).
 
 use super::model::{Endpoint, PortState, ServiceKey, ServiceState};
 use ipnet::Ipv4Net;
@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 pub const DEFAULT_TABLE: &str = "podnet-services";
-/// The mark bit meaning "masquerade this packet" (kube-proxy's value; podnet-cni sets no marks).
+/// The mark bit meaning "masquerade this packet" (kube-proxy's value; podnet-cni uses 0x2000).
 pub const DEFAULT_MASQUERADE_MARK: u32 = 0x4000;
 /// Chain and set names stay well below the kernel's 256 bytes.
 const MAX_NAME: usize = 200;
