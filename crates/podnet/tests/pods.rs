@@ -1305,10 +1305,29 @@ fn no_leaks_after_sigkills_of_agents_shims_and_pauses() {
     agents_ready(&lab);
     let nodes = ["node1", "node2"];
     let prefix = format!("burst{}", std::process::id());
-    // Before any pod, `ip netns` inside a node lists nothing (not the machine's namespaces).
+    // The lab's cluster DNS runs two pods: they go first, so the nodes start from no pod at all.
+    lab.kubectl_ok(&[
+        "scale",
+        "deployment",
+        "podnet-dns",
+        "-n",
+        "kube-system",
+        "--replicas=0",
+    ]);
+    wait_for("the cluster DNS pods gone", LONG, || {
+        let t = lab.kubectl_ok(&["get", "pods", "-n", "kube-system", "--no-headers"]);
+        if t.trim().is_empty() { Ok(()) } else { Err(t) }
+    });
+    // Without pods, `ip netns` inside a node lists nothing (not the machine's namespaces).
     for node in nodes {
-        let list = lab.ok(&["node", "exec", node, "--", "ip", "netns"]);
-        assert!(list.trim().is_empty(), "ip netns on {node}: {list}");
+        wait_for(&format!("no pod namespace on {node}"), LONG, || {
+            let list = lab.ok(&["node", "exec", node, "--", "ip", "netns"]);
+            if list.trim().is_empty() {
+                Ok(())
+            } else {
+                Err(list)
+            }
+        });
     }
     // The baseline is the lab after one pod per node came and went without trouble: a node makes
     // some of its state with its first pod (the pod namespace directory's mount, the cgroup parents,
