@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(
   iproute2 nftables iptables conntrack ethtool tcpdump bridge-utils   # what the lab and its learners use
+  net-tools bind9-dnsutils                                             # the tutorials' ifconfig, route, nslookup on nodes
   runc busybox-static                                                  # pods: runtime and the offline image
   docker-registry skopeo                                               # images: loopback registry, pushes in tests
   containernetworking-plugins podman                                   # reference plugins and a real CNI runtime

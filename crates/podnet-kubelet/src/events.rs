@@ -134,6 +134,13 @@ impl Poster {
                 return;
             }
         }
+        // A new warning also goes to the agent's log, as kubelet logs what goes wrong with a pod
+        // (on a node the log is where one looks first: seed 002's `minikube logs`). Repeats are
+        // only counted, so a pod in back-off does not flood it.
+        if kind == Type::Warning {
+            let what = container.map(|c| format!(" container {c}")).unwrap_or_default();
+            eprintln!("warning: pod {ns}/{name}{what}: {reason}: {message}");
+        }
         let event_name = format!("{name}.{:x}", now.as_nanosecond());
         let event = Event {
             metadata: ObjectMeta {

@@ -1,8 +1,9 @@
 //! `podnet node exec NODE -- CMD`: run a command "logged in" to a node, as seed 000 does over ssh. The
 //! command gets the node's network and UTS namespaces (`hostname` says the node's name) and a private
 //! mount namespace in which /sys shows the node's interfaces, /etc/cni/net.d is the node's CNI
-//! configuration (the way `ip netns exec` prepares /etc/netns/NAME) and /run/netns holds the node's
-//! pod network namespaces, so `ip netns` lists the node's pods as it would on a real node.
+//! configuration and /etc/resolv.conf the node's own (naming the lab's resolver on the router), the
+//! way `ip netns exec` prepares /etc/netns/NAME, and /run/netns holds the node's pod network
+//! namespaces, so `ip netns` lists the node's pods as it would on a real node.
 
 use crate::error::{Error, Result, io};
 use crate::paths::LabPaths;
@@ -40,6 +41,9 @@ fn prepare(paths: &LabPaths, node: &str, argv: &[String]) -> Result<Command> {
     let uts = File::open(paths.uts_file(node))
         .map_err(io(format!("open {}", paths.uts_file(node).display())))?;
     let cni_conf = paths.cni_conf_dir(node);
+    // The machine's resolvers are not reachable from inside the node; the node's own file names
+    // the lab's relay, as the node agent gives it to pods with dnsPolicy Default.
+    let resolv_conf = crate::agents::node_resolv_conf(paths, node);
     // `ip netns` inside the node lists its pods' network namespaces.
     let pod_netns = paths.node_netns_dir(node);
     let mut cmd = Command::new(&argv[0]);
@@ -82,13 +86,26 @@ fn prepare(paths: &LabPaths, node: &str, argv: &[String]) -> Result<Command> {
                 )
                 .map_err(sys)?;
             }
+            let etc_resolv = Path::new("/etc/resolv.conf");
+            if etc_resolv.exists() && resolv_conf.is_file() {
+                mount(
+                    Some(&resolv_conf),
+                    etc_resolv,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(sys)?;
+            }
             let run_netns = Path::new(persist::NETNS_RUN_DIR);
             if run_netns.is_dir() && pod_netns.is_dir() {
+                // Recursive: each file is a mount of its namespace, which `ip netns exec` and
+                // `ip link` (naming a veth's peer namespace) open.
                 mount(
                     Some(&pod_netns),
                     run_netns,
                     None::<&str>,
-                    MsFlags::MS_BIND,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
                     None::<&str>,
                 )
                 .map_err(sys)?;

@@ -1,6 +1,7 @@
 //! `podnet`: the command line and the daemons it starts.
 
 mod cmd;
+mod tutorial;
 
 use clap::Parser;
 

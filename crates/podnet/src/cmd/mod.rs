@@ -11,6 +11,7 @@ mod mode;
 mod node;
 mod node_agent;
 mod substitutes;
+mod tutorial;
 mod up;
 
 #[derive(Parser)]
@@ -52,6 +53,8 @@ pub enum Command {
     Kubeconfig(kubeconfig::Args),
     /// OCI images: pull, list, inspect, load, rm, prune (one store shared by every lab).
     Image(image::Args),
+    /// The seed tutorials walked through on the lab: every command run, its output shown and checked.
+    Tutorial(tutorial::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -78,6 +81,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Apiserver(a) => apiserver::run(a),
         Command::Kubeconfig(a) => kubeconfig::run(&cli.lab, a),
         Command::Image(a) => image::run(&cli.lab, a),
+        Command::Tutorial(a) => tutorial::run(&cli.lab, a),
     }
 }
 

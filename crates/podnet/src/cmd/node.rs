@@ -26,8 +26,13 @@ pub enum Command {
         #[arg(short = 'o', long, default_value = "table")]
         output: String,
     },
-    /// Show a container or sandbox of a node: its PID, the sandbox whose network it shares, its mounts.
-    Inspect { node: String, id: String },
+    /// Show containers or sandboxes of a node (IDs or unique ID prefixes), as a JSON array the way
+    /// `docker inspect` prints them: PID, the sandbox whose network it shares, mounts.
+    Inspect {
+        node: String,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
 }
 
 fn runtime(lab: &str, node: &str) -> Result<podnet_runtime::Runtime> {
@@ -62,45 +67,87 @@ fn ps(lab: &str, node: &str, output: &str) -> Result<()> {
     if output != "table" {
         bail!("-o {output}: use table or json");
     }
-    println!(
-        "{:<14} {:<34} {:<28} {:<10} {:<8} NAME",
-        "ID", "POD", "IMAGE / COMMAND", "STATE", "PID"
-    );
+    let mut rows = vec![["ID", "POD", "IMAGE / COMMAND", "STATE", "PID", "NAME"].map(String::from)];
     for s in &sandboxes {
-        let pod = format!("{}/{}", s.record.pod.namespace, s.record.pod.name);
-        let state = format!("{:?}", s.state);
-        let name = format!("k8s_POD_{}_{}", s.record.pod.name, s.record.pod.namespace);
-        println!(
-            "{:<14} {pod:<34} {:<28} {state:<10} {:<8} {name}",
-            short(&s.record.id),
-            "(pause sandbox) /pause",
-            s.record.pause_pid,
-        );
+        rows.push([
+            short(&s.record.id).to_string(),
+            format!("{}/{}", s.record.pod.namespace, s.record.pod.name),
+            "(pause sandbox) /pause".to_string(),
+            format!("{:?}", s.state),
+            s.record.pause_pid.to_string(),
+            format!("k8s_POD_{}_{}", s.record.pod.name, s.record.pod.namespace),
+        ]);
     }
     for c in &containers {
-        let pod = format!("{}/{}", c.record.pod.namespace, c.record.pod.name);
-        let state = format!("{:?}", c.state);
-        let pid = c.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
-        let name = format!(
-            "k8s_{}_{}_{}_{}",
-            c.name(),
-            c.record.pod.name,
-            c.record.pod.namespace,
-            c.record.spec.attempt
-        );
-        println!(
-            "{:<14} {pod:<34} {:<28} {state:<10} {pid:<8} {name}",
-            short(c.id()),
-            c.record.spec.image,
-        );
+        rows.push([
+            short(c.id()).to_string(),
+            format!("{}/{}", c.record.pod.namespace, c.record.pod.name),
+            c.record.spec.image.clone(),
+            format!("{:?}", c.state),
+            c.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            format!(
+                "k8s_{}_{}_{}_{}",
+                c.name(),
+                c.record.pod.name,
+                c.record.pod.namespace,
+                c.record.spec.attempt
+            ),
+        ]);
     }
+    print!("{}", table(&rows));
     Ok(())
 }
 
-fn inspect(lab: &str, node: &str, id: &str) -> Result<()> {
+/// Columns as wide as their widest cell, two spaces apart (as docker and kubectl print them).
+fn table(rows: &[[String; 6]]) -> String {
+    let mut widths = [0usize; 6];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn inspect(lab: &str, node: &str, ids: &[String]) -> Result<()> {
     let rt = runtime(lab, node)?;
     let sandboxes = rt.list_sandboxes()?;
     let containers = rt.list_containers()?;
+    let found = ids
+        .iter()
+        .map(|id| inspect_one(&sandboxes, &containers, node, id))
+        .collect::<Result<Vec<_>>>()?;
+    println!("{}", serde_json::to_string_pretty(&found)?);
+    Ok(())
+}
+
+fn inspect_one(
+    sandboxes: &[podnet_runtime::SandboxStatus],
+    containers: &[podnet_runtime::ContainerStatus],
+    node: &str,
+    id: &str,
+) -> Result<serde_json::Value> {
+    let matching = containers.iter().filter(|c| c.id().starts_with(id)).count()
+        + sandboxes
+            .iter()
+            .filter(|s| s.record.id.starts_with(id))
+            .count();
+    if matching > 1 {
+        bail!("{id} is the start of several IDs on node {node}: give more of it");
+    }
     if let Some(c) = containers.iter().find(|c| c.id().starts_with(id)) {
         let sb = sandboxes
             .iter()
@@ -121,8 +168,7 @@ fn inspect(lab: &str, node: &str, id: &str) -> Result<()> {
             "Mounts": c.record.spec.mounts,
             "LogPath": c.record.spec.log_path,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
+        return Ok(out);
     }
     if let Some(s) = sandboxes.iter().find(|s| s.record.id.starts_with(id)) {
         let out = json!({
@@ -132,8 +178,7 @@ fn inspect(lab: &str, node: &str, id: &str) -> Result<()> {
             "HostConfig": {"NetworkMode": if s.record.host_network { "host".to_string() } else { format!("netns:{}", s.record.netns.as_ref().map(|p| p.display().to_string()).unwrap_or_default()) }},
             "Containers": s.containers,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
+        return Ok(out);
     }
     bail!("no container or sandbox {id} on node {node}")
 }
@@ -168,7 +213,7 @@ pub fn run(lab: &str, cmd: Command) -> Result<()> {
             Ok(())
         }
         Command::Ps { node, output } => ps(lab, &node, &output),
-        Command::Inspect { node, id } => inspect(lab, &node, &id),
+        Command::Inspect { node, ids } => inspect(lab, &node, &ids),
         Command::Exec { node, command } => {
             super::require_root("podnet node exec")?;
             let paths = podnet_lab::LabPaths::new(lab);
