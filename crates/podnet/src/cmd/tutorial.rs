@@ -129,7 +129,7 @@ fn environment(lab: &str) -> Result<Vec<(String, String)>> {
         &std::env::var_os("PATH").unwrap_or_default(),
     ));
     let joined = std::env::join_paths(&path).context("build PATH for the walkthrough")?;
-    for tool in ["kubectl", "helm", "jq", "curl", "script", "nsenter"] {
+    for tool in ["kubectl", "helm", "jq", "curl", "nsenter"] {
         if !path.iter().any(|d| d.join(tool).is_file()) {
             bail!(
                 "{tool} is not on PATH: run ./scripts/setup.sh (it installs the tools and puts kubectl and helm in .cache/tools)"

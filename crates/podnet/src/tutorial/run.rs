@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::check::{Ran, Want, problems};
 use super::model::{Kind, Step, Walkthrough, fill};
-use super::shell::{Shell, in_shell, quote};
+use super::shell::{Shell, Terminal, in_shell, quote};
 
 /// No single command may take longer (`kubectl wait --timeout=120s` fits inside).
 const COMMAND_LIMIT: Duration = Duration::from_secs(180);
@@ -177,6 +177,12 @@ impl<'a> Runner<'a> {
             Some((opened, prompt)) => (format!("{prompt} {typed}"), in_shell(opened, &typed)),
             None => (format!("$ {typed}"), typed.clone()),
         };
+        // Typed in an interactive shell: on a terminal, as the reader's shell is.
+        let terminal = if shell.is_some() {
+            Terminal::Yes
+        } else {
+            Terminal::No
+        };
         println!("{indent}{}", self.style.paint("1", &shown));
         if let Some(secs) = step.follow {
             println!(
@@ -202,7 +208,7 @@ impl<'a> Runner<'a> {
             attempts += 1;
             let ran = self
                 .shell
-                .run(&actual, COMMAND_LIMIT, follow)
+                .run(&actual, terminal, COMMAND_LIMIT, follow)
                 .map_err(|e| format!("run bash for `{actual}`: {e}"))?;
             let problems = problems(&ran, &want);
             if problems.is_empty() || Instant::now() >= deadline {
@@ -268,7 +274,12 @@ impl<'a> Runner<'a> {
             }
             // Also a shell variable, for the reader's commands that follow.
             self.shell
-                .run(&format!("{name}={}", quote(&value)), COMMAND_LIMIT, None)
+                .run(
+                    &format!("{name}={}", quote(&value)),
+                    Terminal::No,
+                    COMMAND_LIMIT,
+                    None,
+                )
                 .map_err(|e| format!("keep {name}: {e}"))?;
             self.saved.insert(name.clone(), value);
         }
@@ -297,7 +308,7 @@ impl<'a> Runner<'a> {
                 continue;
             };
             println!("{}", self.style.paint("2", &format!("$ {command}")));
-            match self.shell.run(&command, COMMAND_LIMIT, None) {
+            match self.shell.run(&command, Terminal::No, COMMAND_LIMIT, None) {
                 Ok(ran) if ran.status == Some(0) => {}
                 Ok(ran) => {
                     print_output("", &ran);

@@ -21,28 +21,20 @@ pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// The command that runs `typed` in the interactive shell `shell` opens, as if typed at its prompt:
-/// the shell gets `-c TYPED` (and keeps `-t`, not `-i`), and the whole runs on a pseudo-terminal (util-linux `script`), so that
-/// `kubectl exec -it` gets the terminal it asks for and the programs in the container print what
-/// they print on a reader's terminal (curl no progress meter, ls its columns).
+/// The command that runs `typed` in the interactive shell `shell` opens, as if typed at its prompt
+/// (`kubectl exec P -it -- bash` + `curl localhost` -> `kubectl exec P -it -- bash -c 'curl localhost'`).
+/// Run it with [`Terminal::Yes`], so that `-it` gets the terminal it asks for.
 pub fn in_shell(shell: &str, typed: &str) -> String {
-    // Nothing is typed after the command: the shell keeps its terminal (-t) but not its input (-i),
-    // which would only carry the end of input to the container's terminal.
-    let words: Vec<&str> = shell
-        .split_whitespace()
-        .filter_map(|w| match w {
-            "-it" | "-ti" => Some("-t"),
-            "-i" | "--stdin" => None,
-            w => Some(w),
-        })
-        .collect();
-    // A wide terminal, so that `ps -aux` does not cut its lines at 80 columns.
-    let command = format!(
-        "stty cols 200 rows 50; {} -c {}",
-        words.join(" "),
-        quote(typed)
-    );
-    format!("script -qec {} /dev/null", quote(&command))
+    format!("{} -c {}", shell.trim(), quote(typed))
+}
+
+/// Whether a command runs on a pseudo-terminal, as in a reader's terminal window: `kubectl exec
+/// -it` then gives the container a terminal too, and programs print what they print on one (curl
+/// no progress meter, ps its full lines in a wide window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Terminal {
+    Yes,
+    No,
 }
 
 /// Runs commands as a reader's terminal would: variables a command sets (`podip=$(...)`) are there
@@ -67,6 +59,7 @@ impl Shell {
     pub fn run(
         &self,
         command: &str,
+        terminal: Terminal,
         limit: Duration,
         follow: Option<Duration>,
     ) -> std::io::Result<Ran> {
@@ -75,31 +68,58 @@ impl Shell {
             "exec 2>&1\nset -a\n. {state}\n{command}\n__podnet_rc=$?\nexport -p > {state}\nexit $__podnet_rc\n",
             state = quote(&self.state.to_string_lossy()),
         );
-        self.bash(&script, limit, follow)
+        let mut cmd = Command::new("bash");
+        cmd.arg("-c")
+            .arg(script)
+            .current_dir(&self.dir)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        let output: Box<dyn Read + Send> = match terminal {
+            Terminal::No => {
+                // Its own process group: stopping it stops what it started (a --follow, a pipe).
+                cmd.stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .process_group(0);
+                let mut child = cmd.spawn()?;
+                let out = child.stdout.take().expect("piped");
+                return self.finish(child, Box::new(out), limit, follow);
+            }
+            Terminal::Yes => {
+                let (master, slave) = pseudo_terminal()?;
+                cmd.stdin(Stdio::from(slave.try_clone()?))
+                    .stdout(Stdio::from(slave.try_clone()?))
+                    .stderr(Stdio::from(slave));
+                // SAFETY: only async-signal-safe calls between fork and exec. Its own session (so
+                // its own process group, as above) whose controlling terminal is the new one.
+                unsafe {
+                    cmd.pre_exec(|| {
+                        if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+                Box::new(std::fs::File::from(master))
+            }
+        };
+        let child = cmd.spawn()?;
+        // Our copies of the terminal's far end go with `cmd`: reading ends when the command's do.
+        drop(cmd);
+        self.finish(child, output, limit, follow)
     }
 
-    fn bash(
+    fn finish(
         &self,
-        script: &str,
+        mut child: std::process::Child,
+        mut output: Box<dyn Read + Send>,
         limit: Duration,
         follow: Option<Duration>,
     ) -> std::io::Result<Ran> {
-        let mut child = Command::new("bash")
-            .arg("-c")
-            .arg(script)
-            .current_dir(&self.dir)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            // Its own process group: stopping it stops what it started (a --follow, a pipe).
-            .process_group(0)
-            .spawn()?;
         let pgid = child.id() as i32;
-        let mut stdout = child.stdout.take().expect("piped");
         let reader = std::thread::spawn(move || {
             let mut buf = Vec::new();
-            let _ = stdout.read_to_end(&mut buf);
+            // A terminal's master reads EIO once no process holds the terminal: the end.
+            let _ = output.read_to_end(&mut buf);
             buf
         });
         let start = Instant::now();
@@ -128,8 +148,8 @@ impl Shell {
             libc::kill(-pgid, libc::SIGKILL);
         }
         let _ = child.wait();
-        // Output from a pseudo-terminal ends its lines with \r\n.
-        // kubectl's terminal streams may carry NUL padding, which a terminal does not show.
+        // A terminal ends its lines with \r\n, and kubectl's terminal streams may carry NUL
+        // padding, which a terminal does not show.
         let output = String::from_utf8_lossy(&reader.join().unwrap_or_default())
             .replace("\r\n", "\n")
             .replace('\0', "");
@@ -139,6 +159,19 @@ impl Shell {
             followed: status.is_none() && follow.is_some_and(|f| f <= limit),
         })
     }
+}
+
+/// A new pseudo-terminal, 200 columns by 50 rows (so that `ps -aux` does not cut its lines):
+/// (master, slave).
+fn pseudo_terminal() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    let size = nix::pty::Winsize {
+        ws_row: 50,
+        ws_col: 200,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size), None).map_err(std::io::Error::from)?;
+    Ok((pty.master, pty.slave))
 }
 
 #[cfg(test)]
@@ -160,12 +193,30 @@ mod tests {
                 "kubectl exec example-dev -it --container httpd -- bash",
                 "curl localhost"
             ),
-            r"script -qec 'stty cols 200 rows 50; kubectl exec example-dev -t --container httpd -- bash -c '\''curl localhost'\''' /dev/null"
+            "kubectl exec example-dev -it --container httpd -- bash -c 'curl localhost'"
         );
         let (_d, sh) = shell();
-        let typed = in_shell("bash", "test -t 1 && tput cols; exit 4");
-        let r = sh.run(&typed, Duration::from_secs(10), None).unwrap();
-        assert_eq!((r.status, r.output.as_str()), (Some(4), "200\n"));
+        let typed = in_shell("bash", "test -t 0 && test -t 1 && stty size; exit 4");
+        let r = sh
+            .run(&typed, Terminal::Yes, Duration::from_secs(10), None)
+            .unwrap();
+        assert_eq!((r.status, r.output.as_str()), (Some(4), "50 200\n"));
+        // Off a terminal, the same is not on one.
+        let r = sh
+            .run(&typed, Terminal::No, Duration::from_secs(10), None)
+            .unwrap();
+        assert_eq!((r.status, r.output.as_str()), (Some(4), ""));
+    }
+
+    impl Shell {
+        fn run_no_tty(
+            &self,
+            command: &str,
+            limit: Duration,
+            follow: Option<Duration>,
+        ) -> std::io::Result<Ran> {
+            self.run(command, Terminal::No, limit, follow)
+        }
     }
 
     fn shell() -> (tempfile::TempDir, Shell) {
@@ -178,7 +229,7 @@ mod tests {
     fn variables_carry_over_and_output_is_captured() {
         let (_d, sh) = shell();
         let r = sh
-            .run(
+            .run_no_tty(
                 "podip=10.244.1.5; echo set; echo err >&2",
                 Duration::from_secs(5),
                 None,
@@ -187,7 +238,7 @@ mod tests {
         assert_eq!(r.status, Some(0));
         assert_eq!(r.output, "set\nerr\n");
         let r = sh
-            .run("echo $podip; exit 3", Duration::from_secs(5), None)
+            .run_no_tty("echo $podip; exit 3", Duration::from_secs(5), None)
             .unwrap();
         assert_eq!((r.status, r.output.as_str()), (Some(3), "10.244.1.5\n"));
     }
@@ -196,7 +247,7 @@ mod tests {
     fn followed_and_overlong_commands_are_stopped() {
         let (_d, sh) = shell();
         let r = sh
-            .run(
+            .run_no_tty(
                 "echo first; sleep 30; echo never",
                 Duration::from_secs(10),
                 Some(Duration::from_millis(300)),
@@ -205,7 +256,7 @@ mod tests {
         assert!(r.followed && r.status.is_none(), "{r:?}");
         assert_eq!(r.output, "first\n");
         let r = sh
-            .run("sleep 30", Duration::from_millis(300), None)
+            .run_no_tty("sleep 30", Duration::from_millis(300), None)
             .unwrap();
         assert!(!r.followed && r.status.is_none(), "{r:?}");
     }
@@ -215,7 +266,7 @@ mod tests {
         let (_d, sh) = shell();
         // A step held until its limit would have no exit status.
         let r = sh
-            .run("sleep 30 & echo started", Duration::from_secs(10), None)
+            .run_no_tty("sleep 30 & echo started", Duration::from_secs(10), None)
             .unwrap();
         assert_eq!((r.status, r.output.as_str()), (Some(0), "started\n"));
     }
