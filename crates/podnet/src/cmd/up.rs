@@ -82,7 +82,7 @@ pub fn run(lab: &str, a: Args) -> Result<()> {
                 println!("\nAPI server: https://{api}{kc}");
             }
             println!(
-                "\nlook around:  kubectl get nodes -o wide\n              podnet node exec node1 -- ip route\n              podnet mode host-gw     (or vxlan, gateway)\n              podnet down"
+                "\ntry next:     podnet tutorial list        (the seed tutorials, walked through: podnet tutorial run 000)\n              kubectl get nodes -o wide\n              podnet node exec node1 -- ip route\n              podnet mode host-gw     (or vxlan, gateway)\n              podnet down"
             );
         }
         UpOutcome::AlreadyRunning { state, repaired } => {
