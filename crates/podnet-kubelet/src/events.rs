@@ -139,7 +139,7 @@ impl Poster {
         // only counted, so a pod in back-off does not flood it.
         if kind == Type::Warning {
             let what = container.map(|c| format!(" container {c}")).unwrap_or_default();
-            eprintln!("warning: pod {ns}/{name}{what}: {reason}: {message}");
+            eprintln!("warning: pod {ns}/{name} ({uid}){what}: {reason}: {message}");
         }
         let event_name = format!("{name}.{:x}", now.as_nanosecond());
         let event = Event {

@@ -359,6 +359,24 @@ fn run_exec(
     input: std::sync::mpsc::Receiver<Input>,
     stop: &AtomicBool,
 ) -> Result<i32, String> {
+    // kubectl sends the terminal's size right after the streams open: a process started before it
+    // arrives would see a 0x0 terminal (`ps` cut at 80 columns), so wait a moment for it. Anything
+    // else that comes first is kept for the process.
+    let mut early = std::collections::VecDeque::new();
+    let mut size = None;
+    if tty {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match input.recv_timeout(left) {
+                Ok(Input::Resize(w, h)) => {
+                    size = Some((w, h));
+                    break;
+                }
+                Ok(other) => early.push_back(other),
+                Err(_) => break,
+            }
+        }
+    }
     let mut p = k
         .runtime
         .exec(
@@ -370,7 +388,7 @@ fn run_exec(
                 user: None,
                 tty,
                 stdin,
-                size: None,
+                size,
             },
         )
         .map_err(|e| e.to_string())?;
@@ -411,7 +429,11 @@ fn run_exec(
     }
     // Input arrives until EOF; the process's end ends the wait.
     let code = loop {
-        match input.recv_timeout(std::time::Duration::from_millis(50)) {
+        let next = match early.pop_front() {
+            Some(i) => Ok(i),
+            None => input.recv_timeout(std::time::Duration::from_millis(50)),
+        };
+        match next {
             Ok(Input::Data(d)) => {
                 if let Some(w) = writer.as_mut() {
                     let _ = w.write_all(&d);

@@ -170,3 +170,108 @@ cleanup:
     let gone = lab.kubectl(&["get", "configmap", "walk-probe"]);
     assert!(!gone.status.success(), "cleanup did not run");
 }
+
+/// Ctrl-C (SIGINT) stops the running command and its process group, then the cleanup runs; the
+/// next run starts clean even when an earlier one was SIGKILLed before its cleanup.
+#[test]
+fn an_interrupted_walkthrough_cleans_up_and_a_killed_one_is_cleared_next_time() {
+    let lab = Lab::up(&["--nodes", "1"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("seed-000")).unwrap();
+    let marker = format!("{}-interrupt", lab.name);
+    std::fs::write(
+        dir.path().join("seed-000/walkthrough.yaml"),
+        format!(
+            r#"
+id: "000"
+title: a long step
+seed: none
+steps:
+  - run: kubectl create configmap walk-probe --from-literal=a=b
+    expect: [configmap/walk-probe created]
+  - run: bash -c 'exec -a {marker} sleep 300'
+cleanup:
+  - kubectl delete configmap walk-probe --ignore-not-found
+"#
+        ),
+    )
+    .unwrap();
+    let start = |lab: &Lab| {
+        lab.command()
+            .args(["tutorial", "run", "0", "--examples"])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let sleeping = || {
+        std::process::Command::new("pgrep")
+            .args(["-f", &marker])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    // SIGINT while the long step runs.
+    let child = start(&lab);
+    wait_for("the long step to start", LONG, || {
+        if sleeping() {
+            Ok(())
+        } else {
+            Err("not yet".to_string())
+        }
+    });
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("interrupted"), "{text}");
+    assert!(
+        !sleeping(),
+        "the interrupted step's process is still running"
+    );
+    assert!(
+        !lab.kubectl(&["get", "configmap", "walk-probe"])
+            .status
+            .success(),
+        "cleanup did not run"
+    );
+
+    // SIGKILL: no cleanup; the next run clears what was left and passes its first check again.
+    let mut child = start(&lab);
+    wait_for("the long step to start", LONG, || {
+        if sleeping() {
+            Ok(())
+        } else {
+            Err("not yet".to_string())
+        }
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", &marker])
+        .status();
+    assert!(
+        lab.kubectl(&["get", "configmap", "walk-probe"])
+            .status
+            .success()
+    );
+    let child = start(&lab);
+    wait_for("the rerun to pass its first step", LONG, || {
+        if sleeping() {
+            Ok(())
+        } else {
+            Err("not yet".to_string())
+        }
+    });
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("configmap/walk-probe created"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -126,11 +126,19 @@ fn inspect(lab: &str, node: &str, ids: &[String]) -> Result<()> {
     let rt = runtime(lab, node)?;
     let sandboxes = rt.list_sandboxes()?;
     let containers = rt.list_containers()?;
-    let found = ids
-        .iter()
-        .map(|id| inspect_one(&sandboxes, &containers, node, id))
-        .collect::<Result<Vec<_>>>()?;
+    // As docker inspect: what is found is printed, what is not is an error after it.
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    for id in ids {
+        match inspect_one(&sandboxes, &containers, node, id) {
+            Ok(v) => found.push(v),
+            Err(e) => missing.push(e.to_string()),
+        }
+    }
     println!("{}", serde_json::to_string_pretty(&found)?);
+    if !missing.is_empty() {
+        bail!("{}", missing.join("; "));
+    }
     Ok(())
 }
 
@@ -164,7 +172,7 @@ fn inspect_one(
                 "IpcMode": format!("container:{}", c.record.sandbox_id),
                 "PidMode": sb.filter(|s| s.record.share_pid).map(|s| format!("container:{}", s.record.id)).unwrap_or_default(),
             },
-            "Sandbox": sb.map(|s| json!({"Id": s.record.id, "Pid": s.record.pause_pid, "NetNs": s.record.netns})),
+            "Sandbox": sb.map(|s| json!({"Id": s.record.id, "PausePid": s.record.pause_pid, "NetNs": s.record.netns})),
             "Mounts": c.record.spec.mounts,
             "LogPath": c.record.spec.log_path,
         });

@@ -130,6 +130,16 @@ impl Walkthrough {
         for (i, step) in self.steps.iter().enumerate() {
             validate_step(step, false, &mut saved).map_err(|e| format!("step {}: {e}", i + 1))?;
         }
+        for (i, command) in self.cleanup.iter().enumerate() {
+            for name in placeholders(command) {
+                if !saved.contains(&name) {
+                    return Err(format!(
+                        "cleanup command {}: uses {{{{{name}}}}}, which no step saves",
+                        i + 1
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -142,8 +152,8 @@ fn validate_step(step: &Step, in_shell: bool, saved: &mut BTreeSet<String>) -> R
     if !runs && (checks || step.until.is_some() || step.follow.is_some() || step.save.is_some()) {
         return Err("expect/fails/may_fail/until/follow/save only go with run".into());
     }
-    if step.instead.is_some() && !runs {
-        return Err("instead goes with run (the command run in its place)".into());
+    if step.instead.is_some() && !(runs || kind == Kind::Shell) {
+        return Err("instead goes with run or shell (the command run in its place)".into());
     }
     if (step.instead.is_some() || kind == Kind::Skip) && step.why.is_none() {
         return Err("a skipped or replaced tutorial command needs a why".into());
@@ -240,8 +250,9 @@ pub fn fill(text: &str, value: impl Fn(&str) -> Option<String>) -> Result<String
     Ok(out)
 }
 
-/// The walkthroughs found under `examples/`: `seed-NNN/walkthrough.yaml`, in order.
-pub fn discover(examples: &Path) -> Result<Vec<(PathBuf, Walkthrough)>, String> {
+/// The walkthroughs found under `examples/`: `seed-NNN/walkthrough.yaml`, in order, each read on
+/// its own (a broken one does not hide the others).
+pub fn discover(examples: &Path) -> Result<Vec<(PathBuf, Result<Walkthrough, String>)>, String> {
     let entries = std::fs::read_dir(examples)
         .map_err(|e| format!("list walkthroughs in {}: {e}", examples.display()))?;
     let mut dirs: Vec<PathBuf> = entries
@@ -254,14 +265,25 @@ pub fn discover(examples: &Path) -> Result<Vec<(PathBuf, Walkthrough)>, String> 
         })
         .collect();
     dirs.sort();
-    dirs.into_iter()
+    Ok(dirs
+        .into_iter()
         .map(|dir| {
             let file = dir.join("walkthrough.yaml");
-            let text = std::fs::read_to_string(&file)
-                .map_err(|e| format!("read walkthrough {}: {e}", file.display()))?;
-            Ok((dir, Walkthrough::parse(&text, &file)?))
+            let read = std::fs::read_to_string(&file)
+                .map_err(|e| format!("read walkthrough {}: {e}", file.display()))
+                .and_then(|text| Walkthrough::parse(&text, &file));
+            (dir, read)
         })
-        .collect()
+        .collect())
+}
+
+/// The walkthrough id a user means: `3` and `003` are seed 003.
+pub fn normalize_id(id: &str) -> String {
+    if !id.is_empty() && id.len() < 3 && id.chars().all(|c| c.is_ascii_digit()) {
+        format!("{id:0>3}")
+    } else {
+        id.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -329,6 +351,27 @@ mod tests {
     }
 
     #[test]
+    fn cleanup_placeholders_must_be_saved_by_a_step() {
+        let err = parse(
+            "id: '0'\ntitle: t\nseed: s\nsteps:\n- run: x\n  save: ip\ncleanup:\n- curl {{ipp}}\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("cleanup command 1") && err.contains("{{ipp}}"),
+            "{err}"
+        );
+        parse("id: '0'\ntitle: t\nseed: s\nsteps:\n- run: x\n  save: ip\ncleanup:\n- curl {{ip}} {{lab}}\n").unwrap();
+    }
+
+    #[test]
+    fn a_shell_may_replace_the_tutorials_own() {
+        parse("id: '0'\ntitle: t\nseed: s\nsteps:\n- shell: podnet node exec node1 -- bash\n  instead: minikube ssh\n  why: w\n  steps:\n  - run: true\n").unwrap();
+        let err = parse("id: '0'\ntitle: t\nseed: s\nsteps:\n- note: n\n  instead: x\n  why: w\n")
+            .unwrap_err();
+        assert!(err.contains("instead goes with run or shell"), "{err}");
+    }
+
+    #[test]
     fn unknown_fields_are_errors() {
         let err =
             parse("id: '0'\ntitle: t\nseed: s\nsteps:\n- run: a\n  expects: [x]\n").unwrap_err();
@@ -339,9 +382,15 @@ mod tests {
     #[test]
     fn the_repository_walkthroughs_are_valid() {
         let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
-        let found = discover(&examples).unwrap();
+        let found: Vec<(PathBuf, Walkthrough)> = discover(&examples)
+            .unwrap()
+            .into_iter()
+            .map(|(dir, w)| (dir, w.unwrap()))
+            .collect();
         let ids: Vec<&str> = found.iter().map(|(_, w)| w.id.as_str()).collect();
         assert_eq!(ids, ["000", "001", "002", "003", "004"]);
+        assert_eq!(normalize_id("3"), "003");
+        assert_eq!(normalize_id("all"), "all");
         for (dir, w) in &found {
             let seed = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../../../shared/seeds")

@@ -81,6 +81,7 @@ impl<'a> Runner<'a> {
         if !w.about.is_empty() {
             println!("{}", self.style.paint("2", w.about.trim()));
         }
+        self.clear_earlier_runs();
         let started = Instant::now();
         let mut result = Ok(());
         for (i, step) in w.steps.iter().enumerate() {
@@ -94,6 +95,8 @@ impl<'a> Runner<'a> {
                 break;
             }
         }
+        // Cleanup runs after an interruption too (a second Ctrl-C stops it).
+        super::shell::INTERRUPTED.store(false, std::sync::atomic::Ordering::SeqCst);
         self.cleanup();
         result?;
         println!(
@@ -144,6 +147,7 @@ impl<'a> Runner<'a> {
                 );
             }
             Kind::Shell => {
+                self.show_replaced(step, indent);
                 let opened = self.fill(step.shell.as_deref().unwrap_or_default())?;
                 println!("{}", self.style.paint("1", &format!("$ {opened}")));
                 let prompt = self.fill(step.prompt.as_deref().unwrap_or("#"))?;
@@ -161,18 +165,7 @@ impl<'a> Runner<'a> {
     fn command(&mut self, step: &Step, shell: Option<(&str, &str)>) -> Result<(), String> {
         let typed = self.fill(step.run.as_deref().unwrap_or_default())?;
         let indent = if shell.is_some() { "    " } else { "" };
-        if let Some(original) = &step.instead {
-            self.outcome.replaced += 1;
-            println!(
-                "{indent}{}",
-                self.style.paint("9", &format!("$ {}", original.trim()))
-            );
-            let why = one_line(step.why.as_deref().unwrap_or_default());
-            println!(
-                "{indent}{}",
-                self.style.paint("33", &format!("  (on the lab: {why})"))
-            );
-        }
+        self.show_replaced(step, indent);
         let (shown, actual) = match shell {
             Some((opened, prompt)) => (format!("{prompt} {typed}"), in_shell(opened, &typed)),
             None => (format!("$ {typed}"), typed.clone()),
@@ -286,12 +279,39 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
+    /// The tutorial's own command, when the step runs podnet's equivalent, and why.
+    fn show_replaced(&mut self, step: &Step, indent: &str) {
+        if let Some(original) = &step.instead {
+            self.outcome.replaced += 1;
+            println!(
+                "{indent}{}",
+                self.style.paint("9", &format!("$ {}", original.trim()))
+            );
+            let why = one_line(step.why.as_deref().unwrap_or_default());
+            println!(
+                "{indent}{}",
+                self.style.paint("33", &format!("  (on the lab: {why})"))
+            );
+        }
+    }
+
     fn fill(&self, text: &str) -> Result<String, String> {
         fill(text, |name| self.saved.get(name).cloned())
     }
 
     fn fill_all(&self, texts: &[String]) -> Result<Vec<String>, String> {
         texts.iter().map(|t| self.fill(t)).collect()
+    }
+
+    /// The cleanup commands are idempotent: run before the steps, they clear what an earlier run
+    /// that was killed may have left (a release still installed, a pod still there), quietly.
+    /// Those naming a value saved by a step cannot run yet and are left out.
+    fn clear_earlier_runs(&mut self) {
+        for command in &self.walkthrough.cleanup {
+            if let Ok(command) = self.fill(command) {
+                let _ = self.shell.run(&command, Terminal::No, COMMAND_LIMIT, None);
+            }
+        }
     }
 
     fn cleanup(&mut self) {
@@ -304,17 +324,27 @@ impl<'a> Runner<'a> {
                 .paint("2", "== Cleaning up what the walkthrough created")
         );
         for command in &self.walkthrough.cleanup {
-            let Ok(command) = self.fill(command) else {
-                continue;
+            let command = match self.fill(command) {
+                Ok(c) => c,
+                Err(e) => {
+                    // The step saving that value did not run: nothing of it to undo.
+                    println!(
+                        "{}",
+                        self.style
+                            .paint("2", &format!("(skipped `{command}`: {e})"))
+                    );
+                    continue;
+                }
             };
             println!("{}", self.style.paint("2", &format!("$ {command}")));
             match self.shell.run(&command, Terminal::No, COMMAND_LIMIT, None) {
                 Ok(ran) if ran.status == Some(0) => {}
                 Ok(ran) => {
                     print_output("", &ran);
-                    self.outcome
-                        .cleanup_errors
-                        .push(format!("`{command}`: exit status {:?}", ran.status));
+                    self.outcome.cleanup_errors.push(match ran.status {
+                        Some(code) => format!("`{command}`: exit status {code}"),
+                        None => format!("`{command}`: did not finish in time"),
+                    });
                 }
                 Err(e) => self
                     .outcome

@@ -6,6 +6,7 @@ use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::check::Ran;
@@ -35,6 +36,30 @@ pub fn in_shell(shell: &str, typed: &str) -> String {
 pub enum Terminal {
     Yes,
     No,
+}
+
+/// Set by SIGINT, SIGTERM or SIGHUP once [`stop_on_signals`] is in place: the running command is
+/// stopped (its whole process group) and the walkthrough ends with its cleanup.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Ctrl-C (and SIGTERM, SIGHUP) stop the walkthrough instead of killing podnet: each command runs in
+/// its own process group, which a terminal's Ctrl-C does not reach, so podnet stops it and cleans up.
+pub fn stop_on_signals() -> std::io::Result<()> {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { sigaction(sig, &action) }.map_err(std::io::Error::from)?;
+    }
+    Ok(())
 }
 
 /// Runs commands as a reader's terminal would: variables a command sets (`podip=$(...)`) are there
@@ -124,11 +149,16 @@ impl Shell {
         });
         let start = Instant::now();
         let stop_at = follow.unwrap_or(limit).min(limit);
+        let mut interrupted = false;
         let status = loop {
             if let Some(st) = child.try_wait()? {
                 break st.code();
             }
             if start.elapsed() >= stop_at {
+                break None;
+            }
+            if INTERRUPTED.load(Ordering::SeqCst) {
+                interrupted = true;
                 break None;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -153,6 +183,12 @@ impl Shell {
         let output = String::from_utf8_lossy(&reader.join().unwrap_or_default())
             .replace("\r\n", "\n")
             .replace('\0', "");
+        if interrupted {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Interrupted,
+                "interrupted (Ctrl-C or a signal); the command was stopped",
+            ));
+        }
         Ok(Ran {
             status,
             output,
