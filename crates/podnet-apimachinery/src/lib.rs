@@ -18,6 +18,7 @@ pub mod status;
 pub mod table;
 pub mod time;
 pub mod validation;
+pub mod workloads;
 pub mod yaml;
 
 pub use status::{ApiError, FieldError, ObjRef};

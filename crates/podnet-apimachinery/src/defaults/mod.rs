@@ -4,6 +4,8 @@
 
 mod workloads;
 
+pub use workloads::job_selector;
+
 use serde_json::{Map, Value, json};
 
 pub(crate) fn obj<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {

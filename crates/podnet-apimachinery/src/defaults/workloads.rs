@@ -101,6 +101,49 @@ pub(crate) fn job(o: &mut Value) {
     }
 }
 
+/// The labels the API server puts on a Job's pod template, and the selector it generates from them
+/// (kube's job strategy, unless `spec.manualSelector`). Needs the Job's uid, so it runs on create.
+pub fn job_selector(o: &mut Value) {
+    let uid = o
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let name = o
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if o.pointer("/spec/manualSelector") == Some(&json!(true)) {
+        return;
+    }
+    let spec = obj(o, "spec");
+    let tmpl = spec.entry("template").or_insert_with(|| json!({}));
+    let Value::Object(tmpl) = tmpl else { return };
+    let meta = tmpl.entry("metadata").or_insert_with(|| json!({}));
+    let Value::Object(meta) = meta else { return };
+    let labels = meta.entry("labels").or_insert_with(|| json!({}));
+    if let Value::Object(labels) = labels {
+        for (k, v) in [
+            ("batch.kubernetes.io/controller-uid", &uid),
+            ("batch.kubernetes.io/job-name", &name),
+            ("controller-uid", &uid),
+            ("job-name", &name),
+        ] {
+            // a conflicting label of the user's is left for validation to refuse
+            labels.entry(k).or_insert_with(|| json!(v));
+        }
+    }
+    let sel = spec.entry("selector").or_insert_with(|| json!({}));
+    if let Value::Object(sel) = sel {
+        let ml = sel.entry("matchLabels").or_insert_with(|| json!({}));
+        if let Value::Object(ml) = ml {
+            ml.entry("batch.kubernetes.io/controller-uid")
+                .or_insert_with(|| json!(uid));
+        }
+    }
+}
+
 pub(crate) fn cronjob(o: &mut Value) {
     let spec = obj(o, "spec");
     set_default(spec, "concurrencyPolicy", json!("Allow"));
@@ -135,6 +178,24 @@ mod tests {
         job(&mut z);
         assert_eq!(z["spec"]["parallelism"], 0);
         assert_eq!(z["spec"]["backoffLimit"], 0);
+    }
+
+    #[test]
+    fn a_job_selects_its_pods_by_uid() {
+        let mut j = json!({"metadata": {"name": "pi", "uid": "u1"}, "spec": {"template": {"metadata": {"labels": {"x": "y"}}}}});
+        job_selector(&mut j);
+        assert_eq!(
+            j["spec"]["selector"],
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": "u1"}})
+        );
+        assert_eq!(
+            j["spec"]["template"]["metadata"]["labels"],
+            json!({"x": "y", "batch.kubernetes.io/controller-uid": "u1", "batch.kubernetes.io/job-name": "pi",
+                "controller-uid": "u1", "job-name": "pi"})
+        );
+        let mut manual = json!({"metadata": {"name": "m", "uid": "u2"}, "spec": {"manualSelector": true}});
+        job_selector(&mut manual);
+        assert!(manual["spec"].get("selector").is_none());
     }
 
     #[test]

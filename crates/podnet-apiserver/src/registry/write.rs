@@ -46,7 +46,16 @@ pub struct WriteOptions {
 fn has_generation(kind: &str) -> bool {
     matches!(
         kind,
-        "Pod" | "Deployment" | "ReplicaSet" | "NetworkPolicy" | "Ingress" | "IngressClass"
+        "Pod"
+            | "Deployment"
+            | "ReplicaSet"
+            | "DaemonSet"
+            | "StatefulSet"
+            | "Job"
+            | "CronJob"
+            | "NetworkPolicy"
+            | "Ingress"
+            | "IngressClass"
     )
 }
 
@@ -206,6 +215,9 @@ impl Api {
         meta.insert("creationTimestamp".into(), json!(util::now_rfc3339()));
         if has_generation(r.kind) {
             meta.insert("generation".into(), json!(1));
+        }
+        if r.group == "batch" && r.kind == "Job" {
+            defaults::job_selector(&mut obj);
         }
         // like the real registries: a client cannot create an object with a status of its choosing (the
         // kubelet creates its Node with one, so nodes keep theirs)
