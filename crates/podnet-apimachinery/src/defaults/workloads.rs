@@ -193,7 +193,8 @@ mod tests {
             json!({"x": "y", "batch.kubernetes.io/controller-uid": "u1", "batch.kubernetes.io/job-name": "pi",
                 "controller-uid": "u1", "job-name": "pi"})
         );
-        let mut manual = json!({"metadata": {"name": "m", "uid": "u2"}, "spec": {"manualSelector": true}});
+        let mut manual =
+            json!({"metadata": {"name": "m", "uid": "u2"}, "spec": {"manualSelector": true}});
         job_selector(&mut manual);
         assert!(manual["spec"].get("selector").is_none());
     }

@@ -58,7 +58,10 @@ fn pin_to_node(spec: &mut Value, node: &str) {
     if !spec.get("affinity").is_some_and(Value::is_object) {
         spec["affinity"] = json!({});
     }
-    if !spec["affinity"].get("nodeAffinity").is_some_and(Value::is_object) {
+    if !spec["affinity"]
+        .get("nodeAffinity")
+        .is_some_and(Value::is_object)
+    {
         spec["affinity"]["nodeAffinity"] = json!({});
     }
     spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] = term;
@@ -95,7 +98,8 @@ pub fn new_pod(ds: &Value, node: &str, hash: &str) -> Value {
 /// NoExecute ones to keep running.
 pub fn node_fit(ds: &Value, node: &Value) -> (bool, bool) {
     let name = object::name(node);
-    let mut probe = json!({"spec": ds.pointer("/spec/template/spec").cloned().unwrap_or_else(|| json!({}))});
+    let mut probe =
+        json!({"spec": ds.pointer("/spec/template/spec").cloned().unwrap_or_else(|| json!({}))});
     if let Some(n) = object::str_at(&probe, "spec.nodeName").filter(|n| !n.is_empty())
         && n != name
     {
@@ -170,7 +174,10 @@ impl Ctx<'_> {
         is_updated(p, self.hash, self.generation)
     }
     /// The node's one new and one old live pod; `None` when it has more than one of either.
-    fn new_and_old<'p>(&self, pods: &[&'p Value]) -> Option<(Option<&'p Value>, Option<&'p Value>)> {
+    fn new_and_old<'p>(
+        &self,
+        pods: &[&'p Value],
+    ) -> Option<(Option<&'p Value>, Option<&'p Value>)> {
         let (mut new, mut old) = (None, None);
         for p in pods.iter().filter(|p| !object::is_deleting(p)) {
             let slot = if self.updated(p) { &mut new } else { &mut old };
@@ -257,7 +264,11 @@ pub fn plan(ds: &Value, nodes: &[Value], pods: &[Value], hash: &str, now: i64) -
             delete.extend(live.iter().map(|p| object::name(p).to_string()));
         }
     }
-    if ds.pointer("/spec/updateStrategy/type").and_then(Value::as_str) != Some("OnDelete") {
+    if ds
+        .pointer("/spec/updateStrategy/type")
+        .and_then(Value::as_str)
+        != Some("OnDelete")
+    {
         rolling_update(ds, &ctx, &fits, &pods_by_node, &mut plan, &mut delete);
     }
     // when a Ready pod becomes available, the numbers change without any event

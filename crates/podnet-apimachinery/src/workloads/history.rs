@@ -99,9 +99,17 @@ mod tests {
         assert_eq!(hash(&p, 0), hash(&p.clone(), 0));
         assert_ne!(hash(&p, 0), hash(&p, 1));
         let rev = |name: &str, n: i64, h: &str| json!({"metadata": {"name": name, "labels": {"controller-revision-hash": h}}, "revision": n, "data": {"n": n}});
-        let revs = vec![rev("r1", 1, "h1"), rev("r2", 2, "h2"), rev("r3", 3, "h3"), rev("r4", 4, "h4")];
+        let revs = vec![
+            rev("r1", 1, "h1"),
+            rev("r2", 2, "h2"),
+            rev("r3", 3, "h3"),
+            rev("r4", 4, "h4"),
+        ];
         assert_eq!(next_number(&revs), 5);
-        assert_eq!(find_equal(&revs, &json!({"n": 3})).map(object::name), Some("r3"));
+        assert_eq!(
+            find_equal(&revs, &json!({"n": 3})).map(object::name),
+            Some("r3")
+        );
         let live: HashSet<String> = ["r4".to_string(), "h1".to_string()].into();
         // r1 is used by a pod and r4 is current: of r2 and r3, keep one
         assert_eq!(to_prune(&revs, &live, 1), ["r2"]);

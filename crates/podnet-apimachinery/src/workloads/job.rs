@@ -51,7 +51,10 @@ pub fn new_pod(job: &Value, index: Option<i64>) -> Value {
         None => pod["metadata"]["generateName"] = json!(format!("{name}-")),
         Some(i) => {
             pod["metadata"]["generateName"] = json!(format!("{name}-{i}-"));
-            if !pod["metadata"].get("annotations").is_some_and(Value::is_object) {
+            if !pod["metadata"]
+                .get("annotations")
+                .is_some_and(Value::is_object)
+            {
                 pod["metadata"]["annotations"] = json!({});
             }
             pod["metadata"]["annotations"][INDEX_ANNOTATION] = json!(i);
@@ -194,7 +197,10 @@ mod tests {
         assert_eq!(format_indexes(&s), "0-2,5,7,8");
         assert_eq!(format_indexes(&BTreeSet::new()), "");
         let active: BTreeSet<i64> = [3].into();
-        assert_eq!(indexes_to_start(6, &parse_indexes("0,1"), &active, 2), [2, 4]);
+        assert_eq!(
+            indexes_to_start(6, &parse_indexes("0,1"), &active, 2),
+            [2, 4]
+        );
     }
 
     #[test]
@@ -204,11 +210,20 @@ mod tests {
         let one = [finished("Failed", "2023-11-14T22:13:20Z")];
         assert_eq!(backoff_remaining(&one, t0), 10);
         assert_eq!(backoff_remaining(&one, t0 + 4), 6);
-        let two = [finished("Failed", "2023-11-14T22:13:00Z"), finished("Failed", "2023-11-14T22:13:20Z")];
+        let two = [
+            finished("Failed", "2023-11-14T22:13:00Z"),
+            finished("Failed", "2023-11-14T22:13:20Z"),
+        ];
         assert_eq!(backoff_remaining(&two, t0), 20);
-        let after_success = [finished("Failed", "2023-11-14T22:12:00Z"), finished("Succeeded", "2023-11-14T22:13:00Z"), finished("Failed", "2023-11-14T22:13:20Z")];
+        let after_success = [
+            finished("Failed", "2023-11-14T22:12:00Z"),
+            finished("Succeeded", "2023-11-14T22:13:00Z"),
+            finished("Failed", "2023-11-14T22:13:20Z"),
+        ];
         assert_eq!(backoff_remaining(&after_success, t0), 10);
-        let many: Vec<Value> = (0..10).map(|i| finished("Failed", &format!("2023-11-14T22:13:{:02}Z", i + 10))).collect();
+        let many: Vec<Value> = (0..10)
+            .map(|i| finished("Failed", &format!("2023-11-14T22:13:{:02}Z", i + 10)))
+            .collect();
         assert_eq!(backoff_remaining(&many, 1_700_000_000 - 1), BACKOFF_MAX);
     }
 
@@ -222,8 +237,10 @@ mod tests {
         assert_eq!(p["metadata"]["labels"][INDEX_ANNOTATION], "3");
         assert_eq!(p["metadata"]["finalizers"], json!([TRACKING_FINALIZER]));
         assert_eq!(p["spec"]["hostname"], "work-3");
-        assert_eq!(p["spec"]["containers"][0]["env"][0]["valueFrom"]["fieldRef"]["fieldPath"],
-            "metadata.annotations['batch.kubernetes.io/job-completion-index']");
+        assert_eq!(
+            p["spec"]["containers"][0]["env"][0]["valueFrom"]["fieldRef"]["fieldPath"],
+            "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+        );
         assert_eq!(index_of(&p), Some(3));
         let plain = new_pod(&json!({"metadata": {"name": "pi"}, "spec": {}}), None);
         assert_eq!(plain["metadata"]["generateName"], "pi-");

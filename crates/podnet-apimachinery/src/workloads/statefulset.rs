@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::{REVISION_HASH_LABEL, available_in, controller_ref, pod_from_template, running_and_ready};
+use super::{
+    REVISION_HASH_LABEL, available_in, controller_ref, pod_from_template, running_and_ready,
+};
 use crate::object;
 
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
@@ -252,13 +254,19 @@ mod tests {
         assert_eq!(ordinal_of("web", "webx-1"), None);
         assert_eq!(ordinal_of("web", "web-"), None);
         let s = set(3, "OrderedReady", rolling(0));
-        let rev = Revision { name: "web-abc".into(), template: s["spec"]["template"].clone() };
+        let rev = Revision {
+            name: "web-abc".into(),
+            template: s["spec"]["template"].clone(),
+        };
         let p = new_pod(&s, 2, &rev);
         assert_eq!(p["metadata"]["name"], "web-2");
         assert_eq!(p["spec"]["hostname"], "web-2");
         assert_eq!(p["spec"]["subdomain"], "nginx");
-        assert_eq!(p["metadata"]["labels"], json!({"app": "web", "controller-revision-hash": "web-abc",
-            "statefulset.kubernetes.io/pod-name": "web-2", "apps.kubernetes.io/pod-index": "2"}));
+        assert_eq!(
+            p["metadata"]["labels"],
+            json!({"app": "web", "controller-revision-hash": "web-abc",
+            "statefulset.kubernetes.io/pod-name": "web-2", "apps.kubernetes.io/pod-index": "2"})
+        );
     }
 
     #[test]
@@ -267,10 +275,16 @@ mod tests {
         assert_eq!(plan(&s, &[], "r1", NOW).create, [(0, true)]);
         // web-0 is not ready yet: wait
         assert_eq!(plan(&s, &[pod(0, "r1", false)], "r1", NOW), Plan::default());
-        assert_eq!(plan(&s, &[pod(0, "r1", true)], "r1", NOW).create, [(1, true)]);
+        assert_eq!(
+            plan(&s, &[pod(0, "r1", true)], "r1", NOW).create,
+            [(1, true)]
+        );
         // Parallel: everything at once
         let p = set(3, "Parallel", rolling(0));
-        assert_eq!(plan(&p, &[], "r1", NOW).create, [(0, true), (1, true), (2, true)]);
+        assert_eq!(
+            plan(&p, &[], "r1", NOW).create,
+            [(0, true), (1, true), (2, true)]
+        );
     }
 
     #[test]
@@ -280,7 +294,11 @@ mod tests {
         assert_eq!(plan(&s, &pods, "r1", NOW).delete, ["web-2"]);
         let mut terminating = pods.clone();
         terminating[2]["metadata"]["deletionTimestamp"] = json!("2023-11-14T00:00:00Z");
-        assert_eq!(plan(&s, &terminating, "r1", NOW), Plan::default(), "waits for web-2 to go");
+        assert_eq!(
+            plan(&s, &terminating, "r1", NOW),
+            Plan::default(),
+            "waits for web-2 to go"
+        );
         let p = set(1, "Parallel", rolling(0));
         assert_eq!(plan(&p, &pods, "r1", NOW).delete, ["web-2", "web-1"]);
     }
@@ -307,9 +325,35 @@ mod tests {
     #[test]
     fn status_moves_the_current_revision_when_done() {
         let s = set(2, "OrderedReady", rolling(0));
-        let st = status(&s, &[pod(0, "r1", true), pod(1, "r2", true)], "r1", "r2", NOW);
-        assert_eq!((st["currentRevision"].as_str(), st["currentReplicas"].as_i64(), st["updatedReplicas"].as_i64()), (Some("r1"), Some(1), Some(1)));
-        let st = status(&s, &[pod(0, "r2", true), pod(1, "r2", true)], "r1", "r2", NOW);
-        assert_eq!((st["currentRevision"].as_str(), st["currentReplicas"].as_i64(), st["readyReplicas"].as_i64()), (Some("r2"), Some(2), Some(2)));
+        let st = status(
+            &s,
+            &[pod(0, "r1", true), pod(1, "r2", true)],
+            "r1",
+            "r2",
+            NOW,
+        );
+        assert_eq!(
+            (
+                st["currentRevision"].as_str(),
+                st["currentReplicas"].as_i64(),
+                st["updatedReplicas"].as_i64()
+            ),
+            (Some("r1"), Some(1), Some(1))
+        );
+        let st = status(
+            &s,
+            &[pod(0, "r2", true), pod(1, "r2", true)],
+            "r1",
+            "r2",
+            NOW,
+        );
+        assert_eq!(
+            (
+                st["currentRevision"].as_str(),
+                st["currentReplicas"].as_i64(),
+                st["readyReplicas"].as_i64()
+            ),
+            (Some("r2"), Some(2), Some(2))
+        );
     }
 }

@@ -4,15 +4,21 @@
 //! looks at the current state, never at the event itself). Failed keys are retried after a second; every
 //! key is resynced every [`RESYNC`].
 
+mod cronjob;
+mod daemonset;
 mod deployment;
 mod endpoints;
 mod events;
 mod eventttl;
 mod gc;
+mod history;
+mod job;
 mod namespace;
 pub mod nodelifecycle;
 mod replicaset;
 mod scheduler;
+mod statefulset;
+mod ttlafterfinished;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -106,8 +112,13 @@ pub fn spawn_all(
     let ctrls: Vec<Arc<dyn Controller>> = vec![
         Arc::new(namespace::NamespaceController),
         Arc::new(gc::GarbageCollector),
-        Arc::new(deployment::DeploymentController),
-        Arc::new(replicaset::ReplicaSetController),
+        Arc::new(deployment::DeploymentController::default()),
+        Arc::new(replicaset::ReplicaSetController::default()),
+        Arc::new(daemonset::DaemonSetController::default()),
+        Arc::new(statefulset::StatefulSetController::default()),
+        Arc::new(job::JobController::default()),
+        Arc::new(ttlafterfinished::TtlAfterFinished::default()),
+        Arc::new(cronjob::CronJobController::default()),
         Arc::new(endpoints::EndpointsController),
         Arc::new(scheduler::Scheduler::default()),
         Arc::new(eventttl::EventTtl),
