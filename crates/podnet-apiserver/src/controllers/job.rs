@@ -411,6 +411,14 @@ impl JobController {
             .await?;
             record_event(api, job, "Normal", "Resumed", "Job resumed", COMPONENT).await;
         }
+        // a pod that finished since the counting above is counted first (its event brings the
+        // next sync): deciding now, from counters that miss it, would replace a pod that succeeded
+        if pods
+            .iter()
+            .any(|p| has_finalizer(p) && (pod_finished(p) || object::is_deleting(p)))
+        {
+            return self.write_status(api, k, pods, now, None).await;
+        }
         // the pods it needs
         let finished_pods: Vec<Value> = pods.iter().filter(|p| pod_finished(p)).cloned().collect();
         let wait = jobs::backoff_remaining(&finished_pods, now);
