@@ -194,6 +194,11 @@ spec:
         ]
     );
     assert_eq!(rows[1][6], "role=edge");
+    let described = t.k(&["describe", "ds", "agent"]);
+    assert!(
+        described.contains("Desired Number of Nodes Scheduled: 2"),
+        "{described}"
+    );
     assert_eq!(
         t.k(&["rollout", "status", "ds/agent", "--timeout=10s"])
             .trim(),
@@ -361,6 +366,21 @@ spec:
         get(&t, &["pod", "web-0"])["spec"]["containers"][0]["image"],
         "nginx:1.25"
     );
+    let h = table(&t.k(&["rollout", "history", "sts/web"]));
+    assert_eq!(
+        h[1..],
+        [
+            vec!["REVISION", "CHANGE-CAUSE"],
+            vec!["1", "<none>"],
+            vec!["2", "<none>"]
+        ],
+        "{h:?}"
+    );
+    let described = t.k(&["describe", "sts", "web"]);
+    assert!(
+        described.contains("Pods Status:") && described.contains("SuccessfulCreate"),
+        "{described}"
+    );
 
     // scale down: web-2 first, web-1 only once web-2 is gone
     t.k(&["scale", "sts", "web", "--replicas=1"]);
@@ -377,6 +397,24 @@ spec:
     });
     finish_deletions(&t);
     t.eventually(10, "one left", || names(&pods(&t, "app=web")) == ["web-0"]);
+
+    // undo: the template of revision 1 (renumbered 3)
+    assert_eq!(
+        t.k(&["rollout", "undo", "sts/web"]).trim(),
+        "statefulset.apps/web rolled back"
+    );
+    assert_eq!(
+        get(&t, &["sts", "web"])["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.25"
+    );
+    t.eventually(10, "revision 3", || {
+        table(&t.k(&["rollout", "history", "sts/web"]))[1..]
+            == [
+                vec!["REVISION", "CHANGE-CAUSE"],
+                vec!["2", "<none>"],
+                vec!["3", "<none>"],
+            ]
+    });
 
     // claims need an API this cluster does not serve yet: refused, naming it
     let vct = sts
@@ -473,6 +511,15 @@ fn jobs_retry_after_a_back_off_count_indexes_and_finish() {
         (Some(1), Some(1))
     );
     assert!(job["status"]["completionTime"].is_string());
+    let described = t.k(&["describe", "job", "once"]);
+    assert!(
+        described.contains("0 Active (0 Ready) / 1 Succeeded / 1 Failed"),
+        "{described}"
+    );
+    let all = t.k(&["get", "all"]);
+    assert!(all.contains("job.batch/once"), "{all}");
+    let explained = t.k(&["explain", "cronjob.spec.concurrencyPolicy"]);
+    assert!(explained.contains("Forbid"), "{explained}");
     let rows = table(&t.k(&["get", "jobs"]));
     assert_eq!(
         rows[0],
@@ -699,27 +746,67 @@ fn deployment_rollout_verbs() {
     let t = TestServer::start();
     t.add_node("node1", 10250);
     let _kubelet = t.kubelet("node1", true);
-    t.k(&["create", "deployment", "web", "--image=busybox:1.36", "--replicas=2"]);
-    t.k(&["patch", "deployment", "web", "-p", r#"{"spec":{"revisionHistoryLimit":2}}"#]);
+    t.k(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox:1.36",
+        "--replicas=2",
+    ]);
+    t.k(&[
+        "patch",
+        "deployment",
+        "web",
+        "-p",
+        r#"{"spec":{"revisionHistoryLimit":2}}"#,
+    ]);
     let status = t.k(&["rollout", "status", "deployment/web", "--timeout=20s"]);
-    assert!(status.ends_with("deployment \"web\" successfully rolled out\n"), "{status}");
+    assert!(
+        status.ends_with("deployment \"web\" successfully rolled out\n"),
+        "{status}"
+    );
     // the change-cause goes to the deployment's newest set (annotated before the change, it would
     // land on revision 1, as upstream)
     t.k(&["set", "image", "deployment/web", "busybox=busybox:1.37"]);
-    t.k(&["annotate", "deployment", "web", "kubernetes.io/change-cause=image 1.37"]);
+    t.k(&[
+        "annotate",
+        "deployment",
+        "web",
+        "kubernetes.io/change-cause=image 1.37",
+    ]);
     t.k(&["rollout", "status", "deployment/web", "--timeout=20s"]);
     let h = table(&t.k(&["rollout", "history", "deployment/web"]));
-    assert_eq!(h[1..], [vec!["REVISION", "CHANGE-CAUSE"], vec!["1", "<none>"], vec!["2", "image", "1.37"]], "{h:?}");
+    assert_eq!(
+        h[1..],
+        [
+            vec!["REVISION", "CHANGE-CAUSE"],
+            vec!["1", "<none>"],
+            vec!["2", "image", "1.37"]
+        ],
+        "{h:?}"
+    );
     let rev2 = t.k(&["rollout", "history", "deployment/web", "--revision=2"]);
     assert!(rev2.contains("Image:\tbusybox:1.37"), "{rev2}");
     // undo: back to revision 1's template, which becomes revision 3
-    assert_eq!(t.k(&["rollout", "undo", "deployment/web"]).trim(), "deployment.apps/web rolled back");
+    assert_eq!(
+        t.k(&["rollout", "undo", "deployment/web"]).trim(),
+        "deployment.apps/web rolled back"
+    );
     t.k(&["rollout", "status", "deployment/web", "--timeout=20s"]);
     let d = get(&t, &["deployment", "web"]);
-    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "busybox:1.36");
-    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "3");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "busybox:1.36"
+    );
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "3"
+    );
     let h = table(&t.k(&["rollout", "history", "deployment/web"]));
-    assert_eq!(h[2..].iter().map(|r| r[0].as_str()).collect::<Vec<_>>(), ["2", "3"]);
+    assert_eq!(
+        h[2..].iter().map(|r| r[0].as_str()).collect::<Vec<_>>(),
+        ["2", "3"]
+    );
     let rs3 = get(&t, &["rs", "-l", "app=web"])["items"]
         .as_array()
         .unwrap()
@@ -727,23 +814,43 @@ fn deployment_rollout_verbs() {
         .find(|r| r["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3")
         .cloned()
         .unwrap();
-    assert_eq!(rs3["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"], "1");
+    assert_eq!(
+        rs3["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"],
+        "1"
+    );
     // pause: a new template waits; resume rolls it
     t.k(&["rollout", "pause", "deployment/web"]);
     t.k(&["set", "image", "deployment/web", "busybox=busybox:1.38"]);
     std::thread::sleep(std::time::Duration::from_millis(500));
-    assert_eq!(get(&t, &["rs", "-l", "app=web"])["items"].as_array().unwrap().len(), 2, "no new set while paused");
+    assert_eq!(
+        get(&t, &["rs", "-l", "app=web"])["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "no new set while paused"
+    );
     let err = t.k_err(&["rollout", "undo", "deployment/web"]);
-    assert!(err.contains("you cannot rollback a paused deployment"), "{err}");
+    assert!(
+        err.contains("you cannot rollback a paused deployment"),
+        "{err}"
+    );
     t.k(&["rollout", "resume", "deployment/web"]);
     t.k(&["rollout", "status", "deployment/web", "--timeout=20s"]);
     // restart: a new set with the restartedAt annotation; the history limit keeps two old sets
     t.k(&["rollout", "restart", "deployment/web"]);
     t.k(&["rollout", "status", "deployment/web", "--timeout=20s"]);
     let d = get(&t, &["deployment", "web"]);
-    assert!(d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].is_string());
+    assert!(
+        d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .is_string()
+    );
     t.eventually(10, "old sets beyond the limit removed", || {
-        get(&t, &["rs", "-l", "app=web"])["items"].as_array().unwrap().len() == 3
+        get(&t, &["rs", "-l", "app=web"])["items"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 3
     });
     let revs: Vec<String> = table(&t.k(&["rollout", "history", "deployment/web"]))[2..]
         .iter()

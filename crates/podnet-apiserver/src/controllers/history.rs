@@ -69,11 +69,10 @@ pub async fn ensure(
         "ownerReferences": [podnet_apimachinery::workloads::controller_ref(parent, "apps/v1", kind)],
     });
     // the parent's annotations (a change-cause among them) go with the revision, as the
-    // DaemonSet controller copies them
-    if kind == "DaemonSet"
-        && let Some(a) = parent
-            .pointer("/metadata/annotations")
-            .filter(|a| a.as_object().is_some_and(|m| !m.is_empty()))
+    // DaemonSet and StatefulSet controllers copy them
+    if let Some(a) = parent
+        .pointer("/metadata/annotations")
+        .filter(|a| a.as_object().is_some_and(|m| !m.is_empty()))
     {
         meta["annotations"] = a.clone();
     }
