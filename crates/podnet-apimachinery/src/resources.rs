@@ -195,6 +195,11 @@ pub static RESOURCES: &[ResourceDef] = &[
                 verbs: &["create"],
             },
             SubresourceDef {
+                name: "ephemeralcontainers",
+                response: ("", "v1", "Pod"),
+                verbs: STATUS_VERBS,
+            },
+            SubresourceDef {
                 name: "exec",
                 response: ("", "v1", "PodExecOptions"),
                 verbs: &["create", "get"],

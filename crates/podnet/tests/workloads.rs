@@ -2,8 +2,8 @@
 //! "Must show"): a rolling update and a restart that keep a Service answering every request, rollout
 //! undo back to the previous image, a DaemonSet with a pod on every node, a StatefulSet started in
 //! order whose pods answer by their stable DNS names, a Job whose pod fails twice before it succeeds
-//! (retries counted, exit codes reported), a CronJob firing, and cascading deletion (foreground,
-//! background, orphan). Root tests; two labs, each torn down in `Drop` (also on failure); waits are
+//! (retries counted, exit codes reported), a CronJob firing, cascading deletion (foreground,
+//! background, orphan), and `kubectl debug` with ephemeral containers. Root tests; two labs, each torn down in `Drop` (also on failure); waits are
 //! bounded polls and no assertion is about speed.
 
 mod common;
@@ -394,6 +394,75 @@ fn rolling_updates_keep_the_service_answering_and_sets_run_where_they_should() {
         .unwrap();
         assert_eq!(body.trim(), name(p));
     }
+    // kubectl debug: an ephemeral container in the client pod's namespaces, seeing the processes
+    // of the container it targets
+    let out = lab.kubectl_ok(&[
+        "debug",
+        "client",
+        "--image=busybox",
+        "--target=client",
+        "-c",
+        "dbg",
+        "--",
+        "sh",
+        "-c",
+        "hostname; ps -o args",
+    ]);
+    assert!(
+        out.is_empty() || out.contains("Targeting container"),
+        "{out}"
+    );
+    let logs = wait_for("the debug container's output", LONG, || {
+        let p = get_json(&lab, &["pod", "client"])?;
+        let done = p["status"]["ephemeralContainerStatuses"]
+            .as_array()
+            .and_then(|s| s.iter().find(|c| c["name"] == "dbg"))
+            .is_some_and(|c| c["state"]["terminated"]["exitCode"] == 0);
+        if done {
+            Ok(lab.kubectl_ok(&["logs", "client", "-c", "dbg"]))
+        } else {
+            Err(p["status"].to_string())
+        }
+    });
+    assert!(
+        logs.starts_with("client\n") && logs.contains("sleep 3600"),
+        "{logs}"
+    );
+    let mut child = kubectl_cmd(&lab)
+        .args([
+            "debug",
+            "-i",
+            "client",
+            "--image=busybox",
+            "-c",
+            "shell",
+            "--",
+            "sh",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // the shell reads its commands once kubectl has attached
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        let _ = stdin.write_all(b"echo debugging $(hostname); exit\n");
+    });
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("debugging client"),
+        "{}",
+        text(&out)
+    );
+    let p = get_json(&lab, &["pod", "client"]).unwrap();
+    assert_eq!(
+        condition(&p, "Ready").as_deref(),
+        Some("True"),
+        "the pod itself goes on"
+    );
+
     // scale down: from the highest ordinal
     lab.kubectl_ok(&["scale", "sts", "sts", "--replicas=1"]);
     wait_for("only sts-0 left", LONG, || {

@@ -357,7 +357,31 @@ impl Api {
                 }
                 new = merged;
             }
+            // kubectl debug: only the pod's ephemeral containers change
+            Some("ephemeralcontainers") => {
+                let mut merged = current.clone();
+                match new.pointer("/spec/ephemeralContainers") {
+                    Some(e) => merged["spec"]["ephemeralContainers"] = e.clone(),
+                    None => {
+                        if let Some(Value::Object(m)) = merged.get_mut("spec") {
+                            m.remove("ephemeralContainers");
+                        }
+                    }
+                }
+                new = merged;
+            }
             _ => {
+                // a pod's ephemeral containers change only through their subresource
+                if r.kind == "Pod" && r.group.is_empty() {
+                    match current.pointer("/spec/ephemeralContainers") {
+                        Some(e) => new["spec"]["ephemeralContainers"] = e.clone(),
+                        None => {
+                            if let Some(Value::Object(m)) = new.get_mut("spec") {
+                                m.remove("ephemeralContainers");
+                            }
+                        }
+                    }
+                }
                 if has_status_subresource(r) {
                     match current.get("status") {
                         Some(s) => new["status"] = s.clone(),
