@@ -3,7 +3,7 @@
 //! undo back to the previous image, a DaemonSet with a pod on every node, a StatefulSet started in
 //! order whose pods answer by their stable DNS names, a Job whose pod fails twice before it succeeds
 //! (retries counted, exit codes reported), a CronJob firing, cascading deletion (foreground,
-//! background, orphan), and `kubectl debug` with ephemeral containers. Root tests; two labs, each torn down in `Drop` (also on failure); waits are
+//! background, orphan), and `kubectl debug` (`-it`) with ephemeral containers. Root tests; two labs, each torn down in `Drop` (also on failure); waits are
 //! bounded polls and no assertion is about speed.
 
 mod common;
@@ -428,34 +428,61 @@ fn rolling_updates_keep_the_service_answering_and_sets_run_where_they_should() {
         logs.starts_with("client\n") && logs.contains("sleep 3600"),
         "{logs}"
     );
-    let mut child = kubectl_cmd(&lab)
-        .args([
-            "debug",
-            "-i",
-            "client",
-            "--image=busybox",
-            "-c",
-            "shell",
-            "--",
-            "sh",
-        ])
+    // -it, as a user types it: kubectl on a terminal (util-linux's `script` gives it one)
+    let kubectl = format!(
+        "KUBECONFIG={} {} --cache-dir {} debug -it client --image=busybox --target=client -c shell -- sh",
+        lab.kubeconfig.display(),
+        kubectl_bin().display(),
+        std::env::temp_dir()
+            .join(format!("{}.kube-cache", lab.name))
+            .display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qfec", &kubectl, "/dev/null"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
+        .expect("run kubectl under script");
     let mut stdin = child.stdin.take().unwrap();
-    // the shell reads its commands once kubectl has attached
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(3));
-        let _ = stdin.write_all(b"echo debugging $(hostname); exit\n");
+        let mut b = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut b) {
+            if n == 0 || tx.send(b[..n].to_vec()).is_err() {
+                return;
+            }
+        }
     });
-    let out = child.wait_with_output().unwrap();
+    let mut seen = String::new();
+    let mut expect = |what: &str| {
+        let deadline = std::time::Instant::now() + LONG;
+        while !seen.contains(what) {
+            match rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+                Ok(b) => seen.push_str(&String::from_utf8_lossy(&b)),
+                Err(_) => panic!("no {what:?} on the terminal; saw {seen:?}"),
+            }
+        }
+        seen.clone()
+    };
+    expect("If you don't see a command prompt");
+    stdin
+        .write_all(b"echo on $(tty) in $(hostname) next to $(ps -o args | grep -c '^sleep 3600')\r")
+        .unwrap();
+    let seen_now = expect("next to 1");
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("debugging client"),
-        "{}",
-        text(&out)
+        seen_now.contains("on /dev/pts/") && seen_now.contains("in client"),
+        "{seen_now}"
     );
+    stdin.write_all(b"exit\r").unwrap();
+    let status = wait_for("kubectl debug -it to end", LONG, || {
+        match child.try_wait() {
+            Ok(Some(s)) => Ok(s),
+            _ => Err("running".into()),
+        }
+    });
+    assert!(status.success(), "{seen_now}");
     let p = get_json(&lab, &["pod", "client"]).unwrap();
     assert_eq!(
         condition(&p, "Ready").as_deref(),

@@ -195,7 +195,7 @@ fn created(p: &Value) -> &str {
 }
 
 /// Pods by the node they belong to; pods for no node are listed under "".
-fn by_node<'p>(pods: &'p [Value]) -> BTreeMap<String, Vec<&'p Value>> {
+fn by_node(pods: &[Value]) -> BTreeMap<String, Vec<&Value>> {
     let mut m: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
     for p in pods {
         m.entry(target_node(p).unwrap_or_default())

@@ -364,7 +364,7 @@ impl CronJobController {
                 last_success = Some(t);
             }
         }
-        let job_uids: HashSet<&str> = jobs.iter().map(|j| object::uid(j)).collect();
+        let job_uids: HashSet<&str> = jobs.iter().map(object::uid).collect();
         for r in &listed {
             if !job_uids.contains(r["uid"].as_str().unwrap_or_default()) {
                 let msg = format!(
