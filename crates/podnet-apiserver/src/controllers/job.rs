@@ -321,21 +321,11 @@ impl JobController {
         let parallelism = object::i64_at(job, "spec.parallelism").unwrap_or(1).max(0);
         let start = object::str_at(job, "status.startTime").and_then(time::parse_rfc3339);
 
-        // the interim condition: the Job's outcome is decided
-        let mut interim: Option<(&str, &str, String)> = None;
-        if let Some(c) =
-            condition(job, "FailureTarget").or_else(|| condition(job, "SuccessCriteriaMet"))
-        {
-            interim = Some((
-                if c["type"] == "FailureTarget" {
-                    "FailureTarget"
-                } else {
-                    "SuccessCriteriaMet"
-                },
-                "",
-                String::new(),
-            ));
-        } else if !suspended {
+        // the outcome decided: already (an interim condition), or now (a new one to write)
+        let decided = condition(job, "FailureTarget").is_some()
+            || condition(job, "SuccessCriteriaMet").is_some();
+        let mut interim: Option<(&str, &str, &str)> = None;
+        if !decided && !suspended {
             let limit = object::i64_at(job, "spec.backoffLimit").unwrap_or(6);
             let deadline = object::i64_at(job, "spec.activeDeadlineSeconds");
             let complete = match (indexed, completions) {
@@ -347,7 +337,7 @@ impl JobController {
                 interim = Some((
                     "FailureTarget",
                     "BackoffLimitExceeded",
-                    "Job has reached the specified backoff limit".into(),
+                    "Job has reached the specified backoff limit",
                 ));
             } else if let (Some(d), Some(s)) = (deadline, start)
                 && now >= s + d
@@ -355,27 +345,26 @@ impl JobController {
                 interim = Some((
                     "FailureTarget",
                     "DeadlineExceeded",
-                    "Job was active longer than specified deadline".into(),
+                    "Job was active longer than specified deadline",
                 ));
             } else if complete {
                 interim = Some((
                     "SuccessCriteriaMet",
                     "CompletionsReached",
-                    "Reached expected number of succeeded pods".into(),
+                    "Reached expected number of succeeded pods",
                 ));
             } else if let (Some(d), Some(s)) = (deadline, start) {
                 self.timers
                     .after(k, Duration::from_secs((s + d - now).max(0) as u64));
             }
         }
-        if let Some((ty, reason, message)) = &interim {
-            if !reason.is_empty() {
-                let (ty, reason, message) = (*ty, *reason, message.clone());
-                api.mutate(jobs_def(), ns, &k.name, Some("status"), |o| {
-                    set_condition(o, ty, "True", reason, &message)
-                })
-                .await?;
-            }
+        if let Some((ty, reason, message)) = interim {
+            api.mutate(jobs_def(), ns, &k.name, Some("status"), |o| {
+                set_condition(o, ty, "True", reason, message)
+            })
+            .await?;
+        }
+        if decided || interim.is_some() {
             // the outcome is known: nothing of the Job runs any more
             for p in &active {
                 delete_pod(api, job, p).await?;
@@ -383,7 +372,7 @@ impl JobController {
             if active.is_empty() && terminating == 0 {
                 return self.finish(api, k).await;
             }
-            return self.write_status(api, k, pods, now, None).await;
+            return self.write_status(api, k, pods, None).await;
         }
         if suspended {
             for p in &active {
@@ -402,7 +391,7 @@ impl JobController {
             if newly {
                 record_event(api, job, "Normal", "Suspended", "Job suspended", COMPONENT).await;
             }
-            return self.write_status(api, k, pods, now, None).await;
+            return self.write_status(api, k, pods, None).await;
         }
         if has_condition(job, "Suspended") {
             api.mutate(jobs_def(), ns, &k.name, Some("status"), |o| {
@@ -417,7 +406,7 @@ impl JobController {
             .iter()
             .any(|p| has_finalizer(p) && (pod_finished(p) || object::is_deleting(p)))
         {
-            return self.write_status(api, k, pods, now, None).await;
+            return self.write_status(api, k, pods, None).await;
         }
         // the pods it needs
         let finished_pods: Vec<Value> = pods.iter().filter(|p| pod_finished(p)).cloned().collect();
@@ -487,7 +476,7 @@ impl JobController {
             None
         };
         let pods = super::replicaset::owned(api, pods_def(), ns, object::uid(job));
-        self.write_status(api, k, &pods, now, start).await
+        self.write_status(api, k, &pods, start).await
     }
 
     async fn create_pod(
@@ -525,7 +514,6 @@ impl JobController {
         api: &Arc<Api>,
         k: &ObjectKey,
         pods: &[Value],
-        _now: i64,
         start: Option<String>,
     ) -> Result<(), ApiError> {
         let active: Vec<&Value> = pods
