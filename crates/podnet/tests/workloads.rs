@@ -261,8 +261,23 @@ fn rolling_updates_keep_the_service_answering_and_sets_run_where_they_should() {
             other => Err(format!("{other:?}")),
         }
     });
+    // ... and the old pods are gone for good (their stop, not only their removal from the
+    // Service, happens while the client is still asking)
+    wait_for("the old pods gone", Duration::from_secs(90), || {
+        let left: BTreeSet<String> = pods(&lab, "app=web").iter().map(name).collect();
+        if left == third {
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
+        }
+    });
     let answers = client.finish();
     let failed: Vec<&String> = answers.iter().filter_map(|a| a.as_ref().err()).collect();
+    eprintln!(
+        "{} requests through two rollouts, {} failed",
+        answers.len(),
+        failed.len()
+    );
     let hosts: BTreeSet<&String> = answers.iter().filter_map(|a| a.as_ref().ok()).collect();
     assert!(answers.len() > 50, "{} requests", answers.len());
     assert!(
