@@ -3,6 +3,7 @@
 //! Objects are `serde_json::Value`s throughout; the schemas of the served types come from k8s-openapi
 //! (see [`schema`]) and drive decoding, OpenAPI and patching.
 
+pub mod cron;
 pub mod defaults;
 pub mod discovery;
 pub mod object;
@@ -17,6 +18,7 @@ pub mod status;
 pub mod table;
 pub mod time;
 pub mod validation;
+pub mod workloads;
 pub mod yaml;
 
 pub use status::{ApiError, FieldError, ObjRef};

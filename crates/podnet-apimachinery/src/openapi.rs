@@ -494,7 +494,8 @@ mod tests {
                 .get("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")
                 .is_some()
         );
-        assert!(group_version_doc("apis/batch/v1").is_none());
+        assert!(group_version_doc("apis/batch/v1").is_some());
+        assert!(group_version_doc("apis/policy/v1").is_none());
     }
 
     #[test]

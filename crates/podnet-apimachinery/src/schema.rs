@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use serde_json::{Map, Value};
 
 use k8s_openapi::api::{
-    apps, authentication, autoscaling, coordination, core, discovery, networking,
+    apps, authentication, autoscaling, batch, coordination, core, discovery, networking,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta;
 
@@ -42,6 +42,11 @@ impl Registry {
             core::v1::Binding,
             apps::v1::Deployment,
             apps::v1::ReplicaSet,
+            apps::v1::DaemonSet,
+            apps::v1::StatefulSet,
+            apps::v1::ControllerRevision,
+            batch::v1::Job,
+            batch::v1::CronJob,
             autoscaling::v1::Scale,
             coordination::v1::Lease,
             authentication::v1::TokenRequest,

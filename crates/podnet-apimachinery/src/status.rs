@@ -54,6 +54,13 @@ impl FieldError {
             detail: String::new(),
         }
     }
+    pub fn not_found(field: impl Into<String>, value: impl Into<Value>) -> Self {
+        FieldError {
+            field: field.into(),
+            kind: FieldErrorKind::NotFound(value.into()),
+            detail: String::new(),
+        }
+    }
     pub fn duplicate(field: impl Into<String>, value: impl Into<Value>) -> Self {
         FieldError {
             field: field.into(),

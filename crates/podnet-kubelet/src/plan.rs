@@ -194,6 +194,15 @@ pub fn next_actions(pod: &Pod, observed: &Observed) -> Vec<Action> {
             },
         }
     }
+    // ephemeral containers (`kubectl debug`) start once and are never restarted
+    for e in spec.ephemeral_containers.iter().flatten() {
+        if find(observed, &e.name).is_none() {
+            actions.push(Action::Start {
+                name: e.name.clone(),
+                init: false,
+            });
+        }
+    }
     actions
 }
 
@@ -221,6 +230,28 @@ mod tests {
             name: name.into(),
             init,
         }
+    }
+
+    #[test]
+    fn ephemeral_containers_start_once() {
+        let p = pod(
+            json!({"spec": {"containers": [{"name": "a", "image": "busybox"}],
+            "ephemeralContainers": [{"name": "debugger", "image": "busybox"}]}}),
+        );
+        let running = Observed {
+            sandbox_ready: true,
+            sandbox_exists: true,
+            containers: vec![c("a", ObservedState::Running)],
+            unhealthy: vec![],
+        };
+        assert_eq!(next_actions(&p, &running), [start("debugger", false)]);
+        let mut done = running.clone();
+        done.containers
+            .push(c("debugger", ObservedState::Exited { code: 0 }));
+        assert!(
+            next_actions(&p, &done).is_empty(),
+            "an ephemeral container is not restarted"
+        );
     }
 
     #[test]

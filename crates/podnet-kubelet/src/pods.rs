@@ -124,6 +124,34 @@ fn spec_containers(pod: &Pod) -> Vec<(Container, bool)> {
         .collect()
 }
 
+/// The pod's ephemeral containers (`kubectl debug`) as containers, each with the container whose
+/// processes it is to see (`targetContainerName`).
+fn ephemeral_containers(pod: &Pod) -> Vec<(Container, Option<String>)> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let mut v = serde_json::to_value(e).ok()?;
+            v.as_object_mut()?.remove("targetContainerName");
+            Some((
+                serde_json::from_value(v).ok()?,
+                e.target_container_name.clone(),
+            ))
+        })
+        .collect()
+}
+
+/// A container of the pod by name: init, regular or ephemeral.
+fn container_named(pod: &Pod, name: &str) -> Option<Container> {
+    spec_containers(pod)
+        .into_iter()
+        .map(|(c, _)| c)
+        .chain(ephemeral_containers(pod).into_iter().map(|(c, _)| c))
+        .find(|c| c.name == name)
+}
+
 fn now_ns() -> i64 {
     jiff::Timestamp::now().as_nanosecond() as i64
 }
@@ -678,9 +706,7 @@ impl Kubelet {
     /// Runs the preStop hook, then stops the container within the grace period.
     fn stop_container(&self, pod: &Pod, id: &str, name: &str, grace: Duration) {
         let deadline = Instant::now() + grace;
-        if let Some((c, _)) = spec_containers(pod)
-            .into_iter()
-            .find(|(c, _)| c.name == name)
+        if let Some(c) = container_named(pod, name)
             && let Some(pre) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref())
         {
             let result = self.run_handler(
@@ -899,7 +925,11 @@ impl Kubelet {
         let ns = pod_ref(pod).namespace;
         let mut cm_names = HashSet::new();
         let mut secret_names = HashSet::new();
-        for (c, _) in spec_containers(pod) {
+        let all = spec_containers(pod)
+            .into_iter()
+            .map(|(c, _)| c)
+            .chain(ephemeral_containers(pod).into_iter().map(|(c, _)| c));
+        for c in all {
             for e in c.env.iter().flatten() {
                 if let Some(f) = &e.value_from {
                     if let Some(r) = &f.config_map_key_ref {
@@ -1024,11 +1054,30 @@ impl Kubelet {
         vols: &[Prepared],
     ) -> Result<(), (String, Option<String>)> {
         let r = pod_ref(pod);
-        let Some((c, _init)) = spec_containers(pod)
-            .into_iter()
-            .find(|(c, _)| c.name == name)
-        else {
+        let Some(c) = container_named(pod, name) else {
             return Ok(());
+        };
+        // an ephemeral container with a target joins the target's PID namespace
+        let target = ephemeral_containers(pod)
+            .into_iter()
+            .find(|(e, _)| e.name == name)
+            .and_then(|(_, t)| t);
+        let pid_namespace = match target {
+            None => None,
+            Some(t) => {
+                let pid = self
+                    .containers_of(&r.uid)
+                    .into_iter()
+                    .filter(|x| x.name() == t && x.state == RtState::Running)
+                    .find_map(|x| x.pid);
+                match pid {
+                    Some(pid) => Some(PathBuf::from(format!("/proc/{pid}/ns/pid"))),
+                    None => {
+                        let msg = format!("target container {t:?} is not running");
+                        return Err(("CreateContainerError".into(), Some(msg)));
+                    }
+                }
+            }
         };
         let history: Vec<RtContainer> = self
             .containers_of(&r.uid)
@@ -1182,6 +1231,7 @@ impl Kubelet {
             stdin: c.stdin.unwrap_or(false),
             stdin_once: c.stdin_once.unwrap_or(false),
             tty: c.tty.unwrap_or(false),
+            pid_namespace,
             labels: BTreeMap::from([
                 ("io.kubernetes.container.name".to_string(), name.to_string()),
                 ("io.kubernetes.pod.name".to_string(), r.name.clone()),
@@ -1489,7 +1539,17 @@ impl Kubelet {
         });
         let mut init = Vec::new();
         let mut regular = Vec::new();
-        for (c, is_init) in spec_containers(pod) {
+        let mut ephemeral = Vec::new();
+        let ephemeral_names: HashSet<String> = ephemeral_containers(pod)
+            .into_iter()
+            .map(|(c, _)| c.name)
+            .collect();
+        let all = spec_containers(pod).into_iter().chain(
+            ephemeral_containers(pod)
+                .into_iter()
+                .map(|(c, _)| (c, false)),
+        );
+        for (c, is_init) in all {
             let instances: Vec<&RtContainer> =
                 containers.iter().filter(|x| x.name() == c.name).collect();
             let newest = instances.last().copied();
@@ -1588,6 +1648,8 @@ impl Kubelet {
                 if newest.is_some() || waiting.contains_key(&c.name) {
                     init.push(f);
                 }
+            } else if ephemeral_names.contains(&c.name) {
+                ephemeral.push(f);
             } else {
                 regular.push(f);
             }
@@ -1599,6 +1661,7 @@ impl Kubelet {
             start_time: sandbox.map(|s| ts(s.record.created_ns)),
             init,
             containers: regular,
+            ephemeral,
             failed: None,
         }
     }

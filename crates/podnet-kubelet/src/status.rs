@@ -59,6 +59,8 @@ pub struct PodFacts {
     pub start_time: Option<jiff::Timestamp>,
     pub init: Vec<ContainerFacts>,
     pub containers: Vec<ContainerFacts>,
+    /// Ephemeral containers (`kubectl debug`): started once, never restarted.
+    pub ephemeral: Vec<ContainerFacts>,
     /// Set when the pod failed as a whole (e.g. `DeadlineExceeded`): phase Failed with this reason.
     pub failed: Option<(String, String)>,
 }
@@ -376,6 +378,8 @@ pub fn pod_status(pod: &Pod, facts: &PodFacts, now: jiff::Timestamp) -> PodStatu
         init_container_statuses: (!facts.init.is_empty())
             .then(|| facts.init.iter().map(container_status).collect()),
         container_statuses: Some(facts.containers.iter().map(container_status).collect()),
+        ephemeral_container_statuses: (!facts.ephemeral.is_empty())
+            .then(|| facts.ephemeral.iter().map(container_status).collect()),
         reason,
         message,
         ..Default::default()

@@ -118,6 +118,7 @@ fn run(rt: &Runtime, rootfs: &Path, base: &Path, pods: usize) -> anyhow::Result<
                     stdin: false,
                     stdin_once: false,
                     tty: false,
+                    pid_namespace: None,
                     labels: Default::default(),
                 },
             )?;

@@ -465,6 +465,7 @@ mod tests {
             stdin: false,
             stdin_once: false,
             tty: false,
+            pid_namespace: None,
             labels: Default::default(),
         }
     }

@@ -45,7 +45,7 @@
 //!         env: vec![], cwd: String::new(), user: Default::default(), security: Default::default(),
 //!         resources: Default::default(), mounts: vec![],
 //!         log_path: podnet_runtime::crilog::container_log_path(logs, name, 0),
-//!         log_max_bytes: 0, log_max_files: 0, stdin: false, stdin_once: false, tty: false,
+//!         log_max_bytes: 0, log_max_files: 0, stdin: false, stdin_once: false, tty: false, pid_namespace: None,
 //!         labels: Default::default(),
 //!     })?;
 //!     rt.start_container(&id)?;

@@ -376,7 +376,10 @@ impl Runtime {
             net: Some(sb.netns.clone().unwrap_or_else(|| ns("net"))),
             ipc: ns("ipc"),
             uts: ns("uts"),
-            pid: sb.share_pid.then(|| ns("pid")),
+            pid: spec
+                .pid_namespace
+                .clone()
+                .or_else(|| sb.share_pid.then(|| ns("pid"))),
             hosts: sdir.join("hosts"),
             hostname: sdir.join("hostname"),
             resolv_conf: sdir.join("resolv.conf"),

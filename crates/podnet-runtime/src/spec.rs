@@ -98,6 +98,10 @@ pub struct ContainerSpec {
     /// (output to the log and attach clients, input from them, resizes from `kubectl attach -t`).
     #[serde(default)]
     pub tty: bool,
+    /// A PID namespace to join instead of the pod's (an ephemeral container that targets another
+    /// container joins that container's, to see its processes: `kubectl debug --target`).
+    #[serde(default)]
+    pub pid_namespace: Option<PathBuf>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
 }

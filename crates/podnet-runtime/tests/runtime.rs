@@ -122,6 +122,7 @@ impl Node {
             stdin: false,
             stdin_once: false,
             tty: false,
+            pid_namespace: None,
             labels: Default::default(),
         }
     }
@@ -391,6 +392,7 @@ fn agent_helper() {
         stdin: false,
         stdin_once: false,
         tty: false,
+        pid_namespace: None,
         labels: Default::default(),
     };
     spec.labels

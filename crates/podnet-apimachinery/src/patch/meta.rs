@@ -165,6 +165,21 @@ pub static STRATEGIES: &[(&str, &str, Strategy)] = &[
         "conditions",
         Strategy::MergeKey("type"),
     ),
+    (
+        "io.k8s.api.apps.v1.DaemonSetStatus",
+        "conditions",
+        Strategy::MergeKey("type"),
+    ),
+    (
+        "io.k8s.api.apps.v1.StatefulSetStatus",
+        "conditions",
+        Strategy::MergeKey("type"),
+    ),
+    (
+        "io.k8s.api.batch.v1.JobStatus",
+        "conditions",
+        Strategy::MergeKey("type"),
+    ),
 ];
 
 /// The strategy of `def.field`, if it is not the default (replace lists, merge objects).

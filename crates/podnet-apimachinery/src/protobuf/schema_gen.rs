@@ -6,6 +6,204 @@ use super::schema::{Card, Field, Kind, Message};
 /// Sorted by name (binary-searched).
 pub(crate) static MESSAGES: &[Message] = &[
     Message {
+        name: "k8s.io.api.apps.v1.ControllerRevision",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+            },
+            Field {
+                tag: 2,
+                json: "data",
+                card: Card::Single,
+                kind: Kind::RawExtension,
+            },
+            Field {
+                tag: 3,
+                json: "revision",
+                card: Card::Single,
+                kind: Kind::I64,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.apps.v1.DaemonSet",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+            },
+            Field {
+                tag: 2,
+                json: "spec",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.apps.v1.DaemonSetSpec"),
+            },
+            Field {
+                tag: 3,
+                json: "status",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.apps.v1.DaemonSetStatus"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.apps.v1.DaemonSetCondition",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "type",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "status",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 3,
+                json: "lastTransitionTime",
+                card: Card::Single,
+                kind: Kind::Time,
+            },
+            Field {
+                tag: 4,
+                json: "reason",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 5,
+                json: "message",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.apps.v1.DaemonSetSpec",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "selector",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector"),
+            },
+            Field {
+                tag: 2,
+                json: "template",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.core.v1.PodTemplateSpec"),
+            },
+            Field {
+                tag: 3,
+                json: "updateStrategy",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.apps.v1.DaemonSetUpdateStrategy"),
+            },
+            Field {
+                tag: 4,
+                json: "minReadySeconds",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 6,
+                json: "revisionHistoryLimit",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.apps.v1.DaemonSetStatus",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "currentNumberScheduled",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 2,
+                json: "numberMisscheduled",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 3,
+                json: "desiredNumberScheduled",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 4,
+                json: "numberReady",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 5,
+                json: "observedGeneration",
+                card: Card::Single,
+                kind: Kind::I64,
+            },
+            Field {
+                tag: 6,
+                json: "updatedNumberScheduled",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 7,
+                json: "numberAvailable",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 8,
+                json: "numberUnavailable",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 9,
+                json: "collisionCount",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 10,
+                json: "conditions",
+                card: Card::Repeated,
+                kind: Kind::Msg("k8s.io.api.apps.v1.DaemonSetCondition"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.apps.v1.DaemonSetUpdateStrategy",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "type",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "rollingUpdate",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.apps.v1.RollingUpdateDaemonSet"),
+            },
+        ],
+    },
+    Message {
         name: "k8s.io.api.apps.v1.Deployment",
         fields: &[
             Field {
@@ -333,6 +531,23 @@ pub(crate) static MESSAGES: &[Message] = &[
         ],
     },
     Message {
+        name: "k8s.io.api.apps.v1.RollingUpdateDaemonSet",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "maxUnavailable",
+                card: Card::Single,
+                kind: Kind::IntOrString,
+            },
+            Field {
+                tag: 2,
+                json: "maxSurge",
+                card: Card::Single,
+                kind: Kind::IntOrString,
+            },
+        ],
+    },
+    Message {
         name: "k8s.io.api.apps.v1.RollingUpdateDeployment",
         fields: &[
             Field {
@@ -346,6 +561,262 @@ pub(crate) static MESSAGES: &[Message] = &[
                 json: "maxSurge",
                 card: Card::Single,
                 kind: Kind::IntOrString,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.apps.v1.RollingUpdateStatefulSetStrategy",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "partition",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 2,
+                json: "maxUnavailable",
+                card: Card::Single,
+                kind: Kind::IntOrString,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.apps.v1.StatefulSet",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+            },
+            Field {
+                tag: 2,
+                json: "spec",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.apps.v1.StatefulSetSpec"),
+            },
+            Field {
+                tag: 3,
+                json: "status",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.apps.v1.StatefulSetStatus"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.apps.v1.StatefulSetCondition",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "type",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "status",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 3,
+                json: "lastTransitionTime",
+                card: Card::Single,
+                kind: Kind::Time,
+            },
+            Field {
+                tag: 4,
+                json: "reason",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 5,
+                json: "message",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.apps.v1.StatefulSetOrdinals",
+        fields: &[Field {
+            tag: 1,
+            json: "start",
+            card: Card::Single,
+            kind: Kind::I32,
+        }],
+    },
+    Message {
+        name: "k8s.io.api.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicy",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "whenDeleted",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "whenScaled",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.apps.v1.StatefulSetSpec",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "replicas",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 2,
+                json: "selector",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector"),
+            },
+            Field {
+                tag: 3,
+                json: "template",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.core.v1.PodTemplateSpec"),
+            },
+            Field {
+                tag: 4,
+                json: "volumeClaimTemplates",
+                card: Card::Repeated,
+                kind: Kind::Msg("k8s.io.api.core.v1.PersistentVolumeClaim"),
+            },
+            Field {
+                tag: 5,
+                json: "serviceName",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 6,
+                json: "podManagementPolicy",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 7,
+                json: "updateStrategy",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.apps.v1.StatefulSetUpdateStrategy"),
+            },
+            Field {
+                tag: 8,
+                json: "revisionHistoryLimit",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 9,
+                json: "minReadySeconds",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 10,
+                json: "persistentVolumeClaimRetentionPolicy",
+                card: Card::Single,
+                kind: Kind::Msg(
+                    "k8s.io.api.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicy",
+                ),
+            },
+            Field {
+                tag: 11,
+                json: "ordinals",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.apps.v1.StatefulSetOrdinals"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.apps.v1.StatefulSetStatus",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "observedGeneration",
+                card: Card::Single,
+                kind: Kind::I64,
+            },
+            Field {
+                tag: 2,
+                json: "replicas",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 3,
+                json: "readyReplicas",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 4,
+                json: "currentReplicas",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 5,
+                json: "updatedReplicas",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 6,
+                json: "currentRevision",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 7,
+                json: "updateRevision",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 9,
+                json: "collisionCount",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 10,
+                json: "conditions",
+                card: Card::Repeated,
+                kind: Kind::Msg("k8s.io.api.apps.v1.StatefulSetCondition"),
+            },
+            Field {
+                tag: 11,
+                json: "availableReplicas",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.apps.v1.StatefulSetUpdateStrategy",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "type",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "rollingUpdate",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.apps.v1.RollingUpdateStatefulSetStrategy"),
             },
         ],
     },
@@ -486,6 +957,473 @@ pub(crate) static MESSAGES: &[Message] = &[
                 tag: 2,
                 json: "selector",
                 card: Card::Single,
+                kind: Kind::Str,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.batch.v1.CronJob",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+            },
+            Field {
+                tag: 2,
+                json: "spec",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.batch.v1.CronJobSpec"),
+            },
+            Field {
+                tag: 3,
+                json: "status",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.batch.v1.CronJobStatus"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.batch.v1.CronJobSpec",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "schedule",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "startingDeadlineSeconds",
+                card: Card::Single,
+                kind: Kind::I64,
+            },
+            Field {
+                tag: 3,
+                json: "concurrencyPolicy",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 4,
+                json: "suspend",
+                card: Card::Single,
+                kind: Kind::Bool,
+            },
+            Field {
+                tag: 5,
+                json: "jobTemplate",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.batch.v1.JobTemplateSpec"),
+            },
+            Field {
+                tag: 6,
+                json: "successfulJobsHistoryLimit",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 7,
+                json: "failedJobsHistoryLimit",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 8,
+                json: "timeZone",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.batch.v1.CronJobStatus",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "active",
+                card: Card::Repeated,
+                kind: Kind::Msg("k8s.io.api.core.v1.ObjectReference"),
+            },
+            Field {
+                tag: 4,
+                json: "lastScheduleTime",
+                card: Card::Single,
+                kind: Kind::Time,
+            },
+            Field {
+                tag: 5,
+                json: "lastSuccessfulTime",
+                card: Card::Single,
+                kind: Kind::Time,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.batch.v1.Job",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+            },
+            Field {
+                tag: 2,
+                json: "spec",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.batch.v1.JobSpec"),
+            },
+            Field {
+                tag: 3,
+                json: "status",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.batch.v1.JobStatus"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.batch.v1.JobCondition",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "type",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "status",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 3,
+                json: "lastProbeTime",
+                card: Card::Single,
+                kind: Kind::Time,
+            },
+            Field {
+                tag: 4,
+                json: "lastTransitionTime",
+                card: Card::Single,
+                kind: Kind::Time,
+            },
+            Field {
+                tag: 5,
+                json: "reason",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 6,
+                json: "message",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.batch.v1.JobSpec",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "parallelism",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 2,
+                json: "completions",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 3,
+                json: "activeDeadlineSeconds",
+                card: Card::Single,
+                kind: Kind::I64,
+            },
+            Field {
+                tag: 4,
+                json: "selector",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector"),
+            },
+            Field {
+                tag: 5,
+                json: "manualSelector",
+                card: Card::Single,
+                kind: Kind::Bool,
+            },
+            Field {
+                tag: 6,
+                json: "template",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.core.v1.PodTemplateSpec"),
+            },
+            Field {
+                tag: 7,
+                json: "backoffLimit",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 8,
+                json: "ttlSecondsAfterFinished",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 9,
+                json: "completionMode",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 10,
+                json: "suspend",
+                card: Card::Single,
+                kind: Kind::Bool,
+            },
+            Field {
+                tag: 11,
+                json: "podFailurePolicy",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.batch.v1.PodFailurePolicy"),
+            },
+            Field {
+                tag: 12,
+                json: "backoffLimitPerIndex",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 13,
+                json: "maxFailedIndexes",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 14,
+                json: "podReplacementPolicy",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 15,
+                json: "managedBy",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 16,
+                json: "successPolicy",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.batch.v1.SuccessPolicy"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.batch.v1.JobStatus",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "conditions",
+                card: Card::Repeated,
+                kind: Kind::Msg("k8s.io.api.batch.v1.JobCondition"),
+            },
+            Field {
+                tag: 2,
+                json: "startTime",
+                card: Card::Single,
+                kind: Kind::Time,
+            },
+            Field {
+                tag: 3,
+                json: "completionTime",
+                card: Card::Single,
+                kind: Kind::Time,
+            },
+            Field {
+                tag: 4,
+                json: "active",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 5,
+                json: "succeeded",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 6,
+                json: "failed",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 7,
+                json: "completedIndexes",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 8,
+                json: "uncountedTerminatedPods",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.batch.v1.UncountedTerminatedPods"),
+            },
+            Field {
+                tag: 9,
+                json: "ready",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 10,
+                json: "failedIndexes",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 11,
+                json: "terminating",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.batch.v1.JobTemplateSpec",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+            },
+            Field {
+                tag: 2,
+                json: "spec",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.batch.v1.JobSpec"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.batch.v1.PodFailurePolicy",
+        fields: &[Field {
+            tag: 1,
+            json: "rules",
+            card: Card::Repeated,
+            kind: Kind::Msg("k8s.io.api.batch.v1.PodFailurePolicyRule"),
+        }],
+    },
+    Message {
+        name: "k8s.io.api.batch.v1.PodFailurePolicyOnExitCodesRequirement",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "containerName",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "operator",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 3,
+                json: "values",
+                card: Card::Repeated,
+                kind: Kind::I32,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.batch.v1.PodFailurePolicyOnPodConditionsPattern",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "type",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "status",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.batch.v1.PodFailurePolicyRule",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "action",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "onExitCodes",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.batch.v1.PodFailurePolicyOnExitCodesRequirement"),
+            },
+            Field {
+                tag: 3,
+                json: "onPodConditions",
+                card: Card::Repeated,
+                kind: Kind::Msg("k8s.io.api.batch.v1.PodFailurePolicyOnPodConditionsPattern"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.batch.v1.SuccessPolicy",
+        fields: &[Field {
+            tag: 1,
+            json: "rules",
+            card: Card::Repeated,
+            kind: Kind::Msg("k8s.io.api.batch.v1.SuccessPolicyRule"),
+        }],
+    },
+    Message {
+        name: "k8s.io.api.batch.v1.SuccessPolicyRule",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "succeededIndexes",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "succeededCount",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.batch.v1.UncountedTerminatedPods",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "succeeded",
+                card: Card::Repeated,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "failed",
+                card: Card::Repeated,
                 kind: Kind::Str,
             },
         ],
@@ -2640,6 +3578,23 @@ pub(crate) static MESSAGES: &[Message] = &[
         }],
     },
     Message {
+        name: "k8s.io.api.core.v1.ModifyVolumeStatus",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "targetVolumeAttributesClassName",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "status",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+        ],
+    },
+    Message {
         name: "k8s.io.api.core.v1.Namespace",
         fields: &[
             Field {
@@ -3264,6 +4219,70 @@ pub(crate) static MESSAGES: &[Message] = &[
         ],
     },
     Message {
+        name: "k8s.io.api.core.v1.PersistentVolumeClaim",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+            },
+            Field {
+                tag: 2,
+                json: "spec",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.core.v1.PersistentVolumeClaimSpec"),
+            },
+            Field {
+                tag: 3,
+                json: "status",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.core.v1.PersistentVolumeClaimStatus"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.core.v1.PersistentVolumeClaimCondition",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "type",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "status",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 3,
+                json: "lastProbeTime",
+                card: Card::Single,
+                kind: Kind::Time,
+            },
+            Field {
+                tag: 4,
+                json: "lastTransitionTime",
+                card: Card::Single,
+                kind: Kind::Time,
+            },
+            Field {
+                tag: 5,
+                json: "reason",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 6,
+                json: "message",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+        ],
+    },
+    Message {
         name: "k8s.io.api.core.v1.PersistentVolumeClaimSpec",
         fields: &[
             Field {
@@ -3319,6 +4338,59 @@ pub(crate) static MESSAGES: &[Message] = &[
                 json: "volumeAttributesClassName",
                 card: Card::Single,
                 kind: Kind::Str,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.core.v1.PersistentVolumeClaimStatus",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "phase",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "accessModes",
+                card: Card::Repeated,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 3,
+                json: "capacity",
+                card: Card::Map,
+                kind: Kind::Quantity,
+            },
+            Field {
+                tag: 4,
+                json: "conditions",
+                card: Card::Repeated,
+                kind: Kind::Msg("k8s.io.api.core.v1.PersistentVolumeClaimCondition"),
+            },
+            Field {
+                tag: 5,
+                json: "allocatedResources",
+                card: Card::Map,
+                kind: Kind::Quantity,
+            },
+            Field {
+                tag: 7,
+                json: "allocatedResourceStatuses",
+                card: Card::Map,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 8,
+                json: "currentVolumeAttributesClassName",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 9,
+                json: "modifyVolumeStatus",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.core.v1.ModifyVolumeStatus"),
             },
         ],
     },

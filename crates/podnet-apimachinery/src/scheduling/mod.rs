@@ -136,7 +136,7 @@ pub fn ready_status(node: &Value) -> Option<&str> {
 /// The node's taints, plus the NoSchedule taint its readiness implies when the node lifecycle
 /// controller has not put it there yet (a node is only a candidate once Ready, as with upstream's
 /// admission-time `not-ready` taint).
-fn effective_taints(node: &Value) -> Vec<Value> {
+pub fn effective_taints(node: &Value) -> Vec<Value> {
     let mut out = taints::taints(node).to_vec();
     let implied = match ready_status(node) {
         Some("True") => None,

@@ -34,6 +34,9 @@ fn created(o: &Value, now: i64) -> Value {
 
 /// The cells of one row.
 pub fn cells(kind: &str, o: &Value, now: i64) -> Vec<Value> {
+    if let Some(c) = super::workloads::cells(kind, o, now) {
+        return c;
+    }
     match kind {
         "Pod" => pod(o, now),
         "Service" => service(o, now),

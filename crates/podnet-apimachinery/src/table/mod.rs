@@ -3,6 +3,7 @@
 //! NOMINATED NODE and READINESS GATES).
 
 mod cells;
+mod workloads;
 
 use serde_json::{Value, json};
 
@@ -61,6 +62,9 @@ const IMAGES: Column = col(
 
 /// The columns of `kind`.
 pub fn columns(kind: &str) -> Vec<Column> {
+    if let Some(c) = workloads::columns(kind) {
+        return c;
+    }
     match kind {
         "Pod" => vec![
             NAME,

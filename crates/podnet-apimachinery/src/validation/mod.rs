@@ -1,5 +1,6 @@
 //! Validation per kind, with the field paths and messages of Kubernetes' validation code.
 
+mod batch;
 pub mod names;
 mod other;
 mod pod;
@@ -11,6 +12,7 @@ use serde_json::{Map, Value};
 use crate::status::FieldError;
 
 pub use pod::validate_pod_spec;
+pub use workloads::NO_CLAIMS;
 
 /// Validates an object of `kind` for create (`old` is `None`) or update.
 pub fn validate(
@@ -24,9 +26,11 @@ pub fn validate(
     match (group, kind) {
         ("", "Pod") => pod::validate(obj, old, &mut errs),
         ("", "Service") => service::validate(obj, old, &mut errs),
-        ("apps", "Deployment") | ("apps", "ReplicaSet") => {
+        ("apps", "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet") => {
             workloads::validate(kind, obj, old, &mut errs)
         }
+        ("batch", "Job") => batch::job(obj, old, &mut errs),
+        ("batch", "CronJob") => batch::cronjob(obj, &mut errs),
         ("", "ConfigMap") | ("", "Secret") => other::config_data(kind, obj, old, &mut errs),
         ("networking.k8s.io", "Ingress") => other::ingress(obj, &mut errs),
         ("networking.k8s.io", "NetworkPolicy") => other::network_policy(obj, &mut errs),

@@ -190,6 +190,8 @@ fn update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
         }
         if let Value::Object(m) = &mut s {
             for f in [
+                // changed through the ephemeralcontainers subresource, checked below
+                "ephemeralContainers",
                 "activeDeadlineSeconds",
                 "tolerations",
                 "terminationGracePeriodSeconds",
@@ -209,6 +211,84 @@ fn update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
             "spec",
             "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
         ));
+    }
+    ephemeral_update(new, old, errs);
+}
+
+/// Ephemeral containers are only added: each keeps its spec once it exists, names are unique among
+/// all of the pod's containers, and they have no ports, probes, lifecycle or resources (upstream's
+/// validateEphemeralContainers).
+fn ephemeral_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+    let list = |p: &Value| -> Vec<Value> {
+        p.pointer("/spec/ephemeralContainers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (now, before) = (list(new), list(old));
+    for b in &before {
+        let name = b["name"].as_str().unwrap_or_default();
+        match now.iter().find(|c| c["name"] == name) {
+            None => errs.push(FieldError::forbidden(
+                "spec.ephemeralContainers",
+                format!("existing ephemeral containers {name:?} may not be removed"),
+            )),
+            Some(c) if c != b => errs.push(FieldError::forbidden(
+                "spec.ephemeralContainers",
+                format!("existing ephemeral containers {name:?} may not be changed"),
+            )),
+            _ => {}
+        }
+    }
+    let mut names: HashSet<String> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|l| new.pointer(&format!("/spec/{l}")).and_then(Value::as_array))
+        .flatten()
+        .filter_map(|c| c["name"].as_str().map(String::from))
+        .collect();
+    for (i, c) in now.iter().enumerate() {
+        let path = format!("spec.ephemeralContainers[{i}]");
+        let name = c["name"].as_str().unwrap_or_default();
+        if name.is_empty() {
+            errs.push(FieldError::required(format!("{path}.name"), ""));
+        } else if !names.insert(name.to_string()) {
+            errs.push(FieldError::duplicate(format!("{path}.name"), name));
+        }
+        if c["image"].as_str().is_none_or(str::is_empty) {
+            errs.push(FieldError::required(format!("{path}.image"), ""));
+        }
+        for f in [
+            "ports",
+            "livenessProbe",
+            "readinessProbe",
+            "startupProbe",
+            "lifecycle",
+            "resources",
+        ] {
+            let set = match c.get(f) {
+                None | Some(Value::Null) => false,
+                Some(Value::Object(m)) => !m.is_empty(),
+                Some(Value::Array(a)) => !a.is_empty(),
+                Some(_) => true,
+            };
+            if set {
+                errs.push(FieldError::forbidden(
+                    format!("{path}.{f}"),
+                    "cannot be set for an Ephemeral Container",
+                ));
+            }
+        }
+        if let Some(t) = c["targetContainerName"].as_str()
+            && !new
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .is_some_and(|cs| cs.iter().any(|x| x["name"] == t))
+        {
+            errs.push(FieldError::not_found(
+                format!("{path}.targetContainerName"),
+                t,
+            ));
+        }
     }
 }
 
@@ -248,6 +328,37 @@ mod tests {
             e,
             vec![
                 "spec.containers[0].ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive"
+            ]
+        );
+    }
+
+    #[test]
+    fn ephemeral_containers_are_only_added() {
+        let old = json!({"spec": {"containers": [{"name": "a", "image": "x"}],
+            "ephemeralContainers": [{"name": "debugger-1", "image": "busybox"}]}});
+        let texts = |new: Value| {
+            let mut e = Vec::new();
+            update(&new, &old, &mut e);
+            e.iter().map(ToString::to_string).collect::<Vec<_>>()
+        };
+        let added = json!({"spec": {"containers": [{"name": "a", "image": "x"}], "ephemeralContainers": [
+            {"name": "debugger-1", "image": "busybox"}, {"name": "debugger-2", "image": "busybox", "targetContainerName": "a"}]}});
+        assert!(texts(added).is_empty());
+        let removed = json!({"spec": {"containers": [{"name": "a", "image": "x"}], "ephemeralContainers": []}});
+        assert_eq!(
+            texts(removed),
+            [
+                "spec.ephemeralContainers: Forbidden: existing ephemeral containers \"debugger-1\" may not be removed"
+            ]
+        );
+        let bad = json!({"spec": {"containers": [{"name": "a", "image": "x"}], "ephemeralContainers": [
+            {"name": "debugger-1", "image": "busybox"}, {"name": "a", "image": "busybox", "ports": [{"containerPort": 80}], "targetContainerName": "zz"}]}});
+        assert_eq!(
+            texts(bad),
+            [
+                "spec.ephemeralContainers[1].name: Duplicate value: \"a\"",
+                "spec.ephemeralContainers[1].ports: Forbidden: cannot be set for an Ephemeral Container",
+                "spec.ephemeralContainers[1].targetContainerName: Not found: \"zz\"",
             ]
         );
     }

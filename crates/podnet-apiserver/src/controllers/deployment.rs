@@ -9,11 +9,14 @@ use podnet_apimachinery::{ApiError, object};
 use podnet_apistore::{ObjectKey, WatchEvent};
 use serde_json::{Value, json};
 
-use super::{BoxFut, Controller, record_event};
+use super::{BoxFut, Controller, Timers, record_event};
 use crate::registry::{Api, WriteOptions};
 use crate::util;
 
-pub struct DeploymentController;
+#[derive(Default)]
+pub struct DeploymentController {
+    timers: Timers,
+}
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
 
@@ -61,7 +64,17 @@ impl Controller for DeploymentController {
     }
 
     fn reconcile<'a>(&'a self, api: &'a Arc<Api>, key: &'a ObjectKey) -> BoxFut<'a> {
-        Box::pin(async move { sync(api, &key.namespace, &key.name).await })
+        Box::pin(async move {
+            if let Some(s) = sync(api, &key.namespace, &key.name).await? {
+                self.timers
+                    .after(key, std::time::Duration::from_secs(s as u64));
+            }
+            Ok(())
+        })
+    }
+
+    fn timers(&self) -> Option<&Timers> {
+        Some(&self.timers)
     }
 }
 
@@ -151,12 +164,14 @@ async fn scale_rs(api: &Arc<Api>, d: &Value, rs: &Value, to: i64) -> Result<(), 
     Ok(())
 }
 
-async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
+/// Syncs one deployment; returns in how many seconds its progress deadline passes, while a rollout
+/// is under way (nothing else would wake the controller to report it).
+async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<Option<i64>, ApiError> {
     let Ok(d) = api.get(deploy_def(), ns, name) else {
-        return Ok(());
+        return Ok(None);
     };
     if object::is_deleting(&d) {
-        return Ok(());
+        return Ok(None);
     }
     let desired = replicas(&d).max(0);
     let (tmpl, hash) = template_with_hash(&d);
@@ -181,21 +196,31 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
     let new_rs = match new_idx {
         Some(i) => {
             let rs = sets.remove(i);
-            if revision(&rs) < max_rev {
-                // rolled back to an older template: it becomes the newest revision
-                let next = max_rev + 1;
-                api.mutate(rs_def(), ns, object::name(&rs), None, |o| {
-                    let ann = object::meta_mut(o)
-                        .entry("annotations")
-                        .or_insert_with(|| json!({}));
-                    ann[REVISION] = json!(next.to_string());
-                    true
-                })
-                .await?;
-                Some(api.get(rs_def(), ns, object::name(&rs))?)
+            // rolled back to an older template, it becomes the newest revision; the deployment's
+            // annotations (a change-cause) follow it, as kube's SetNewReplicaSetAnnotations does
+            let next = if revision(&rs) < max_rev {
+                max_rev + 1
             } else {
-                Some(rs)
-            }
+                revision(&rs)
+            };
+            let min_ready = object::i64_at(&d, "spec.minReadySeconds").unwrap_or(0);
+            let d_ann = d.pointer("/metadata/annotations").cloned();
+            api.mutate(rs_def(), ns, object::name(&rs), None, |o| {
+                let mut changed = false;
+                if let Some(new) =
+                    new_rs_annotations(d_ann.as_ref(), o.pointer("/metadata/annotations"), next)
+                {
+                    object::meta_mut(o).insert("annotations".into(), new);
+                    changed = true;
+                }
+                if object::i64_at(o, "spec.minReadySeconds").unwrap_or(0) != min_ready {
+                    o["spec"]["minReadySeconds"] = json!(min_ready);
+                    changed = true;
+                }
+                changed
+            })
+            .await?;
+            Some(api.get(rs_def(), ns, object::name(&rs))?)
         }
         // a paused deployment starts no rollout: a new template waits for the resume (kube's sync
         // without createIfNotExisted)
@@ -219,11 +244,10 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
                     "name": rs_name,
                     "namespace": ns,
                     "labels": labels,
-                    "annotations": {
-                        REVISION: (max_rev + 1).to_string(),
+                    "annotations": new_rs_annotations(d.pointer("/metadata/annotations"), Some(&json!({
                         "deployment.kubernetes.io/desired-replicas": desired.to_string(),
                         "deployment.kubernetes.io/max-replicas": desired.to_string(),
-                    },
+                    })), max_rev + 1),
                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": object::uid(&d), "controller": true, "blockOwnerDeletion": true}],
                 },
                 "spec": {"replicas": 0, "minReadySeconds": object::i64_at(&d, "spec.minReadySeconds").unwrap_or(0), "selector": selector, "template": tmpl},
@@ -381,7 +405,112 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
         true
     })
     .await?;
+    if complete {
+        cleanup(api, &d, &sets).await?;
+    }
+    if paused || complete {
+        return Ok(None);
+    }
+    // when the deadline passes without progress, the Progressing condition must say so
+    let since = api
+        .get(deploy_def(), ns, name)
+        .ok()
+        .and_then(|o| {
+            o.pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|cs| cs.iter().find(|c| c["type"] == "Progressing"))
+                .and_then(|c| c["lastUpdateTime"].as_str())
+                .and_then(podnet_apimachinery::time::parse_rfc3339)
+        })
+        .unwrap_or_else(util::now_unix);
+    Ok(Some((since + deadline - util::now_unix()).max(0) + 1))
+}
+
+/// kube's cleanupDeployment: old sets scaled to zero beyond `revisionHistoryLimit` go, oldest first.
+async fn cleanup(api: &Arc<Api>, d: &Value, old: &[Value]) -> Result<(), ApiError> {
+    let Some(limit) = object::i64_at(d, "spec.revisionHistoryLimit") else {
+        return Ok(());
+    };
+    let mut idle: Vec<&Value> = old
+        .iter()
+        .filter(|rs| replicas(rs) == 0 && status_i(rs, "replicas") == 0 && !object::is_deleting(rs))
+        .collect();
+    let excess = idle.len() as i64 - limit.max(0);
+    if excess <= 0 {
+        return Ok(());
+    }
+    idle.sort_by_key(|rs| revision(rs));
+    for rs in idle.into_iter().take(excess as usize) {
+        match api
+            .delete(
+                rs_def(),
+                object::namespace(rs),
+                object::name(rs),
+                &crate::registry::DeleteOptions::default(),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.reason == "NotFound" => {}
+            Err(e) => return Err(e),
+        }
+    }
     Ok(())
+}
+
+/// Annotations a deployment leaves to itself (kube's skipCopyAnnotation).
+const NOT_COPIED: &[&str] = &[
+    "kubectl.kubernetes.io/last-applied-configuration",
+    REVISION,
+    REVISION_HISTORY,
+    "deployment.kubernetes.io/desired-replicas",
+    "deployment.kubernetes.io/max-replicas",
+    "deprecated.deployment.rollback.to",
+];
+
+const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
+
+/// The annotations of the deployment's new set: the deployment's own (a change-cause) copied, and
+/// the revision; a set that comes back (`rollout undo`) keeps its earlier numbers in
+/// `revision-history`. `None` when nothing changes.
+fn new_rs_annotations(
+    d_ann: Option<&Value>,
+    rs_ann: Option<&Value>,
+    revision: i64,
+) -> Option<Value> {
+    let mut ann = rs_ann
+        .cloned()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
+    let before = ann.clone();
+    if let Some(Value::Object(d)) = d_ann {
+        for (k, v) in d {
+            if !NOT_COPIED.contains(&k.as_str()) {
+                ann[k] = v.clone();
+            }
+        }
+    }
+    let old: i64 = ann
+        .get(REVISION)
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if old < revision {
+        if old > 0 {
+            let history = ann
+                .get(REVISION_HISTORY)
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let joined = if history.is_empty() {
+                old.to_string()
+            } else {
+                format!("{history},{old}")
+            };
+            ann[REVISION_HISTORY] = json!(joined);
+        }
+        ann[REVISION] = json!(revision.to_string());
+    }
+    (ann != before || rs_ann.is_none()).then_some(ann)
 }
 
 /// A paused deployment only follows its replica count (kube's `scale` of a paused sync): the one
@@ -583,6 +712,24 @@ mod tests {
         assert!(progressed(&st(5, 2, 0), &st(4, 2, 0)));
         assert!(progressed(&st(5, 2, 0), &st(5, 2, 1)));
         assert!(!progressed(&st(5, 2, 1), &st(5, 2, 1)));
+    }
+
+    #[test]
+    fn the_new_set_carries_the_change_cause_and_its_earlier_revisions() {
+        let d = json!({"kubernetes.io/change-cause": "kubectl set image", REVISION: "3",
+            "kubectl.kubernetes.io/last-applied-configuration": "{}"});
+        let created = new_rs_annotations(Some(&d), None, 4).unwrap();
+        assert_eq!(
+            created,
+            json!({"kubernetes.io/change-cause": "kubectl set image", REVISION: "4"})
+        );
+        assert_eq!(new_rs_annotations(Some(&d), Some(&created), 4), None);
+        // rolled back to revision 2: it becomes 5 and remembers 2
+        let old = json!({REVISION: "2"});
+        let back = new_rs_annotations(None, Some(&old), 5).unwrap();
+        assert_eq!(back, json!({REVISION: "5", REVISION_HISTORY: "2"}));
+        let again = new_rs_annotations(None, Some(&back), 7).unwrap();
+        assert_eq!(again[REVISION_HISTORY], "2,5");
     }
 
     #[test]

@@ -65,8 +65,8 @@ impl Controller for GarbageCollector {
         if ev.ty == EventType::Deleted || deleting_with_policy {
             keys.push(gc_key(object::namespace(&v), object::uid(&v)));
         }
-        // a dependent whose owner is already gone
-        if ev.ty != EventType::Deleted {
+        // a dependent whose owner is already gone, or one whose owner waits for it to go
+        {
             for o in owner_refs(&v) {
                 if let Some(uid) = o.get("uid").and_then(Value::as_str) {
                     keys.push(gc_key(object::namespace(&v), uid));
@@ -144,45 +144,13 @@ async fn collect(api: &Arc<Api>, ns: &str, uid: &str) -> Result<(), ApiError> {
     let owner = owner.or_else(|| find_owner_by_uid(api, ns, uid));
     match owner {
         None => {
-            // the owner is gone: dependents whose every owner is gone go too
+            // the owner is gone: a dependent with another solid owner only loses the reference;
+            // others go, in the way their own finalizers ask (background otherwise)
             for (r, v) in dependents {
-                let others_alive = owner_refs(&v).iter().any(|o| {
-                    let ouid = o.get("uid").and_then(Value::as_str).unwrap_or("");
-                    ouid != uid
-                        && owner_def(o).is_some_and(|d| {
-                            find_by_uid(
-                                api,
-                                if d.namespaced {
-                                    object::namespace(&v)
-                                } else {
-                                    ""
-                                },
-                                d,
-                                o.get("name").and_then(Value::as_str).unwrap_or(""),
-                                ouid,
-                            )
-                            .is_some()
-                        })
-                });
-                if others_alive {
+                if solid_owner_besides(api, &v, uid) {
                     strip_ref(api, r, &v, uid).await?;
                 } else if !object::is_deleting(&v) {
-                    match api
-                        .delete(
-                            r,
-                            object::namespace(&v),
-                            object::name(&v),
-                            &DeleteOptions {
-                                propagation: Some("Background".into()),
-                                ..Default::default()
-                            },
-                        )
-                        .await
-                    {
-                        Ok(_) => {}
-                        Err(e) if e.reason == "NotFound" => {}
-                        Err(e) => return Err(e),
-                    }
+                    delete_dependent(api, r, &v, "Background").await?;
                 }
             }
             Ok(())
@@ -198,29 +166,33 @@ async fn collect(api: &Arc<Api>, ns: &str, uid: &str) -> Result<(), ApiError> {
                 }
                 remove_finalizer(api, od, &ov, "orphan").await?;
             } else if fins.iter().any(|f| f == "foregroundDeletion") {
-                let mut waiting = false;
+                // kube's foreground deletion: every dependent goes (in the foreground itself when
+                // it has dependents of its own, so the chain unwinds from the bottom), and the
+                // owner waits for those whose reference blocks its deletion
+                let owners = owner_uids(api, ns);
+                let mut blocking = 0;
                 for (r, v) in &dependents {
-                    waiting = true;
-                    if !object::is_deleting(v) {
-                        match api
-                            .delete(
-                                r,
-                                object::namespace(v),
-                                object::name(v),
-                                &DeleteOptions {
-                                    propagation: Some("Foreground".into()),
-                                    ..Default::default()
-                                },
-                            )
-                            .await
-                        {
-                            Ok(_) => {}
-                            Err(e) if e.reason == "NotFound" => {}
-                            Err(e) => return Err(e),
-                        }
+                    if blocks(v, uid) {
+                        blocking += 1;
                     }
+                    if object::is_deleting(v) {
+                        continue;
+                    }
+                    if solid_owner_besides(api, v, uid) {
+                        strip_ref(api, r, v, uid).await?;
+                        if blocks(v, uid) {
+                            blocking -= 1;
+                        }
+                        continue;
+                    }
+                    let policy = if owners.contains(object::uid(v)) {
+                        "Foreground"
+                    } else {
+                        "Background"
+                    };
+                    delete_dependent(api, r, v, policy).await?;
                 }
-                if waiting {
+                if blocking > 0 {
                     return Err(ApiError::conflict(
                         crate::registry::objref(od, object::name(&ov)),
                         "waiting for dependents to be deleted",
@@ -230,6 +202,84 @@ async fn collect(api: &Arc<Api>, ns: &str, uid: &str) -> Result<(), ApiError> {
             }
             Ok(())
         }
+    }
+}
+
+/// Whether `v`'s reference to the owner `uid` has `blockOwnerDeletion`.
+fn blocks(v: &Value, uid: &str) -> bool {
+    owner_refs(v).iter().any(|o| {
+        o.get("uid").and_then(Value::as_str) == Some(uid)
+            && o.get("blockOwnerDeletion") == Some(&json!(true))
+    })
+}
+
+/// Uids that own something in `ns` (to know which dependents have dependents of their own).
+fn owner_uids(api: &Api, ns: &str) -> std::collections::HashSet<String> {
+    let mut out = std::collections::HashSet::new();
+    for r in tracked() {
+        let scope = if r.namespaced && !ns.is_empty() {
+            Some(ns)
+        } else {
+            None
+        };
+        for (_, e) in api.store.list(&store_resource(r), scope).0 {
+            if let Ok(v) = serde_json::from_slice::<Value>(&e.object) {
+                out.extend(
+                    owner_refs(&v)
+                        .iter()
+                        .filter_map(|o| o.get("uid").and_then(Value::as_str).map(String::from)),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Whether `v` has an owner other than `uid` that exists and is not itself waiting for its
+/// dependents to go (upstream's "solid" owner).
+fn solid_owner_besides(api: &Api, v: &Value, uid: &str) -> bool {
+    owner_refs(v).iter().any(|o| {
+        let ouid = o.get("uid").and_then(Value::as_str).unwrap_or("");
+        ouid != uid
+            && owner_def(o).is_some_and(|d| {
+                let ns = if d.namespaced {
+                    object::namespace(v)
+                } else {
+                    ""
+                };
+                let name = o.get("name").and_then(Value::as_str).unwrap_or("");
+                find_by_uid(api, ns, d, name, ouid).is_some_and(|owner| {
+                    !(object::is_deleting(&owner)
+                        && object::finalizers(&owner)
+                            .iter()
+                            .any(|f| f == "foregroundDeletion"))
+                })
+            })
+    })
+}
+
+async fn delete_dependent(
+    api: &Arc<Api>,
+    r: &'static ResourceDef,
+    v: &Value,
+    policy: &str,
+) -> Result<(), ApiError> {
+    match api
+        .delete(
+            r,
+            object::namespace(v),
+            object::name(v),
+            &DeleteOptions {
+                propagation: Some(policy.into()),
+                uid: Some(object::uid(v).to_string()),
+                ..Default::default()
+            },
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.reason == "NotFound" || e.reason == "Conflict" => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

@@ -4,15 +4,21 @@
 //! looks at the current state, never at the event itself). Failed keys are retried after a second; every
 //! key is resynced every [`RESYNC`].
 
+mod cronjob;
+mod daemonset;
 mod deployment;
 mod endpoints;
 mod events;
 mod eventttl;
 mod gc;
+mod history;
+mod job;
 mod namespace;
 pub mod nodelifecycle;
 mod replicaset;
 mod scheduler;
+mod statefulset;
+mod ttlafterfinished;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -43,6 +49,59 @@ pub trait Controller: Send + Sync + 'static {
     /// Every key (start and resync).
     fn all_keys(&self, api: &Api) -> Vec<ObjectKey>;
     fn reconcile<'a>(&'a self, api: &'a Arc<Api>, key: &'a ObjectKey) -> BoxFut<'a>;
+    /// Keys the controller asked to look at again at a given time (a back-off ending, a deadline, a
+    /// cron schedule, minReadySeconds passing): nothing else would wake it then.
+    fn timers(&self) -> Option<&Timers> {
+        None
+    }
+}
+
+/// Keys to reconcile again later.
+#[derive(Default)]
+pub struct Timers {
+    due: std::sync::Mutex<BTreeSet<(tokio::time::Instant, ObjectKey)>>,
+    changed: tokio::sync::Notify,
+}
+
+impl Timers {
+    /// Reconciles `key` again after `after` (rounded up to 10 ms, at most a day ahead).
+    pub fn after(&self, key: &ObjectKey, after: Duration) {
+        let after = after.clamp(Duration::from_millis(10), Duration::from_secs(86_400));
+        let at = tokio::time::Instant::now() + after;
+        let mut due = self.due.lock().expect("timers lock");
+        // one timer per key: the earliest wins
+        let existing: Vec<_> = due.iter().filter(|(_, k)| k == key).cloned().collect();
+        if existing.iter().any(|(t, _)| *t <= at) {
+            return;
+        }
+        for e in existing {
+            due.remove(&e);
+        }
+        due.insert((at, key.clone()));
+        drop(due);
+        self.changed.notify_one();
+    }
+
+    fn next(&self) -> Option<tokio::time::Instant> {
+        self.due
+            .lock()
+            .expect("timers lock")
+            .first()
+            .map(|(t, _)| *t)
+    }
+
+    fn take_due(&self) -> Vec<ObjectKey> {
+        let now = tokio::time::Instant::now();
+        let mut due = self.due.lock().expect("timers lock");
+        let mut out = Vec::new();
+        while let Some((t, _)) = due.first() {
+            if *t > now {
+                break;
+            }
+            out.push(due.pop_first().expect("non-empty").1);
+        }
+        out
+    }
 }
 
 /// Starts every controller; they stop when `shutdown` turns true.
@@ -53,8 +112,13 @@ pub fn spawn_all(
     let ctrls: Vec<Arc<dyn Controller>> = vec![
         Arc::new(namespace::NamespaceController),
         Arc::new(gc::GarbageCollector),
-        Arc::new(deployment::DeploymentController),
-        Arc::new(replicaset::ReplicaSetController),
+        Arc::new(deployment::DeploymentController::default()),
+        Arc::new(replicaset::ReplicaSetController::default()),
+        Arc::new(daemonset::DaemonSetController::default()),
+        Arc::new(statefulset::StatefulSetController::default()),
+        Arc::new(job::JobController::default()),
+        Arc::new(ttlafterfinished::TtlAfterFinished::default()),
+        Arc::new(cronjob::CronJobController::default()),
         Arc::new(endpoints::EndpointsController),
         Arc::new(scheduler::Scheduler::default()),
         Arc::new(eventttl::EventTtl),
@@ -117,7 +181,25 @@ async fn run(ctrl: Arc<dyn Controller>, api: Arc<Api>, mut shutdown: watch::Rece
                 }
             }
         }
+        let next_timer = ctrl.timers().and_then(Timers::next);
+        let timer_changed = async {
+            match ctrl.timers() {
+                Some(t) => t.changed.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            _ = async {
+                match next_timer {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Some(t) = ctrl.timers() {
+                    queue.extend(t.take_due());
+                }
+            }
+            _ = timer_changed => {}
             ev = ev_rx.recv() => match ev {
                 Some(Some(ev)) => queue.extend(ctrl.keys(&api, &ev)),
                 Some(None) => queue.extend(ctrl.all_keys(&api)),

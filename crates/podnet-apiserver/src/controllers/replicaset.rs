@@ -3,15 +3,18 @@
 use std::sync::Arc;
 
 use podnet_apimachinery::resources::{self, ResourceDef};
-use podnet_apimachinery::{ApiError, object, time};
+use podnet_apimachinery::{ApiError, object, workloads};
 use podnet_apistore::{ObjectKey, WatchEvent};
 use serde_json::{Value, json};
 
-use super::{BoxFut, Controller, pod_active, pod_ready, record_event};
+use super::{BoxFut, Controller, Timers, pod_active, pod_ready, record_event};
 use crate::registry::{Api, DeleteOptions, WriteOptions};
 use crate::util;
 
-pub struct ReplicaSetController;
+#[derive(Default)]
+pub struct ReplicaSetController {
+    timers: Timers,
+}
 
 fn rs_def() -> &'static ResourceDef {
     resources::find("apps", "v1", "replicasets").expect("served")
@@ -32,23 +35,6 @@ pub fn owned(api: &Api, r: &ResourceDef, ns: &str, uid: &str) -> Vec<Value> {
                 == Some(uid)
         })
         .collect()
-}
-
-/// Ready for at least `min_ready` seconds.
-pub fn pod_available(p: &Value, min_ready: i64, now: i64) -> bool {
-    if !pod_ready(p) {
-        return false;
-    }
-    if min_ready <= 0 {
-        return true;
-    }
-    let since = p
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
-        .and_then(|c| c.get("lastTransitionTime").and_then(Value::as_str))
-        .and_then(time::parse_rfc3339);
-    since.is_some_and(|t| now - t >= min_ready)
 }
 
 impl Controller for ReplicaSetController {
@@ -89,7 +75,18 @@ impl Controller for ReplicaSetController {
     }
 
     fn reconcile<'a>(&'a self, api: &'a Arc<Api>, key: &'a ObjectKey) -> BoxFut<'a> {
-        Box::pin(async move { sync(api, &key.namespace, &key.name).await })
+        Box::pin(async move {
+            let recheck = sync(api, &key.namespace, &key.name).await?;
+            if let Some(s) = recheck {
+                self.timers
+                    .after(key, std::time::Duration::from_secs(s as u64));
+            }
+            Ok(())
+        })
+    }
+
+    fn timers(&self) -> Option<&Timers> {
+        Some(&self.timers)
     }
 }
 
@@ -125,12 +122,14 @@ fn deletion_rank(p: &Value) -> (u8, u8, std::cmp::Reverse<String>) {
     )
 }
 
-async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
+/// Syncs one set; returns in how many seconds a Ready pod becomes available (minReadySeconds),
+/// when one will.
+async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<Option<i64>, ApiError> {
     let Ok(rs) = api.get(rs_def(), ns, name) else {
-        return Ok(());
+        return Ok(None);
     };
     if object::is_deleting(&rs) {
-        return Ok(());
+        return Ok(None);
     }
     let desired = object::i64_at(&rs, "spec.replicas").unwrap_or(1).max(0) as usize;
     let mut active: Vec<Value> = owned(api, pods_def(), ns, object::uid(&rs))
@@ -189,8 +188,13 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
     let ready = active.iter().filter(|p| pod_ready(p)).count();
     let available = active
         .iter()
-        .filter(|p| pod_available(p, min_ready, now))
+        .filter(|p| workloads::pod_available(p, min_ready, now))
         .count();
+    let recheck = active
+        .iter()
+        .filter_map(|p| workloads::available_in(p, min_ready, now))
+        .filter(|s| *s > 0)
+        .min();
     let generation = object::i64_at(&rs, "metadata.generation").unwrap_or(1);
     let n = active.len();
     api.mutate(rs_def(), ns, name, Some("status"), |o| {
@@ -212,5 +216,5 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<(), ApiError> {
         true
     })
     .await?;
-    Ok(())
+    Ok(recheck)
 }

@@ -70,7 +70,9 @@ pub async fn dispatch(
         (&Method::DELETE, None, None) if r.has_verb("deletecollection") => {
             delete_collection(st, r, p.namespace.as_deref(), parts, body, &q).await
         }
-        (&Method::GET, Some(name), None | Some("status")) if r.has_verb("get") => {
+        (&Method::GET, Some(name), None | Some("status" | "ephemeralcontainers"))
+            if r.has_verb("get") =>
+        {
             if q.flag("watch") {
                 return watch::serve(
                     st,
@@ -84,11 +86,15 @@ pub async fn dispatch(
             }
             get(st, r, &ns, &name, &q, header(parts, header::ACCEPT))
         }
-        (&Method::PUT, Some(name), None | Some("status")) if r.has_verb("update") => {
+        (&Method::PUT, Some(name), None | Some("status" | "ephemeralcontainers"))
+            if r.has_verb("update") =>
+        {
             update(st, r, &ns, &name, parts, body, &q, p.sub.as_deref()).await
         }
         (&Method::PUT, Some(name), Some("finalize")) => finalize(st, r, &name, parts, body).await,
-        (&Method::PATCH, Some(name), None | Some("status")) if r.has_verb("patch") => {
+        (&Method::PATCH, Some(name), None | Some("status" | "ephemeralcontainers"))
+            if r.has_verb("patch") =>
+        {
             patch(st, r, &ns, &name, parts, body, &q, p.sub.as_deref()).await
         }
         (&Method::DELETE, Some(name), None) if r.has_verb("delete") => {

@@ -121,7 +121,11 @@ mod tests {
         let r = res("/apis/apps/v1/namespaces/default/deployments/nginx/scale");
         assert_eq!(r.sub.as_deref(), Some("scale"));
         assert_eq!(route("/api/v1/pods/web"), Route::NotFound);
-        assert_eq!(route("/apis/batch/v1/jobs"), Route::NotFound);
+        assert_eq!(res("/apis/batch/v1/jobs").res.plural, "jobs");
+        assert_eq!(
+            route("/apis/policy/v1/poddisruptionbudgets"),
+            Route::NotFound
+        );
         assert_eq!(
             route("/api/v1/namespaces/default/pods/web/nope"),
             Route::NotFound

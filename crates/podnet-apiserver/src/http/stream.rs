@@ -55,15 +55,13 @@ fn locate(
                 .collect()
         })
         .unwrap_or_default();
-    let inits: Vec<String> = pod
-        .pointer("/spec/initContainers")
-        .and_then(Value::as_array)
-        .map(|cs| {
-            cs.iter()
-                .filter_map(|c| c.get("name").and_then(Value::as_str).map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    // init and ephemeral containers may be named too (kubectl debug attaches to one)
+    let inits: Vec<String> = ["/spec/initContainers", "/spec/ephemeralContainers"]
+        .iter()
+        .filter_map(|p| pod.pointer(p).and_then(Value::as_array))
+        .flatten()
+        .filter_map(|c| c.get("name").and_then(Value::as_str).map(String::from))
+        .collect();
     let container = match container.filter(|c| !c.is_empty()) {
         Some(c) if containers.iter().chain(&inits).any(|x| x == c) => c.to_string(),
         Some(c) => {

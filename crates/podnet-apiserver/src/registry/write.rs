@@ -46,7 +46,16 @@ pub struct WriteOptions {
 fn has_generation(kind: &str) -> bool {
     matches!(
         kind,
-        "Pod" | "Deployment" | "ReplicaSet" | "NetworkPolicy" | "Ingress" | "IngressClass"
+        "Pod"
+            | "Deployment"
+            | "ReplicaSet"
+            | "DaemonSet"
+            | "StatefulSet"
+            | "Job"
+            | "CronJob"
+            | "NetworkPolicy"
+            | "Ingress"
+            | "IngressClass"
     )
 }
 
@@ -207,6 +216,9 @@ impl Api {
         if has_generation(r.kind) {
             meta.insert("generation".into(), json!(1));
         }
+        if r.group == "batch" && r.kind == "Job" {
+            defaults::job_selector(&mut obj);
+        }
         // like the real registries: a client cannot create an object with a status of its choosing (the
         // kubelet creates its Node with one, so nodes keep theirs)
         if has_status_subresource(r)
@@ -345,7 +357,31 @@ impl Api {
                 }
                 new = merged;
             }
+            // kubectl debug: only the pod's ephemeral containers change
+            Some("ephemeralcontainers") => {
+                let mut merged = current.clone();
+                match new.pointer("/spec/ephemeralContainers") {
+                    Some(e) => merged["spec"]["ephemeralContainers"] = e.clone(),
+                    None => {
+                        if let Some(Value::Object(m)) = merged.get_mut("spec") {
+                            m.remove("ephemeralContainers");
+                        }
+                    }
+                }
+                new = merged;
+            }
             _ => {
+                // a pod's ephemeral containers change only through their subresource
+                if r.kind == "Pod" && r.group.is_empty() {
+                    match current.pointer("/spec/ephemeralContainers") {
+                        Some(e) => new["spec"]["ephemeralContainers"] = e.clone(),
+                        None => {
+                            if let Some(Value::Object(m)) = new.get_mut("spec") {
+                                m.remove("ephemeralContainers");
+                            }
+                        }
+                    }
+                }
                 if has_status_subresource(r) {
                     match current.get("status") {
                         Some(s) => new["status"] = s.clone(),

@@ -2,16 +2,20 @@
 //! `SetDefaults_*` functions plus the defaults of the admission plugins a fresh cluster runs:
 //! ServiceAccount, DefaultTolerationSeconds, Priority).
 
+mod workloads;
+
+pub use workloads::job_selector;
+
 use serde_json::{Map, Value, json};
 
-fn obj<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
+pub(crate) fn obj<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
     if !v.get(key).is_some_and(Value::is_object) {
         v[key] = json!({});
     }
     v[key].as_object_mut().expect("object")
 }
 
-fn set_default(m: &mut Map<String, Value>, key: &str, v: Value) {
+pub(crate) fn set_default(m: &mut Map<String, Value>, key: &str, v: Value) {
     if m.get(key).is_none_or(Value::is_null) {
         m.insert(key.to_string(), v);
     }
@@ -25,8 +29,12 @@ pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 pub fn apply(group: &str, kind: &str, o: &mut Value, create: bool) {
     match (group, kind) {
         ("", "Pod") => pod(o, create),
-        ("apps", "Deployment") => deployment(o),
-        ("apps", "ReplicaSet") => replicaset(o),
+        ("apps", "Deployment") => workloads::deployment(o),
+        ("apps", "ReplicaSet") => workloads::replicaset(o),
+        ("apps", "DaemonSet") => workloads::daemonset(o),
+        ("apps", "StatefulSet") => workloads::statefulset(o),
+        ("batch", "Job") => workloads::job(o),
+        ("batch", "CronJob") => workloads::cronjob(o),
         ("", "Service") => service(o),
         ("", "Namespace") => {
             // the name label is the API server's, set on every write (a client's value is replaced)
@@ -150,7 +158,7 @@ fn container(c: &mut Value) {
 }
 
 /// `SetDefaults_PodSpec` and the container defaults (used for pods and pod templates).
-fn pod_spec(spec: &mut Value) {
+pub(crate) fn pod_spec(spec: &mut Value) {
     let Value::Object(sm) = spec else { return };
     set_default(sm, "restartPolicy", json!("Always"));
     set_default(sm, "terminationGracePeriodSeconds", json!(30));
@@ -258,34 +266,10 @@ pub fn qos_class(pod: &Value) -> &'static str {
     }
 }
 
-fn template(o: &mut Value) {
+pub(crate) fn template(o: &mut Value) {
     if let Some(spec) = o.pointer_mut("/spec/template/spec") {
         pod_spec(spec);
     }
-}
-
-fn deployment(o: &mut Value) {
-    let spec = obj(o, "spec");
-    set_default(spec, "replicas", json!(1));
-    set_default(spec, "revisionHistoryLimit", json!(10));
-    set_default(spec, "progressDeadlineSeconds", json!(600));
-    let strategy = spec.entry("strategy").or_insert_with(|| json!({}));
-    if let Value::Object(st) = strategy {
-        set_default(st, "type", json!("RollingUpdate"));
-        if st.get("type") == Some(&json!("RollingUpdate")) {
-            let ru = st.entry("rollingUpdate").or_insert_with(|| json!({}));
-            if let Value::Object(ru) = ru {
-                set_default(ru, "maxUnavailable", json!("25%"));
-                set_default(ru, "maxSurge", json!("25%"));
-            }
-        }
-    }
-    template(o);
-}
-
-fn replicaset(o: &mut Value) {
-    set_default(obj(o, "spec"), "replicas", json!(1));
-    template(o);
 }
 
 fn service(o: &mut Value) {
