@@ -299,14 +299,20 @@ fn only_host_port_hairpins_are_masqueraded() {
     client.sh("ip", &["route", "add", "10.96.0.0/16", "via", "10.244.1.1"]);
 
     let seen = listen(&server, SocketAddr::new(server_ip.into(), 80));
-    assert!(connect(&client, "10.96.0.5:80".parse().unwrap()), "through the proxy's DNAT");
+    assert!(
+        connect(&client, "10.96.0.5:80".parse().unwrap()),
+        "through the proxy's DNAT"
+    );
     assert_eq!(
         peer_seen(&seen).map(|p| p.ip().to_string()),
         Some(client_ip.to_string()),
         "a service DNAT keeps the client's address"
     );
     let seen = listen(&server, SocketAddr::new(server_ip.into(), 80));
-    assert!(connect(&client, "10.244.1.1:8080".parse().unwrap()), "through the host port");
+    assert!(
+        connect(&client, "10.244.1.1:8080".parse().unwrap()),
+        "through the host port"
+    );
     assert_eq!(
         peer_seen(&seen).map(|p| p.ip().to_string()),
         Some("10.244.1.1".into()),

@@ -138,7 +138,9 @@ impl Poster {
         // (on a node the log is where one looks first: seed 002's `minikube logs`). Repeats are
         // only counted, so a pod in back-off does not flood it.
         if kind == Type::Warning {
-            let what = container.map(|c| format!(" container {c}")).unwrap_or_default();
+            let what = container
+                .map(|c| format!(" container {c}"))
+                .unwrap_or_default();
             eprintln!("warning: pod {ns}/{name} ({uid}){what}: {reason}: {message}");
         }
         let event_name = format!("{name}.{:x}", now.as_nanosecond());

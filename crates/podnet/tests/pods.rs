@@ -1565,14 +1565,18 @@ fn a_node_on_the_reference_bridge_plugin_runs_pods() {
         "the reference plugin's veth on cni0: {links}"
     );
 
-    let page = lab.kubectl_ok(&[
-        "exec",
-        "on-podnet",
-        "--",
-        "wget",
-        "-qO-",
-        &format!("http://{ip}/"),
-    ]);
+    // Without a readiness probe the pod is Ready when its containers start, which can be a moment
+    // before nginx listens.
+    let url = format!("http://{ip}/");
+    let page = wait_for("nginx on the bridge plugin's pod to answer", LONG, || {
+        let out = lab.kubectl(&["exec", "on-podnet", "--", "wget", "-qO-", &url]);
+        let page = text(&out);
+        if out.status.success() {
+            Ok(page)
+        } else {
+            Err(page)
+        }
+    });
     assert!(page.contains("Welcome to nginx!"), "{page}");
     let hosts = lab.kubectl_ok(&[
         "exec",
