@@ -641,6 +641,29 @@ impl Cluster {
             .is_none_or(|d| self.side_allows(Direction::Ingress, d, from, protocol, port, Some(d)));
         egress_ok && ingress_ok
     }
+
+    /// What node `node` alone decides: the egress side for a source pod on it, the ingress side
+    /// for a destination pod on it (the other sides are other nodes' to enforce).
+    pub fn allows_on(
+        &self,
+        node: &str,
+        from: Ipv4Addr,
+        to: Ipv4Addr,
+        protocol: Protocol,
+        port: u16,
+    ) -> bool {
+        if from == to {
+            return true;
+        }
+        let src = self.pod_at(from).filter(|p| p.node == node);
+        let dst = self.pod_at(to);
+        let egress_ok =
+            src.is_none_or(|s| self.side_allows(Direction::Egress, s, to, protocol, port, dst));
+        let ingress_ok = dst
+            .filter(|p| p.node == node)
+            .is_none_or(|d| self.side_allows(Direction::Ingress, d, from, protocol, port, Some(d)));
+        egress_ok && ingress_ok
+    }
 }
 
 #[cfg(test)]

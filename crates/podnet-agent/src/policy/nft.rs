@@ -422,7 +422,7 @@ impl Transaction {
 pub enum Rebuild {
     /// Delete the table and write it again: repairs anything, resets the drop counters.
     Replace,
-    /// Flush every chain and set of the table and write everything again: repairs rules and elements
+    /// Flush every chain, set and map of the table and write everything again: repairs rules and elements
     /// changed by hand and keeps the counters (objects the agent no longer wants but that were never
     /// applied by it, such as a chain added by hand, stay, unreachable).
     Refill,
@@ -460,9 +460,18 @@ pub fn full_transaction<'a>(
     for line in &plain {
         tx.raw(line);
     }
+    // `flush table` empties chains, not sets: in a refill each set is emptied before it is filled.
+    if how == Rebuild::Refill {
+        for m in [INGRESS_MAP, EGRESS_MAP] {
+            tx.cmd("flush", "map", format_args!("{m}"));
+        }
+    }
     for r in owners.clone() {
         for (name, decl) in &r.sets {
             tx.add_set(name, decl);
+            if how == Rebuild::Refill {
+                tx.cmd("flush", "set", format_args!("{name}"));
+            }
         }
         for c in &r.counters {
             tx.add_counter(c);
