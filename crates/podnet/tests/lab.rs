@@ -168,7 +168,9 @@ fn node_list_and_exec() {
     // The cluster DNS pods may run on node2 too, so its list holds their namespaces as well.
     let listed = lab.ok(&["node", "exec", "node2", "--", "ip", "netns", "list"]);
     assert!(
-        listed.lines().any(|l| l.split_whitespace().next() == Some("pn-0123abcd")),
+        listed
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some("pn-0123abcd")),
         "{listed}"
     );
     let other = lab.ok(&["node", "exec", "node1", "--", "ip", "netns", "list"]);

@@ -12,6 +12,9 @@ use std::io::{self, BufRead, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+/// The drop log's file name in a node agent's state directory.
+pub const LOG_FILE: &str = "policy-drops.log";
+
 /// The log file's size before it is rotated to `<file>.1` (one old file is kept).
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 20;
 
