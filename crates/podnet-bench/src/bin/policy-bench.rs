@@ -22,8 +22,8 @@
 //! a pod relabelled, a pod added); per-connection latency (TCP connect, one byte each way, close)
 //! between two real pods the policies isolate, with podnet's table, with kube-router's and with none.
 //!
-//! Usage: policy-bench [--policies N (1000)] [--changes C (20)] [--connections K (2000)] [--rounds R (5)]
-//!        [--anchor 0|1 (1)]   (root; see bench/policy.sh)
+//! Usage: policy-bench [--policies N (1000)] [--changes C (20)] [--connections K (500)] [--rounds R (20)]
+//!        [--nodes N (10)] [--anchor 0|1 (1)]   (root; see bench/policy.sh)
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -65,13 +65,13 @@ fn labels(v: serde_json::Value) -> Labels {
     v.as_object().cloned().unwrap_or_default()
 }
 
-fn pod(k: usize, i: usize, app: usize) -> (Key, PodInfo) {
+fn pod(k: usize, i: usize, app: usize, node: &str) -> (Key, PodInfo) {
     (
         Key::new(ns_name(k), format!("pod-{i}")),
         PodInfo {
             namespace: ns_name(k),
             ip: pod_ip(k, i),
-            node: NODE.into(),
+            node: node.into(),
             labels: labels(json!({"app": format!("app-{app}"), "tier": format!("t{}", i % 5)})),
             ports: vec![NamedPort {
                 name: "http".into(),
@@ -122,7 +122,8 @@ fn policy(k: usize, j: usize, per_ns: usize, port: u16) -> Policy {
     model::policy(&obj).expect("named")
 }
 
-fn cluster(policies: usize) -> Cluster {
+/// `nodes` = 1: every pod on this node (the worst case); more: pods spread round-robin.
+fn cluster(policies: usize, nodes: usize) -> Cluster {
     let per_ns = policies.div_ceil(NAMESPACES).max(2);
     let namespaces = (0..NAMESPACES)
         .map(|k| {
@@ -136,7 +137,12 @@ fn cluster(policies: usize) -> Cluster {
     let mut pols = Vec::new();
     for k in 0..NAMESPACES {
         for i in 0..per_ns {
-            pods.push(pod(k, i, i));
+            let node = if (k * per_ns + i) % nodes == 0 {
+                NODE
+            } else {
+                "elsewhere"
+            };
+            pods.push(pod(k, i, i, node));
             if pols.len() < policies {
                 pols.push(policy(k, i, per_ns, 8080));
             }
@@ -159,6 +165,18 @@ fn feed(s: &mut Syncer, c: &Cluster) {
     }
     for p in &c.policies {
         s.set_policy(p.key.clone(), Some(p.clone()));
+    }
+}
+
+/// Applies with nft and remembers how long the last application took.
+struct TimedNft(std::sync::Arc<std::sync::Mutex<Duration>>);
+
+impl Apply for TimedNft {
+    fn apply(&mut self, script: &str) -> Result<(), podnet_nft::Error> {
+        let t = Instant::now();
+        let r = podnet_agent::proxy::sync::Nft.apply(script);
+        *self.0.lock().unwrap() = t.elapsed();
+        r
     }
 }
 
@@ -611,6 +629,14 @@ fn lab() -> Lab {
         pod.sh("ip", &["link", "set", "lo", "up"]);
         pods.push(pod);
     }
+    // A node as podnet runs one: the service proxy's table is there (no Service needed), so conntrack
+    // and NAT work on every packet whatever the policies; "no policy" means exactly that, not "no
+    // conntrack".
+    let mut proxy = podnet_agent::proxy::sync::Syncer::new(podnet_agent::proxy::nft::Base::new(
+        "podnet-services",
+        vec!["10.244.0.0/16".parse().unwrap()],
+    ));
+    nft_in(&node, &proxy.full_text()).expect("the proxy's table");
     let server = pods.pop().unwrap();
     let client = pods.pop().unwrap();
     let listener = server
@@ -663,33 +689,14 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "MISSED" }
 }
 
-fn main() -> Result<()> {
-    podnet_testkit::require_root();
-    let n = arg("--policies", 1000) as usize;
-    let changes = arg("--changes", 20) as usize;
-    let conns = arg("--connections", 2000) as usize;
-    let rounds = arg("--rounds", 5) as usize;
-    let anchor = arg("--anchor", 1) == 1;
-    let c = cluster(n);
-    println!(
-        "NetworkPolicy: podnet-agent vs kube-router's nftables layout, regenerated (same nft -f, same run)"
-    );
-    println!(
-        "nft: {}; {} policies over {} pods in {NAMESPACES} namespaces, every pod on this node",
-        String::from_utf8_lossy(
-            &std::process::Command::new("nft")
-                .arg("--version")
-                .output()?
-                .stdout
-        )
-        .trim(),
-        c.policies.len(),
-        c.pods.len()
-    );
-
+/// Programs the cluster from scratch and measures single changes; returns the namespace holding
+/// kube-router's table (for the latency runs) when the anchor ran.
+fn programming_and_changes(c: &Cluster, changes: usize, anchor: bool) -> Result<TestNs> {
+    let n = c.policies.len();
     // 1. Programming from scratch, three times, each in a fresh namespace.
     let mut runs = Vec::new();
     let mut compute = Vec::new();
+    let nft_time = std::sync::Arc::new(std::sync::Mutex::new(Duration::ZERO));
     let mut last = None;
     for _ in 0..3 {
         let t = Instant::now();
@@ -699,7 +706,8 @@ fn main() -> Result<()> {
         compute.push(t.elapsed());
         let ns = TestNs::new("prog");
         let t = Instant::now();
-        let mut s = Syncer::new(Base::new(TABLE), NODE);
+        let mut s =
+            Syncer::with_applier(Base::new(TABLE), NODE, Box::new(TimedNft(nft_time.clone())));
         feed(&mut s, &c);
         let report = ns.run(|| s.sync())?;
         runs.push(t.elapsed());
@@ -729,36 +737,46 @@ fn main() -> Result<()> {
         );
     }
 
-    // 2. One change with all present.
+    // 2. One change with all present (to policies and pods of this node: others cost nothing here).
     let (ns, mut s) = last.expect("three runs");
+    let local_pods: Vec<&(Key, PodInfo)> = c.pods.iter().filter(|(_, p)| p.node == NODE).collect();
+    let local_policies: Vec<&Policy> = c
+        .policies
+        .iter()
+        .filter(|p| local_pods.iter().any(|(_, pod)| p.applies_to(pod)))
+        .collect();
     let mut edits = Vec::new();
     let mut relabels = Vec::new();
     let mut adds = Vec::new();
+    let mut in_nft = Vec::new();
     for i in 0..changes {
-        // A policy edited (its first port moves and back).
-        let p = &c.policies[(i * 37) % c.policies.len()];
+        // A policy edited (its first port moves).
+        let p = local_policies[(i * 37) % local_policies.len()];
         let (k, j) = (
             p.key.namespace.trim_start_matches("ns-").parse::<usize>()?,
             p.key.name.trim_start_matches("pol-").parse::<usize>()?,
         );
-        let edited = policy(k, j, c.per_ns, if i % 2 == 0 { 8081 } else { 8080 });
+        let edited = policy(k, j, c.per_ns, 8100 + i as u16);
         let t = Instant::now();
         s.set_policy(edited.key.clone(), Some(edited));
         ns.run(|| s.sync())?;
         edits.push(t.elapsed());
+        in_nft.push(*nft_time.lock().unwrap());
         // A pod relabelled: it leaves one app's selector sets and policies for another's.
-        let (key, mut info) = c.pods[(i * 53 + 7) % c.pods.len()].clone();
+        let (key, mut info) = local_pods[(i * 53 + 7) % local_pods.len()].clone();
         info.labels = labels(json!({"app": format!("app-{}", (i * 7) % c.per_ns), "tier": "t9"}));
         let t = Instant::now();
         s.set_pod(key, Some(info));
         ns.run(|| s.sync())?;
         relabels.push(t.elapsed());
+        in_nft.push(*nft_time.lock().unwrap());
         // A pod added.
-        let (key, info) = pod(i % NAMESPACES, 200 + i, i % c.per_ns);
+        let (key, info) = pod(i % NAMESPACES, 200 + i, i % c.per_ns, NODE);
         let t = Instant::now();
         s.set_pod(key, Some(info));
         ns.run(|| s.sync())?;
         adds.push(t.elapsed());
+        in_nft.push(*nft_time.lock().unwrap());
     }
     let stat = |mut v: Vec<Duration>| {
         v.sort();
@@ -788,12 +806,55 @@ fn main() -> Result<()> {
         );
     }
     drop(ns);
+    Ok(kr_ns)
+}
+
+fn main() -> Result<()> {
+    podnet_testkit::require_root();
+    let n = arg("--policies", 1000) as usize;
+    let changes = arg("--changes", 20) as usize;
+    let conns = arg("--connections", 500) as usize;
+    let rounds = arg("--rounds", 20) as usize;
+    let anchor = arg("--anchor", 1) == 1;
+    let nodes = arg("--nodes", 10) as usize;
+    let c = cluster(n, 1);
+    println!(
+        "NetworkPolicy: podnet-agent vs kube-router's nftables layout, regenerated (same nft -f, same run)"
+    );
+    println!(
+        "nft: {}; {} policies over {} pods in {NAMESPACES} namespaces, every pod on this node",
+        String::from_utf8_lossy(
+            &std::process::Command::new("nft")
+                .arg("--version")
+                .output()?
+                .stdout
+        )
+        .trim(),
+        c.policies.len(),
+        c.pods.len()
+    );
+
+    let kr_ns = programming_and_changes(&c, changes, anchor)?;
+    if nodes > 1 {
+        let spread = cluster(n, nodes);
+        println!(
+            "--- the same {} policies and {} pods spread over {nodes} nodes: this node runs {} pods and programs the policies selecting them",
+            spread.policies.len(),
+            spread.pods.len(),
+            spread.pods.iter().filter(|(_, p)| p.node == NODE).count()
+        );
+        programming_and_changes(&spread, changes, false)?;
+    }
 
     // 3. Per-connection latency between two isolated pods: no table, podnet's, kube-router's.
     let lab = lab();
     let mut s = Syncer::new(Base::new(TABLE), NODE);
     feed(&mut s, &c);
     let podnet_text = s.full_text();
+    if let Ok(path) = std::env::var("PNT_POLICY_DUMP") {
+        std::fs::write(&path, &podnet_text)?;
+        println!("wrote podnet's table to {path}");
+    }
     // kube-router's table as its last full sync left it, written back in one go per round.
     let kr_text = anchor.then(|| kube_router::table_text(&kr_ns));
     let clear = |lab: &Lab| -> Result<()> {
@@ -802,19 +863,34 @@ fn main() -> Result<()> {
             "add table inet podnet-policy\ndelete table inet podnet-policy\nadd table ip kube-router-filter-ipv4\ndelete table ip kube-router-filter-ipv4\n",
         )
     };
-    let mut samples: Vec<(&str, Vec<Duration>)> = vec![("none", vec![]), ("podnet", vec![])];
+    // The empty table: the two hooked chains and their verdict maps, no pod isolated (the cost every
+    // packet pays for the table's existence).
+    let empty_text = {
+        let mut e = Syncer::with_applier(Base::new(TABLE), NODE, Box::new(Discard));
+        e.full_text()
+    };
+    let mut samples: Vec<(&str, Vec<Duration>)> = vec![
+        ("none", vec![]),
+        ("podnet", vec![]),
+        ("podnet, no pod isolated", vec![]),
+    ];
     if kr_text.is_some() {
         samples.push(("kube-router", vec![]));
     }
-    for _ in 0..rounds {
-        for (what, sample) in samples.iter_mut() {
+    // Conditions rotate within each round so none of them always runs first (the machine is shared).
+    let k = samples.len();
+    for round in 0..rounds {
+        for i in 0..k {
+            let (what, sample) = &mut samples[(round + i) % k];
             clear(&lab)?;
             match *what {
                 "podnet" => nft_in(&lab.node, &podnet_text)?,
+                "podnet, no pod isolated" => nft_in(&lab.node, &empty_text)?,
                 "kube-router" => nft_in(&lab.node, kr_text.as_deref().unwrap())?,
                 _ => {}
             }
-            // Warm up (neighbour entries), then measure.
+            // Let the kernel finish with the previous table, warm up neighbours, then measure.
+            std::thread::sleep(Duration::from_millis(300));
             connections(&lab, 50)?;
             sample.extend(connections(&lab, conns)?);
         }
