@@ -58,7 +58,11 @@ fn all_pods() -> Vec<P> {
 /// Which node a pod runs on: neighbours in the matrix alternate, so every case crosses nodes and
 /// stays on one.
 fn node_of(i: usize) -> &'static str {
-    if i.is_multiple_of(2) { "node1" } else { "node2" }
+    if i.is_multiple_of(2) {
+        "node1"
+    } else {
+        "node2"
+    }
 }
 
 fn manifests() -> String {

@@ -92,7 +92,7 @@ fn policy(k: usize, j: usize, per_ns: usize, port: u16) -> Policy {
         ],
         "ports": [{"port": port}, {"port": 9000, "endPort": 9100}],
     })];
-    if j % 10 == 0 {
+    if j.is_multiple_of(10) {
         ingress.push(
             json!({"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.244.0.0/16"]}}],
                             "ports": [{"port": 443}]}),
@@ -137,7 +137,7 @@ fn cluster(policies: usize, nodes: usize) -> Cluster {
     let mut pols = Vec::new();
     for k in 0..NAMESPACES {
         for i in 0..per_ns {
-            let node = if (k * per_ns + i) % nodes == 0 {
+            let node = if (k * per_ns + i).is_multiple_of(nodes) {
                 NODE
             } else {
                 "elsewhere"
@@ -676,6 +676,9 @@ fn connections(lab: &Lab, k: usize) -> Result<Vec<Duration>> {
         .context("client to server")
 }
 
+/// One change: wall time of the sync, wall time of its nft process, that process's CPU.
+type ChangeTimes = (Duration, Duration, Duration);
+
 /// CPU time (user + system) of the children this process has waited for: the nft processes.
 fn children_cpu() -> Duration {
     // SAFETY: getrusage fills the struct it is given.
@@ -710,14 +713,14 @@ fn programming_and_changes(c: &Cluster, changes: usize, anchor: bool) -> Result<
     for _ in 0..3 {
         let t = Instant::now();
         let mut dry = Syncer::with_applier(Base::new(TABLE), NODE, Box::new(Discard));
-        feed(&mut dry, &c);
+        feed(&mut dry, c);
         dry.sync()?;
         compute.push(t.elapsed());
         let ns = TestNs::new("prog");
         let t = Instant::now();
         let mut s =
             Syncer::with_applier(Base::new(TABLE), NODE, Box::new(TimedNft(nft_time.clone())));
-        feed(&mut s, &c);
+        feed(&mut s, c);
         let report = ns.run(|| s.sync())?;
         runs.push(t.elapsed());
         println!(
@@ -737,7 +740,7 @@ fn programming_and_changes(c: &Cluster, changes: usize, anchor: bool) -> Result<
     );
     let kr_ns = TestNs::new("kr");
     if anchor {
-        let k = kube_router::full_sync(&kr_ns, &c, 1)?;
+        let k = kube_router::full_sync(&kr_ns, c, 1)?;
         println!(
             "program {n} policies from scratch: kube-router layout {} ({} nft transactions); ratio podnet/kube-router {:.3}",
             ms(k.elapsed),
@@ -755,7 +758,7 @@ fn programming_and_changes(c: &Cluster, changes: usize, anchor: bool) -> Result<
         .filter(|p| local_pods.iter().any(|(_, pod)| p.applies_to(pod)))
         .collect();
     // Per kind of change: wall time of the sync, time spent in the nft process (wall), and its CPU.
-    let mut kinds: Vec<(&str, Vec<(Duration, Duration, Duration)>)> = vec![
+    let mut kinds: Vec<(&str, Vec<ChangeTimes>)> = vec![
         ("policy edited", vec![]),
         ("pod relabelled", vec![]),
         ("pod added", vec![]),
@@ -819,7 +822,7 @@ fn programming_and_changes(c: &Cluster, changes: usize, anchor: bool) -> Result<
     }
     if anchor {
         // kube-router resyncs everything on any change, and collects the previous sync's chains.
-        let k = kube_router::full_sync(&kr_ns, &c, 2)?;
+        let k = kube_router::full_sync(&kr_ns, c, 2)?;
         println!(
             "one change, {n} present: kube-router layout {} (a full sync, {} nft transactions); ratio podnet/kube-router {:.4}",
             ms(k.elapsed),
