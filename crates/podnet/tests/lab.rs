@@ -175,6 +175,9 @@ fn node_list_and_exec() {
     );
     let other = lab.ok(&["node", "exec", "node1", "--", "ip", "netns", "list"]);
     assert!(!other.contains("pn-0123abcd"), "{other}");
+    // The node's resolver is the lab's relay on the router, not the machine's (unreachable from it).
+    let resolv = lab.ok(&["node", "exec", "node1", "--", "cat", "/etc/resolv.conf"]);
+    assert_eq!(resolv, "nameserver 10.100.0.1\n");
     let routes = lab.ok(&["node", "exec", "node1", "--", "ip", "route"]);
     assert!(
         routes.contains("10.244.2.0/24 via 10.100.0.3 dev eth0"),
