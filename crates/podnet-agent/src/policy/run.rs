@@ -263,20 +263,21 @@ pub async fn run(client: kube::Client, cfg: PolicyConfig) -> Result<(), PolicyEr
             |e| Change::Policy(Box::new(e)),
         ),
     ];
-    let stop = Arc::new(AtomicBool::new(false));
-    let logger = cfg.drop_log.clone().map(|path| {
+    // The logger stops when this future ends or is dropped (an aborted task included), so a
+    // restarted run can bind the NFLOG group again.
+    let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+    if let Some(path) = cfg.drop_log.clone() {
         start_drop_logger(
             cfg.log_group,
             DropLog::new(path, drops::DEFAULT_MAX_BYTES),
-            stop.clone(),
-        )
-    });
+            stop.0.clone(),
+        );
+    }
     let result = policy_loop(&mut rx, &cfg).await;
-    stop.store(true, Ordering::Relaxed);
     for w in watches {
         w.abort();
     }
-    drop(logger);
+    drop(stop);
     result
 }
 
@@ -346,24 +347,42 @@ async fn policy_loop(
     }
 }
 
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// How long a new logger waits for the NFLOG group to be let go by the previous one (it checks its
+/// stop flag every half second).
+const BIND_PATIENCE: Duration = Duration::from_secs(3);
+
 /// Reads denied packets from NFLOG on a thread of its own (in the process's network namespace)
 /// and appends them to the drop log, until `stop` is set. A group another process holds, or a
 /// kernel without nfnetlink_log, leaves the drops counted but not logged, and says so.
-fn start_drop_logger(
-    group: u16,
-    log: DropLog,
-    stop: Arc<AtomicBool>,
-) -> Option<std::thread::JoinHandle<()>> {
+fn start_drop_logger(group: u16, log: DropLog, stop: Arc<AtomicBool>) {
     let spawned = std::thread::Builder::new()
         .name("policy-drops".into())
         .spawn(move || {
-            let listener = match Listener::bind(group, LOG_SNAPLEN) {
-                Ok(l) => l,
-                Err(e) => {
-                    eprintln!(
-                        "podnet policy: NFLOG group {group}: {e}; denied packets are counted, not logged"
-                    );
-                    return;
+            let deadline = std::time::Instant::now() + BIND_PATIENCE;
+            let listener = loop {
+                match Listener::bind(group, LOG_SNAPLEN) {
+                    Ok(l) => break l,
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EBUSY)
+                            && std::time::Instant::now() < deadline
+                            && !stop.load(Ordering::Relaxed) =>
+                    {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "podnet policy: NFLOG group {group}: {e}; denied packets are counted, not logged"
+                        );
+                        return;
+                    }
                 }
             };
             if let Err(e) = listener.set_timeout(Duration::from_millis(500)) {
@@ -402,12 +421,8 @@ fn start_drop_logger(
                 }
             }
         });
-    match spawned {
-        Ok(h) => Some(h),
-        Err(e) => {
-            eprintln!("podnet policy: start the drop logger: {e}");
-            None
-        }
+    if let Err(e) = spawned {
+        eprintln!("podnet policy: start the drop logger: {e}");
     }
 }
 
