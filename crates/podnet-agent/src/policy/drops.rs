@@ -5,7 +5,7 @@
 //! pod by its chain's last rule); the log gets at most 10 a second per pod (the rule's limit), which
 //! is enough to see what is being denied without letting a flood fill a disk.
 
-use super::model::{Direction, Key};
+use super::model::Direction;
 use super::nflog::Logged;
 use serde::{Deserialize, Serialize};
 use std::io::{self, BufRead, Write};
@@ -291,12 +291,6 @@ pub fn report(node: &str, counters: &[Counter], drops: &[Drop]) -> String {
     out
 }
 
-/// Who a drop belongs to, for filtering (`--pod ns/name`).
-pub fn pod_key(d: &Drop) -> Option<Key> {
-    let (ns, name) = d.pod.split_once('/')?;
-    Some(Key::new(ns, name))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,7 +318,6 @@ mod tests {
         assert_eq!(d.protocol, "TCP");
         assert_eq!(d.source, "10.244.2.3:41234");
         assert_eq!(d.destination, "10.244.1.5:80");
-        assert_eq!(pod_key(&d), Some(Key::new("x", "a")));
         let mut icmp = tcp_packet([1, 2, 3, 4], 0, [5, 6, 7, 8], 0);
         icmp[9] = 1;
         let d = decode(

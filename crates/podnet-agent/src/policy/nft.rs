@@ -169,7 +169,7 @@ fn port_expr(p: &Port) -> Option<String> {
     }
 }
 
-/// What a rule's peers look like in nft: `None` in the list means "any peer".
+/// A rule's peer in nft: any peer (the rule lists none), or a match expression.
 pub enum PeerExpr {
     Any,
     Expr(String),
