@@ -10,6 +10,7 @@ mod kubeconfig;
 mod mode;
 mod node;
 mod node_agent;
+mod policy;
 mod substitutes;
 mod tutorial;
 mod up;
@@ -41,6 +42,9 @@ pub enum Command {
     /// The lab's nodes: list them, run commands on them.
     #[command(subcommand)]
     Node(node::Command),
+    /// NetworkPolicies on the lab's nodes: `podnet policy drops [NODE]` shows what they denied.
+    #[command(subcommand)]
+    Policy(policy::Command),
     /// The agent of one node: runs its pods and programs its network (started by the lab daemon).
     #[command(name = "node-agent")]
     NodeAgent(node_agent::Args),
@@ -77,6 +81,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Node(c) => node::run(&cli.lab, c),
         Command::LabDaemon(a) => daemon::run(a),
+        Command::Policy(c) => policy::run(&cli.lab, c),
         Command::NodeAgent(a) => node_agent::run(a),
         Command::Apiserver(a) => apiserver::run(a),
         Command::Kubeconfig(a) => kubeconfig::run(&cli.lab, a),

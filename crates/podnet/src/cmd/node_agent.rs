@@ -1,7 +1,7 @@
 //! `podnet node-agent --node NAME`: the agent of one node, started by the lab daemon inside the node's
 //! namespaces (on a real node, by its init system). Two parts on one runtime: the kubelet part
 //! (podnet-kubelet: pods, the Node's status) and the networking part (podnet-agent: the service
-//! proxy), which on a real cluster runs alone beside the real kubelet.
+//! proxy and NetworkPolicy enforcement), which on a real cluster runs alone beside the real kubelet.
 
 use anyhow::{Context, Result};
 use ipnet::Ipv4Net;
@@ -44,6 +44,8 @@ pub fn run(args: Args) -> Result<()> {
             .map_err(anyhow::Error::msg)?;
         eprintln!("podnet node agent {node}: connected to the API server as the node");
         let networking = tokio::spawn(networking(client.clone(), node.clone(), args.cluster_cidr));
+        let drop_log = cfg.state_dir.join(podnet_agent::policy::drops::LOG_FILE);
+        let policy = tokio::spawn(policy(client.clone(), node.clone(), drop_log));
         let kubelet = podnet_kubelet::agent::start(&cfg, client)
             .await
             .map_err(anyhow::Error::msg)?;
@@ -55,7 +57,8 @@ pub fn run(args: Args) -> Result<()> {
         }
         kubelet.stop();
         networking.abort();
-        eprintln!("podnet node agent {node}: stopping (pods and Service rules stay)");
+        policy.abort();
+        eprintln!("podnet node agent {node}: stopping (pods, Service and policy rules stay)");
         Ok::<_, anyhow::Error>(())
     })
     .with_context(|| format!("node agent {}", args.node))
@@ -72,6 +75,25 @@ async fn networking(client: kube::Client, node: String, cluster_cidrs: Vec<Ipv4N
             Ok(()) => return,
             Err(e) => {
                 eprintln!("podnet node agent {node}: service proxy: {e}; restarting in {pause:?}")
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_secs(30));
+    }
+}
+
+/// NetworkPolicy enforcement for the node's pods (podnet-agent). Like the Service rules, the policy
+/// table stays while the agent restarts (pods stay isolated); denied packets go to `drop_log`, which
+/// `podnet policy drops` reads. Restarted after a pause on error.
+async fn policy(client: kube::Client, node: String, drop_log: std::path::PathBuf) {
+    let mut pause = std::time::Duration::from_secs(1);
+    loop {
+        let mut cfg = podnet_agent::policy::PolicyConfig::new(node.clone());
+        cfg.drop_log = Some(drop_log.clone());
+        match podnet_agent::policy::run(client.clone(), cfg).await {
+            Ok(()) => return,
+            Err(e) => {
+                eprintln!("podnet node agent {node}: network policy: {e}; restarting in {pause:?}")
             }
         }
         tokio::time::sleep(pause).await;
