@@ -416,6 +416,36 @@ spec:
             ]
     });
 
+    // orphaned by --cascade=orphan, the pods are taken back by the set created again (not left
+    // beside new ones that cannot be created under the same names)
+    t.k(&["delete", "sts", "web", "--cascade=orphan"]);
+    let again = t.file("sts-again.yaml", &sts);
+    t.k(&["apply", "-f", &again]);
+    let uid = t.k(&["get", "sts", "web", "-o", "jsonpath={.metadata.uid}"]);
+    t.eventually(10, "the orphaned pods adopted", || {
+        let owners = t.k(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.ownerReferences[0].uid}{\"\\n\"}{end}",
+        ]);
+        !owners.trim().is_empty() && owners.lines().all(|o| o == uid)
+    });
+
+    // maxUnavailable is not implemented: refused by name, not ignored
+    let mu = sts
+        .replace("name: web}", "name: mu}")
+        .replace("app: web", "app: mu")
+        + "  updateStrategy: {type: RollingUpdate, rollingUpdate: {maxUnavailable: 2}}\n";
+    let f = t.file("mu.yaml", &mu);
+    let err = t.k_err(&["apply", "-f", &f]);
+    assert!(
+        err.contains("spec.updateStrategy.rollingUpdate.maxUnavailable: Forbidden"),
+        "{err}"
+    );
+
     // claims need an API this cluster does not serve yet: refused, naming it
     let vct = sts
         .replace("name: web}", "name: db}")

@@ -142,6 +142,15 @@ pub fn job_selector(o: &mut Value) {
                 .or_insert_with(|| json!(uid));
         }
     }
+    // A Job without labels of its own shows its pods' (upstream defaults them so), which is what
+    // `kubectl get jobs -l job-name=pi` finds.
+    let template_labels = o.pointer("/spec/template/metadata/labels").cloned();
+    let own = o.pointer("/metadata/labels").and_then(Value::as_object);
+    if own.is_none_or(|l| l.is_empty())
+        && let Some(labels) = template_labels
+    {
+        obj(o, "metadata").insert("labels".into(), labels);
+    }
 }
 
 pub(crate) fn cronjob(o: &mut Value) {
@@ -193,6 +202,13 @@ mod tests {
             json!({"x": "y", "batch.kubernetes.io/controller-uid": "u1", "batch.kubernetes.io/job-name": "pi",
                 "controller-uid": "u1", "job-name": "pi"})
         );
+        assert_eq!(
+            j["metadata"]["labels"], j["spec"]["template"]["metadata"]["labels"],
+            "a Job without labels takes its pods'"
+        );
+        let mut own = json!({"metadata": {"name": "pi", "uid": "u1", "labels": {"team": "a"}}, "spec": {"template": {}}});
+        job_selector(&mut own);
+        assert_eq!(own["metadata"]["labels"], json!({"team": "a"}));
         let mut manual =
             json!({"metadata": {"name": "m", "uid": "u2"}, "spec": {"manualSelector": true}});
         job_selector(&mut manual);

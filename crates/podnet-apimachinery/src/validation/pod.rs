@@ -264,6 +264,8 @@ fn ephemeral_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
             "startupProbe",
             "lifecycle",
             "resources",
+            "resizePolicy",
+            "restartPolicy",
         ] {
             let set = match c.get(f) {
                 None | Some(Value::Null) => false,
@@ -278,11 +280,41 @@ fn ephemeral_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
                 ));
             }
         }
+        // Mounts name the pod's volumes, without subPath (upstream's ephemeral container rules).
+        let volumes: HashSet<&str> = new
+            .pointer("/spec/volumes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v["name"].as_str())
+            .collect();
+        for (j, m) in c["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let mname = m["name"].as_str().unwrap_or_default();
+            if !volumes.contains(mname) {
+                errs.push(FieldError::not_found(
+                    format!("{path}.volumeMounts[{j}].name"),
+                    mname,
+                ));
+            }
+            if m["subPath"].as_str().is_some_and(|x| !x.is_empty()) {
+                errs.push(FieldError::forbidden(
+                    format!("{path}.volumeMounts[{j}].subPath"),
+                    "cannot be set for an Ephemeral Container",
+                ));
+            }
+        }
+        // The target may be any container of the pod, an init container too.
         if let Some(t) = c["targetContainerName"].as_str()
-            && !new
-                .pointer("/spec/containers")
-                .and_then(Value::as_array)
-                .is_some_and(|cs| cs.iter().any(|x| x["name"] == t))
+            && !["containers", "initContainers"].iter().any(|l| {
+                new.pointer(&format!("/spec/{l}"))
+                    .and_then(Value::as_array)
+                    .is_some_and(|cs| cs.iter().any(|x| x["name"] == t))
+            })
         {
             errs.push(FieldError::not_found(
                 format!("{path}.targetContainerName"),
@@ -359,6 +391,20 @@ mod tests {
                 "spec.ephemeralContainers[1].name: Duplicate value: \"a\"",
                 "spec.ephemeralContainers[1].ports: Forbidden: cannot be set for an Ephemeral Container",
                 "spec.ephemeralContainers[1].targetContainerName: Not found: \"zz\"",
+            ]
+        );
+        let mounts = json!({"spec": {"containers": [{"name": "a", "image": "x"}], "initContainers": [{"name": "init", "image": "x"}],
+            "volumes": [{"name": "data", "emptyDir": {}}], "ephemeralContainers": [
+            {"name": "d", "image": "busybox", "restartPolicy": "Always", "targetContainerName": "init",
+             "volumeMounts": [{"name": "nope", "mountPath": "/x"}, {"name": "data", "mountPath": "/d", "subPath": "s"}]}]}});
+        let mut e = Vec::new();
+        ephemeral_update(&mounts, &json!({"spec": {}}), &mut e);
+        assert_eq!(
+            e.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            [
+                "spec.ephemeralContainers[0].restartPolicy: Forbidden: cannot be set for an Ephemeral Container",
+                "spec.ephemeralContainers[0].volumeMounts[0].name: Not found: \"nope\"",
+                "spec.ephemeralContainers[0].volumeMounts[1].subPath: Forbidden: cannot be set for an Ephemeral Container",
             ]
         );
     }

@@ -298,6 +298,17 @@ fn statefulset(spec: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
             NO_CLAIMS,
         ));
     }
+    // Served in the schema (beta upstream), not implemented here: refused by name rather than
+    // accepted and ignored (updates go one pod at a time).
+    if spec
+        .pointer("/updateStrategy/rollingUpdate/maxUnavailable")
+        .is_some_and(|v| !v.is_null())
+    {
+        errs.push(FieldError::forbidden(
+            "spec.updateStrategy.rollingUpdate.maxUnavailable",
+            "not supported by this cluster: StatefulSet updates replace one pod at a time; remove the field",
+        ));
+    }
     if let Some(start) = spec.pointer("/ordinals/start").and_then(Value::as_i64)
         && start < 0
     {

@@ -314,7 +314,9 @@ fn rolling_update(
         .iter()
         .filter(|(n, _)| fits.contains_key(n.as_str()));
     if max_surge == 0 {
-        let mut unavailable = 0;
+        // A node whose pod is only now being created has no available pod either (upstream rolls
+        // only once its creations are observed, by when the new pod counts as unavailable).
+        let mut unavailable = plan.create_on.len() as i64;
         let mut replace: Vec<String> = Vec::new();
         let mut candidates: Vec<String> = Vec::new();
         for (_, pods) in nodes_with_pods {

@@ -114,6 +114,7 @@ pub fn pod_from_template(tmpl: &Value, owner_ref: Value, extra_labels: &[(&str, 
 
 /// The time a finished pod finished: its containers' latest `finishedAt`, else `fallback`.
 pub fn finished_at(p: &Value, fallback: i64) -> i64 {
+    let at = |path: &str| object::str_at(p, path).and_then(parse_rfc3339);
     ["initContainerStatuses", "containerStatuses"]
         .iter()
         .filter_map(|f| p.pointer(&format!("/status/{f}")).and_then(Value::as_array))
@@ -124,12 +125,37 @@ pub fn finished_at(p: &Value, fallback: i64) -> i64 {
                 .and_then(parse_rfc3339)
         })
         .max()
+        // A pod that failed without a container's end (evicted, never started): as upstream's
+        // getFinishedTime, when it stopped being Ready, else when it was deleted or created. Never
+        // "now", or a back-off counted from it would start over at every sync.
+        .or_else(|| {
+            p.pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == "Ready" && c["status"] == "False")
+                .and_then(|c| c["lastTransitionTime"].as_str())
+                .and_then(parse_rfc3339)
+        })
+        .or_else(|| at("metadata.deletionTimestamp"))
+        .or_else(|| at("metadata.creationTimestamp"))
         .unwrap_or(fallback)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pod_without_a_containers_end_finished_when_it_stopped_being_ready_or_was_created() {
+        let evicted = json!({"metadata": {"creationTimestamp": "2023-11-14T22:00:00Z"},
+            "status": {"phase": "Failed", "reason": "Evicted",
+                "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "2023-11-14T22:13:10Z"}]}});
+        assert_eq!(finished_at(&evicted, 1), 1_699_999_990);
+        let bare = json!({"metadata": {"creationTimestamp": "2023-11-14T22:13:10Z"}, "status": {"phase": "Failed"}});
+        assert_eq!(finished_at(&bare, 1), 1_699_999_990);
+        assert_eq!(finished_at(&json!({}), 7), 7);
+    }
 
     #[test]
     fn availability_waits_for_min_ready_seconds() {

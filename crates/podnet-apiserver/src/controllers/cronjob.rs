@@ -195,9 +195,10 @@ impl CronJobController {
         {
             let msg = format!(
                 "Missed scheduled time to start a job: {}",
-                rfc3339_in(scheduled, &tz)
+                // upstream's wording: RFC 1123 with a numeric zone, in UTC
+                scheduled.strftime("%a, %d %b %Y %H:%M:%S %z")
             );
-            record_event(api, &cj, "Warning", "MissedSchedule", &msg, COMPONENT).await;
+            record_event(api, &cj, "Warning", "MissSchedule", &msg, COMPONENT).await;
             return Ok(());
         }
         let job_name = format!("{}-{}", k.name, scheduled.as_second() / 60);
@@ -317,8 +318,8 @@ impl CronJobController {
         }
     }
 
-    /// `status.active`: the running Jobs (ones the controller did not list are added, finished and
-    /// vanished ones removed); `lastSuccessfulTime` from the Jobs that completed.
+    /// `status.active`: the running Jobs the controller started (others are reported, not added;
+    /// finished and vanished ones removed); `lastSuccessfulTime` from the Jobs that completed.
     async fn track_active(
         &self,
         api: &Arc<Api>,
@@ -343,7 +344,10 @@ impl CronJobController {
                     );
                     record_event(api, cj, "Warning", "UnexpectedJob", &msg, COMPONENT).await;
                 }
-                if !object::is_deleting(j) {
+                // Only Jobs the controller started count as active: a Job made by hand from the
+                // CronJob (`kubectl create job --from=cronjob/x`) must not hold back a Forbid
+                // schedule or be deleted by Replace (upstream's syncCronJob only reports it).
+                if !object::is_deleting(j) && listed_uids.contains(uid) {
                     active.push(job_ref(j));
                 }
                 continue;

@@ -110,7 +110,7 @@ impl DaemonSetController {
             .unwrap_or_default()
             .to_string();
         let nodes = api.list_values(nodes_def(), None);
-        let pods = super::replicaset::owned(api, pods_def(), ns, object::uid(&ds));
+        let pods = super::replicaset::claim(api, pods_def(), &ds, "DaemonSet", "apps/v1").await;
         let now = util::now_unix();
         let plan = daemonset::plan(&ds, &nodes, &pods, &hash, now);
         for node in &plan.create_on {

@@ -412,16 +412,23 @@ async fn sync(api: &Arc<Api>, ns: &str, name: &str) -> Result<Option<i64>, ApiEr
         return Ok(None);
     }
     // when the deadline passes without progress, the Progressing condition must say so
-    let since = api
-        .get(deploy_def(), ns, name)
-        .ok()
-        .and_then(|o| {
-            o.pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .and_then(|cs| cs.iter().find(|c| c["type"] == "Progressing"))
-                .and_then(|c| c["lastUpdateTime"].as_str())
-                .and_then(podnet_apimachinery::time::parse_rfc3339)
-        })
+    let progressing = api.get(deploy_def(), ns, name).ok().and_then(|o| {
+        o.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "Progressing"))
+            .cloned()
+    });
+    // Already said (upstream's requeueStuckDeployment): nothing to wake up for until it changes.
+    if progressing
+        .as_ref()
+        .is_some_and(|c| c["reason"] == "ProgressDeadlineExceeded")
+    {
+        return Ok(None);
+    }
+    let since = progressing
+        .as_ref()
+        .and_then(|c| c["lastUpdateTime"].as_str())
+        .and_then(podnet_apimachinery::time::parse_rfc3339)
         .unwrap_or_else(util::now_unix);
     Ok(Some((since + deadline - util::now_unix()).max(0) + 1))
 }

@@ -37,6 +37,8 @@ pub async fn ensure(
 ) -> Result<(Value, Vec<Value>), ApiError> {
     let ns = object::namespace(parent);
     let data = history::template_patch(parent);
+    // Revisions left by a set deleted with --cascade=orphan are taken back, so its history goes on.
+    super::replicaset::claim(api, revisions_def(), parent, kind, "apps/v1").await;
     let mut revs = owned(api, parent);
     if let Some(rev) = history::find_equal(&revs, &data).cloned() {
         let next = history::next_number(&revs);

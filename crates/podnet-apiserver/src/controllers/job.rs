@@ -79,6 +79,11 @@ impl Controller for JobController {
                 object::namespace(&p),
                 c["name"].as_str().unwrap_or_default(),
             )],
+            // A Job's pod orphaned (`--cascade=orphan`) before the Job counted it: the key with no
+            // name releases such pods in their namespace (upstream's syncOrphanPod).
+            None if has_finalizer(&p) => {
+                vec![ObjectKey::new("batch/jobs", object::namespace(&p), "")]
+            }
             _ => vec![],
         }
     }
@@ -183,6 +188,14 @@ fn deletion_rank(p: &Value) -> (bool, bool, std::cmp::Reverse<String>) {
 impl JobController {
     async fn sync(&self, api: &Arc<Api>, k: &ObjectKey) -> Result<(), ApiError> {
         let ns = k.namespace.as_str();
+        if k.name.is_empty() {
+            for p in api.list_values(pods_def(), Some(ns)) {
+                if object::controller_ref(&p).is_none() && has_finalizer(&p) {
+                    remove_finalizer(api, &p).await?;
+                }
+            }
+            return Ok(());
+        }
         let job = api.get(jobs_def(), ns, &k.name).ok();
         // pods whose Job is gone (or replaced by a new Job of the same name) keep no finalizer
         for p in api.list_values(pods_def(), Some(ns)) {
@@ -571,6 +584,11 @@ impl JobController {
             if let Some(st) = o.get_mut("status").and_then(Value::as_object_mut) {
                 changed |= st.remove("active").is_some();
                 st.insert("ready".into(), json!(0));
+                // No pod runs or terminates any more (that is when a Job is finished).
+                if st.get("terminating").and_then(Value::as_i64).unwrap_or(0) != 0 {
+                    st.insert("terminating".into(), json!(0));
+                    changed = true;
+                }
                 if ty == "Complete" && !st.contains_key("completionTime") {
                     st.insert("completionTime".into(), json!(now));
                     changed = true;

@@ -37,6 +37,66 @@ pub fn owned(api: &Api, r: &ResourceDef, ns: &str, uid: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The objects of `r` that `owner` (a `kind` of `api_version`) controls, after adopting the orphans
+/// its selector matches, as kube's ControllerRefManager claims them: an object with no controller,
+/// not being deleted, whose labels match gets `owner` as its controller. So a set deleted with
+/// `--cascade=orphan` and created again takes its pods (and revisions) back instead of colliding
+/// with them.
+pub async fn claim(
+    api: &Arc<Api>,
+    r: &'static ResourceDef,
+    owner: &Value,
+    kind: &str,
+    api_version: &str,
+) -> Vec<Value> {
+    let ns = object::namespace(owner);
+    let uid = object::uid(owner);
+    let Ok(selector) =
+        podnet_apimachinery::selector::LabelSelector::from_object(owner.pointer("/spec/selector"))
+    else {
+        return owned(api, r, ns, uid);
+    };
+    let mut claimed = Vec::new();
+    for obj in api.list_values(r, Some(ns)) {
+        match object::controller_ref(&obj) {
+            Some(c) if c.get("uid").and_then(Value::as_str) == Some(uid) => claimed.push(obj),
+            Some(_) => {}
+            None => {
+                let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
+                if object::is_deleting(&obj) || selector.is_empty() || !selector.matches(labels) {
+                    continue;
+                }
+                let reference = json!({"apiVersion": api_version, "kind": kind,
+                    "name": object::name(owner), "uid": uid, "controller": true, "blockOwnerDeletion": true});
+                let adopted = api
+                    .mutate(r, ns, object::name(&obj), None, |o| {
+                        if object::controller_ref(o).is_some() {
+                            return false;
+                        }
+                        let refs = o["metadata"]["ownerReferences"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default();
+                        let mut refs: Vec<Value> =
+                            refs.into_iter().filter(|x| x["uid"] != uid).collect();
+                        refs.push(reference.clone());
+                        o["metadata"]["ownerReferences"] = Value::Array(refs);
+                        true
+                    })
+                    .await;
+                if let Ok(Some(_)) = adopted {
+                    if let Ok(entry) = api.get_entry(r, ns, object::name(&obj)) {
+                        if let Ok(v) = serde_json::from_slice::<Value>(&entry.object) {
+                            claimed.push(v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    claimed
+}
+
 impl Controller for ReplicaSetController {
     fn name(&self) -> &'static str {
         "replicaset"

@@ -111,7 +111,7 @@ impl StatefulSetController {
             .and_then(|n| revs.iter().find(|r| object::name(r) == n))
             .map(revision)
             .unwrap_or_else(|| update.clone());
-        let pods = super::replicaset::owned(api, pods_def(), ns, object::uid(&set));
+        let pods = super::replicaset::claim(api, pods_def(), &set, "StatefulSet", "apps/v1").await;
         let now = util::now_unix();
         let plan = statefulset::plan(&set, &pods, &update.name, now);
         for (ordinal, at_update) in &plan.create {
@@ -126,8 +126,22 @@ impl StatefulSetController {
                     let msg = format!("create Pod {pod_name} in StatefulSet {} successful", k.name);
                     record_event(api, &set, "Normal", "SuccessfulCreate", &msg, COMPONENT).await;
                 }
-                // the previous pod of that name is still being deleted: the next event retries
-                Err(e) if e.reason == "AlreadyExists" => {}
+                // The previous pod of that name is still being deleted (the next event retries), or
+                // a pod of that name belongs to something else: say so, as upstream does.
+                Err(e) if e.reason == "AlreadyExists" => {
+                    let deleting = api
+                        .get_entry(pods_def(), ns, &pod_name)
+                        .ok()
+                        .and_then(|en| serde_json::from_slice::<Value>(&en.object).ok())
+                        .is_some_and(|p| object::is_deleting(&p));
+                    if !deleting {
+                        let msg = format!(
+                            "create Pod {pod_name} in StatefulSet {} failed error: {}",
+                            k.name, e.message
+                        );
+                        record_event(api, &set, "Warning", "FailedCreate", &msg, COMPONENT).await;
+                    }
+                }
                 Err(e) => {
                     let msg = format!(
                         "create Pod {pod_name} in StatefulSet {} failed error: {}",

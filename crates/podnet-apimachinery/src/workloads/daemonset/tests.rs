@@ -131,6 +131,11 @@ fn rolling_update_without_surge_keeps_max_unavailable() {
         pod("c", "node3", "h0", true),
     ];
     assert_eq!(plan(&d, &nodes3(), &broken, "h1", NOW).delete, ["b"]);
+    // node1's old pod is gone and its new one only being created: that node is the one unavailable
+    // node the budget allows, so no other old pod goes in the same sync
+    let recreating = vec![pod("b", "node2", "h0", true), pod("c", "node3", "h0", true)];
+    let p = plan(&d, &nodes3(), &recreating, "h1", NOW);
+    assert_eq!((p.create_on, p.delete), (vec!["node1".to_string()], vec![]));
     // OnDelete: old pods stay
     let od = ds(json!({"type": "OnDelete"}));
     assert_eq!(plan(&od, &nodes3(), &old, "h1", NOW), Plan::default());
