@@ -50,26 +50,11 @@ impl Controller for CronJobController {
         if ev.key.resource == "batch/cronjobs" {
             return vec![ev.key.clone()];
         }
-        let Ok(j) = serde_json::from_slice::<Value>(&ev.object) else {
-            return vec![];
-        };
-        match object::controller_ref(&j) {
-            Some(c) if c["kind"] == "CronJob" => vec![ObjectKey::new(
-                "batch/cronjobs",
-                object::namespace(&j),
-                c["name"].as_str().unwrap_or_default(),
-            )],
-            _ => vec![],
-        }
+        super::controller_key(ev, "CronJob", "batch/cronjobs")
     }
 
     fn all_keys(&self, api: &Api) -> Vec<ObjectKey> {
-        api.store
-            .list("batch/cronjobs", None)
-            .0
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect()
+        super::keys_of(api, "batch/cronjobs")
     }
 
     fn reconcile<'a>(&'a self, api: &'a Arc<Api>, key: &'a ObjectKey) -> BoxFut<'a> {

@@ -76,12 +76,7 @@ impl Controller for DaemonSetController {
     }
 
     fn all_keys(&self, api: &Api) -> Vec<ObjectKey> {
-        api.store
-            .list("apps/daemonsets", None)
-            .0
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect()
+        super::keys_of(api, "apps/daemonsets")
     }
 
     fn reconcile<'a>(&'a self, api: &'a Arc<Api>, key: &'a ObjectKey) -> BoxFut<'a> {

@@ -41,26 +41,11 @@ impl Controller for DeploymentController {
         if ev.key.resource == "apps/deployments" {
             return vec![ev.key.clone()];
         }
-        let Ok(rs) = serde_json::from_slice::<Value>(&ev.object) else {
-            return vec![];
-        };
-        match object::controller_ref(&rs) {
-            Some(c) if c["kind"] == "Deployment" => vec![ObjectKey::new(
-                "apps/deployments",
-                object::namespace(&rs),
-                c["name"].as_str().unwrap_or_default(),
-            )],
-            _ => vec![],
-        }
+        super::controller_key(ev, "Deployment", "apps/deployments")
     }
 
     fn all_keys(&self, api: &Api) -> Vec<ObjectKey> {
-        api.store
-            .list("apps/deployments", None)
-            .0
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect()
+        super::keys_of(api, "apps/deployments")
     }
 
     fn reconcile<'a>(&'a self, api: &'a Arc<Api>, key: &'a ObjectKey) -> BoxFut<'a> {

@@ -39,6 +39,31 @@ pub const RESYNC: Duration = Duration::from_secs(30);
 
 pub type BoxFut<'a> = Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>>;
 
+/// Every object of a store resource, as keys (a controller's `all_keys`).
+pub fn keys_of(api: &Api, resource: &str) -> Vec<ObjectKey> {
+    api.store
+        .list(resource, None)
+        .0
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// The key of the `kind` (stored as `resource`) controlling the object of a watch event, if any.
+pub fn controller_key(ev: &WatchEvent, kind: &str, resource: &str) -> Vec<ObjectKey> {
+    let Ok(obj) = serde_json::from_slice::<Value>(&ev.object) else {
+        return vec![];
+    };
+    match podnet_apimachinery::object::controller_ref(&obj) {
+        Some(c) if c["kind"] == kind => vec![ObjectKey::new(
+            resource,
+            podnet_apimachinery::object::namespace(&obj),
+            c["name"].as_str().unwrap_or_default(),
+        )],
+        _ => vec![],
+    }
+}
+
 /// A controller.
 pub trait Controller: Send + Sync + 'static {
     fn name(&self) -> &'static str;

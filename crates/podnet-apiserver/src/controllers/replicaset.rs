@@ -110,28 +110,11 @@ impl Controller for ReplicaSetController {
         if ev.key.resource == "apps/replicasets" {
             return vec![ev.key.clone()];
         }
-        let Ok(p) = serde_json::from_slice::<Value>(&ev.object) else {
-            return vec![];
-        };
-        match object::controller_ref(&p) {
-            Some(c) if c["kind"] == "ReplicaSet" => {
-                vec![ObjectKey::new(
-                    "apps/replicasets",
-                    object::namespace(&p),
-                    c["name"].as_str().unwrap_or_default(),
-                )]
-            }
-            _ => vec![],
-        }
+        super::controller_key(ev, "ReplicaSet", "apps/replicasets")
     }
 
     fn all_keys(&self, api: &Api) -> Vec<ObjectKey> {
-        api.store
-            .list("apps/replicasets", None)
-            .0
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect()
+        super::keys_of(api, "apps/replicasets")
     }
 
     fn reconcile<'a>(&'a self, api: &'a Arc<Api>, key: &'a ObjectKey) -> BoxFut<'a> {

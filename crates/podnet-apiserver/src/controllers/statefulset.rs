@@ -49,26 +49,11 @@ impl Controller for StatefulSetController {
         if ev.key.resource == "apps/statefulsets" {
             return vec![ev.key.clone()];
         }
-        let Ok(v) = serde_json::from_slice::<Value>(&ev.object) else {
-            return vec![];
-        };
-        match object::controller_ref(&v) {
-            Some(c) if c["kind"] == "StatefulSet" => vec![ObjectKey::new(
-                "apps/statefulsets",
-                object::namespace(&v),
-                c["name"].as_str().unwrap_or_default(),
-            )],
-            _ => vec![],
-        }
+        super::controller_key(ev, "StatefulSet", "apps/statefulsets")
     }
 
     fn all_keys(&self, api: &Api) -> Vec<ObjectKey> {
-        api.store
-            .list("apps/statefulsets", None)
-            .0
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect()
+        super::keys_of(api, "apps/statefulsets")
     }
 
     fn reconcile<'a>(&'a self, api: &'a Arc<Api>, key: &'a ObjectKey) -> BoxFut<'a> {

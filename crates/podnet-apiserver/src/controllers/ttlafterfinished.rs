@@ -46,12 +46,7 @@ impl Controller for TtlAfterFinished {
     }
 
     fn all_keys(&self, api: &Api) -> Vec<ObjectKey> {
-        api.store
-            .list("batch/jobs", None)
-            .0
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect()
+        super::keys_of(api, "batch/jobs")
     }
 
     fn reconcile<'a>(&'a self, api: &'a Arc<Api>, key: &'a ObjectKey) -> BoxFut<'a> {
