@@ -14,8 +14,9 @@ fn cross_node_traffic(mode: &str) {
     let a = lab.pod("node1");
     let b = lab.pod("node2");
     let c = lab.pod("node3");
-    assert_eq!(a.ip.to_string(), "10.244.1.2");
-    assert_eq!(b.ip.to_string(), "10.244.2.2");
+    // Each from its node's podCIDR (the cluster DNS pods may have taken the first addresses).
+    assert!(a.ip.to_string().starts_with("10.244.1."), "{}", a.ip);
+    assert!(b.ip.to_string().starts_with("10.244.2."), "{}", b.ip);
 
     assert_eq!(
         tcp_source(&a, &b, 7001),

@@ -33,6 +33,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 pub const DEFAULT_TABLE: &str = "podnet-policy";
+/// The base chains of the guards (see [`base_commands`]).
+pub const GUARD_FORWARD: &str = "guard-forward";
+pub const GUARD_INPUT: &str = "guard-input";
+/// VXLAN's port (the lab's overlay and Linux's default).
+pub const VXLAN_PORT: u16 = 4789;
 /// The NFLOG group denied packets are logged to (read by the agent's listener).
 pub const DEFAULT_LOG_GROUP: u16 = 4011;
 /// Logged drops per pod chain and second (the counters count every one).
@@ -300,6 +305,28 @@ pub fn base_commands(base: &Base) -> (Vec<String>, Vec<String>) {
         plain.push(format!("add map {t} {m} {{ type ipv4_addr : verdict ; }}"));
     }
     let mut hooked = Vec::new();
+    // Guards that hold whatever the policies say (the review found both ways around every policy):
+    // a pod must not send VXLAN to a node (its own or another, where the decapsulated packet would
+    // be forwarded as if it came from that node's tunnel, past every ingress rule), and IPv6, which
+    // this IPv4 agent does not judge, must not cross the pods' bridge (link-local addresses reach
+    // other pods of the node; Calico turns IPv6 off in IPv4-only pods for the same reason).
+    hooked.push(format!(
+        "add chain {t} {GUARD_FORWARD} {{ type filter hook forward priority filter - 10 ; policy accept ; }}"
+    ));
+    hooked.push(format!(
+        "add rule {t} {GUARD_FORWARD} udp dport {VXLAN_PORT} counter drop"
+    ));
+    for side in ["iifkind", "oifkind"] {
+        hooked.push(format!(
+            "add rule {t} {GUARD_FORWARD} meta nfproto ipv6 meta {side} \"bridge\" counter drop"
+        ));
+    }
+    hooked.push(format!(
+        "add chain {t} {GUARD_INPUT} {{ type filter hook input priority filter - 10 ; policy accept ; }}"
+    ));
+    hooked.push(format!(
+        "add rule {t} {GUARD_INPUT} meta iifkind \"bridge\" udp dport {VXLAN_PORT} counter drop"
+    ));
     for (chain, prio, dir) in [
         ("egress", "filter", Direction::Egress),
         ("ingress", "filter + 5", Direction::Ingress),

@@ -205,3 +205,29 @@ fn incremental_steps_are_ordered_for_the_kernel() {
         "unchanged map entries are left alone"
     );
 }
+
+/// Whatever the policies: no VXLAN from pods (to any node, its own included) and no IPv6 across
+/// the pods' bridge (the review reached isolated pods both ways).
+#[test]
+fn guards_stop_tunnel_injection_and_unjudged_ipv6() {
+    let text = full_transaction(
+        &Base::new("t"),
+        [&Rendered::default()],
+        Rebuild::Replace,
+        &Rendered::default(),
+    )
+    .into_text();
+    for rule in [
+        "add chain inet t guard-forward { type filter hook forward priority filter - 10 ; policy accept ; }",
+        "add rule inet t guard-forward udp dport 4789 counter drop",
+        "add rule inet t guard-forward meta nfproto ipv6 meta iifkind \"bridge\" counter drop",
+        "add rule inet t guard-forward meta nfproto ipv6 meta oifkind \"bridge\" counter drop",
+        "add chain inet t guard-input { type filter hook input priority filter - 10 ; policy accept ; }",
+        "add rule inet t guard-input meta iifkind \"bridge\" udp dport 4789 counter drop",
+    ] {
+        assert!(
+            text.lines().any(|l| l == rule),
+            "missing {rule:?} in:\n{text}"
+        );
+    }
+}
