@@ -748,7 +748,11 @@ fn attach_until(
         .unwrap();
     let mut got = String::new();
     loop {
-        while let Some((k, d)) = take_frame(buf).unwrap() {
+        // One frame at a time, stopping as soon as `want` is there: the frames after it (the exit
+        // code often arrives in the same read as the last output) stay for the next call.
+        while !got.contains(want)
+            && let Some((k, d)) = take_frame(buf).unwrap()
+        {
             if k == kind {
                 got.push_str(&String::from_utf8_lossy(&d));
             }

@@ -696,8 +696,19 @@ fn beyond_the_matrix(lab: &Lab, m: &Arc<Matrix>) {
         "node {node} -> x/a"
     );
 
-    // What was denied, readably.
-    let drops = lab.ok(&["policy", "drops", node]);
+    // What was denied, readably. The log is written by the agent's NFLOG listener a moment after the
+    // drop, and rate-limited per pod: probe again until the line is there (bounded).
+    let drops = wait_for("the drop from y/b to x/a in the log", LONG, || {
+        let _ = probe(&m.netns[&yb], svc, (Proto::Tcp, 8080));
+        let drops = lab.ok(&["policy", "drops", node]);
+        let seen = drops.lines().any(|l| {
+            l.contains(" x/a ")
+                && l.contains(&format!("{}:", m.ips[&yb]))
+                && l.contains("x/a-from-b")
+                && l.contains("TCP")
+        });
+        if seen { Ok(drops) } else { Err(drops) }
+    });
     let counted = drops
         .lines()
         .find(|l| l.trim_start().starts_with("x/a-from-b") && l.contains("ingress"))
