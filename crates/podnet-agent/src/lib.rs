@@ -4,5 +4,6 @@
 //! so it runs the same on the lab and on a real cluster; it never depends on podnet's runtime,
 //! kubelet, lab or API server.
 
+pub mod nft_text;
 pub mod policy;
 pub mod proxy;

@@ -46,8 +46,6 @@ pub const LOG_RATE: &str = "limit rate 10/second burst 20 packets";
 pub const LOG_SNAPLEN: u32 = 96;
 /// The kernel cuts log prefixes at 127 bytes.
 const MAX_PREFIX: usize = 127;
-/// Elements per `add element` line.
-const ELEMENTS_PER_LINE: usize = 1000;
 
 pub const INGRESS_MAP: &str = "ingress-pods";
 pub const EGRESS_MAP: &str = "egress-pods";
@@ -347,102 +345,7 @@ pub fn base_commands(base: &Base) -> (Vec<String>, Vec<String>) {
 }
 
 /// A transaction's text.
-#[derive(Debug, Default)]
-pub struct Transaction {
-    table: String,
-    text: String,
-}
-
-impl Transaction {
-    pub fn new(table: &str) -> Transaction {
-        Transaction {
-            table: table.to_string(),
-            text: String::new(),
-        }
-    }
-
-    pub fn raw(&mut self, line: &str) {
-        self.text.push_str(line);
-        self.text.push('\n');
-    }
-
-    fn cmd(&mut self, verb: &str, what: &str, rest: std::fmt::Arguments<'_>) {
-        let _ = writeln!(self.text, "{verb} {what} inet {} {rest}", self.table);
-    }
-
-    pub fn add_chain(&mut self, name: &str) {
-        self.cmd("add", "chain", format_args!("{name}"));
-    }
-    pub fn flush_chain(&mut self, name: &str) {
-        self.cmd("flush", "chain", format_args!("{name}"));
-    }
-    pub fn delete_chain(&mut self, name: &str) {
-        self.cmd("delete", "chain", format_args!("{name}"));
-    }
-    pub fn add_rules(&mut self, chain: &str, rules: &[String]) {
-        for r in rules {
-            self.cmd("add", "rule", format_args!("{chain} {r}"));
-        }
-    }
-    pub fn add_set(&mut self, name: &str, decl: &str) {
-        self.cmd("add", "set", format_args!("{name} {decl}"));
-    }
-    pub fn delete_set(&mut self, name: &str) {
-        self.cmd("delete", "set", format_args!("{name}"));
-    }
-    pub fn add_counter(&mut self, name: &str) {
-        self.cmd("add", "counter", format_args!("{name}"));
-    }
-    pub fn delete_counter(&mut self, name: &str) {
-        self.cmd("delete", "counter", format_args!("{name}"));
-    }
-
-    pub fn add_elements<'a>(
-        &mut self,
-        elements: impl IntoIterator<Item = (&'a (String, String), &'a Option<String>)>,
-    ) {
-        self.elements("add", elements.into_iter().map(|(k, v)| (k, v.as_deref())));
-    }
-
-    pub fn delete_elements<'a>(&mut self, keys: impl IntoIterator<Item = &'a (String, String)>) {
-        self.elements("delete", keys.into_iter().map(|k| (k, None)));
-    }
-
-    fn elements<'a>(
-        &mut self,
-        verb: &str,
-        items: impl Iterator<Item = (&'a (String, String), Option<&'a str>)>,
-    ) {
-        let mut by: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for ((set, k), v) in items {
-            by.entry(set.as_str()).or_default().push(match v {
-                Some(v) => format!("{k} : {v}"),
-                None => k.clone(),
-            });
-        }
-        for (set, items) in by {
-            for chunk in items.chunks(ELEMENTS_PER_LINE) {
-                self.cmd(
-                    verb,
-                    "element",
-                    format_args!("{set} {{ {} }}", chunk.join(", ")),
-                );
-            }
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.text.is_empty()
-    }
-
-    pub fn text(&self) -> &str {
-        &self.text
-    }
-
-    pub fn into_text(self) -> String {
-        self.text
-    }
-}
+pub use crate::nft_text::Transaction;
 
 /// How a full rebuild treats what the table holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -465,7 +368,7 @@ pub fn full_transaction<'a>(
     how: Rebuild,
     obsolete: &Rendered,
 ) -> Transaction {
-    let mut tx = Transaction::new(&base.table);
+    let mut tx = Transaction::new("inet", &base.table);
     let t = format!("inet {}", base.table);
     tx.raw(&format!("add table {t}"));
     match how {
@@ -599,7 +502,7 @@ impl Plan {
     }
 
     pub fn transaction(&self, table: &str) -> Transaction {
-        let mut tx = Transaction::new(table);
+        let mut tx = Transaction::new("inet", table);
         tx.delete_elements(&self.delete_elements);
         for c in &self.flush_chains {
             tx.flush_chain(c);

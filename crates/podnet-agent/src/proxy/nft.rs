@@ -17,15 +17,12 @@
 use super::model::{Endpoint, PortState, ServiceKey, ServiceState};
 use ipnet::Ipv4Net;
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 pub const DEFAULT_TABLE: &str = "podnet-services";
 /// The mark bit meaning "masquerade this packet" (kube-proxy's value; podnet-cni uses 0x2000).
 pub const DEFAULT_MASQUERADE_MARK: u32 = 0x4000;
 /// Chain and set names stay well below the kernel's 256 bytes.
 const MAX_NAME: usize = 200;
-/// Elements per `add element` line: keeps lines short for nft's parser without costing a process.
-const ELEMENTS_PER_LINE: usize = 1000;
 
 /// What every rule of the table depends on besides the Services.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +66,12 @@ pub enum Container {
     NoEndpointServices,
     NoEndpointNodePorts,
     ClusterIps,
+}
+
+impl crate::nft_text::SetName for Container {
+    fn set_name(&self) -> &str {
+        self.name()
+    }
 }
 
 impl Container {
@@ -415,98 +418,7 @@ fn render_port(base: &Base, key: &ServiceKey, p: &PortState, r: &mut Rendered) {
     }
 }
 
-/// A transaction's text, written in the order the kernel needs within one transaction.
-#[derive(Debug, Default)]
-pub struct Transaction {
-    table: String,
-    text: String,
-}
-
-impl Transaction {
-    pub fn new(table: &str) -> Transaction {
-        Transaction {
-            table: table.to_string(),
-            text: String::new(),
-        }
-    }
-
-    pub fn raw(&mut self, line: &str) {
-        self.text.push_str(line);
-        self.text.push('\n');
-    }
-
-    fn cmd(&mut self, verb: &str, what: &str, rest: std::fmt::Arguments<'_>) {
-        let _ = writeln!(self.text, "{verb} {what} ip {} {rest}", self.table);
-    }
-
-    pub fn add_chain(&mut self, name: &str) {
-        self.cmd("add", "chain", format_args!("{name}"));
-    }
-    pub fn flush_chain(&mut self, name: &str) {
-        self.cmd("flush", "chain", format_args!("{name}"));
-    }
-    pub fn delete_chain(&mut self, name: &str) {
-        self.cmd("delete", "chain", format_args!("{name}"));
-    }
-    pub fn add_rules(&mut self, chain: &str, rules: &[String]) {
-        for r in rules {
-            self.cmd("add", "rule", format_args!("{chain} {r}"));
-        }
-    }
-    pub fn add_set(&mut self, name: &str, decl: &str) {
-        self.cmd("add", "set", format_args!("{name} {decl}"));
-    }
-    pub fn delete_set(&mut self, name: &str) {
-        self.cmd("delete", "set", format_args!("{name}"));
-    }
-
-    /// Adds elements, one line per container and chunk.
-    pub fn add_elements<'a>(
-        &mut self,
-        elements: impl IntoIterator<Item = (&'a (Container, String), &'a Option<String>)>,
-    ) {
-        self.elements("add", elements.into_iter().map(|(k, v)| (k, v.as_deref())));
-    }
-
-    pub fn delete_elements<'a>(&mut self, keys: impl IntoIterator<Item = &'a (Container, String)>) {
-        self.elements("delete", keys.into_iter().map(|k| (k, None)));
-    }
-
-    fn elements<'a>(
-        &mut self,
-        verb: &str,
-        items: impl Iterator<Item = (&'a (Container, String), Option<&'a str>)>,
-    ) {
-        let mut by: BTreeMap<Container, Vec<String>> = BTreeMap::new();
-        for ((c, k), v) in items {
-            by.entry(*c).or_default().push(match v {
-                Some(v) => format!("{k} : {v}"),
-                None => k.clone(),
-            });
-        }
-        for (c, items) in by {
-            for chunk in items.chunks(ELEMENTS_PER_LINE) {
-                self.cmd(
-                    verb,
-                    "element",
-                    format_args!("{} {{ {} }}", c.name(), chunk.join(", ")),
-                );
-            }
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.text.is_empty()
-    }
-
-    pub fn text(&self) -> &str {
-        &self.text
-    }
-
-    pub fn into_text(self) -> String {
-        self.text
-    }
-}
+pub use crate::nft_text::Transaction;
 
 /// The whole table from scratch in one transaction: whatever was there (including hand-made
 /// changes) is replaced atomically.
@@ -514,7 +426,7 @@ pub fn full_transaction<'a>(
     base: &Base,
     services: impl IntoIterator<Item = &'a Rendered> + Clone,
 ) -> Transaction {
-    let mut tx = Transaction::new(&base.table);
+    let mut tx = Transaction::new("ip", &base.table);
     // `add` first so `delete` cannot fail on a missing table.
     tx.raw(&format!("add table ip {}", base.table));
     tx.raw(&format!("delete table ip {}", base.table));
@@ -747,7 +659,7 @@ mod tests {
 
     #[test]
     fn elements_are_batched_per_container() {
-        let mut tx = Transaction::new("t");
+        let mut tx = Transaction::new("ip", "t");
         let a = (Container::ServiceIps, "1.2.3.4 . tcp . 80".to_string());
         let b = (Container::ClusterIps, "1.2.3.4".to_string());
         let va = Some("goto x".to_string());

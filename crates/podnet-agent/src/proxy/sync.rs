@@ -358,7 +358,7 @@ impl Plan {
     }
 
     fn transaction(&self, table: &str) -> Transaction {
-        let mut tx = Transaction::new(table);
+        let mut tx = Transaction::new("ip", table);
         tx.delete_elements(&self.delete_elements);
         for c in &self.add_chains {
             tx.add_chain(c);
