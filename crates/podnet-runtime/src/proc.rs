@@ -70,6 +70,28 @@ pub fn cmdline(pid: u32) -> Option<String> {
     )
 }
 
+/// The processes (PID and start time) whose environment holds exactly `entry` (`NAME=value`).
+pub fn with_env(entry: &str) -> Vec<(u32, u64)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|v| v == entry.as_bytes())
+            && let Some(start) = start_time(pid)
+        {
+            found.push((pid, start));
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +103,23 @@ mod tests {
         assert!(alive(me, Some(start)));
         assert!(!alive(me, Some(start + 1)));
         assert!(!alive(u32::MAX - 1, None));
+    }
+
+    #[test]
+    fn processes_are_found_by_an_environment_entry() {
+        let entry = format!("PODNET_PROC_TEST={}", std::process::id());
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .env_clear()
+            .env("PODNET_PROC_TEST", std::process::id().to_string())
+            .spawn()
+            .unwrap();
+        let found = with_env(&entry);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, child.id());
+        // A prefix of the value is not the entry.
+        assert!(with_env(&entry[..entry.len() - 1]).is_empty());
     }
 }

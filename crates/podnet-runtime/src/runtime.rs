@@ -163,7 +163,7 @@ impl Runtime {
             net: !spec.host_network,
             uts: !spec.host_network,
         };
-        let pid = sandbox::spawn_pause(&self.cfg.pause, &spec.hostname, flags)?;
+        let pid = sandbox::spawn_pause(&self.cfg.pause, &spec.hostname, flags, &rec.id)?;
         rec.pause_pid = pid;
         rec.pause_start = proc::start_time(pid).unwrap_or(0);
         records::write_json(&dir.join("sandbox.json"), rec)?;
@@ -256,6 +256,9 @@ impl Runtime {
                         rec.pause_pid
                     )));
                 }
+            }
+            if rec.pause_pid == 0 {
+                errs.push(kill_untracked_pause(id));
             }
             let pod_cgroup = format!("{}/{}", self.cfg.cgroup_parent, rec.pod.uid);
             if self.sandboxes_of_pod(&rec.pod.uid, id).is_empty() {
@@ -738,6 +741,24 @@ impl Runtime {
             self.cfg.state_dir.display()
         ))
     }
+}
+
+/// Kills the pause process of sandbox `id` found by its tag: one the agent started but was killed
+/// before recording its PID.
+fn kill_untracked_pause(id: &str) -> Result<()> {
+    let tag = format!("{}={id}", sandbox::SANDBOX_ENV);
+    for (pid, start) in proc::with_env(&tag) {
+        if !proc::cmdline(pid).is_some_and(|c| c == "podnet-pause") {
+            continue;
+        }
+        proc::signal(pid, Some(start), Signal::SIGKILL);
+        if !proc::wait_until(KILL_BOUND, || !proc::alive(pid, Some(start))) {
+            return Err(Error::Timeout(format!(
+                "kill unrecorded pause process {pid} of sandbox {id}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Whether `pid` is the supervisor of container `id` (not a reused PID).

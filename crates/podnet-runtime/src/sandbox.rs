@@ -29,17 +29,23 @@ pub struct NsFlags {
     pub uts: bool,
 }
 
+/// The environment variable that tags a pause process with its sandbox's ID, so a pause whose PID
+/// never reached the record (the agent was killed while starting it) is still found and stopped.
+pub const SANDBOX_ENV: &str = "PODNET_SANDBOX";
+
 /// Starts `pause` as PID 1 of a new PID namespace, with new IPC (and network and UTS unless shared
-/// with the node) namespaces and `hostname` set. The pause process is a grandchild: it is re-parented
-/// (to the nearest subreaper or init) at once, so the agent never has to reap it and it does not die
-/// with the agent. Returns its host PID.
-pub fn spawn_pause(pause: &Path, hostname: &str, ns: NsFlags) -> Result<u32> {
+/// with the node) namespaces and `hostname` set, tagged with `sandbox_id` ([`SANDBOX_ENV`]). The
+/// pause process is a grandchild: it is re-parented (to the nearest subreaper or init) at once, so
+/// the agent never has to reap it and it does not die with the agent. Returns its host PID.
+pub fn spawn_pause(pause: &Path, hostname: &str, ns: NsFlags, sandbox_id: &str) -> Result<u32> {
     let what = format!("start pause process {}", pause.display());
     let path = CString::new(pause.as_os_str().as_bytes())
         .map_err(|_| Error::Invalid(format!("{what}: path contains NUL")))?;
     let arg0 = CString::new("podnet-pause").expect("static");
     let argv = [arg0.as_ptr(), std::ptr::null()];
-    let envp = [std::ptr::null::<libc::c_char>()];
+    let tag = CString::new(format!("{SANDBOX_ENV}={sandbox_id}"))
+        .map_err(|_| Error::Invalid(format!("{what}: sandbox id contains NUL")))?;
+    let envp = [tag.as_ptr(), std::ptr::null()];
     let host = hostname.as_bytes().to_vec();
     let devnull = fs::OpenOptions::new()
         .read(true)

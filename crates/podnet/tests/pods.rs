@@ -1514,6 +1514,10 @@ fn a_node_on_the_reference_bridge_plugin_runs_pods() {
     let plugin = &podnet_conf["plugins"][0];
     let subnet = plugin["ipam"]["subnet"].as_str().unwrap().to_string();
     let gateway = subnet.replace(".0/24", ".1");
+    // host-local keeps its own reservations, apart from podnet-cni's: it gets the upper half of
+    // the podCIDR so it never hands out an address a pod already on the node holds (the cluster
+    // DNS pods may have started there before the switch), as an operator changing plugins would.
+    let range_start = subnet.replace(".0/24", ".128");
     let reference = serde_json::json!({
         "cniVersion": "1.0.0",
         "name": "podnet",
@@ -1526,7 +1530,7 @@ fn a_node_on_the_reference_bridge_plugin_runs_pods() {
             "mtu": plugin["mtu"],
             "ipam": {
                 "type": "host-local",
-                "ranges": [[{"subnet": subnet, "gateway": gateway}]],
+                "ranges": [[{"subnet": subnet, "gateway": gateway, "rangeStart": range_start}]],
                 "routes": [{"dst": "0.0.0.0/0"}],
                 "dataDir": paths.data_dir().join("host-local").display().to_string(),
             }
@@ -1549,10 +1553,11 @@ fn a_node_on_the_reference_bridge_plugin_runs_pods() {
     let other = wait_ready(&lab, "on-podnet");
     let ip = bridged["status"]["podIP"].as_str().unwrap().to_string();
     let other_ip = other["status"]["podIP"].as_str().unwrap().to_string();
-    assert!(
-        ip.starts_with(&subnet.replace(".0/24", ".")),
-        "{ip} in {subnet}"
-    );
+    let host: u8 = ip
+        .strip_prefix(&subnet.replace(".0/24", "."))
+        .and_then(|h| h.parse().ok())
+        .unwrap_or_else(|| panic!("{ip} in {subnet}"));
+    assert!(host >= 128, "{ip} from host-local's range, which starts at {range_start}");
     // host-local's reservation is where the configuration put it.
     let reserved = paths.data_dir().join("host-local/podnet").join(&ip);
     assert!(reserved.exists(), "{} exists", reserved.display());
