@@ -14,6 +14,12 @@ pub enum Error {
     /// `nft` rejected the script; its stderr says why (e.g. `Could not process rule: File exists`).
     #[error("nft: {stderr}")]
     Rejected { stderr: String, exists: bool },
+    /// A line of a script that the netlink writer does not compile (see `nl::parse`).
+    #[error("cannot compile to nf_tables messages: {0}")]
+    Unsupported(crate::nl::parse::ParseError),
+    /// The kernel refused a command of a batch; nothing of the batch was applied.
+    #[error("nf_tables refused `{command}`: {}", podnet_errno(*errno))]
+    Refused { command: String, errno: i32 },
     #[error("{0:?} is not a valid nftables identifier")]
     BadIdentifier(String),
 }

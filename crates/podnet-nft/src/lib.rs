@@ -5,11 +5,13 @@
 //! `podnet`) and rebuilds its pieces in one transaction.
 
 mod error;
+pub mod nl;
 pub mod probe;
 mod run;
 pub mod script;
 
 pub use error::{Error, Result};
+pub use nl::Netlink;
 pub use probe::{NftFamily, chain_exists};
 pub use run::{apply, chains, list, list_json, nft_binary};
 pub use script::Script;

@@ -748,7 +748,7 @@ impl Runtime {
 fn kill_untracked_pause(id: &str) -> Result<()> {
     let tag = format!("{}={id}", sandbox::SANDBOX_ENV);
     for (pid, start) in proc::with_env(&tag) {
-        if !proc::cmdline(pid).is_some_and(|c| c == "podnet-pause") {
+        if proc::cmdline(pid).is_none_or(|c| c != "podnet-pause") {
             continue;
         }
         proc::signal(pid, Some(start), Signal::SIGKILL);

@@ -21,12 +21,23 @@ pub enum SyncError {
     },
 }
 
-/// Where transactions go: `nft -f -` in the calling thread's namespace, or a recorder in tests.
+/// Where transactions go: nf_tables in the calling thread's namespace, or a recorder in tests.
 pub trait Apply: Send {
     fn apply(&mut self, script: &str) -> Result<(), podnet_nft::Error>;
 }
 
-/// Applies with the `nft` binary.
+/// Applies over netlink ([`podnet_nft::Netlink`]): the same transaction `nft -f` would make, without
+/// a process that loads the table's chains before each change.
+#[derive(Default)]
+pub struct Netlink(podnet_nft::Netlink);
+
+impl Apply for Netlink {
+    fn apply(&mut self, script: &str) -> Result<(), podnet_nft::Error> {
+        self.0.apply(script)
+    }
+}
+
+/// Applies with the `nft` binary (the anchors' rulesets in the benchmarks).
 pub struct Nft;
 
 impl Apply for Nft {
@@ -62,9 +73,9 @@ pub struct Syncer {
 }
 
 impl Syncer {
-    /// A syncer applying with `nft`; its first sync rebuilds the table.
+    /// A syncer applying over netlink; its first sync rebuilds the table.
     pub fn new(base: Base) -> Syncer {
-        Syncer::with_applier(base, Box::new(Nft))
+        Syncer::with_applier(base, Box::new(Netlink::default()))
     }
 
     pub fn with_applier(base: Base, applier: Box<dyn Apply>) -> Syncer {

@@ -148,19 +148,36 @@ fn interpret(t: &Option<Table>, script: &str) -> Result<Option<Table>, String> {
     Ok(t)
 }
 
-/// Applies to the model and records every transaction.
+/// Applies to the model and records every transaction. Each transaction must also compile to
+/// nf_tables messages (what the agent sends): every shape the renderer writes is one the netlink
+/// writer knows.
 struct Model {
     table: Arc<Mutex<Option<Table>>>,
+    compiler: podnet_nft::nl::parse::Sets,
+}
+
+impl Model {
+    fn new(table: Arc<Mutex<Option<Table>>>) -> Model {
+        Model {
+            table,
+            compiler: Default::default(),
+        }
+    }
 }
 
 impl Apply for Model {
     fn apply(&mut self, script: &str) -> Result<(), podnet_nft::Error> {
+        let mut compiler = self.compiler.clone();
+        compiler
+            .compile(script)
+            .unwrap_or_else(|e| panic!("the netlink writer refuses the proxy's text: {e}"));
         let mut t = self.table.lock().unwrap();
         let next = interpret(&t, script).map_err(|stderr| podnet_nft::Error::Rejected {
             stderr,
             exists: false,
         })?;
         *t = next;
+        self.compiler = compiler;
         Ok(())
     }
 }
@@ -249,7 +266,7 @@ proptest! {
     #[test]
     fn incremental_equals_full(changes in prop::collection::vec(arb_change(), 1..25)) {
         let table = Arc::new(Mutex::new(None));
-        let mut s = Syncer::with_applier(base(), Box::new(Model { table: table.clone() }));
+        let mut s = Syncer::with_applier(base(), Box::new(Model::new(table.clone())));
         s.sync().unwrap();
         for (key, state, sync_now) in changes {
             s.set(key, state);
@@ -316,7 +333,7 @@ fn a_failed_transaction_makes_the_next_sync_full() {
 #[test]
 fn unchanged_state_applies_nothing() {
     let table = Arc::new(Mutex::new(None));
-    let mut s = Syncer::with_applier(base(), Box::new(Model { table }));
+    let mut s = Syncer::with_applier(base(), Box::new(Model::new(table)));
     let st = ServiceState { ports: vec![] };
     s.set(ServiceKey::new("a", "web"), Some(st.clone()));
     s.sync().unwrap();

@@ -1,0 +1,964 @@
+//! From nft's language to [`Command`]s (pure), for the subset podnet's own tables are written in:
+//! tables, chains (with hooks), named sets and verdict maps of IPv4 addresses, protocols and ports,
+//! their elements, and rules made of payload, meta, fib, ct and numgen matches, set lookups, verdicts,
+//! dnat, masquerade, reject, mark arithmetic and set updates. Anything else is refused with the line
+//! and the reason, never guessed at.
+//!
+//! Elements are encoded by their set's declared types, so the compiler remembers the sets it has
+//! declared; a set it never saw declared is refused (a full rebuild declares everything again).
+
+use super::ir::{
+    CmpOp, Command, Data, Element, Expr, Field, Hook, Op, REG_1, REG_VERDICT, REG32_00, SetType,
+    Verdict,
+};
+use crate::probe::NftFamily;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+/// Why a line was not compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}: {line}")]
+pub struct ParseError {
+    pub line: String,
+    pub reason: String,
+}
+
+type Parsed<T> = Result<T, String>;
+
+/// The set declarations compiled so far, per family, table and name.
+#[derive(Debug, Clone, Default)]
+pub struct Sets(HashMap<(NftFamily, String, String), SetType>);
+
+impl Sets {
+    /// Compiles a script into commands, updating `self` with the sets it declares and deletes.
+    pub fn compile(&mut self, script: &str) -> Result<Vec<Command>, ParseError> {
+        let mut out = Vec::new();
+        for line in script.lines() {
+            let toks = tokens(line);
+            if toks.is_empty() || toks[0].starts_with('#') {
+                continue;
+            }
+            let cmd = self.command(&toks).map_err(|reason| ParseError {
+                line: line.trim().to_string(),
+                reason,
+            })?;
+            out.push(Command {
+                source: line.trim().to_string(),
+                ..cmd
+            });
+        }
+        Ok(out)
+    }
+
+    fn command(&mut self, t: &[&str]) -> Parsed<Command> {
+        if t.len() < 4 {
+            return Err("too short a command".into());
+        }
+        let family = family(t[2])?;
+        let table = name(t[3])?.to_string();
+        let cmd = |op| {
+            Ok(Command {
+                family,
+                table: table.clone(),
+                op,
+                source: String::new(),
+            })
+        };
+        let rest = &t[4..];
+        match (t[0], t[1]) {
+            ("add", "table") if rest.is_empty() => cmd(Op::AddTable),
+            ("delete", "table") if rest.is_empty() => {
+                self.0
+                    .retain(|(f, tb, _), _| !(*f == family && *tb == table));
+                cmd(Op::DeleteTable)
+            }
+            ("add", "chain") => {
+                let (n, body) = split_name(rest)?;
+                let hook = match body {
+                    [] => None,
+                    b => Some(chain_hook(braced(b)?)?),
+                };
+                cmd(Op::AddChain {
+                    name: n.to_string(),
+                    hook,
+                })
+            }
+            ("flush", "chain") => cmd(Op::FlushChain {
+                name: only_name(rest)?,
+            }),
+            ("delete", "chain") => cmd(Op::DeleteChain {
+                name: only_name(rest)?,
+            }),
+            ("add", kind @ ("set" | "map")) => {
+                let (n, body) = split_name(rest)?;
+                let set = set_type(braced(body)?)?;
+                if set.verdict_map != (kind == "map") {
+                    return Err(format!("a {kind} declared as the other kind"));
+                }
+                self.0
+                    .insert((family, table.clone(), n.to_string()), set.clone());
+                cmd(Op::AddSet {
+                    name: n.to_string(),
+                    set,
+                })
+            }
+            ("delete", "set" | "map") => {
+                let n = only_name(rest)?;
+                self.0.remove(&(family, table.clone(), n.clone()));
+                cmd(Op::DeleteSet { name: n })
+            }
+            (verb @ ("add" | "delete"), "element") => {
+                let (n, body) = split_name(rest)?;
+                let set = self
+                    .0
+                    .get(&(family, table.clone(), n.to_string()))
+                    .ok_or_else(|| format!("set {n} was not declared to this compiler"))?;
+                let elements = elements(set, braced(body)?, verb == "add")?;
+                let set = n.to_string();
+                cmd(if verb == "add" {
+                    Op::AddElements { set, elements }
+                } else {
+                    Op::DeleteElements { set, elements }
+                })
+            }
+            ("add", "rule") => {
+                let (chain, body) = split_name(rest)?;
+                let exprs = rule(family, body)?;
+                cmd(Op::AddRule {
+                    chain: chain.to_string(),
+                    exprs,
+                })
+            }
+            (verb, what) => Err(format!("{verb} {what} is not supported")),
+        }
+    }
+}
+
+/// Words, with braces, commas and semicolons at either end split off as tokens of their own.
+fn tokens(line: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    for mut w in line.split_whitespace() {
+        while let Some(rest) = w.strip_prefix('{') {
+            out.push("{");
+            w = rest;
+        }
+        let mut tail = Vec::new();
+        while let Some(last) = w.chars().last().filter(|c| matches!(c, '}' | ',' | ';')) {
+            tail.push(match last {
+                '}' => "}",
+                ',' => ",",
+                _ => ";",
+            });
+            w = &w[..w.len() - 1];
+        }
+        if !w.is_empty() {
+            out.push(w);
+        }
+        out.extend(tail.into_iter().rev());
+    }
+    out
+}
+
+fn family(s: &str) -> Parsed<NftFamily> {
+    Ok(match s {
+        "ip" => NftFamily::Ip,
+        "ip6" => NftFamily::Ip6,
+        "inet" => NftFamily::Inet,
+        "bridge" => NftFamily::Bridge,
+        _ => return Err(format!("family {s:?} is not supported")),
+    })
+}
+
+fn name(s: &str) -> Parsed<&str> {
+    if crate::script::is_identifier(s) {
+        Ok(s)
+    } else {
+        Err(format!("{s:?} is not a name"))
+    }
+}
+
+fn split_name<'a, 'b>(t: &'b [&'a str]) -> Parsed<(&'a str, &'b [&'a str])> {
+    let (first, rest) = t.split_first().ok_or("a name is missing")?;
+    Ok((name(first)?, rest))
+}
+
+fn only_name(t: &[&str]) -> Parsed<String> {
+    match t {
+        [n] => Ok(name(n)?.to_string()),
+        _ => Err("expected just a name".into()),
+    }
+}
+
+/// The tokens between a leading `{` and a final `}`.
+fn braced<'a, 'b>(t: &'b [&'a str]) -> Parsed<&'b [&'a str]> {
+    match t {
+        ["{", inner @ .., "}"] => Ok(inner),
+        _ => Err("expected { ... }".into()),
+    }
+}
+
+/// `type nat hook postrouting priority srcnat ; policy accept ;`
+fn chain_hook(t: &[&str]) -> Parsed<Hook> {
+    let mut kind = None;
+    let mut hook = None;
+    let mut priority = None;
+    let mut policy = 1;
+    let mut i = 0;
+    while i < t.len() {
+        let value = |k: usize| t.get(i + k).copied().ok_or("a value is missing");
+        match t[i] {
+            ";" => {
+                i += 1;
+                continue;
+            }
+            "type" => {
+                kind = Some(value(1)?.to_string());
+                i += 2;
+            }
+            "hook" => {
+                hook = Some(match value(1)? {
+                    "prerouting" => 0,
+                    "input" => 1,
+                    "forward" => 2,
+                    "output" => 3,
+                    "postrouting" => 4,
+                    h => return Err(format!("hook {h:?} is not supported")),
+                });
+                i += 2;
+            }
+            "priority" => {
+                let p = value(1)?;
+                priority = Some(match p {
+                    "raw" => -300,
+                    "mangle" => -150,
+                    "dstnat" => -100,
+                    "filter" => 0,
+                    "security" => 50,
+                    "srcnat" => 100,
+                    n => n
+                        .parse::<i32>()
+                        .map_err(|_| format!("priority {n:?} is not supported"))?,
+                });
+                i += 2;
+            }
+            "policy" => {
+                policy = match value(1)? {
+                    "accept" => 1,
+                    "drop" => 0,
+                    p => return Err(format!("policy {p:?} is not supported")),
+                };
+                i += 2;
+            }
+            w => return Err(format!("{w:?} in a chain's declaration is not supported")),
+        }
+    }
+    Ok(Hook {
+        kind: kind.ok_or("a hooked chain needs a type")?,
+        hook: hook.ok_or("a hooked chain needs a hook")?,
+        priority: priority.ok_or("a hooked chain needs a priority")?,
+        policy,
+    })
+}
+
+/// `type ipv4_addr . inet_proto . inet_service : verdict ; flags dynamic,timeout ; timeout 10s ;`
+fn set_type(t: &[&str]) -> Parsed<SetType> {
+    let mut set = SetType {
+        fields: Vec::new(),
+        verdict_map: false,
+        flags: 0,
+        timeout_ms: None,
+    };
+    let mut i = 0;
+    while i < t.len() {
+        match t[i] {
+            ";" => i += 1,
+            "type" => {
+                i += 1;
+                loop {
+                    let f = t.get(i).ok_or("a type is missing")?;
+                    set.fields.push(match *f {
+                        "ipv4_addr" => Field::Ipv4Addr,
+                        "inet_proto" => Field::InetProto,
+                        "inet_service" => Field::InetService,
+                        other => return Err(format!("type {other:?} is not supported")),
+                    });
+                    i += 1;
+                    if t.get(i) == Some(&".") {
+                        i += 1;
+                    } else {
+                        break;
+                    }
+                }
+                if t.get(i) == Some(&":") {
+                    match t.get(i + 1) {
+                        Some(&"verdict") => set.verdict_map = true,
+                        other => return Err(format!("map data {other:?} is not supported")),
+                    }
+                    i += 2;
+                }
+            }
+            "flags" => {
+                for f in t.get(i + 1).ok_or("flags are missing")?.split(',') {
+                    set.flags |= match f {
+                        "constant" => 0x2,
+                        "interval" => 0x4,
+                        "timeout" => 0x10,
+                        "dynamic" => 0x20,
+                        other => return Err(format!("set flag {other:?} is not supported")),
+                    };
+                }
+                i += 2;
+            }
+            "timeout" => {
+                set.timeout_ms = Some(duration_ms(t.get(i + 1).ok_or("a timeout is missing")?)?);
+                set.flags |= 0x10;
+                i += 2;
+            }
+            w => return Err(format!("{w:?} in a set's declaration is not supported")),
+        }
+    }
+    if set.fields.is_empty() {
+        return Err("a set needs a type".into());
+    }
+    if set.flags & 0x4 != 0 {
+        return Err("interval sets are not supported".into());
+    }
+    Ok(set)
+}
+
+/// `10800s`, `3m`, `1h`, `500ms`.
+fn duration_ms(s: &str) -> Parsed<u64> {
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("timeout {s:?} needs a unit"))?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("bad timeout {s:?}"))?;
+    let factor = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("bad timeout unit in {s:?}")),
+    };
+    Ok(n * factor)
+}
+
+/// `k1 . k2 : goto chain, k3 . k4 : drop` (keys only when deleting or in plain sets).
+fn elements(set: &SetType, t: &[&str], with_data: bool) -> Parsed<Vec<Element>> {
+    let mut out = Vec::new();
+    for item in t.split(|w| *w == ",") {
+        if item.is_empty() {
+            continue;
+        }
+        let (key_toks, data) = match item.iter().position(|w| *w == ":") {
+            Some(p) => (&item[..p], Some(&item[p + 1..])),
+            None => (item, None),
+        };
+        let parts: Vec<&str> = key_toks.iter().copied().filter(|w| *w != ".").collect();
+        if parts.len() != set.fields.len() || key_toks.len() != 2 * parts.len() - 1 {
+            return Err(format!(
+                "element {:?} does not have the set's {} fields",
+                key_toks.join(" "),
+                set.fields.len()
+            ));
+        }
+        let mut key = Vec::new();
+        let concat = set.fields.len() > 1;
+        for (field, text) in set.fields.iter().zip(parts) {
+            let mut bytes = field_value(*field, text)?;
+            if concat {
+                bytes.resize(field.wire_len().div_ceil(4) * 4, 0);
+            }
+            key.extend(bytes);
+        }
+        let verdict = match (data, set.verdict_map, with_data) {
+            (Some(d), true, true) => Some(verdict(d)?),
+            (None, true, true) => return Err("a map element needs a verdict".into()),
+            (Some(_), false, _) => return Err("a set element has no data".into()),
+            (_, _, _) => None,
+        };
+        out.push(Element { key, verdict });
+    }
+    Ok(out)
+}
+
+fn verdict(t: &[&str]) -> Parsed<Verdict> {
+    Ok(match t {
+        ["drop"] => Verdict::Drop,
+        ["accept"] => Verdict::Accept,
+        ["return"] => Verdict::Return,
+        ["jump", c] => Verdict::Jump(name(c)?.to_string()),
+        ["goto", c] => Verdict::Goto(name(c)?.to_string()),
+        _ => return Err(format!("verdict {:?} is not supported", t.join(" "))),
+    })
+}
+
+fn field_value(f: Field, s: &str) -> Parsed<Vec<u8>> {
+    Ok(match f {
+        Field::Ipv4Addr => ipv4(s)?.octets().to_vec(),
+        Field::InetProto => vec![protocol(s)?],
+        Field::InetService => port(s)?.to_be_bytes().to_vec(),
+    })
+}
+
+fn ipv4(s: &str) -> Parsed<Ipv4Addr> {
+    s.parse()
+        .map_err(|_| format!("{s:?} is not an IPv4 address"))
+}
+
+fn protocol(s: &str) -> Parsed<u8> {
+    Ok(match s {
+        "icmp" => 1,
+        "tcp" => 6,
+        "udp" => 17,
+        "sctp" => 132,
+        n => n.parse().map_err(|_| format!("{n:?} is not a protocol"))?,
+    })
+}
+
+fn port(s: &str) -> Parsed<u16> {
+    s.parse().map_err(|_| format!("{s:?} is not a port"))
+}
+
+fn number(s: &str) -> Parsed<u32> {
+    match s.strip_prefix("0x") {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => s.parse(),
+    }
+    .map_err(|_| format!("{s:?} is not a number"))
+}
+
+/// What a selector loads, and so how its values are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Ipv4,
+    Proto,
+    Port,
+    /// A 32-bit integer in host byte order (marks, numgen).
+    U32,
+    AddrType,
+    CtState,
+}
+
+/// A selector: the expression that loads it into a register, and its length.
+struct Selector {
+    load: Expr,
+    kind: Kind,
+    len: usize,
+}
+
+impl Selector {
+    fn into(mut self, reg: u32) -> Expr {
+        match &mut self.load {
+            Expr::Payload { dreg, .. }
+            | Expr::Meta { dreg, .. }
+            | Expr::Fib { dreg, .. }
+            | Expr::Ct { dreg, .. }
+            | Expr::Numgen { dreg, .. } => *dreg = reg,
+            _ => unreachable!("selectors load"),
+        }
+        self.load
+    }
+}
+
+fn payload(base: u32, offset: u32, len: u32) -> Expr {
+    Expr::Payload {
+        dreg: REG_1,
+        base,
+        offset,
+        len,
+    }
+}
+
+/// A rule's words, consumed left to right.
+struct Rule<'a, 'b> {
+    t: &'b [&'a str],
+    i: usize,
+    family: NftFamily,
+    exprs: Vec<Expr>,
+}
+
+fn rule(family: NftFamily, t: &[&str]) -> Parsed<Vec<Expr>> {
+    let mut r = Rule {
+        t,
+        i: 0,
+        family,
+        exprs: Vec::new(),
+    };
+    while r.i < t.len() {
+        r.statement()?;
+    }
+    if r.exprs.is_empty() {
+        return Err("an empty rule".into());
+    }
+    Ok(r.exprs)
+}
+
+impl<'a> Rule<'a, '_> {
+    fn peek(&self, k: usize) -> Option<&'a str> {
+        self.t.get(self.i + k).copied()
+    }
+
+    fn next(&mut self) -> Parsed<&'a str> {
+        let w = self.peek(0).ok_or("the rule ends too early")?;
+        self.i += 1;
+        Ok(w)
+    }
+
+    fn expect(&mut self, w: &str) -> Parsed<()> {
+        match self.next()? {
+            got if got == w => Ok(()),
+            got => Err(format!("expected {w:?}, found {got:?}")),
+        }
+    }
+
+    fn verdict(&mut self, v: Verdict) {
+        self.exprs.push(Expr::Immediate {
+            dreg: REG_VERDICT,
+            data: Data::Verdict(v),
+        });
+    }
+
+    fn statement(&mut self) -> Parsed<()> {
+        match self.peek(0).unwrap_or_default() {
+            "jump" | "goto" => {
+                let kind = self.next()?;
+                let chain = name(self.next()?)?.to_string();
+                self.verdict(if kind == "jump" {
+                    Verdict::Jump(chain)
+                } else {
+                    Verdict::Goto(chain)
+                });
+            }
+            "return" | "drop" | "accept" => {
+                let v = match self.next()? {
+                    "return" => Verdict::Return,
+                    "drop" => Verdict::Drop,
+                    _ => Verdict::Accept,
+                };
+                self.verdict(v);
+            }
+            "counter" => {
+                self.i += 1;
+                self.exprs.push(Expr::Counter);
+            }
+            "reject" => {
+                self.i += 1;
+                if self.peek(0) == Some("with") {
+                    self.i += 1;
+                    self.expect("tcp")?;
+                    self.expect("reset")?;
+                    self.exprs.push(Expr::Reject { kind: 1, code: 0 });
+                } else if self.family == NftFamily::Ip {
+                    // ICMP port unreachable, as nft writes a bare `reject` in an ip table.
+                    self.exprs.push(Expr::Reject { kind: 0, code: 3 });
+                } else {
+                    return Err("a bare reject outside an ip table is not supported".into());
+                }
+            }
+            "masquerade" => {
+                self.i += 1;
+                let mut flags = 0;
+                while let Some(f) = self.peek(0) {
+                    flags |= match f {
+                        "random" => 0x4,
+                        "persistent" => 0x8,
+                        "fully-random" => 0x10,
+                        _ => break,
+                    };
+                    self.i += 1;
+                }
+                self.exprs.push(Expr::Masq { flags });
+            }
+            "dnat" => self.dnat()?,
+            "update" => {
+                self.i += 1;
+                let set = self.set_ref()?;
+                self.expect("{")?;
+                let sel = self.selector()?;
+                self.expect("}")?;
+                self.exprs.push(sel.into(REG_1));
+                self.exprs.push(Expr::Dynset {
+                    set,
+                    op: 1,
+                    sreg_key: REG_1,
+                });
+            }
+            "meta" if self.peek(2) == Some("set") => self.meta_set()?,
+            _ => self.matching()?,
+        }
+        Ok(())
+    }
+
+    fn set_ref(&mut self) -> Parsed<String> {
+        let w = self.next()?;
+        let n = w
+            .strip_prefix('@')
+            .ok_or_else(|| format!("expected @set, found {w:?}"))?;
+        Ok(name(n)?.to_string())
+    }
+
+    /// `dnat to ADDR[:PORT]` in an ip table.
+    fn dnat(&mut self) -> Parsed<()> {
+        self.i += 1;
+        if self.family != NftFamily::Ip {
+            return Err("dnat outside an ip table is not supported".into());
+        }
+        self.expect("to")?;
+        let target = self.next()?;
+        let (addr, port) = match target.split_once(':') {
+            Some((a, p)) => (a, Some(self::port(p)?)),
+            None => (target, None),
+        };
+        self.exprs.push(Expr::Immediate {
+            dreg: REG_1,
+            data: Data::Value(ipv4(addr)?.octets().to_vec()),
+        });
+        if let Some(p) = port {
+            self.exprs.push(Expr::Immediate {
+                dreg: super::ir::REG_2,
+                data: Data::Value(p.to_be_bytes().to_vec()),
+            });
+        }
+        self.exprs.push(Expr::Nat {
+            kind: 1,
+            family: 2,
+            addr: Some(REG_1),
+            proto: port.map(|_| super::ir::REG_2),
+            // NF_NAT_RANGE_PROTO_SPECIFIED, as nft sets it with a port.
+            flags: if port.is_some() { 0x2 } else { 0 },
+        });
+        Ok(())
+    }
+
+    /// `meta mark set meta mark | C` (also `^`, `&`) or `meta mark set C`.
+    fn meta_set(&mut self) -> Parsed<()> {
+        self.expect("meta")?;
+        self.expect("mark")?;
+        self.expect("set")?;
+        if self.peek(0) == Some("meta") {
+            self.expect("meta")?;
+            self.expect("mark")?;
+            self.exprs.push(Expr::Meta {
+                key: 3,
+                dreg: REG_1,
+            });
+            let op = self.next()?;
+            let c = number(self.next()?)?;
+            let (mask, xor) = match op {
+                "|" => (!c, c),
+                "^" => (u32::MAX, c),
+                "&" => (c, 0),
+                _ => return Err(format!("mark operator {op:?} is not supported")),
+            };
+            self.exprs.push(Expr::Bitwise {
+                sreg: REG_1,
+                dreg: REG_1,
+                mask: mask.to_ne_bytes().to_vec(),
+                xor: xor.to_ne_bytes().to_vec(),
+            });
+        } else {
+            let c = number(self.next()?)?;
+            self.exprs.push(Expr::Immediate {
+                dreg: REG_1,
+                data: Data::Value(c.to_ne_bytes().to_vec()),
+            });
+        }
+        self.exprs.push(Expr::MetaSet {
+            key: 3,
+            sreg: REG_1,
+        });
+        Ok(())
+    }
+
+    fn selector(&mut self) -> Parsed<Selector> {
+        let w = self.next()?;
+        let sel = match (w, self.peek(0)) {
+            ("ip", Some(f @ ("saddr" | "daddr"))) => Selector {
+                load: payload(1, if f == "saddr" { 12 } else { 16 }, 4),
+                kind: Kind::Ipv4,
+                len: 4,
+            },
+            ("ip", Some("protocol")) => Selector {
+                load: payload(1, 9, 1),
+                kind: Kind::Proto,
+                len: 1,
+            },
+            ("th", Some(f @ ("sport" | "dport"))) => Selector {
+                load: payload(2, if f == "sport" { 0 } else { 2 }, 2),
+                kind: Kind::Port,
+                len: 2,
+            },
+            ("meta", Some("l4proto")) => Selector {
+                load: Expr::Meta {
+                    key: 16,
+                    dreg: REG_1,
+                },
+                kind: Kind::Proto,
+                len: 1,
+            },
+            ("meta", Some("mark")) => Selector {
+                load: Expr::Meta {
+                    key: 3,
+                    dreg: REG_1,
+                },
+                kind: Kind::U32,
+                len: 4,
+            },
+            ("ct", Some("state")) => Selector {
+                load: Expr::Ct {
+                    key: 0,
+                    dreg: REG_1,
+                },
+                kind: Kind::CtState,
+                len: 4,
+            },
+            ("fib", Some(f @ ("saddr" | "daddr"))) => {
+                self.i += 1;
+                if self.peek(0) != Some("type") {
+                    return Err("only `fib saddr|daddr type` is supported".into());
+                }
+                Selector {
+                    load: Expr::Fib {
+                        dreg: REG_1,
+                        result: 3,
+                        flags: if f == "saddr" { 1 } else { 2 },
+                    },
+                    kind: Kind::AddrType,
+                    len: 4,
+                }
+            }
+            ("numgen", Some("random")) => {
+                self.i += 1;
+                self.expect("mod")?;
+                let modulus = number(self.peek(0).ok_or("a modulus is missing")?)?;
+                Selector {
+                    load: Expr::Numgen {
+                        dreg: REG_1,
+                        modulus,
+                        kind: 1,
+                        offset: 0,
+                    },
+                    kind: Kind::U32,
+                    len: 4,
+                }
+            }
+            (w, next) => {
+                return Err(format!(
+                    "selector {w:?} {:?} is not supported",
+                    next.unwrap_or_default()
+                ));
+            }
+        };
+        self.i += 1;
+        Ok(sel)
+    }
+
+    /// A match: a selector (or a concatenation) then a lookup, a comparison or a masked comparison.
+    fn matching(&mut self) -> Parsed<()> {
+        let mut sels = vec![self.selector()?];
+        while self.peek(0) == Some(".") {
+            self.i += 1;
+            sels.push(self.selector()?);
+        }
+        if sels.len() > 1 || self.peek(0) == Some("vmap") || self.peek(0).is_some_and(is_set) {
+            return self.lookup(sels);
+        }
+        let sel = sels.pop().expect("one selector");
+        let (kind, len) = (sel.kind, sel.len);
+        let load = sel.into(REG_1);
+        let mut op = CmpOp::Eq;
+        match self.peek(0) {
+            Some("!=") => {
+                op = CmpOp::Neq;
+                self.i += 1;
+            }
+            Some("==") => self.i += 1,
+            Some("&") => {
+                self.i += 1;
+                let mask = self.value_u32(kind)?;
+                op = match self.next()? {
+                    "==" => CmpOp::Eq,
+                    "!=" => CmpOp::Neq,
+                    o => return Err(format!("expected == or != after a mask, found {o:?}")),
+                };
+                let value = self.value_u32(kind)?;
+                self.exprs.push(load);
+                self.exprs.push(Expr::Bitwise {
+                    sreg: REG_1,
+                    dreg: REG_1,
+                    mask: mask.to_ne_bytes().to_vec(),
+                    xor: vec![0; 4],
+                });
+                self.exprs.push(Expr::Cmp {
+                    sreg: REG_1,
+                    op,
+                    data: value.to_ne_bytes().to_vec(),
+                });
+                return Ok(());
+            }
+            _ => {}
+        }
+        let w = self.next()?;
+        match kind {
+            Kind::Ipv4 => self.ipv4_match(load, op, w),
+            Kind::CtState => {
+                let mut mask = 0u32;
+                for s in w.split(',') {
+                    mask |= match s {
+                        "invalid" => 1,
+                        "established" => 2,
+                        "related" => 4,
+                        "new" => 8,
+                        "untracked" => 64,
+                        other => return Err(format!("ct state {other:?} is not supported")),
+                    };
+                }
+                // As nft does: the state bits are tested, so `new` is "the new bit is set".
+                self.exprs.push(load);
+                self.exprs.push(Expr::Bitwise {
+                    sreg: REG_1,
+                    dreg: REG_1,
+                    mask: mask.to_ne_bytes().to_vec(),
+                    xor: vec![0; 4],
+                });
+                self.exprs.push(Expr::Cmp {
+                    sreg: REG_1,
+                    op: if op == CmpOp::Eq {
+                        CmpOp::Neq
+                    } else {
+                        CmpOp::Eq
+                    },
+                    data: vec![0; 4],
+                });
+                Ok(())
+            }
+            _ => {
+                let data = scalar(kind, w)?;
+                debug_assert_eq!(data.len(), len);
+                self.exprs.push(load);
+                self.exprs.push(Expr::Cmp {
+                    sreg: REG_1,
+                    op,
+                    data,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    fn value_u32(&mut self, kind: Kind) -> Parsed<u32> {
+        if kind != Kind::U32 {
+            return Err("a mask on anything but a 32-bit integer is not supported".into());
+        }
+        number(self.next()?)
+    }
+
+    /// An address or a prefix; whole-byte prefixes load only their bytes, as nft does.
+    fn ipv4_match(&mut self, load: Expr, op: CmpOp, w: &str) -> Parsed<()> {
+        let (addr, bits) = match w.split_once('/') {
+            Some((a, b)) => (
+                ipv4(a)?,
+                b.parse::<u32>()
+                    .ok()
+                    .filter(|b| (1..=32).contains(b))
+                    .ok_or_else(|| format!("bad prefix in {w:?}"))?,
+            ),
+            None => (ipv4(w)?, 32),
+        };
+        let Expr::Payload {
+            dreg, base, offset, ..
+        } = load
+        else {
+            unreachable!("addresses are payload")
+        };
+        let octets = addr.octets();
+        if bits % 8 == 0 {
+            let n = bits / 8;
+            self.exprs.push(Expr::Payload {
+                dreg,
+                base,
+                offset,
+                len: n,
+            });
+            self.exprs.push(Expr::Cmp {
+                sreg: REG_1,
+                op,
+                data: octets[..n as usize].to_vec(),
+            });
+        } else {
+            let mask = u32::MAX << (32 - bits);
+            let net = u32::from(addr) & mask;
+            self.exprs.push(load);
+            self.exprs.push(Expr::Bitwise {
+                sreg: REG_1,
+                dreg: REG_1,
+                mask: mask.to_be_bytes().to_vec(),
+                xor: vec![0; 4],
+            });
+            self.exprs.push(Expr::Cmp {
+                sreg: REG_1,
+                op,
+                data: net.to_be_bytes().to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    /// `SEL [. SEL]* vmap @map` or `SEL [. SEL]* @set`: each field in the next 4-byte registers.
+    fn lookup(&mut self, sels: Vec<Selector>) -> Parsed<()> {
+        let concat = sels.len() > 1;
+        let mut words = 0;
+        for (n, sel) in sels.into_iter().enumerate() {
+            let len = sel.len;
+            let reg = if n == 0 { REG_1 } else { REG32_00 + words };
+            words += len.div_ceil(4) as u32;
+            if !concat && !matches!(sel.kind, Kind::Ipv4 | Kind::Proto | Kind::Port) {
+                return Err("a lookup of this selector is not supported".into());
+            }
+            self.exprs.push(sel.into(reg));
+        }
+        let dreg = if self.peek(0) == Some("vmap") {
+            self.i += 1;
+            Some(REG_VERDICT)
+        } else {
+            None
+        };
+        let set = self.set_ref()?;
+        self.exprs.push(Expr::Lookup {
+            set,
+            sreg: REG_1,
+            dreg,
+            invert: false,
+        });
+        Ok(())
+    }
+}
+
+fn is_set(w: &str) -> bool {
+    w.starts_with('@')
+}
+
+fn scalar(kind: Kind, w: &str) -> Parsed<Vec<u8>> {
+    Ok(match kind {
+        Kind::Proto => vec![protocol(w)?],
+        Kind::Port => port(w)?.to_be_bytes().to_vec(),
+        Kind::U32 => number(w)?.to_ne_bytes().to_vec(),
+        Kind::AddrType => {
+            let t: u32 = match w {
+                "unicast" => 1,
+                "local" => 2,
+                "broadcast" => 3,
+                "anycast" => 4,
+                "multicast" => 5,
+                other => return Err(format!("address type {other:?} is not supported")),
+            };
+            t.to_ne_bytes().to_vec()
+        }
+        Kind::Ipv4 | Kind::CtState => unreachable!("handled by the caller"),
+    })
+}
+
+#[cfg(test)]
+mod tests;

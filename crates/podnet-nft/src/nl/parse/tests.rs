@@ -1,0 +1,199 @@
+use super::*;
+use crate::nl::encode;
+
+fn compile(script: &str) -> Result<Vec<Command>, ParseError> {
+    Sets::default().compile(script)
+}
+
+fn rule_of(text: &str) -> Vec<Expr> {
+    let cmds = compile(&format!("add rule ip t c {text}\n")).unwrap();
+    match &cmds[0].op {
+        Op::AddRule { exprs, .. } => exprs.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn tokens_split_braces_commas_and_semicolons() {
+    assert_eq!(
+        tokens("add set ip t s { type ipv4_addr ; flags dynamic,timeout ;}"),
+        vec![
+            "add",
+            "set",
+            "ip",
+            "t",
+            "s",
+            "{",
+            "type",
+            "ipv4_addr",
+            ";",
+            "flags",
+            "dynamic,timeout",
+            ";",
+            "}"
+        ]
+    );
+    assert_eq!(tokens("{a, b}"), vec!["{", "a", ",", "b", "}"]);
+}
+
+#[test]
+fn concatenations_fill_consecutive_registers() {
+    let e = rule_of("ip daddr . meta l4proto . th dport vmap @m");
+    assert_eq!(
+        e,
+        vec![
+            payload(1, 16, 4),
+            Expr::Meta { key: 16, dreg: 9 },
+            Expr::Payload {
+                dreg: 10,
+                base: 2,
+                offset: 2,
+                len: 2
+            },
+            Expr::Lookup {
+                set: "m".into(),
+                sreg: 1,
+                dreg: Some(0),
+                invert: false
+            },
+        ]
+    );
+}
+
+#[test]
+fn prefixes_load_whole_bytes_or_mask() {
+    let e = rule_of("ip saddr != 10.244.0.0/16 drop");
+    assert_eq!(e[0], payload(1, 12, 2));
+    assert_eq!(
+        e[1],
+        Expr::Cmp {
+            sreg: 1,
+            op: CmpOp::Neq,
+            data: vec![10, 244]
+        }
+    );
+    let e = rule_of("ip saddr 10.244.0.0/14 accept");
+    assert_eq!(
+        e[1],
+        Expr::Bitwise {
+            sreg: 1,
+            dreg: 1,
+            mask: vec![255, 252, 0, 0],
+            xor: vec![0; 4]
+        }
+    );
+    assert!(compile("add rule ip t c ip saddr 10.0.0.0/33 accept\n").is_err());
+}
+
+#[test]
+fn statements_become_their_expressions() {
+    let e = rule_of("meta l4proto tcp dnat to 10.244.1.5:8080");
+    assert_eq!(
+        e[4],
+        Expr::Nat {
+            kind: 1,
+            family: 2,
+            addr: Some(1),
+            proto: Some(2),
+            flags: 2
+        }
+    );
+    assert_eq!(
+        rule_of("meta mark set meta mark | 0x4000")[1],
+        Expr::Bitwise {
+            sreg: 1,
+            dreg: 1,
+            mask: (!0x4000u32).to_ne_bytes().to_vec(),
+            xor: 0x4000u32.to_ne_bytes().to_vec()
+        }
+    );
+    assert_eq!(
+        rule_of("masquerade fully-random"),
+        vec![Expr::Masq { flags: 0x10 }]
+    );
+    assert_eq!(
+        rule_of("goto x"),
+        vec![Expr::Immediate {
+            dreg: 0,
+            data: Data::Verdict(Verdict::Goto("x".into()))
+        }]
+    );
+}
+
+#[test]
+fn what_is_not_understood_is_refused_with_the_line() {
+    for bad in [
+        "add rule ip t c tcp dport 80 accept",
+        "add rule ip t c ip saddr { 1.2.3.4, 5.6.7.8 } accept",
+        "add rule ip t c",
+        "add set ip t s { type ipv4_addr ; flags interval ; }",
+        "add map ip t m { type ipv4_addr : ipv4_addr ; }",
+        "list table ip t",
+        "add rule inet t c reject",
+        "add element ip t unknown { 1.2.3.4 }",
+    ] {
+        let err = compile(&format!("{bad}\n")).unwrap_err();
+        assert_eq!(err.line, bad, "{err}");
+    }
+}
+
+#[test]
+fn elements_follow_the_declared_types() {
+    let mut sets = Sets::default();
+    let cmds = sets
+        .compile(
+            "add map ip t m { type ipv4_addr . inet_proto . inet_service : verdict ; }\n\
+             add element ip t m { 10.96.0.20 . tcp . 80 : goto svc, 10.96.0.21 . udp . 53 : drop }\n",
+        )
+        .unwrap();
+    let Op::AddSet { set, .. } = &cmds[0].op else {
+        panic!()
+    };
+    assert_eq!((set.key_type(), set.key_len()), (29453, 12));
+    let Op::AddElements { elements, .. } = &cmds[1].op else {
+        panic!()
+    };
+    assert_eq!(
+        elements[0].key,
+        vec![10, 96, 0, 20, 6, 0, 0, 0, 0, 80, 0, 0]
+    );
+    assert_eq!(elements[1].verdict, Some(Verdict::Drop));
+    // The wrong number of fields, a map element without a verdict: refused.
+    assert!(
+        sets.compile("add element ip t m { 10.96.0.1 . tcp }\n")
+            .is_err()
+    );
+    assert!(
+        sets.compile("add element ip t m { 10.96.0.1 . tcp . 1 }\n")
+            .is_err()
+    );
+    // Deleting the table forgets its sets.
+    sets.compile("delete table ip t\n").unwrap();
+    assert!(
+        sets.compile("delete element ip t m { 10.96.0.1 . tcp . 1 }\n")
+            .is_err()
+    );
+}
+
+#[test]
+fn batches_map_sequence_numbers_back_to_commands() {
+    let mut sets = Sets::default();
+    let mut script = String::from("add table ip t\nadd set ip t s { type ipv4_addr ; }\n");
+    let many: Vec<String> = (0..30_000u32)
+        .map(|i| std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string())
+        .collect();
+    script.push_str(&format!(
+        "add element ip t s {{ {} }}\nadd chain ip t c\n",
+        many.join(", ")
+    ));
+    let cmds = sets.compile(&script).unwrap();
+    let b = encode::batch(&cmds, 1);
+    // begin = 1, table = 2, set = 3, elements from 4 on in several messages, then the chain.
+    assert_eq!(b.command_of(2), Some(0));
+    assert_eq!(b.command_of(4), Some(2));
+    let chain_seq = b.seqs[3].0;
+    assert!(chain_seq > 5, "the elements took several messages");
+    assert_eq!(b.command_of(chain_seq - 1), Some(2));
+    assert_eq!(b.command_of(chain_seq), Some(3));
+    assert_eq!(b.next_seq, chain_seq + 2, "the chain, then the batch end");
+}

@@ -1,0 +1,111 @@
+//! Sending a batch to nf_tables in the calling thread's network namespace and collecting what the
+//! kernel rejected. A `GETGEN` request after the batch is the fence: every error about the batch
+//! arrives before its answer.
+
+use super::encode::Batch;
+use crate::error::{Error, Result};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+const NLMSG_ERROR: u16 = 2;
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const MSG_NEWGEN: u16 = 15;
+const MSG_GETGEN: u16 = 16;
+/// How long the kernel may take to answer the fence (a batch is processed while it is sent, so
+/// this is only a bound against a stuck socket).
+const ANSWER_BOUND: Duration = Duration::from_secs(30);
+
+/// Sends `batch`; returns the (sequence number, errno) of each message the kernel refused.
+pub fn send(batch: &Batch, fence_seq: u32) -> Result<Vec<(u32, i32)>> {
+    let mut socket = Socket::new(NETLINK_NETFILTER)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    let fd = socket.as_raw_fd();
+    // A batch is one message to the kernel, so the send buffer must hold all of it (nft does the
+    // same); FORCE because the batch may exceed the system's wmem_max (we have CAP_NET_ADMIN).
+    set_int(fd, libc::SO_SNDBUFFORCE, batch.bytes.len() + 65536)?;
+    set_int(fd, libc::SO_RCVBUFFORCE, 4 << 20)?;
+    let timeout = libc::timeval {
+        tv_sec: ANSWER_BOUND.as_secs() as libc::time_t,
+        tv_usec: 0,
+    };
+    // SAFETY: a valid socket and a timeval of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&timeout as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(Error::Io(std::io::Error::last_os_error()));
+    }
+    let sent = socket.send(&batch.bytes, 0)?;
+    if sent != batch.bytes.len() {
+        return Err(Error::Decode(format!(
+            "sent {sent} of {} bytes of a batch",
+            batch.bytes.len()
+        )));
+    }
+    socket.send(&getgen(fence_seq), 0)?;
+    let mut refused = Vec::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = socket.recv(&mut &mut buf[..], 0)?;
+        let mut at = 0;
+        while at + 16 <= n {
+            let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
+            let kind = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
+            let seq = u32::from_ne_bytes(buf[at + 8..at + 12].try_into().expect("4 bytes"));
+            if len < 16 || at + len > n {
+                return Err(Error::Decode("a truncated nf_tables answer".into()));
+            }
+            if kind == NLMSG_ERROR && len >= 20 {
+                let code = i32::from_ne_bytes(buf[at + 16..at + 20].try_into().expect("4 bytes"));
+                if seq == fence_seq {
+                    return Err(Error::Kernel { errno: -code });
+                }
+                if code != 0 {
+                    refused.push((seq, -code));
+                }
+            } else if kind == (NFNL_SUBSYS_NFTABLES << 8) | MSG_NEWGEN && seq == fence_seq {
+                return Ok(refused);
+            }
+            at += len.div_ceil(4) * 4;
+        }
+    }
+}
+
+fn set_int(fd: i32, opt: libc::c_int, value: usize) -> Result<()> {
+    let v = value.min(i32::MAX as usize) as libc::c_int;
+    // SAFETY: a valid socket and an int option.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Error::Io(std::io::Error::last_os_error()))
+    }
+}
+
+/// `NFT_MSG_GETGEN`: answered with the ruleset's generation.
+fn getgen(seq: u32) -> Vec<u8> {
+    let mut m = Vec::with_capacity(20);
+    m.extend_from_slice(&20u32.to_ne_bytes());
+    m.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | MSG_GETGEN).to_ne_bytes());
+    m.extend_from_slice(&1u16.to_ne_bytes()); // NLM_F_REQUEST
+    m.extend_from_slice(&seq.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    m.extend_from_slice(&[0, 0, 0, 0]);
+    m
+}
