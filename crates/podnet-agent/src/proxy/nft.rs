@@ -43,18 +43,26 @@ impl Base {
         }
     }
 
-    fn cidrs(&self) -> Option<String> {
-        match self.cluster_cidrs.as_slice() {
-            [] => None,
-            [one] => Some(one.to_string()),
-            many => Some(format!(
-                "{{ {} }}",
-                many.iter()
-                    .map(|c| c.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-        }
+    /// `ip saddr != A ip saddr != B ...`: the source is outside every cluster CIDR (`None` when
+    /// there are none). Negations in one rule rather than an anonymous set, which would make each
+    /// rule own a set of its own.
+    fn outside_cluster(&self) -> Option<String> {
+        (!self.cluster_cidrs.is_empty()).then(|| {
+            self.cluster_cidrs
+                .iter()
+                .map(|c| format!("ip saddr != {c}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+    }
+
+    /// One `ip saddr CIDR VERDICT` rule per cluster CIDR: consecutive rules ending in a verdict
+    /// are an "or".
+    fn from_cluster(&self, verdict: &str) -> Vec<String> {
+        self.cluster_cidrs
+            .iter()
+            .map(|c| format!("ip saddr {c} {verdict}"))
+            .collect()
     }
 }
 
@@ -289,11 +297,11 @@ fn render_port(base: &Base, key: &ServiceKey, p: &PortState, r: &mut Rendered) {
     }
     let policy_rules = |endpoints: &[Endpoint], masq_from_outside: bool| {
         let mut rules = Vec::new();
-        if masq_from_outside && let (Some(cip), Some(cidrs)) = (p.cluster_ip, base.cidrs()) {
+        if masq_from_outside
+            && let (Some(cip), Some(outside)) = (p.cluster_ip, base.outside_cluster())
+        {
             // Off-cluster clients reaching a cluster IP through this node: replies must return here.
-            rules.push(format!(
-                "ip daddr {cip} ip saddr != {cidrs} jump mark-for-masquerade"
-            ));
+            rules.push(format!("ip daddr {cip} {outside} jump mark-for-masquerade"));
         }
         if p.affinity.is_some() {
             for ep in endpoints {
@@ -369,9 +377,7 @@ fn render_port(base: &Base, key: &ServiceKey, p: &PortState, r: &mut Rendered) {
         if p.external_local {
             // Pods and the node itself use every endpoint (as if they went out to a load balancer
             // and came back); only traffic from elsewhere keeps its source and stays on this node.
-            if let Some(cidrs) = base.cidrs() {
-                rules.push(format!("ip saddr {cidrs} goto {svc_chain}"));
-            }
+            rules.extend(base.from_cluster(&format!("goto {svc_chain}")));
             rules.push("fib saddr type local jump mark-for-masquerade".into());
             rules.push(format!("fib saddr type local goto {svc_chain}"));
             if has_external {
@@ -565,6 +571,45 @@ mod tests {
             Some("drop".into())
         );
         assert!(!r.elements.keys().any(|(c, _)| *c == Container::ServiceIps));
+    }
+
+    #[test]
+    fn several_cluster_cidrs_render_without_anonymous_sets() {
+        let b = Base::new(
+            "t",
+            vec![
+                "10.244.0.0/16".parse().unwrap(),
+                "10.250.0.0/16".parse().unwrap(),
+            ],
+        );
+        let mut p = port(&[("10.244.1.5", 80)], &[("10.244.1.5", 80)]);
+        p.node_port = Some(30080);
+        p.external_local = true;
+        let r = render_service(&b, &key(), &ServiceState { ports: vec![p] });
+        assert_eq!(
+            r.chains["svc-default/web-tcp-80"][0],
+            "ip daddr 10.96.0.20 ip saddr != 10.244.0.0/16 ip saddr != 10.250.0.0/16 jump mark-for-masquerade"
+        );
+        assert_eq!(
+            r.chains["ext-default/web-tcp-80"][..2],
+            [
+                "ip saddr 10.244.0.0/16 goto svc-default/web-tcp-80".to_string(),
+                "ip saddr 10.250.0.0/16 goto svc-default/web-tcp-80".to_string(),
+            ]
+        );
+        // What the agent sends must compile to nf_tables messages.
+        let mut tx = Transaction::new("ip", "t");
+        for line in base_commands(&b) {
+            tx.raw(&line);
+        }
+        for (name, rules) in &r.chains {
+            tx.add_chain(name);
+            tx.add_rules(name, rules);
+        }
+        tx.add_elements(r.elements.iter());
+        podnet_nft::nl::parse::Sets::default()
+            .compile(tx.text())
+            .expect("compiles");
     }
 
     #[test]
