@@ -114,7 +114,12 @@ mod tests {
             .env("PODNET_PROC_TEST", std::process::id().to_string())
             .spawn()
             .unwrap();
-        let found = with_env(&entry);
+        // Until the child has exec'd, its environment is still a copy of ours.
+        let mut found = Vec::new();
+        wait_until(Duration::from_secs(10), || {
+            found = with_env(&entry);
+            !found.is_empty()
+        });
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(found.len(), 1, "{found:?}");
