@@ -4,8 +4,8 @@
 //! the ruleset kube-proxy's nftables mode writes for the same Services, rebuilt from its proxier's
 //! layout (pkg/proxy/nftables/proxier.go: table `ip kube-proxy`, its fixed chains, `service-ips` /
 //! `service-nodeports` / `no-endpoint-*` verdict maps, `cluster-ips`, one `service-<hash>-ns/name/proto/
-//! port` chain per service port, one `endpoint-<hash>-...__ip/port` chain per endpoint), applied through
-//! the same `nft -f`. Its full sync writes everything (chains added and flushed, maps flushed and
+//! port` chain per service port, one `endpoint-<hash>-...__ip/port` chain per endpoint), applied with
+//! `nft -f` (as kube-proxy's knftables does; podnet sends its transactions as netlink batches). Its full sync writes everything (chains added and flushed, maps flushed and
 //! refilled); its partial sync lists the table's chains and sets (as kube-proxy does every sync) and
 //! rewrites the changed Service's chains. Both run in fresh namespaces this benchmark creates.
 //!
@@ -468,7 +468,7 @@ fn main() -> Result<()> {
     let changes = arg("--changes", 5) as usize;
     let conns = arg("--connections", 2000) as usize;
     println!(
-        "service proxy: podnet-agent vs kube-proxy's nftables ruleset, regenerated (same nft -f, same run)"
+        "service proxy: podnet-agent (netlink batches) vs kube-proxy's nftables ruleset, regenerated (nft -f), same run"
     );
     println!(
         "nft: {}",
