@@ -32,6 +32,16 @@ const PROBE: Duration = Duration::from_millis(800);
 /// whole suite runs on two cores) a handshake can take longer than [`PROBE`].
 const PROBE_AGAIN: Duration = Duration::from_secs(5);
 
+/// A syncer whose transactions must all compile to netlink batches (no fallback to `nft`), so
+/// every shape the policy table is written with is proven to go the fast way.
+fn strict_syncer(base: Base) -> Syncer {
+    Syncer::with_applier(
+        base,
+        NODE,
+        Box::new(podnet_agent::proxy::sync::Netlink::strict()),
+    )
+}
+
 fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
@@ -368,7 +378,7 @@ fn check_matrix(lab: &Arc<Lab>, c: &Cluster) -> Vec<String> {
 
 fn scenario(lab: &Arc<Lab>, policies: Vec<model::Policy>) {
     let c = cluster(policies);
-    let mut s = Syncer::new(Base::new(TABLE), NODE);
+    let mut s = strict_syncer(Base::new(TABLE));
     feed(&mut s, &c);
     lab.sync(&mut s);
     let bad = check_matrix(lab, &c);
@@ -501,7 +511,7 @@ fn the_node_reaches_its_pods_and_replies_pass() {
             json!({"podSelector": {}, "policyTypes": ["Egress", "Ingress"], "ingress": [{}]}),
         ),
     ]);
-    let mut s = Syncer::new(Base::new(TABLE), NODE);
+    let mut s = strict_syncer(Base::new(TABLE));
     feed(&mut s, &c);
     lab.sync(&mut s);
     // Probes from the node (the kubelet's) take the output hook: never filtered.
@@ -547,7 +557,7 @@ fn the_node_reaches_its_pods_and_replies_pass() {
 fn changes_apply_to_new_connections_at_once_and_existing_ones_keep_going() {
     let lab = Arc::new(Lab::new());
     let mut c = cluster(vec![]);
-    let mut s = Syncer::new(Base::new(TABLE), NODE);
+    let mut s = strict_syncer(Base::new(TABLE));
     feed(&mut s, &c);
     lab.sync(&mut s);
     let xa = ip("10.244.1.10");
@@ -586,7 +596,7 @@ fn denied_packets_are_counted_per_policy_and_logged_with_pod_and_policy() {
     ]);
     let mut base = Base::new(TABLE);
     base.log_group = GROUP;
-    let mut s = Syncer::new(base, NODE);
+    let mut s = strict_syncer(base);
     feed(&mut s, &c);
     lab.sync(&mut s);
     let listener = lab
@@ -711,7 +721,7 @@ fn sctp_is_matched_by_protocol_and_port() {
         "sctp-80",
         json!({"podSelector": {}, "ingress": [{"ports": [{"protocol": "SCTP", "port": 80}]}]}),
     )]);
-    let mut s = Syncer::new(Base::new(TABLE), NODE);
+    let mut s = strict_syncer(Base::new(TABLE));
     feed(&mut s, &c);
     lab.sync(&mut s);
     assert!(sctp_arrives(&lab, yb, xa, 80));
@@ -805,7 +815,7 @@ proptest! {
         let a = TestNs::new("inc");
         let b = TestNs::new("full");
         let mut c = cluster(vec![]);
-        let mut s = Syncer::new(Base::new(TABLE), NODE);
+        let mut s = strict_syncer(Base::new(TABLE));
         feed(&mut s, &c);
         a.run(|| s.sync().expect("first sync"));
         for o in &ops {
@@ -843,7 +853,7 @@ proptest! {
             let r = a.run(|| s.sync());
             prop_assert!(r.is_ok(), "after {:?}: {}", o, r.unwrap_err());
         }
-        let mut fresh = Syncer::new(Base::new(TABLE), NODE);
+        let mut fresh = strict_syncer(Base::new(TABLE));
         feed(&mut fresh, &c);
         b.run(|| fresh.sync().expect("rebuild"));
         prop_assert_eq!(canonical(&a), canonical(&b));
@@ -854,7 +864,7 @@ proptest! {
 fn a_refill_repairs_drift_and_keeps_the_counters() {
     let lab = Arc::new(Lab::new());
     let c = cluster(vec![pol("x", "deny-ingress", templates()[0].1.clone())]);
-    let mut s = Syncer::new(Base::new(TABLE), NODE);
+    let mut s = strict_syncer(Base::new(TABLE));
     feed(&mut s, &c);
     lab.sync(&mut s);
     let want = canonical(&lab.node);

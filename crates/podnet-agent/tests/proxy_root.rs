@@ -126,7 +126,10 @@ impl Lab {
     }
 
     fn syncer(&self) -> Syncer {
-        Syncer::new(Base::new(TABLE, vec!["10.244.0.0/16".parse().unwrap()]))
+        Syncer::with_applier(
+            Base::new(TABLE, vec!["10.244.0.0/16".parse().unwrap()]),
+            Box::new(podnet_agent::proxy::sync::Netlink::strict()),
+        )
     }
 
     fn sync(&self, s: &mut Syncer) -> SyncReport {

@@ -6,6 +6,10 @@ fn main() {
         let text = std::fs::read_to_string(&f).expect("read script");
         let t = std::time::Instant::now();
         let r = nl.apply(&text);
-        println!("{f}: {:?} in {:.2} ms", r.err(), t.elapsed().as_secs_f64() * 1e3);
+        println!(
+            "{f}: {:?} in {:.2} ms",
+            r.err(),
+            t.elapsed().as_secs_f64() * 1e3
+        );
     }
 }

@@ -9,7 +9,7 @@
 use super::model::{Key, Labels, PodInfo, Policy};
 use super::nft::{self, Base, Plan, Rebuild, Rendered};
 use super::state::{Owner, State};
-use crate::proxy::sync::{Apply, Nft};
+use crate::proxy::sync::{Apply, Netlink};
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, thiserror::Error)]
@@ -43,9 +43,9 @@ pub struct Syncer {
 }
 
 impl Syncer {
-    /// A syncer for node `node` applying with `nft`; its first sync replaces the table.
+    /// A syncer for node `node` applying over netlink; its first sync replaces the table.
     pub fn new(base: Base, node: impl Into<String>) -> Syncer {
-        Syncer::with_applier(base, node, Box::new(Nft))
+        Syncer::with_applier(base, node, Box::new(Netlink::default()))
     }
 
     pub fn with_applier(base: Base, node: impl Into<String>, applier: Box<dyn Apply>) -> Syncer {

@@ -27,13 +27,42 @@ pub trait Apply: Send {
 }
 
 /// Applies over netlink ([`podnet_nft::Netlink`]): the same transaction `nft -f` would make, without
-/// a process that loads the table's chains before each change.
+/// a process that loads the table's chains before each change. Text the netlink writer does not
+/// compile (a renderer change it has not caught up with) goes through `nft` instead, with one
+/// warning, unless the applier is strict (tests).
 #[derive(Default)]
-pub struct Netlink(podnet_nft::Netlink);
+pub struct Netlink {
+    nl: podnet_nft::Netlink,
+    strict: bool,
+    warned: bool,
+}
+
+impl Netlink {
+    /// Refuses what it cannot compile instead of falling back to `nft`.
+    pub fn strict() -> Netlink {
+        Netlink {
+            strict: true,
+            ..Netlink::default()
+        }
+    }
+}
 
 impl Apply for Netlink {
     fn apply(&mut self, script: &str) -> Result<(), podnet_nft::Error> {
-        self.0.apply(script)
+        match self.nl.apply(script) {
+            Err(podnet_nft::Error::Unsupported(e)) if !self.strict => {
+                if !std::mem::replace(&mut self.warned, true) {
+                    eprintln!(
+                        "podnet: cannot send as netlink batches ({e}); applying with nft instead, \
+                         which is slower (please report this)"
+                    );
+                }
+                Nft.apply(script)?;
+                self.nl.learn(script);
+                Ok(())
+            }
+            r => r,
+        }
     }
 }
 

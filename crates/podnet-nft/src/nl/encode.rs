@@ -23,6 +23,9 @@ const MSG_NEWSET: u16 = 9;
 const MSG_DELSET: u16 = 11;
 const MSG_NEWSETELEM: u16 = 12;
 const MSG_DELSETELEM: u16 = 14;
+const MSG_NEWOBJ: u16 = 18;
+const MSG_DELOBJ: u16 = 20;
+const NFT_OBJECT_COUNTER: u32 = 1;
 
 /// Element bytes per NEWSETELEM message: attribute lengths are 16 bits.
 const ELEMENT_BYTES: usize = 48 * 1024;
@@ -31,6 +34,15 @@ const ELEMENT_BYTES: usize = 48 * 1024;
 struct Msg {
     buf: Vec<u8>,
     open: Vec<usize>,
+    /// An attribute outgrew its 16-bit length (the kernel would misread the message).
+    overflow: bool,
+}
+
+/// A command that does not fit nf_tables' message format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodeError {
+    pub command: String,
+    pub reason: String,
 }
 
 impl Msg {
@@ -45,6 +57,7 @@ impl Msg {
         Msg {
             buf,
             open: Vec::new(),
+            overflow: false,
         }
     }
 
@@ -58,6 +71,7 @@ impl Msg {
 
     fn attr(&mut self, kind: u16, value: &[u8]) -> &mut Msg {
         let len = 4 + value.len();
+        self.overflow |= len > usize::from(u16::MAX);
         self.buf.extend_from_slice(&(len as u16).to_ne_bytes());
         self.buf.extend_from_slice(&kind.to_ne_bytes());
         self.buf.extend_from_slice(value);
@@ -96,8 +110,9 @@ impl Msg {
 
     fn end(&mut self) -> &mut Msg {
         let start = self.open.pop().expect("a nest is open");
-        let len = (self.buf.len() - start) as u16;
-        self.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
+        let len = self.buf.len() - start;
+        self.overflow |= len > usize::from(u16::MAX);
+        self.buf[start..start + 2].copy_from_slice(&(len as u16).to_ne_bytes());
         self
     }
 
@@ -105,6 +120,10 @@ impl Msg {
         assert!(self.open.is_empty(), "every nest is closed");
         let len = self.buf.len() as u32;
         self.buf[0..4].copy_from_slice(&len.to_ne_bytes());
+        if self.overflow {
+            // An empty buffer marks the message as unsendable (see `batch`).
+            self.buf.clear();
+        }
         self.buf
     }
 
@@ -143,22 +162,28 @@ impl Batch {
 }
 
 /// Encodes `cmds` as one batch whose sequence numbers start at `seq`.
-pub fn batch(cmds: &[Command], mut seq: u32) -> Batch {
+pub fn batch(cmds: &[Command], mut seq: u32) -> Result<Batch, EncodeError> {
     let mut bytes = Msg::batch(BATCH_BEGIN, seq);
     seq += 1;
     let mut seqs = Vec::with_capacity(cmds.len());
     for (i, c) in cmds.iter().enumerate() {
         seqs.push((seq, i));
         for m in messages(c, &mut seq) {
+            if m.is_empty() {
+                return Err(EncodeError {
+                    command: c.source.clone(),
+                    reason: "a netlink attribute longer than 64 KiB".into(),
+                });
+            }
             bytes.extend_from_slice(&m);
         }
     }
     bytes.extend_from_slice(&Msg::batch(BATCH_END, seq));
-    Batch {
+    Ok(Batch {
         bytes,
         seqs,
         next_seq: seq + 1,
-    }
+    })
 }
 
 fn messages(c: &Command, seq: &mut u32) -> Vec<Vec<u8>> {
@@ -178,6 +203,32 @@ fn messages(c: &Command, seq: &mut u32) -> Vec<Vec<u8>> {
         Op::DeleteTable => {
             let mut m = Msg::new(MSG_DELTABLE, 0, family, next());
             m.str(1, &c.table);
+            one(m)
+        }
+        Op::FlushTable => {
+            let mut m = Msg::new(MSG_DELRULE, 0, family, next());
+            m.str(1, &c.table);
+            one(m)
+        }
+        Op::FlushSet { name } => {
+            let mut m = Msg::new(MSG_DELSETELEM, 0, family, next());
+            m.str(1, &c.table).str(2, name);
+            one(m)
+        }
+        Op::AddCounter { name } => {
+            let mut m = Msg::new(MSG_NEWOBJ, NLM_F_CREATE, family, next());
+            m.str(1, &c.table)
+                .str(2, name)
+                .be32(3, NFT_OBJECT_COUNTER)
+                .begin(4)
+                .be64(1, 0)
+                .be64(2, 0)
+                .end();
+            one(m)
+        }
+        Op::DeleteCounter { name } => {
+            let mut m = Msg::new(MSG_DELOBJ, 0, family, next());
+            m.str(1, &c.table).str(2, name).be32(3, NFT_OBJECT_COUNTER);
             one(m)
         }
         Op::AddChain { name, hook } => {
@@ -304,6 +355,12 @@ fn new_set(m: &mut Msg, table: &str, name: &str, set: &SetType, id: u32) {
     };
     let mut udata = vec![0u8, 4];
     udata.extend_from_slice(&byteorder.to_ne_bytes());
+    if let Some(c) = &set.comment {
+        // NFTNL_UDATA_SET_COMMENT, NUL-terminated (the parser bounds its length).
+        udata.extend_from_slice(&[7, c.len() as u8 + 1]);
+        udata.extend_from_slice(c.as_bytes());
+        udata.push(0);
+    }
     m.attr(13, &udata);
 }
 
@@ -324,6 +381,9 @@ fn expr(m: &mut Msg, e: &Expr) {
         Expr::Reject { .. } => "reject",
         Expr::Dynset { .. } => "dynset",
         Expr::Counter => "counter",
+        Expr::Limit { .. } => "limit",
+        Expr::Log { .. } => "log",
+        Expr::CounterRef { .. } => "objref",
     };
     m.str(1, name).begin(2); // NFTA_EXPR_NAME, NFTA_EXPR_DATA
     match e {
@@ -428,6 +488,25 @@ fn expr(m: &mut Msg, e: &Expr) {
         }
         Expr::Counter => {
             m.be64(1, 0).be64(2, 0);
+        }
+        Expr::Limit { rate, unit, burst } => {
+            m.be64(1, *rate)
+                .be64(2, *unit)
+                .be32(3, *burst)
+                .be32(4, 0)
+                .be32(5, 0);
+        }
+        Expr::Log {
+            group,
+            prefix,
+            snaplen,
+        } => {
+            m.attr(1, &group.to_be_bytes())
+                .str(2, prefix)
+                .be32(3, *snaplen);
+        }
+        Expr::CounterRef { name } => {
+            m.be32(1, NFT_OBJECT_COUNTER).str(2, name);
         }
     }
     m.end().end();

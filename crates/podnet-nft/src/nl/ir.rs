@@ -45,6 +45,8 @@ impl Verdict {
 pub enum CmpOp {
     Eq = 0,
     Neq = 1,
+    Lte = 3,
+    Gte = 5,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +136,22 @@ pub enum Expr {
         sreg_key: u32,
     },
     Counter,
+    /// `limit rate RATE/UNIT burst BURST packets`: `unit` in seconds.
+    Limit {
+        rate: u64,
+        unit: u64,
+        burst: u32,
+    },
+    /// To NFLOG group `group`.
+    Log {
+        group: u16,
+        prefix: String,
+        snaplen: u32,
+    },
+    /// A reference to a named counter.
+    CounterRef {
+        name: String,
+    },
 }
 
 /// A hooked chain's properties.
@@ -156,6 +174,7 @@ pub struct SetType {
     /// `NFT_SET_*` flags besides `NFT_SET_MAP`.
     pub flags: u32,
     pub timeout_ms: Option<u64>,
+    pub comment: Option<String>,
 }
 
 /// The field types podnet's sets use: nft's datatype number, the length on the wire, byte order.
@@ -212,6 +231,8 @@ pub struct Element {
 pub enum Op {
     AddTable,
     DeleteTable,
+    /// Removes every rule of every chain (sets keep their elements, as with nft).
+    FlushTable,
     AddChain {
         name: String,
         hook: Option<Hook>,
@@ -232,6 +253,16 @@ pub enum Op {
         set: SetType,
     },
     DeleteSet {
+        name: String,
+    },
+    /// Removes every element.
+    FlushSet {
+        name: String,
+    },
+    AddCounter {
+        name: String,
+    },
+    DeleteCounter {
         name: String,
     },
     AddElements {

@@ -26,23 +26,29 @@ impl Netlink {
         Netlink::default()
     }
 
-    /// Applies `script` in one transaction in the calling thread's network namespace. On error
-    /// nothing of it is applied (the kernel aborts the whole batch) and the error quotes the
-    /// command the kernel refused.
+    /// Applies `script` in one transaction in the calling thread's network namespace. After
+    /// [`Error::Unsupported`] or [`Error::Refused`] nothing of it is applied (the kernel aborts the
+    /// whole batch; a refusal quotes the command); after an I/O error the outcome is unknown (a
+    /// full rebuild settles it).
     pub fn apply(&mut self, script: &str) -> Result<()> {
         let mut sets = self.sets.clone();
         let cmds = sets.compile(script).map_err(Error::Unsupported)?;
         if cmds.is_empty() {
             return Ok(());
         }
-        let batch = encode::batch(&cmds, 1);
+        let batch = encode::batch(&cmds, 1).map_err(|e| {
+            Error::Unsupported(parse::ParseError {
+                line: shorten(&e.command),
+                reason: e.reason,
+            })
+        })?;
         let fence = batch.next_seq;
         let refused = socket::send(&batch, fence)?;
         if let Some((seq, errno)) = refused.iter().min_by_key(|(s, _)| *s) {
             let command = batch
                 .command_of(*seq)
-                .map(|i| cmds[i].source.clone())
-                .unwrap_or_else(|| "the batch".into());
+                .map(|i| shorten(&cmds[i].source))
+                .unwrap_or_else(|| "the batch (some errors were lost)".into());
             return Err(Error::Refused {
                 command,
                 errno: *errno,
@@ -51,4 +57,23 @@ impl Netlink {
         self.sets = sets;
         Ok(())
     }
+
+    /// Records the set declarations of a script applied some other way (with `nft`), so later
+    /// elements of those sets can be sent over netlink.
+    pub fn learn(&mut self, script: &str) {
+        self.sets.learn(script);
+    }
+}
+
+/// A command as errors quote it: element lines can hold a thousand elements.
+fn shorten(line: &str) -> String {
+    const MAX: usize = 240;
+    if line.len() <= MAX {
+        return line.to_string();
+    }
+    let mut cut = MAX;
+    while !line.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{} ... ({} bytes)", &line[..cut], line.len())
 }

@@ -50,6 +50,17 @@ impl Sets {
         Ok(out)
     }
 
+    /// Takes in the set declarations and deletions of a script, line by line, skipping what
+    /// does not compile.
+    pub fn learn(&mut self, script: &str) {
+        for line in script.lines() {
+            let toks = tokens(line);
+            if toks.len() >= 4 && matches!(toks[1], "table" | "set" | "map") {
+                let _ = self.command(&toks);
+            }
+        }
+    }
+
     fn command(&mut self, t: &[&str]) -> Parsed<Command> {
         if t.len() < 4 {
             return Err("too short a command".into());
@@ -72,11 +83,21 @@ impl Sets {
                     .retain(|(f, tb, _), _| !(*f == family && *tb == table));
                 cmd(Op::DeleteTable)
             }
+            ("flush", "table") if rest.is_empty() => cmd(Op::FlushTable),
+            ("flush", "set" | "map") => cmd(Op::FlushSet {
+                name: only_name(rest)?,
+            }),
+            ("add", "counter") => cmd(Op::AddCounter {
+                name: only_name(rest)?,
+            }),
+            ("delete", "counter") => cmd(Op::DeleteCounter {
+                name: only_name(rest)?,
+            }),
             ("add", "chain") => {
                 let (n, body) = split_name(rest)?;
                 let hook = match body {
                     [] => None,
-                    b => Some(chain_hook(braced(b)?)?),
+                    b => Some(chain_hook(braced(b)?, family)?),
                 };
                 cmd(Op::AddChain {
                     name: n.to_string(),
@@ -123,7 +144,8 @@ impl Sets {
             }
             ("add", "rule") => {
                 let (chain, body) = split_name(rest)?;
-                let exprs = rule(family, body)?;
+                let sets = |n: &str| self.0.get(&(family, table.clone(), n.to_string())).cloned();
+                let exprs = rule(family, body, &sets)?;
                 cmd(Op::AddRule {
                     chain: chain.to_string(),
                     exprs,
@@ -134,13 +156,29 @@ impl Sets {
     }
 }
 
-/// Words, with braces, commas and semicolons at either end split off as tokens of their own.
+/// Words, with braces, commas and semicolons at either end split off as tokens of their own; a
+/// double-quoted string (which podnet never writes with a quote inside) is one token, quotes kept.
 fn tokens(line: &str) -> Vec<&str> {
     let mut out = Vec::new();
-    for mut w in line.split_whitespace() {
-        while let Some(rest) = w.strip_prefix('{') {
+    let mut rest = line.trim_start();
+    while !rest.is_empty() {
+        if let Some(q) = rest.strip_prefix('"') {
+            let end = q.find('"').map_or(rest.len(), |i| i + 2);
+            out.push(&rest[..end]);
+            rest = rest[end..].trim_start();
+            // A separator glued to the closing quote (`"x";`).
+            while let Some(r) = rest.strip_prefix([';', ',', '}']) {
+                out.push(&rest[..1]);
+                rest = r.trim_start();
+            }
+            continue;
+        }
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let mut w = &rest[..end];
+        rest = rest[end..].trim_start();
+        while let Some(r) = w.strip_prefix('{') {
             out.push("{");
-            w = rest;
+            w = r;
         }
         let mut tail = Vec::new();
         while let Some(last) = w.chars().last().filter(|c| matches!(c, '}' | ',' | ';')) {
@@ -157,6 +195,13 @@ fn tokens(line: &str) -> Vec<&str> {
         out.extend(tail.into_iter().rev());
     }
     out
+}
+
+/// The text of a double-quoted token.
+fn unquote(s: &str) -> Parsed<&str> {
+    s.strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .ok_or_else(|| format!("expected a quoted string, found {s:?}"))
 }
 
 fn family(s: &str) -> Parsed<NftFamily> {
@@ -198,7 +243,7 @@ fn braced<'a, 'b>(t: &'b [&'a str]) -> Parsed<&'b [&'a str]> {
 }
 
 /// `type nat hook postrouting priority srcnat ; policy accept ;`
-fn chain_hook(t: &[&str]) -> Parsed<Hook> {
+fn chain_hook(t: &[&str], family: NftFamily) -> Parsed<Hook> {
     let mut kind = None;
     let mut hook = None;
     let mut priority = None;
@@ -228,7 +273,11 @@ fn chain_hook(t: &[&str]) -> Parsed<Hook> {
             }
             "priority" => {
                 let p = value(1)?;
-                priority = Some(match p {
+                if family == NftFamily::Bridge && p.parse::<i32>().is_err() {
+                    // The bridge family names its priorities differently.
+                    return Err(format!("priority {p:?} in a bridge table is not supported"));
+                }
+                let mut prio = match p {
                     "raw" => -300,
                     "mangle" => -150,
                     "dstnat" => -100,
@@ -238,8 +287,19 @@ fn chain_hook(t: &[&str]) -> Parsed<Hook> {
                     n => n
                         .parse::<i32>()
                         .map_err(|_| format!("priority {n:?} is not supported"))?,
-                });
+                };
                 i += 2;
+                // `filter - 10`, `filter + 5`
+                if let Some(sign @ ("+" | "-")) = t.get(i).copied() {
+                    let n: i32 = t
+                        .get(i + 1)
+                        .ok_or("a priority offset is missing")?
+                        .parse()
+                        .map_err(|_| "a priority offset must be a number".to_string())?;
+                    prio += if sign == "+" { n } else { -n };
+                    i += 2;
+                }
+                priority = Some(prio);
             }
             "policy" => {
                 policy = match value(1)? {
@@ -267,6 +327,7 @@ fn set_type(t: &[&str]) -> Parsed<SetType> {
         verdict_map: false,
         flags: 0,
         timeout_ms: None,
+        comment: None,
     };
     let mut i = 0;
     while i < t.len() {
@@ -307,6 +368,14 @@ fn set_type(t: &[&str]) -> Parsed<SetType> {
                         other => return Err(format!("set flag {other:?} is not supported")),
                     };
                 }
+                i += 2;
+            }
+            "comment" => {
+                let c = unquote(t.get(i + 1).ok_or("a comment is missing")?)?;
+                if c.len() > 200 {
+                    return Err("a set comment longer than 200 bytes".into());
+                }
+                set.comment = Some(c.to_string());
                 i += 2;
             }
             "timeout" => {
@@ -439,6 +508,10 @@ enum Kind {
     U32,
     AddrType,
     CtState,
+    /// `ipv4`, `ipv6`.
+    NfProto,
+    /// An interface kind (`"bridge"`), 16 bytes.
+    IfKind,
 }
 
 /// A selector: the expression that loads it into a register, and its length.
@@ -476,15 +549,28 @@ struct Rule<'a, 'b> {
     t: &'b [&'a str],
     i: usize,
     family: NftFamily,
+    /// The declared type of a set of the rule's table, by name.
+    sets: &'b dyn Fn(&str) -> Option<SetType>,
     exprs: Vec<Expr>,
+    /// The rule already checks the packet is IPv4 (an inet table's `ip` matches need it once).
+    ipv4_known: bool,
+    /// The transport protocol the rule already checks for.
+    l4proto: Option<u8>,
 }
 
-fn rule(family: NftFamily, t: &[&str]) -> Parsed<Vec<Expr>> {
+fn rule(
+    family: NftFamily,
+    t: &[&str],
+    sets: &dyn Fn(&str) -> Option<SetType>,
+) -> Parsed<Vec<Expr>> {
     let mut r = Rule {
         t,
         i: 0,
         family,
+        sets,
         exprs: Vec::new(),
+        ipv4_known: family == NftFamily::Ip,
+        l4proto: None,
     };
     while r.i < t.len() {
         r.statement()?;
@@ -539,16 +625,28 @@ impl<'a> Rule<'a, '_> {
                 };
                 self.verdict(v);
             }
+            "counter" if self.peek(1) == Some("name") => {
+                self.i += 2;
+                let name = unquote(self.next()?)?.to_string();
+                crate::script::identifier(&name).map_err(|e| e.to_string())?;
+                self.exprs.push(Expr::CounterRef { name });
+            }
             "counter" => {
                 self.i += 1;
                 self.exprs.push(Expr::Counter);
             }
+            "limit" => self.limit()?,
+            "log" => self.log()?,
             "reject" => {
                 self.i += 1;
                 if self.peek(0) == Some("with") {
                     self.i += 1;
                     self.expect("tcp")?;
                     self.expect("reset")?;
+                    // nft adds `meta l4proto tcp` itself when the rule lacks it; podnet writes it.
+                    if self.l4proto != Some(6) {
+                        return Err("`reject with tcp reset` needs `meta l4proto tcp` first".into());
+                    }
                     self.exprs.push(Expr::Reject { kind: 1, code: 0 });
                 } else if self.family == NftFamily::Ip {
                     // ICMP port unreachable, as nft writes a bare `reject` in an ip table.
@@ -560,13 +658,17 @@ impl<'a> Rule<'a, '_> {
             "masquerade" => {
                 self.i += 1;
                 let mut flags = 0;
-                while let Some(f) = self.peek(0) {
-                    flags |= match f {
-                        "random" => 0x4,
-                        "persistent" => 0x8,
-                        "fully-random" => 0x10,
-                        _ => break,
-                    };
+                let nat_flag = |f: &str| match f {
+                    "random" => Some(0x4),
+                    "persistent" => Some(0x8),
+                    "fully-random" => Some(0x10),
+                    _ => None,
+                };
+                // nft's syntax: one word, flags separated by commas (`random,persistent`).
+                if let Some(w) = self.peek(0)
+                    && w.split(',').all(|f| nat_flag(f).is_some())
+                {
+                    flags = w.split(',').filter_map(nat_flag).sum();
                     self.i += 1;
                 }
                 self.exprs.push(Expr::Masq { flags });
@@ -578,6 +680,7 @@ impl<'a> Rule<'a, '_> {
                 self.expect("{")?;
                 let sel = self.selector()?;
                 self.expect("}")?;
+                self.check_set(&set, &[sel.kind], false)?;
                 self.exprs.push(sel.into(REG_1));
                 self.exprs.push(Expr::Dynset {
                     set,
@@ -589,6 +692,80 @@ impl<'a> Rule<'a, '_> {
             _ => self.matching()?,
         }
         Ok(())
+    }
+
+    /// `limit rate N/UNIT burst M packets`.
+    fn limit(&mut self) -> Parsed<()> {
+        self.expect("limit")?;
+        self.expect("rate")?;
+        let r = self.next()?;
+        let (n, unit) = r
+            .split_once('/')
+            .ok_or_else(|| format!("rate {r:?} needs a unit"))?;
+        let rate: u64 = n.parse().map_err(|_| format!("bad rate {r:?}"))?;
+        let unit = match unit {
+            "second" => 1,
+            "minute" => 60,
+            "hour" => 3600,
+            "day" => 86400,
+            u => return Err(format!("rate unit {u:?} is not supported")),
+        };
+        let mut burst = 5;
+        if self.peek(0) == Some("burst") {
+            self.i += 1;
+            burst = number(self.next()?)?;
+            self.expect("packets")?;
+        }
+        self.exprs.push(Expr::Limit { rate, unit, burst });
+        Ok(())
+    }
+
+    /// `log prefix "..." group G snaplen S` (NFLOG).
+    fn log(&mut self) -> Parsed<()> {
+        self.expect("log")?;
+        let (mut prefix, mut group, mut snaplen) = (None, None, 0);
+        loop {
+            match self.peek(0) {
+                Some("prefix") => {
+                    self.i += 1;
+                    prefix = Some(unquote(self.next()?)?.to_string());
+                }
+                Some("group") => {
+                    self.i += 1;
+                    group = Some(
+                        u16::try_from(number(self.next()?)?)
+                            .map_err(|_| "a log group is 16 bits".to_string())?,
+                    );
+                }
+                Some("snaplen") => {
+                    self.i += 1;
+                    snaplen = number(self.next()?)?;
+                }
+                _ => break,
+            }
+        }
+        self.exprs.push(Expr::Log {
+            group: group.ok_or("only logging to an NFLOG group is supported")?,
+            prefix: prefix.unwrap_or_default(),
+            snaplen,
+        });
+        Ok(())
+    }
+
+    /// `meta nfproto ipv4` before an inet table's first `ip` match, as nft adds it.
+    fn need_ipv4(&mut self) {
+        if !self.ipv4_known {
+            self.exprs.push(Expr::Meta {
+                key: 15,
+                dreg: REG_1,
+            });
+            self.exprs.push(Expr::Cmp {
+                sreg: REG_1,
+                op: CmpOp::Eq,
+                data: vec![2],
+            });
+            self.ipv4_known = true;
+        }
     }
 
     fn set_ref(&mut self) -> Parsed<String> {
@@ -611,6 +788,9 @@ impl<'a> Rule<'a, '_> {
             Some((a, p)) => (a, Some(self::port(p)?)),
             None => (target, None),
         };
+        if port.is_some() && self.l4proto.is_none() {
+            return Err("dnat to a port needs a transport protocol match first".into());
+        }
         self.exprs.push(Expr::Immediate {
             dreg: REG_1,
             data: Data::Value(ipv4(addr)?.octets().to_vec()),
@@ -674,6 +854,9 @@ impl<'a> Rule<'a, '_> {
 
     fn selector(&mut self) -> Parsed<Selector> {
         let w = self.next()?;
+        if w == "ip" {
+            self.need_ipv4();
+        }
         let sel = match (w, self.peek(0)) {
             ("ip", Some(f @ ("saddr" | "daddr"))) => Selector {
                 load: payload(1, if f == "saddr" { 12 } else { 16 }, 4),
@@ -684,6 +867,43 @@ impl<'a> Rule<'a, '_> {
                 load: payload(1, 9, 1),
                 kind: Kind::Proto,
                 len: 1,
+            },
+            (proto @ ("tcp" | "udp" | "sctp"), Some(f @ ("sport" | "dport"))) => {
+                // As nft: the protocol is checked first, unless the rule already did.
+                let number = self::protocol(proto)?;
+                if self.l4proto != Some(number) {
+                    self.exprs.push(Expr::Meta {
+                        key: 16,
+                        dreg: REG_1,
+                    });
+                    self.exprs.push(Expr::Cmp {
+                        sreg: REG_1,
+                        op: CmpOp::Eq,
+                        data: vec![number],
+                    });
+                    self.l4proto = Some(number);
+                }
+                Selector {
+                    load: payload(2, if f == "sport" { 0 } else { 2 }, 2),
+                    kind: Kind::Port,
+                    len: 2,
+                }
+            }
+            ("meta", Some("nfproto")) => Selector {
+                load: Expr::Meta {
+                    key: 15,
+                    dreg: REG_1,
+                },
+                kind: Kind::NfProto,
+                len: 1,
+            },
+            ("meta", Some(k @ ("iifkind" | "oifkind"))) => Selector {
+                load: Expr::Meta {
+                    key: if k == "iifkind" { 26 } else { 27 },
+                    dreg: REG_1,
+                },
+                kind: Kind::IfKind,
+                len: 16,
             },
             ("th", Some(f @ ("sport" | "dport"))) => Selector {
                 load: payload(2, if f == "sport" { 0 } else { 2 }, 2),
@@ -804,6 +1024,9 @@ impl<'a> Rule<'a, '_> {
         match kind {
             Kind::Ipv4 => self.ipv4_match(load, op, w),
             Kind::CtState => {
+                if op != CmpOp::Eq {
+                    return Err("a negated ct state is not supported".into());
+                }
                 let mut mask = 0u32;
                 for s in w.split(',') {
                     mask |= match s {
@@ -834,9 +1057,31 @@ impl<'a> Rule<'a, '_> {
                 });
                 Ok(())
             }
+            Kind::Port if w.contains('-') => {
+                let (from, to) = w.split_once('-').expect("a dash");
+                if op != CmpOp::Eq {
+                    return Err("a negated port range is not supported".into());
+                }
+                self.exprs.push(load);
+                for (op, p) in [(CmpOp::Gte, from), (CmpOp::Lte, to)] {
+                    self.exprs.push(Expr::Cmp {
+                        sreg: REG_1,
+                        op,
+                        data: port(p)?.to_be_bytes().to_vec(),
+                    });
+                }
+                Ok(())
+            }
             _ => {
                 let data = scalar(kind, w)?;
                 debug_assert_eq!(data.len(), len);
+                if op == CmpOp::Eq {
+                    match (kind, &load) {
+                        (Kind::Proto, Expr::Meta { .. }) => self.l4proto = Some(data[0]),
+                        (Kind::NfProto, _) if data[0] == 2 => self.ipv4_known = true,
+                        _ => {}
+                    }
+                }
                 self.exprs.push(load);
                 self.exprs.push(Expr::Cmp {
                     sreg: REG_1,
@@ -862,7 +1107,7 @@ impl<'a> Rule<'a, '_> {
                 ipv4(a)?,
                 b.parse::<u32>()
                     .ok()
-                    .filter(|b| (1..=32).contains(b))
+                    .filter(|b| *b <= 32)
                     .ok_or_else(|| format!("bad prefix in {w:?}"))?,
             ),
             None => (ipv4(w)?, 32),
@@ -874,7 +1119,8 @@ impl<'a> Rule<'a, '_> {
             unreachable!("addresses are payload")
         };
         let octets = addr.octets();
-        if bits % 8 == 0 {
+        // As nft: whole-byte prefixes load only their bytes; others (and /0) are masked.
+        if bits % 8 == 0 && bits > 0 {
             let n = bits / 8;
             self.exprs.push(Expr::Payload {
                 dreg,
@@ -888,7 +1134,7 @@ impl<'a> Rule<'a, '_> {
                 data: octets[..n as usize].to_vec(),
             });
         } else {
-            let mask = u32::MAX << (32 - bits);
+            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
             let net = u32::from(addr) & mask;
             self.exprs.push(load);
             self.exprs.push(Expr::Bitwise {
@@ -909,6 +1155,7 @@ impl<'a> Rule<'a, '_> {
     /// `SEL [. SEL]* vmap @map` or `SEL [. SEL]* @set`: each field in the next 4-byte registers.
     fn lookup(&mut self, sels: Vec<Selector>) -> Parsed<()> {
         let concat = sels.len() > 1;
+        let kinds: Vec<Kind> = sels.iter().map(|s| s.kind).collect();
         let mut words = 0;
         for (n, sel) in sels.into_iter().enumerate() {
             let len = sel.len;
@@ -926,12 +1173,42 @@ impl<'a> Rule<'a, '_> {
             None
         };
         let set = self.set_ref()?;
+        self.check_set(&set, &kinds, dreg.is_some())?;
         self.exprs.push(Expr::Lookup {
             set,
             sreg: REG_1,
             dreg,
             invert: false,
         });
+        Ok(())
+    }
+
+    /// A lookup or update must name a declared set whose fields are what the rule loads, in that
+    /// order (nft refuses a datatype mismatch; the kernel would compare the wrong bytes).
+    fn check_set(&self, set: &str, kinds: &[Kind], verdict_map: bool) -> Parsed<()> {
+        let declared = (self.sets)(set).ok_or_else(|| format!("set {set} was not declared"))?;
+        let field = |k: &Kind| match k {
+            Kind::Ipv4 => Some(Field::Ipv4Addr),
+            Kind::Proto => Some(Field::InetProto),
+            Kind::Port => Some(Field::InetService),
+            _ => None,
+        };
+        let fields: Option<Vec<Field>> = kinds.iter().map(field).collect();
+        if fields.as_deref() != Some(declared.fields.as_slice()) {
+            return Err(format!(
+                "the rule's key does not match the type of set {set}"
+            ));
+        }
+        if declared.verdict_map != verdict_map {
+            return Err(format!(
+                "{set} is {}",
+                if declared.verdict_map {
+                    "a verdict map (use vmap)"
+                } else {
+                    "not a verdict map"
+                }
+            ));
+        }
         Ok(())
     }
 }
@@ -955,6 +1232,20 @@ fn scalar(kind: Kind, w: &str) -> Parsed<Vec<u8>> {
                 other => return Err(format!("address type {other:?} is not supported")),
             };
             t.to_ne_bytes().to_vec()
+        }
+        Kind::NfProto => vec![match w {
+            "ipv4" => 2,
+            "ipv6" => 10,
+            other => return Err(format!("nfproto {other:?} is not supported")),
+        }],
+        Kind::IfKind => {
+            let k = unquote(w)?;
+            if k.len() >= 16 {
+                return Err(format!("interface kind {k:?} is too long"));
+            }
+            let mut v = k.as_bytes().to_vec();
+            v.resize(16, 0);
+            v
         }
         Kind::Ipv4 | Kind::CtState => unreachable!("handled by the caller"),
     })

@@ -23,9 +23,28 @@ pub fn send(batch: &Batch, fence_seq: u32) -> Result<Vec<(u32, i32)>> {
     socket.connect(&SocketAddr::new(0, 0))?;
     let fd = socket.as_raw_fd();
     // A batch is one message to the kernel, so the send buffer must hold all of it (nft does the
-    // same); FORCE because the batch may exceed the system's wmem_max (we have CAP_NET_ADMIN).
-    set_int(fd, libc::SO_SNDBUFFORCE, batch.bytes.len() + 65536)?;
-    set_int(fd, libc::SO_RCVBUFFORCE, 4 << 20)?;
+    // same). FORCE passes the system's wmem_max but needs CAP_NET_ADMIN in the initial user
+    // namespace; elsewhere (a lab in a user namespace) the plain option is the best there is, and
+    // a batch too big for it fails to send with EMSGSIZE.
+    let send_buf = batch.bytes.len() + 65536;
+    if set_int(fd, libc::SO_SNDBUFFORCE, send_buf).is_err() {
+        let _ = set_int(fd, libc::SO_SNDBUF, send_buf);
+    }
+    if set_int(fd, libc::SO_RCVBUFFORCE, 4 << 20).is_err() {
+        let _ = set_int(fd, libc::SO_RCVBUF, 4 << 20);
+    }
+    // Errors without a copy of the refused message: tens of thousands of them still fit.
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket and an int option (NETLINK_CAP_ACK, Linux 4.3).
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_NETLINK,
+            libc::NETLINK_CAP_ACK,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
     let timeout = libc::timeval {
         tv_sec: ANSWER_BOUND.as_secs() as libc::time_t,
         tv_usec: 0,
@@ -54,7 +73,16 @@ pub fn send(batch: &Batch, fence_seq: u32) -> Result<Vec<(u32, i32)>> {
     let mut refused = Vec::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
-        let n = socket.recv(&mut &mut buf[..], 0)?;
+        let n = match socket.recv(&mut &mut buf[..], 0) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            // The kernel dropped answers: some errors are lost, the batch was refused.
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                refused.push((u32::MAX, libc::ENOBUFS));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut at = 0;
         while at + 16 <= n {
             let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;

@@ -1,13 +1,18 @@
 use super::*;
 use crate::nl::encode;
 
+const DECLS: &str = "add map ip t m { type ipv4_addr . inet_proto . inet_service : verdict ; }\n\
+                     add set ip t s { type ipv4_addr ; }\n";
+
 fn compile(script: &str) -> Result<Vec<Command>, ParseError> {
     Sets::default().compile(script)
 }
 
+/// Declares `m` (a verdict map of address . protocol . port) and `s` (addresses), then compiles the
+/// rule.
 fn rule_of(text: &str) -> Vec<Expr> {
-    let cmds = compile(&format!("add rule ip t c {text}\n")).unwrap();
-    match &cmds[0].op {
+    let cmds = compile(&format!("{DECLS}add rule ip t c {text}\n")).unwrap();
+    match &cmds[2].op {
         Op::AddRule { exprs, .. } => exprs.clone(),
         other => panic!("{other:?}"),
     }
@@ -83,6 +88,17 @@ fn prefixes_load_whole_bytes_or_mask() {
         }
     );
     assert!(compile("add rule ip t c ip saddr 10.0.0.0/33 accept\n").is_err());
+    // Everything: masked with zero, as nft writes it.
+    let e = rule_of("ip saddr 0.0.0.0/0 accept");
+    assert_eq!(
+        e[1],
+        Expr::Bitwise {
+            sreg: 1,
+            dreg: 1,
+            mask: vec![0; 4],
+            xor: vec![0; 4]
+        }
+    );
 }
 
 #[test]
@@ -123,7 +139,12 @@ fn statements_become_their_expressions() {
 #[test]
 fn what_is_not_understood_is_refused_with_the_line() {
     for bad in [
-        "add rule ip t c tcp dport 80 accept",
+        "add rule ip t c ether type ip accept",
+        "add rule ip t c reject with tcp reset",
+        "add rule ip t c dnat to 10.0.0.1:80",
+        "add rule ip t c ct state != new accept",
+        "add rule ip t c th dport @m accept",
+        "add rule ip t c ip saddr vmap @s",
         "add rule ip t c ip saddr { 1.2.3.4, 5.6.7.8 } accept",
         "add rule ip t c",
         "add set ip t s { type ipv4_addr ; flags interval ; }",
@@ -132,7 +153,7 @@ fn what_is_not_understood_is_refused_with_the_line() {
         "add rule inet t c reject",
         "add element ip t unknown { 1.2.3.4 }",
     ] {
-        let err = compile(&format!("{bad}\n")).unwrap_err();
+        let err = compile(&format!("{DECLS}{bad}\n")).unwrap_err();
         assert_eq!(err.line, bad, "{err}");
     }
 }
@@ -187,7 +208,7 @@ fn batches_map_sequence_numbers_back_to_commands() {
         many.join(", ")
     ));
     let cmds = sets.compile(&script).unwrap();
-    let b = encode::batch(&cmds, 1);
+    let b = encode::batch(&cmds, 1).unwrap();
     // begin = 1, table = 2, set = 3, elements from 4 on in several messages, then the chain.
     assert_eq!(b.command_of(2), Some(0));
     assert_eq!(b.command_of(4), Some(2));
@@ -196,4 +217,12 @@ fn batches_map_sequence_numbers_back_to_commands() {
     assert_eq!(b.command_of(chain_seq - 1), Some(2));
     assert_eq!(b.command_of(chain_seq), Some(3));
     assert_eq!(b.next_seq, chain_seq + 2, "the chain, then the batch end");
+}
+
+#[test]
+fn a_rule_too_long_for_one_attribute_is_refused_before_sending() {
+    let long: Vec<String> = (0..4000).map(|_| "counter".to_string()).collect();
+    let cmds = compile(&format!("add rule ip t c {} accept\n", long.join(" "))).unwrap();
+    let err = encode::batch(&cmds, 1).err().expect("refused");
+    assert!(err.reason.contains("64 KiB"), "{err:?}");
 }
