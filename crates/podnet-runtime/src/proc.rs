@@ -70,8 +70,11 @@ pub fn cmdline(pid: u32) -> Option<String> {
     )
 }
 
-/// The processes (PID and start time) whose environment holds exactly `entry` (`NAME=value`).
-pub fn with_env(entry: &str) -> Vec<(u32, u64)> {
+/// The processes named `comm` (PID and start time) whose environment holds exactly `entry`
+/// (`NAME=value`). The name is read first (`/proc/PID/comm` takes no lock on the process's
+/// memory, which `environ` does: a process stuck holding it would block the scan), and the start
+/// time before and after the environment, so a PID reused meanwhile is not taken for the first.
+pub fn with_env(comm: &str, entry: &str) -> Vec<(u32, u64)> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -80,12 +83,18 @@ pub fn with_env(entry: &str) -> Vec<(u32, u64)> {
         let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
             continue;
         };
+        let named = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|c| c.trim_end_matches('\n') == comm);
+        if !named {
+            continue;
+        }
+        let Some(start) = start_time(pid) else {
+            continue;
+        };
         let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
             continue;
         };
-        if env.split(|b| *b == 0).any(|v| v == entry.as_bytes())
-            && let Some(start) = start_time(pid)
-        {
+        if env.split(|b| *b == 0).any(|v| v == entry.as_bytes()) && start_time(pid) == Some(start) {
             found.push((pid, start));
         }
     }
@@ -117,14 +126,19 @@ mod tests {
         // Until the child has exec'd, its environment is still a copy of ours.
         let mut found = Vec::new();
         wait_until(Duration::from_secs(10), || {
-            found = with_env(&entry);
+            found = with_env("sleep", &entry);
             !found.is_empty()
         });
+        // A prefix of the value is not the entry, nor is a process of another name the one.
+        let prefix = with_env("sleep", &entry[..entry.len() - 1]);
+        let other = with_env("podnet-pause", &entry);
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].0, child.id());
-        // A prefix of the value is not the entry.
-        assert!(with_env(&entry[..entry.len() - 1]).is_empty());
+        assert!(
+            prefix.is_empty() && other.is_empty(),
+            "{prefix:?} {other:?}"
+        );
     }
 }

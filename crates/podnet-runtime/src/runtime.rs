@@ -209,6 +209,9 @@ impl Runtime {
         for c in self.containers_of(id)? {
             errs.push(self.stop_container(&c, grace));
         }
+        if rec.pause_pid == 0 {
+            errs.push(kill_untracked_pause(id));
+        }
         if Self::pause_alive(&rec) {
             proc::signal(rec.pause_pid, Some(rec.pause_start), Signal::SIGTERM);
             let gone = proc::wait_until(grace.min(Duration::from_secs(2)), || {
@@ -257,6 +260,8 @@ impl Runtime {
                     )));
                 }
             }
+            // 0: the agent was killed between starting the pause and recording its PID, or the
+            // sandbox is still being made (a removal racing its creation wins: the new pause goes).
             if rec.pause_pid == 0 {
                 errs.push(kill_untracked_pause(id));
             }
@@ -264,6 +269,9 @@ impl Runtime {
             if self.sandboxes_of_pod(&rec.pod.uid, id).is_empty() {
                 errs.push(cgroups::remove(&pod_cgroup));
             }
+        } else {
+            // No readable record: a pause may still carry this sandbox's tag.
+            errs.push(kill_untracked_pause(id));
         }
         errs.push(sandbox::unmount_remove(&self.cfg.netns_path(id), false));
         let dir = self.cfg.sandbox_dir(id);
@@ -747,12 +755,12 @@ impl Runtime {
 /// before recording its PID.
 fn kill_untracked_pause(id: &str) -> Result<()> {
     let tag = format!("{}={id}", sandbox::SANDBOX_ENV);
-    for (pid, start) in proc::with_env(&tag) {
-        if proc::cmdline(pid).is_none_or(|c| c != "podnet-pause") {
-            continue;
-        }
+    for (pid, start) in proc::with_env("podnet-pause", &tag) {
         proc::signal(pid, Some(start), Signal::SIGKILL);
-        if !proc::wait_until(KILL_BOUND, || !proc::alive(pid, Some(start))) {
+        if !proc::wait_until(KILL_BOUND, || {
+            proc::reap_if_child(pid);
+            !proc::alive(pid, Some(start))
+        }) {
             return Err(Error::Timeout(format!(
                 "kill unrecorded pause process {pid} of sandbox {id}"
             )));

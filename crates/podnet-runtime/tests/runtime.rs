@@ -810,29 +810,48 @@ fn attach_socket_feeds_stdin_sets_the_terminal_size_and_reports_the_exit() {
 }
 
 /// An agent killed after starting a pause process but before recording its PID leaves a record
-/// whose `pause_pid` is 0: removing that sandbox still finds the pause by its tag and stops it.
+/// whose `pause_pid` is 0: stopping that sandbox, or removing it, still finds the pause by its tag.
 #[test]
 fn a_pause_whose_pid_was_never_recorded_is_found_and_stopped() {
     let node = Node::new("rt-unrec");
-    let sb = node.sandbox("orphan", false);
-    assert!(proc::alive(sb.pause_pid, None));
-    let record = node
-        .rt
-        .config()
-        .state_dir
-        .join("sandboxes")
-        .join(&sb.id)
-        .join("sandbox.json");
-    let mut json: serde_json::Value =
-        serde_json::from_slice(&fs::read(&record).expect("sandbox record")).unwrap();
-    json["pause_pid"] = 0.into();
-    json["pause_start"] = 0.into();
-    fs::write(&record, serde_json::to_vec(&json).unwrap()).unwrap();
-    node.rt.remove_sandbox(&sb.id).unwrap();
+    let forget = |sb: &SandboxRecord| {
+        let record = node
+            .rt
+            .config()
+            .state_dir
+            .join("sandboxes")
+            .join(&sb.id)
+            .join("sandbox.json");
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&fs::read(&record).expect("sandbox record")).unwrap();
+        json["pause_pid"] = 0.into();
+        json["pause_start"] = 0.into();
+        fs::write(&record, serde_json::to_vec(&json).unwrap()).unwrap();
+    };
+    let stopped = node.sandbox("orphan-stop", false);
+    let removed = node.sandbox("orphan-remove", false);
+    for sb in [&stopped, &removed] {
+        assert!(proc::alive(sb.pause_pid, Some(sb.pause_start)));
+        forget(sb);
+    }
+    node.rt
+        .stop_sandbox(&stopped.id, Duration::from_secs(1))
+        .unwrap();
     assert!(
-        !proc::alive(sb.pause_pid, Some(sb.pause_start)),
-        "the unrecorded pause {} still runs",
-        sb.pause_pid
+        !proc::alive(stopped.pause_pid, Some(stopped.pause_start)),
+        "stop left the unrecorded pause {} running",
+        stopped.pause_pid
     );
+    assert!(
+        proc::alive(removed.pause_pid, Some(removed.pause_start)),
+        "only its own pause"
+    );
+    node.rt.remove_sandbox(&removed.id).unwrap();
+    assert!(
+        !proc::alive(removed.pause_pid, Some(removed.pause_start)),
+        "remove left the unrecorded pause {} running",
+        removed.pause_pid
+    );
+    node.rt.remove_sandbox(&stopped.id).unwrap();
     assert!(node.rt.list_sandboxes().unwrap().is_empty());
 }

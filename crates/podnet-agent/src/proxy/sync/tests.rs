@@ -254,6 +254,26 @@ fn arb_change() -> impl Strategy<Value = (ServiceKey, Option<ServiceState>, bool
         })
 }
 
+/// Bases the renderer must handle: no cluster CIDR, one, several (one not on a byte boundary),
+/// another mark bit.
+fn arb_base() -> impl Strategy<Value = Base> {
+    prop::sample::select(vec![0usize, 1, 2, 3]).prop_map(|i| {
+        let cidrs: &[&str] = match i {
+            0 => &[],
+            1 => &["10.244.0.0/16"],
+            _ => &["10.244.0.0/16", "10.250.0.0/14"],
+        };
+        let mut b = Base::new(
+            "pn-test",
+            cidrs.iter().map(|c| c.parse().unwrap()).collect(),
+        );
+        if i == 3 {
+            b.masquerade_mark = 0x8000;
+        }
+        b
+    })
+}
+
 fn base() -> Base {
     Base::new("pn-test", vec!["10.244.0.0/16".parse().unwrap()])
 }
@@ -264,9 +284,9 @@ proptest! {
     /// Any sequence of changes, applied in batches, leaves the table exactly as one full rebuild of the
     /// final state does, and every transaction is one the kernel accepts.
     #[test]
-    fn incremental_equals_full(changes in prop::collection::vec(arb_change(), 1..25)) {
+    fn incremental_equals_full(base in arb_base(), changes in prop::collection::vec(arb_change(), 1..25)) {
         let table = Arc::new(Mutex::new(None));
-        let mut s = Syncer::with_applier(base(), Box::new(Model::new(table.clone())));
+        let mut s = Syncer::with_applier(base, Box::new(Model::new(table.clone())));
         s.sync().unwrap();
         for (key, state, sync_now) in changes {
             s.set(key, state);
