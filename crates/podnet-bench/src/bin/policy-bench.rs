@@ -3,8 +3,9 @@
 //!
 //! kube-router (cloudnativelabs/kube-router, pkg/controllers/netpol/npc_nftables.go) is the current
 //! upstream nftables implementation of NetworkPolicy that can be rebuilt here (it cannot be
-//! installed: no container registry). Its layout, as this benchmark writes it through the same `nft`
-//! in the same run: table `ip kube-router-filter-ipv4`; one chain per policy named with the sync's
+//! installed: no container registry). podnet's transactions go as netlink batches, as the agent
+//! sends them; the anchor's through `nft -f`, as kube-router's go. Its layout, as this benchmark
+//! writes it in the same run: table `ip kube-router-filter-ipv4`; one chain per policy named with the sync's
 //! version (`KUBE-NWPLCY-<hash>`), with per-rule source and destination sets refilled on every
 //! sync, rules that set the mark 0x10000 and return; one `KUBE-POD-FW-<hash>` chain per local pod
 //! (common chain, node exemption, a jump per policy, default chain, log and reject when unmarked);
@@ -168,14 +169,18 @@ fn feed(s: &mut Syncer, c: &Cluster) {
     }
 }
 
-/// Applies with nft and remembers how long the last application took.
-struct TimedNft(std::sync::Arc<std::sync::Mutex<Duration>>);
+/// Applies as the agent does (netlink batches; strict: no fallback to `nft`) and remembers how long
+/// the last application took.
+struct Timed(
+    podnet_agent::proxy::sync::Netlink,
+    std::sync::Arc<std::sync::Mutex<Duration>>,
+);
 
-impl Apply for TimedNft {
+impl Apply for Timed {
     fn apply(&mut self, script: &str) -> Result<(), podnet_nft::Error> {
         let t = Instant::now();
-        let r = podnet_agent::proxy::sync::Nft.apply(script);
-        *self.0.lock().unwrap() = t.elapsed();
+        let r = self.0.apply(script);
+        *self.1.lock().unwrap() = t.elapsed();
         r
     }
 }
@@ -718,8 +723,14 @@ fn programming_and_changes(c: &Cluster, changes: usize, anchor: bool) -> Result<
         compute.push(t.elapsed());
         let ns = TestNs::new("prog");
         let t = Instant::now();
-        let mut s =
-            Syncer::with_applier(Base::new(TABLE), NODE, Box::new(TimedNft(nft_time.clone())));
+        let mut s = Syncer::with_applier(
+            Base::new(TABLE),
+            NODE,
+            Box::new(Timed(
+                podnet_agent::proxy::sync::Netlink::strict(),
+                nft_time.clone(),
+            )),
+        );
         feed(&mut s, c);
         let report = ns.run(|| s.sync())?;
         runs.push(t.elapsed());
@@ -757,7 +768,8 @@ fn programming_and_changes(c: &Cluster, changes: usize, anchor: bool) -> Result<
         .iter()
         .filter(|p| local_pods.iter().any(|(_, pod)| p.applies_to(pod)))
         .collect();
-    // Per kind of change: wall time of the sync, time spent in the nft process (wall), and its CPU.
+    // Per kind of change: wall time of the sync, time spent applying (wall), and child processes'
+    // CPU (none with netlink).
     let mut kinds: Vec<(&str, Vec<ChangeTimes>)> = vec![
         ("policy edited", vec![]),
         ("pod relabelled", vec![]),
@@ -813,7 +825,7 @@ fn programming_and_changes(c: &Cluster, changes: usize, anchor: bool) -> Result<
             String::new()
         };
         println!(
-            "one change, {n} present, {kind}: p50 {} p95 {} of {changes}{target}; in nft p50 {} (its CPU {})",
+            "one change, {n} present, {kind}: p50 {} p95 {} of {changes}{target}; applying p50 {} (child CPU {})",
             ms(w50),
             ms(w95),
             ms(percentile(&nft, 50.0)),
@@ -844,7 +856,7 @@ fn main() -> Result<()> {
     let nodes = arg("--nodes", 10) as usize;
     let c = cluster(n, 1);
     println!(
-        "NetworkPolicy: podnet-agent vs kube-router's nftables layout, regenerated (same nft -f, same run)"
+        "NetworkPolicy: podnet-agent (netlink batches) vs kube-router's nftables layout, regenerated (nft -f), same run"
     );
     println!(
         "nft: {}; {} policies over {} pods in {NAMESPACES} namespaces, every pod on this node",
