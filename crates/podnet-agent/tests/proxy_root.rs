@@ -374,6 +374,17 @@ fn load_is_spread_and_affinity_keeps_one_endpoint() {
     let set = format!("aff-default/lb-tcp-80-{first}-8080");
     let listed = lab.node.sh("nft", &["list", "set", "ip", TABLE, &set]);
     assert!(listed.contains(&lab.pods[2].1.to_string()), "{listed}");
+    // The periodic resync rewrites the table in place: the clients endpoints remember stay.
+    s.request_full();
+    assert!(lab.sync(&mut s).full);
+    let listed = lab.node.sh("nft", &["list", "set", "ip", TABLE, &set]);
+    assert!(
+        listed.contains(&lab.pods[2].1.to_string()),
+        "affinity survives the resync: {listed}"
+    );
+    for _ in 0..5 {
+        assert_eq!(tcp(client, "10.96.0.40:80").expect("connect").0, first);
+    }
 }
 
 #[test]
@@ -538,7 +549,18 @@ fn a_full_resync_repairs_hand_made_drift() {
         ],
     );
     lab.node.sh("nft", &["add", "chain", "ip", TABLE, "junk"]);
+    lab.node
+        .sh("nft", &["add", "rule", "ip", TABLE, "services", "drop"]);
     assert!(tcp(client, "10.96.0.70:80").is_err());
+    // The periodic resync refills the table: the service answers again and the rule added by hand
+    // is gone; the chain added by hand stays, unreachable.
+    lab.full(&mut s);
+    assert!(tcp(client, "10.96.0.70:80").is_ok());
+    let listed = lab.node.sh("nft", &["list", "table", "ip", TABLE]);
+    assert!(!listed.contains("drop"), "{listed}");
+    // A table deleted by hand: the refill is refused, the next full sync replaces the table.
+    lab.node.sh("nft", &["delete", "table", "ip", TABLE]);
+    assert!(lab.node.run(|| s.full()).is_err());
     lab.full(&mut s);
     assert!(tcp(client, "10.96.0.70:80").is_ok());
     let listed = lab.node.sh("nft", &["list", "table", "ip", TABLE]);

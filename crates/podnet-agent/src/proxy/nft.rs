@@ -464,6 +464,56 @@ pub fn full_transaction<'a>(
     tx
 }
 
+/// The whole table written again over what it holds, in one transaction, keeping the affinity
+/// sets' elements (the clients each endpoint remembers, which a [`full_transaction`] would forget,
+/// as kube-proxy does not): every rule goes (`flush table`), the dispatch maps and sets are emptied,
+/// `obsolete` chains and sets (applied before, wanted no more, or declared differently now) are
+/// deleted once nothing refers to them, and everything wanted is written again. A chain made by hand
+/// stays, unreachable; a start-up rebuild replaces the table.
+pub fn refill_transaction<'a>(
+    base: &Base,
+    services: impl IntoIterator<Item = &'a Rendered> + Clone,
+    obsolete_chains: &std::collections::BTreeSet<String>,
+    obsolete_sets: &std::collections::BTreeSet<String>,
+) -> Transaction {
+    let mut tx = Transaction::new("ip", &base.table);
+    tx.raw(&format!("add table ip {}", base.table));
+    tx.raw(&format!("flush table ip {}", base.table));
+    for container in Container::ALL {
+        let (kind, _) = container.declaration();
+        tx.cmd("flush", kind, format_args!("{}", container.name()));
+    }
+    for c in obsolete_chains {
+        tx.delete_chain(c);
+    }
+    for s in obsolete_sets {
+        tx.delete_set(s);
+    }
+    let (hooked, rest): (Vec<String>, Vec<String>) =
+        base_commands(base).into_iter().partition(|l| is_hooked(l));
+    for line in &rest {
+        tx.raw(line);
+    }
+    for r in services.clone() {
+        for name in r.chains.keys() {
+            tx.add_chain(name);
+        }
+        for (name, decl) in &r.sets {
+            tx.add_set(name, decl);
+        }
+    }
+    for r in services.clone() {
+        for (name, rules) in &r.chains {
+            tx.add_rules(name, rules);
+        }
+    }
+    tx.add_elements(services.into_iter().flat_map(|r| r.elements.iter()));
+    for line in &hooked {
+        tx.raw(line);
+    }
+    tx
+}
+
 /// Whether a base command creates a hooked chain or adds a rule to one.
 fn is_hooked(line: &str) -> bool {
     const HOOKED: [&str; 6] = [

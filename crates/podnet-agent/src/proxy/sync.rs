@@ -96,6 +96,10 @@ pub struct Syncer {
     /// Services whose desired state changed since the last successful sync.
     dirty: BTreeSet<ServiceKey>,
     full_needed: bool,
+    /// The table is as the last successful transaction left it (a full sync succeeded, and every
+    /// transaction since either succeeded or was refused whole), so a full sync can refill it in
+    /// place instead of replacing it (see [`nft::refill_transaction`]).
+    table_known: bool,
     /// Who asks for each map or set key, and what each Service asks for (see [`Syncer::claim`]).
     claims: HashMap<(nft::Container, String), BTreeSet<ServiceKey>>,
     claimed: HashMap<ServiceKey, Vec<(nft::Container, String)>>,
@@ -115,6 +119,7 @@ impl Syncer {
             applied: HashMap::new(),
             dirty: BTreeSet::new(),
             full_needed: true,
+            table_known: false,
             claims: HashMap::new(),
             claimed: HashMap::new(),
         }
@@ -203,6 +208,13 @@ impl Syncer {
             && let Err(source) = self.applier.apply(tx.text())
         {
             self.full_needed = true;
+            // Refused whole: the table is as before. Anything else: nobody knows; replace it.
+            self.table_known &= matches!(
+                source,
+                podnet_nft::Error::Refused { .. }
+                    | podnet_nft::Error::Unsupported(_)
+                    | podnet_nft::Error::Rejected { .. }
+            );
             self.dirty.extend(dirty);
             return Err(SyncError::Apply {
                 kind: "incremental",
@@ -292,13 +304,28 @@ impl Syncer {
             .collect()
     }
 
-    /// Rebuilds the whole table from the desired state in one transaction.
+    /// Rebuilds the whole table from the desired state in one transaction: refilled in place when
+    /// its state is known (the periodic resync: affinity is kept), replaced otherwise (the first
+    /// sync, or after a refill failed).
     pub fn full(&mut self) -> Result<SyncReport, SyncError> {
         let rendered = self.render_all();
-        let tx = nft::full_transaction(&self.base, rendered.iter().map(|(_, _, r)| r));
+        let tx = if self.table_known {
+            let (chains, sets) = self.obsolete(&rendered);
+            nft::refill_transaction(
+                &self.base,
+                rendered.iter().map(|(_, _, r)| r),
+                &chains,
+                &sets,
+            )
+        } else {
+            nft::full_transaction(&self.base, rendered.iter().map(|(_, _, r)| r))
+        };
         let changed = self.dirty.len();
         if let Err(source) = self.applier.apply(tx.text()) {
             self.full_needed = true;
+            // A refused refill (the table was changed by hand in a way it cannot mend, or the
+            // outcome is unknown): replace the table next time.
+            self.table_known = false;
             return Err(SyncError::Apply {
                 kind: "full",
                 table: self.base.table.clone(),
@@ -306,6 +333,7 @@ impl Syncer {
                 source,
             });
         }
+        self.table_known = true;
         let mut stale_flows = Vec::new();
         for key in &self.dirty {
             stale_flows.extend(conntrack::stale_flows(
@@ -322,6 +350,30 @@ impl Syncer {
             script_bytes: tx.text().len(),
             stale_flows,
         })
+    }
+
+    /// What was applied and is wanted no more: chains, and sets gone or declared differently.
+    fn obsolete(
+        &self,
+        rendered: &[(ServiceKey, ServiceState, Rendered)],
+    ) -> (BTreeSet<String>, BTreeSet<String>) {
+        let mut chains: BTreeSet<String> = BTreeSet::new();
+        let mut sets: BTreeMap<String, String> = BTreeMap::new();
+        for (_, r) in self.applied.values() {
+            chains.extend(r.chains.keys().cloned());
+            sets.extend(r.sets.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        for (_, _, r) in rendered {
+            for c in r.chains.keys() {
+                chains.remove(c);
+            }
+            for (name, decl) in &r.sets {
+                if sets.get(name) == Some(decl) {
+                    sets.remove(name);
+                }
+            }
+        }
+        (chains, sets.into_keys().collect())
     }
 
     /// The transaction a full sync would apply now (for tests and benchmarks).
