@@ -933,4 +933,19 @@ fn a_refill_repairs_drift_and_keeps_the_counters() {
             >= 2,
         "the drops before the refill are still counted: {counters:?}"
     );
+    // A refill in the same batch as a change that leaves pods' chains obsolete (the policy goes,
+    // so x's pods are isolated by nothing): accepted as a refill, not turned into a replacement.
+    s.set_policy(Key::new("x", "deny-ingress"), None);
+    s.request_full();
+    let r = lab.node.run(|| s.sync());
+    assert!(r.is_ok(), "the refill with obsolete pod chains: {r:?}");
+    assert!(probe(
+        &lab.outside,
+        ip(REMOTE_POD),
+        ip("10.244.1.10"),
+        Protocol::Tcp,
+        80
+    ));
+    let listed = lab.node.sh("nft", &["list", "table", "inet", TABLE]);
+    assert!(!listed.contains("chain pod-in-x/a"), "{listed}");
 }

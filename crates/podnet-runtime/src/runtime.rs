@@ -210,7 +210,7 @@ impl Runtime {
             errs.push(self.stop_container(&c, grace));
         }
         if rec.pause_pid == 0 {
-            errs.push(kill_untracked_pause(id));
+            errs.push(kill_untracked_pause(&self.cfg.pause, id));
         }
         if Self::pause_alive(&rec) {
             proc::signal(rec.pause_pid, Some(rec.pause_start), Signal::SIGTERM);
@@ -263,7 +263,7 @@ impl Runtime {
             // 0: the agent was killed between starting the pause and recording its PID, or the
             // sandbox is still being made (a removal racing its creation wins: the new pause goes).
             if rec.pause_pid == 0 {
-                errs.push(kill_untracked_pause(id));
+                errs.push(kill_untracked_pause(&self.cfg.pause, id));
             }
             let pod_cgroup = format!("{}/{}", self.cfg.cgroup_parent, rec.pod.uid);
             if self.sandboxes_of_pod(&rec.pod.uid, id).is_empty() {
@@ -271,7 +271,7 @@ impl Runtime {
             }
         } else {
             // No readable record: a pause may still carry this sandbox's tag.
-            errs.push(kill_untracked_pause(id));
+            errs.push(kill_untracked_pause(&self.cfg.pause, id));
         }
         errs.push(sandbox::unmount_remove(&self.cfg.netns_path(id), false));
         let dir = self.cfg.sandbox_dir(id);
@@ -753,9 +753,14 @@ impl Runtime {
 
 /// Kills the pause process of sandbox `id` found by its tag: one the agent started but was killed
 /// before recording its PID.
-fn kill_untracked_pause(id: &str) -> Result<()> {
+fn kill_untracked_pause(pause: &Path, id: &str) -> Result<()> {
     let tag = format!("{}={id}", sandbox::SANDBOX_ENV);
-    for (pid, start) in proc::with_env("podnet-pause", &tag) {
+    // The kernel names a process after the file it executes, cut to 15 bytes.
+    let comm: String = pause
+        .file_name()
+        .map(|n| n.to_string_lossy().chars().take(15).collect())
+        .unwrap_or_default();
+    for (pid, start) in proc::with_env(&comm, &tag) {
         proc::signal(pid, Some(start), Signal::SIGKILL);
         if !proc::wait_until(KILL_BOUND, || {
             proc::reap_if_child(pid);

@@ -375,13 +375,28 @@ pub fn full_transaction<'a>(
         Rebuild::Replace => tx.raw(&format!("delete table {t}")),
         Rebuild::Refill => {
             tx.raw(&format!("flush table {t}"));
+            // `flush table` empties chains, not sets: the verdict maps still point at the pod
+            // chains, so they are emptied (declared first, should one have been deleted by hand)
+            // before any obsolete chain goes.
+            let (plain, _) = base_commands(base);
+            for line in plain.iter().filter(|l| l.starts_with("add map")) {
+                tx.raw(line);
+            }
+            for m in [INGRESS_MAP, EGRESS_MAP] {
+                tx.cmd("flush", "map", format_args!("{m}"));
+            }
+            // Each obsolete object is declared before it is deleted, so one already gone (removed
+            // by hand) does not make the whole refill fail.
             for c in obsolete.chains.keys() {
+                tx.add_chain(c);
                 tx.delete_chain(c);
             }
-            for s in obsolete.sets.keys() {
+            for (s, decl) in &obsolete.sets {
+                tx.add_set(s, decl);
                 tx.delete_set(s);
             }
             for c in &obsolete.counters {
+                tx.add_counter(c);
                 tx.delete_counter(c);
             }
         }
@@ -389,12 +404,6 @@ pub fn full_transaction<'a>(
     let (plain, hooked) = base_commands(base);
     for line in &plain {
         tx.raw(line);
-    }
-    // `flush table` empties chains, not sets: in a refill each set is emptied before it is filled.
-    if how == Rebuild::Refill {
-        for m in [INGRESS_MAP, EGRESS_MAP] {
-            tx.cmd("flush", "map", format_args!("{m}"));
-        }
     }
     for r in owners.clone() {
         for (name, decl) in &r.sets {

@@ -474,19 +474,28 @@ pub fn refill_transaction<'a>(
     base: &Base,
     services: impl IntoIterator<Item = &'a Rendered> + Clone,
     obsolete_chains: &std::collections::BTreeSet<String>,
-    obsolete_sets: &std::collections::BTreeSet<String>,
+    obsolete_sets: &BTreeMap<String, String>,
 ) -> Transaction {
     let mut tx = Transaction::new("ip", &base.table);
     tx.raw(&format!("add table ip {}", base.table));
     tx.raw(&format!("flush table ip {}", base.table));
+    // Each map and set is declared before it is emptied, and each obsolete object before it is
+    // deleted, so one removed by hand does not make the refill fail.
     for container in Container::ALL {
-        let (kind, _) = container.declaration();
+        let (kind, decl) = container.declaration();
+        tx.cmd(
+            "add",
+            kind,
+            format_args!("{} {{ {decl} }}", container.name()),
+        );
         tx.cmd("flush", kind, format_args!("{}", container.name()));
     }
     for c in obsolete_chains {
+        tx.add_chain(c);
         tx.delete_chain(c);
     }
-    for s in obsolete_sets {
+    for (s, decl) in obsolete_sets {
+        tx.add_set(s, decl);
         tx.delete_set(s);
     }
     let (hooked, rest): (Vec<String>, Vec<String>) =

@@ -34,7 +34,8 @@ pub trait Apply: Send {
 pub struct Netlink {
     nl: podnet_nft::Netlink,
     strict: bool,
-    warned: bool,
+    /// The reasons already warned about (each new one is warned about once).
+    warned: std::collections::HashSet<String>,
 }
 
 impl Netlink {
@@ -51,7 +52,7 @@ impl Apply for Netlink {
     fn apply(&mut self, script: &str) -> Result<(), podnet_nft::Error> {
         match self.nl.apply(script) {
             Err(podnet_nft::Error::Unsupported(e)) if !self.strict => {
-                if !std::mem::replace(&mut self.warned, true) {
+                if self.warned.len() < 64 && self.warned.insert(e.reason.clone()) {
                     eprintln!(
                         "podnet: cannot send as netlink batches ({e}); applying with nft instead, \
                          which is slower (please report this)"
@@ -356,7 +357,7 @@ impl Syncer {
     fn obsolete(
         &self,
         rendered: &[(ServiceKey, ServiceState, Rendered)],
-    ) -> (BTreeSet<String>, BTreeSet<String>) {
+    ) -> (BTreeSet<String>, BTreeMap<String, String>) {
         let mut chains: BTreeSet<String> = BTreeSet::new();
         let mut sets: BTreeMap<String, String> = BTreeMap::new();
         for (_, r) in self.applied.values() {
@@ -373,7 +374,7 @@ impl Syncer {
                 }
             }
         }
-        (chains, sets.into_keys().collect())
+        (chains, sets)
     }
 
     /// The transaction a full sync would apply now (for tests and benchmarks).

@@ -501,9 +501,14 @@ fn expr(m: &mut Msg, e: &Expr) {
             prefix,
             snaplen,
         } => {
-            m.attr(1, &group.to_be_bytes())
-                .str(2, prefix)
-                .be32(3, *snaplen);
+            // Absent attributes are absent: a snaplen of 0 would copy nothing of the packet.
+            m.attr(1, &group.to_be_bytes());
+            if let Some(p) = prefix {
+                m.str(2, p);
+            }
+            if let Some(n) = snaplen {
+                m.be32(3, *n);
+            }
         }
         Expr::CounterRef { name } => {
             m.be32(1, NFT_OBJECT_COUNTER).str(2, name);

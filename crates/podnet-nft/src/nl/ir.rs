@@ -145,8 +145,8 @@ pub enum Expr {
     /// To NFLOG group `group`.
     Log {
         group: u16,
-        prefix: String,
-        snaplen: u32,
+        prefix: Option<String>,
+        snaplen: Option<u32>,
     },
     /// A reference to a named counter.
     CounterRef {

@@ -723,7 +723,7 @@ impl<'a> Rule<'a, '_> {
     /// `log prefix "..." group G snaplen S` (NFLOG).
     fn log(&mut self) -> Parsed<()> {
         self.expect("log")?;
-        let (mut prefix, mut group, mut snaplen) = (None, None, 0);
+        let (mut prefix, mut group, mut snaplen) = (None, None, None);
         loop {
             match self.peek(0) {
                 Some("prefix") => {
@@ -739,14 +739,14 @@ impl<'a> Rule<'a, '_> {
                 }
                 Some("snaplen") => {
                     self.i += 1;
-                    snaplen = number(self.next()?)?;
+                    snaplen = Some(number(self.next()?)?);
                 }
                 _ => break,
             }
         }
         self.exprs.push(Expr::Log {
             group: group.ok_or("only logging to an NFLOG group is supported")?,
-            prefix: prefix.unwrap_or_default(),
+            prefix,
             snaplen,
         });
         Ok(())
@@ -871,6 +871,9 @@ impl<'a> Rule<'a, '_> {
             (proto @ ("tcp" | "udp" | "sctp"), Some(f @ ("sport" | "dport"))) => {
                 // As nft: the protocol is checked first, unless the rule already did.
                 let number = self::protocol(proto)?;
+                if self.l4proto.is_some_and(|p| p != number) {
+                    return Err("conflicting protocols in one rule".into());
+                }
                 if self.l4proto != Some(number) {
                     self.exprs.push(Expr::Meta {
                         key: 16,
@@ -1062,6 +1065,9 @@ impl<'a> Rule<'a, '_> {
                 if op != CmpOp::Eq {
                     return Err("a negated port range is not supported".into());
                 }
+                if port(from)? > port(to)? {
+                    return Err(format!("port range {w:?} is empty"));
+                }
                 self.exprs.push(load);
                 for (op, p) in [(CmpOp::Gte, from), (CmpOp::Lte, to)] {
                     self.exprs.push(Expr::Cmp {
@@ -1077,7 +1083,12 @@ impl<'a> Rule<'a, '_> {
                 debug_assert_eq!(data.len(), len);
                 if op == CmpOp::Eq {
                     match (kind, &load) {
-                        (Kind::Proto, Expr::Meta { .. }) => self.l4proto = Some(data[0]),
+                        (Kind::Proto, Expr::Meta { .. }) => {
+                            if self.l4proto.is_some_and(|p| p != data[0]) {
+                                return Err("conflicting protocols in one rule".into());
+                            }
+                            self.l4proto = Some(data[0]);
+                        }
                         (Kind::NfProto, _) if data[0] == 2 => self.ipv4_known = true,
                         _ => {}
                     }

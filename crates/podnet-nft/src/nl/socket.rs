@@ -45,23 +45,7 @@ pub fn send(batch: &Batch, fence_seq: u32) -> Result<Vec<(u32, i32)>> {
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         );
     }
-    let timeout = libc::timeval {
-        tv_sec: ANSWER_BOUND.as_secs() as libc::time_t,
-        tv_usec: 0,
-    };
-    // SAFETY: a valid socket and a timeval of the right size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&timeout as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(Error::Io(std::io::Error::last_os_error()));
-    }
+    set_timeout(fd, ANSWER_BOUND)?;
     let sent = socket.send(&batch.bytes, 0)?;
     if sent != batch.bytes.len() {
         return Err(Error::Decode(format!(
@@ -76,10 +60,21 @@ pub fn send(batch: &Batch, fence_seq: u32) -> Result<Vec<(u32, i32)>> {
         let n = match socket.recv(&mut &mut buf[..], 0) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            // The kernel dropped answers: some errors are lost, the batch was refused.
+            // The kernel dropped answers, so there were errors (only they are answered before the
+            // fence): the batch was refused. The fence's answer may be lost too: wait briefly.
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                 refused.push((u32::MAX, libc::ENOBUFS));
+                set_timeout(fd, Duration::from_millis(200))?;
                 continue;
+            }
+            Err(e)
+                if !refused.is_empty()
+                    && matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+            {
+                return Ok(refused);
             }
             Err(e) => return Err(e.into()),
         };
@@ -104,6 +99,29 @@ pub fn send(batch: &Batch, fence_seq: u32) -> Result<Vec<(u32, i32)>> {
             }
             at += len.div_ceil(4) * 4;
         }
+    }
+}
+
+/// How long a receive may wait.
+fn set_timeout(fd: i32, bound: Duration) -> Result<()> {
+    let timeout = libc::timeval {
+        tv_sec: bound.as_secs() as libc::time_t,
+        tv_usec: bound.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: a valid socket and a timeval of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&timeout as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Error::Io(std::io::Error::last_os_error()))
     }
 }
 

@@ -128,11 +128,19 @@ fn a_full_rebuild_hooks_its_chains_last() {
     .into_text();
     let lines: Vec<&str> = refill.lines().collect();
     assert_eq!(
-        &lines[..4],
+        &lines[..10],
         &[
             "add table inet t",
             "flush table inet t",
+            // The verdict maps still point at pod chains: emptied before any chain goes.
+            "add map inet t ingress-pods { type ipv4_addr : verdict ; }",
+            "add map inet t egress-pods { type ipv4_addr : verdict ; }",
+            "flush map inet t ingress-pods",
+            "flush map inet t egress-pods",
+            // Declared first, so one already gone (by hand) does not fail the refill.
+            "add chain inet t pod-in-x/gone",
             "delete chain inet t pod-in-x/gone",
+            "add counter inet t drop-in-x/gone",
             "delete counter inet t drop-in-x/gone",
         ]
     );

@@ -145,6 +145,9 @@ fn what_is_not_understood_is_refused_with_the_line() {
         "add rule ip t c ct state != new accept",
         "add rule ip t c th dport @m accept",
         "add rule ip t c ip saddr vmap @s",
+        "add rule ip t c tcp dport 22 udp dport 53 accept",
+        "add rule ip t c meta l4proto tcp meta l4proto udp accept",
+        "add rule ip t c meta l4proto tcp th dport 100-90 accept",
         "add rule ip t c ip saddr { 1.2.3.4, 5.6.7.8 } accept",
         "add rule ip t c",
         "add set ip t s { type ipv4_addr ; flags interval ; }",
@@ -225,4 +228,17 @@ fn a_rule_too_long_for_one_attribute_is_refused_before_sending() {
     let cmds = compile(&format!("add rule ip t c {} accept\n", long.join(" "))).unwrap();
     let err = encode::batch(&cmds, 1).err().expect("refused");
     assert!(err.reason.contains("64 KiB"), "{err:?}");
+}
+
+#[test]
+fn log_attributes_are_sent_only_when_written() {
+    let e = rule_of("log group 7");
+    assert_eq!(
+        e,
+        vec![Expr::Log {
+            group: 7,
+            prefix: None,
+            snaplen: None
+        }]
+    );
 }
