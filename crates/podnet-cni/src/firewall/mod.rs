@@ -5,9 +5,16 @@
 //!   process) whether that chain exists, so a normal ADD changes no firewall state at all.
 //! - [`hostports`]: two DNAT maps shared by every network on the node (a port is the node's, whichever
 //!   network asks) and two chains that consult them. A pod's mappings are map elements.
+//!
+//! And per pod port, in one `nft -f` at ADD and one at DEL ([`guard_port`], [`release_port`]):
+//! - [`spoof`] (`spoofCheck`): the port's own MAC and addresses, in `bridge podnet-cni`;
+//! - [`pending`]: the pod's address held until podnet-agent has programmed its policies (only where
+//!   the agent's table exists).
 
 pub mod hostports;
 pub mod masq;
+pub mod pending;
+pub mod spoof;
 
 use crate::fail;
 use podnet_netns::NetNs;
@@ -59,4 +66,46 @@ pub(crate) fn chain_exists(chain: &str) -> Result<bool, CniError> {
 
 pub(crate) fn table_line(s: &mut podnet_nft::Script) {
     s.line(format!("add table {FAMILY} {TABLE}"));
+}
+
+/// ADD: registers the port's anti-spoofing entries (when `spoof_check`) and marks the address
+/// pending for the policy agent (when its table exists), in one transaction: one process at most.
+pub fn guard_port(port: &spoof::Port<'_>, spoof_check: bool) -> Result<(), CniError> {
+    let mut s = podnet_nft::Script::new();
+    let _lock = if spoof_check {
+        let lock = spoof::ensure(&mut s)?;
+        spoof::add(&mut s, port);
+        lock
+    } else {
+        None
+    };
+    let base = s.clone();
+    let ip = match port.ip {
+        Some(ip) if pending::installed()? => Some(ip),
+        _ => None,
+    };
+    if let Some(ip) = ip {
+        pending::add(&mut s, ip);
+    }
+    match podnet_nft::apply(&s) {
+        // The agent removed its table between the question and the transaction (its teardown):
+        // nothing to hold any more.
+        Err(_) if ip.is_some() && !pending::installed()? => podnet_nft::apply(&base),
+        other => other,
+    }
+    .map_err(|e| fail::firewall(format!("guard port {}", port.host_veth), e))
+}
+
+/// DEL and rollback: removes what [`guard_port`] added, whether or not it is there.
+pub fn release_port(port: &spoof::Port<'_>) -> Result<(), CniError> {
+    let mut s = podnet_nft::Script::new();
+    if spoof::installed()? {
+        spoof::remove(&mut s, port);
+    }
+    if let Some(ip) = port.ip
+        && pending::installed()?
+    {
+        pending::remove(&mut s, ip);
+    }
+    podnet_nft::apply(&s).map_err(|e| fail::firewall(format!("release port {}", port.host_veth), e))
 }

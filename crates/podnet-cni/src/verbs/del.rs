@@ -10,6 +10,7 @@ use crate::attachment::Target;
 use crate::{delegate, fail, firewall};
 use podnet_netlink::Netlink;
 use podnet_types::cni::{CniError, Ipam, NetConf, Request};
+use podnet_types::names;
 
 pub fn del(req: &Request, conf: &NetConf) -> Result<(), CniError> {
     let t = Target::new(conf, req);
@@ -24,7 +25,27 @@ pub fn del(req: &Request, conf: &NetConf) -> Result<(), CniError> {
         ));
     }
 
-    match addressing::find(conf, &t.owner) {
+    let found = addressing::find(conf, &t.owner);
+    let ip = match &found {
+        Ok(Some((ip, _))) => Some(*ip),
+        _ => None,
+    };
+    // The MAC as ADD chose it: the runtime passes the same runtimeConfig to DEL. Should it not, the
+    // port's MAC entry stays until GC sees the port gone; it names a port that no longer exists.
+    let mac = conf
+        .runtime
+        .mac
+        .or_else(|| ip.map(names::mac_for_ip))
+        .unwrap_or_default();
+    let port = firewall::spoof::Port {
+        host_veth: &t.host_veth,
+        mac,
+        ip,
+    };
+    if let Err(e) = firewall::release_port(&port) {
+        errors.push(e);
+    }
+    match found {
         Ok(Some((ip, record))) => {
             if let Err(e) = firewall::hostports::remove(ip, &record.port_mappings) {
                 errors.push(e);
