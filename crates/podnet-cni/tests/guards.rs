@@ -350,6 +350,16 @@ fn del_and_gc_take_a_ports_entries_away() {
         assert!(text.contains(&format!("\"{}\"", veth(c))), "{text}");
     }
     assert!(text.contains(&p.ip_a.to_string()));
+    // The first ADD installs the table with nft; the next ones add their elements over netlink:
+    // read back by nft, they must be the very keys nft would have written.
+    let mac_c = names::mac_for_ip(p.ip_c);
+    for key in [
+        format!("\"{}\" . {}", veth("cc"), names::format_mac(&mac_c)),
+        format!("\"{}\" . {}", veth("cc"), p.ip_c),
+        format!("\"{}\" . {}", veth("cc"), names::link_local_for_mac(mac_c)),
+    ] {
+        assert!(text.contains(&key), "{key} missing from {text}");
+    }
     p.node
         .run("DEL", "ca", Some(&p.a), "eth0", &conf(&p.node, true))
         .ok_empty();
@@ -441,4 +451,38 @@ fn add_holds_a_new_address_for_the_policy_agent_only_where_the_agent_is() {
     gc["cni.dev/valid-attachments"] = serde_json::json!([]);
     node.invoke("GC", &[], gc.to_string().as_bytes()).ok_empty();
     assert!(!held(&node).contains(&ip_b.to_string()), "{}", held(&node));
+}
+
+/// The plugin's netlink batches are transactions: one element that cannot be added (its set does
+/// not exist) fails the batch, says why, and leaves the others out too.
+#[test]
+fn a_failed_element_batch_changes_nothing() {
+    use podnet_nft::elements::key;
+    use podnet_nft::{Element, NftFamily, Op};
+    let node = Node::new();
+    install_hold(&node);
+    let good = Element {
+        op: Op::Add,
+        family: NftFamily::Inet,
+        table: names::POLICY_PENDING_TABLE,
+        set: names::POLICY_PENDING_SET,
+        key: key::ipv4("10.244.1.77".parse().unwrap()),
+    };
+    let bad = Element {
+        set: "no-such-set",
+        ..good.clone()
+    };
+    let err = node
+        .ns
+        .run(|| podnet_nft::apply_elements(&[good.clone(), bad]))
+        .expect_err("a missing set");
+    assert!(
+        err.to_string().contains("No such file or directory"),
+        "{err}"
+    );
+    assert!(!held(&node).contains("10.244.1.77"), "{}", held(&node));
+    node.ns
+        .run(|| podnet_nft::apply_elements(&[good]))
+        .expect("the good one alone");
+    assert!(held(&node).contains("10.244.1.77"));
 }

@@ -6,7 +6,7 @@
 //! - [`hostports`]: two DNAT maps shared by every network on the node (a port is the node's, whichever
 //!   network asks) and two chains that consult them. A pod's mappings are map elements.
 //!
-//! And per pod port, in one `nft -f` at ADD and one at DEL ([`guard_port`], [`release_port`]):
+//! And per pod port, in one netlink batch at ADD and one at DEL ([`guard_port`], [`release_port`]):
 //! - [`spoof`] (`spoofCheck`): the port's own MAC and addresses, in `bridge podnet-cni`;
 //! - [`pending`]: the pod's address held until podnet-agent has programmed its policies (only where
 //!   the agent's table exists).
@@ -69,43 +69,55 @@ pub(crate) fn table_line(s: &mut podnet_nft::Script) {
 }
 
 /// ADD: registers the port's anti-spoofing entries (when `spoof_check`) and marks the address
-/// pending for the policy agent (when its table exists), in one transaction: one process at most.
+/// pending for the policy agent (when its table exists), in one transaction. Over netlink, with no
+/// process, except on the first ADD of a node with `spoof_check`, which installs the table with
+/// `nft -f` (elements in the same script).
 pub fn guard_port(port: &spoof::Port<'_>, spoof_check: bool) -> Result<(), CniError> {
-    let mut s = podnet_nft::Script::new();
-    let _lock = if spoof_check {
-        let lock = spoof::ensure(&mut s)?;
-        spoof::add(&mut s, port);
-        lock
-    } else {
-        None
-    };
-    let base = s.clone();
-    let ip = match port.ip {
+    let what = || format!("guard port {}", port.host_veth);
+    let hold = match port.ip {
         Some(ip) if pending::installed()? => Some(ip),
         _ => None,
     };
-    if let Some(ip) = ip {
-        pending::add(&mut s, ip);
+    let mut script = podnet_nft::Script::new();
+    let _lock = if spoof_check {
+        spoof::ensure(&mut script)?
+    } else {
+        None
+    };
+    if !script.is_empty() {
+        spoof::add(&mut script, port);
+        podnet_nft::apply(&script).map_err(|e| fail::firewall(what(), e))?;
     }
-    match podnet_nft::apply(&s) {
-        // The agent removed its table between the question and the transaction (its teardown):
-        // nothing to hold any more.
-        Err(_) if ip.is_some() && !pending::installed()? => podnet_nft::apply(&base),
+    let mut batch = Vec::new();
+    if spoof_check && script.is_empty() {
+        spoof::add_elements(&mut batch, port);
+    }
+    let spoof_only = batch.clone();
+    if let Some(ip) = hold {
+        pending::add(&mut batch, ip);
+    }
+    match podnet_nft::apply_elements(&batch) {
+        // The agent removed its table between the question and the batch (its teardown): nothing
+        // to hold any more.
+        Err(_) if hold.is_some() && !pending::installed()? => {
+            podnet_nft::apply_elements(&spoof_only)
+        }
         other => other,
     }
-    .map_err(|e| fail::firewall(format!("guard port {}", port.host_veth), e))
+    .map_err(|e| fail::firewall(what(), e))
 }
 
-/// DEL and rollback: removes what [`guard_port`] added, whether or not it is there.
+/// DEL and rollback: removes what [`guard_port`] added, whether or not it is there (netlink).
 pub fn release_port(port: &spoof::Port<'_>) -> Result<(), CniError> {
-    let mut s = podnet_nft::Script::new();
+    let mut batch = Vec::new();
     if spoof::installed()? {
-        spoof::remove(&mut s, port);
+        spoof::remove_elements(&mut batch, port);
     }
     if let Some(ip) = port.ip
         && pending::installed()?
     {
-        pending::remove(&mut s, ip);
+        pending::remove(&mut batch, ip);
     }
-    podnet_nft::apply(&s).map_err(|e| fail::firewall(format!("release port {}", port.host_veth), e))
+    podnet_nft::apply_elements(&batch)
+        .map_err(|e| fail::firewall(format!("release port {}", port.host_veth), e))
 }

@@ -6,12 +6,12 @@
 //! container's) wait for its policies, as upstream requires.
 //!
 //! The plugin never waits for the agent: it adds one element when the agent's table is there
-//! (netlink question, no process) and nothing otherwise, so it works without the agent. While the
+//! (netlink question and netlink batch, no process) and nothing otherwise, so it works without the agent. While the
 //! agent is down, pods added meanwhile stay held (no new connections) until it is back and has
 //! programmed them; that is the safe side of "isolated from the first instant".
 
 use crate::fail;
-use podnet_nft::{NftFamily, Script};
+use podnet_nft::{Element, NftFamily, Op};
 use podnet_types::cni::CniError;
 use podnet_types::names::{POLICY_PENDING_CHAIN, POLICY_PENDING_SET, POLICY_PENDING_TABLE};
 use std::net::Ipv4Addr;
@@ -28,16 +28,22 @@ pub fn installed() -> Result<bool, CniError> {
     )
 }
 
-fn element(ip: Ipv4Addr) -> String {
-    format!("element inet {POLICY_PENDING_TABLE} {POLICY_PENDING_SET} {{ {ip} }}")
+fn element(op: Op, ip: Ipv4Addr) -> Element<'static> {
+    Element {
+        op,
+        family: NftFamily::Inet,
+        table: POLICY_PENDING_TABLE,
+        set: POLICY_PENDING_SET,
+        key: podnet_nft::elements::key::ipv4(ip),
+    }
 }
 
-pub fn add(s: &mut Script, ip: Ipv4Addr) {
-    s.line(format!("add {}", element(ip)));
+pub fn add(out: &mut Vec<Element<'static>>, ip: Ipv4Addr) {
+    out.push(element(Op::Add, ip));
 }
 
-/// Clears a mark whether or not it is there (see `spoof::remove`).
-pub fn remove(s: &mut Script, ip: Ipv4Addr) {
-    s.line(format!("add {}", element(ip)));
-    s.line(format!("delete {}", element(ip)));
+/// Clears a mark whether or not it is there (see `spoof::remove_elements`).
+pub fn remove(out: &mut Vec<Element<'static>>, ip: Ipv4Addr) {
+    out.push(element(Op::Add, ip));
+    out.push(element(Op::Delete, ip));
 }

@@ -117,24 +117,64 @@ fn elements(p: &Port<'_>) -> Vec<(&'static str, String)> {
     out
 }
 
+/// The port's elements in a script (the first ADD on a node, which installs the table with them).
 pub fn add(s: &mut Script, p: &Port<'_>) {
     for (set, key) in elements(p) {
         s.line(format!("add element {FAMILY} {TABLE} {set} {{ {key} }}"));
     }
 }
 
-/// Removes the port's elements whether or not they are there (nft 1.0.6 has no `destroy`: adding
-/// first makes the delete succeed either way, in one transaction).
-pub fn remove(s: &mut Script, p: &Port<'_>) {
-    for (set, key) in elements(p) {
-        s.line(format!("add element {FAMILY} {TABLE} {set} {{ {key} }}"));
-        s.line(format!("delete element {FAMILY} {TABLE} {set} {{ {key} }}"));
+/// The port's elements as the kernel keys them, for a netlink batch (every other ADD and DEL).
+fn keys(p: &Port<'_>) -> Vec<(&'static str, Vec<u8>)> {
+    use podnet_nft::elements::key;
+    let port = key::ifname(p.host_veth);
+    let mut out = vec![
+        ("ports", port.clone()),
+        ("ports-mac", key::concat(&[port.clone(), key::ether(p.mac)])),
+        (
+            "ports-ip6",
+            key::concat(&[port.clone(), key::ipv6(names::link_local_for_mac(p.mac))]),
+        ),
+    ];
+    if let Some(ip) = p.ip {
+        out.push(("ports-ip", key::concat(&[port, key::ipv4(ip)])));
+    }
+    out
+}
+
+pub fn add_elements(out: &mut Vec<podnet_nft::Element<'static>>, p: &Port<'_>) {
+    for (set, key) in keys(p) {
+        out.push(element(podnet_nft::Op::Add, set, key));
     }
 }
 
-/// GC: removes every element of a podnet host veth that no longer exists (`live`: the node's link
-/// names). Ports that exist keep theirs, whichever network they belong to.
-pub fn forget_gone_ports(live: &HashSet<String>) -> Result<usize, CniError> {
+/// Removes the port's elements whether or not they are there (no `destroy` in nft 1.0.6 and no
+/// "delete if present" in the kernel's batch: adding first makes the delete succeed either way, in
+/// one transaction).
+pub fn remove_elements(out: &mut Vec<podnet_nft::Element<'static>>, p: &Port<'_>) {
+    for (set, key) in keys(p) {
+        out.push(element(podnet_nft::Op::Add, set, key.clone()));
+        out.push(element(podnet_nft::Op::Delete, set, key));
+    }
+}
+
+fn element(op: podnet_nft::Op, set: &'static str, key: Vec<u8>) -> podnet_nft::Element<'static> {
+    podnet_nft::Element {
+        op,
+        family: NftFamily::Bridge,
+        table: TABLE,
+        set,
+        key,
+    }
+}
+
+/// GC: removes every element of a podnet host veth that no longer exists (`live` lists the node's
+/// link names). Ports that exist keep theirs, whichever network they belong to. The elements are
+/// read before the links: an ADD running meanwhile creates its veth before it adds its elements, so
+/// an element read here whose port is not listed afterwards is truly gone.
+pub fn forget_gone_ports(
+    live: impl FnOnce() -> Result<HashSet<String>, CniError>,
+) -> Result<usize, CniError> {
     if !installed()? {
         return Ok(0);
     }
@@ -143,6 +183,7 @@ pub fn forget_gone_ports(live: &HashSet<String>) -> Result<usize, CniError> {
     else {
         return Ok(0);
     };
+    let live = live()?;
     let gone: Vec<(String, String)> = parse_elements(&json)
         .into_iter()
         .filter(|(_, port, _)| port.starts_with(names::HOST_VETH_PREFIX) && !live.contains(port))
@@ -219,10 +260,23 @@ mod tests {
              add element bridge podnet-cni ports-ip6 { \"pnv0123456789ab\" . fe80::858:aff:fef4:105 }\n\
              add element bridge podnet-cni ports-ip { \"pnv0123456789ab\" . 10.244.1.5 }\n"
         );
-        let mut s = Script::new();
-        remove(&mut s, &Port { ip: None, ..p });
-        assert_eq!(s.as_str().lines().count(), 6, "{}", s.as_str());
-        assert!(!s.as_str().contains("ports-ip {"));
+        let mut batch = Vec::new();
+        remove_elements(&mut batch, &Port { ip: None, ..p });
+        let sets: Vec<(&str, podnet_nft::Op)> = batch.iter().map(|e| (e.set, e.op)).collect();
+        use podnet_nft::Op::{Add, Delete};
+        assert_eq!(
+            sets,
+            vec![
+                ("ports", Add),
+                ("ports", Delete),
+                ("ports-mac", Add),
+                ("ports-mac", Delete),
+                ("ports-ip6", Add),
+                ("ports-ip6", Delete)
+            ]
+        );
+        assert_eq!(batch[2].key.len(), 24, "ifname . ether_addr");
+        assert_eq!(batch[4].key.len(), 32, "ifname . ipv6_addr");
     }
 
     #[test]

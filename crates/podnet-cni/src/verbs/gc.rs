@@ -33,13 +33,13 @@ pub fn gc(req: &Request, conf: &NetConf) -> Result<(), CniError> {
             for (ip, record) in stale {
                 // A stale address's hold for the policy agent goes with it (its port's entries go
                 // below, with the port).
-                let mut s = podnet_nft::Script::new();
+                let mut batch = Vec::new();
                 match firewall::pending::installed() {
-                    Ok(true) => firewall::pending::remove(&mut s, ip),
+                    Ok(true) => firewall::pending::remove(&mut batch, ip),
                     Ok(false) => {}
                     Err(e) => errors.push(e.to_string()),
                 }
-                if let Err(e) = podnet_nft::apply(&s) {
+                if let Err(e) = podnet_nft::apply_elements(&batch) {
                     errors.push(format!("policy hold of stale {ip}: {e}"));
                 }
                 if let Err(e) = firewall::hostports::remove(ip, &record.port_mappings) {
@@ -76,16 +76,14 @@ pub fn gc(req: &Request, conf: &NetConf) -> Result<(), CniError> {
     }
     // Anti-spoofing entries of ports that are gone (a DEL that never came, or one that did not know
     // the MAC ADD used), of any network: a live port keeps its entries.
-    let live = Netlink::open()
-        .and_then(|mut nl| nl.links())
-        .map(|links| links.into_iter().map(|l| l.name).collect::<HashSet<_>>());
-    match live {
-        Ok(live) => {
-            if let Err(e) = firewall::spoof::forget_gone_ports(&live) {
-                errors.push(e.to_string());
-            }
-        }
-        Err(e) => errors.push(format!("list links: {e}")),
+    let live = || {
+        Netlink::open()
+            .and_then(|mut nl| nl.links())
+            .map(|links| links.into_iter().map(|l| l.name).collect::<HashSet<_>>())
+            .map_err(|e| fail::kernel("list links", e))
+    };
+    if let Err(e) = firewall::spoof::forget_gone_ports(live) {
+        errors.push(e.to_string());
     }
 
     if let Ipam::Delegated { plugin } = &conf.ipam {
