@@ -16,15 +16,6 @@ pub fn del(req: &Request, conf: &NetConf) -> Result<(), CniError> {
     let t = Target::new(conf, req);
     let mut errors: Vec<CniError> = Vec::new();
 
-    // Deleting the host end destroys the pair, so the pod's end goes too, wherever it is; nothing has
-    // to enter the pod's namespace (which may already be gone).
-    if let Err(e) = Netlink::open().and_then(|mut nl| nl.delete_link_by_name(&t.host_veth)) {
-        errors.push(fail::kernel(
-            format!("delete veth {} of {}", t.host_veth, t.subject),
-            e,
-        ));
-    }
-
     let found = addressing::find(conf, &t.owner);
     let ip = match &found {
         Ok(Some((ip, _))) => Some(*ip),
@@ -42,8 +33,30 @@ pub fn del(req: &Request, conf: &NetConf) -> Result<(), CniError> {
         mac,
         ip,
     };
-    if let Err(e) = firewall::release_port(&port) {
-        errors.push(e);
+    // Two kernel waits side by side: removing set elements waits for an RCU grace period in the
+    // nf_tables commit (about 16 ms here), and so does removing the veth; one after the other they
+    // would add up. The runtime has stopped the pod's containers before DEL, so nothing sends from the
+    // port while its guards go.
+    let (guards, veth) = std::thread::scope(|scope| {
+        let guards = scope.spawn(|| firewall::release_port(&port));
+        // Deleting the host end destroys the pair, so the pod's end goes too, wherever it is;
+        // nothing has to enter the pod's namespace (which may already be gone).
+        let veth = Netlink::open().and_then(|mut nl| nl.delete_link_by_name(&t.host_veth));
+        (guards.join(), veth)
+    });
+    if let Err(e) = veth {
+        errors.push(fail::kernel(
+            format!("delete veth {} of {}", t.host_veth, t.subject),
+            e,
+        ));
+    }
+    match guards {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => errors.push(e),
+        Err(_) => errors.push(fail::kernel(
+            format!("release the port guards of {}", t.subject),
+            "the thread removing them panicked",
+        )),
     }
     match found {
         Ok(Some((ip, record))) => {
