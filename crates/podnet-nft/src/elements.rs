@@ -58,6 +58,11 @@ pub mod key {
         k
     }
 
+    /// An interface index (`iif`, type `iface_index`): host byte order.
+    pub fn ifindex(index: u32) -> Vec<u8> {
+        index.to_ne_bytes().to_vec()
+    }
+
     pub fn ipv4(ip: Ipv4Addr) -> Vec<u8> {
         ip.octets().to_vec()
     }

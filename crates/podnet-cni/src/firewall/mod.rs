@@ -6,7 +6,7 @@
 //! - [`hostports`]: two DNAT maps shared by every network on the node (a port is the node's, whichever
 //!   network asks) and two chains that consult them. A pod's mappings are map elements.
 //!
-//! And per pod port, in one netlink batch at ADD and one at DEL ([`guard_port`], [`release_port`]):
+//! And per pod port, in one netlink batch at ADD ([`guard_port`]; DEL leaves them, GC cleans up):
 //! - [`spoof`] (`spoofCheck`): the port's own MAC and addresses, in `bridge podnet-cni`;
 //! - [`pending`]: the pod's address held until podnet-agent has programmed its policies (only where
 //!   the agent's table exists).
@@ -74,10 +74,7 @@ pub(crate) fn table_line(s: &mut podnet_nft::Script) {
 /// `nft -f` (elements in the same script).
 pub fn guard_port(port: &spoof::Port<'_>, spoof_check: bool) -> Result<(), CniError> {
     let what = || format!("guard port {}", port.host_veth);
-    let hold = match port.ip {
-        Some(ip) if pending::installed()? => Some(ip),
-        _ => None,
-    };
+    let hold = pending::installed()?.then_some(port.ip);
     let mut script = podnet_nft::Script::new();
     let _lock = if spoof_check {
         spoof::ensure(&mut script)?
@@ -107,16 +104,17 @@ pub fn guard_port(port: &spoof::Port<'_>, spoof_check: bool) -> Result<(), CniEr
     .map_err(|e| fail::firewall(what(), e))
 }
 
-/// DEL and rollback: removes what [`guard_port`] added, whether or not it is there (netlink).
+/// A rolled-back ADD: removes what [`guard_port`] added, whether or not it is there (netlink).
+/// DEL leaves both: the anti-spoofing elements are keyed by an interface index that dies with the
+/// port (GC removes them), and a hold left on a released address is cleared by the agent once a
+/// pod has it again (every address of the node's pods comes through ADD, which marks it anyway).
 pub fn release_port(port: &spoof::Port<'_>) -> Result<(), CniError> {
     let mut batch = Vec::new();
     if spoof::installed()? {
         spoof::remove_elements(&mut batch, port);
     }
-    if let Some(ip) = port.ip
-        && pending::installed()?
-    {
-        pending::remove(&mut batch, ip);
+    if pending::installed()? {
+        pending::remove(&mut batch, port.ip);
     }
     podnet_nft::apply_elements(&batch)
         .map_err(|e| fail::firewall(format!("release port {}", port.host_veth), e))

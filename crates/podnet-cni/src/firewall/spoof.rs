@@ -8,24 +8,27 @@
 //! (bridged to another pod or going up to the node to be routed), whatever `br_netfilter` says:
 //!
 //! ```text
-//! set ports     { type ifname }               the guarded ports: others pass untouched
-//! set ports-mac { type ifname . ether_addr }  a port's MAC
-//! set ports-ip  { type ifname . ipv4_addr }   a port's IPv4 address
-//! set ports-ip6 { type ifname . ipv6_addr }   a port's IPv6 link-local (neighbour discovery)
+//! set ports     { type iface_index }               the guarded ports: others pass untouched
+//! set ports-mac { type iface_index . ether_addr }  a port's MAC
+//! set ports-ip  { type iface_index . ipv4_addr }   a port's IPv4 address
+//! set ports-ip6 { type iface_index . ipv6_addr }   a port's IPv6 link-local (neighbour discovery)
 //! chain antispoof-1 (bridge prerouting):
-//!   iifname != @ports accept
-//!   iifname . ether saddr != @ports-mac drop
+//!   iif != @ports accept
+//!   iif . ether saddr != @ports-mac drop
 //!   ether type != { ip, arp, ip6 } drop              (no VLAN tags or other carriers around it)
-//!   iifname . ip saddr != @ports-ip drop
-//!   iifname . arp saddr ether != @ports-mac drop
-//!   arp saddr ip != 0.0.0.0 iifname . arp saddr ip != @ports-ip drop      (0.0.0.0: ARP probes)
-//!   ip6 saddr != :: iifname . ip6 saddr != @ports-ip6 drop                 (::: DAD)
+//!   iif . ip saddr != @ports-ip drop
+//!   iif . arp saddr ether != @ports-mac drop
+//!   arp saddr ip != 0.0.0.0 iif . arp saddr ip != @ports-ip drop      (0.0.0.0: ARP probes)
+//!   ip6 saddr != :: iif . ip6 saddr != @ports-ip6 drop                 (::: DAD)
 //! ```
 //!
 //! A pod's elements are added at ADD once its host veth exists and before its interface comes up
-//! (nothing in the pod can send before that), removed at DEL, and removed by GC for ports that no
-//! longer exist. Only registered ports are judged, so pods attached before the option was turned on,
-//! and networks that leave it off, keep working.
+//! (nothing in the pod can send before that). They are keyed by the port's interface index, which
+//! the kernel never gives to another interface (indexes are allocated cyclically over 2^31), so an
+//! element outliving its port can never guard, nor open, another one: DEL leaves them (removing a
+//! set element waits for an RCU grace period in the nf_tables commit, about 16 ms, serialised across
+//! concurrent DELs) and GC removes those of ports that are gone. Only registered ports are judged,
+//! so pods attached before the option was turned on, and networks that leave it off, keep working.
 
 use super::InstallLock;
 use crate::fail;
@@ -33,7 +36,6 @@ use podnet_nft::{NftFamily, Script};
 use podnet_types::cni::CniError;
 use podnet_types::names;
 use serde_json::Value;
-use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 pub const FAMILY: &str = "bridge";
@@ -46,9 +48,10 @@ const SETS: [&str; 4] = ["ports", "ports-mac", "ports-ip", "ports-ip6"];
 #[derive(Debug, Clone, Copy)]
 pub struct Port<'a> {
     pub host_veth: &'a str,
+    /// The host veth's interface index: the elements' key.
+    pub index: u32,
     pub mac: [u8; 6],
-    /// Unknown at a DEL that lost its record: then only the port's own entries are removed.
-    pub ip: Option<Ipv4Addr>,
+    pub ip: Ipv4Addr,
 }
 
 /// Whether the guard's chain is installed (netlink, no process).
@@ -69,38 +72,38 @@ pub(crate) fn ensure(s: &mut Script) -> Result<Option<InstallLock>, CniError> {
     }
     let t = format!("{FAMILY} {TABLE}");
     s.line(format!("add table {t}"));
-    s.line(format!("add set {t} ports {{ type ifname ; }}"));
+    s.line(format!("add set {t} ports {{ type iface_index ; }}"));
     s.line(format!(
-        "add set {t} ports-mac {{ type ifname . ether_addr ; }}"
+        "add set {t} ports-mac {{ type iface_index . ether_addr ; }}"
     ));
     s.line(format!(
-        "add set {t} ports-ip {{ type ifname . ipv4_addr ; }}"
+        "add set {t} ports-ip {{ type iface_index . ipv4_addr ; }}"
     ));
     s.line(format!(
-        "add set {t} ports-ip6 {{ type ifname . ipv6_addr ; }}"
+        "add set {t} ports-ip6 {{ type iface_index . ipv6_addr ; }}"
     ));
     s.line(format!(
         "add chain {t} {CHAIN} {{ type filter hook prerouting priority -300 ; policy accept ; comment \"podnet-cni: frames from pods' ports carry their own addresses\" ; }}"
     ));
     s.line(format!("flush chain {t} {CHAIN}"));
     for rule in [
-        "iifname != @ports accept",
-        "iifname . ether saddr != @ports-mac counter drop",
+        "iif != @ports accept",
+        "iif . ether saddr != @ports-mac counter drop",
         "ether type != { ip, arp, ip6 } counter drop",
-        "iifname . ip saddr != @ports-ip counter drop",
-        "iifname . arp saddr ether != @ports-mac counter drop",
-        "arp saddr ip != 0.0.0.0 iifname . arp saddr ip != @ports-ip counter drop",
-        "ip6 saddr != :: iifname . ip6 saddr != @ports-ip6 counter drop",
+        "iif . ip saddr != @ports-ip counter drop",
+        "iif . arp saddr ether != @ports-mac counter drop",
+        "arp saddr ip != 0.0.0.0 iif . arp saddr ip != @ports-ip counter drop",
+        "ip6 saddr != :: iif . ip6 saddr != @ports-ip6 counter drop",
     ] {
         s.line(format!("add rule {t} {CHAIN} {rule}"));
     }
     Ok(Some(lock))
 }
 
-/// The port's elements, as `(set, key)`.
+/// The port's elements, as `(set, key)` in nft's words (the port by name: it exists).
 fn elements(p: &Port<'_>) -> Vec<(&'static str, String)> {
     let name = format!("\"{}\"", p.host_veth);
-    let mut out = vec![
+    vec![
         ("ports", name.clone()),
         (
             "ports-mac",
@@ -110,36 +113,29 @@ fn elements(p: &Port<'_>) -> Vec<(&'static str, String)> {
             "ports-ip6",
             format!("{name} . {}", names::link_local_for_mac(p.mac)),
         ),
-    ];
-    if let Some(ip) = p.ip {
-        out.push(("ports-ip", format!("{name} . {ip}")));
-    }
-    out
+        ("ports-ip", format!("{name} . {}", p.ip)),
+    ]
 }
 
-/// The port's elements in a script (the first ADD on a node, which installs the table with them).
 pub fn add(s: &mut Script, p: &Port<'_>) {
     for (set, key) in elements(p) {
         s.line(format!("add element {FAMILY} {TABLE} {set} {{ {key} }}"));
     }
 }
 
-/// The port's elements as the kernel keys them, for a netlink batch (every other ADD and DEL).
+/// The port's elements as the kernel keys them, for a netlink batch (every ADD but a node's first).
 fn keys(p: &Port<'_>) -> Vec<(&'static str, Vec<u8>)> {
     use podnet_nft::elements::key;
-    let port = key::ifname(p.host_veth);
-    let mut out = vec![
+    let port = key::ifindex(p.index);
+    vec![
         ("ports", port.clone()),
         ("ports-mac", key::concat(&[port.clone(), key::ether(p.mac)])),
         (
             "ports-ip6",
             key::concat(&[port.clone(), key::ipv6(names::link_local_for_mac(p.mac))]),
         ),
-    ];
-    if let Some(ip) = p.ip {
-        out.push(("ports-ip", key::concat(&[port, key::ipv4(ip)])));
-    }
-    out
+        ("ports-ip", key::concat(&[port, key::ipv4(p.ip)])),
+    ]
 }
 
 pub fn add_elements(out: &mut Vec<podnet_nft::Element<'static>>, p: &Port<'_>) {
@@ -148,9 +144,9 @@ pub fn add_elements(out: &mut Vec<podnet_nft::Element<'static>>, p: &Port<'_>) {
     }
 }
 
-/// Removes the port's elements whether or not they are there (no `destroy` in nft 1.0.6 and no
-/// "delete if present" in the kernel's batch: adding first makes the delete succeed either way, in
-/// one transaction).
+/// Removes the port's elements whether or not they are there (an ADD rolled back; no `destroy`
+/// in nft 1.0.6 and no "delete if present" in the kernel's batch: adding first makes the delete
+/// succeed either way, in one transaction).
 pub fn remove_elements(out: &mut Vec<podnet_nft::Element<'static>>, p: &Port<'_>) {
     for (set, key) in keys(p) {
         out.push(element(podnet_nft::Op::Add, set, key.clone()));
@@ -168,13 +164,10 @@ fn element(op: podnet_nft::Op, set: &'static str, key: Vec<u8>) -> podnet_nft::E
     }
 }
 
-/// GC: removes every element of a podnet host veth that no longer exists (`live` lists the node's
-/// link names). Ports that exist keep theirs, whichever network they belong to. The elements are
-/// read before the links: an ADD running meanwhile creates its veth before it adds its elements, so
-/// an element read here whose port is not listed afterwards is truly gone.
-pub fn forget_gone_ports(
-    live: impl FnOnce() -> Result<HashSet<String>, CniError>,
-) -> Result<usize, CniError> {
+/// GC: removes every element of a port that no longer exists: nft names a live port and prints
+/// the bare index of a gone one, so the listing alone tells them apart (an ADD running meanwhile
+/// adds its elements after its veth exists: they list under its name).
+pub fn forget_gone_ports() -> Result<usize, CniError> {
     if !installed()? {
         return Ok(0);
     }
@@ -183,10 +176,9 @@ pub fn forget_gone_ports(
     else {
         return Ok(0);
     };
-    let live = live()?;
     let gone: Vec<(String, String)> = parse_elements(&json)
         .into_iter()
-        .filter(|(_, port, _)| port.starts_with(names::HOST_VETH_PREFIX) && !live.contains(port))
+        .filter(|(_, port, _)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
         .map(|(set, _, key)| (set, key))
         .collect();
     if gone.is_empty() {
@@ -217,24 +209,34 @@ fn parse_elements(json: &str) -> Vec<(String, String, String)> {
             continue;
         };
         for el in set["elem"].as_array().into_iter().flatten() {
-            let parts: Vec<&str> = match el {
-                Value::String(port) => vec![port.as_str()],
+            let parts: Vec<String> = match el {
+                Value::String(port) => vec![port.clone()],
+                Value::Number(n) => vec![n.to_string()],
                 _ => el["concat"]
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .filter_map(Value::as_str)
+                    .filter_map(|v| match v {
+                        Value::String(s) => Some(s.clone()),
+                        Value::Number(n) => Some(n.to_string()),
+                        _ => None,
+                    })
                     .collect(),
             };
             let Some((port, rest)) = parts.split_first() else {
                 continue;
             };
-            let mut key = format!("\"{port}\"");
+            // A gone port is listed by its index, which nft takes back bare; a live one by name.
+            let mut key = if port.bytes().all(|b| b.is_ascii_digit()) {
+                port.clone()
+            } else {
+                format!("\"{port}\"")
+            };
             for r in rest {
                 key.push_str(" . ");
                 key.push_str(r);
             }
-            out.push((name.to_string(), port.to_string(), key));
+            out.push((name.to_string(), port.clone(), key));
         }
     }
     out
@@ -245,11 +247,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_port_has_its_name_mac_link_local_and_address() {
+    fn a_port_has_its_mac_link_local_and_address() {
         let p = Port {
             host_veth: "pnv0123456789ab",
+            index: 0x0102_0304,
             mac: names::mac_for_ip("10.244.1.5".parse().unwrap()),
-            ip: Some("10.244.1.5".parse().unwrap()),
+            ip: "10.244.1.5".parse().unwrap(),
         };
         let mut s = Script::new();
         add(&mut s, &p);
@@ -261,7 +264,7 @@ mod tests {
              add element bridge podnet-cni ports-ip { \"pnv0123456789ab\" . 10.244.1.5 }\n"
         );
         let mut batch = Vec::new();
-        remove_elements(&mut batch, &Port { ip: None, ..p });
+        remove_elements(&mut batch, &p);
         let sets: Vec<(&str, podnet_nft::Op)> = batch.iter().map(|e| (e.set, e.op)).collect();
         use podnet_nft::Op::{Add, Delete};
         assert_eq!(
@@ -272,30 +275,35 @@ mod tests {
                 ("ports-mac", Add),
                 ("ports-mac", Delete),
                 ("ports-ip6", Add),
-                ("ports-ip6", Delete)
+                ("ports-ip6", Delete),
+                ("ports-ip", Add),
+                ("ports-ip", Delete)
             ]
         );
-        assert_eq!(batch[2].key.len(), 24, "ifname . ether_addr");
-        assert_eq!(batch[4].key.len(), 32, "ifname . ipv6_addr");
+        assert_eq!(batch[0].key, 0x0102_0304u32.to_ne_bytes());
+        assert_eq!(batch[2].key.len(), 12, "iface_index . ether_addr");
+        assert_eq!(batch[4].key.len(), 20, "iface_index . ipv6_addr");
+        assert_eq!(batch[6].key.len(), 8, "iface_index . ipv4_addr");
     }
 
     #[test]
-    fn elements_are_read_back_with_their_port() {
+    fn gone_ports_are_read_back_by_index_and_live_ones_by_name() {
         let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}},
-            {"set": {"family": "bridge", "name": "ports", "table": "podnet-cni", "type": "ifname", "elem": ["pnvaaa", "eth9"]}},
-            {"set": {"family": "bridge", "name": "ports-ip", "table": "podnet-cni", "type": ["ifname", "ipv4_addr"],
-                     "elem": [{"concat": ["pnvaaa", "10.244.1.5"]}]}},
+            {"set": {"family": "bridge", "name": "ports", "table": "podnet-cni", "type": "iface_index", "elem": ["pnvaaa", "17"]}},
+            {"set": {"family": "bridge", "name": "ports-ip", "table": "podnet-cni", "type": ["iface_index", "ipv4_addr"],
+                     "elem": [{"concat": ["pnvaaa", "10.244.1.5"]}, {"concat": ["17", "10.244.1.6"]}]}},
             {"set": {"family": "bridge", "name": "other", "table": "podnet-cni", "elem": ["pnvaaa"]}}]}"#;
         assert_eq!(
             parse_elements(json),
             vec![
                 ("ports".into(), "pnvaaa".into(), "\"pnvaaa\"".into()),
-                ("ports".into(), "eth9".into(), "\"eth9\"".into()),
+                ("ports".into(), "17".into(), "17".into()),
                 (
                     "ports-ip".into(),
                     "pnvaaa".into(),
                     "\"pnvaaa\" . 10.244.1.5".into()
                 ),
+                ("ports-ip".into(), "17".into(), "17 . 10.244.1.6".into()),
             ]
         );
     }

@@ -150,8 +150,9 @@ fn connect<'a>(
     // lets its own addresses through, and its address waits for its policies.
     let port = firewall::spoof::Port {
         host_veth: &t.host_veth,
+        index: host_link.index,
         mac: pod_mac,
-        ip: Some(lease.address.addr()),
+        ip: lease.address.addr(),
     };
     firewall::guard_port(&port, conf.spoof_check)?;
     undo.push(format!("port guards of {}", t.subject), move || {

@@ -10,54 +10,22 @@ use crate::attachment::Target;
 use crate::{delegate, fail, firewall};
 use podnet_netlink::Netlink;
 use podnet_types::cni::{CniError, Ipam, NetConf, Request};
-use podnet_types::names;
 
 pub fn del(req: &Request, conf: &NetConf) -> Result<(), CniError> {
     let t = Target::new(conf, req);
     let mut errors: Vec<CniError> = Vec::new();
 
-    let found = addressing::find(conf, &t.owner);
-    let ip = match &found {
-        Ok(Some((ip, _))) => Some(*ip),
-        _ => None,
-    };
-    // The MAC as ADD chose it: the runtime passes the same runtimeConfig to DEL. Should it not, the
-    // port's MAC entry stays until GC sees the port gone; it names a port that no longer exists.
-    let mac = conf
-        .runtime
-        .mac
-        .or_else(|| ip.map(names::mac_for_ip))
-        .unwrap_or_default();
-    let port = firewall::spoof::Port {
-        host_veth: &t.host_veth,
-        mac,
-        ip,
-    };
-    // Two kernel waits side by side: removing set elements waits for an RCU grace period in the
-    // nf_tables commit (about 16 ms here), and so does removing the veth; one after the other they
-    // would add up. The runtime has stopped the pod's containers before DEL, so nothing sends from the
-    // port while its guards go.
-    let (guards, veth) = std::thread::scope(|scope| {
-        let guards = scope.spawn(|| firewall::release_port(&port));
-        // Deleting the host end destroys the pair, so the pod's end goes too, wherever it is;
-        // nothing has to enter the pod's namespace (which may already be gone).
-        let veth = Netlink::open().and_then(|mut nl| nl.delete_link_by_name(&t.host_veth));
-        (guards.join(), veth)
-    });
-    if let Err(e) = veth {
+    // Deleting the host end destroys the pair, so the pod's end goes too, wherever it is; nothing has
+    // to enter the pod's namespace (which may already be gone). The port's guards stay behind, inert
+    // (see `firewall::release_port`).
+    if let Err(e) = Netlink::open().and_then(|mut nl| nl.delete_link_by_name(&t.host_veth)) {
         errors.push(fail::kernel(
             format!("delete veth {} of {}", t.host_veth, t.subject),
             e,
         ));
     }
-    match guards {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => errors.push(e),
-        Err(_) => errors.push(fail::kernel(
-            format!("release the port guards of {}", t.subject),
-            "the thread removing them panicked",
-        )),
-    }
+
+    let found = addressing::find(conf, &t.owner);
     match found {
         Ok(Some((ip, record))) => {
             if let Err(e) = firewall::hostports::remove(ip, &record.port_mappings) {

@@ -74,15 +74,9 @@ pub fn gc(req: &Request, conf: &NetConf) -> Result<(), CniError> {
     if let Err(e) = remove_stray_veths(conf, &valid) {
         errors.push(e.to_string());
     }
-    // Anti-spoofing entries of ports that are gone (a DEL that never came, or one that did not know
-    // the MAC ADD used), of any network: a live port keeps its entries.
-    let live = || {
-        Netlink::open()
-            .and_then(|mut nl| nl.links())
-            .map(|links| links.into_iter().map(|l| l.name).collect::<HashSet<_>>())
-            .map_err(|e| fail::kernel("list links", e))
-    };
-    if let Err(e) = firewall::spoof::forget_gone_ports(live) {
+    // Anti-spoofing entries of ports that are gone (DEL leaves them), of any network: a live port
+    // keeps its entries.
+    if let Err(e) = firewall::spoof::forget_gone_ports() {
         errors.push(e.to_string());
     }
 
