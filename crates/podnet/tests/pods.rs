@@ -1557,10 +1557,7 @@ fn a_node_on_the_reference_bridge_plugin_runs_pods() {
         .strip_prefix(&subnet.replace(".0/24", "."))
         .and_then(|h| h.parse().ok())
         .unwrap_or_else(|| panic!("{ip} in {subnet}"));
-    assert!(
-        host >= 128,
-        "{ip} from host-local's range, which starts at {range_start}"
-    );
+    assert!(host >= 128, "{ip} from host-local's range, which starts at {range_start}");
     // host-local's reservation is where the configuration put it.
     let reserved = paths.data_dir().join("host-local/podnet").join(&ip);
     assert!(reserved.exists(), "{} exists", reserved.display());

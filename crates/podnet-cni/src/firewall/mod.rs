@@ -69,9 +69,9 @@ pub(crate) fn table_line(s: &mut podnet_nft::Script) {
 }
 
 /// ADD: registers the port's anti-spoofing entries (when `spoof_check`) and marks the address
-/// pending for the policy agent (when its table exists), in one transaction. Over netlink, with no
-/// process, except on the first ADD of a node with `spoof_check`, which installs the table with
-/// `nft -f` (elements in the same script).
+/// pending for the policy agent (when its table exists), in one netlink batch, with no process. The
+/// first ADD of a node with `spoof_check` installs the table with `nft -f`, the port's elements in
+/// the same script, and marks the address in a batch after it.
 pub fn guard_port(port: &spoof::Port<'_>, spoof_check: bool) -> Result<(), CniError> {
     let what = || format!("guard port {}", port.host_veth);
     let hold = pending::installed()?.then_some(port.ip);

@@ -25,8 +25,7 @@ pub fn del(req: &Request, conf: &NetConf) -> Result<(), CniError> {
         ));
     }
 
-    let found = addressing::find(conf, &t.owner);
-    match found {
+    match addressing::find(conf, &t.owner) {
         Ok(Some((ip, record))) => {
             if let Err(e) = firewall::hostports::remove(ip, &record.port_mappings) {
                 errors.push(e);
