@@ -256,6 +256,7 @@ fn cluster(policies: Vec<model::Policy>) -> Cluster {
     };
     for (ns, _, addr, label) in LOCAL {
         c.pods.push(PodInfo {
+            uid: Default::default(),
             namespace: ns.into(),
             ip: ip(addr),
             node: NODE.into(),
@@ -264,6 +265,7 @@ fn cluster(policies: Vec<model::Policy>) -> Cluster {
         });
     }
     c.pods.push(PodInfo {
+        uid: Default::default(),
         namespace: "y".into(),
         ip: ip(REMOTE_POD),
         node: "n2".into(),

@@ -145,6 +145,9 @@ pub struct NamedPort {
 /// What policies need to know of a pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodInfo {
+    /// The pod's UID: tells a pod made again under its name (a StatefulSet's) from the one before,
+    /// even when it has the same address (the start-up hold of the new one must be cleared).
+    pub uid: String,
     pub namespace: String,
     pub ip: Ipv4Addr,
     pub node: String,
@@ -196,6 +199,7 @@ pub fn pod_info(pod: &Pod) -> Option<PodInfo> {
     ports.sort();
     ports.dedup();
     Some(PodInfo {
+        uid: pod.metadata.uid.clone().unwrap_or_default(),
         namespace: pod.metadata.namespace.clone()?,
         ip,
         node: spec.node_name.clone().unwrap_or_default(),

@@ -74,7 +74,8 @@ pub struct State {
     selectors: HashMap<String, SelectorEntry>,
     /// Active policies whose egress rules name ports: their sets follow every pod of the cluster.
     egress_named: BTreeSet<Key>,
-    /// This node's pods that came with an address (new, or a new address) and whose start-up hold
+    /// This node's pods that came with an address (new, made again, or a new address) and whose
+    /// start-up hold
     /// (see [`super::nft::pending_commands`]) is still to be cleared: cleared by the transaction
     /// that programs them, so a pod merely rendered again (another pod claimed its address) never
     /// clears a newcomer's hold.
@@ -237,7 +238,7 @@ impl State {
             (_, None) => {
                 self.unheld.remove(&key);
             }
-            (old, Some(n)) if old.as_ref().map(|o| o.ip) != Some(n.ip) => {
+            (old, Some(n)) if old.as_ref().map(|o| (o.ip, &o.uid)) != Some((n.ip, &n.uid)) => {
                 self.unheld.insert(key.clone());
             }
             _ => {}

@@ -13,6 +13,7 @@ fn np(ns: &str, name: &str, spec: serde_json::Value) -> Policy {
 
 fn pod(ns: &str, ip: &str, labels: serde_json::Value) -> PodInfo {
     PodInfo {
+        uid: Default::default(),
         namespace: ns.into(),
         ip: ip.parse().unwrap(),
         node: "n1".into(),

@@ -22,6 +22,7 @@ fn pol(ns: &str, name: &str, spec: serde_json::Value) -> Policy {
 
 fn pod(ns: &str, ip: &str, node: &str, label: &str) -> PodInfo {
     PodInfo {
+        uid: Default::default(),
         namespace: ns.into(),
         ip: ip.parse().unwrap(),
         node: node.into(),

@@ -26,6 +26,7 @@ impl Apply for Recorder {
 
 fn pod(ip: &str, label: &str) -> PodInfo {
     PodInfo {
+        uid: Default::default(),
         namespace: "x".into(),
         ip: ip.parse().unwrap(),
         node: "n1".into(),
@@ -156,6 +157,7 @@ fn programming_a_pod_clears_its_hold() {
         }
     }
     let pod = |ip: &str, node: &str| PodInfo {
+        uid: Default::default(),
         namespace: "x".into(),
         ip: ip.parse().unwrap(),
         node: node.into(),
@@ -196,6 +198,14 @@ fn programming_a_pod_clears_its_hold() {
             .iter()
             .all(|tx| !tx.contains(&clear("10.0.0.2")))
     );
+    // The pod made again under its name and address, seen as one change (a relist after the watch
+    // broke shows only the new one): a new UID, so a new hold to clear.
+    let mut again = pod("10.0.0.2", "n1");
+    again.uid = "uid-2".into();
+    s.set_pod(Key::new("x", "b"), Some(again));
+    s.sync().unwrap();
+    let tx = applied.lock().unwrap().last().unwrap().clone();
+    assert!(tx.contains(&clear("10.0.0.2")), "{tx}");
     // A pod claiming an address another pod still holds (x/a gone, its deletion not seen yet) is
     // not the one programmed there: its hold stays until the address is its own, even though x/a
     // is rendered again.
