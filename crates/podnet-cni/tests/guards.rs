@@ -510,3 +510,31 @@ fn a_failed_element_batch_changes_nothing() {
         .expect("the good one alone");
     assert!(held(&node).contains("10.244.1.77"));
 }
+
+/// CHECK with spoofCheck reads the port's entries back and names a missing one.
+#[test]
+fn check_notices_a_port_whose_guard_is_gone() {
+    let node = Node::new();
+    let a = TestNs::new("pa");
+    let conf = conf(&node, true);
+    let result = node.add("ca", &a, &conf).ok().clone();
+    let with_prev = common::with_prev(&conf, &result);
+    node.run("CHECK", "ca", Some(&a), "eth0", &with_prev)
+        .ok_empty();
+    let ip = pod_ip(&result);
+    let veth = names::host_veth_name("podnet", "ca", "eth0");
+    node.ns.sh(
+        "nft",
+        &[
+            "delete",
+            "element",
+            "bridge",
+            "podnet-cni",
+            "ports-ip",
+            &format!("{{ \"{veth}\" . {ip} }}"),
+        ],
+    );
+    let r = node.run("CHECK", "ca", Some(&a), "eth0", &with_prev);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(r.err_msg().contains("anti-spoofing entry"), "{}", r.stdout);
+}

@@ -197,6 +197,38 @@ pub fn forget_gone_ports() -> Result<usize, CniError> {
     Ok(gone.len())
 }
 
+/// CHECK (with `spoofCheck`): the port is guarded and lets its pod's address (and MAC, when the
+/// result names one) through. Reads the table back with nft: CHECK may take its time.
+pub fn check(host_veth: &str, ip: Ipv4Addr, mac: Option<&str>) -> Result<(), CniError> {
+    let json = podnet_nft::list_json(&["table", FAMILY, TABLE])
+        .map_err(|e| fail::firewall(format!("read table {FAMILY} {TABLE}"), e))?
+        .ok_or_else(|| {
+            fail::check(format!(
+                "spoofCheck is on but table {FAMILY} {TABLE} is missing"
+            ))
+        })?;
+    let elements = parse_elements(&json);
+    let port = format!("\"{host_veth}\"");
+    let mut want = vec![
+        ("ports", port.clone()),
+        ("ports-ip", format!("{port} . {ip}")),
+    ];
+    if let Some(mac) = mac {
+        want.push((
+            "ports-mac",
+            format!("{port} . {}", mac.to_ascii_lowercase()),
+        ));
+    }
+    for (set, key) in want {
+        if !elements.iter().any(|(s, _, k)| s == set && *k == key) {
+            return Err(fail::check(format!(
+                "anti-spoofing entry {key} is missing from set {FAMILY} {TABLE} {set}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// `(set, port, key as nft text)` of every element of the guard's sets in `nft -j list table`.
 fn parse_elements(json: &str) -> Vec<(String, String, String)> {
     let Ok(doc) = serde_json::from_str::<Value>(json) else {
