@@ -404,7 +404,6 @@ fn a_gone_ports_entries_are_inert_and_gc_takes_them_away() {
         text.contains(&format!("\"{}\" . {ip_a2}", veth("ca"))),
         "{text}"
     );
-    drop(p.b);
 }
 
 /// podnet-agent's table for the hold, as the agent declares it (the agent's own tests check what

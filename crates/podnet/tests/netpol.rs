@@ -714,6 +714,14 @@ fn beyond_the_matrix(lab: &Lab, m: &Arc<Matrix>) {
         .expect("enter y/b's netns");
     assert!(added, "add {stolen} to y/b's eth0");
     let after = spoof_drops(&lab.node_netns(&yb_node));
+    yb_ns
+        .run(|| {
+            std::process::Command::new("ip")
+                .args(["addr", "del", &format!("{stolen}/32"), "dev", "eth0"])
+                .status()
+        })
+        .expect("enter y/b's netns")
+        .expect("give x/b's address back");
     assert!(
         after > before,
         "no spoofed frame counted on {yb_node}: {before} -> {after}"
