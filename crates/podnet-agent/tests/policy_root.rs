@@ -266,6 +266,7 @@ fn cluster(policies: Vec<model::Policy>) -> Cluster {
     };
     for (ns, _, addr, label) in LOCAL {
         c.pods.push(PodInfo {
+            uid: Default::default(),
             namespace: ns.into(),
             ip: ip(addr),
             node: NODE.into(),
@@ -274,6 +275,7 @@ fn cluster(policies: Vec<model::Policy>) -> Cluster {
         });
     }
     c.pods.push(PodInfo {
+        uid: Default::default(),
         namespace: "y".into(),
         ip: ip(REMOTE_POD),
         node: "n2".into(),
@@ -948,4 +950,111 @@ fn a_refill_repairs_drift_and_keeps_the_counters() {
     ));
     let listed = lab.node.sh("nft", &["list", "table", "inet", TABLE]);
     assert!(!listed.contains("chain pod-in-x/a"), "{listed}");
+}
+
+/// Marks `addr` pending as the CNI plugin's ADD does (the plugin's own tests check that it does).
+fn hold(lab: &Lab, addr: Ipv4Addr) {
+    let table = podnet_agent::policy::nft::pending_table(TABLE);
+    lab.node.sh(
+        "nft",
+        &[
+            "add",
+            "element",
+            "inet",
+            &table,
+            "pods",
+            &format!("{{ {addr} }}"),
+        ],
+    );
+}
+
+fn held(lab: &Lab) -> String {
+    let table = podnet_agent::policy::nft::pending_table(TABLE);
+    lab.node.sh("nft", &["list", "set", "inet", &table, "pods"])
+}
+
+/// Packets the hold dropped.
+fn hold_drops(lab: &Lab) -> u64 {
+    let table = podnet_agent::policy::nft::pending_table(TABLE);
+    let text = lab
+        .node
+        .sh("nft", &["list", "chain", "inet", &table, "hold"]);
+    text.lines()
+        .filter_map(|l| l.split("counter packets ").nth(1))
+        .filter_map(|t| t.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The start-up window: between the plugin's ADD and the agent's programming of the pod (it needs
+/// the pod's address from the API, which the kubelet writes after ADD returns), the pod's first
+/// packets (an init container's) must not pass under no policy at all.
+#[test]
+fn a_new_pod_is_held_until_the_agent_has_programmed_it() {
+    let lab = Arc::new(Lab::new());
+    let (xa, xb, remote) = (ip("10.244.1.10"), ip("10.244.1.11"), ip(REMOTE_POD));
+    let node_ip = ip("10.244.1.1");
+    // The cluster as the agent sees it before x/a's address reaches the API, under a policy that
+    // isolates x/b for ingress from everything but x/a.
+    let from_a = pol(
+        "x",
+        "b-from-a",
+        json!({"podSelector": {"matchLabels": {"pod": "b"}},
+               "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "a"}}}]}]}),
+    );
+    let full = cluster(vec![from_a]);
+    let mut before = full.clone();
+    before.pods.retain(|p| p.ip != xa);
+    let mut s = Syncer::new(Base::new(TABLE), NODE);
+    feed(&mut s, &before);
+    lab.sync(&mut s);
+    hold(&lab, xa);
+    let xa_ns = lab.ns_of(xa);
+    assert!(
+        !probe(xa_ns, xa, remote, Protocol::Tcp, 80),
+        "a held pod started a connection"
+    );
+    assert!(
+        !probe(&lab.outside, remote, xa, Protocol::Tcp, 80),
+        "a held pod took a connection"
+    );
+    assert!(hold_drops(&lab) >= 2, "{}", hold_drops(&lab));
+    // The node still reaches it (probes), and the rest of the node is not held.
+    assert!(probe(&lab.node, node_ip, xa, Protocol::Tcp, 80));
+    assert!(probe(
+        lab.ns_of(ip("10.244.1.12")),
+        ip("10.244.1.12"),
+        remote,
+        Protocol::Tcp,
+        80
+    ));
+
+    // The address reaches the agent: the transaction that programs x/a clears its mark, and x/a
+    // is in b-from-a's peers from the same instant.
+    let pod_a = full.pods.iter().find(|p| p.ip == xa).unwrap().clone();
+    s.set_pod(Key::new("x", "a"), Some(pod_a));
+    lab.sync(&mut s);
+    assert!(!held(&lab).contains(&xa.to_string()), "{}", held(&lab));
+    assert!(probe(xa_ns, xa, remote, Protocol::Tcp, 80));
+    assert!(probe(xa_ns, xa, xb, Protocol::Tcp, 81));
+    assert!(probe(&lab.outside, remote, xa, Protocol::Tcp, 80));
+
+    // An agent (re)starting finds the marks the plugin made while it was away: it clears those of
+    // the pods it programs in its first transaction; a pod it does not know yet stays held.
+    hold(&lab, xa);
+    hold(&lab, ip("10.244.1.99"));
+    let mut s = Syncer::new(Base::new(TABLE), NODE);
+    feed(&mut s, &full);
+    lab.sync(&mut s);
+    let set = held(&lab);
+    assert!(
+        !set.contains(&xa.to_string()) && set.contains("10.244.1.99"),
+        "{set}"
+    );
+    assert!(probe(xa_ns, xa, remote, Protocol::Tcp, 80));
+    // Teardown removes the hold with the policy table.
+    lab.node
+        .run(|| podnet_agent::policy::remove(TABLE))
+        .expect("remove");
+    let tables = lab.node.sh("nft", &["list", "tables"]);
+    assert!(!tables.contains("podnet-policy"), "{tables}");
 }

@@ -43,6 +43,7 @@ pub fn conflist(paths: &LabPaths, plan: &Plan, mode: Mode, node: &NodePlan) -> V
             "ipMasq": true,
             "clusterCIDR": plan.spec.cluster_cidr.to_string(),
             "hairpinMode": true,
+            "spoofCheck": true,
             "ipam": {"subnet": node.pod_cidr.to_string(), "dataDir": paths.ipam_dir(&node.name).display().to_string()},
             "capabilities": {"portMappings": true}
         }]

@@ -1,7 +1,7 @@
 //! Names and tags of the kernel objects podnet creates, so that every one of them can be recognised
 //! (and garbage-collected) after a crash.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Host-side veth interfaces are `pnv` + 12 hex digits of a hash of (network, container, ifname):
 /// deterministic, so DEL and GC can find them without state, and recognisable in `ip link`.
@@ -103,6 +103,41 @@ pub fn mac_for_ip(ip: Ipv4Addr) -> [u8; 6] {
     [0x0a, 0x58, o[0], o[1], o[2], o[3]]
 }
 
+/// The IPv6 link-local address the kernel gives an interface with this MAC (EUI-64, the default
+/// `addr_gen_mode`): the only IPv6 source a pod's port lets through besides `::` (neighbour
+/// discovery needs it even in an IPv4 pod).
+pub fn link_local_for_mac(mac: [u8; 6]) -> Ipv6Addr {
+    let m = mac;
+    Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        m[0] ^ 0x02,
+        m[1],
+        m[2],
+        0xff,
+        0xfe,
+        m[3],
+        m[4],
+        m[5],
+    ])
+}
+
+/// NetworkPolicy's start-up hold, shared by the CNI plugin (which marks a new pod's address at ADD)
+/// and podnet-agent (which owns the table, drops new connections from and to marked addresses, and
+/// clears a mark in the transaction that programs the pod's policies). The table exists only where
+/// the agent enforces policies: without it the plugin marks nothing.
+pub const POLICY_PENDING_TABLE: &str = "podnet-policy-pending";
+/// The set of marked addresses in [`POLICY_PENDING_TABLE`] (`type ipv4_addr`).
+pub const POLICY_PENDING_SET: &str = "pods";
+/// The base chain of [`POLICY_PENDING_TABLE`]; the plugin asks whether it exists.
+pub const POLICY_PENDING_CHAIN: &str = "hold";
+
 pub fn format_mac(mac: &[u8]) -> String {
     mac.iter()
         .map(|b| format!("{b:02x}"))
@@ -113,6 +148,15 @@ pub fn format_mac(mac: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_local_is_the_kernels_eui64() {
+        // `ip -6 addr` on a veth with MAC 0a:58:0a:f4:01:05 shows fe80::858:aff:fef4:105.
+        assert_eq!(
+            link_local_for_mac([0x0a, 0x58, 0x0a, 0xf4, 0x01, 0x05]).to_string(),
+            "fe80::858:aff:fef4:105"
+        );
+    }
     use proptest::prelude::*;
 
     #[test]

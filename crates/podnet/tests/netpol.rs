@@ -686,6 +686,47 @@ fn beyond_the_matrix(lab: &Lab, m: &Arc<Matrix>) {
         }
     });
 
+    // y/b, denied, pretends to be x/b, allowed (NET_RAW or NET_ADMIN in a pod is enough): its port
+    // on its node lets only y/b's own address out (podnet-cni spoofCheck, on in the lab), so the
+    // spoofed packets (or the ARP asking for the way out with x/b's address) are dropped and
+    // counted there.
+    let yb_node = get_json(lab, &["pod", "b", "-n", "y"]).unwrap()["spec"]["nodeName"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = spoof_drops(&lab.node_netns(&yb_node));
+    let yb_ns = podnet_netns::NetNs::open(&m.netns[&yb]).expect("open y/b's netns");
+    let stolen = m.ips[&xb];
+    let added = yb_ns
+        .run(|| {
+            let added = std::process::Command::new("ip")
+                .args(["addr", "add", &format!("{stolen}/32"), "dev", "eth0"])
+                .status()
+                .is_ok_and(|s| s.success());
+            // UDP: one-way is enough (a reply would go to the real x/b anyway).
+            let s = UdpSocket::bind((stolen, 0)).expect("bind the stolen address");
+            for _ in 0..3 {
+                let _ = s.send_to(b"spoofed", (m.ips[&xa], 80));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            added
+        })
+        .expect("enter y/b's netns");
+    assert!(added, "add {stolen} to y/b's eth0");
+    let after = spoof_drops(&lab.node_netns(&yb_node));
+    yb_ns
+        .run(|| {
+            std::process::Command::new("ip")
+                .args(["addr", "del", &format!("{stolen}/32"), "dev", "eth0"])
+                .status()
+        })
+        .expect("enter y/b's netns")
+        .expect("give x/b's address back");
+    assert!(
+        after > before,
+        "no spoofed frame counted on {yb_node}: {before} -> {after}"
+    );
+
     // The node reaches its isolated pod (kubelet's probes): x/a stays Ready under the policy, and a
     // connection from its node's own namespace gets through.
     let a = get_json(lab, &["pod", "a", "-n", "x"]).unwrap();
@@ -742,4 +783,27 @@ fn beyond_the_matrix(lab: &Lab, m: &Arc<Matrix>) {
             "missing {want:?} in:\n{described}"
         );
     }
+}
+
+/// Frames dropped so far by podnet-cni's anti-spoofing on a node (every rule's counter).
+fn spoof_drops(node_netns: &std::path::Path) -> u64 {
+    let ns = podnet_netns::NetNs::open(node_netns).expect("open node netns");
+    let out = ns
+        .run(|| {
+            std::process::Command::new("nft")
+                .args(["list", "chain", "bridge", "podnet-cni", "antispoof-1"])
+                .output()
+                .expect("run nft")
+        })
+        .expect("enter node netns");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split("counter packets ").nth(1))
+        .filter_map(|t| t.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }

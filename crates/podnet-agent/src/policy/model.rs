@@ -145,6 +145,9 @@ pub struct NamedPort {
 /// What policies need to know of a pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodInfo {
+    /// The pod's UID: tells a pod made again under its name (a StatefulSet's) from the one before,
+    /// even when it has the same address (the start-up hold of the new one must be cleared).
+    pub uid: String,
     pub namespace: String,
     pub ip: Ipv4Addr,
     pub node: String,
@@ -163,15 +166,15 @@ impl PodInfo {
 }
 
 /// A pod as policies see it; `None` when it takes no part: no IPv4 address yet, host network (its
-/// address is the node's, and traffic of the node is never filtered), or finished (its address may
-/// already belong to another pod).
+/// address is the node's, and traffic of the node is never filtered), finished, or being deleted
+/// with every container stopped (see [`released_its_address`]).
 pub fn pod_info(pod: &Pod) -> Option<PodInfo> {
     let spec = pod.spec.as_ref()?;
     if spec.host_network == Some(true) {
         return None;
     }
     let status = pod.status.as_ref()?;
-    if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+    if released_its_address(pod) {
         return None;
     }
     let ip = status
@@ -196,12 +199,42 @@ pub fn pod_info(pod: &Pod) -> Option<PodInfo> {
     ports.sort();
     ports.dedup();
     Some(PodInfo {
+        uid: pod.metadata.uid.clone().unwrap_or_default(),
         namespace: pod.metadata.namespace.clone()?,
         ip,
         node: spec.node_name.clone().unwrap_or_default(),
         labels: labels(pod.metadata.labels.as_ref()),
         ports,
     })
+}
+
+/// Whether a pod no longer owns the address its status still shows: it has finished (phase
+/// Succeeded or Failed), or it is being deleted and none of its containers runs any more (a
+/// finalizer can hold such a pod in the API for as long as its controller likes, while the node has
+/// torn its sandbox down and may give the address to a new pod). Either way nothing in it can send,
+/// and a peer set that kept the address would let the address's next owner in under the old pod's
+/// labels. A pod being deleted whose containers still run (the grace period) keeps its address, and
+/// so does one whose status lists no containers at all (nothing says they stopped).
+pub fn released_its_address(pod: &Pod) -> bool {
+    let Some(status) = pod.status.as_ref() else {
+        return false;
+    };
+    if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+        return true;
+    }
+    if pod.metadata.deletion_timestamp.is_none() {
+        return false;
+    }
+    let mut statuses = [
+        &status.init_container_statuses,
+        &status.container_statuses,
+        &status.ephemeral_container_statuses,
+    ]
+    .into_iter()
+    .flat_map(|s| s.iter().flatten())
+    .peekable();
+    statuses.peek().is_some()
+        && statuses.all(|c| c.state.as_ref().is_none_or(|s| s.running.is_none()))
 }
 
 /// A namespace's labels.

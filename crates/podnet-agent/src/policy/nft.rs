@@ -29,6 +29,7 @@
 
 use super::model::{Direction, Key, PodPeer, Port};
 use crate::proxy::nft::object_name;
+use podnet_types::names::{POLICY_PENDING_CHAIN, POLICY_PENDING_SET};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
@@ -64,6 +65,52 @@ impl Base {
             log_group: DEFAULT_LOG_GROUP,
         }
     }
+
+    /// The start-up hold's table: `<table>-pending` (the CNI plugin marks new pods' addresses in
+    /// `podnet-policy-pending`, the default table's).
+    pub fn pending_table(&self) -> String {
+        pending_table(&self.table)
+    }
+}
+
+pub fn pending_table(table: &str) -> String {
+    format!("{table}-pending")
+}
+
+/// The start-up hold, in a table of its own so that no rebuild of the policy table (which deletes
+/// it) ever loses a mark: the CNI plugin adds a new pod's address to the set at ADD, before the pod
+/// can send; new connections from and to a marked address are dropped; the agent clears the mark
+/// in the transaction that programs the pod (see [`clear_pending`]). Written with `add` and a
+/// flushed chain, so every rebuild repeats it without touching the marks.
+pub fn pending_commands(base: &Base) -> Vec<String> {
+    let t = format!("inet {}", base.pending_table());
+    let set = POLICY_PENDING_SET;
+    let chain = POLICY_PENDING_CHAIN;
+    vec![
+        format!("add table {t}"),
+        format!(
+            "add set {t} {set} {{ type ipv4_addr ; comment \"pods this node's CNI plugin attached whose policies are not programmed yet\" ; }}"
+        ),
+        // Before the egress and ingress chains, after the guards.
+        format!(
+            "add chain {t} {chain} {{ type filter hook forward priority filter - 5 ; policy accept ; }}"
+        ),
+        format!("flush chain {t} {chain}"),
+        format!("add rule {t} {chain} ct state established,related accept"),
+        format!("add rule {t} {chain} ip saddr @{set} counter drop"),
+        format!("add rule {t} {chain} ip daddr @{set} counter drop"),
+    ]
+}
+
+/// Clears a pod's mark whether or not it has one (nft 1.0.6 has no `destroy`: the `add` makes the
+/// `delete` succeed either way, in one transaction).
+pub fn clear_pending(tx: &mut Transaction, base: &Base, ip: std::net::Ipv4Addr) {
+    let el = format!(
+        "element inet {} {POLICY_PENDING_SET} {{ {ip} }}",
+        base.pending_table()
+    );
+    tx.raw(&format!("add {el}"));
+    tx.raw(&format!("delete {el}"));
 }
 
 fn short(dir: Direction) -> &'static str {
@@ -425,6 +472,10 @@ pub fn full_transaction<'a>(
         }
     }
     tx.add_elements(owners.into_iter().flat_map(|r| r.elements.iter()));
+    // The start-up hold's table, which no rebuild deletes (it holds the plugin's marks).
+    for line in pending_commands(base) {
+        tx.raw(&line);
+    }
     // Hooked chains last: nothing is reachable from a hook while the rest is built. In a refill the
     // hooked chains exist and `add chain` leaves them be; their rules were flushed with the table.
     for line in &hooked {

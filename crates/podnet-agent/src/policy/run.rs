@@ -77,11 +77,14 @@ pub enum PolicyError {
     Sync(#[from] SyncError),
 }
 
-/// Removes the policy table (teardown; every pod is open again); a missing table is fine.
+/// Removes the policy table and its start-up hold (teardown; every pod is open again); missing
+/// tables are fine.
 pub fn remove(table: &str) -> Result<(), PolicyError> {
     let mut s = podnet_nft::Script::new();
-    s.line(format!("add table inet {table}"));
-    s.line(format!("delete table inet {table}"));
+    for t in [table.to_string(), super::nft::pending_table(table)] {
+        s.line(format!("add table inet {t}"));
+        s.line(format!("delete table inet {t}"));
+    }
     podnet_nft::apply(&s).map_err(|source| PolicyError::Remove {
         table: table.to_string(),
         source,

@@ -74,6 +74,12 @@ pub struct State {
     selectors: HashMap<String, SelectorEntry>,
     /// Active policies whose egress rules name ports: their sets follow every pod of the cluster.
     egress_named: BTreeSet<Key>,
+    /// This node's pods that came with an address (new, made again, or a new address) and whose
+    /// start-up hold
+    /// (see [`super::nft::pending_commands`]) is still to be cleared: cleared by the transaction
+    /// that programs them, so a pod merely rendered again (another pod claimed its address) never
+    /// clears a newcomer's hold.
+    unheld: BTreeSet<Key>,
     dirty: BTreeSet<Owner>,
     empty: Labels,
 }
@@ -91,6 +97,7 @@ impl State {
             policies_by_ns: HashMap::new(),
             selectors: HashMap::new(),
             egress_named: BTreeSet::new(),
+            unheld: BTreeSet::new(),
             dirty: BTreeSet::new(),
             empty: Labels::new(),
         }
@@ -226,6 +233,15 @@ impl State {
             let s = self.local_by_ip.entry(n.ip).or_default();
             self.dirty.extend(s.iter().cloned().map(Owner::Pod));
             s.insert(key.clone());
+        }
+        match (&old_local, &new_local) {
+            (_, None) => {
+                self.unheld.remove(&key);
+            }
+            (old, Some(n)) if old.as_ref().map(|o| (o.ip, &o.uid)) != Some((n.ip, &n.uid)) => {
+                self.unheld.insert(key.clone());
+            }
+            _ => {}
         }
         // Selector sets.
         let ns_labels = self.ns_labels(&key.namespace).clone();
@@ -533,17 +549,49 @@ impl State {
         out
     }
 
+    /// The pods whose hold the next transaction clears, with their addresses: those waiting for it
+    /// that are programmed now. The others keep waiting. Give them back with [`State::requeue_holds`]
+    /// if the transaction fails.
+    pub fn take_holds(&mut self) -> Vec<(Key, Ipv4Addr)> {
+        let ready: Vec<(Key, Ipv4Addr)> = self
+            .unheld
+            .iter()
+            .filter_map(|k| Some((k.clone(), self.programmed_address(k)?)))
+            .collect();
+        for (k, _) in &ready {
+            self.unheld.remove(k);
+        }
+        ready
+    }
+
+    pub fn requeue_holds(&mut self, holds: Vec<(Key, Ipv4Addr)>) {
+        self.unheld.extend(holds.into_iter().map(|(k, _)| k));
+    }
+
+    /// Every pod of this node programmed with its address (a rebuild clears all their holds).
+    pub fn programmed(&self) -> Vec<Ipv4Addr> {
+        self.local_by_ip
+            .iter()
+            .filter(|(_, keys)| !keys.is_empty())
+            .map(|(ip, _)| *ip)
+            .collect()
+    }
+
+    /// The address a pod of this node holds in the table (its verdict-map entries are its own),
+    /// `None` for another node's pod, a gone one, or one whose address another pod claims first.
+    /// Its start-up hold is cleared when it is programmed.
+    pub fn programmed_address(&self, key: &Key) -> Option<Ipv4Addr> {
+        let pod = self.pods.get(key).filter(|p| self.is_local(p))?;
+        let winner = self.local_by_ip.get(&pod.ip)?.first()?;
+        (winner == key).then_some(pod.ip)
+    }
+
     fn render_pod(&self, base: &Base, key: &Key) -> Rendered {
         let mut r = Rendered::default();
         let Some(pod) = self.pods.get(key).filter(|p| self.is_local(p)) else {
             return r;
         };
-        if self
-            .local_by_ip
-            .get(&pod.ip)
-            .and_then(|s| s.first())
-            .is_some_and(|winner| winner != key)
-        {
+        if self.programmed_address(key).is_none() {
             return r;
         }
         for dir in Direction::BOTH {

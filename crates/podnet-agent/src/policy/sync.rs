@@ -109,10 +109,16 @@ impl Syncer {
             plan.diff(self.applied.get(owner).unwrap_or(&empty), &new);
             rendered.push((owner.clone(), new));
         }
-        let tx = plan.transaction(&self.base.table);
+        let mut tx = plan.transaction(&self.base.table);
+        // Pods programmed by this transaction lose their start-up hold in it.
+        let holds = self.state.take_holds();
+        for (_, ip) in &holds {
+            nft::clear_pending(&mut tx, &self.base, *ip);
+        }
         if !tx.is_empty()
             && let Err(source) = self.applier.apply(tx.text())
         {
+            self.state.requeue_holds(holds);
             self.full = Some(Rebuild::Replace);
             let owners = dirty.len();
             self.pending = dirty;
@@ -154,8 +160,11 @@ impl Syncer {
     fn rebuild(&mut self, how: Rebuild) -> Result<SyncReport, SyncError> {
         let desired = self.render_all();
         let obsolete = obsolete(&self.applied, &desired);
-        let tx = nft::full_transaction(&self.base, desired.values(), how, &obsolete);
+        let mut tx = nft::full_transaction(&self.base, desired.values(), how, &obsolete);
+        let holds = self.state.take_holds();
+        self.clear_all_pending(&mut tx);
         if let Err(source) = self.applier.apply(tx.text()) {
+            self.state.requeue_holds(holds);
             self.full = Some(Rebuild::Replace);
             return Err(SyncError::Apply {
                 kind: match how {
@@ -177,16 +186,25 @@ impl Syncer {
         })
     }
 
+    /// A rebuild clears the hold of every pod it programs (the first sync after a start-up finds
+    /// the marks the plugin made while the agent was away).
+    fn clear_all_pending(&self, tx: &mut nft::Transaction) {
+        for ip in self.state.programmed() {
+            nft::clear_pending(tx, &self.base, ip);
+        }
+    }
+
     /// The transaction a table replacement would apply now (tests, benchmarks).
     pub fn full_text(&mut self) -> String {
         let desired = self.render_all();
-        nft::full_transaction(
+        let mut tx = nft::full_transaction(
             &self.base,
             desired.values(),
             Rebuild::Replace,
             &Rendered::default(),
-        )
-        .into_text()
+        );
+        self.clear_all_pending(&mut tx);
+        tx.into_text()
     }
 
     /// Everything applied, as one merged set of objects (tests compare it with a fresh build).

@@ -2,7 +2,7 @@
 //! both with ipMasq on, called the way a runtime calls them: one process per operation, config on
 //! stdin, inside a node namespace. Runs are interleaved so both see the same machine state.
 //!
-//! Usage: cni-bench [--pods N] [--burst-rounds R]   (root; see bench/cni.sh)
+//! Usage: cni-bench [--pods N] [--burst-rounds R] [--spoof-check 0|1]   (root; see bench/cni.sh)
 
 use anyhow::{Context, Result, bail};
 use podnet_bench::{arg, ms, p50_p95, ratio_line};
@@ -143,6 +143,7 @@ fn main() -> Result<()> {
     podnet_testkit::require_root();
     let pods = arg("--pods", 100) as usize;
     let rounds = arg("--burst-rounds", 3) as usize;
+    let spoof_check = arg("--spoof-check", 1) != 0;
     let podnet_bin = std::env::var("PODNET_CNI_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {
@@ -174,10 +175,12 @@ fn main() -> Result<()> {
             _data: data,
         }
     };
-    let ours = make("podnet-cni", podnet_bin, |dir| {
+    let mut ours = make("podnet-cni", podnet_bin, |dir| {
         json!({"cniVersion": "1.0.0", "name": "bench", "type": "podnet-cni", "bridge": "cni0", "ipMasq": true,
                "clusterCIDR": "10.244.0.0/16", "hairpinMode": true, "ipam": {"subnet": "10.244.1.0/24", "dataDir": dir}})
     });
+    // podnet-cni's anti-spoofing (on in the lab's configuration): one `nft -f` more per ADD and DEL.
+    ours.conf["spoofCheck"] = json!(spoof_check);
     let anchor = make("bridge+host-local", reference, |dir| {
         json!({"cniVersion": "1.0.0", "name": "bench", "type": "bridge", "bridge": "cni0", "isGateway": true,
                "ipMasq": true, "hairpinMode": true,
@@ -185,7 +188,8 @@ fn main() -> Result<()> {
     });
 
     println!(
-        "CNI ADD/DEL: podnet-cni vs reference bridge+host-local (containernetworking-plugins), ipMasq on for both"
+        "CNI ADD/DEL: podnet-cni (spoofCheck {}) vs reference bridge+host-local (containernetworking-plugins), ipMasq on for both",
+        if spoof_check { "on" } else { "off" }
     );
     println!(
         "{pods} pods, sequential then {rounds} bursts of {pods} at {BURST_PARALLEL} in parallel; runs interleaved\n"

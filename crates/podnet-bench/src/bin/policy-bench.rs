@@ -70,6 +70,7 @@ fn pod(k: usize, i: usize, app: usize, node: &str) -> (Key, PodInfo) {
     (
         Key::new(ns_name(k), format!("pod-{i}")),
         PodInfo {
+            uid: Default::default(),
             namespace: ns_name(k),
             ip: pod_ip(k, i),
             node: node.into(),

@@ -5,9 +5,16 @@
 //!   process) whether that chain exists, so a normal ADD changes no firewall state at all.
 //! - [`hostports`]: two DNAT maps shared by every network on the node (a port is the node's, whichever
 //!   network asks) and two chains that consult them. A pod's mappings are map elements.
+//!
+//! And per pod port, in one netlink batch at ADD ([`guard_port`]; DEL leaves them, GC cleans up):
+//! - [`spoof`] (`spoofCheck`): the port's own MAC and addresses, in `bridge podnet-cni`;
+//! - [`pending`]: the pod's address held until podnet-agent has programmed its policies (only where
+//!   the agent's table exists).
 
 pub mod hostports;
 pub mod masq;
+pub mod pending;
+pub mod spoof;
 
 use crate::fail;
 use podnet_netns::NetNs;
@@ -59,4 +66,56 @@ pub(crate) fn chain_exists(chain: &str) -> Result<bool, CniError> {
 
 pub(crate) fn table_line(s: &mut podnet_nft::Script) {
     s.line(format!("add table {FAMILY} {TABLE}"));
+}
+
+/// ADD: registers the port's anti-spoofing entries (when `spoof_check`) and marks the address
+/// pending for the policy agent (when its table exists), in one netlink batch, with no process. The
+/// first ADD of a node with `spoof_check` installs the table with `nft -f`, the port's elements in
+/// the same script, and marks the address in a batch after it.
+pub fn guard_port(port: &spoof::Port<'_>, spoof_check: bool) -> Result<(), CniError> {
+    let what = || format!("guard port {}", port.host_veth);
+    let hold = pending::installed()?.then_some(port.ip);
+    let mut script = podnet_nft::Script::new();
+    let _lock = if spoof_check {
+        spoof::ensure(&mut script)?
+    } else {
+        None
+    };
+    if !script.is_empty() {
+        spoof::add(&mut script, port);
+        podnet_nft::apply(&script).map_err(|e| fail::firewall(what(), e))?;
+    }
+    let mut batch = Vec::new();
+    if spoof_check && script.is_empty() {
+        spoof::add_elements(&mut batch, port);
+    }
+    let spoof_only = batch.clone();
+    if let Some(ip) = hold {
+        pending::add(&mut batch, ip);
+    }
+    match podnet_nft::apply_elements(&batch) {
+        // The agent removed its table between the question and the batch (its teardown): nothing
+        // to hold any more.
+        Err(_) if hold.is_some() && !pending::installed()? => {
+            podnet_nft::apply_elements(&spoof_only)
+        }
+        other => other,
+    }
+    .map_err(|e| fail::firewall(what(), e))
+}
+
+/// A rolled-back ADD: removes what [`guard_port`] added, whether or not it is there (netlink).
+/// DEL leaves both: the anti-spoofing elements are keyed by an interface index that dies with the
+/// port (GC removes them), and a hold left on a released address is cleared by the agent once a
+/// pod has it again (every address of the node's pods comes through ADD, which marks it anyway).
+pub fn release_port(port: &spoof::Port<'_>) -> Result<(), CniError> {
+    let mut batch = Vec::new();
+    if spoof::installed()? {
+        spoof::remove_elements(&mut batch, port);
+    }
+    if pending::installed()? {
+        pending::remove(&mut batch, port.ip);
+    }
+    podnet_nft::apply_elements(&batch)
+        .map_err(|e| fail::firewall(format!("release port {}", port.host_veth), e))
 }

@@ -1,4 +1,5 @@
-//! ADD: address, bridge, veth (pod end made directly in the pod), pod interface, masquerade, host ports.
+//! ADD: address, bridge, veth (pod end made directly in the pod), port guards (anti-spoofing, the
+//! policy hold), pod interface, masquerade, host ports.
 //! Any failure undoes every step already taken.
 
 use crate::addressing::{self, Lease};
@@ -144,6 +145,19 @@ fn connect<'a>(
                 )
             })?;
     }
+
+    // Before the pod's interface comes up (nothing in the pod can send until then): its port only
+    // lets its own addresses through, and its address waits for its policies.
+    let port = firewall::spoof::Port {
+        host_veth: &t.host_veth,
+        index: host_link.index,
+        mac: pod_mac,
+        ip: lease.address.addr(),
+    };
+    firewall::guard_port(&port, conf.spoof_check)?;
+    undo.push(format!("port guards of {}", t.subject), move || {
+        firewall::release_port(&port).map_err(|e| e.to_string())
+    });
 
     pod::configure(
         pod,

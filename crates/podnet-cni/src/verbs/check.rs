@@ -154,6 +154,9 @@ pub fn check(req: &Request, conf: &NetConf) -> Result<(), CniError> {
         firewall::masq::check(&conf.name, a.trunc(), conf.cluster_cidr)?;
     }
     firewall::hostports::check(ip, &reservation.port_mappings)?;
+    if conf.spoof_check {
+        firewall::spoof::check(&t.host_veth, ip, pod_iface.mac.as_deref())?;
+    }
 
     if let Ipam::Delegated { plugin } = &conf.ipam {
         let stdin = serde_json::to_vec(&conf.raw).expect("config serializes");

@@ -16,7 +16,8 @@ pub fn del(req: &Request, conf: &NetConf) -> Result<(), CniError> {
     let mut errors: Vec<CniError> = Vec::new();
 
     // Deleting the host end destroys the pair, so the pod's end goes too, wherever it is; nothing has
-    // to enter the pod's namespace (which may already be gone).
+    // to enter the pod's namespace (which may already be gone). The port's guards stay behind, inert
+    // (see `firewall::release_port`).
     if let Err(e) = Netlink::open().and_then(|mut nl| nl.delete_link_by_name(&t.host_veth)) {
         errors.push(fail::kernel(
             format!("delete veth {} of {}", t.host_veth, t.subject),

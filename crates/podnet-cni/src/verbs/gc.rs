@@ -1,5 +1,6 @@
-//! GC: release every address, host port and stray host veth of this network whose attachment is not in
-//! `cni.dev/valid-attachments`. Keeps going past errors and reports all of them.
+//! GC: release every address, host port, policy hold and stray host veth of this network whose
+//! attachment is not in `cni.dev/valid-attachments`, and the anti-spoofing entries of every port that
+//! is gone. Keeps going past errors and reports all of them.
 
 use crate::addressing;
 use crate::{delegate, fail, firewall};
@@ -30,6 +31,17 @@ pub fn gc(req: &Request, conf: &NetConf) -> Result<(), CniError> {
     match addressing::retain_valid(conf, &valid) {
         Ok(stale) => {
             for (ip, record) in stale {
+                // A stale address's hold for the policy agent goes with it (its port's entries go
+                // below, with the port).
+                let mut batch = Vec::new();
+                match firewall::pending::installed() {
+                    Ok(true) => firewall::pending::remove(&mut batch, ip),
+                    Ok(false) => {}
+                    Err(e) => errors.push(e.to_string()),
+                }
+                if let Err(e) = podnet_nft::apply_elements(&batch) {
+                    errors.push(format!("policy hold of stale {ip}: {e}"));
+                }
                 if let Err(e) = firewall::hostports::remove(ip, &record.port_mappings) {
                     errors.push(format!(
                         "host ports of stale {} ({ip}): {e}",
@@ -60,6 +72,11 @@ pub fn gc(req: &Request, conf: &NetConf) -> Result<(), CniError> {
     }
 
     if let Err(e) = remove_stray_veths(conf, &valid) {
+        errors.push(e.to_string());
+    }
+    // Anti-spoofing entries of ports that are gone (DEL leaves them), of any network: a live port
+    // keeps its entries.
+    if let Err(e) = firewall::spoof::forget_gone_ports() {
         errors.push(e.to_string());
     }
 

@@ -36,24 +36,7 @@ impl Netlink {
         if cmds.is_empty() {
             return Ok(());
         }
-        let batch = encode::batch(&cmds, 1).map_err(|e| {
-            Error::Unsupported(parse::ParseError {
-                line: shorten(&e.command),
-                reason: e.reason,
-            })
-        })?;
-        let fence = batch.next_seq;
-        let refused = socket::send(&batch, fence)?;
-        if let Some((seq, errno)) = refused.iter().min_by_key(|(s, _)| *s) {
-            let command = batch
-                .command_of(*seq)
-                .map(|i| shorten(&cmds[i].source))
-                .unwrap_or_else(|| "the batch (some errors were lost)".into());
-            return Err(Error::Refused {
-                command,
-                errno: *errno,
-            });
-        }
+        send(&cmds)?;
         self.sets = sets;
         Ok(())
     }
@@ -62,6 +45,31 @@ impl Netlink {
     /// elements of those sets can be sent over netlink.
     pub fn learn(&mut self, script: &str) {
         self.sets.learn(script);
+    }
+}
+
+/// Sends `cmds` as one batch in the calling thread's network namespace: all applied, or none
+/// and the error names the command the kernel refused.
+pub fn send(cmds: &[ir::Command]) -> Result<()> {
+    if cmds.is_empty() {
+        return Ok(());
+    }
+    let batch = encode::batch(cmds, 1).map_err(|e| {
+        Error::Unsupported(parse::ParseError {
+            line: shorten(&e.command),
+            reason: e.reason,
+        })
+    })?;
+    let refused = socket::send(&batch, batch.next_seq)?;
+    match refused.iter().min_by_key(|(s, _)| *s) {
+        None => Ok(()),
+        Some((seq, errno)) => Err(Error::Refused {
+            command: batch
+                .command_of(*seq)
+                .map(|i| shorten(&cmds[i].source))
+                .unwrap_or_else(|| "the batch (some errors were lost)".into()),
+            errno: *errno,
+        }),
     }
 }
 

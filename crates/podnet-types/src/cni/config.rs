@@ -38,6 +38,9 @@ pub struct NetConf {
     /// Destinations inside it are not masqueraded: pods see each other's real addresses.
     pub cluster_cidr: Ipv4Net,
     pub hairpin_mode: bool,
+    /// `spoofCheck`: frames from a pod's port must carry the pod's own MAC and addresses (IPv4, its
+    /// IPv6 link-local, ARP sender), as kernel-side anti-spoofing on the bridge port.
+    pub spoof_check: bool,
     pub ipam: Ipam,
     /// Where the plugin keeps its state for this network (`<dataDir>/<name>/`): `ipam.dataDir` with the
     /// built-in IPAM, the top-level `dataDir` when IPAM is delegated.
@@ -173,7 +176,7 @@ enum Part {
     Version,
     /// `bridge`.
     Bridge,
-    /// `type`, `mtu`, `hairpinMode`: how an attachment is made.
+    /// `type`, `mtu`, `hairpinMode`, `spoofCheck`: how an attachment is made.
     Link,
     /// `ipMasq`, `clusterCIDR`.
     Masq,
@@ -290,6 +293,13 @@ impl NetConf {
                 .map_err(CniError::from),
             || true,
         )?;
+        let spoof_check = r.take(
+            Part::Link,
+            f.bool("spoofCheck")
+                .map(|b| b.unwrap_or(false))
+                .map_err(CniError::from),
+            || false,
+        )?;
 
         let ipam = r.take(Part::Ipam, parse_ipam(&f), || fallback_ipam(&f))?;
         let data_dir = match &ipam {
@@ -340,6 +350,7 @@ impl NetConf {
                 ip_masq,
                 cluster_cidr,
                 hairpin_mode,
+                spoof_check,
                 ipam,
                 data_dir,
                 dns,
@@ -829,6 +840,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.cni_version, CniVersion::V1_1_0);
         assert!(c.ip_masq && c.hairpin_mode);
+        assert!(
+            !c.spoof_check,
+            "off unless asked for, as the reference plugins' macspoofchk"
+        );
         assert_eq!(c.cluster_cidr.to_string(), "10.244.0.0/16");
         let Ipam::Builtin(b) = &c.ipam else {
             panic!("builtin")

@@ -13,6 +13,7 @@ fn np(ns: &str, name: &str, spec: serde_json::Value) -> Policy {
 
 fn pod(ns: &str, ip: &str, labels: serde_json::Value) -> PodInfo {
     PodInfo {
+        uid: Default::default(),
         namespace: ns.into(),
         ip: ip.parse().unwrap(),
         node: "n1".into(),
@@ -408,6 +409,60 @@ fn pods_without_a_part_in_policies() {
     st.pod_ip = None;
     st.pod_ips = None;
     assert_eq!(pod_info(&pending), None);
+}
+
+/// A pod held by a finalizer after its containers stopped shows phase Running and its address for
+/// as long as the finalizer stays; the address is free for a new pod by then.
+#[test]
+fn pods_being_deleted_leave_the_peers_once_their_containers_stopped() {
+    let pod = |deleting: bool, states: serde_json::Value| -> Pod {
+        let mut v = json!({
+            "metadata": {"namespace": "x", "name": "a", "labels": {"pod": "a"},
+                         "finalizers": ["example.com/hold"]},
+            "spec": {"nodeName": "n1", "initContainers": [{"name": "init"}],
+                     "containers": [{"name": "c1"}, {"name": "c2"}]},
+            "status": {"phase": "Running", "podIP": "10.0.0.1",
+                       "initContainerStatuses": [{"name": "init", "image": "i", "imageID": "",
+                           "ready": false, "restartCount": 0,
+                           "state": {"terminated": {"exitCode": 0}}}],
+                       "containerStatuses": states},
+        });
+        if deleting {
+            v["metadata"]["deletionTimestamp"] = json!("2026-12-07T12:00:00Z");
+        }
+        serde_json::from_value(v).unwrap()
+    };
+    let status = |name: &str, state: serde_json::Value| {
+        json!({"name": name, "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+               "state": state})
+    };
+    let running = json!({"running": {"startedAt": "2026-12-07T11:00:00Z"}});
+    let stopped = json!({"terminated": {"exitCode": 137}});
+    let both_stopped = json!([status("c1", stopped.clone()), status("c2", stopped.clone())]);
+    let one_running = json!([status("c1", stopped.clone()), status("c2", running.clone())]);
+
+    assert!(pod_info(&pod(true, both_stopped.clone())).is_none());
+    assert!(released_its_address(&pod(true, both_stopped.clone())));
+    // Containers that never started (waiting) do not hold the address either.
+    let waiting = json!([
+        status("c1", json!({"waiting": {"reason": "ContainerCreating"}})),
+        status("c2", stopped.clone())
+    ]);
+    assert!(pod_info(&pod(true, waiting)).is_none());
+    // The grace period: still running, still the owner.
+    assert!(pod_info(&pod(true, one_running)).is_some());
+    // Not being deleted: a container that exited (restartPolicy Never, the other still running, or
+    // waiting for a restart) does not release the sandbox's address.
+    assert!(pod_info(&pod(false, both_stopped)).is_some());
+    // Being deleted with no container statuses at all: nothing says they stopped.
+    let mut bare = pod(true, json!([]));
+    let st = bare.status.as_mut().unwrap();
+    st.init_container_statuses = None;
+    st.container_statuses = None;
+    assert!(pod_info(&bare).is_some());
+    let mut failed = pod(false, json!([status("c1", running)]));
+    failed.status.as_mut().unwrap().phase = Some("Failed".into());
+    assert!(pod_info(&failed).is_none());
 }
 
 #[test]

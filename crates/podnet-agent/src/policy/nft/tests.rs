@@ -239,3 +239,45 @@ fn guards_stop_tunnel_injection_and_unjudged_ipv6() {
         );
     }
 }
+
+#[test]
+fn the_hold_is_the_plugins_table_and_no_rebuild_empties_it() {
+    let base = Base::new(DEFAULT_TABLE);
+    assert_eq!(
+        base.pending_table(),
+        podnet_types::names::POLICY_PENDING_TABLE,
+        "the CNI plugin marks addresses in this table"
+    );
+    for how in [Rebuild::Replace, Rebuild::Refill] {
+        let text = full_transaction(&base, [], how, &Rendered::default()).into_text();
+        assert!(text.contains(
+            "add chain inet podnet-policy-pending hold { type filter hook forward priority filter - 5"
+        ));
+        assert!(
+            text.contains("add rule inet podnet-policy-pending hold ip saddr @pods counter drop")
+        );
+        assert!(
+            text.contains("add rule inet podnet-policy-pending hold ip daddr @pods counter drop")
+        );
+        // Marks made by the plugin survive: the set is never flushed nor the table deleted.
+        assert!(
+            !text.contains("delete table inet podnet-policy-pending"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("flush set inet podnet-policy-pending"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("flush table inet podnet-policy-pending"),
+            "{text}"
+        );
+    }
+    let mut tx = Transaction::new("inet", DEFAULT_TABLE);
+    clear_pending(&mut tx, &base, "10.0.0.5".parse().unwrap());
+    assert_eq!(
+        tx.text(),
+        "add element inet podnet-policy-pending pods { 10.0.0.5 }\n\
+         delete element inet podnet-policy-pending pods { 10.0.0.5 }\n"
+    );
+}

@@ -3,7 +3,7 @@
 //! final objects renders.
 
 use super::*;
-use crate::policy::model::{NamedPort, Protocol, policy};
+use crate::policy::model::{self, NamedPort, Protocol, policy};
 use crate::policy::sync::merge;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use proptest::prelude::*;
@@ -22,6 +22,7 @@ fn pol(ns: &str, name: &str, spec: serde_json::Value) -> Policy {
 
 fn pod(ns: &str, ip: &str, node: &str, label: &str) -> PodInfo {
     PodInfo {
+        uid: Default::default(),
         namespace: ns.into(),
         ip: ip.parse().unwrap(),
         node: node.into(),
@@ -399,4 +400,91 @@ proptest! {
         }
         prop_assert_eq!(&incremental, &everything(&fresh));
     }
+}
+
+/// A pod held by a finalizer after its containers stopped, as the API shows it: phase Running, its
+/// old address, a deletion timestamp. Its address goes to a new pod with other labels; the old pod's
+/// selector set must not let the newcomer in, and the newcomer's own set must hold it.
+#[test]
+fn a_pod_held_by_a_finalizer_leaves_the_selector_sets_and_its_address_goes_to_the_next_pod() {
+    use k8s_openapi::api::core::v1::Pod;
+    let api_pod = |name: &str, label: &str, deleting: bool| -> Pod {
+        let mut v = json!({
+            "metadata": {"namespace": "y", "name": name, "labels": {"pod": label},
+                         "finalizers": ["example.com/hold"]},
+            "spec": {"nodeName": "n2", "containers": [{"name": "c"}]},
+            "status": {"phase": "Running", "podIP": "10.0.1.2", "containerStatuses": [
+                {"name": "c", "image": "i", "imageID": "", "ready": !deleting, "restartCount": 0,
+                 "state": if deleting { json!({"terminated": {"exitCode": 0}}) }
+                          else { json!({"running": {}}) }}]},
+        });
+        if deleting {
+            v["metadata"]["deletionTimestamp"] = json!("2026-12-07T12:00:00Z");
+        }
+        serde_json::from_value(v).unwrap()
+    };
+    let mut s = State::new("n1");
+    let mut applied = BTreeMap::new();
+    for ns in ["x", "y"] {
+        s.set_namespace(ns, Some(labels(json!({"kubernetes.io/metadata.name": ns}))));
+    }
+    s.set_pod(Key::new("x", "a"), Some(pod("x", "10.0.0.1", "n1", "a")));
+    let any_ns = |label: &str| {
+        json!({"podSelector": {"matchLabels": {"pod": "a"}},
+            "ingress": [{"from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"pod": label}}}]}]})
+    };
+    s.set_policy(
+        Key::new("x", "from-b"),
+        Some(pol("x", "from-b", any_ns("b"))),
+    );
+    s.set_policy(
+        Key::new("x", "from-c"),
+        Some(pol("x", "from-c", any_ns("c"))),
+    );
+    let set_of = |s: &State, policy: &str| -> String {
+        let r = s.render(&base(), &Owner::Policy(Key::new("x", policy)));
+        let rules = &r.chains[&format!("pol-in-x/{policy}")];
+        rules[0]
+            .split('@')
+            .nth(1)
+            .and_then(|t| t.split_whitespace().next())
+            .unwrap()
+            .to_string()
+    };
+    let (set_b, set_c) = (set_of(&s, "from-b"), set_of(&s, "from-c"));
+    let holds = |applied: &BTreeMap<Owner, Rendered>, set: &str| {
+        merge(applied.values())
+            .elements
+            .contains_key(&(set.to_string(), "10.0.1.2".to_string()))
+    };
+
+    s.set_pod(
+        Key::new("y", "old"),
+        model::pod_info(&api_pod("old", "b", false)),
+    );
+    sync(&mut s, &mut applied);
+    assert!(
+        holds(&applied, &set_b),
+        "a running y/old is a peer of from-b"
+    );
+
+    // Deleted, held by its finalizer, containers stopped: no longer the address's owner.
+    s.set_pod(
+        Key::new("y", "old"),
+        model::pod_info(&api_pod("old", "b", true)),
+    );
+    sync(&mut s, &mut applied);
+    assert!(
+        !holds(&applied, &set_b),
+        "a stopped pod held by a finalizer keeps its address in from-b's set"
+    );
+    // The address's next owner, labelled c, is let in by from-c only.
+    s.set_pod(
+        Key::new("y", "new"),
+        model::pod_info(&api_pod("new", "c", false)),
+    );
+    sync(&mut s, &mut applied);
+    assert!(!holds(&applied, &set_b));
+    assert!(holds(&applied, &set_c));
+    assert_eq!(merge(applied.values()), everything(&s));
 }

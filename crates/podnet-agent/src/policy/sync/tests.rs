@@ -26,6 +26,7 @@ impl Apply for Recorder {
 
 fn pod(ip: &str, label: &str) -> PodInfo {
     PodInfo {
+        uid: Default::default(),
         namespace: "x".into(),
         ip: ip.parse().unwrap(),
         node: "n1".into(),
@@ -71,16 +72,18 @@ fn first_sync_replaces_then_changes_are_incremental() {
     assert!(rec.scripts.lock().unwrap()[0].starts_with("add table inet t\ndelete table inet t\n"));
     // Nothing changed: nothing applied.
     assert_eq!(s.sync().unwrap(), SyncReport::default());
-    // A new peer pod: one element, nothing else.
+    // A new peer pod (of this node): one element and the end of its start-up hold, nothing else.
     s.set_pod(Key::new("x", "c"), Some(pod("10.0.0.3", "b")));
     let r = s.sync().unwrap();
     assert!(!r.full);
     let last = rec.scripts.lock().unwrap().last().unwrap().clone();
-    assert_eq!(last.lines().count(), 1, "{last}");
+    let lines: Vec<&str> = last.lines().collect();
+    assert_eq!(lines.len(), 3, "{last}");
     assert!(
-        last.starts_with("add element inet t sel-") && last.ends_with("{ 10.0.0.3 }\n"),
+        lines[0].starts_with("add element inet t sel-") && lines[0].ends_with("{ 10.0.0.3 }"),
         "{last}"
     );
+    assert_eq!(lines[2], "delete element inet t-pending pods { 10.0.0.3 }");
     // The policy gone: x/a open again, its objects removed.
     s.set_policy(Key::new("x", "p"), None);
     s.sync().unwrap();
@@ -137,4 +140,85 @@ fn the_periodic_refill_keeps_counters_and_drops_what_is_gone() {
     assert!(last.contains("delete chain inet t pol-in-x/p"));
     assert!(last.contains("delete counter inet t drop-in-x/p"));
     assert!(!last.contains("delete table"));
+}
+
+/// Every transaction that programs a pod of this node clears its start-up hold, a rebuild those of
+/// all of them; other nodes' pods and pods that lose their address to an earlier claim are not
+/// cleared.
+#[test]
+fn programming_a_pod_clears_its_hold() {
+    use crate::policy::model::PodInfo;
+    let applied = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    struct Record(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+    impl Apply for Record {
+        fn apply(&mut self, script: &str) -> Result<(), podnet_nft::Error> {
+            self.0.lock().unwrap().push(script.to_string());
+            Ok(())
+        }
+    }
+    let pod = |ip: &str, node: &str| PodInfo {
+        uid: Default::default(),
+        namespace: "x".into(),
+        ip: ip.parse().unwrap(),
+        node: node.into(),
+        labels: Default::default(),
+        ports: vec![],
+    };
+    let clear = |ip: &str| format!("delete element inet podnet-policy-pending pods {{ {ip} }}");
+    let mut s = Syncer::with_applier(
+        Base::new("podnet-policy"),
+        "n1",
+        Box::new(Record(applied.clone())),
+    );
+    s.set_pod(Key::new("x", "a"), Some(pod("10.0.0.1", "n1")));
+    s.set_pod(Key::new("x", "far"), Some(pod("10.0.9.9", "n2")));
+    s.sync().unwrap();
+    let first = applied.lock().unwrap().last().unwrap().clone();
+    assert!(first.contains(&clear("10.0.0.1")), "{first}");
+    assert!(!first.contains(&clear("10.0.9.9")), "{first}");
+    // A new pod with no policy at all: its transaction has nothing else, and still clears it.
+    s.set_pod(Key::new("x", "b"), Some(pod("10.0.0.2", "n1")));
+    s.sync().unwrap();
+    let tx = applied.lock().unwrap().last().unwrap().clone();
+    assert_eq!(
+        tx,
+        format!(
+            "add element inet podnet-policy-pending pods {{ 10.0.0.2 }}\n{}\n",
+            clear("10.0.0.2")
+        )
+    );
+    // A pod changed in place keeps no hold to clear.
+    let mut relabelled = pod("10.0.0.2", "n1");
+    relabelled.labels.insert("k".into(), json!("v"));
+    s.set_pod(Key::new("x", "b"), Some(relabelled));
+    let n = applied.lock().unwrap().len();
+    s.sync().unwrap();
+    assert!(
+        applied.lock().unwrap()[n..]
+            .iter()
+            .all(|tx| !tx.contains(&clear("10.0.0.2")))
+    );
+    // The pod made again under its name and address, seen as one change (a relist after the watch
+    // broke shows only the new one): a new UID, so a new hold to clear.
+    let mut again = pod("10.0.0.2", "n1");
+    again.uid = "uid-2".into();
+    s.set_pod(Key::new("x", "b"), Some(again));
+    s.sync().unwrap();
+    let tx = applied.lock().unwrap().last().unwrap().clone();
+    assert!(tx.contains(&clear("10.0.0.2")), "{tx}");
+    // A pod claiming an address another pod still holds (x/a gone, its deletion not seen yet) is
+    // not the one programmed there: its hold stays until the address is its own, even though x/a
+    // is rendered again.
+    s.set_pod(Key::new("x", "z"), Some(pod("10.0.0.1", "n1")));
+    let n = applied.lock().unwrap().len();
+    s.sync().unwrap();
+    assert!(
+        applied.lock().unwrap()[n..]
+            .iter()
+            .all(|tx| !tx.contains(&clear("10.0.0.1")))
+    );
+    s.set_pod(Key::new("x", "a"), None);
+    s.sync().unwrap();
+    let tx = applied.lock().unwrap().last().unwrap().clone();
+    assert!(tx.contains(&clear("10.0.0.1")), "{tx}");
 }
