@@ -371,7 +371,15 @@ impl Kubelet {
                     sandbox = None;
                 }
                 Action::CreateSandbox => match self.create_sandbox(pod) {
-                    Ok(s) => sandbox = Some(s),
+                    Ok(s) => {
+                        // The address goes out before any container starts: the node's network
+                        // agent (NetworkPolicy) learns it from the API and programs the pod while
+                        // its containers are made, so their first packets are not held back.
+                        let (_, now, containers) = self.observe(pod);
+                        let facts = self.facts(pod, now.as_ref(), &containers, &waiting, false);
+                        self.post_status(pod, &facts);
+                        sandbox = Some(s);
+                    }
                     Err(e) => {
                         self.event(
                             pod,
