@@ -43,6 +43,12 @@ pub fn ensure_bridge(
             )
             .map_err(|e| fail::kernel(format!("create bridge {name}"), e))?,
     };
+    // Router advertisements and redirects come from routers, and no pod is one: a pod must not
+    // give the node a route or an address (containernetworking/plugins#498, CVE-2020-10749).
+    for key in ["accept_ra", "accept_redirects"] {
+        podnet_netns::sysctl::ensure_if_present(&["net", "ipv6", "conf", name, key], "0")
+            .map_err(|e| fail::kernel(format!("set {key} of bridge {name}"), e))?;
+    }
     if !bridge.up {
         nl.set_link_up(bridge.index, true)
             .map_err(|e| fail::kernel(format!("bring bridge {name} up"), e))?;

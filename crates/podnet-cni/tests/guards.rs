@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::time::Duration;
 
-const CHAIN: &str = "antispoof-1";
+const CHAIN: &str = "antispoof-2";
 
 fn conf(node: &Node, spoof_check: bool) -> Value {
     let mut c = node.conf("1.1.0");
@@ -189,6 +189,169 @@ fn a_pod_cannot_claim_another_pods_address_over_arp() {
                 "without spoofCheck the ARP claim is believed: {neigh}"
             );
         }
+    }
+}
+
+/// The bridge hands frames sent to an 802.1 reserved group address (01:80:c2:00:00:0e here) to
+/// the port's own IP stack without passing them through the bridge's hooks, so the chain never sees
+/// them: the port itself must refuse them (ADD sets `rp_filter` 1 and no IPv6 on it).
+#[test]
+fn frames_to_reserved_group_addresses_do_not_reach_the_node_as_another_pod() {
+    let p = pods(true);
+    for k in ["all", "default"] {
+        p.node.ns.sh(
+            "sysctl",
+            &["-qw", &format!("net.ipv4.conf.{k}.rp_filter=0")],
+        );
+    }
+    let ports: Vec<String> = p
+        .node
+        .ns
+        .sh("ip", &["-o", "link", "show"])
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .filter(|n| n.starts_with(names::HOST_VETH_PREFIX))
+        .collect();
+    assert_eq!(ports.len(), 3, "{ports:?}");
+    for port in &ports {
+        for (key, want) in [
+            (format!("net.ipv4.conf.{port}.rp_filter"), "1"),
+            (format!("net.ipv6.conf.{port}.disable_ipv6"), "1"),
+        ] {
+            assert_eq!(p.node.ns.sh("sysctl", &["-n", &key]).trim(), want, "{key}");
+        }
+    }
+    let gw: Ipv4Addr = p
+        .node
+        .ns
+        .sh("ip", &["-4", "-o", "addr", "show", "dev", "cni0"])
+        .split_whitespace()
+        .nth(3)
+        .and_then(|a| a.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .expect("the bridge's gateway address");
+    let at = SocketAddr::new(gw.into(), 9999);
+    let rx = listen(&p.node.ns, at);
+    rx.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mac_a = names::mac_for_ip(p.ip_a);
+    let (ip_b, port_count) = (p.ip_b, ports.len());
+    let arrives = |tag: &str| {
+        let payload = format!("pnt-reserved-{tag}");
+        let frame = ipv4_udp(
+            [0x01, 0x80, 0xc2, 0, 0, 0x0e],
+            mac_a,
+            ip_b,
+            gw,
+            9999,
+            &payload,
+        );
+        p.a.run(|| send_frames("eth0", &frame, 3));
+        let mut buf = [0u8; 128];
+        loop {
+            match rx.recv_from(&mut buf) {
+                Ok((n, from)) if buf[..n] == *payload.as_bytes() => return Some(from),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    };
+    // What the port settings prevent: with them undone the node takes the frame as b's.
+    for port in &ports {
+        p.node.ns.sh(
+            "sysctl",
+            &["-qw", &format!("net.ipv4.conf.{port}.rp_filter=0")],
+        );
+    }
+    let from = arrives("open");
+    assert_eq!(
+        from.map(|f| f.ip()),
+        Some(ip_b.into()),
+        "without the port settings the frame arrives as b's ({port_count} ports)"
+    );
+    for port in &ports {
+        p.node.ns.sh(
+            "sysctl",
+            &["-qw", &format!("net.ipv4.conf.{port}.rp_filter=1")],
+        );
+    }
+    assert_eq!(
+        arrives("closed"),
+        None,
+        "the port took a reserved-group frame"
+    );
+}
+
+/// An Ethernet frame carrying one IPv4 UDP datagram (no UDP checksum).
+fn ipv4_udp(
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    port: u16,
+    payload: &str,
+) -> Vec<u8> {
+    let udp_len = 8 + payload.len();
+    let total = 20 + udp_len;
+    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0];
+    ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    let sum = ip
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum::<u32>();
+    let folded = (sum & 0xffff) + (sum >> 16);
+    let check = !((folded & 0xffff) + (folded >> 16)) as u16;
+    ip[10..12].copy_from_slice(&check.to_be_bytes());
+    let mut frame = dst_mac.to_vec();
+    frame.extend_from_slice(&src_mac);
+    frame.extend_from_slice(&[0x08, 0x00]);
+    frame.extend_from_slice(&ip);
+    frame.extend_from_slice(&5555u16.to_be_bytes());
+    frame.extend_from_slice(&port.to_be_bytes());
+    frame.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    frame.extend_from_slice(&[0, 0]);
+    frame.extend_from_slice(payload.as_bytes());
+    frame
+}
+
+/// Sends `frame` `count` times out of `ifname` (a packet socket in this thread's namespace).
+fn send_frames(ifname: &str, frame: &[u8], count: usize) {
+    let name = std::ffi::CString::new(ifname).unwrap();
+    // SAFETY: a NUL-terminated name; the lookup goes through this thread's network namespace.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) } as i32;
+    assert!(index > 0, "no {ifname} here");
+    // SAFETY: a packet socket we own, a frame and an address that outlive the calls.
+    unsafe {
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+        assert!(
+            fd >= 0,
+            "packet socket: {}",
+            std::io::Error::last_os_error()
+        );
+        let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = index;
+        addr.sll_halen = 6;
+        addr.sll_addr[..6].copy_from_slice(&frame[..6]);
+        for _ in 0..count {
+            let n = libc::sendto(
+                fd,
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            );
+            assert_eq!(
+                n,
+                frame.len() as isize,
+                "send: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        libc::close(fd);
     }
 }
 

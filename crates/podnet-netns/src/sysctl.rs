@@ -41,6 +41,15 @@ pub fn write(parts: &[&str], value: &str) -> Result<()> {
         .map_err(|e| Error::io(format!("set {} to {value}", p.display()), e))
 }
 
+/// Like [`ensure`], but a sysctl that does not exist (IPv6 disabled) is not an error.
+pub fn ensure_if_present(parts: &[&str], value: &str) -> Result<()> {
+    match read(parts) {
+        Ok(v) if v == value => Ok(()),
+        Err(Error::Io { cause, .. }) if cause.kind() == io::ErrorKind::NotFound => Ok(()),
+        _ => write_if_present(parts, value).map(|_| ()),
+    }
+}
+
 /// Like [`write`], but a sysctl that does not exist (IPv6 disabled, module absent) is not an error.
 pub fn write_if_present(parts: &[&str], value: &str) -> Result<bool> {
     match write(parts, value) {

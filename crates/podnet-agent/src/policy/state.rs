@@ -570,9 +570,11 @@ impl State {
 
     /// Every pod of this node programmed with its address (a rebuild clears all their holds).
     pub fn programmed(&self) -> Vec<Ipv4Addr> {
+        // An address two pods claim is the first one's in the table; the other (a newcomer whose
+        // predecessor is not gone from the API yet) stays held until it is alone with it.
         self.local_by_ip
             .iter()
-            .filter(|(_, keys)| !keys.is_empty())
+            .filter(|(_, keys)| keys.len() == 1)
             .map(|(ip, _)| *ip)
             .collect()
     }

@@ -72,9 +72,15 @@ pub(crate) fn table_line(s: &mut podnet_nft::Script) {
 /// pending for the policy agent (when its table exists), in one netlink batch, with no process. The
 /// first ADD of a node with `spoof_check` installs the table with `nft -f`, the port's elements in
 /// the same script, and marks the address in a batch after it.
-pub fn guard_port(port: &spoof::Port<'_>, spoof_check: bool) -> Result<(), CniError> {
+pub fn guard_port(
+    port: &spoof::Port<'_>,
+    spoof_check: bool,
+    primary: bool,
+) -> Result<(), CniError> {
     let what = || format!("guard port {}", port.host_veth);
-    let hold = pending::installed()?.then_some(port.ip);
+    // Only the pod's primary interface: the agent learns (and so clears) only the address the API
+    // shows, which is eth0's; a second attachment's address would stay held.
+    let hold = (primary && pending::installed()?).then_some(port.ip);
     let mut script = podnet_nft::Script::new();
     let _lock = if spoof_check {
         spoof::ensure(&mut script)?

@@ -12,20 +12,27 @@
 //! set ports-mac { type iface_index . ether_addr }  a port's MAC
 //! set ports-ip  { type iface_index . ipv4_addr }   a port's IPv4 address
 //! set ports-ip6 { type iface_index . ipv6_addr }   a port's IPv6 link-local (neighbour discovery)
-//! chain antispoof-1 (bridge prerouting):
+//! chain antispoof-2 (bridge prerouting):
+//!   iifname != "pnv*" accept                          (podnet's ports only)
 //!   iif != @ports accept
 //!   iif . ether saddr != @ports-mac drop
 //!   ether type != { ip, arp, ip6 } drop              (no VLAN tags or other carriers around it)
 //!   iif . ip saddr != @ports-ip drop
 //!   iif . arp saddr ether != @ports-mac drop
 //!   arp saddr ip != 0.0.0.0 iif . arp saddr ip != @ports-ip drop      (0.0.0.0: ARP probes)
+//!   icmpv6 type { nd-router-advert, nd-redirect } drop                (no pod is a router)
+//!   ip6 saddr :: icmpv6 type != { nd-neighbor-solicit, mld2-listener-report } drop
 //!   ip6 saddr != :: iif . ip6 saddr != @ports-ip6 drop                 (::: DAD)
 //! ```
 //!
+//! The port itself gets `rp_filter` 1 and no IPv6 at ADD: the bridge hands frames for 802.1
+//! reserved group addresses to the port's own stack without passing them through this chain.
+//!
 //! A pod's elements are added at ADD once its host veth exists and before its interface comes up
 //! (nothing in the pod can send before that). They are keyed by the port's interface index, which
-//! the kernel never gives to another interface (indexes are allocated cyclically over 2^31), so an
-//! element outliving its port can never guard, nor open, another one: DEL leaves them (removing a
+//! the kernel does not give to another interface it makes (indexes are allocated cyclically over
+//! 2^31; an interface moved in may bring its own index, hence the name check first), so an element
+//! outliving its port can never guard, nor open, another port of podnet's: DEL leaves them (removing a
 //! set element waits for an RCU grace period in the nf_tables commit, about 16 ms, serialised across
 //! concurrent DELs) and GC removes those of ports that are gone. Only registered ports are judged,
 //! so pods attached before the option was turned on, and networks that leave it off, keep working.
@@ -41,7 +48,9 @@ use std::net::Ipv4Addr;
 pub const FAMILY: &str = "bridge";
 pub const TABLE: &str = "podnet-cni";
 /// Bump the number when the rules change: a new chain is installed beside the old one's sets.
-pub const CHAIN: &str = "antispoof-1";
+pub const CHAIN: &str = "antispoof-2";
+/// Chains of earlier versions, removed when the current one is installed (they would still judge).
+const OLD_CHAINS: [&str; 1] = ["antispoof-1"];
 const SETS: [&str; 4] = ["ports", "ports-mac", "ports-ip", "ports-ip6"];
 
 /// What identifies one pod's port and what it may send as.
@@ -86,13 +95,26 @@ pub(crate) fn ensure(s: &mut Script) -> Result<Option<InstallLock>, CniError> {
         "add chain {t} {CHAIN} {{ type filter hook prerouting priority -300 ; policy accept ; comment \"podnet-cni: frames from pods' ports carry their own addresses\" ; }}"
     ));
     s.line(format!("flush chain {t} {CHAIN}"));
+    for old in OLD_CHAINS {
+        // Declared, so the delete cannot fail on a node that never had it.
+        s.line(format!("add chain {t} {old}"));
+        s.line(format!("delete chain {t} {old}"));
+    }
+    let prefix = names::HOST_VETH_PREFIX;
     for rule in [
+        // Only podnet's own ports: an interface moved into the node with an index a gone port once
+        // had must not meet that port's elements.
+        &format!("iifname != \"{prefix}*\" accept") as &str,
         "iif != @ports accept",
         "iif . ether saddr != @ports-mac counter drop",
         "ether type != { ip, arp, ip6 } counter drop",
         "iif . ip saddr != @ports-ip counter drop",
         "iif . arp saddr ether != @ports-mac counter drop",
         "arp saddr ip != 0.0.0.0 iif . arp saddr ip != @ports-ip counter drop",
+        // No pod is a router: advertisements and redirects would give the node routes.
+        "icmpv6 type { nd-router-advert, nd-redirect } counter drop",
+        // `::` only for what needs it: duplicate address detection and its multicast report.
+        "ip6 saddr :: icmpv6 type != { nd-neighbor-solicit, mld2-listener-report } counter drop",
         "ip6 saddr != :: iif . ip6 saddr != @ports-ip6 counter drop",
     ] {
         s.line(format!("add rule {t} {CHAIN} {rule}"));

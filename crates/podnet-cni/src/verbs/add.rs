@@ -146,6 +146,25 @@ fn connect<'a>(
             })?;
     }
 
+    // The port is a bridge port, not an interface of its own: the bridge hands it frames sent to
+    // 802.1 reserved group addresses without passing them through the bridge's hooks, and its own
+    // IP stack would take them (with any source). Strict reverse-path filtering (its routes are
+    // the bridge's) and no IPv6 on it leave it nothing to accept.
+    for (key, value) in [
+        (
+            ["net", "ipv4", "conf", t.host_veth.as_str(), "rp_filter"],
+            "1",
+        ),
+        (
+            ["net", "ipv6", "conf", t.host_veth.as_str(), "disable_ipv6"],
+            "1",
+        ),
+    ] {
+        podnet_netns::sysctl::write_if_present(&key, value).map_err(|e| {
+            fail::kernel(format!("harden port {} for {}", t.host_veth, t.subject), e)
+        })?;
+    }
+
     // Before the pod's interface comes up (nothing in the pod can send until then): its port only
     // lets its own addresses through, and its address waits for its policies.
     let port = firewall::spoof::Port {
@@ -154,7 +173,7 @@ fn connect<'a>(
         mac: pod_mac,
         ip: lease.address.addr(),
     };
-    firewall::guard_port(&port, conf.spoof_check)?;
+    firewall::guard_port(&port, conf.spoof_check, t.ifname() == "eth0")?;
     undo.push(format!("port guards of {}", t.subject), move || {
         firewall::release_port(&port).map_err(|e| e.to_string())
     });

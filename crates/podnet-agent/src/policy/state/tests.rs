@@ -270,6 +270,9 @@ fn two_pods_claiming_one_address_get_one_entry() {
         Some("goto pod-in-x/new".into()),
         "the smallest key wins"
     );
+    // A rebuild clears the start-up holds of programmed addresses, but not of one two pods claim:
+    // the one whose rules are not in force stays held.
+    assert!(!s.programmed().contains(&"10.0.0.1".parse().unwrap()));
     s.set_pod(Key::new("x", "new"), None);
     sync(&mut s, &mut applied);
     let all = merge(applied.values());
@@ -278,6 +281,7 @@ fn two_pods_claiming_one_address_get_one_entry() {
         Some("goto pod-in-x/old".into())
     );
     assert_eq!(all, everything(&s));
+    assert!(s.programmed().contains(&"10.0.0.1".parse().unwrap()));
 }
 
 #[test]
