@@ -419,7 +419,7 @@ spec:
     // orphaned by --cascade=orphan, the pods are taken back by the set created again (not left
     // beside new ones that cannot be created under the same names)
     t.k(&["delete", "sts", "web", "--cascade=orphan"]);
-    let again = t.file("sts-again.yaml", &sts);
+    let again = t.file("sts-again.yaml", sts);
     t.k(&["apply", "-f", &again]);
     let uid = t.k(&["get", "sts", "web", "-o", "jsonpath={.metadata.uid}"]);
     t.eventually(10, "the orphaned pods adopted", || {

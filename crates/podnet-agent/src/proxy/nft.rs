@@ -58,7 +58,7 @@ impl Base {
 
     /// One `ip saddr CIDR VERDICT` rule per cluster CIDR: consecutive rules ending in a verdict
     /// are an "or".
-    fn from_cluster(&self, verdict: &str) -> Vec<String> {
+    fn inside_cluster(&self, verdict: &str) -> Vec<String> {
         self.cluster_cidrs
             .iter()
             .map(|c| format!("ip saddr {c} {verdict}"))
@@ -377,7 +377,7 @@ fn render_port(base: &Base, key: &ServiceKey, p: &PortState, r: &mut Rendered) {
         if p.external_local {
             // Pods and the node itself use every endpoint (as if they went out to a load balancer
             // and came back); only traffic from elsewhere keeps its source and stays on this node.
-            rules.extend(base.from_cluster(&format!("goto {svc_chain}")));
+            rules.extend(base.inside_cluster(&format!("goto {svc_chain}")));
             rules.push("fib saddr type local jump mark-for-masquerade".into());
             rules.push(format!("fib saddr type local goto {svc_chain}"));
             if has_external {

@@ -84,12 +84,11 @@ pub async fn claim(
                         true
                     })
                     .await;
-                if let Ok(Some(_)) = adopted {
-                    if let Ok(entry) = api.get_entry(r, ns, object::name(&obj)) {
-                        if let Ok(v) = serde_json::from_slice::<Value>(&entry.object) {
-                            claimed.push(v);
-                        }
-                    }
+                if let Ok(Some(_)) = adopted
+                    && let Ok(entry) = api.get_entry(r, ns, object::name(&obj))
+                    && let Ok(v) = serde_json::from_slice::<Value>(&entry.object)
+                {
+                    claimed.push(v);
                 }
             }
         }

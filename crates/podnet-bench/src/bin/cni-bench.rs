@@ -179,7 +179,7 @@ fn main() -> Result<()> {
         json!({"cniVersion": "1.0.0", "name": "bench", "type": "podnet-cni", "bridge": "cni0", "ipMasq": true,
                "clusterCIDR": "10.244.0.0/16", "hairpinMode": true, "ipam": {"subnet": "10.244.1.0/24", "dataDir": dir}})
     });
-    // podnet-cni's anti-spoofing (on in the lab's configuration): one `nft -f` more per ADD and DEL.
+    // podnet-cni's anti-spoofing (on in the lab's configuration): one netlink batch more per ADD.
     ours.conf["spoofCheck"] = json!(spoof_check);
     let anchor = make("bridge+host-local", reference, |dir| {
         json!({"cniVersion": "1.0.0", "name": "bench", "type": "bridge", "bridge": "cni0", "isGateway": true,

@@ -511,7 +511,7 @@ enum Kind {
     /// `ipv4`, `ipv6`.
     NfProto,
     /// An interface kind (`"bridge"`), 16 bytes.
-    IfKind,
+    InterfaceType,
 }
 
 /// A selector: the expression that loads it into a register, and its length.
@@ -905,7 +905,7 @@ impl<'a> Rule<'a, '_> {
                     key: if k == "iifkind" { 26 } else { 27 },
                     dreg: REG_1,
                 },
-                kind: Kind::IfKind,
+                kind: Kind::InterfaceType,
                 len: 16,
             },
             ("th", Some(f @ ("sport" | "dport"))) => Selector {
@@ -1249,7 +1249,7 @@ fn scalar(kind: Kind, w: &str) -> Parsed<Vec<u8>> {
             "ipv6" => 10,
             other => return Err(format!("nfproto {other:?} is not supported")),
         }],
-        Kind::IfKind => {
+        Kind::InterfaceType => {
             let k = unquote(w)?;
             if k.len() >= 16 {
                 return Err(format!("interface kind {k:?} is too long"));
