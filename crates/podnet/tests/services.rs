@@ -322,7 +322,7 @@ fn cluster_ip_and_node_port_on_three_nodes() {
     // UDP after an endpoint change: a client that keeps its source port reaches the new pod (the
     // stale conntrack entry towards the deleted one is removed).
     let udp_ip = cluster_ip(&lab, "echo-udp");
-    let node1 = podnet_netns::NetNs::open(&lab.node_netns("node1")).unwrap();
+    let node1 = podnet_netns::NetNs::open(lab.node_netns("node1")).unwrap();
     let sock = node1.run(|| UdpSocket::bind("0.0.0.0:0")).unwrap().unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();

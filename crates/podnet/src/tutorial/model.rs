@@ -250,9 +250,12 @@ pub fn fill(text: &str, value: impl Fn(&str) -> Option<String>) -> Result<String
     Ok(out)
 }
 
+/// Each walkthrough file found, with what reading it gave.
+pub type Found = Vec<(PathBuf, Result<Walkthrough, String>)>;
+
 /// The walkthroughs found under `examples/`: `seed-NNN/walkthrough.yaml`, in order, each read on
 /// its own (a broken one does not hide the others).
-pub fn discover(examples: &Path) -> Result<Vec<(PathBuf, Result<Walkthrough, String>)>, String> {
+pub fn discover(examples: &Path) -> Result<Found, String> {
     let entries = std::fs::read_dir(examples)
         .map_err(|e| format!("list walkthroughs in {}: {e}", examples.display()))?;
     let mut dirs: Vec<PathBuf> = entries
