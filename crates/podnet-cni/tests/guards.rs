@@ -17,6 +17,7 @@ const CHAIN: &str = "antispoof-2";
 fn conf(node: &Node, spoof_check: bool) -> Value {
     let mut c = node.conf("1.1.0");
     c["spoofCheck"] = Value::Bool(spoof_check);
+    c["policyHold"] = Value::Bool(true);
     c
 }
 

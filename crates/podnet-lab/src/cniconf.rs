@@ -44,6 +44,7 @@ pub fn conflist(paths: &LabPaths, plan: &Plan, mode: Mode, node: &NodePlan) -> V
             "clusterCIDR": plan.spec.cluster_cidr.to_string(),
             "hairpinMode": true,
             "spoofCheck": true,
+            "policyHold": true,
             "ipam": {"subnet": node.pod_cidr.to_string(), "dataDir": paths.ipam_dir(&node.name).display().to_string()},
             "capabilities": {"portMappings": true}
         }]

@@ -79,7 +79,9 @@ impl Podnet {
     fn pod(&self, node: &str) -> Result<(TestNs, Ipv4Addr)> {
         let ns = TestNs::new("bpod");
         let list = podnet_lab::cniconf::read(&podnet_lab::LabPaths::new(&self.lab), node)?;
-        let conf = podnet_lab::cniconf::plugin_conf(&list);
+        let mut conf = podnet_lab::cniconf::plugin_conf(&list);
+        // Not pods of the API: the policy agent would never lift a start-up hold on them.
+        conf["policyHold"] = serde_json::Value::Bool(false);
         let cmd = cni_command(
             &self.node_ns(node),
             &self.cni,

@@ -75,12 +75,12 @@ pub(crate) fn table_line(s: &mut podnet_nft::Script) {
 pub fn guard_port(
     port: &spoof::Port<'_>,
     spoof_check: bool,
-    primary: bool,
+    policy_hold: bool,
 ) -> Result<(), CniError> {
     let what = || format!("guard port {}", port.host_veth);
-    // Only the pod's primary interface: the agent learns (and so clears) only the address the API
-    // shows, which is eth0's; a second attachment's address would stay held.
-    let hold = (primary && pending::installed()?).then_some(port.ip);
+    // Only when asked (`policyHold`) and for the pod's primary interface: the agent learns (and so
+    // clears) only the address the API shows, which is eth0's; another would stay held.
+    let hold = (policy_hold && pending::installed()?).then_some(port.ip);
     let mut script = podnet_nft::Script::new();
     let _lock = if spoof_check {
         spoof::ensure(&mut script)?

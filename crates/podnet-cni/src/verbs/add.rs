@@ -173,7 +173,11 @@ fn connect<'a>(
         mac: pod_mac,
         ip: lease.address.addr(),
     };
-    firewall::guard_port(&port, conf.spoof_check, t.ifname() == "eth0")?;
+    firewall::guard_port(
+        &port,
+        conf.spoof_check,
+        conf.policy_hold && t.ifname() == "eth0",
+    )?;
     undo.push(format!("port guards of {}", t.subject), move || {
         firewall::release_port(&port).map_err(|e| e.to_string())
     });

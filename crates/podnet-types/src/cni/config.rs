@@ -41,6 +41,10 @@ pub struct NetConf {
     /// `spoofCheck`: frames from a pod's port must carry the pod's own MAC and addresses (IPv4, its
     /// IPv6 link-local, ARP sender), as kernel-side anti-spoofing on the bridge port.
     pub spoof_check: bool,
+    /// `policyHold`: a new pod's address is held for the node's NetworkPolicy agent (when its table
+    /// exists) until the agent has programmed the pod. Only for attachments the agent will see as
+    /// pods in the API (a kubelet's); attachments made by hand would stay held.
+    pub policy_hold: bool,
     pub ipam: Ipam,
     /// Where the plugin keeps its state for this network (`<dataDir>/<name>/`): `ipam.dataDir` with the
     /// built-in IPAM, the top-level `dataDir` when IPAM is delegated.
@@ -176,7 +180,7 @@ enum Part {
     Version,
     /// `bridge`.
     Bridge,
-    /// `type`, `mtu`, `hairpinMode`, `spoofCheck`: how an attachment is made.
+    /// `type`, `mtu`, `hairpinMode`, `spoofCheck`, `policyHold`: how an attachment is made.
     Link,
     /// `ipMasq`, `clusterCIDR`.
     Masq,
@@ -300,6 +304,13 @@ impl NetConf {
                 .map_err(CniError::from),
             || false,
         )?;
+        let policy_hold = r.take(
+            Part::Link,
+            f.bool("policyHold")
+                .map(|b| b.unwrap_or(false))
+                .map_err(CniError::from),
+            || false,
+        )?;
 
         let ipam = r.take(Part::Ipam, parse_ipam(&f), || fallback_ipam(&f))?;
         let data_dir = match &ipam {
@@ -351,6 +362,7 @@ impl NetConf {
                 cluster_cidr,
                 hairpin_mode,
                 spoof_check,
+                policy_hold,
                 ipam,
                 data_dir,
                 dns,
@@ -844,6 +856,7 @@ mod tests {
             !c.spoof_check,
             "off unless asked for, as the reference plugins' macspoofchk"
         );
+        assert!(!c.policy_hold, "off unless asked for");
         assert_eq!(c.cluster_cidr.to_string(), "10.244.0.0/16");
         let Ipam::Builtin(b) = &c.ipam else {
             panic!("builtin")

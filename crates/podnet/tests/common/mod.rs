@@ -137,7 +137,9 @@ impl Lab {
         let ns = TestNs::new("pod");
         let paths = podnet_lab::LabPaths::new(&self.name);
         let list = podnet_lab::cniconf::read(&paths, node).expect("node CNI config");
-        let conf = podnet_lab::cniconf::plugin_conf(&list);
+        let mut conf = podnet_lab::cniconf::plugin_conf(&list);
+        // Not a pod of the API: the policy agent would never lift a start-up hold on it.
+        conf["policyHold"] = serde_json::Value::Bool(false);
         let cmd = cni_command(
             &self.node_netns(node),
             &podnet_cni_bin(),
