@@ -791,7 +791,7 @@ fn spoof_drops(node_netns: &std::path::Path) -> u64 {
     let out = ns
         .run(|| {
             std::process::Command::new("nft")
-                .args(["list", "chain", "bridge", "podnet-cni", "antispoof-1"])
+                .args(["list", "chain", "bridge", "podnet-cni", "antispoof-2"])
                 .output()
                 .expect("run nft")
         })
