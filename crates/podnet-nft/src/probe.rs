@@ -5,6 +5,7 @@
 //! full parse on every pod ADD (the cost the reference plugins pay).
 
 use crate::error::{Error, Result};
+use crate::nl::encode::Msg;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
@@ -13,7 +14,6 @@ const NFT_MSG_GETCHAIN: u16 = 4;
 const NFTA_CHAIN_TABLE: u16 = 1;
 const NFTA_CHAIN_NAME: u16 = 3;
 const NLMSG_ERROR: u16 = 2;
-const NLM_F_REQUEST: u16 = 1;
 
 /// nftables address families (`NFPROTO_*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,35 +24,11 @@ pub enum NftFamily {
     Ip6 = 10,
 }
 
-fn push_attr(buf: &mut Vec<u8>, kind: u16, value: &[u8]) {
-    let len = 4 + value.len();
-    buf.extend_from_slice(&(len as u16).to_ne_bytes());
-    buf.extend_from_slice(&kind.to_ne_bytes());
-    buf.extend_from_slice(value);
-    while !buf.len().is_multiple_of(4) {
-        buf.push(0);
-    }
-}
-
-fn cstr(s: &str) -> Vec<u8> {
-    let mut v = s.as_bytes().to_vec();
-    v.push(0);
-    v
-}
-
-/// The GETCHAIN request, exactly as the kernel expects it (built by hand: it is 40-odd bytes).
+/// The GETCHAIN request, exactly as the kernel expects it.
 fn getchain_request(family: NftFamily, table: &str, chain: &str, seq: u32) -> Vec<u8> {
-    let mut body = vec![family as u8, 0, 0, 0]; // nfgenmsg: family, version 0, res_id 0
-    push_attr(&mut body, NFTA_CHAIN_TABLE, &cstr(table));
-    push_attr(&mut body, NFTA_CHAIN_NAME, &cstr(chain));
-    let mut msg = Vec::with_capacity(16 + body.len());
-    msg.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
-    msg.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN).to_ne_bytes());
-    msg.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
-    msg.extend_from_slice(&seq.to_ne_bytes());
-    msg.extend_from_slice(&0u32.to_ne_bytes());
-    msg.extend_from_slice(&body);
-    msg
+    let mut m = Msg::new(NFT_MSG_GETCHAIN, 0, family as u8, seq);
+    m.str(NFTA_CHAIN_TABLE, table).str(NFTA_CHAIN_NAME, chain);
+    m.finish()
 }
 
 /// Whether `family table chain` exists in the calling thread's network namespace.

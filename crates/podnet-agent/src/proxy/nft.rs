@@ -16,7 +16,7 @@
 
 use super::model::{Endpoint, PortState, ServiceKey, ServiceState};
 use ipnet::Ipv4Net;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub const DEFAULT_TABLE: &str = "podnet-services";
 /// The mark bit meaning "masquerade this packet" (kube-proxy's value; podnet-cni uses 0x2000).
@@ -436,31 +436,7 @@ pub fn full_transaction<'a>(
     // `add` first so `delete` cannot fail on a missing table.
     tx.raw(&format!("add table ip {}", base.table));
     tx.raw(&format!("delete table ip {}", base.table));
-    // The hooked chains come last: until they exist nothing in the table is reachable from a hook,
-    // so the kernel has no ruleset graph to re-validate while the Services' chains, rules and
-    // elements are added (with the hooks first, programming 10k Services took minutes, not seconds).
-    let (hooked, rest): (Vec<String>, Vec<String>) =
-        base_commands(base).into_iter().partition(|l| is_hooked(l));
-    for line in &rest {
-        tx.raw(line);
-    }
-    for r in services.clone() {
-        for name in r.chains.keys() {
-            tx.add_chain(name);
-        }
-        for (name, decl) in &r.sets {
-            tx.add_set(name, decl);
-        }
-    }
-    for r in services.clone() {
-        for (name, rules) in &r.chains {
-            tx.add_rules(name, rules);
-        }
-    }
-    tx.add_elements(services.into_iter().flat_map(|r| r.elements.iter()));
-    for line in &hooked {
-        tx.raw(line);
-    }
+    write_everything(&mut tx, base, services);
     tx
 }
 
@@ -473,7 +449,7 @@ pub fn full_transaction<'a>(
 pub fn refill_transaction<'a>(
     base: &Base,
     services: impl IntoIterator<Item = &'a Rendered> + Clone,
-    obsolete_chains: &std::collections::BTreeSet<String>,
+    obsolete_chains: &BTreeSet<String>,
     obsolete_sets: &BTreeMap<String, String>,
 ) -> Transaction {
     let mut tx = Transaction::new("ip", &base.table);
@@ -498,6 +474,19 @@ pub fn refill_transaction<'a>(
         tx.add_set(s, decl);
         tx.delete_set(s);
     }
+    write_everything(&mut tx, base, services);
+    tx
+}
+
+/// Every object of the table, in an order the kernel accepts: the fixed part, the Services' chains
+/// and sets, their rules, the map elements, and the hooked chains last: until they exist nothing in
+/// the table is reachable from a hook, so the kernel has no ruleset graph to re-validate while the
+/// rest is added (with the hooks first, programming 10k Services took minutes, not seconds).
+fn write_everything<'a>(
+    tx: &mut Transaction,
+    base: &Base,
+    services: impl IntoIterator<Item = &'a Rendered> + Clone,
+) {
     let (hooked, rest): (Vec<String>, Vec<String>) =
         base_commands(base).into_iter().partition(|l| is_hooked(l));
     for line in &rest {
@@ -520,7 +509,6 @@ pub fn refill_transaction<'a>(
     for line in &hooked {
         tx.raw(line);
     }
-    tx
 }
 
 /// Whether a base command creates a hooked chain or adds a rule to one.

@@ -31,7 +31,7 @@ const NFT_OBJECT_COUNTER: u32 = 1;
 const ELEMENT_BYTES: usize = 48 * 1024;
 
 /// A netlink message under construction: attributes, nested ones by a stack of open offsets.
-struct Msg {
+pub(crate) struct Msg {
     buf: Vec<u8>,
     open: Vec<usize>,
     /// An attribute outgrew its 16-bit length (the kernel would misread the message).
@@ -46,7 +46,7 @@ pub struct EncodeError {
 }
 
 impl Msg {
-    fn new(kind: u16, flags: u16, family: u8, seq: u32) -> Msg {
+    pub(crate) fn new(kind: u16, flags: u16, family: u8, seq: u32) -> Msg {
         let mut buf = Vec::with_capacity(256);
         buf.extend_from_slice(&0u32.to_ne_bytes()); // length, set by `finish`
         buf.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | kind).to_ne_bytes());
@@ -85,7 +85,7 @@ impl Msg {
         }
     }
 
-    fn str(&mut self, kind: u16, s: &str) -> &mut Msg {
+    pub(crate) fn str(&mut self, kind: u16, s: &str) -> &mut Msg {
         let mut v = Vec::with_capacity(s.len() + 1);
         v.extend_from_slice(s.as_bytes());
         v.push(0);
@@ -116,7 +116,7 @@ impl Msg {
         self
     }
 
-    fn finish(mut self) -> Vec<u8> {
+    pub(crate) fn finish(mut self) -> Vec<u8> {
         assert!(self.open.is_empty(), "every nest is closed");
         let len = self.buf.len() as u32;
         self.buf[0..4].copy_from_slice(&len.to_ne_bytes());

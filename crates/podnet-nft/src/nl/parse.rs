@@ -1007,18 +1007,7 @@ impl<'a> Rule<'a, '_> {
                     o => return Err(format!("expected == or != after a mask, found {o:?}")),
                 };
                 let value = self.value_u32(kind)?;
-                self.exprs.push(load);
-                self.exprs.push(Expr::Bitwise {
-                    sreg: REG_1,
-                    dreg: REG_1,
-                    mask: mask.to_ne_bytes().to_vec(),
-                    xor: vec![0; 4],
-                });
-                self.exprs.push(Expr::Cmp {
-                    sreg: REG_1,
-                    op,
-                    data: value.to_ne_bytes().to_vec(),
-                });
+                self.masked_cmp(load, mask.to_ne_bytes(), op, value.to_ne_bytes());
                 return Ok(());
             }
             _ => {}
@@ -1042,22 +1031,7 @@ impl<'a> Rule<'a, '_> {
                     };
                 }
                 // As nft does: the state bits are tested, so `new` is "the new bit is set".
-                self.exprs.push(load);
-                self.exprs.push(Expr::Bitwise {
-                    sreg: REG_1,
-                    dreg: REG_1,
-                    mask: mask.to_ne_bytes().to_vec(),
-                    xor: vec![0; 4],
-                });
-                self.exprs.push(Expr::Cmp {
-                    sreg: REG_1,
-                    op: if op == CmpOp::Eq {
-                        CmpOp::Neq
-                    } else {
-                        CmpOp::Eq
-                    },
-                    data: vec![0; 4],
-                });
+                self.masked_cmp(load, mask.to_ne_bytes(), CmpOp::Neq, [0; 4]);
                 Ok(())
             }
             Kind::Port if w.contains('-') => {
@@ -1111,6 +1085,22 @@ impl<'a> Rule<'a, '_> {
         number(self.next()?)
     }
 
+    /// `load`, then `(reg & mask) OP data` on 32 bits.
+    fn masked_cmp(&mut self, load: Expr, mask: [u8; 4], op: CmpOp, data: [u8; 4]) {
+        self.exprs.push(load);
+        self.exprs.push(Expr::Bitwise {
+            sreg: REG_1,
+            dreg: REG_1,
+            mask: mask.to_vec(),
+            xor: vec![0; 4],
+        });
+        self.exprs.push(Expr::Cmp {
+            sreg: REG_1,
+            op,
+            data: data.to_vec(),
+        });
+    }
+
     /// An address or a prefix; whole-byte prefixes load only their bytes, as nft does.
     fn ipv4_match(&mut self, load: Expr, op: CmpOp, w: &str) -> Parsed<()> {
         let (addr, bits) = match w.split_once('/') {
@@ -1147,18 +1137,7 @@ impl<'a> Rule<'a, '_> {
         } else {
             let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
             let net = u32::from(addr) & mask;
-            self.exprs.push(load);
-            self.exprs.push(Expr::Bitwise {
-                sreg: REG_1,
-                dreg: REG_1,
-                mask: mask.to_be_bytes().to_vec(),
-                xor: vec![0; 4],
-            });
-            self.exprs.push(Expr::Cmp {
-                sreg: REG_1,
-                op,
-                data: net.to_be_bytes().to_vec(),
-            });
+            self.masked_cmp(load, mask.to_be_bytes(), op, net.to_be_bytes());
         }
         Ok(())
     }
