@@ -739,16 +739,22 @@ fn beyond_the_matrix(lab: &Lab, m: &Arc<Matrix>) {
 
     // What was denied, readably. The log is written by the agent's NFLOG listener a moment after the
     // drop, and rate-limited per pod: probe again until the line is there (bounded).
+    // The log keeps earlier cases' drops too (y/b was denied by other policies before): the line
+    // looked for is this policy's TCP drop.
+    let this_drop = |l: &str| {
+        l.contains(" x/a ")
+            && l.contains(&format!("{}:", m.ips[&yb]))
+            && l.contains("x/a-from-b")
+            && l.contains("TCP")
+    };
     let drops = wait_for("the drop from y/b to x/a in the log", LONG, || {
         let _ = probe(&m.netns[&yb], svc, (Proto::Tcp, 8080));
         let drops = lab.ok(&["policy", "drops", node]);
-        let seen = drops.lines().any(|l| {
-            l.contains(" x/a ")
-                && l.contains(&format!("{}:", m.ips[&yb]))
-                && l.contains("x/a-from-b")
-                && l.contains("TCP")
-        });
-        if seen { Ok(drops) } else { Err(drops) }
+        if drops.lines().any(this_drop) {
+            Ok(drops)
+        } else {
+            Err(drops)
+        }
     });
     let counted = drops
         .lines()
@@ -758,7 +764,7 @@ fn beyond_the_matrix(lab: &Lab, m: &Arc<Matrix>) {
     assert!(packets > 0, "{drops}");
     let logged = drops
         .lines()
-        .find(|l| l.contains(" x/a ") && l.contains(&format!("{}:", m.ips[&yb])))
+        .find(|l| this_drop(l))
         .unwrap_or_else(|| panic!("no logged drop from y/b to x/a:\n{drops}"));
     assert!(
         logged.contains("x/a-from-b") && logged.contains("TCP"),
