@@ -338,13 +338,17 @@ impl RequestHandler for Shared {
 /// Binds UDP and TCP on `cfg.listen` (port 0: an ephemeral port, the same for both) and serves
 /// until the returned [`Running`] is dropped.
 pub async fn serve(handler: Handler, cfg: &ServeConfig) -> std::io::Result<Running> {
-    let tcp_listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+    let (tcp_listener, first_udp) = bind_pair(cfg.listen).await?;
     let addr = tcp_listener.local_addr()?;
     let handler = Arc::new(handler);
     let mut udp = tokio::task::JoinSet::new();
     let mut tcp = hickory_server::Server::new(Shared(handler.clone()));
+    let mut first_udp = Some(first_udp);
     for _ in 0..cfg.udp_sockets.max(1) {
-        let socket = reuseport_udp(addr)?;
+        let socket = match first_udp.take() {
+            Some(s) => s,
+            None => reuseport_udp(addr)?,
+        };
         if cfg.hickory_udp {
             tcp.register_socket(socket);
         } else {
@@ -353,6 +357,24 @@ pub async fn serve(handler: Handler, cfg: &ServeConfig) -> std::io::Result<Runni
     }
     tcp.register_listener(tcp_listener, TCP_IDLE, 64);
     Ok(Running { addr, tcp, udp })
+}
+
+/// The TCP listener and the first UDP socket on one port. With port 0 the kernel picks the TCP
+/// port, and another process may hold that port for UDP; then another pick, a bounded number
+/// of times.
+async fn bind_pair(
+    listen: SocketAddr,
+) -> std::io::Result<(tokio::net::TcpListener, tokio::net::UdpSocket)> {
+    let tries = if listen.port() == 0 { 50 } else { 1 };
+    let mut last = None;
+    for _ in 0..tries {
+        let tcp = tokio::net::TcpListener::bind(listen).await?;
+        match reuseport_udp(tcp.local_addr()?) {
+            Ok(udp) => return Ok((tcp, udp)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("at least one try"))
 }
 
 fn reuseport_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {

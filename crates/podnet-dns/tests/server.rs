@@ -90,12 +90,25 @@ fn no_upstream() -> Forwarder {
     Forwarder::new(Vec::new(), Duration::from_secs(1))
 }
 
+/// A UDP socket and a TCP listener on the same free loopback port. The port the kernel picks
+/// for UDP may be taken for TCP by another test running at the same time, so a few tries.
+async fn udp_and_tcp_on_one_port() -> (UdpSocket, TcpListener, SocketAddr) {
+    let mut last = None;
+    for _ in 0..50 {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        match TcpListener::bind(addr).await {
+            Ok(tcp) => return (udp, tcp, addr),
+            Err(e) => last = Some(e),
+        }
+    }
+    panic!("no loopback port free for both UDP and TCP in 50 tries: {last:?}");
+}
+
 /// A fake upstream on loopback: answers A queries with 192.0.2.1 (UDP; `big.example.` truncated
 /// over UDP and complete over TCP, on the same port), AAAA with NOERROR and nothing.
 async fn fake_upstream() -> SocketAddr {
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
+    let (udp, tcp, addr) = udp_and_tcp_on_one_port().await;
     fn answer(q: &Message, truncate: bool) -> Vec<u8> {
         let mut r = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
         r.metadata.recursion_available = true;
