@@ -526,7 +526,8 @@ fn a_full_resync_repairs_hand_made_drift() {
     lab.sync(&mut s);
     let client = &lab.pods[1].0;
     assert!(tcp(client, "10.96.0.70:80").is_ok());
-    // Break it by hand: the service's map element and its endpoint chain's rules go away.
+    // Break it by hand: the service's map element, its chain's rules and the endpoint map's
+    // elements go away.
     lab.node.sh(
         "nft",
         &[
@@ -540,14 +541,10 @@ fn a_full_resync_repairs_hand_made_drift() {
     );
     lab.node.sh(
         "nft",
-        &[
-            "flush",
-            "chain",
-            "ip",
-            TABLE,
-            &format!("ep-default/web-tcp-80-{}-8080", lab.pods[0].1),
-        ],
+        &["flush", "chain", "ip", TABLE, "svc-default/web-tcp-80"],
     );
+    lab.node
+        .sh("nft", &["flush", "map", "ip", TABLE, "endpoints"]);
     lab.node.sh("nft", &["add", "chain", "ip", TABLE, "junk"]);
     lab.node
         .sh("nft", &["add", "rule", "ip", TABLE, "services", "drop"]);

@@ -76,6 +76,7 @@ fn commands(elements: &[Element<'_>]) -> Vec<Command> {
             let element = vec![nl::ir::Element {
                 key: e.key.clone(),
                 verdict: None,
+                value: None,
             }];
             let set = e.set.to_string();
             let (verb, op) = match e.op {

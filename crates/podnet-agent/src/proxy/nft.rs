@@ -74,6 +74,10 @@ pub enum Container {
     NoEndpointServices,
     NoEndpointNodePorts,
     ClusterIps,
+    /// Endpoint slot -> address . port: what a service port's DNAT picks from (see [`Blocks`]).
+    Endpoints,
+    /// `endpoint . endpoint` pairs: a connection DNATed back to its own source is masqueraded.
+    Hairpin,
 }
 
 impl crate::nft_text::SetName for Container {
@@ -83,12 +87,14 @@ impl crate::nft_text::SetName for Container {
 }
 
 impl Container {
-    pub const ALL: [Container; 5] = [
+    pub const ALL: [Container; 7] = [
         Container::ServiceIps,
         Container::ServiceNodePorts,
         Container::NoEndpointServices,
         Container::NoEndpointNodePorts,
         Container::ClusterIps,
+        Container::Endpoints,
+        Container::Hairpin,
     ];
 
     pub fn name(self) -> &'static str {
@@ -98,6 +104,8 @@ impl Container {
             Container::NoEndpointServices => "no-endpoint-services",
             Container::NoEndpointNodePorts => "no-endpoint-nodeports",
             Container::ClusterIps => "cluster-ips",
+            Container::Endpoints => "endpoints",
+            Container::Hairpin => "hairpin",
         }
     }
 
@@ -111,6 +119,9 @@ impl Container {
                 ("map", "type inet_proto . inet_service : verdict ;")
             }
             Container::ClusterIps => ("set", "type ipv4_addr ;"),
+            // `typeof`: nft has no datatype name for what numgen makes.
+            Container::Endpoints => ("map", "typeof numgen random mod 1 : ip daddr . th dport ;"),
+            Container::Hairpin => ("set", "type ipv4_addr . ipv4_addr ;"),
         }
     }
 }
@@ -188,6 +199,10 @@ pub fn base_commands(base: &Base) -> Vec<String> {
         "masquerading",
         Some("type nat hook postrouting priority srcnat"),
         &[
+            // Hairpin: a pod whose connection to a Service was sent back to itself. Masqueraded so
+            // the reply comes back through the node (kube-proxy marks per endpoint chain; here one
+            // set lookup covers every endpoint).
+            "ct status dnat ip saddr . ip daddr @hairpin jump mark-for-masquerade".into(),
             format!("meta mark & {mark} == 0 return"),
             format!("meta mark set meta mark ^ {mark}"),
             "masquerade fully-random".into(),
@@ -256,16 +271,130 @@ pub fn base_commands(base: &Base) -> Vec<String> {
     c
 }
 
-/// The objects of one Service (empty when it is gone or not proxied).
-pub fn render_service(base: &Base, key: &ServiceKey, state: &ServiceState) -> Rendered {
+/// Bits of an endpoint slot that number the endpoints of one list: a list of up to 4096 endpoints
+/// is chosen from by one rule; a longer one (and any with session affinity) uses endpoint chains.
+pub const SLOT_BITS: u32 = 12;
+pub const MAX_MAPPED_ENDPOINTS: usize = 1 << SLOT_BITS;
+const MAX_BLOCKS: u32 = 1 << (32 - SLOT_BITS);
+
+/// Which blocks of endpoint slots each Service holds: a service port's endpoint list owns the keys
+/// `block << SLOT_BITS ..` of the `endpoints` map, and its DNAT rule is `numgen random mod N offset
+/// BASE map @endpoints`. So an endpoint replaced only changes map elements, which the kernel commits
+/// without walking the ruleset; a new rule, a jump or a goto element makes it validate every chain
+/// reachable from the hooks (with 10k Services, tens of milliseconds).
+///
+/// A block is kept while its Service keeps the list (so its keys are stable), and a block given up
+/// is reused only after the transaction that gave it up (see [`Blocks::settle`]).
+#[derive(Debug, Clone, Default)]
+pub struct Blocks {
+    held: std::collections::HashMap<ServiceKey, BTreeMap<String, u32>>,
+    free: Vec<u32>,
+    released: Vec<u32>,
+    next: u32,
+}
+
+impl Blocks {
+    fn lease(&mut self, key: &ServiceKey) -> Lease<'_> {
+        let old = self.held.remove(key).unwrap_or_default();
+        Lease {
+            blocks: self,
+            key: key.clone(),
+            old,
+            new: BTreeMap::new(),
+        }
+    }
+
+    fn allocate(&mut self) -> Option<u32> {
+        if let Some(b) = self.free.pop() {
+            return Some(b);
+        }
+        // Block 0 stays unused: every DNAT rule then shows its offset.
+        let b = self.next.max(1);
+        (b < MAX_BLOCKS).then(|| {
+            self.next = b + 1;
+            b
+        })
+    }
+
+    /// The blocks given up since the last call may be handed out again (a transaction that
+    /// deleted their elements was applied or abandoned).
+    pub fn settle(&mut self) {
+        self.free.append(&mut self.released);
+    }
+
+    /// Gives up the blocks of a Service that is gone.
+    pub fn release(&mut self, key: &ServiceKey) {
+        if let Some(blocks) = self.held.remove(key) {
+            self.released.extend(blocks.into_values());
+        }
+    }
+
+    /// Gives up the blocks of every Service `keep` does not name.
+    pub fn retain(&mut self, keep: impl Fn(&ServiceKey) -> bool) {
+        let gone: Vec<ServiceKey> = self.held.keys().filter(|k| !keep(k)).cloned().collect();
+        for k in gone {
+            let blocks = self.held.remove(&k).unwrap_or_default();
+            self.released.extend(blocks.into_values());
+        }
+    }
+
+    /// How many blocks are held (tests).
+    pub fn held(&self) -> usize {
+        self.held.values().map(BTreeMap::len).sum()
+    }
+}
+
+/// The blocks one render of a Service uses; the ones it did not use are given up when it ends.
+struct Lease<'a> {
+    blocks: &'a mut Blocks,
+    key: ServiceKey,
+    old: BTreeMap<String, u32>,
+    new: BTreeMap<String, u32>,
+}
+
+impl Lease<'_> {
+    fn block(&mut self, list: &str) -> Option<u32> {
+        if let Some(b) = self.new.get(list) {
+            return Some(*b);
+        }
+        let b = match self.old.remove(list) {
+            Some(b) => b,
+            None => self.blocks.allocate()?,
+        };
+        self.new.insert(list.to_string(), b);
+        Some(b)
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        self.blocks
+            .released
+            .extend(std::mem::take(&mut self.old).into_values());
+        let new = std::mem::take(&mut self.new);
+        if !new.is_empty() {
+            self.blocks.held.insert(self.key.clone(), new);
+        }
+    }
+}
+
+/// The objects of one Service (empty when it is gone or not proxied), taking endpoint slot blocks
+/// from `blocks`.
+pub fn render_service(
+    base: &Base,
+    key: &ServiceKey,
+    state: &ServiceState,
+    blocks: &mut Blocks,
+) -> Rendered {
     let mut r = Rendered::default();
+    let mut lease = blocks.lease(key);
     for port in &state.ports {
-        render_port(base, key, port, &mut r);
+        render_port(base, key, port, &mut lease, &mut r);
     }
     r
 }
 
-fn render_port(base: &Base, key: &ServiceKey, p: &PortState, r: &mut Rendered) {
+fn render_port(base: &Base, key: &ServiceKey, p: &PortState, lease: &mut Lease, r: &mut Rendered) {
     let id = port_id(key, p);
     let proto = p.protocol.nft();
     let svc_chain = object_name("svc", &id);
@@ -275,69 +404,121 @@ fn render_port(base: &Base, key: &ServiceKey, p: &PortState, r: &mut Rendered) {
     let reject = goto("reject-chain");
     let drop = Some("drop".to_string());
 
-    // Endpoint chains: hairpin traffic (a pod reaching itself) is masqueraded so the reply comes
-    // back through the node; affinity remembers the client per endpoint, as kube-proxy does.
+    // Each endpoint list is chosen from by one DNAT through the `endpoints` map, unless the port
+    // has session affinity (which remembers clients per endpoint chain, as kube-proxy does) or a
+    // list too long for a block; those use endpoint chains.
+    let mut blocks = BTreeMap::new();
+    let mut mapped = p.affinity.is_none();
+    for (list, eps, used) in [
+        ("cluster", &p.cluster_endpoints, p.uses_cluster_chain()),
+        ("local", &p.local_endpoints, p.uses_local_chain()),
+    ] {
+        if !mapped || !used {
+            continue;
+        }
+        match (eps.len() <= MAX_MAPPED_ENDPOINTS)
+            .then(|| lease.block(&format!("{id}/{list}")))
+            .flatten()
+        {
+            Some(b) => {
+                blocks.insert(list, b);
+            }
+            None => mapped = false,
+        }
+    }
+
     let ep_chain = |ep: &Endpoint| object_name("ep", &endpoint_id(&id, ep));
     let aff_set = |ep: &Endpoint| object_name("aff", &endpoint_id(&id, ep));
-    for ep in p.reachable_endpoints() {
-        let mut rules = vec![format!("ip saddr {} jump mark-for-masquerade", ep.ip)];
-        if let Some(timeout) = p.affinity {
-            let set = aff_set(&ep);
-            rules.push(format!("update @{set} {{ ip saddr }}"));
-            r.sets.insert(
-                set,
-                format!("{{ type ipv4_addr ; flags dynamic,timeout ; timeout {timeout}s ; }}"),
-            );
+    if mapped {
+        for ep in p.reachable_endpoints() {
+            r.elements
+                .insert((Container::Hairpin, format!("{} . {}", ep.ip, ep.ip)), None);
         }
-        rules.push(format!(
-            "meta l4proto {proto} dnat to {}:{}",
-            ep.ip, ep.port
-        ));
-        r.chains.insert(ep_chain(&ep), rules);
+    } else {
+        // Endpoint chains: hairpin traffic (a pod reaching itself) is masqueraded so the reply
+        // comes back through the node; affinity remembers the client per endpoint.
+        for ep in p.reachable_endpoints() {
+            let mut rules = vec![format!("ip saddr {} jump mark-for-masquerade", ep.ip)];
+            if let Some(timeout) = p.affinity {
+                let set = aff_set(&ep);
+                rules.push(format!("update @{set} {{ ip saddr }}"));
+                r.sets.insert(
+                    set,
+                    format!("{{ type ipv4_addr ; flags dynamic,timeout ; timeout {timeout}s ; }}"),
+                );
+            }
+            rules.push(format!(
+                "meta l4proto {proto} dnat to {}:{}",
+                ep.ip, ep.port
+            ));
+            r.chains.insert(ep_chain(&ep), rules);
+        }
     }
-    let policy_rules = |endpoints: &[Endpoint], masq_from_outside: bool| {
-        let mut rules = Vec::new();
-        if masq_from_outside
-            && let (Some(cip), Some(outside)) = (p.cluster_ip, base.outside_cluster())
-        {
-            // Off-cluster clients reaching a cluster IP through this node: replies must return here.
-            rules.push(format!("ip daddr {cip} {outside} jump mark-for-masquerade"));
-        }
-        if p.affinity.is_some() {
-            for ep in endpoints {
-                rules.push(format!("ip saddr @{} goto {}", aff_set(ep), ep_chain(ep)));
+    type Elements = BTreeMap<(Container, String), Option<String>>;
+    let policy_rules =
+        |elements: &mut Elements, list: &str, endpoints: &[Endpoint], masq_from_outside: bool| {
+            let mut rules = Vec::new();
+            if masq_from_outside
+                && let (Some(cip), Some(outside)) = (p.cluster_ip, base.outside_cluster())
+            {
+                // Off-cluster clients reaching a cluster IP through this node: replies must return here.
+                rules.push(format!("ip daddr {cip} {outside} jump mark-for-masquerade"));
             }
-        }
-        // Uniform choice without an anonymous verdict map: rule i takes 1/(n-i) of what reaches it.
-        // Every `numgen ... vmap { ... }` is an anonymous set, and the kernel names each new one by
-        // scanning the table's sets, so 10k Services cost minutes that way (kube-proxy's layout);
-        // this costs at most n rule evaluations on a connection's first packet, whatever the number
-        // of Services.
-        let n = endpoints.len();
-        for (i, ep) in endpoints.iter().enumerate() {
-            if i + 1 == n {
-                rules.push(format!("goto {}", ep_chain(ep)));
-            } else {
+            if let Some(block) = blocks.get(list) {
+                let first = block << SLOT_BITS;
+                for (i, ep) in endpoints.iter().enumerate() {
+                    elements.insert(
+                        (Container::Endpoints, (first + i as u32).to_string()),
+                        Some(format!("{} . {}", ep.ip, ep.port)),
+                    );
+                }
                 rules.push(format!(
-                    "numgen random mod {} == 0 goto {}",
-                    n - i,
-                    ep_chain(ep)
-                ));
+                "meta l4proto {proto} dnat to numgen random mod {} offset {first} map @endpoints",
+                endpoints.len()
+            ));
+                return rules;
             }
-        }
-        rules
-    };
+            if p.affinity.is_some() {
+                for ep in endpoints {
+                    rules.push(format!("ip saddr @{} goto {}", aff_set(ep), ep_chain(ep)));
+                }
+            }
+            // Uniform choice without an anonymous verdict map: rule i takes 1/(n-i) of what reaches it.
+            // Every `numgen ... vmap { ... }` is an anonymous set, and the kernel names each new one by
+            // scanning the table's sets, so 10k Services cost minutes that way (kube-proxy's layout);
+            // this costs at most n rule evaluations on a connection's first packet, whatever the number
+            // of Services.
+            let n = endpoints.len();
+            for (i, ep) in endpoints.iter().enumerate() {
+                if i + 1 == n {
+                    rules.push(format!("goto {}", ep_chain(ep)));
+                } else {
+                    rules.push(format!(
+                        "numgen random mod {} == 0 goto {}",
+                        n - i,
+                        ep_chain(ep)
+                    ));
+                }
+            }
+            rules
+        };
     if p.uses_cluster_chain() {
-        r.chains.insert(
-            svc_chain.clone(),
-            policy_rules(&p.cluster_endpoints, !p.internal_local),
+        let rules = policy_rules(
+            &mut r.elements,
+            "cluster",
+            &p.cluster_endpoints,
+            !p.internal_local,
         );
+        r.chains.insert(svc_chain.clone(), rules);
     }
     if p.uses_local_chain() {
-        r.chains.insert(
-            loc_chain.clone(),
-            policy_rules(&p.local_endpoints, p.internal_local),
+        let rules = policy_rules(
+            &mut r.elements,
+            "local",
+            &p.local_endpoints,
+            p.internal_local,
         );
+        r.chains.insert(loc_chain.clone(), rules);
     }
 
     // Internal traffic: the cluster IP.
@@ -565,40 +746,129 @@ mod tests {
         ServiceKey::new("default", "web")
     }
 
+    fn render(p: PortState) -> Rendered {
+        render_service(
+            &base(),
+            &key(),
+            &ServiceState { ports: vec![p] },
+            &mut Blocks::default(),
+        )
+    }
+
     #[test]
-    fn cluster_ip_dispatch_and_random_choice() {
+    fn cluster_ip_dispatch_and_a_dnat_through_the_endpoint_map() {
         let p = port(&[("10.244.1.5", 8080), ("10.244.2.5", 8080)], &[]);
-        let r = render_service(&base(), &key(), &ServiceState { ports: vec![p] });
+        let r = render(p);
         assert_eq!(
             r.elements[&(Container::ServiceIps, "10.96.0.20 . tcp . 80".into())],
             Some("goto svc-default/web-tcp-80".into())
         );
+        // Block 1 (block 0 is never used): slots 4096 and 4097.
         assert_eq!(
             r.chains["svc-default/web-tcp-80"],
             vec![
                 "ip daddr 10.96.0.20 ip saddr != 10.244.0.0/16 jump mark-for-masquerade",
-                "numgen random mod 2 == 0 goto ep-default/web-tcp-80-10.244.1.5-8080",
-                "goto ep-default/web-tcp-80-10.244.2.5-8080",
+                "meta l4proto tcp dnat to numgen random mod 2 offset 4096 map @endpoints",
             ]
         );
         assert_eq!(
-            r.chains["ep-default/web-tcp-80-10.244.1.5-8080"],
-            vec![
-                "ip saddr 10.244.1.5 jump mark-for-masquerade",
-                "meta l4proto tcp dnat to 10.244.1.5:8080",
-            ]
+            r.elements[&(Container::Endpoints, "4096".into())],
+            Some("10.244.1.5 . 8080".into())
+        );
+        assert_eq!(
+            r.elements[&(Container::Endpoints, "4097".into())],
+            Some("10.244.2.5 . 8080".into())
+        );
+        assert!(
+            r.elements
+                .contains_key(&(Container::Hairpin, "10.244.2.5 . 10.244.2.5".into()))
         );
         assert!(
             r.elements
                 .contains_key(&(Container::ClusterIps, "10.96.0.20".into()))
         );
-        assert_eq!(r.chains.len(), 3);
+        assert_eq!(
+            r.chains.len(),
+            1,
+            "no endpoint chains: {:?}",
+            r.chains.keys()
+        );
+    }
+
+    #[test]
+    fn an_endpoint_replaced_changes_elements_only() {
+        let mut blocks = Blocks::default();
+        let state = |eps: &[(&str, u16)]| ServiceState {
+            ports: vec![port(eps, &[])],
+        };
+        let a = render_service(
+            &base(),
+            &key(),
+            &state(&[("10.244.1.5", 80), ("10.244.2.5", 80)]),
+            &mut blocks,
+        );
+        let b = render_service(
+            &base(),
+            &key(),
+            &state(&[("10.244.1.5", 80), ("10.244.3.5", 80)]),
+            &mut blocks,
+        );
+        assert_eq!(a.chains, b.chains);
+        assert_ne!(a.elements, b.elements);
+        assert_eq!(blocks.held(), 1);
+        // Scaled: the rule changes, the block stays.
+        let c = render_service(&base(), &key(), &state(&[("10.244.1.5", 80)]), &mut blocks);
+        assert_eq!(
+            c.chains["svc-default/web-tcp-80"][1],
+            "meta l4proto tcp dnat to numgen random mod 1 offset 4096 map @endpoints"
+        );
+        // No endpoints: no list, the block is given up, and reused only after `settle`.
+        render_service(&base(), &key(), &state(&[]), &mut blocks);
+        assert_eq!(blocks.held(), 0);
+        let other = ServiceKey::new("default", "other");
+        let d = render_service(&base(), &other, &state(&[("10.244.1.5", 80)]), &mut blocks);
+        assert!(
+            d.elements
+                .contains_key(&(Container::Endpoints, "8192".into()))
+        );
+        blocks.release(&other);
+        blocks.settle();
+        let e = render_service(&base(), &key(), &state(&[("10.244.1.5", 80)]), &mut blocks);
+        assert!(
+            e.elements
+                .contains_key(&(Container::Endpoints, "8192".into()))
+        );
+        assert_eq!(blocks.held(), 1);
+    }
+
+    #[test]
+    fn lists_too_long_for_a_block_use_endpoint_chains() {
+        let eps: Vec<(String, u16)> = (0..=MAX_MAPPED_ENDPOINTS)
+            .map(|i| (format!("10.244.{}.{}", i / 250, i % 250 + 1), 80))
+            .collect();
+        let eps: Vec<(&str, u16)> = eps.iter().map(|(a, p)| (a.as_str(), *p)).collect();
+        let mut blocks = Blocks::default();
+        let r = render_service(
+            &base(),
+            &key(),
+            &ServiceState {
+                ports: vec![port(&eps, &[])],
+            },
+            &mut blocks,
+        );
+        assert_eq!(blocks.held(), 0);
+        assert!(!r.elements.keys().any(|(c, _)| *c == Container::Endpoints));
+        assert_eq!(r.chains.len(), MAX_MAPPED_ENDPOINTS + 2);
+        assert_eq!(
+            r.chains["ep-default/web-tcp-80-10.244.0.1-80"][0],
+            "ip saddr 10.244.0.1 jump mark-for-masquerade"
+        );
     }
 
     #[test]
     fn no_endpoints_reject_and_local_policy_without_local_endpoints_drops() {
         let p = port(&[], &[]);
-        let r = render_service(&base(), &key(), &ServiceState { ports: vec![p] });
+        let r = render(p);
         assert!(r.chains.is_empty());
         assert_eq!(
             r.elements[&(
@@ -609,7 +879,7 @@ mod tests {
         );
         let mut p = port(&[("10.244.2.5", 80)], &[]);
         p.internal_local = true;
-        let r = render_service(&base(), &key(), &ServiceState { ports: vec![p] });
+        let r = render(p);
         assert_eq!(
             r.elements[&(
                 Container::NoEndpointServices,
@@ -632,7 +902,12 @@ mod tests {
         let mut p = port(&[("10.244.1.5", 80)], &[("10.244.1.5", 80)]);
         p.node_port = Some(30080);
         p.external_local = true;
-        let r = render_service(&b, &key(), &ServiceState { ports: vec![p] });
+        let r = render_service(
+            &b,
+            &key(),
+            &ServiceState { ports: vec![p] },
+            &mut Blocks::default(),
+        );
         assert_eq!(
             r.chains["svc-default/web-tcp-80"][0],
             "ip daddr 10.96.0.20 ip saddr != 10.244.0.0/16 ip saddr != 10.250.0.0/16 jump mark-for-masquerade"
@@ -667,13 +942,7 @@ mod tests {
         );
         p.node_port = Some(30080);
         p.external_local = true;
-        let r = render_service(
-            &base(),
-            &key(),
-            &ServiceState {
-                ports: vec![p.clone()],
-            },
-        );
+        let r = render(p.clone());
         assert_eq!(
             r.elements[&(Container::ServiceNodePorts, "tcp . 30080".into())],
             Some("goto ext-default/web-tcp-80".into())
@@ -688,20 +957,19 @@ mod tests {
                 "goto loc-default/web-tcp-80".into(),
             ]
         );
-        // The local chain does not masquerade: the client's address is preserved.
+        // The local chain does not masquerade: the client's address is preserved. Its list has
+        // a block of its own.
         assert_eq!(
             r.chains["loc-default/web-tcp-80"],
-            vec!["goto ep-default/web-tcp-80-10.244.1.5-80"]
+            vec!["meta l4proto tcp dnat to numgen random mod 1 offset 8192 map @endpoints"]
+        );
+        assert_eq!(
+            r.elements[&(Container::Endpoints, "8192".into())],
+            Some("10.244.1.5 . 80".into())
         );
         // eTP Cluster masquerades.
         p.external_local = false;
-        let r = render_service(
-            &base(),
-            &key(),
-            &ServiceState {
-                ports: vec![p.clone()],
-            },
-        );
+        let r = render(p.clone());
         assert_eq!(
             r.chains["ext-default/web-tcp-80"][0],
             "jump mark-for-masquerade"
@@ -710,7 +978,7 @@ mod tests {
         // eTP Local, no local endpoint: outside traffic dropped, pods still served.
         p.external_local = true;
         p.local_endpoints.clear();
-        let r = render_service(&base(), &key(), &ServiceState { ports: vec![p] });
+        let r = render(p);
         assert_eq!(
             r.elements[&(Container::NoEndpointNodePorts, "tcp . 30080".into())],
             Some("drop".into())
@@ -722,7 +990,7 @@ mod tests {
     fn affinity_sets_checked_before_random_choice() {
         let mut p = port(&[("10.244.1.5", 80), ("10.244.2.5", 80)], &[]);
         p.affinity = Some(30);
-        let r = render_service(&base(), &key(), &ServiceState { ports: vec![p] });
+        let r = render(p);
         let svc = &r.chains["svc-default/web-tcp-80"];
         assert_eq!(
             svc[1],

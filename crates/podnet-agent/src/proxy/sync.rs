@@ -104,6 +104,8 @@ pub struct Syncer {
     /// Who asks for each map or set key, and what each Service asks for (see [`Syncer::claim`]).
     claims: HashMap<(nft::Container, String), BTreeSet<ServiceKey>>,
     claimed: HashMap<ServiceKey, Vec<(nft::Container, String)>>,
+    /// The endpoint slot blocks each Service's DNAT rules use.
+    blocks: nft::Blocks,
 }
 
 impl Syncer {
@@ -123,6 +125,7 @@ impl Syncer {
             table_known: false,
             claims: HashMap::new(),
             claimed: HashMap::new(),
+            blocks: nft::Blocks::default(),
         }
     }
 
@@ -166,6 +169,13 @@ impl Syncer {
     /// Applies what changed since the last sync in one transaction (a full rebuild when one is due).
     /// On failure nothing is assumed applied and the next sync is a full one.
     pub fn sync(&mut self) -> Result<SyncReport, SyncError> {
+        let r = self.sync_inner();
+        // Blocks given up in this transaction may be reused from the next one on.
+        self.blocks.settle();
+        r
+    }
+
+    fn sync_inner(&mut self) -> Result<SyncReport, SyncError> {
         if self.full_needed {
             return self.full();
         }
@@ -176,11 +186,7 @@ impl Syncer {
         let mut raw: HashMap<ServiceKey, Rendered> = HashMap::new();
         let mut work: BTreeSet<ServiceKey> = BTreeSet::new();
         for key in &dirty {
-            let r = self
-                .desired
-                .get(key)
-                .map(|s| nft::render_service(&self.base, key, s))
-                .unwrap_or_default();
+            let r = self.render(key);
             work.extend(self.claim(key, &r));
             work.insert(key.clone());
             raw.insert(key.clone(), r);
@@ -189,13 +195,11 @@ impl Syncer {
         let mut rendered = Vec::new();
         let mut stale_flows = Vec::new();
         for key in &work {
-            let new_state = self.desired.get(key);
             let r = match raw.remove(key) {
                 Some(r) => r,
-                None => new_state
-                    .map(|s| nft::render_service(&self.base, key, s))
-                    .unwrap_or_default(),
+                None => self.render(key),
             };
+            let new_state = self.desired.get(key);
             let new = self.owned(key, r);
             let old = self.applied.get(key);
             let empty = Rendered::default();
@@ -236,6 +240,17 @@ impl Syncer {
             script_bytes: tx.text().len(),
             stale_flows,
         })
+    }
+
+    /// The objects of a Service as desired now (none when it is gone: its slot blocks are given up).
+    fn render(&mut self, key: &ServiceKey) -> Rendered {
+        match self.desired.get(key) {
+            Some(s) => nft::render_service(&self.base, key, s, &mut self.blocks),
+            None => {
+                self.blocks.release(key);
+                Rendered::default()
+            }
+        }
     }
 
     /// Records which map and set keys `key` asks for. Two Services may ask for one key (the same
@@ -288,10 +303,12 @@ impl Syncer {
         keys.sort();
         self.claims.clear();
         self.claimed.clear();
+        let desired = &self.desired;
+        self.blocks.retain(|k| desired.contains_key(k));
         let raw: Vec<(ServiceKey, Rendered)> = keys
             .into_iter()
             .map(|k| {
-                let r = nft::render_service(&self.base, &k, &self.desired[&k]);
+                let r = self.render(&k);
                 self.claim(&k, &r);
                 (k, r)
             })
@@ -309,6 +326,12 @@ impl Syncer {
     /// its state is known (the periodic resync: affinity is kept), replaced otherwise (the first
     /// sync, or after a refill failed).
     pub fn full(&mut self) -> Result<SyncReport, SyncError> {
+        let r = self.full_inner();
+        self.blocks.settle();
+        r
+    }
+
+    fn full_inner(&mut self) -> Result<SyncReport, SyncError> {
         let rendered = self.render_all();
         let tx = if self.table_known {
             let (chains, sets) = self.obsolete(&rendered);

@@ -497,46 +497,62 @@ fn main() -> Result<()> {
         }
     }
 
-    // 2. One Service changes with 10k present.
+    // 2. One Service changes with 10k present: an endpoint replaced (a rollout step: the count
+    // stays), then an endpoint added (a scale-up: the count changes).
     if let Some((ons, mut syncer, ans, mut states)) = ten_k {
-        let (mut ours, mut anchor, mut anchor_tx) = (Vec::new(), Vec::new(), Vec::new());
-        for c in 0..changes {
-            let i = (c * 487) % states.len();
-            let new = service(i, c as u32 + 1);
-            let t = Instant::now();
-            syncer.set(key(i), Some(new.clone()));
-            let r = ons
-                .run(|| syncer.sync())
-                .context("podnet incremental sync")?;
-            ours.push(t.elapsed());
-            assert!(!r.full && r.services_changed == 1);
-            let t = Instant::now();
-            nft_list(&ans, "chains")?;
-            nft_list(&ans, "sets")?;
-            let lists = t.elapsed();
-            let tx = kube_proxy::partial(i, &states[i], &new);
-            let t2 = Instant::now();
-            nft(&ans, &tx)?;
-            anchor_tx.push(t2.elapsed());
-            anchor.push(lists + t2.elapsed());
-            states[i] = new;
+        type Change = fn(usize, usize, &ServiceState) -> ServiceState;
+        let replaced: Change = |i, c, _| service(i, c as u32 + 1);
+        let added: Change = |_, c, old| {
+            let mut new = old.clone();
+            new.ports[0].cluster_endpoints.push(Endpoint {
+                ip: Ipv4Addr::new(10, 245, (c >> 8) as u8, c as u8),
+                port: 8080,
+            });
+            new
+        };
+        for (what, change, shift) in [
+            ("one Service change, 10k present", replaced, 0),
+            ("one Service scaled up, 10k present", added, 131),
+        ] {
+            let (mut ours, mut anchor, mut anchor_tx) = (Vec::new(), Vec::new(), Vec::new());
+            for c in 0..changes {
+                let i = (c * 487 + shift) % states.len();
+                let new = change(i, c, &states[i]);
+                let t = Instant::now();
+                syncer.set(key(i), Some(new.clone()));
+                let r = ons
+                    .run(|| syncer.sync())
+                    .context("podnet incremental sync")?;
+                ours.push(t.elapsed());
+                assert!(!r.full && r.services_changed == 1);
+                let t = Instant::now();
+                nft_list(&ans, "chains")?;
+                nft_list(&ans, "sets")?;
+                let lists = t.elapsed();
+                let tx = kube_proxy::partial(i, &states[i], &new);
+                let t2 = Instant::now();
+                nft(&ans, &tx)?;
+                anchor_tx.push(t2.elapsed());
+                anchor.push(lists + t2.elapsed());
+                states[i] = new;
+            }
+            let ours = median(ours);
+            line(
+                what,
+                ours,
+                median(anchor),
+                Some(&format!(
+                    "podnet < 20 ms: {}",
+                    verdict(ours < Duration::from_millis(20))
+                )),
+            );
+            line(
+                "  (anchor's transaction alone, no lists)",
+                ours,
+                median(anchor_tx),
+                None,
+            );
         }
-        let ours = median(ours);
-        line(
-            "one Service change, 10k present",
-            ours,
-            median(anchor),
-            Some(&format!(
-                "podnet < 20 ms: {}",
-                verdict(ours < Duration::from_millis(20))
-            )),
-        );
-        line(
-            "  (anchor's transaction alone, no lists)",
-            ours,
-            median(anchor_tx),
-            None,
-        );
     }
 
     // 3. Latency through a Service with 1 and with 10k Services installed (same lab, same pods).

@@ -298,6 +298,7 @@ fn chunks(elements: &[Element]) -> Vec<&[Element]> {
     for (i, e) in elements.iter().enumerate() {
         let cost = 32
             + e.key.len()
+            + e.value.as_ref().map_or(0, |v| 8 + v.len())
             + e.verdict
                 .as_ref()
                 .and_then(Verdict::chain)
@@ -320,6 +321,9 @@ fn element(m: &mut Msg, e: &Element) {
     if let Some(v) = &e.verdict {
         m.begin(2).verdict(v).end(); // NFTA_SET_ELEM_DATA { NFTA_DATA_VERDICT }
     }
+    if let Some(v) = &e.value {
+        m.begin(2).attr(1, v).end(); // NFTA_SET_ELEM_DATA { NFTA_DATA_VALUE }
+    }
     m.end();
 }
 
@@ -334,7 +338,8 @@ fn chain_hook(m: &mut Msg, h: &Hook) {
 fn new_set(m: &mut Msg, table: &str, name: &str, set: &SetType, id: u32) {
     const NFT_SET_MAP: u32 = 0x8;
     const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
-    let flags = set.flags | if set.verdict_map { NFT_SET_MAP } else { 0 };
+    let is_map = set.verdict_map || !set.data.is_empty();
+    let flags = set.flags | if is_map { NFT_SET_MAP } else { 0 };
     m.str(1, table)
         .str(2, name)
         .be32(3, flags)
@@ -342,6 +347,8 @@ fn new_set(m: &mut Msg, table: &str, name: &str, set: &SetType, id: u32) {
         .be32(5, set.key_len() as u32);
     if set.verdict_map {
         m.be32(6, NFT_DATA_VERDICT);
+    } else if !set.data.is_empty() {
+        m.be32(6, set.data_type()).be32(7, set.data_len() as u32);
     }
     m.be32(10, id);
     if let Some(t) = set.timeout_ms {
@@ -349,12 +356,18 @@ fn new_set(m: &mut Msg, table: &str, name: &str, set: &SetType, id: u32) {
     }
     // NFTA_SET_USERDATA: the key's byte order as nft records it (big endian for addresses and
     // ports, host order for a lone protocol), so `nft list` prints elements as it would its own.
-    let byteorder: u32 = match set.fields.as_slice() {
-        [super::ir::Field::InetProto] => 1,
-        _ => 2,
+    let mut udata = match &set.typeof_udata {
+        Some(u) => u.clone(),
+        None => {
+            let byteorder: u32 = match set.fields.as_slice() {
+                [super::ir::Field::InetProto | super::ir::Field::Integer] => 1,
+                _ => 2,
+            };
+            let mut u = vec![0u8, 4];
+            u.extend_from_slice(&byteorder.to_ne_bytes());
+            u
+        }
     };
-    let mut udata = vec![0u8, 4];
-    udata.extend_from_slice(&byteorder.to_ne_bytes());
     if let Some(c) = &set.comment {
         // NFTNL_UDATA_SET_COMMENT, NUL-terminated (the parser bounds its length).
         udata.extend_from_slice(&[7, c.len() as u8 + 1]);

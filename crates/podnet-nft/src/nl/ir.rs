@@ -171,6 +171,10 @@ pub struct SetType {
     /// One entry per concatenated field.
     pub fields: Vec<Field>,
     pub verdict_map: bool,
+    /// A map to values (not verdicts): the data's fields; empty otherwise.
+    pub data: Vec<Field>,
+    /// A set declared by `typeof`: the user data nft records to print it back that way.
+    pub typeof_udata: Option<Vec<u8>>,
     /// `NFT_SET_*` flags besides `NFT_SET_MAP`.
     pub flags: u32,
     pub timeout_ms: Option<u64>,
@@ -183,6 +187,8 @@ pub enum Field {
     Ipv4Addr,
     InetProto,
     InetService,
+    /// A 32-bit integer in host byte order (what `numgen` makes).
+    Integer,
 }
 
 impl Field {
@@ -191,6 +197,7 @@ impl Field {
             Field::Ipv4Addr => 7,
             Field::InetProto => 12,
             Field::InetService => 13,
+            Field::Integer => 4,
         }
     }
 
@@ -199,24 +206,40 @@ impl Field {
             Field::Ipv4Addr => 4,
             Field::InetProto => 1,
             Field::InetService => 2,
+            Field::Integer => 4,
         }
+    }
+
+    /// Concatenated fields each take whole 4-byte registers.
+    fn len_of(fields: &[Field]) -> usize {
+        match fields {
+            [one] => one.wire_len(),
+            many => many.iter().map(|f| f.wire_len().div_ceil(4) * 4).sum(),
+        }
+    }
+
+    /// nft's number for a type: concatenations shift each field's type in by 6 bits.
+    fn type_of(fields: &[Field]) -> u32 {
+        fields.iter().fold(0, |acc, f| (acc << 6) | f.datatype())
     }
 }
 
 impl SetType {
     /// Concatenated fields each take whole 4-byte registers.
     pub fn key_len(&self) -> usize {
-        match self.fields.as_slice() {
-            [one] => one.wire_len(),
-            many => many.iter().map(|f| f.wire_len().div_ceil(4) * 4).sum(),
-        }
+        Field::len_of(&self.fields)
     }
 
-    /// nft's number for the key type: concatenations shift each field's type in by 6 bits.
     pub fn key_type(&self) -> u32 {
-        self.fields
-            .iter()
-            .fold(0, |acc, f| (acc << 6) | f.datatype())
+        Field::type_of(&self.fields)
+    }
+
+    pub fn data_len(&self) -> usize {
+        Field::len_of(&self.data)
+    }
+
+    pub fn data_type(&self) -> u32 {
+        Field::type_of(&self.data)
     }
 }
 
@@ -225,6 +248,8 @@ impl SetType {
 pub struct Element {
     pub key: Vec<u8>,
     pub verdict: Option<Verdict>,
+    /// In a map to values: the value's bytes (fields padded as keys are).
+    pub value: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

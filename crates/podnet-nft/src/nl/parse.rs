@@ -113,7 +113,8 @@ impl Sets {
             ("add", kind @ ("set" | "map")) => {
                 let (n, body) = split_name(rest)?;
                 let set = set_type(braced(body)?)?;
-                if set.verdict_map != (kind == "map") {
+                let is_map = set.verdict_map || !set.data.is_empty();
+                if is_map != (kind == "map") {
                     return Err(format!("a {kind} declared as the other kind"));
                 }
                 self.0
@@ -325,6 +326,8 @@ fn set_type(t: &[&str]) -> Parsed<SetType> {
     let mut set = SetType {
         fields: Vec::new(),
         verdict_map: false,
+        data: Vec::new(),
+        typeof_udata: None,
         flags: 0,
         timeout_ms: None,
         comment: None,
@@ -357,6 +360,15 @@ fn set_type(t: &[&str]) -> Parsed<SetType> {
                     }
                     i += 2;
                 }
+            }
+            "typeof" => {
+                let end = t[i..]
+                    .iter()
+                    .position(|w| *w == ";")
+                    .map_or(t.len(), |p| i + p);
+                let (fields, data, udata) = typeof_decl(&t[i + 1..end])?;
+                (set.fields, set.data, set.typeof_udata) = (fields, data, Some(udata));
+                i = end;
             }
             "flags" => {
                 for f in t.get(i + 1).ok_or("flags are missing")?.split(',') {
@@ -393,6 +405,92 @@ fn set_type(t: &[&str]) -> Parsed<SetType> {
         return Err("interval sets are not supported".into());
     }
     Ok(set)
+}
+
+/// `typeof numgen random mod N [offset O] : ip daddr . th dport`: a map from what `numgen` makes
+/// to addresses and ports (the only typeof declaration podnet writes; nft refuses `type mark` for
+/// a numgen key). Returns the key's and the data's fields and the set's user data as nft records
+/// it (libnftnl's set udata: key byte order host, data byte order unset, the key's and the data's
+/// typeof expressions, no data interval), so `nft list` prints the declaration back.
+fn typeof_decl(t: &[&str]) -> Parsed<(Vec<Field>, Vec<Field>, Vec<u8>)> {
+    let colon = t
+        .iter()
+        .position(|w| *w == ":")
+        .ok_or("only typeof maps are supported")?;
+    let (modulus, offset) = match &t[..colon] {
+        ["numgen", "random", "mod", m] => (number(m)?, 0),
+        ["numgen", "random", "mod", m, "offset", o] => (number(m)?, number(o)?),
+        other => return Err(format!("typeof key {:?} is not supported", other.join(" "))),
+    };
+    // Payload fields: (field, nft's protocol description id, the field's template index).
+    let mut data = Vec::new();
+    let mut payloads = Vec::new();
+    for part in t[colon + 1..].split(|w| *w == ".") {
+        let (field, desc, index) = match part {
+            ["ip", "saddr"] => (Field::Ipv4Addr, 12, 11),
+            ["ip", "daddr"] => (Field::Ipv4Addr, 12, 12),
+            ["th", "sport"] => (Field::InetService, 11, 1),
+            ["th", "dport"] => (Field::InetService, 11, 2),
+            other => {
+                return Err(format!(
+                    "typeof data {:?} is not supported",
+                    other.join(" ")
+                ));
+            }
+        };
+        data.push(field);
+        payloads.push((desc, index));
+    }
+    if data.is_empty() {
+        return Err("typeof data is missing".into());
+    }
+    fn u32_attr(out: &mut Vec<u8>, kind: u8, v: u32) {
+        out.extend_from_slice(&[kind, 4]);
+        out.extend_from_slice(&v.to_ne_bytes());
+    }
+    fn nested(out: &mut Vec<u8>, kind: u8, inner: &[u8]) -> Parsed<()> {
+        let len = u8::try_from(inner.len()).map_err(|_| "typeof user data too long")?;
+        out.extend_from_slice(&[kind, len]);
+        out.extend_from_slice(inner);
+        Ok(())
+    }
+    // One typeof expression: its kind (nft's expression type) and its own attributes.
+    fn expression(kind: u32, attrs: &[u8]) -> Parsed<Vec<u8>> {
+        let mut e = Vec::new();
+        u32_attr(&mut e, 0, kind);
+        nested(&mut e, 1, attrs)?;
+        Ok(e)
+    }
+    const EXPR_PAYLOAD: u32 = 7;
+    const EXPR_CONCAT: u32 = 13;
+    const EXPR_NUMGEN: u32 = 23;
+    let mut ng = Vec::new();
+    u32_attr(&mut ng, 0, 1); // NFT_NG_RANDOM
+    u32_attr(&mut ng, 1, modulus);
+    u32_attr(&mut ng, 2, offset);
+    let key = expression(EXPR_NUMGEN, &ng)?;
+    let payload = |(desc, index): (u32, u32)| {
+        let mut p = Vec::new();
+        u32_attr(&mut p, 0, desc);
+        u32_attr(&mut p, 1, index);
+        expression(EXPR_PAYLOAD, &p)
+    };
+    let value = if payloads.len() == 1 {
+        payload(payloads[0])?
+    } else {
+        let mut members = Vec::new();
+        for (n, p) in payloads.into_iter().enumerate() {
+            nested(&mut members, n as u8, &payload(p)?)?;
+        }
+        expression(EXPR_CONCAT, &members)?
+    };
+    let mut udata = Vec::new();
+    u32_attr(&mut udata, 0, 1); // key byte order: host
+    u32_attr(&mut udata, 1, 0); // data byte order: unset (a concatenation)
+    nested(&mut udata, 3, &key)?;
+    nested(&mut udata, 4, &value)?;
+    u32_attr(&mut udata, 6, 0); // the data is not an interval
+    Ok((vec![Field::Integer], data, udata))
 }
 
 /// `10800s`, `3m`, `1h`, `500ms`.
@@ -441,13 +539,44 @@ fn elements(set: &SetType, t: &[&str], with_data: bool) -> Parsed<Vec<Element>> 
             }
             key.extend(bytes);
         }
+        let value_map = !set.data.is_empty();
         let verdict = match (data, set.verdict_map, with_data) {
             (Some(d), true, true) => Some(verdict(d)?),
             (None, true, true) => return Err("a map element needs a verdict".into()),
-            (Some(_), false, _) => return Err("a set element has no data".into()),
+            (Some(_), false, _) if !value_map => return Err("a set element has no data".into()),
             (_, _, _) => None,
         };
-        out.push(Element { key, verdict });
+        let value = match (data, value_map, with_data) {
+            (Some(d), true, true) => Some(fields_value(&set.data, d)?),
+            (None, true, true) => return Err("a map element needs a value".into()),
+            _ => None,
+        };
+        out.push(Element {
+            key,
+            verdict,
+            value,
+        });
+    }
+    Ok(out)
+}
+
+/// `10.244.1.5 . 8080`: a map's value, each field padded to whole registers when concatenated.
+fn fields_value(fields: &[Field], t: &[&str]) -> Parsed<Vec<u8>> {
+    let parts: Vec<&str> = t.iter().copied().filter(|w| *w != ".").collect();
+    if parts.len() != fields.len() || t.len() != 2 * parts.len() - 1 {
+        return Err(format!(
+            "value {:?} does not have the map's {} fields",
+            t.join(" "),
+            fields.len()
+        ));
+    }
+    let mut out = Vec::new();
+    for (field, text) in fields.iter().zip(parts) {
+        let mut bytes = field_value(*field, text)?;
+        if fields.len() > 1 {
+            bytes.resize(field.wire_len().div_ceil(4) * 4, 0);
+        }
+        out.extend(bytes);
     }
     Ok(out)
 }
@@ -468,6 +597,7 @@ fn field_value(f: Field, s: &str) -> Parsed<Vec<u8>> {
         Field::Ipv4Addr => ipv4(s)?.octets().to_vec(),
         Field::InetProto => vec![protocol(s)?],
         Field::InetService => port(s)?.to_be_bytes().to_vec(),
+        Field::Integer => number(s)?.to_ne_bytes().to_vec(),
     })
 }
 
@@ -508,6 +638,8 @@ enum Kind {
     U32,
     AddrType,
     CtState,
+    /// `ct status` bits (`dnat`, `snat`, ...).
+    CtStatus,
     /// `ipv4`, `ipv6`.
     NfProto,
     /// An interface kind (`"bridge"`), 16 bytes.
@@ -783,6 +915,9 @@ impl<'a> Rule<'a, '_> {
             return Err("dnat outside an ip table is not supported".into());
         }
         self.expect("to")?;
+        if self.peek(0) == Some("numgen") {
+            return self.dnat_by_map();
+        }
         let target = self.next()?;
         let (addr, port) = match target.split_once(':') {
             Some((a, p)) => (a, Some(self::port(p)?)),
@@ -808,6 +943,45 @@ impl<'a> Rule<'a, '_> {
             proto: port.map(|_| super::ir::REG_2),
             // NF_NAT_RANGE_PROTO_SPECIFIED, as nft sets it with a port.
             flags: if port.is_some() { 0x2 } else { 0 },
+        });
+        Ok(())
+    }
+
+    /// `dnat to numgen random mod N [offset O] map @m`, `m` mapping the number to an address and
+    /// a port: the number in register 1, looked up into register 1 (the address) and the next
+    /// 32-bit register (the port), as nft writes it.
+    fn dnat_by_map(&mut self) -> Parsed<()> {
+        let sel = self.selector()?;
+        if sel.kind != Kind::U32 {
+            return Err("dnat through a map is supported with a numgen key only".into());
+        }
+        self.expect("map")?;
+        let set = self.set_ref()?;
+        let declared = (self.sets)(&set).ok_or_else(|| format!("set {set} was not declared"))?;
+        if declared.fields != [Field::Integer]
+            || declared.data != [Field::Ipv4Addr, Field::InetService]
+        {
+            return Err(format!(
+                "{set} is not a map from a number to an address and a port"
+            ));
+        }
+        if self.l4proto.is_none() {
+            return Err("dnat to a port needs a transport protocol match first".into());
+        }
+        self.exprs.push(sel.into(REG_1));
+        self.exprs.push(Expr::Lookup {
+            set,
+            sreg: REG_1,
+            dreg: Some(REG_1),
+            invert: false,
+        });
+        self.exprs.push(Expr::Nat {
+            kind: 1,
+            family: 2,
+            addr: Some(REG_1),
+            proto: Some(REG32_00 + 1),
+            // nft sends no flags here; the kernel sets "proto specified" for the port register.
+            flags: 0,
         });
         Ok(())
     }
@@ -929,6 +1103,14 @@ impl<'a> Rule<'a, '_> {
                 kind: Kind::U32,
                 len: 4,
             },
+            ("ct", Some("status")) => Selector {
+                load: Expr::Ct {
+                    key: 2,
+                    dreg: REG_1,
+                },
+                kind: Kind::CtStatus,
+                len: 4,
+            },
             ("ct", Some("state")) => Selector {
                 load: Expr::Ct {
                     key: 0,
@@ -956,12 +1138,20 @@ impl<'a> Rule<'a, '_> {
                 self.i += 1;
                 self.expect("mod")?;
                 let modulus = number(self.peek(0).ok_or("a modulus is missing")?)?;
+                if modulus == 0 {
+                    return Err("numgen needs a modulus above 0".into());
+                }
+                let mut offset = 0;
+                if self.peek(1) == Some("offset") {
+                    self.i += 2;
+                    offset = number(self.peek(0).ok_or("an offset is missing")?)?;
+                }
                 Selector {
                     load: Expr::Numgen {
                         dreg: REG_1,
                         modulus,
                         kind: 1,
-                        offset: 0,
+                        offset,
                     },
                     kind: Kind::U32,
                     len: 4,
@@ -1031,6 +1221,26 @@ impl<'a> Rule<'a, '_> {
                     };
                 }
                 // As nft does: the state bits are tested, so `new` is "the new bit is set".
+                self.masked_cmp(load, mask.to_ne_bytes(), CmpOp::Neq, [0; 4]);
+                Ok(())
+            }
+            Kind::CtStatus => {
+                if op != CmpOp::Eq {
+                    return Err("a negated ct status is not supported".into());
+                }
+                let mut mask = 0u32;
+                for s in w.split(',') {
+                    mask |= match s {
+                        "expected" => 0x1,
+                        "seen-reply" => 0x2,
+                        "assured" => 0x4,
+                        "confirmed" => 0x8,
+                        "snat" => 0x10,
+                        "dnat" => 0x20,
+                        "dying" => 0x200,
+                        other => return Err(format!("ct status {other:?} is not supported")),
+                    };
+                }
                 self.masked_cmp(load, mask.to_ne_bytes(), CmpOp::Neq, [0; 4]);
                 Ok(())
             }
@@ -1189,6 +1399,9 @@ impl<'a> Rule<'a, '_> {
                 "the rule's key does not match the type of set {set}"
             ));
         }
+        if !declared.data.is_empty() {
+            return Err(format!("{set} maps to values; only a dnat can look it up"));
+        }
         if declared.verdict_map != verdict_map {
             return Err(format!(
                 "{set} is {}",
@@ -1237,7 +1450,7 @@ fn scalar(kind: Kind, w: &str) -> Parsed<Vec<u8>> {
             v.resize(16, 0);
             v
         }
-        Kind::Ipv4 | Kind::CtState => unreachable!("handled by the caller"),
+        Kind::Ipv4 | Kind::CtState | Kind::CtStatus => unreachable!("handled by the caller"),
     })
 }
 

@@ -242,3 +242,123 @@ fn log_attributes_are_sent_only_when_written() {
         }]
     );
 }
+
+/// The user data nft 1.0.6 sends for `typeof numgen random mod 1 : ip daddr . th dport`
+/// (captured with `nft --debug=mnl`), so `nft list` prints the declaration back.
+const ENDPOINTS_TYPEOF_UDATA: &str = "00040100 00000104 00000000 031a0004 17000000 \
+     01120004 01000000 01040100 00000204 00000000 \
+     04340004 0d000000 012c0014 00040700 0000010c \
+     00040c00 00000104 0c000000 01140004 07000000 \
+     010c0004 0b000000 01040200 00000604 00000000";
+
+fn hex(s: &str) -> Vec<u8> {
+    let s: String = s.split_whitespace().collect();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_numgen_map_dnats_to_an_address_and_a_port() {
+    let cmds = compile(
+        "add map ip t e { typeof numgen random mod 1 : ip daddr . th dport ; }\n\
+         add rule ip t c meta l4proto tcp dnat to numgen random mod 3 offset 4096 map @e\n\
+         add element ip t e { 4096 : 10.244.1.5 . 8080 }\n\
+         delete element ip t e { 4096 }\n",
+    )
+    .unwrap();
+    let Op::AddSet { set, .. } = &cmds[0].op else {
+        panic!("{:?}", cmds[0].op)
+    };
+    assert_eq!(set.fields, [Field::Integer]);
+    assert_eq!(set.data, [Field::Ipv4Addr, Field::InetService]);
+    assert_eq!((set.key_len(), set.key_type()), (4, 4));
+    assert_eq!((set.data_len(), set.data_type()), (8, (7 << 6) | 13));
+    assert_eq!(
+        set.typeof_udata.as_deref(),
+        Some(&hex(ENDPOINTS_TYPEOF_UDATA)[..])
+    );
+    let Op::AddRule { exprs, .. } = &cmds[1].op else {
+        panic!()
+    };
+    assert_eq!(
+        exprs[2..],
+        [
+            Expr::Numgen {
+                dreg: 1,
+                modulus: 3,
+                kind: 1,
+                offset: 4096
+            },
+            Expr::Lookup {
+                set: "e".into(),
+                sreg: 1,
+                dreg: Some(1),
+                invert: false
+            },
+            Expr::Nat {
+                kind: 1,
+                family: 2,
+                addr: Some(1),
+                proto: Some(9),
+                flags: 0
+            },
+        ]
+    );
+    let Op::AddElements { elements, .. } = &cmds[2].op else {
+        panic!()
+    };
+    assert_eq!(elements[0].key, 4096u32.to_ne_bytes());
+    assert_eq!(
+        elements[0].value.as_deref(),
+        Some(&[10, 244, 1, 5, 0x1f, 0x90, 0, 0][..])
+    );
+    let Op::DeleteElements { elements, .. } = &cmds[3].op else {
+        panic!()
+    };
+    assert_eq!(elements[0].value, None);
+    // A value map is not a set to match against, a dnat needs a protocol, and values are checked.
+    for bad in [
+        "add rule ip t c ip daddr @e accept",
+        "add rule ip t c dnat to numgen random mod 3 map @e",
+        "add rule ip t c meta l4proto tcp dnat to numgen random mod 0 map @e",
+        "add element ip t e { 1 : 10.0.0.1 }",
+        "add element ip t e { 1 }",
+    ] {
+        let script = format!(
+            "add map ip t e {{ typeof numgen random mod 1 : ip daddr . th dport ; }}\n{bad}\n"
+        );
+        assert!(compile(&script).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn ct_status_tests_its_bit() {
+    let cmds = compile(
+        "add set ip t pairs { type ipv4_addr . ipv4_addr ; }\n\
+         add rule ip t c ct status dnat ip saddr . ip daddr @pairs accept\n",
+    )
+    .unwrap();
+    let Op::AddRule { exprs, .. } = &cmds[1].op else {
+        panic!()
+    };
+    let e = exprs[..3].to_vec();
+    assert_eq!(
+        e,
+        vec![
+            Expr::Ct { key: 2, dreg: 1 },
+            Expr::Bitwise {
+                sreg: 1,
+                dreg: 1,
+                mask: 0x20u32.to_ne_bytes().to_vec(),
+                xor: vec![0; 4]
+            },
+            Expr::Cmp {
+                sreg: 1,
+                op: CmpOp::Neq,
+                data: vec![0; 4]
+            },
+        ]
+    );
+}
