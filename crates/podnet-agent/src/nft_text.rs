@@ -10,12 +10,12 @@ const ELEMENTS_PER_LINE: usize = 1000;
 
 /// What names the set or map an element goes to.
 pub trait SetName {
-    fn set_name(&self) -> &str;
+    fn set_name(&self) -> std::borrow::Cow<'_, str>;
 }
 
 impl SetName for String {
-    fn set_name(&self) -> &str {
-        self
+    fn set_name(&self) -> std::borrow::Cow<'_, str> {
+        self.into()
     }
 }
 

@@ -544,7 +544,7 @@ fn a_full_resync_repairs_hand_made_drift() {
         &["flush", "chain", "ip", TABLE, "svc-default/web-tcp-80"],
     );
     lab.node
-        .sh("nft", &["flush", "map", "ip", TABLE, "endpoints"]);
+        .sh("nft", &["flush", "map", "ip", TABLE, "endpoints-0"]);
     lab.node.sh("nft", &["add", "chain", "ip", TABLE, "junk"]);
     lab.node
         .sh("nft", &["add", "rule", "ip", TABLE, "services", "drop"]);

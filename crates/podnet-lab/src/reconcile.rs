@@ -71,6 +71,14 @@ fn is_ours(link: &Link) -> bool {
             .is_some_and(|a| a.starts_with("podnet:"))
 }
 
+/// A VXLAN device with podnet's name and no alias at all: the kernel takes no alias in a creation
+/// request, so podnet sets it just after; a `podnet` killed between the two left this one, in a
+/// node namespace only podnet writes to. (A device someone else made would rarely lack an alias
+/// *and* carry podnet's name; one with another alias is still refused.)
+fn is_interrupted_creation(link: &Link) -> bool {
+    link.kind.as_deref() == Some("vxlan") && link.alias.as_deref().is_none_or(str::is_empty)
+}
+
 fn to_route(spec: &RouteSpec, uplink: u32, vxlan: Option<u32>) -> Option<Route> {
     let oif = match spec.dev {
         Dev::Underlay => uplink,
@@ -165,7 +173,8 @@ fn ensure_vxlan(
             || link.alias.as_deref() != Some(alias.as_str())
             || link.mac != Some(want.mac))
     {
-        if !is_ours(link) {
+        let interrupted = is_interrupted_creation(link);
+        if !is_ours(link) && !interrupted {
             return Err(crate::error::Error::Other(format!(
                 "a device named {} that podnet did not make is in the way",
                 want.name
@@ -173,7 +182,15 @@ fn ensure_vxlan(
         }
         nl_.delete_link(link.index)
             .map_err(nl(format!("replace {}", want.name)))?;
-        changes.add(format!("- device {} (settings changed)", want.name));
+        changes.add(format!(
+            "- device {} ({})",
+            want.name,
+            if interrupted {
+                "left without its alias by an interrupted creation"
+            } else {
+                "settings changed"
+            }
+        ));
         existing = None;
     }
     let link = match existing {

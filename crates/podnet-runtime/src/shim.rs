@@ -244,7 +244,16 @@ fn supervise(args: &ShimArgs, mut sync: File) -> Result<(), String> {
             None
         }
     };
-    let exit = pump(&sfd, out_src, err_r, cpid as i32, &mut log, hub.as_mut())?;
+    let terminal = master.is_some();
+    let exit = pump(
+        &sfd,
+        out_src,
+        err_r,
+        cpid as i32,
+        terminal,
+        &mut log,
+        hub.as_mut(),
+    )?;
     drop(master);
     let written =
         records::write_json(&args.state.join("exit.json"), &exit).map_err(|e| e.to_string());
@@ -404,11 +413,17 @@ impl Source {
     }
 }
 
+/// How long, and how many times, the last output of a terminal is waited for after its container
+/// exited (a process left holding the terminal must not hold up the exit for long).
+const TERMINAL_DRAIN_MS: u16 = 100;
+const TERMINAL_DRAIN_WAITS: u32 = 20;
+
 fn pump(
     sfd: &SignalFd,
     out: OwnedFd,
     err: OwnedFd,
     cpid: i32,
+    terminal: bool,
     log: &mut LogWriter,
     mut hub: Option<&mut crate::attach::Hub>,
 ) -> Result<ExitRecord, String> {
@@ -476,14 +491,29 @@ fn pump(
         }
     }
     // The init is gone; copy what is already in the pipes, but do not wait for writers that may
-    // live on (a background process in a shared PID namespace keeps the pipe open).
+    // live on (a background process in a shared PID namespace keeps the pipe open). A terminal
+    // hands what the container wrote to its master asynchronously (the tty layer's flip buffers),
+    // so its last output may arrive just after the exit: the master is read until it reports the
+    // container side closed (EIO), waiting a bounded time for each next piece.
     for s in sources.iter_mut() {
         let _ = nix::fcntl::fcntl(
             s.fd.as_fd(),
             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
         );
+        let mut waits = 0;
         for _ in 0..10_000 {
-            if !s.open || !s.read_once(&mut buf, log, hub.as_deref_mut()) {
+            if !s.open {
+                break;
+            }
+            if s.read_once(&mut buf, log, hub.as_deref_mut()) {
+                continue;
+            }
+            if !s.open || !terminal || waits == TERMINAL_DRAIN_WAITS {
+                break;
+            }
+            waits += 1;
+            let mut fds = [PollFd::new(s.fd.as_fd(), PollFlags::POLLIN)];
+            if !matches!(poll(&mut fds, PollTimeout::from(TERMINAL_DRAIN_MS)), Ok(n) if n > 0) {
                 break;
             }
         }

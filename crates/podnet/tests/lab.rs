@@ -664,6 +664,33 @@ fn up_on_a_running_lab_says_which_flags_it_did_not_apply() {
         out.contains("node2: + route 10.244.1.0/24 via 10.244.1.0 dev pn-vxlan onlink"),
         "{out}"
     );
+    // A VXLAN device left without its alias (podnet killed between creating it and naming it as
+    // its own: the kernel takes no alias at creation) is replaced; one with another's alias is not.
+    let alias = |text: &str| {
+        lab.ok(&[
+            "node", "exec", "node1", "--", "ip", "link", "set", "dev", "pn-vxlan", "alias", text,
+        ]);
+    };
+    alias("");
+    let out = lab.ok(&["up", "--api-port", "0"]);
+    assert!(
+        out.contains(
+            "node1: - device pn-vxlan (left without its alias by an interrupted creation)"
+        ),
+        "{out}"
+    );
+    alias("someone else's");
+    let failed = lab.podnet(&["up", "--api-port", "0"]);
+    assert!(!failed.status.success());
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        err.contains("a device named pn-vxlan that podnet did not make is in the way"),
+        "{err}"
+    );
+    lab.ok(&[
+        "node", "exec", "node1", "--", "ip", "link", "del", "pn-vxlan",
+    ]);
+    lab.ok(&["up", "--api-port", "0"]);
     let out = lab.ok(&["up", "--api-port", "0"]);
     assert!(out.contains("nothing changed"), "{out}");
 }

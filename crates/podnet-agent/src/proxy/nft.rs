@@ -74,39 +74,44 @@ pub enum Container {
     NoEndpointServices,
     NoEndpointNodePorts,
     ClusterIps,
-    /// Endpoint slot -> address . port: what a service port's DNAT picks from (see [`Blocks`]).
-    Endpoints,
+    /// Endpoint slot -> address . port: what a service port's DNAT picks from; one map per
+    /// [`BLOCKS_PER_SHARD`] blocks (see [`Blocks`]).
+    Endpoints(u32),
     /// `endpoint . endpoint` pairs: a connection DNATed back to its own source is masqueraded.
     Hairpin,
 }
 
 impl crate::nft_text::SetName for Container {
-    fn set_name(&self) -> &str {
+    fn set_name(&self) -> std::borrow::Cow<'_, str> {
         self.name()
     }
 }
 
 impl Container {
-    pub const ALL: [Container; 7] = [
+    /// The maps and sets every table has (endpoint maps come as Services need them).
+    pub const FIXED: [Container; 6] = [
         Container::ServiceIps,
         Container::ServiceNodePorts,
         Container::NoEndpointServices,
         Container::NoEndpointNodePorts,
         Container::ClusterIps,
-        Container::Endpoints,
         Container::Hairpin,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub fn name(self) -> std::borrow::Cow<'static, str> {
+        if let Container::Endpoints(shard) = self {
+            return format!("endpoints-{shard}").into();
+        }
         match self {
             Container::ServiceIps => "service-ips",
             Container::ServiceNodePorts => "service-nodeports",
             Container::NoEndpointServices => "no-endpoint-services",
             Container::NoEndpointNodePorts => "no-endpoint-nodeports",
             Container::ClusterIps => "cluster-ips",
-            Container::Endpoints => "endpoints",
             Container::Hairpin => "hairpin",
+            Container::Endpoints(_) => unreachable!("named above"),
         }
+        .into()
     }
 
     fn declaration(self) -> (&'static str, &'static str) {
@@ -120,7 +125,9 @@ impl Container {
             }
             Container::ClusterIps => ("set", "type ipv4_addr ;"),
             // `typeof`: nft has no datatype name for what numgen makes.
-            Container::Endpoints => ("map", "typeof numgen random mod 1 : ip daddr . th dport ;"),
+            Container::Endpoints(_) => {
+                ("map", "typeof numgen random mod 1 : ip daddr . th dport ;")
+            }
             Container::Hairpin => ("set", "type ipv4_addr . ipv4_addr ;"),
         }
     }
@@ -177,7 +184,7 @@ pub fn base_commands(base: &Base) -> Vec<String> {
     let t = format!("ip {}", base.table);
     let mark = format!("{:#x}", base.masquerade_mark);
     let mut c = vec![format!("add table {t}")];
-    for container in Container::ALL {
+    for container in Container::FIXED {
         let (kind, decl) = container.declaration();
         c.push(format!("add {kind} {t} {} {{ {decl} }}", container.name()));
     }
@@ -276,6 +283,15 @@ pub fn base_commands(base: &Base) -> Vec<String> {
 pub const SLOT_BITS: u32 = 12;
 pub const MAX_MAPPED_ENDPOINTS: usize = 1 << SLOT_BITS;
 const MAX_BLOCKS: u32 = 1 << (32 - SLOT_BITS);
+/// Blocks per endpoint map. Every element added to a map is checked against every rule that looks
+/// the map up, and every rule binding a map checks its elements, so one map for 10k Services made
+/// programming them quadratic (10 s); maps of 64 lists keep both products small.
+pub const BLOCKS_PER_SHARD: u32 = 64;
+
+/// The endpoint map a block's slots are in.
+pub fn shard_of(block: u32) -> u32 {
+    block / BLOCKS_PER_SHARD
+}
 
 /// Which blocks of endpoint slots each Service holds: a service port's endpoint list owns the keys
 /// `block << SLOT_BITS ..` of the `endpoints` map, and its DNAT rule is `numgen random mod N offset
@@ -335,6 +351,15 @@ impl Blocks {
         for k in gone {
             let blocks = self.held.remove(&k).unwrap_or_default();
             self.released.extend(blocks.into_values());
+        }
+    }
+
+    /// How many endpoint maps the blocks handed out so far need (`endpoints-0` ..).
+    pub fn shards(&self) -> u32 {
+        if self.next == 0 {
+            0
+        } else {
+            shard_of(self.next - 1) + 1
         }
     }
 
@@ -466,16 +491,18 @@ fn render_port(base: &Base, key: &ServiceKey, p: &PortState, lease: &mut Lease, 
             }
             if let Some(block) = blocks.get(list) {
                 let first = block << SLOT_BITS;
+                let map = Container::Endpoints(shard_of(*block));
                 for (i, ep) in endpoints.iter().enumerate() {
                     elements.insert(
-                        (Container::Endpoints, (first + i as u32).to_string()),
+                        (map, (first + i as u32).to_string()),
                         Some(format!("{} . {}", ep.ip, ep.port)),
                     );
                 }
                 rules.push(format!(
-                "meta l4proto {proto} dnat to numgen random mod {} offset {first} map @endpoints",
-                endpoints.len()
-            ));
+                    "meta l4proto {proto} dnat to numgen random mod {} offset {first} map @{}",
+                    endpoints.len(),
+                    map.name()
+                ));
                 return rules;
             }
             if p.affinity.is_some() {
@@ -612,13 +639,23 @@ pub use crate::nft_text::Transaction;
 pub fn full_transaction<'a>(
     base: &Base,
     services: impl IntoIterator<Item = &'a Rendered> + Clone,
+    endpoint_maps: u32,
 ) -> Transaction {
     let mut tx = Transaction::new("ip", &base.table);
     // `add` first so `delete` cannot fail on a missing table.
     tx.raw(&format!("add table ip {}", base.table));
     tx.raw(&format!("delete table ip {}", base.table));
-    write_everything(&mut tx, base, services);
+    write_everything(&mut tx, base, services, endpoint_maps);
     tx
+}
+
+/// Declares endpoint maps `shards` (an existing one is left as it is).
+pub fn declare_endpoint_maps(tx: &mut Transaction, shards: std::ops::Range<u32>) {
+    for shard in shards {
+        let map = Container::Endpoints(shard);
+        let (kind, decl) = map.declaration();
+        tx.cmd("add", kind, format_args!("{} {{ {decl} }}", map.name()));
+    }
 }
 
 /// The whole table written again over what it holds, in one transaction, keeping the affinity
@@ -632,13 +669,16 @@ pub fn refill_transaction<'a>(
     services: impl IntoIterator<Item = &'a Rendered> + Clone,
     obsolete_chains: &BTreeSet<String>,
     obsolete_sets: &BTreeMap<String, String>,
+    endpoint_maps: u32,
 ) -> Transaction {
     let mut tx = Transaction::new("ip", &base.table);
     tx.raw(&format!("add table ip {}", base.table));
     tx.raw(&format!("flush table ip {}", base.table));
     // Each map and set is declared before it is emptied, and each obsolete object before it is
-    // deleted, so one removed by hand does not make the refill fail.
-    for container in Container::ALL {
+    // deleted, so one removed by hand does not make the refill fail. Endpoint maps no Service uses
+    // any more stay, empty (a table keeps as many as it once needed).
+    let shards = (0..endpoint_maps).map(Container::Endpoints);
+    for container in Container::FIXED.into_iter().chain(shards) {
         let (kind, decl) = container.declaration();
         tx.cmd(
             "add",
@@ -655,7 +695,7 @@ pub fn refill_transaction<'a>(
         tx.add_set(s, decl);
         tx.delete_set(s);
     }
-    write_everything(&mut tx, base, services);
+    write_everything(&mut tx, base, services, endpoint_maps);
     tx
 }
 
@@ -667,12 +707,14 @@ fn write_everything<'a>(
     tx: &mut Transaction,
     base: &Base,
     services: impl IntoIterator<Item = &'a Rendered> + Clone,
+    endpoint_maps: u32,
 ) {
     let (hooked, rest): (Vec<String>, Vec<String>) =
         base_commands(base).into_iter().partition(|l| is_hooked(l));
     for line in &rest {
         tx.raw(line);
     }
+    declare_endpoint_maps(tx, 0..endpoint_maps);
     for r in services.clone() {
         for name in r.chains.keys() {
             tx.add_chain(name);
@@ -768,15 +810,15 @@ mod tests {
             r.chains["svc-default/web-tcp-80"],
             vec![
                 "ip daddr 10.96.0.20 ip saddr != 10.244.0.0/16 jump mark-for-masquerade",
-                "meta l4proto tcp dnat to numgen random mod 2 offset 4096 map @endpoints",
+                "meta l4proto tcp dnat to numgen random mod 2 offset 4096 map @endpoints-0",
             ]
         );
         assert_eq!(
-            r.elements[&(Container::Endpoints, "4096".into())],
+            r.elements[&(Container::Endpoints(0), "4096".into())],
             Some("10.244.1.5 . 8080".into())
         );
         assert_eq!(
-            r.elements[&(Container::Endpoints, "4097".into())],
+            r.elements[&(Container::Endpoints(0), "4097".into())],
             Some("10.244.2.5 . 8080".into())
         );
         assert!(
@@ -820,7 +862,7 @@ mod tests {
         let c = render_service(&base(), &key(), &state(&[("10.244.1.5", 80)]), &mut blocks);
         assert_eq!(
             c.chains["svc-default/web-tcp-80"][1],
-            "meta l4proto tcp dnat to numgen random mod 1 offset 4096 map @endpoints"
+            "meta l4proto tcp dnat to numgen random mod 1 offset 4096 map @endpoints-0"
         );
         // No endpoints: no list, the block is given up, and reused only after `settle`.
         render_service(&base(), &key(), &state(&[]), &mut blocks);
@@ -829,14 +871,14 @@ mod tests {
         let d = render_service(&base(), &other, &state(&[("10.244.1.5", 80)]), &mut blocks);
         assert!(
             d.elements
-                .contains_key(&(Container::Endpoints, "8192".into()))
+                .contains_key(&(Container::Endpoints(0), "8192".into()))
         );
         blocks.release(&other);
         blocks.settle();
         let e = render_service(&base(), &key(), &state(&[("10.244.1.5", 80)]), &mut blocks);
         assert!(
             e.elements
-                .contains_key(&(Container::Endpoints, "8192".into()))
+                .contains_key(&(Container::Endpoints(0), "8192".into()))
         );
         assert_eq!(blocks.held(), 1);
     }
@@ -857,7 +899,11 @@ mod tests {
             &mut blocks,
         );
         assert_eq!(blocks.held(), 0);
-        assert!(!r.elements.keys().any(|(c, _)| *c == Container::Endpoints));
+        assert!(
+            !r.elements
+                .keys()
+                .any(|(c, _)| matches!(c, Container::Endpoints(_)))
+        );
         assert_eq!(r.chains.len(), MAX_MAPPED_ENDPOINTS + 2);
         assert_eq!(
             r.chains["ep-default/web-tcp-80-10.244.0.1-80"][0],
@@ -924,6 +970,7 @@ mod tests {
         for line in base_commands(&b) {
             tx.raw(&line);
         }
+        declare_endpoint_maps(&mut tx, 0..1);
         for (name, rules) in &r.chains {
             tx.add_chain(name);
             tx.add_rules(name, rules);
@@ -961,10 +1008,10 @@ mod tests {
         // a block of its own.
         assert_eq!(
             r.chains["loc-default/web-tcp-80"],
-            vec!["meta l4proto tcp dnat to numgen random mod 1 offset 8192 map @endpoints"]
+            vec!["meta l4proto tcp dnat to numgen random mod 1 offset 8192 map @endpoints-0"]
         );
         assert_eq!(
-            r.elements[&(Container::Endpoints, "8192".into())],
+            r.elements[&(Container::Endpoints(0), "8192".into())],
             Some("10.244.1.5 . 80".into())
         );
         // eTP Cluster masquerades.

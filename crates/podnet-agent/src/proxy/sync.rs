@@ -106,6 +106,8 @@ pub struct Syncer {
     claimed: HashMap<ServiceKey, Vec<(nft::Container, String)>>,
     /// The endpoint slot blocks each Service's DNAT rules use.
     blocks: nft::Blocks,
+    /// How many endpoint maps the table has (`endpoints-0` ..), as of the last transaction.
+    endpoint_maps: u32,
 }
 
 impl Syncer {
@@ -126,6 +128,7 @@ impl Syncer {
             claims: HashMap::new(),
             claimed: HashMap::new(),
             blocks: nft::Blocks::default(),
+            endpoint_maps: 0,
         }
     }
 
@@ -207,7 +210,8 @@ impl Syncer {
             stale_flows.extend(conntrack::stale_flows(old.map(|(s, _)| s), new_state));
             rendered.push((key.clone(), new_state.cloned(), new));
         }
-        let tx = plan.transaction(&self.base.table);
+        let maps = self.blocks.shards();
+        let tx = plan.transaction(&self.base.table, self.endpoint_maps..maps);
         let services = dirty.len();
         if !tx.is_empty()
             && let Err(source) = self.applier.apply(tx.text())
@@ -234,6 +238,7 @@ impl Syncer {
                 None => self.applied.remove(&key),
             };
         }
+        self.endpoint_maps = self.endpoint_maps.max(maps);
         Ok(SyncReport {
             full: false,
             services_changed: services,
@@ -333,16 +338,21 @@ impl Syncer {
 
     fn full_inner(&mut self) -> Result<SyncReport, SyncError> {
         let rendered = self.render_all();
-        let tx = if self.table_known {
+        let (tx, maps) = if self.table_known {
             let (chains, sets) = self.obsolete(&rendered);
-            nft::refill_transaction(
+            let maps = self.endpoint_maps.max(self.blocks.shards());
+            let tx = nft::refill_transaction(
                 &self.base,
                 rendered.iter().map(|(_, _, r)| r),
                 &chains,
                 &sets,
-            )
+                maps,
+            );
+            (tx, maps)
         } else {
-            nft::full_transaction(&self.base, rendered.iter().map(|(_, _, r)| r))
+            let maps = self.blocks.shards();
+            let tx = nft::full_transaction(&self.base, rendered.iter().map(|(_, _, r)| r), maps);
+            (tx, maps)
         };
         let changed = self.dirty.len();
         if let Err(source) = self.applier.apply(tx.text()) {
@@ -358,6 +368,7 @@ impl Syncer {
             });
         }
         self.table_known = true;
+        self.endpoint_maps = maps;
         let mut stale_flows = Vec::new();
         for key in &self.dirty {
             stale_flows.extend(conntrack::stale_flows(
@@ -403,7 +414,8 @@ impl Syncer {
     /// The transaction a full sync would apply now (for tests and benchmarks).
     pub fn full_text(&mut self) -> String {
         let rendered = self.render_all();
-        nft::full_transaction(&self.base, rendered.iter().map(|(_, _, r)| r)).into_text()
+        let maps = self.blocks.shards();
+        nft::full_transaction(&self.base, rendered.iter().map(|(_, _, r)| r), maps).into_text()
     }
 }
 
@@ -473,8 +485,10 @@ impl Plan {
         }
     }
 
-    fn transaction(&self, table: &str) -> Transaction {
+    /// The transaction, declaring the endpoint maps `new_maps` first.
+    fn transaction(&self, table: &str, new_maps: std::ops::Range<u32>) -> Transaction {
         let mut tx = Transaction::new("ip", table);
+        nft::declare_endpoint_maps(&mut tx, new_maps);
         tx.delete_elements(&self.delete_elements);
         for c in &self.add_chains {
             tx.add_chain(c);

@@ -380,3 +380,46 @@ fn unchanged_state_applies_nothing() {
     s.set(ServiceKey::new("a", "web"), Some(st));
     assert!(!s.pending());
 }
+
+/// An endpoint replaced (the count unchanged) is a change of map and set elements only: no rule,
+/// no chain and no goto element, so the kernel commits it without re-validating the ruleset.
+#[test]
+fn an_endpoint_replaced_is_elements_only() {
+    struct Record(Arc<Mutex<Vec<String>>>);
+    impl Apply for Record {
+        fn apply(&mut self, script: &str) -> Result<(), podnet_nft::Error> {
+            self.0.lock().unwrap().push(script.to_string());
+            Ok(())
+        }
+    }
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut s = Syncer::with_applier(base(), Box::new(Record(log.clone())));
+    let key = ServiceKey::new("a", "web");
+    let mut port = arb_port_fixed();
+    port.cluster_endpoints = vec![ep(1), ep(2)];
+    s.set(
+        key.clone(),
+        Some(ServiceState {
+            ports: vec![port.clone()],
+        }),
+    );
+    assert!(s.sync().unwrap().full);
+    port.cluster_endpoints = vec![ep(1), ep(3)];
+    s.set(key, Some(ServiceState { ports: vec![port] }));
+    assert!(!s.sync().unwrap().full);
+    let tx = log.lock().unwrap().last().unwrap().clone();
+    for line in tx.lines() {
+        assert!(
+            line.starts_with("delete element ip pn-test endpoints")
+                || line.starts_with("add element ip pn-test endpoints")
+                || line.starts_with("delete element ip pn-test hairpin")
+                || line.starts_with("add element ip pn-test hairpin"),
+            "{tx}"
+        );
+        assert!(!line.contains("goto") && !line.contains("jump"), "{tx}");
+    }
+    assert!(
+        tx.contains(&format!("{} . {}", ep(3).ip, ep(3).port)),
+        "{tx}"
+    );
+}
