@@ -172,3 +172,30 @@ fn a_batch_bigger_than_a_netlink_attribute() {
     let list = ns.sh("nft", &["list", "map", "ip", "big", "m"]);
     assert_eq!(list.matches(": goto c").count(), 20_000);
 }
+
+/// One writer used in two namespaces: its kept socket belongs to the first, so in the second it
+/// makes another, and each table lands where its thread was.
+#[test]
+fn a_kept_socket_is_used_only_in_its_own_namespace() {
+    let mut nl = Netlink::new();
+    let a = TestNs::new("nl-a");
+    let b = TestNs::new("nl-b");
+    a.run(|| nl.apply("add table ip ta\n")).expect("a");
+    b.run(|| nl.apply("add table ip tb\n")).expect("b");
+    a.run(|| nl.apply("add chain ip ta c\n")).expect("a again");
+    let in_a = a.sh("nft", &["list", "tables"]);
+    let in_b = b.sh("nft", &["list", "tables"]);
+    assert!(
+        in_a.contains("table ip ta") && !in_a.contains("table ip tb"),
+        "{in_a}"
+    );
+    assert!(
+        in_b.contains("table ip tb") && !in_b.contains("table ip ta"),
+        "{in_b}"
+    );
+    assert!(a.sh("nft", &["list", "chains"]).contains("chain c"));
+    // A refused batch leaves the writer usable.
+    assert!(a.run(|| nl.apply("delete table ip missing\n")).is_err());
+    a.run(|| nl.apply("add chain ip ta d\n"))
+        .expect("after a refusal");
+}

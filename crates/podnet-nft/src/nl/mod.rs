@@ -15,10 +15,12 @@ mod socket;
 
 use crate::error::{Error, Result};
 
-/// A writer that remembers the sets it declared (their types encode later elements).
+/// A writer that remembers the sets it declared (their types encode later elements), and keeps
+/// its socket open between batches in one namespace (see [`socket::Conn`]).
 #[derive(Debug, Default)]
 pub struct Netlink {
     sets: parse::Sets,
+    conn: Option<socket::Conn>,
 }
 
 impl Netlink {
@@ -36,7 +38,17 @@ impl Netlink {
         if cmds.is_empty() {
             return Ok(());
         }
-        send(&cmds)?;
+        // The socket is reused only by a thread in the namespace it was made in, and only after
+        // a batch whose answers were all read; any error closes it.
+        let here = socket::current_netns()?;
+        let mut conn = match self.conn.take() {
+            Some(c) if c.netns == here => c,
+            _ => socket::Conn::open(here)?,
+        };
+        let clean = send_on(&mut conn, &cmds)?;
+        if clean {
+            self.conn = Some(conn);
+        }
         self.sets = sets;
         Ok(())
     }
@@ -54,15 +66,21 @@ pub fn send(cmds: &[ir::Command]) -> Result<()> {
     if cmds.is_empty() {
         return Ok(());
     }
+    let mut conn = socket::Conn::open(socket::current_netns()?)?;
+    send_on(&mut conn, cmds).map(|_| ())
+}
+
+/// Sends `cmds` as one batch on `conn`; on success, whether the socket can carry another batch.
+fn send_on(conn: &mut socket::Conn, cmds: &[ir::Command]) -> Result<bool> {
     let batch = encode::batch(cmds, 1).map_err(|e| {
         Error::Unsupported(parse::ParseError {
             line: shorten(&e.command),
             reason: e.reason,
         })
     })?;
-    let refused = socket::send(&batch, batch.next_seq)?;
+    let (refused, clean) = conn.exchange(&batch, batch.next_seq)?;
     match refused.iter().min_by_key(|(s, _)| *s) {
-        None => Ok(()),
+        None => Ok(clean),
         Some((seq, errno)) => Err(Error::Refused {
             command: batch
                 .command_of(*seq)

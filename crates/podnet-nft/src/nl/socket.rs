@@ -16,88 +16,121 @@ const MSG_GETGEN: u16 = 16;
 /// this is only a bound against a stuck socket).
 const ANSWER_BOUND: Duration = Duration::from_secs(30);
 
-/// Sends `batch`; returns the (sequence number, errno) of each message the kernel refused.
-pub fn send(batch: &Batch, fence_seq: u32) -> Result<Vec<(u32, i32)>> {
-    let mut socket = Socket::new(NETLINK_NETFILTER)?;
-    socket.bind_auto()?;
-    socket.connect(&SocketAddr::new(0, 0))?;
-    let fd = socket.as_raw_fd();
-    // A batch is one message to the kernel, so the send buffer must hold all of it (nft does the
-    // same). FORCE passes the system's wmem_max but needs CAP_NET_ADMIN in the initial user
-    // namespace; elsewhere (a lab in a user namespace) the plain option is the best there is, and
-    // a batch too big for it fails to send with EMSGSIZE.
-    let send_buf = batch.bytes.len() + 65536;
-    if set_int(fd, libc::SO_SNDBUFFORCE, send_buf).is_err() {
-        let _ = set_int(fd, libc::SO_SNDBUF, send_buf);
+/// Which network namespace the calling thread is in (device and inode of its namespace file).
+pub fn current_netns() -> Result<(u64, u64)> {
+    use std::os::linux::fs::MetadataExt;
+    let m = std::fs::metadata("/proc/thread-self/ns/net")?;
+    Ok((m.st_dev(), m.st_ino()))
+}
+
+/// A netlink socket to nf_tables, kept open across batches by a long-lived writer. Closing an
+/// nf_tables socket waits for the kernel's pending transaction clean-up (an RCU grace period,
+/// 10-20 ms here, whenever a batch deleted something), so a writer that closes its socket after
+/// every batch pays that wait on each change.
+pub struct Conn {
+    socket: Socket,
+    /// The namespace the socket belongs to: a socket acts on the namespace it was made in, so it
+    /// is used only by threads in that namespace.
+    pub netns: (u64, u64),
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn").field("netns", &self.netns).finish()
     }
-    if set_int(fd, libc::SO_RCVBUFFORCE, 4 << 20).is_err() {
-        let _ = set_int(fd, libc::SO_RCVBUF, 4 << 20);
+}
+
+impl Conn {
+    /// A socket in the calling thread's namespace, which must be `netns`.
+    pub fn open(netns: (u64, u64)) -> Result<Conn> {
+        let mut socket = Socket::new(NETLINK_NETFILTER)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        Ok(Conn { socket, netns })
     }
-    // Errors without a copy of the refused message: tens of thousands of them still fit.
-    let one: libc::c_int = 1;
-    // SAFETY: a valid socket and an int option (NETLINK_CAP_ACK, Linux 4.3).
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_NETLINK,
-            libc::NETLINK_CAP_ACK,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-    set_timeout(fd, ANSWER_BOUND)?;
-    let sent = socket.send(&batch.bytes, 0)?;
-    if sent != batch.bytes.len() {
-        return Err(Error::Decode(format!(
-            "sent {sent} of {} bytes of a batch",
-            batch.bytes.len()
-        )));
-    }
-    socket.send(&getgen(fence_seq), 0)?;
-    let mut refused = Vec::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = match socket.recv(&mut &mut buf[..], 0) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            // The kernel dropped answers, so there were errors (only they are answered before the
-            // fence): the batch was refused. The fence's answer may be lost too: wait briefly.
-            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                refused.push((u32::MAX, libc::ENOBUFS));
-                set_timeout(fd, Duration::from_millis(200))?;
-                continue;
-            }
-            Err(e)
-                if !refused.is_empty()
-                    && matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-            {
-                return Ok(refused);
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let mut at = 0;
-        while at + 16 <= n {
-            let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
-            let kind = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
-            let seq = u32::from_ne_bytes(buf[at + 8..at + 12].try_into().expect("4 bytes"));
-            if len < 16 || at + len > n {
-                return Err(Error::Decode("a truncated nf_tables answer".into()));
-            }
-            if kind == NLMSG_ERROR && len >= 20 {
-                let code = i32::from_ne_bytes(buf[at + 16..at + 20].try_into().expect("4 bytes"));
-                if seq == fence_seq {
-                    return Err(Error::Kernel { errno: -code });
+
+    /// Sends `batch` and reads every answer up to the fence's. Returns what the kernel refused,
+    /// and whether the socket holds nothing more to read (so it can carry the next batch).
+    pub fn exchange(&mut self, batch: &Batch, fence_seq: u32) -> Result<(Vec<(u32, i32)>, bool)> {
+        let socket = &mut self.socket;
+        let fd = socket.as_raw_fd();
+        let send_buf = batch.bytes.len() + 65536;
+        if set_int(fd, libc::SO_SNDBUFFORCE, send_buf).is_err() {
+            let _ = set_int(fd, libc::SO_SNDBUF, send_buf);
+        }
+        if set_int(fd, libc::SO_RCVBUFFORCE, 4 << 20).is_err() {
+            let _ = set_int(fd, libc::SO_RCVBUF, 4 << 20);
+        }
+        // Errors without a copy of the refused message: tens of thousands of them still fit.
+        let one: libc::c_int = 1;
+        // SAFETY: a valid socket and an int option (NETLINK_CAP_ACK, Linux 4.3).
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_NETLINK,
+                libc::NETLINK_CAP_ACK,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+        set_timeout(fd, ANSWER_BOUND)?;
+        let sent = socket.send(&batch.bytes, 0)?;
+        if sent != batch.bytes.len() {
+            return Err(Error::Decode(format!(
+                "sent {sent} of {} bytes of a batch",
+                batch.bytes.len()
+            )));
+        }
+        socket.send(&getgen(fence_seq), 0)?;
+        let mut refused = Vec::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match socket.recv(&mut &mut buf[..], 0) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // The kernel dropped answers, so there were errors (only they are answered before the
+                // fence): the batch was refused. The fence's answer may be lost too: wait briefly.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    refused.push((u32::MAX, libc::ENOBUFS));
+                    set_timeout(fd, Duration::from_millis(200))?;
+                    continue;
                 }
-                if code != 0 {
-                    refused.push((seq, -code));
+                Err(e)
+                    if !refused.is_empty()
+                        && matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                {
+                    return Ok((refused, false));
                 }
-            } else if kind == (NFNL_SUBSYS_NFTABLES << 8) | MSG_NEWGEN && seq == fence_seq {
-                return Ok(refused);
+                Err(e) => return Err(e.into()),
+            };
+            let mut at = 0;
+            while at + 16 <= n {
+                let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
+                let kind = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
+                let seq = u32::from_ne_bytes(buf[at + 8..at + 12].try_into().expect("4 bytes"));
+                if len < 16 || at + len > n {
+                    return Err(Error::Decode("a truncated nf_tables answer".into()));
+                }
+                if kind == NLMSG_ERROR && len >= 20 {
+                    let code =
+                        i32::from_ne_bytes(buf[at + 16..at + 20].try_into().expect("4 bytes"));
+                    if seq == fence_seq {
+                        return Err(Error::Kernel { errno: -code });
+                    }
+                    if code != 0 {
+                        refused.push((seq, -code));
+                    }
+                } else if kind == (NFNL_SUBSYS_NFTABLES << 8) | MSG_NEWGEN && seq == fence_seq {
+                    // Everything about the batch came before the fence's answer; a refused batch
+                    // may still have answers lost to ENOBUFS, so only a clean one reuses the socket.
+                    let clean = refused.iter().all(|(s, _)| *s != u32::MAX);
+                    return Ok((refused, clean));
+                }
+                at += len.div_ceil(4) * 4;
             }
-            at += len.div_ceil(4) * 4;
         }
     }
 }
