@@ -10,7 +10,8 @@
 //! rewrites the changed Service's chains. Both run in fresh namespaces this benchmark creates.
 //!
 //! Measured: time to program N Services (2-10 endpoints each) from scratch; one Service change with
-//! 10k present; per-connection latency (TCP connect + request + close) through a Service with 1 and
+//! 10k present (an endpoint replaced, as in a rollout; an endpoint added, as in a scale-up);
+//! per-connection latency (TCP connect + request + close) through a Service with 1 and
 //! with 10k Services installed.
 //!
 //! Usage: services-bench [--sizes-max N] [--anchor-max N] [--changes C] [--connections K]   (root; see bench/services.sh)
