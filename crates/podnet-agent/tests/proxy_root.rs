@@ -563,3 +563,43 @@ fn a_full_resync_repairs_hand_made_drift() {
     let listed = lab.node.sh("nft", &["list", "table", "ip", TABLE]);
     assert!(!listed.contains("chain junk"));
 }
+
+/// Two Services share the pod's endpoint, so both ask for its `hairpin` element; the one holding
+/// it goes away and the other takes it over in the same transaction. The pod still reaches itself
+/// masqueraded, through the cluster IP and through an eTP Local node port.
+#[test]
+fn hairpin_survives_the_service_that_held_the_shared_element() {
+    let lab = Lab::new(1);
+    let me = lab.pods[0].1;
+    lab.tcp_server(0, 8080);
+    let mut s = lab.syncer();
+    let first = port(Protocol::Tcp, 80, "10.96.0.80", &[(me, 8080)]);
+    let mut second = port(Protocol::Tcp, 80, "10.96.0.81", &[(me, 8080)]);
+    second.node_port = Some(30081);
+    second.external_local = true;
+    s.set(key("a-first"), Some(ServiceState { ports: vec![first] }));
+    s.set(
+        key("b-second"),
+        Some(ServiceState {
+            ports: vec![second],
+        }),
+    );
+    lab.sync(&mut s);
+    let (_, seen) = tcp(&lab.pods[0].0, "10.96.0.81:80").expect("hairpin");
+    assert_eq!(seen, NODE_BRIDGE_IP);
+    s.set(key("a-first"), None);
+    assert!(!lab.sync(&mut s).full);
+    let listed = lab.node.sh("nft", &["list", "set", "ip", TABLE, "hairpin"]);
+    assert!(listed.contains(&format!("{me} . {me}")), "{listed}");
+    let (who, seen) = tcp(&lab.pods[0].0, "10.96.0.81:80").expect("hairpin, second Service");
+    assert_eq!(
+        (who.as_str(), seen.as_str()),
+        (me.to_string().as_str(), NODE_BRIDGE_IP)
+    );
+    let (who, seen) = tcp(&lab.pods[0].0, &format!("{NODE_BRIDGE_IP}:30081"))
+        .expect("hairpin through an eTP Local node port");
+    assert_eq!(
+        (who.as_str(), seen.as_str()),
+        (me.to_string().as_str(), NODE_BRIDGE_IP)
+    );
+}

@@ -389,6 +389,14 @@ impl Lease<'_> {
         self.new.insert(list.to_string(), b);
         Some(b)
     }
+
+    /// Gives up the block `list` took in this render (its port uses endpoint chains after all).
+    /// Reused only after `settle`: it may hold elements the transaction being built deletes.
+    fn give_back(&mut self, list: &str) {
+        if let Some(b) = self.new.remove(list) {
+            self.blocks.released.push(b);
+        }
+    }
 }
 
 impl Drop for Lease<'_> {
@@ -450,6 +458,13 @@ fn render_port(base: &Base, key: &ServiceKey, p: &PortState, lease: &mut Lease, 
             }
             None => mapped = false,
         }
+    }
+    if !mapped {
+        // All of the port's lists or none: hairpin is either the set's or the endpoint chains'.
+        for list in blocks.keys() {
+            lease.give_back(&format!("{id}/{list}"));
+        }
+        blocks.clear();
     }
 
     let ep_chain = |ep: &Endpoint| object_name("ep", &endpoint_id(&id, ep));
@@ -909,6 +924,47 @@ mod tests {
             r.chains["ep-default/web-tcp-80-10.244.0.1-80"][0],
             "ip saddr 10.244.0.1 jump mark-for-masquerade"
         );
+    }
+
+    /// When the slot blocks run out between a port's two lists, the port falls back to endpoint
+    /// chains for both: a list left choosing through the map would get no hairpin element (the
+    /// endpoint chains carry hairpin then), and its block would be held for nothing.
+    #[test]
+    fn blocks_running_out_mid_port_leave_no_list_on_the_map() {
+        let mut p = port(
+            &[("10.244.1.5", 80), ("10.244.2.5", 80)],
+            &[("10.244.1.5", 80)],
+        );
+        p.node_port = Some(30080);
+        p.external_local = true;
+        let mut blocks = Blocks {
+            next: MAX_BLOCKS - 1,
+            ..Blocks::default()
+        };
+        let r = render_service(
+            &base(),
+            &key(),
+            &ServiceState { ports: vec![p] },
+            &mut blocks,
+        );
+        for chain in ["svc-default/web-tcp-80", "loc-default/web-tcp-80"] {
+            assert!(
+                !r.chains[chain].iter().any(|rule| rule.contains("map @")),
+                "{chain}: {:?}",
+                r.chains[chain]
+            );
+        }
+        assert!(
+            !r.elements
+                .keys()
+                .any(|(c, _)| matches!(c, Container::Endpoints(_))),
+            "{:?}",
+            r.elements
+        );
+        assert_eq!(blocks.held(), 0);
+        // The block given back is handed out again after the transaction.
+        blocks.settle();
+        assert_eq!(blocks.allocate(), Some(MAX_BLOCKS - 1));
     }
 
     #[test]
