@@ -4,9 +4,13 @@
 //! number of Services: `services` dispatches on `daddr . l4proto . dport` through the `service-ips`
 //! verdict map (cluster IPs and external addresses) and on `l4proto . dport` through `service-nodeports`
 //! for packets to a local address; the target is one chain per service port, named after the Service
-//! (`svc-default/web-tcp-80`), which picks an endpoint chain (`ep-default/web-tcp-80-10.244.1.5-8080`)
-//! at random with `numgen` rules (no anonymous sets: see `render_port`). Names cannot collide: namespaces and names are DNS labels (no `/`, no `.`), so the `/`
-//! ends the namespace and the protocol, port and endpoint are read from the right.
+//! (`svc-default/web-tcp-80`), whose one DNAT rule picks an endpoint at random from the port's block
+//! of slots in an `endpoints-K` map (`dnat to numgen random mod N offset B map @endpoints-K`, see
+//! [`Blocks`]); a pod sent back to itself is masqueraded by one lookup of `hairpin` in postrouting.
+//! Ports with session affinity, or lists of more than [`MAX_MAPPED_ENDPOINTS`], use endpoint chains
+//! (`ep-default/web-tcp-80-10.244.1.5-8080`) chosen by `numgen` rules instead (no anonymous sets:
+//! see `render_port`). Names cannot collide: namespaces and names are DNS labels (no `/`, no `.`),
+//! so the `/` ends the namespace and the protocol, port and endpoint are read from the right.
 //!
 //! Filter chains reject new connections to service ports without endpoints (`no-endpoint-services`,
 //! `no-endpoint-nodeports`) and to unknown ports of cluster IPs, so clients fail at once instead of
