@@ -855,3 +855,48 @@ fn a_pause_whose_pid_was_never_recorded_is_found_and_stopped() {
     node.rt.remove_sandbox(&stopped.id).unwrap();
     assert!(node.rt.list_sandboxes().unwrap().is_empty());
 }
+
+/// A container's state comes from its supervisor's records and `/proc`; runc is only asked when those
+/// cannot tell (no init record), and both ways read the same.
+#[test]
+fn states_from_the_init_record_match_runcs() {
+    let node = Node::new("rt-states");
+    let sb = node.sandbox("states", false);
+    let id = node
+        .rt
+        .create_container(&sb.id, &node.spec("sleeper", &["sleep", "600"]))
+        .unwrap();
+    let init = node
+        .rt
+        .config()
+        .state_dir
+        .join("containers")
+        .join(&id)
+        .join("init.json");
+    assert!(init.exists(), "the supervisor recorded the init process");
+    let st = node.rt.container_status(&id).unwrap();
+    assert_eq!(st.state, ContainerState::Created);
+    let pid = st.pid.expect("a created container has its init");
+    // Without the record, runc says the same.
+    let saved = fs::read(&init).unwrap();
+    fs::remove_file(&init).unwrap();
+    let st = node.rt.container_status(&id).unwrap();
+    assert_eq!((st.state, st.pid), (ContainerState::Created, Some(pid)));
+    fs::write(&init, &saved).unwrap();
+
+    node.rt.start_container(&id).unwrap();
+    let st = node.rt.container_status(&id).unwrap();
+    assert_eq!((st.state, st.pid), (ContainerState::Running, Some(pid)));
+    let listed = node.rt.list_containers().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].state, ContainerState::Running);
+    fs::remove_file(&init).unwrap();
+    let st = node.rt.container_status(&id).unwrap();
+    assert_eq!((st.state, st.pid), (ContainerState::Running, Some(pid)));
+    fs::write(&init, &saved).unwrap();
+
+    node.rt.stop_container(&id, Duration::ZERO).unwrap();
+    let st = node.rt.container_status(&id).unwrap();
+    assert_eq!(st.state, ContainerState::Exited);
+    assert_eq!(st.exit.map(|e| e.signal), Some(Some(9)));
+}
