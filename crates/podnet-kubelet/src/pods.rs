@@ -229,13 +229,7 @@ impl Kubelet {
     }
 
     fn containers_of(&self, uid: &str) -> Vec<RtContainer> {
-        let mut list: Vec<RtContainer> = self
-            .runtime
-            .list_containers()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|c| c.record.pod.uid == uid)
-            .collect();
+        let mut list: Vec<RtContainer> = self.runtime.pod_containers(uid).unwrap_or_default();
         list.sort_by_key(|c| c.record.spec.attempt);
         list
     }

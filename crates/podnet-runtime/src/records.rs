@@ -42,6 +42,10 @@ pub struct ContainerRecord {
     /// Absolute cgroup path (the same in every hierarchy).
     pub cgroup: String,
     pub created_ns: i64,
+    /// Its supervisor writes an [`InitRecord`] once `runc create` is done (records from before
+    /// that have none: their state comes from runc).
+    #[serde(default)]
+    pub init_record: bool,
 }
 
 /// Written by the supervisor when the container's main process is gone.

@@ -404,6 +404,7 @@ impl Runtime {
             spec: spec.clone(),
             cgroup: ctx.cgroup.clone(),
             created_ns: records::now_ns(),
+            init_record: true,
         };
         let made = (|| {
             records::write_json(&dir.join("container.json"), &record)?;
@@ -622,8 +623,12 @@ impl Runtime {
             (false, Some(_)) if shim_pid.is_some() => (ContainerState::Running, None),
             // Gone, and no exit was recorded: the supervisor died first.
             (false, Some(_)) => (ContainerState::Exited, None),
-            // No init record: `runc create` is under way or failed (or the supervisor predates the
-            // record).
+            // No init record yet: `runc create` is under way (a failed one is removed at once).
+            (false, None) if record.init_record && shim_pid.is_some() => {
+                (ContainerState::Created, None)
+            }
+            (false, None) if record.init_record => (ContainerState::Unknown, None),
+            // A supervisor from before the init record: runc knows.
             (false, None) => {
                 let runc = self.runc().state(&record.id).unwrap_or(None);
                 match runc {
@@ -649,10 +654,23 @@ impl Runtime {
 
     /// Every container of this node.
     pub fn list_containers(&self) -> Result<Vec<ContainerStatus>> {
+        self.list_containers_where(|_| true)
+    }
+
+    /// The containers of one pod (by uid): only theirs are looked at.
+    pub fn pod_containers(&self, uid: &str) -> Result<Vec<ContainerStatus>> {
+        self.list_containers_where(|r| r.pod.uid == uid)
+    }
+
+    fn list_containers_where(
+        &self,
+        want: impl Fn(&ContainerRecord) -> bool,
+    ) -> Result<Vec<ContainerStatus>> {
         let mut out = Vec::new();
         for id in records::list_dir(&self.cfg.containers_dir())? {
             match self.container_record(&id) {
-                Ok(rec) => out.push(self.status_from(rec)),
+                Ok(rec) if want(&rec) => out.push(self.status_from(rec)),
+                Ok(_) => {}
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e),
             }
