@@ -737,12 +737,14 @@ fn a_failing_create_names_the_container_and_leaves_nothing() {
 }
 
 /// Reads attach frames until one of `kind` contains `want`; bounded.
+/// Reads frames until those of `kind` contain `want`; returns their text. Frames are consumed whole,
+/// so text that arrived in the same frame as `want` is in the returned text, not in the next call's.
 fn attach_until(
     sock: &mut std::os::unix::net::UnixStream,
     buf: &mut Vec<u8>,
     kind: u8,
     want: &str,
-) {
+) -> String {
     use podnet_runtime::attach::take_frame;
     sock.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
@@ -758,7 +760,7 @@ fn attach_until(
             }
         }
         if got.contains(want) {
-            return;
+            return got;
         }
         let mut b = [0u8; 4096];
         let n = sock.read(&mut b).unwrap();
@@ -804,8 +806,9 @@ fn attach_socket_feeds_stdin_sets_the_terminal_size_and_reports_the_exit() {
     let mut buf = Vec::new();
     sock.write_all(&frame(RESIZE, &[0, 99, 0, 33])).unwrap();
     sock.write_all(&frame(STDIN, b"go\r")).unwrap();
-    attach_until(&mut sock, &mut buf, STDOUT, "33 99");
-    attach_until(&mut sock, &mut buf, STDOUT, "/dev/pts/");
+    // `stty size` then `tty`: both lines may come in one frame.
+    let out = attach_until(&mut sock, &mut buf, STDOUT, "/dev/pts/");
+    assert!(out.contains("33 99"), "{out:?}");
     attach_until(&mut sock, &mut buf, EXIT, "0");
 }
 
