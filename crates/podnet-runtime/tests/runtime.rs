@@ -910,3 +910,26 @@ fn states_from_the_init_record_match_runcs() {
     assert_eq!(st.state, ContainerState::Exited);
     assert_eq!(st.exit.map(|e| e.signal), Some(Some(9)));
 }
+
+/// `kubectl run -i` attaches once it sees the pod Running: a `stdinOnce` container's output from
+/// before the first client came is replayed to it, then the exit.
+#[test]
+fn a_late_first_client_of_a_stdin_once_container_gets_its_early_output() {
+    use podnet_runtime::attach::{EXIT, STDOUT};
+    let node = Node::new("rt-replay");
+    let sb = node.sandbox("rep-1", false);
+    let mut spec = node.spec("early", &["sh", "-c", "echo early bird; sleep 1"]);
+    spec.stdin = true;
+    spec.stdin_once = true;
+    let id = node.run(&sb, &spec);
+    // Until the output is in the log, so it was written before this client connects.
+    let t = std::time::Instant::now();
+    while !node.log(&id).contains("early bird") {
+        assert!(t.elapsed() < Duration::from_secs(10), "no output");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut sock = node.rt.attach(&id).unwrap();
+    let mut buf = Vec::new();
+    attach_until(&mut sock, &mut buf, STDOUT, "early bird");
+    attach_until(&mut sock, &mut buf, EXIT, "0");
+}
