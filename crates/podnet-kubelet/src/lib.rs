@@ -26,5 +26,4 @@ pub mod probe;
 pub mod process;
 pub mod server;
 pub mod status;
-pub mod trace;
 pub mod volume;
