@@ -39,16 +39,14 @@ impl Netlink {
             return Ok(());
         }
         // The socket is reused only by a thread in the namespace it was made in, and only after
-        // a batch whose answers were all read; any error closes it.
+        // a batch the kernel took whole (all its answers read); any error or refusal closes it.
         let here = socket::current_netns()?;
         let mut conn = match self.conn.take() {
             Some(c) if c.netns == here => c,
             _ => socket::Conn::open(here)?,
         };
-        let clean = send_on(&mut conn, &cmds)?;
-        if clean {
-            self.conn = Some(conn);
-        }
+        send_on(&mut conn, &cmds)?;
+        self.conn = Some(conn);
         self.sets = sets;
         Ok(())
     }
@@ -67,20 +65,20 @@ pub fn send(cmds: &[ir::Command]) -> Result<()> {
         return Ok(());
     }
     let mut conn = socket::Conn::open(socket::current_netns()?)?;
-    send_on(&mut conn, cmds).map(|_| ())
+    send_on(&mut conn, cmds)
 }
 
-/// Sends `cmds` as one batch on `conn`; on success, whether the socket can carry another batch.
-fn send_on(conn: &mut socket::Conn, cmds: &[ir::Command]) -> Result<bool> {
+/// Sends `cmds` as one batch on `conn`.
+fn send_on(conn: &mut socket::Conn, cmds: &[ir::Command]) -> Result<()> {
     let batch = encode::batch(cmds, 1).map_err(|e| {
         Error::Unsupported(parse::ParseError {
             line: shorten(&e.command),
             reason: e.reason,
         })
     })?;
-    let (refused, clean) = conn.exchange(&batch, batch.next_seq)?;
+    let refused = conn.exchange(&batch, batch.next_seq)?;
     match refused.iter().min_by_key(|(s, _)| *s) {
-        None => Ok(clean),
+        None => Ok(()),
         Some((seq, errno)) => Err(Error::Refused {
             command: batch
                 .command_of(*seq)

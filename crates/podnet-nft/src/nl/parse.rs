@@ -1205,42 +1205,24 @@ impl<'a> Rule<'a, '_> {
         let w = self.next()?;
         match kind {
             Kind::Ipv4 => self.ipv4_match(load, op, w),
-            Kind::CtState => {
+            Kind::CtState | Kind::CtStatus => {
+                let (what, names): (&str, &[(&str, u32)]) = if kind == Kind::CtState {
+                    ("ct state", CT_STATES)
+                } else {
+                    ("ct status", CT_STATUSES)
+                };
                 if op != CmpOp::Eq {
-                    return Err("a negated ct state is not supported".into());
+                    return Err(format!("a negated {what} is not supported"));
                 }
                 let mut mask = 0u32;
                 for s in w.split(',') {
-                    mask |= match s {
-                        "invalid" => 1,
-                        "established" => 2,
-                        "related" => 4,
-                        "new" => 8,
-                        "untracked" => 64,
-                        other => return Err(format!("ct state {other:?} is not supported")),
-                    };
+                    mask |= names
+                        .iter()
+                        .find(|(n, _)| *n == s)
+                        .map(|(_, bit)| *bit)
+                        .ok_or_else(|| format!("{what} {s:?} is not supported"))?;
                 }
-                // As nft does: the state bits are tested, so `new` is "the new bit is set".
-                self.masked_cmp(load, mask.to_ne_bytes(), CmpOp::Neq, [0; 4]);
-                Ok(())
-            }
-            Kind::CtStatus => {
-                if op != CmpOp::Eq {
-                    return Err("a negated ct status is not supported".into());
-                }
-                let mut mask = 0u32;
-                for s in w.split(',') {
-                    mask |= match s {
-                        "expected" => 0x1,
-                        "seen-reply" => 0x2,
-                        "assured" => 0x4,
-                        "confirmed" => 0x8,
-                        "snat" => 0x10,
-                        "dnat" => 0x20,
-                        "dying" => 0x200,
-                        other => return Err(format!("ct status {other:?} is not supported")),
-                    };
-                }
+                // As nft does: the bits are tested, so `new` is "the new bit is set".
                 self.masked_cmp(load, mask.to_ne_bytes(), CmpOp::Neq, [0; 4]);
                 Ok(())
             }
@@ -1415,6 +1397,26 @@ impl<'a> Rule<'a, '_> {
         Ok(())
     }
 }
+
+/// `ct state` names and their bits.
+const CT_STATES: &[(&str, u32)] = &[
+    ("invalid", 1),
+    ("established", 2),
+    ("related", 4),
+    ("new", 8),
+    ("untracked", 64),
+];
+
+/// `ct status` names and their bits (IPS_*).
+const CT_STATUSES: &[(&str, u32)] = &[
+    ("expected", 0x1),
+    ("seen-reply", 0x2),
+    ("assured", 0x4),
+    ("confirmed", 0x8),
+    ("snat", 0x10),
+    ("dnat", 0x20),
+    ("dying", 0x200),
+];
 
 fn is_set(w: &str) -> bool {
     w.starts_with('@')

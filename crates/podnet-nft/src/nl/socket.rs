@@ -32,6 +32,8 @@ pub struct Conn {
     /// The namespace the socket belongs to: a socket acts on the namespace it was made in, so it
     /// is used only by threads in that namespace.
     pub netns: (u64, u64),
+    /// Where answers are read (kept: a writer may send a batch every few milliseconds).
+    buf: Vec<u8>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -46,32 +48,33 @@ impl Conn {
         let mut socket = Socket::new(NETLINK_NETFILTER)?;
         socket.bind_auto()?;
         socket.connect(&SocketAddr::new(0, 0))?;
-        Ok(Conn { socket, netns })
+        let fd = socket.as_raw_fd();
+        if set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 4 << 20).is_err() {
+            let _ = set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, 4 << 20);
+        }
+        // Errors without a copy of the refused message: tens of thousands of them still fit
+        // (NETLINK_CAP_ACK, Linux 4.3; without it answers are only larger).
+        let _ = set_int(fd, libc::SOL_NETLINK, libc::NETLINK_CAP_ACK, 1);
+        Ok(Conn {
+            socket,
+            netns,
+            buf: vec![0u8; 256 * 1024],
+        })
     }
 
-    /// Sends `batch` and reads every answer up to the fence's. Returns what the kernel refused,
-    /// and whether the socket holds nothing more to read (so it can carry the next batch).
-    pub fn exchange(&mut self, batch: &Batch, fence_seq: u32) -> Result<(Vec<(u32, i32)>, bool)> {
-        let socket = &mut self.socket;
+    /// Sends `batch` and reads every answer up to the fence's; returns the (sequence number, errno)
+    /// of each message the kernel refused. A socket that refused nothing has nothing left to read
+    /// and can carry the next batch.
+    pub fn exchange(&mut self, batch: &Batch, fence_seq: u32) -> Result<Vec<(u32, i32)>> {
+        let Conn { socket, buf, .. } = self;
         let fd = socket.as_raw_fd();
+        // A batch is one message to the kernel, so the send buffer must hold all of it (nft does
+        // the same). FORCE passes the system's wmem_max but needs CAP_NET_ADMIN in the initial
+        // user namespace; elsewhere (a lab in a user namespace) the plain option is the best there
+        // is, and a batch too big for it fails to send with EMSGSIZE.
         let send_buf = batch.bytes.len() + 65536;
-        if set_int(fd, libc::SO_SNDBUFFORCE, send_buf).is_err() {
-            let _ = set_int(fd, libc::SO_SNDBUF, send_buf);
-        }
-        if set_int(fd, libc::SO_RCVBUFFORCE, 4 << 20).is_err() {
-            let _ = set_int(fd, libc::SO_RCVBUF, 4 << 20);
-        }
-        // Errors without a copy of the refused message: tens of thousands of them still fit.
-        let one: libc::c_int = 1;
-        // SAFETY: a valid socket and an int option (NETLINK_CAP_ACK, Linux 4.3).
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_NETLINK,
-                libc::NETLINK_CAP_ACK,
-                (&one as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
+        if set_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, send_buf).is_err() {
+            let _ = set_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, send_buf);
         }
         set_timeout(fd, ANSWER_BOUND)?;
         let sent = socket.send(&batch.bytes, 0)?;
@@ -83,7 +86,6 @@ impl Conn {
         }
         socket.send(&getgen(fence_seq), 0)?;
         let mut refused = Vec::new();
-        let mut buf = vec![0u8; 256 * 1024];
         loop {
             let n = match socket.recv(&mut &mut buf[..], 0) {
                 Ok(n) => n,
@@ -102,7 +104,7 @@ impl Conn {
                             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                         ) =>
                 {
-                    return Ok((refused, false));
+                    return Ok(refused);
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -124,10 +126,8 @@ impl Conn {
                         refused.push((seq, -code));
                     }
                 } else if kind == (NFNL_SUBSYS_NFTABLES << 8) | MSG_NEWGEN && seq == fence_seq {
-                    // Everything about the batch came before the fence's answer; a refused batch
-                    // may still have answers lost to ENOBUFS, so only a clean one reuses the socket.
-                    let clean = refused.iter().all(|(s, _)| *s != u32::MAX);
-                    return Ok((refused, clean));
+                    // Everything about the batch came before the fence's answer.
+                    return Ok(refused);
                 }
                 at += len.div_ceil(4) * 4;
             }
@@ -158,13 +158,13 @@ fn set_timeout(fd: i32, bound: Duration) -> Result<()> {
     }
 }
 
-fn set_int(fd: i32, opt: libc::c_int, value: usize) -> Result<()> {
+fn set_int(fd: i32, level: libc::c_int, opt: libc::c_int, value: usize) -> Result<()> {
     let v = value.min(i32::MAX as usize) as libc::c_int;
     // SAFETY: a valid socket and an int option.
     let rc = unsafe {
         libc::setsockopt(
             fd,
-            libc::SOL_SOCKET,
+            level,
             opt,
             (&v as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
