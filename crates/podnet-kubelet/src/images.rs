@@ -5,7 +5,8 @@
 
 use crate::backoff::Backoff;
 use podnet_oci::{ImageRecord, Keychain, PullOptions, Puller, Reference};
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Why a container's image is not there.
@@ -21,10 +22,19 @@ pub type ImageEvent = (bool, &'static str, String);
 
 pub struct Images {
     puller: Puller,
+    /// Per image reference: the last pull without credentials, when it began and what it found.
+    /// Pulls of one reference go one at a time, and a pull that began after another was asked for
+    /// answers that one too: kubelet's `Always` asks the registry at every container start, and a
+    /// burst of starts of one image (a pod's containers, a Deployment scaled up) needs one question
+    /// from then on, not one each.
+    flights: Mutex<HashMap<String, Arc<Flight>>>,
     backoff: Mutex<Backoff>,
     /// The last pull error per image key, shown while backing off.
     last_error: Mutex<std::collections::HashMap<String, String>>,
 }
+
+/// The last pull of one image reference: when it began and what it found. Held while pulling.
+type Flight = Mutex<Option<(Instant, ImageRecord)>>;
 
 /// The policy kubelet applies when none is given: Always for `:latest` or no tag, else IfNotPresent.
 pub fn default_policy(image: &str) -> &'static str {
@@ -38,6 +48,7 @@ impl Images {
     pub fn new(puller: Puller) -> Images {
         Images {
             puller,
+            flights: Mutex::new(HashMap::new()),
             backoff: Mutex::new(Backoff::default()),
             last_error: Mutex::new(Default::default()),
         }
@@ -123,7 +134,7 @@ impl Images {
             credentials: (!secrets.is_empty()).then(|| secrets.clone()),
             ..Default::default()
         };
-        match handle.block_on(self.puller.pull(&reference, &opts)) {
+        match self.pull(handle, &reference, &opts) {
             Ok(rec) => {
                 self.backoff.lock().expect("not poisoned").forget(key);
                 self.last_error.lock().expect("not poisoned").remove(key);
@@ -158,6 +169,39 @@ impl Images {
                 })
             }
         }
+    }
+
+    /// Pulls `reference`, or takes the result of a pull of it that began after this call.
+    fn pull(
+        &self,
+        handle: &tokio::runtime::Handle,
+        reference: &Reference,
+        opts: &PullOptions,
+    ) -> Result<ImageRecord, podnet_oci::PullError> {
+        // A pod's own credentials make its pull its own.
+        if opts.credentials.is_some() {
+            return handle.block_on(self.puller.pull(reference, opts));
+        }
+        let asked = Instant::now();
+        let flight = self
+            .flights
+            .lock()
+            .expect("not poisoned")
+            .entry(reference.to_string())
+            .or_default()
+            .clone();
+        let mut last = flight.lock().expect("not poisoned");
+        if let Some((began, rec)) = last.as_ref()
+            && *began >= asked
+        {
+            return Ok(rec.clone());
+        }
+        let began = Instant::now();
+        let result = handle.block_on(self.puller.pull(reference, opts));
+        if let Ok(rec) = &result {
+            *last = Some((began, rec.clone()));
+        }
+        result
     }
 
     /// Forgets back-off state of a pod that is gone.

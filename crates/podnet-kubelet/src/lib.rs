@@ -26,4 +26,5 @@ pub mod probe;
 pub mod process;
 pub mod server;
 pub mod status;
+pub mod trace;
 pub mod volume;

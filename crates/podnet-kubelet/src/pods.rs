@@ -26,9 +26,10 @@ use podnet_runtime::{
     ExecSpec, PodRef, Resources, Runtime, SandboxSpec, SandboxState, SandboxStatus, Security, User,
 };
 use serde_json::{Value, json};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How often a pod is synced with nothing happening (probes have their own timers).
@@ -75,6 +76,20 @@ pub struct Kubelet {
     pub recorder: Recorder,
     cni: Cni,
     memory: Mutex<Memory>,
+}
+
+/// Why a container is not running, for its status: reason and message.
+type Waiting = (String, Option<String>);
+
+/// An event about a container, to record later: warning, reason, message.
+type ContainerEvent = (bool, String, String);
+
+/// A container made (`runc create`) and not started yet.
+struct Made {
+    id: String,
+    container: Container,
+    /// The container's earlier instances, oldest first.
+    history: Vec<RtContainer>,
 }
 
 /// What one sync decided about the pod's worker.
@@ -214,13 +229,7 @@ impl Kubelet {
     }
 
     fn containers_of(&self, uid: &str) -> Vec<RtContainer> {
-        let mut list: Vec<RtContainer> = self
-            .runtime
-            .list_containers()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|c| c.record.pod.uid == uid)
-            .collect();
+        let mut list: Vec<RtContainer> = self.runtime.pod_containers(uid).unwrap_or_default();
         list.sort_by_key(|c| c.record.spec.attempt);
         list
     }
@@ -334,7 +343,8 @@ impl Kubelet {
             self.release_finished(pod);
             return Ok(Next::After(RESYNC));
         }
-        let (observed, mut sandbox, containers) = self.observe(pod);
+        let (observed, mut sandbox, containers) =
+            crate::trace::time("observe", || self.observe(pod));
         if plan::terminal(pod, &observed) {
             // The final status from what ran, then the sandbox and the address go; the containers
             // stay (stopped) until the pod is deleted, so `kubectl logs` still shows their output.
@@ -345,11 +355,15 @@ impl Kubelet {
             return Ok(Next::After(RESYNC));
         }
         let actions = plan::next_actions(pod, &observed);
+        if !actions.is_empty() {
+            crate::trace::worthy();
+        }
         // Per-container reasons for not starting, for the status.
         let mut waiting: HashMap<String, (String, Option<String>)> = HashMap::new();
         let mut sandbox_failed = false;
         let mut prepared: Option<Vec<Prepared>> = None;
-        for action in actions {
+        let mut actions = actions.into_iter().peekable();
+        while let Some(action) = actions.next() {
             match action {
                 Action::KillPod { .. } => {
                     if observed.sandbox_exists && !observed.sandbox_ready {
@@ -375,9 +389,10 @@ impl Kubelet {
                         // The address goes out before any container starts: the node's network
                         // agent (NetworkPolicy) learns it from the API and programs the pod while
                         // its containers are made, so their first packets are not held back.
-                        let (_, now, containers) = self.observe(pod);
+                        let (_, now, containers) =
+                            crate::trace::time("observe", || self.observe(pod));
                         let facts = self.facts(pod, now.as_ref(), &containers, &waiting, false);
-                        self.post_status(pod, &facts);
+                        crate::trace::time("status.address", || self.post_status(pod, &facts));
                         sandbox = Some(s);
                     }
                     Err(e) => {
@@ -395,7 +410,7 @@ impl Kubelet {
                 Action::Start { name, init } => {
                     let Some(sb) = sandbox.as_ref() else { break };
                     if prepared.is_none() {
-                        match self.volumes(pod) {
+                        match crate::trace::time("volumes", || self.volumes(pod)) {
                             Ok(p) => prepared = Some(p),
                             Err(e) => {
                                 self.event(pod, None, true, "FailedMount", &e);
@@ -408,12 +423,21 @@ impl Kubelet {
                         }
                     }
                     let vols = prepared.as_deref().unwrap_or_default();
-                    if let Err((reason, message)) = self.start_container(pod, sb, &name, vols) {
-                        waiting.insert(name.clone(), (reason, message));
-                    }
                     if init {
+                        if let Err((reason, message)) = self.start_container(pod, sb, &name, vols) {
+                            waiting.insert(name.clone(), (reason, message));
+                        }
                         // Init containers run one at a time: the next sync goes on.
                         break;
+                    }
+                    // The regular containers to start now, in the spec's order.
+                    let mut batch = vec![name];
+                    while let Some(Action::Start { name, init: false }) = actions.peek() {
+                        batch.push(name.clone());
+                        actions.next();
+                    }
+                    for (name, e) in self.start_containers(pod, sb, &batch, vols) {
+                        waiting.insert(name, e);
                     }
                 }
                 Action::Kill { name, id, reason } => {
@@ -437,10 +461,10 @@ impl Kubelet {
         {
             eprintln!("refresh the volumes of pod {}: {e}", pod_key(pod));
         }
-        self.run_probes(pod);
-        let (_, sandbox, containers) = self.observe(pod);
+        crate::trace::time("probes", || self.run_probes(pod));
+        let (_, sandbox, containers) = crate::trace::time("observe", || self.observe(pod));
         let facts = self.facts(pod, sandbox.as_ref(), &containers, &waiting, sandbox_failed);
-        self.post_status(pod, &facts);
+        crate::trace::time("status", || self.post_status(pod, &facts));
         // A pod that finished keeps its status; its resources go (kubelet kills a terminal pod's
         // sandbox to free its address).
         let next = self.next_probe_due(pod).unwrap_or(RESYNC).min(RESYNC);
@@ -468,6 +492,7 @@ impl Kubelet {
             .map_or(0, |s| s.record.attempt + 1);
         // Old sandboxes of the pod are removed first (their network included).
         self.stop_pod(&r.uid, Some(pod), Self::grace_of(pod), false);
+        crate::trace::mark("sandbox.old");
         let record = self
             .runtime
             .run_sandbox(&SandboxSpec {
@@ -481,6 +506,7 @@ impl Kubelet {
                 labels: pod.metadata.labels.clone().unwrap_or_default(),
             })
             .map_err(|e| e.to_string())?;
+        crate::trace::mark("sandbox.pause");
         let result = (|| -> Result<Vec<String>, String> {
             let ips = if host_network {
                 vec![self.cfg.internal_ip.clone()]
@@ -495,6 +521,7 @@ impl Kubelet {
                 let result = self.cni.add(&list, &att).map_err(|e| {
                     format!("failed to setup network for sandbox \"{}\": {e}", record.id)
                 })?;
+                crate::trace::mark("sandbox.cni");
                 result_ips(&result)
             };
             let node_resolv = std::fs::read_to_string(&self.cfg.resolv_conf).unwrap_or_default();
@@ -527,10 +554,14 @@ impl Kubelet {
         })();
         match result {
             Ok(ips) => {
+                crate::trace::mark("sandbox.etc");
                 self.mem().pod_ips.insert(r.uid.clone(), ips);
-                self.runtime
+                let s = self
+                    .runtime
                     .sandbox_status(&record.id)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string());
+                crate::trace::mark("sandbox.status");
+                s
             }
             Err(e) => {
                 self.remove_sandbox(pod, &record.id, Duration::ZERO);
@@ -1060,10 +1091,111 @@ impl Kubelet {
         sb: &SandboxStatus,
         name: &str,
         vols: &[Prepared],
-    ) -> Result<(), (String, Option<String>)> {
+    ) -> Result<(), Waiting> {
+        let events = RefCell::new(Vec::new());
+        let made = self.make_container(pod, sb, name, vols, &OnceLock::new(), &events);
+        self.flush_events(pod, name, events.into_inner());
+        match made? {
+            Some(m) => self.run_container(pod, name, m),
+            None => Ok(()),
+        }
+    }
+
+    /// Starts the pod's regular containers `names` as kubelet does (each one started after the one
+    /// before it, and after that one's postStart hook), but makes them all at once first: the image
+    /// checks, root filesystems and `runc create` of every container overlap, which nothing in the
+    /// pod can see (no process of a container runs before its `runc start`). The events come in
+    /// kubelet's order, each container's after the previous one's. Returns the containers that did
+    /// not start, with their waiting reason and message.
+    fn start_containers(
+        &self,
+        pod: &Pod,
+        sb: &SandboxStatus,
+        names: &[String],
+        vols: &[Prepared],
+    ) -> Vec<(String, (String, Option<String>))> {
+        // A container of an ephemeral target must see its target running: made one at a time.
+        let ephemeral: HashSet<String> = ephemeral_containers(pod)
+            .into_iter()
+            .map(|(c, _)| c.name)
+            .collect();
+        let mut failed = Vec::new();
+        if names.len() < 2 || names.iter().any(|n| ephemeral.contains(n)) {
+            for name in names {
+                if let Err(e) = self.start_container(pod, sb, name, vols) {
+                    failed.push((name.clone(), e));
+                }
+            }
+            return failed;
+        }
+        crate::trace::skip();
+        // The Services in the environment: one list for the pod's containers.
+        let services = OnceLock::new();
+        let services = &services;
+        let made: Vec<_> = std::thread::scope(|s| {
+            let jobs: Vec<_> = names
+                .iter()
+                .map(|name| {
+                    s.spawn(move || {
+                        crate::trace::begin(&format!("{}/{name}", pod_key(pod)));
+                        crate::trace::worthy();
+                        let events = RefCell::new(Vec::new());
+                        let made = self.make_container(pod, sb, name, vols, services, &events);
+                        crate::trace::end();
+                        (events.into_inner(), made)
+                    })
+                })
+                .collect();
+            jobs.into_iter()
+                .map(|j| {
+                    j.join().unwrap_or_else(|_| {
+                        (Vec::new(), Err(("CreateContainerError".into(), None)))
+                    })
+                })
+                .collect()
+        });
+        crate::trace::mark("containers.make");
+        for (name, (events, made)) in names.iter().zip(made) {
+            self.flush_events(pod, name, events);
+            let started = match made {
+                Ok(Some(m)) => self.run_container(pod, name, m),
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = started {
+                failed.push((name.clone(), e));
+            }
+        }
+        failed
+    }
+
+    fn flush_events(&self, pod: &Pod, name: &str, events: Vec<ContainerEvent>) {
+        for (warning, reason, msg) in events {
+            self.event(pod, Some(name), warning, &reason, &msg);
+        }
+    }
+
+    /// Everything before the container's process starts: back-off, image, root filesystem, process,
+    /// bundle and `runc create`. Its events are left in `events` for the caller to record in order.
+    /// `None`: the pod has no such container.
+    fn make_container(
+        &self,
+        pod: &Pod,
+        sb: &SandboxStatus,
+        name: &str,
+        vols: &[Prepared],
+        services: &OnceLock<Vec<ServiceEnv>>,
+        events: &RefCell<Vec<ContainerEvent>>,
+    ) -> Result<Option<Made>, Waiting> {
+        let event = |warning: bool, reason: &str, msg: &str| {
+            events
+                .borrow_mut()
+                .push((warning, reason.to_string(), msg.to_string()))
+        };
+        crate::trace::skip();
         let r = pod_ref(pod);
         let Some(c) = container_named(pod, name) else {
-            return Ok(());
+            return Ok(None);
         };
         // an ephemeral container with a target joins the target's PID namespace
         let target = ephemeral_containers(pod)
@@ -1114,9 +1246,7 @@ impl Kubelet {
                     r.namespace,
                     r.uid
                 );
-                self.event(
-                    pod,
-                    Some(name),
+                event(
                     true,
                     "BackOff",
                     &format!(
@@ -1127,6 +1257,7 @@ impl Kubelet {
                 return Err(("CrashLoopBackOff".into(), Some(msg)));
             }
         }
+        crate::trace::mark(&format!("{name}.history"));
         // The image.
         let image = c.image.clone().unwrap_or_default();
         let pull_secrets = self.pull_secrets(pod);
@@ -1140,22 +1271,26 @@ impl Kubelet {
             &mut image_events,
         );
         for (warning, reason, msg) in &image_events {
-            self.event(pod, Some(name), *warning, reason, msg);
+            event(*warning, reason, msg);
         }
         let record = record
             .map_err(|ImageFailure { reason, message }| (reason.to_string(), Some(message)))?;
+        crate::trace::mark(&format!("{name}.image"));
         // The process.
         let config_error = |msg: String| {
-            self.event(pod, Some(name), true, "Failed", &format!("Error: {msg}"));
+            event(true, "Failed", &format!("Error: {msg}"));
             ("CreateContainerConfigError".to_string(), Some(msg))
         };
         let image_process = self.image_process(&record).map_err(config_error)?;
+        crate::trace::mark(&format!("{name}.image_config"));
         let (config_maps, secrets) = self.env_objects(pod, false).map_err(config_error)?;
+        crate::trace::mark(&format!("{name}.env_objects"));
         let sources = EnvSources {
             config_maps,
             secrets,
-            services: self.service_env(pod),
+            services: services.get_or_init(|| self.service_env(pod)).clone(),
         };
+        crate::trace::mark(&format!("{name}.service_env"));
         let id_key = format!("{}-{}-{attempt}", &r.uid[..r.uid.len().min(8)], name);
         let mountpoint = self.cfg.state_dir.join("rootfs").join(&id_key);
         let owner = format!("pod {}/{} container {name}", r.namespace, r.name);
@@ -1165,9 +1300,10 @@ impl Kubelet {
             .prepare_rootfs(&record.reference, &id_key, &owner, &mountpoint)
             .map_err(|e| {
                 let msg = format!("prepare the root filesystem: {e}");
-                self.event(pod, Some(name), true, "Failed", &format!("Error: {msg}"));
+                event(true, "Failed", &format!("Error: {msg}"));
                 ("CreateContainerError".to_string(), Some(msg))
             })?;
+        crate::trace::mark(&format!("{name}.rootfs"));
         // Read inside the image's root: its symlinks must not name the node's files.
         let passwd = crate::inroot::read_in_root(&rootfs.mountpoint, "etc/passwd", ETC_FILE_LIMIT)
             .unwrap_or_default();
@@ -1255,27 +1391,40 @@ impl Kubelet {
                 (ROOTFS_KEY_LABEL.to_string(), id_key.clone()),
             ]),
         };
+        crate::trace::mark(&format!("{name}.spec"));
         let id = self
             .runtime
             .create_container(&sb.record.id, &spec)
             .map_err(|e| {
                 let _ = self.images.store().remove_rootfs(&id_key);
                 let msg = e.to_string();
-                self.event(pod, Some(name), true, "Failed", &format!("Error: {msg}"));
+                event(true, "Failed", &format!("Error: {msg}"));
                 ("CreateContainerError".to_string(), Some(msg))
             })?;
-        self.event(
-            pod,
-            Some(name),
-            false,
-            "Created",
-            &format!("Created container: {name}"),
-        );
+        crate::trace::mark(&format!("{name}.create"));
+        event(false, "Created", &format!("Created container: {name}"));
+        Ok(Some(Made {
+            id,
+            container: c,
+            history,
+        }))
+    }
+
+    /// `runc start` of a made container, then its postStart hook; older instances beyond the
+    /// previous one go.
+    fn run_container(&self, pod: &Pod, name: &str, made: Made) -> Result<(), Waiting> {
+        crate::trace::skip();
+        let Made {
+            id,
+            container: c,
+            mut history,
+        } = made;
         if let Err(e) = self.runtime.start_container(&id) {
             let msg = e.to_string();
             self.event(pod, Some(name), true, "Failed", &format!("Error: {msg}"));
             return Err(("RunContainerError".into(), Some(msg)));
         }
+        crate::trace::mark(&format!("{name}.start"));
         self.event(
             pod,
             Some(name),
@@ -1305,7 +1454,6 @@ impl Kubelet {
             }
         }
         // Old instances beyond the previous one go (with their root filesystems).
-        let mut history = history;
         while history.len() >= KEEP_INSTANCES {
             let old = history.remove(0);
             self.remove_container_fully(&old);
@@ -1720,6 +1868,7 @@ impl Kubelet {
             &Patch::Merge(patch),
         )) {
             Ok(_) => {
+                crate::trace::worthy();
                 self.mem().last_status.insert(uid, value);
             }
             Err(e) => eprintln!("update status of pod {}: {e}", pod_key(pod)),
@@ -1855,7 +2004,14 @@ pub fn relist(runtime: &Runtime) -> HashMap<String, Vec<String>> {
 /// The pods' workers: one per pod uid, fed by the watch.
 pub struct Workers {
     kubelet: Arc<Kubelet>,
-    pods: Mutex<HashMap<String, tokio::sync::watch::Sender<Option<Pod>>>>,
+    pods: Mutex<HashMap<String, tokio::sync::watch::Sender<Update>>>,
+}
+
+/// The newest state of a pod for its worker, and when it came (for [`crate::trace`]).
+#[derive(Clone)]
+struct Update {
+    pod: Option<Pod>,
+    at: Instant,
 }
 
 impl Workers {
@@ -1869,12 +2025,16 @@ impl Workers {
     /// The pod changed (or, with `None`, is gone): its worker syncs it.
     pub fn update(self: &Arc<Self>, uid: &str, pod: Option<Pod>) {
         let mut pods = self.pods.lock().expect("not poisoned");
+        let update = Update {
+            pod,
+            at: Instant::now(),
+        };
         if let Some(tx) = pods.get(uid)
-            && tx.send(pod.clone()).is_ok()
+            && tx.send(update.clone()).is_ok()
         {
             return;
         }
-        let (tx, rx) = tokio::sync::watch::channel(pod);
+        let (tx, rx) = tokio::sync::watch::channel(update);
         pods.insert(uid.to_string(), tx);
         let me = self.clone();
         let uid = uid.to_string();
@@ -1887,7 +2047,7 @@ impl Workers {
     /// Something changed on the node for this pod (a container exited): sync it now.
     pub fn poke(&self, uid: &str) {
         if let Some(tx) = self.pods.lock().expect("not poisoned").get(uid) {
-            tx.send_modify(|_| {});
+            tx.send_modify(|u| u.at = Instant::now());
         }
     }
 
@@ -1900,23 +2060,34 @@ impl Workers {
             .collect()
     }
 
-    async fn run(&self, uid: String, mut rx: tokio::sync::watch::Receiver<Option<Pod>>) {
+    async fn run(&self, uid: String, mut rx: tokio::sync::watch::Receiver<Update>) {
+        // Whether this sync answers a change (not a timer): then its wait since the change is logged.
+        let mut changed = true;
         loop {
-            let pod = rx.borrow_and_update().clone();
+            let Update { pod, at } = rx.borrow_and_update().clone();
             let k = self.kubelet.clone();
             let u = uid.clone();
-            let next = tokio::task::spawn_blocking(move || k.sync(&u, pod.as_ref()))
-                .await
-                .unwrap_or(Next::After(Duration::from_secs(1)));
+            let next = tokio::task::spawn_blocking(move || {
+                crate::trace::begin(&pod.as_ref().map_or(u.clone(), pod_key));
+                if changed {
+                    crate::trace::note("queued", at.elapsed());
+                }
+                let next = k.sync(&u, pod.as_ref());
+                crate::trace::end();
+                next
+            })
+            .await
+            .unwrap_or(Next::After(Duration::from_secs(1)));
             match next {
                 Next::Done => return,
                 Next::After(d) => {
                     tokio::select! {
-                        _ = tokio::time::sleep(d) => {}
-                        changed = rx.changed() => {
-                            if changed.is_err() {
+                        _ = tokio::time::sleep(d) => changed = false,
+                        c = rx.changed() => {
+                            if c.is_err() {
                                 return;
                             }
+                            changed = true;
                         }
                     }
                 }

@@ -97,7 +97,14 @@ pub struct Hub {
     input_ended: bool,
     /// The terminal's master, for resizes (containers with `tty`).
     tty: Option<OwnedFd>,
+    /// For a `stdinOnce` container (`kubectl run -i`), the output framed before its first client
+    /// came (bounded): that client gets it first. `kubectl run -i` attaches once it sees the pod
+    /// Running, so a short command's output would otherwise be printed before anyone listened.
+    replay: Option<Vec<u8>>,
 }
+
+/// How much early output a `stdinOnce` container keeps for its first client.
+const MAX_REPLAY: usize = 64 * 1024;
 
 /// What to poll for one descriptor of the hub.
 pub struct Interest<'a> {
@@ -135,6 +142,7 @@ impl Hub {
             stdin_once,
             input_ended: false,
             tty,
+            replay: stdin_once.then(Vec::new),
         })
     }
 
@@ -222,7 +230,7 @@ impl Hub {
                     let reading = self.stdin.is_some();
                     self.clients.push(Client {
                         sock,
-                        out: Vec::new(),
+                        out: self.replay.take().unwrap_or_default(),
                         inbuf: Vec::new(),
                         reading,
                     });
@@ -289,6 +297,12 @@ impl Hub {
 
     /// Sends output to every client; a client that has fallen too far behind is dropped.
     pub fn broadcast(&mut self, kind: u8, data: &[u8]) {
+        if let Some(r) = &mut self.replay
+            && !data.is_empty()
+            && r.len() + data.len() + 5 <= MAX_REPLAY
+        {
+            r.extend_from_slice(&frame(kind, data));
+        }
         if self.clients.is_empty() || data.is_empty() {
             return;
         }
@@ -302,6 +316,9 @@ impl Hub {
     /// The container has exited: tells every client (best effort, without waiting long) and
     /// removes the socket.
     pub fn finish(mut self, exit_code: i32) {
+        // Clients that connected while the last output was drained get it (if replayed) and the
+        // exit, rather than a connection closed without a word.
+        self.accept();
         let f = frame(EXIT, exit_code.to_string().as_bytes());
         let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
         for c in &mut self.clients {

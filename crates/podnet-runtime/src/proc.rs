@@ -26,6 +26,12 @@ pub fn alive(pid: u32, start: Option<u64>) -> bool {
     }
 }
 
+/// Whether `pid` is still runc's init, waiting in `runc create` for `runc start` (runc names it
+/// `runc:[2:INIT]` until it executes the container's program, which renames it).
+pub fn is_runc_init(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/comm")).is_ok_and(|c| c.starts_with(b"runc:["))
+}
+
 /// Sends `sig` if the process is still the one we mean.
 pub fn signal(pid: u32, start: Option<u64>, sig: nix::sys::signal::Signal) -> bool {
     if pid == 0 || !alive(pid, start) {

@@ -1,5 +1,5 @@
 //! The records a restarted agent adopts from: one JSON file per sandbox and per container, written
-//! atomically (temporary file, fsync, rename), plus the small files the supervisor writes.
+//! atomically (temporary file, rename), plus the small files the supervisor writes.
 
 use crate::error::{Error, Result};
 use crate::spec::{ContainerSpec, PodRef};
@@ -42,6 +42,10 @@ pub struct ContainerRecord {
     /// Absolute cgroup path (the same in every hierarchy).
     pub cgroup: String,
     pub created_ns: i64,
+    /// Its supervisor writes an [`InitRecord`] once `runc create` is done (records from before
+    /// that have none: their state comes from runc).
+    #[serde(default)]
+    pub init_record: bool,
 }
 
 /// Written by the supervisor when the container's main process is gone.
@@ -55,6 +59,19 @@ pub struct ExitRecord {
     pub finished_ns: i64,
 }
 
+/// The file of the [`InitRecord`] in a container's state directory.
+pub const INIT_FILE: &str = "init.json";
+
+/// The container's init process as its supervisor saw it right after `runc create`: its host PID
+/// and start time, so the container's state is read from `/proc` instead of asking runc (a Go
+/// process per question) on every look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitRecord {
+    pub pid: u32,
+    /// Clock ticks since boot (`/proc/PID/stat` field 22): a reused PID does not match it.
+    pub start: u64,
+}
+
 /// Writes `value` as JSON to `path` atomically.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(value)
@@ -62,12 +79,14 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     write_atomic(path, &bytes)
 }
 
+/// Replaced by rename, so a reader (or an agent killed midway) sees the old or the new content,
+/// never a part. Not fsynced: these files describe processes, mounts and namespaces, none of which
+/// survive the power cut an fsync guards against, and a pod start writes a dozen of them.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let write = || -> std::io::Result<()> {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
         fs::rename(&tmp, path)
     };
     write().map_err(|e| Error::io(format!("write {}", path.display()), e))

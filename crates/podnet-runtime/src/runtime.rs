@@ -6,8 +6,8 @@ use crate::config::RuntimeConfig;
 use crate::crilog::{self, LogOptions};
 use crate::error::{Error, Errors, Result};
 use crate::exec::{self, ExecProcess};
-use crate::records::{self, ContainerRecord, ExitRecord, SandboxRecord, check_id};
-use crate::runc::{Runc, RuncState};
+use crate::records::{self, ContainerRecord, ExitRecord, InitRecord, SandboxRecord, check_id};
+use crate::runc::Runc;
 use crate::sandbox::{self, NsFlags};
 use crate::spec::{ContainerSpec, EtcFiles, ExecSpec, SandboxSpec};
 use crate::{cgroups, proc};
@@ -404,6 +404,7 @@ impl Runtime {
             spec: spec.clone(),
             cgroup: ctx.cgroup.clone(),
             created_ns: records::now_ns(),
+            init_record: true,
         };
         let made = (|| {
             records::write_json(&dir.join("container.json"), &record)?;
@@ -581,32 +582,65 @@ impl Runtime {
         errs.into_result(what)
     }
 
-    /// A container's state from its record, the supervisor's exit file, runc and `/proc`.
+    /// A container's state from its record, the supervisor's files and `/proc` (runc only when
+    /// those cannot tell).
     pub fn container_status(&self, id: &str) -> Result<ContainerStatus> {
         let record = self.container_record(id)?;
-        let runc = self.runc().state(id).unwrap_or(None);
-        Ok(self.status_from(record, runc.as_ref()))
+        Ok(self.status_from(record))
     }
 
-    fn status_from(&self, record: ContainerRecord, runc: Option<&RuncState>) -> ContainerStatus {
+    fn status_from(&self, record: ContainerRecord) -> ContainerStatus {
         let dir = self.cfg.container_dir(&record.id);
         let exit: Option<ExitRecord> = records::read_json(&dir.join("exit.json")).ok().flatten();
         let started_ns = fs::read_to_string(dir.join("started"))
             .ok()
             .and_then(|s| s.trim().parse().ok());
         let shim_pid = records::read_pid(&dir.join("shim.pid")).filter(|&p| is_shim(p, &record.id));
-        let (state, pid) = match (exit.is_some(), runc) {
+        let init: Option<InitRecord> = records::read_json(&dir.join(records::INIT_FILE))
+            .ok()
+            .flatten();
+        let (state, pid) = match (exit.is_some(), init) {
             (true, _) => (ContainerState::Exited, None),
-            (false, Some(r)) if r.status == "running" && r.pid != 0 && proc::alive(r.pid, None) => {
-                (ContainerState::Running, Some(r.pid))
+            (false, Some(i)) if proc::alive(i.pid, Some(i.start)) => {
+                // Still runc's init: created, not started; unless `runc start` was just issued (the
+                // program is about to be executed) or was cut short by a crash: runc knows which.
+                let created = proc::is_runc_init(i.pid)
+                    && (started_ns.is_none()
+                        || self
+                            .runc()
+                            .state(&record.id)
+                            .ok()
+                            .flatten()
+                            .is_some_and(|r| r.status == "created"));
+                if created {
+                    (ContainerState::Created, Some(i.pid))
+                } else {
+                    (ContainerState::Running, Some(i.pid))
+                }
             }
-            (false, Some(r)) if r.status == "created" => (ContainerState::Created, Some(r.pid)),
             // The process is gone but its supervisor is still copying the last output: the exit
             // record follows in a moment, and until then the container counts as running.
             (false, Some(_)) if shim_pid.is_some() => (ContainerState::Running, None),
-            // runc says stopped, and no exit was recorded: the supervisor died first.
+            // Gone, and no exit was recorded: the supervisor died first.
             (false, Some(_)) => (ContainerState::Exited, None),
-            (false, None) => (ContainerState::Unknown, None),
+            // No init record yet: `runc create` is under way (a failed one is removed at once).
+            (false, None) if record.init_record && shim_pid.is_some() => {
+                (ContainerState::Created, None)
+            }
+            (false, None) if record.init_record => (ContainerState::Unknown, None),
+            // A supervisor from before the init record: runc knows.
+            (false, None) => {
+                let runc = self.runc().state(&record.id).unwrap_or(None);
+                match runc {
+                    Some(r) if r.status == "running" && r.pid != 0 && proc::alive(r.pid, None) => {
+                        (ContainerState::Running, Some(r.pid))
+                    }
+                    Some(r) if r.status == "created" => (ContainerState::Created, Some(r.pid)),
+                    Some(_) if shim_pid.is_some() => (ContainerState::Running, None),
+                    Some(_) => (ContainerState::Exited, None),
+                    None => (ContainerState::Unknown, None),
+                }
+            }
         };
         ContainerStatus {
             record,
@@ -618,18 +652,25 @@ impl Runtime {
         }
     }
 
-    /// Every container of this node (one `runc list` for all).
+    /// Every container of this node.
     pub fn list_containers(&self) -> Result<Vec<ContainerStatus>> {
-        let runc: BTreeMap<String, RuncState> = self
-            .runc()
-            .list()?
-            .into_iter()
-            .map(|s| (s.id.clone(), s))
-            .collect();
+        self.list_containers_where(|_| true)
+    }
+
+    /// The containers of one pod (by uid): only theirs are looked at.
+    pub fn pod_containers(&self, uid: &str) -> Result<Vec<ContainerStatus>> {
+        self.list_containers_where(|r| r.pod.uid == uid)
+    }
+
+    fn list_containers_where(
+        &self,
+        want: impl Fn(&ContainerRecord) -> bool,
+    ) -> Result<Vec<ContainerStatus>> {
         let mut out = Vec::new();
         for id in records::list_dir(&self.cfg.containers_dir())? {
             match self.container_record(&id) {
-                Ok(rec) => out.push(self.status_from(rec, runc.get(&id))),
+                Ok(rec) if want(&rec) => out.push(self.status_from(rec)),
+                Ok(_) => {}
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e),
             }

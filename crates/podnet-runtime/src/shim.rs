@@ -7,7 +7,9 @@
 //! - The shim forks at once (the agent reaps the parent), starts a new session and becomes a child
 //!   subreaper, so the container's init is re-parented to it when `runc create` exits.
 //! - It runs `runc create --pid-file STATE/pid` with stdout and stderr as pipes it owns, then writes
-//!   `ok <pid>\n` or `error <runc's message>\n` to fd 3 and closes it. The agent then runs `runc start`.
+//!   `ok <pid>\n` or `error <runc's message>\n` to fd 3 and closes it, after binding the attach
+//!   socket and writing the init process's PID and start time to `STATE/init.json`
+//!   ([`crate::records::InitRecord`]). The agent then runs `runc start`.
 //! - It copies both pipes into the CRI log ([`crate::crilog`]) until the init process exits, drains
 //!   what is left, and writes `STATE/exit.json` ([`crate::records::ExitRecord`]); the log is complete
 //!   by the time that file appears. `STATE/shim.pid` holds its own pid.
@@ -216,11 +218,7 @@ fn supervise(args: &ShimArgs, mut sync: File) -> Result<(), String> {
     };
     drop(console);
     let cpid = match created {
-        Ok(pid) => {
-            let _ = writeln!(sync, "ok {pid}");
-            drop(sync);
-            pid
-        }
+        Ok(pid) => pid,
         Err(e) => {
             let _ = writeln!(sync, "error {}", e.replace('\n', " "));
             return Err(e);
@@ -236,7 +234,8 @@ fn supervise(args: &ShimArgs, mut sync: File) -> Result<(), String> {
         ),
         None => (out_r, stdin_w, None),
     };
-    // Attach is an extra: a container runs (and logs) without it.
+    // Attach is an extra: a container runs (and logs) without it. Bound before the answer, so a
+    // client may attach as soon as the container is created.
     let mut hub = match crate::attach::Hub::bind(&args.state, stdin_w, args.stdin_once, tty) {
         Ok(h) => Some(h),
         Err(e) => {
@@ -244,6 +243,16 @@ fn supervise(args: &ShimArgs, mut sync: File) -> Result<(), String> {
             None
         }
     };
+    // Also before the answer: the agent reads the container's state from it as soon as it has one.
+    // Without it (no start time readable: the init died at once), runc is asked.
+    if let Some(start) = crate::proc::start_time(cpid) {
+        let init = records::InitRecord { pid: cpid, start };
+        if let Err(e) = records::write_json(&args.state.join(records::INIT_FILE), &init) {
+            eprintln!("podnet-shim {}: {e}", args.id);
+        }
+    }
+    let _ = writeln!(sync, "ok {cpid}");
+    drop(sync);
     let terminal = master.is_some();
     let exit = pump(
         &sfd,

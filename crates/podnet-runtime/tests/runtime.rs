@@ -858,3 +858,78 @@ fn a_pause_whose_pid_was_never_recorded_is_found_and_stopped() {
     node.rt.remove_sandbox(&stopped.id).unwrap();
     assert!(node.rt.list_sandboxes().unwrap().is_empty());
 }
+
+/// A container's state comes from its supervisor's records and `/proc`; runc is only asked for
+/// containers whose supervisor predates the init record, and both ways read the same.
+#[test]
+fn states_from_the_init_record_match_runcs() {
+    let node = Node::new("rt-states");
+    let sb = node.sandbox("states", false);
+    let id = node
+        .rt
+        .create_container(&sb.id, &node.spec("sleeper", &["sleep", "600"]))
+        .unwrap();
+    let dir = node.rt.config().state_dir.join("containers").join(&id);
+    assert!(
+        dir.join("init.json").exists(),
+        "the supervisor recorded the init process"
+    );
+    let record = fs::read_to_string(dir.join("container.json")).unwrap();
+    let init = fs::read(dir.join("init.json")).unwrap();
+    // As an older supervisor left it: no init record, and the container record does not expect one.
+    let legacy = |on: bool| {
+        if on {
+            let mut v: serde_json::Value = serde_json::from_str(&record).unwrap();
+            v.as_object_mut().unwrap().remove("init_record");
+            fs::write(dir.join("container.json"), v.to_string()).unwrap();
+            fs::remove_file(dir.join("init.json")).unwrap();
+        } else {
+            fs::write(dir.join("container.json"), &record).unwrap();
+            fs::write(dir.join("init.json"), &init).unwrap();
+        }
+    };
+    let both = |want: ContainerState| {
+        let st = node.rt.container_status(&id).unwrap();
+        assert_eq!(st.state, want);
+        let pid = st.pid.expect("the init's pid");
+        legacy(true);
+        let st = node.rt.container_status(&id).unwrap();
+        legacy(false);
+        assert_eq!((st.state, st.pid), (want, Some(pid)), "from runc");
+    };
+    both(ContainerState::Created);
+    node.rt.start_container(&id).unwrap();
+    both(ContainerState::Running);
+    let listed = node.rt.pod_containers(&sb.pod.uid).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].state, ContainerState::Running);
+    assert!(node.rt.pod_containers("another-pod").unwrap().is_empty());
+
+    node.rt.stop_container(&id, Duration::ZERO).unwrap();
+    let st = node.rt.container_status(&id).unwrap();
+    assert_eq!(st.state, ContainerState::Exited);
+    assert_eq!(st.exit.map(|e| e.signal), Some(Some(9)));
+}
+
+/// `kubectl run -i` attaches once it sees the pod Running: a `stdinOnce` container's output from
+/// before the first client came is replayed to it, then the exit.
+#[test]
+fn a_late_first_client_of_a_stdin_once_container_gets_its_early_output() {
+    use podnet_runtime::attach::{EXIT, STDOUT};
+    let node = Node::new("rt-replay");
+    let sb = node.sandbox("rep-1", false);
+    let mut spec = node.spec("early", &["sh", "-c", "echo early bird; sleep 1"]);
+    spec.stdin = true;
+    spec.stdin_once = true;
+    let id = node.run(&sb, &spec);
+    // Until the output is in the log, so it was written before this client connects.
+    let t = std::time::Instant::now();
+    while !node.log(&id).contains("early bird") {
+        assert!(t.elapsed() < Duration::from_secs(10), "no output");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut sock = node.rt.attach(&id).unwrap();
+    let mut buf = Vec::new();
+    attach_until(&mut sock, &mut buf, STDOUT, "early bird");
+    attach_until(&mut sock, &mut buf, EXIT, "0");
+}
