@@ -1852,9 +1852,15 @@ impl Kubelet {
     }
 
     fn post_status(&self, pod: &Pod, facts: &PodFacts) {
-        let status: PodStatus = status::pod_status(pod, facts, jiff::Timestamp::now());
-        let value = serde_json::to_value(&status).expect("serializes");
         let uid = uid(pod);
+        let last_posted: Option<PodStatus> = self
+            .mem()
+            .last_status
+            .get(&uid)
+            .and_then(|v| serde_json::from_value(v.clone()).ok());
+        let status: PodStatus =
+            status::pod_status(pod, facts, last_posted.as_ref(), jiff::Timestamp::now());
+        let value = serde_json::to_value(&status).expect("serializes");
         // Compare without times that move on their own.
         if self.mem().last_status.get(&uid) == Some(&value) {
             return;

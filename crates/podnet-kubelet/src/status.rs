@@ -261,9 +261,23 @@ fn condition(
     }
 }
 
-/// The full status, keeping PodScheduled (the scheduler's) and transition times from `pod.status`.
-pub fn pod_status(pod: &Pod, facts: &PodFacts, now: jiff::Timestamp) -> PodStatus {
+/// The full status, keeping PodScheduled (the scheduler's) from `pod.status` and the conditions'
+/// transition times from `last_posted` (what this agent last wrote for the pod), or from `pod.status`
+/// when it has written nothing yet (a restarted agent).
+///
+/// `pod` comes from the agent's watch, which can lag behind the agent's own writes: a sync between a
+/// status PATCH and its watch event sees the old conditions. Taking the transition times from that
+/// copy would move Ready's lastTransitionTime to a later sync (the StatefulSet ordering check saw a
+/// pod created "before" its predecessor was Ready). The kubelet's status manager keeps its own copy
+/// for the same reason.
+pub fn pod_status(
+    pod: &Pod,
+    facts: &PodFacts,
+    last_posted: Option<&PodStatus>,
+    now: jiff::Timestamp,
+) -> PodStatus {
     let previous = pod.status.as_ref();
+    let transitions = last_posted.or(previous);
     let phase = phase(pod, facts);
     let inits_ok = facts
         .init
@@ -316,7 +330,7 @@ pub fn pod_status(pod: &Pod, facts: &PodFacts, now: jiff::Timestamp) -> PodStatu
             facts.sandbox_ready,
             None,
             None,
-            previous,
+            transitions,
             now,
         ),
         condition(
@@ -327,7 +341,7 @@ pub fn pod_status(pod: &Pod, facts: &PodFacts, now: jiff::Timestamp) -> PodStatu
                 "containers with incomplete status: [{}]",
                 incomplete.join(" ")
             )),
-            previous,
+            transitions,
             now,
         ),
         condition(
@@ -335,7 +349,7 @@ pub fn pod_status(pod: &Pod, facts: &PodFacts, now: jiff::Timestamp) -> PodStatu
             containers_ready,
             Some(ready_reason),
             ready_message.clone(),
-            previous,
+            transitions,
             now,
         ),
         condition(
@@ -343,7 +357,7 @@ pub fn pod_status(pod: &Pod, facts: &PodFacts, now: jiff::Timestamp) -> PodStatu
             containers_ready,
             Some(ready_reason),
             ready_message,
-            previous,
+            transitions,
             now,
         ),
     ];

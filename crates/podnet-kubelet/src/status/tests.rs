@@ -93,7 +93,7 @@ fn init_containers_gate_the_pod() {
         ..Default::default()
     };
     assert_eq!(phase(&p, &f), "Pending");
-    let s = pod_status(&p, &f, ts("2026-01-01T00:00:10Z"));
+    let s = pod_status(&p, &f, None, ts("2026-01-01T00:00:10Z"));
     let init = s
         .conditions
         .unwrap()
@@ -127,7 +127,7 @@ fn conditions_and_statuses() {
         ..Default::default()
     };
     let now = ts("2026-01-01T00:00:10Z");
-    let s = pod_status(&p, &f, now);
+    let s = pod_status(&p, &f, None, now);
     assert_eq!(s.phase.as_deref(), Some("Running"));
     assert_eq!(s.pod_ip.as_deref(), Some("10.244.1.5"));
     assert_eq!(s.qos_class.as_deref(), Some("BestEffort"));
@@ -151,6 +151,48 @@ fn conditions_and_statuses() {
     let statuses = s.container_statuses.unwrap();
     assert!(statuses[0].ready && !statuses[1].ready);
     assert_eq!(statuses[0].started, Some(true));
+}
+
+#[test]
+fn transition_times_come_from_the_agents_own_last_write_not_a_lagging_watch_copy() {
+    // The watch's copy still shows Ready False (the agent's PATCH to True has not come back yet).
+    let stale = pod(json!({"spec": {"containers": [{"name": "a"}]},
+        "status": {"conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}));
+    let f = PodFacts {
+        sandbox_ready: true,
+        containers: vec![running("a", true)],
+        ..Default::default()
+    };
+    let first = pod_status(&stale, &f, None, ts("2026-01-01T00:00:01Z"));
+    let ready_at = |s: &PodStatus| {
+        s.conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| (c.status.clone(), c.last_transition_time.as_ref().unwrap().0))
+            .unwrap()
+    };
+    assert_eq!(
+        ready_at(&first),
+        ("True".to_string(), ts("2026-01-01T00:00:01Z"))
+    );
+    // A later sync with the same stale copy keeps the time the agent wrote.
+    let later = pod_status(&stale, &f, Some(&first), ts("2026-01-01T00:00:05Z"));
+    assert_eq!(
+        ready_at(&later),
+        ("True".to_string(), ts("2026-01-01T00:00:01Z"))
+    );
+    // A real change still moves it.
+    let down = PodFacts {
+        containers: vec![running("a", false)],
+        ..f
+    };
+    let dropped = pod_status(&stale, &down, Some(&later), ts("2026-01-01T00:00:09Z"));
+    assert_eq!(
+        ready_at(&dropped),
+        ("False".to_string(), ts("2026-01-01T00:00:09Z"))
+    );
 }
 
 #[test]
