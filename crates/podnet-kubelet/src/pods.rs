@@ -1102,9 +1102,10 @@ impl Kubelet {
     }
 
     /// Starts the pod's regular containers `names` as kubelet does (each one started after the one
-    /// before it, and after that one's postStart hook), but makes them all at once first: the image
-    /// checks, root filesystems and `runc create` of every container overlap, which nothing in the
-    /// pod can see (no process of a container runs before its `runc start`). The events come in
+    /// before it, and after that one's postStart hook), but makes them all at once: the image
+    /// checks, root filesystems and `runc create` of every container overlap each other and the
+    /// starts of those before them, which nothing in the pod can see (no process of a container
+    /// runs before its `runc start`). The events come in
     /// kubelet's order, each container's after the previous one's. Returns the containers that did
     /// not start, with their waiting reason and message.
     fn start_containers(
@@ -1132,7 +1133,9 @@ impl Kubelet {
         // The Services in the environment: one list for the pod's containers.
         let services = OnceLock::new();
         let services = &services;
-        let made: Vec<_> = std::thread::scope(|s| {
+        // Each container starts as soon as it is made and the one before it has started: a
+        // container's start overlaps the making of those after it.
+        std::thread::scope(|s| {
             let jobs: Vec<_> = names
                 .iter()
                 .map(|name| {
@@ -1146,26 +1149,22 @@ impl Kubelet {
                     })
                 })
                 .collect();
-            jobs.into_iter()
-                .map(|j| {
-                    j.join().unwrap_or_else(|_| {
-                        (Vec::new(), Err(("CreateContainerError".into(), None)))
-                    })
-                })
-                .collect()
-        });
-        crate::trace::mark("containers.make");
-        for (name, (events, made)) in names.iter().zip(made) {
-            self.flush_events(pod, name, events);
-            let started = match made {
-                Ok(Some(m)) => self.run_container(pod, name, m),
-                Ok(None) => Ok(()),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = started {
-                failed.push((name.clone(), e));
+            for (name, job) in names.iter().zip(jobs) {
+                let (events, made) = job
+                    .join()
+                    .unwrap_or_else(|_| (Vec::new(), Err(("CreateContainerError".into(), None))));
+                crate::trace::mark(&format!("{name}.made"));
+                self.flush_events(pod, name, events);
+                let started = match made {
+                    Ok(Some(m)) => self.run_container(pod, name, m),
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = started {
+                    failed.push((name.clone(), e));
+                }
             }
-        }
+        });
         failed
     }
 

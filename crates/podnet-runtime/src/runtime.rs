@@ -412,6 +412,7 @@ impl Runtime {
             let bytes = serde_json::to_vec(&oci)
                 .map_err(|e| Error::Invalid(format!("encode config.json: {e}")))?;
             records::write_atomic(&bundle_dir.join("config.json"), &bytes)?;
+            let _pass = crate::gate::creates().enter();
             self.spawn_shim(&id, &dir, spec)
         })();
         match made {
