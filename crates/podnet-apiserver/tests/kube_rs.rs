@@ -250,3 +250,111 @@ fn patches_of_every_type() {
         assert!(!st.metadata.labels.unwrap().contains_key("ignored"));
     });
 }
+
+/// The OpenAPI documents are cacheable as kube-apiserver serves them, so kubectl's HTTP cache keeps
+/// them: with the index's hash, immutable; with an old hash, a redirect; with the ETag, 304.
+#[test]
+fn openapi_documents_are_cacheable_by_hash_and_etag() {
+    let t = TestServer::start();
+    rt().block_on(async {
+        let client = t.client().await;
+        let send = |path: String, if_none_match: Option<String>| {
+            let client = client.clone();
+            async move {
+                let mut b = http::Request::builder().uri(path);
+                if let Some(tag) = if_none_match {
+                    b = b.header("If-None-Match", tag);
+                }
+                let resp = client
+                    .send(b.body(Vec::new()).unwrap().map(kube::client::Body::from))
+                    .await
+                    .expect("send");
+                let h = |k: &str| {
+                    resp.headers()
+                        .get(k)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string()
+                };
+                (
+                    resp.status().as_u16(),
+                    h("cache-control"),
+                    h("etag"),
+                    h("location"),
+                    h("expires"),
+                )
+            }
+        };
+        let (_, _, index, _) =
+            common::client::raw(&client, "GET", "/openapi/v3", None, vec![]).await;
+        let url = index["paths"]["api/v1"]["serverRelativeURL"]
+            .as_str()
+            .expect("api/v1 in the index")
+            .to_string();
+        let hash = url
+            .split("hash=")
+            .nth(1)
+            .expect("hash in the URL")
+            .to_string();
+
+        let (status, cache, etag, _, expires) = send(url.clone(), None).await;
+        assert_eq!(status, 200);
+        assert_eq!(cache, "public, immutable");
+        assert_eq!(etag, format!("\"{hash}\""));
+        assert!(expires.ends_with(" GMT"), "Expires: {expires:?}");
+
+        let (status, _, _, location, _) =
+            send("/openapi/v3/api/v1?hash=0123456789ABCDEF".into(), None).await;
+        assert_eq!(status, 301);
+        assert_eq!(location, url);
+
+        let (status, cache, etag2, _, _) =
+            send("/openapi/v3/api/v1".into(), Some(etag.clone())).await;
+        assert_eq!(status, 304);
+        assert_eq!(etag2, etag);
+        assert_eq!(
+            cache, "no-cache, private",
+            "without a hash it is revalidated"
+        );
+        let (status, ..) = send("/openapi/v3/api/v1".into(), Some("\"other\"".into())).await;
+        assert_eq!(status, 200);
+    });
+    // kubectl's HTTP cache now answers the second apply's schema lookup from disk.
+    let cache = tempfile::tempdir().unwrap();
+    let apply = |name: &str| {
+        let out = t.kubectl(&[
+            "apply",
+            "--cache-dir",
+            cache.path().to_str().unwrap(),
+            "-v=8",
+            "-f",
+            &t.file(
+                &format!("{name}.yaml"),
+                &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n"),
+            ),
+        ]);
+        assert!(out.status.success(), "{}", common::s(&out.stderr));
+        common::s(&out.stderr)
+    };
+    // kubectl logs a request even when its cache answers it; the cache marks its answers.
+    let from_cache = |log: &str| {
+        let lines: Vec<&str> = log.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| {
+                l.contains("\"Request\" verb=\"GET\"") && l.contains("/openapi/v3/api/v1?hash=")
+            })
+            .unwrap_or_else(|| panic!("no schema lookup:\n{log}"));
+        lines[at + 1..]
+            .iter()
+            .take_while(|l| !l.contains("\"Request\" verb="))
+            .any(|l| l.trim() == "X-From-Cache: 1")
+    };
+    let first = apply("cached-1");
+    assert!(!from_cache(&first), "{first}");
+    let second = apply("cached-2");
+    assert!(
+        from_cache(&second),
+        "the second apply fetched the document again:\n{second}"
+    );
+}

@@ -72,7 +72,7 @@ pub fn handle(
     st: &super::AppState,
     route: Route,
     headers: &HeaderMap,
-    _q: &Query,
+    q: &Query,
 ) -> Result<Resp, ApiError> {
     Ok(match route {
         Route::Version => respond::json(200, &version()),
@@ -118,13 +118,56 @@ pub fn handle(
             )
         }
         Route::OpenApiV3(key) => {
-            let (bytes, _) = st
+            let (bytes, hash) = st
                 .openapi
                 .docs()
                 .get(&key)
                 .ok_or_else(ApiError::path_not_found)?;
-            respond::json_bytes(200, bytes.clone())
+            openapi_doc(&key, bytes, hash, headers, q)
         }
         _ => return Err(ApiError::path_not_found()),
     })
+}
+
+/// One group-version's OpenAPI document, cacheable as kube-apiserver serves it: the index links each
+/// document with `?hash=`; asked with the current hash it is immutable (so kubectl's HTTP cache
+/// answers the next `kubectl apply` from disk), asked with an old one it redirects to the current
+/// URL, and its ETag answers `If-None-Match` with 304.
+fn openapi_doc(key: &str, bytes: &[u8], hash: &str, headers: &HeaderMap, q: &Query) -> Resp {
+    let etag = format!("\"{hash}\"");
+    let mut r = match q.get("hash") {
+        Some(asked) if asked != hash => {
+            let mut r = respond::text(301, "");
+            if let Ok(to) = HeaderValue::from_str(&format!("/openapi/v3/{key}?hash={hash}")) {
+                r.headers_mut().insert(header::LOCATION, to);
+            }
+            return r;
+        }
+        _ if headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*")) =>
+        {
+            respond::text(304, "")
+        }
+        _ => respond::json_bytes(200, bytes.to_vec()),
+    };
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(header::VARY, HeaderValue::from_static("Accept"));
+    if q.get("hash").is_some() {
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, immutable"),
+        );
+        let year = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(365 * 24);
+        if let Ok(v) =
+            HeaderValue::from_str(&year.strftime("%a, %d %b %Y %H:%M:%S GMT").to_string())
+        {
+            h.insert(header::EXPIRES, v);
+        }
+    }
+    r
 }
