@@ -6,7 +6,7 @@
 use crate::backoff::Backoff;
 use podnet_oci::{ImageRecord, Keychain, PullOptions, Puller, Reference};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Why a container's image is not there.
@@ -33,8 +33,16 @@ pub struct Images {
     last_error: Mutex<std::collections::HashMap<String, String>>,
 }
 
-/// The last pull of one image reference: when it began and what it found. Held while pulling.
-type Flight = Mutex<Option<(Instant, ImageRecord)>>;
+/// The last pull of one image reference, held while pulling: what callers waiting for it share.
+type Flight = Mutex<Option<Pulled>>;
+
+/// One pull's outcome (a failure as its message: waiters get the same words).
+#[derive(Clone)]
+struct Pulled {
+    began: Instant,
+    took: Duration,
+    result: Result<ImageRecord, String>,
+}
 
 /// The policy kubelet applies when none is given: Always for `:latest` or no tag, else IfNotPresent.
 pub fn default_policy(image: &str) -> &'static str {
@@ -105,13 +113,13 @@ impl Images {
         let wait = self
             .backoff
             .lock()
-            .expect("not poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .remaining(key, now);
         if wait > Duration::ZERO {
             let last = self
                 .last_error
                 .lock()
-                .expect("not poisoned")
+                .unwrap_or_else(PoisonError::into_inner)
                 .get(key)
                 .cloned()
                 .unwrap_or_default();
@@ -134,16 +142,18 @@ impl Images {
             credentials: (!secrets.is_empty()).then(|| secrets.clone()),
             ..Default::default()
         };
-        match self.pull(handle, &reference, &opts) {
+        let (pulled, shared) = self.pull(handle, &reference, &opts, policy == "Always");
+        match pulled.result {
             Ok(rec) => {
-                self.backoff.lock().expect("not poisoned").forget(key);
-                self.last_error.lock().expect("not poisoned").remove(key);
-                let took = started.elapsed().as_secs_f64();
+                lock(&self.backoff).forget(key);
+                lock(&self.last_error).remove(key);
+                let took = pulled.took.as_secs_f64();
+                let waited = started.elapsed().as_secs_f64();
                 events.push((
                     false,
                     "Pulled",
                     format!(
-                        "Successfully pulled image \"{image}\" in {took:.3}s ({took:.3}s including waiting). Image size: {} bytes.{}",
+                        "Successfully pulled image \"{image}\" in {took:.3}s ({waited:.3}s including waiting). Image size: {} bytes.{}",
                         rec.size,
                         describe(&rec)
                     ),
@@ -152,15 +162,12 @@ impl Images {
             }
             Err(e) => {
                 let message = format!("Failed to pull image \"{image}\": {e}");
-                self.backoff.lock().expect("not poisoned").failed(
-                    key,
-                    Duration::ZERO,
-                    Instant::now(),
-                );
-                self.last_error
-                    .lock()
-                    .expect("not poisoned")
-                    .insert(key.to_string(), message.clone());
+                // One failed pull is one step of the back-off, however many containers (of this
+                // pod, under the same key) waited for it.
+                if !shared || lock(&self.backoff).remaining(key, Instant::now()).is_zero() {
+                    lock(&self.backoff).failed(key, Duration::ZERO, Instant::now());
+                }
+                lock(&self.last_error).insert(key.to_string(), message.clone());
                 events.push((true, "Failed", message.clone()));
                 events.push((true, "Failed", "Error: ErrImagePull".into()));
                 Err(ImageFailure {
@@ -171,37 +178,46 @@ impl Images {
         }
     }
 
-    /// Pulls `reference`, or takes the result of a pull of it that began after this call.
+    /// Pulls `reference`, or takes the outcome of a pull of it that waiters may share: one that
+    /// began after this call (its registry answer is newer than the ask, as policy Always wants),
+    /// or, when `fresh` is false (IfNotPresent), any successful one. Returns the outcome and whether
+    /// it was another caller's pull.
     fn pull(
         &self,
         handle: &tokio::runtime::Handle,
         reference: &Reference,
         opts: &PullOptions,
-    ) -> Result<ImageRecord, podnet_oci::PullError> {
+        fresh: bool,
+    ) -> (Pulled, bool) {
+        let run = || {
+            let began = Instant::now();
+            let result = handle
+                .block_on(self.puller.pull(reference, opts))
+                .map_err(|e| e.to_string());
+            Pulled {
+                began,
+                took: began.elapsed(),
+                result,
+            }
+        };
         // A pod's own credentials make its pull its own.
         if opts.credentials.is_some() {
-            return handle.block_on(self.puller.pull(reference, opts));
+            return (run(), false);
         }
         let asked = Instant::now();
-        let flight = self
-            .flights
-            .lock()
-            .expect("not poisoned")
+        let flight = lock(&self.flights)
             .entry(reference.to_string())
             .or_default()
             .clone();
-        let mut last = flight.lock().expect("not poisoned");
-        if let Some((began, rec)) = last.as_ref()
-            && *began >= asked
+        let mut last = lock(&flight);
+        if let Some(p) = last.as_ref()
+            && (p.began >= asked || (!fresh && p.result.is_ok()))
         {
-            return Ok(rec.clone());
+            return (p.clone(), true);
         }
-        let began = Instant::now();
-        let result = handle.block_on(self.puller.pull(reference, opts));
-        if let Ok(rec) = &result {
-            *last = Some((began, rec.clone()));
-        }
-        result
+        let pulled = run();
+        *last = Some(pulled.clone());
+        (pulled, false)
     }
 
     /// Forgets back-off state of a pod that is gone.
@@ -209,11 +225,11 @@ impl Images {
         let prefix = format!("{uid}/");
         self.backoff
             .lock()
-            .expect("not poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .retain(|k| !k.starts_with(&prefix));
         self.last_error
             .lock()
-            .expect("not poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .retain(|k, _| !k.starts_with(&prefix));
     }
 }
@@ -260,6 +276,12 @@ pub fn keychain_of(secrets: &[k8s_openapi::api::core::v1::Secret]) -> Keychain {
         }
     }
     kc
+}
+
+/// A lock that outlives a panic of a holder: the data behind these locks stays consistent at every
+/// step (a panicking pull leaves the previous outcome in place).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

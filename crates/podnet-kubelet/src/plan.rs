@@ -42,6 +42,9 @@ pub enum Action {
     CreateSandbox,
     /// Start (create and start) this container, init or regular.
     Start { name: String, init: bool },
+    /// Start this container, made (`runc create`) by an earlier sync that ended before starting it
+    /// (the agent was restarted or killed in between): kubelet starts a Created container too.
+    StartCreated { name: String, id: String },
     /// Stop this running container (`reason` is kubelet's message for the Killing event).
     Kill {
         name: String,
@@ -140,7 +143,17 @@ pub fn next_actions(pod: &Pod, observed: &Observed) -> Vec<Action> {
     for init in spec.init_containers.iter().flatten() {
         match find(observed, &init.name).map(|o| &o.state) {
             Some(ObservedState::Exited { code: 0 }) => continue,
-            Some(ObservedState::Running) | Some(ObservedState::Created) => return actions,
+            Some(ObservedState::Running) => return actions,
+            Some(ObservedState::Created) => {
+                let id = find(observed, &init.name)
+                    .map(|o| o.id.clone())
+                    .unwrap_or_default();
+                actions.push(Action::StartCreated {
+                    name: init.name.clone(),
+                    id,
+                });
+                return actions;
+            }
             Some(ObservedState::Exited { .. }) | None => {
                 // A failed init container is retried unless the policy is Never (then the pod failed,
                 // handled above as terminal).
@@ -182,7 +195,10 @@ pub fn next_actions(pod: &Pod, observed: &Observed) -> Vec<Action> {
                         });
                     }
                 }
-                ObservedState::Created => {}
+                ObservedState::Created => actions.push(Action::StartCreated {
+                    name: c.name.clone(),
+                    id: o.id.clone(),
+                }),
                 ObservedState::Exited { code } => {
                     if restart(*code) {
                         actions.push(Action::Start {
@@ -204,6 +220,22 @@ pub fn next_actions(pod: &Pod, observed: &Observed) -> Vec<Action> {
         }
     }
     actions
+}
+
+/// Whether the regular containers `names` (in start order) may be made at once, before the first
+/// of them starts. Not when one but the last has a postStart hook: kubelet makes each container
+/// (its subPath mounts resolved, its directories created) only after the previous one started and
+/// its hook ran, and a hook may write what the next container mounts.
+pub fn make_at_once(pod: &Pod, names: &[String]) -> bool {
+    let Some(spec) = pod.spec.as_ref() else {
+        return false;
+    };
+    let hooked = |name: &String| {
+        spec.containers.iter().any(|c| {
+            &c.name == name && c.lifecycle.as_ref().is_some_and(|l| l.post_start.is_some())
+        })
+    };
+    names.len() >= 2 && !names[..names.len() - 1].iter().any(hooked)
 }
 
 #[cfg(test)]
@@ -230,6 +262,62 @@ mod tests {
             name: name.into(),
             init,
         }
+    }
+
+    #[test]
+    fn containers_are_made_at_once_unless_a_hook_runs_before_the_last() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let plain = pod(json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}}));
+        assert!(make_at_once(&plain, &names(&["a", "b"])));
+        assert!(!make_at_once(&plain, &names(&["a"])));
+        let hook = json!({"postStart": {"exec": {"command": ["true"]}}});
+        let first =
+            pod(json!({"spec": {"containers": [{"name": "a", "lifecycle": hook}, {"name": "b"}]}}));
+        assert!(!make_at_once(&first, &names(&["a", "b"])));
+        let last =
+            pod(json!({"spec": {"containers": [{"name": "a"}, {"name": "b", "lifecycle": hook}]}}));
+        assert!(make_at_once(&last, &names(&["a", "b"])));
+    }
+
+    /// A container an earlier sync made but never started (the agent died between `runc create`
+    /// and `runc start`) is started, after the ones before it; so is such an init container.
+    #[test]
+    fn created_containers_left_by_an_earlier_sync_are_started() {
+        let p = pod(json!({"spec": {"containers": [
+            {"name": "a", "image": "busybox"}, {"name": "b", "image": "busybox"}]}}));
+        let o = Observed {
+            sandbox_ready: true,
+            sandbox_exists: true,
+            containers: vec![c("b", ObservedState::Created)],
+            unhealthy: vec![],
+        };
+        assert_eq!(
+            next_actions(&p, &o),
+            [
+                start("a", false),
+                Action::StartCreated {
+                    name: "b".into(),
+                    id: "id-b".into()
+                }
+            ]
+        );
+        let with_init = pod(
+            json!({"spec": {"initContainers": [{"name": "i", "image": "busybox"}],
+            "containers": [{"name": "a", "image": "busybox"}]}}),
+        );
+        let o = Observed {
+            sandbox_ready: true,
+            sandbox_exists: true,
+            containers: vec![c("i", ObservedState::Created)],
+            unhealthy: vec![],
+        };
+        assert_eq!(
+            next_actions(&with_init, &o),
+            [Action::StartCreated {
+                name: "i".into(),
+                id: "id-i".into()
+            }]
+        );
     }
 
     #[test]

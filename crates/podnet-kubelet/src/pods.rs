@@ -60,11 +60,15 @@ struct Memory {
     probes: HashMap<String, ProbeSet>,
     /// (pod uid, audience, expiration) to (token, when to renew).
     tokens: HashMap<(String, String, i64), (String, Instant)>,
-    last_status: HashMap<String, Value>,
+    /// The status this agent last wrote per pod uid (see `status::own_write_stands`).
+    last_status: HashMap<String, status::Posted>,
     /// The pod's network, from its CNI result: pod uid to addresses.
     pod_ips: HashMap<String, Vec<String>>,
     /// Pods that finished (Succeeded or Failed) on this node: never run again.
     finished: HashSet<String>,
+    /// Containers left Created by an earlier sync that this agent tried to start: once each, so a
+    /// container whose start keeps failing is not retried every sync.
+    resumed: HashSet<String>,
 }
 
 pub struct Kubelet {
@@ -437,6 +441,14 @@ impl Kubelet {
                         actions.next();
                     }
                     for (name, e) in self.start_containers(pod, sb, &batch, vols) {
+                        waiting.insert(name, e);
+                    }
+                }
+                Action::StartCreated { name, id } => {
+                    if !self.mem().resumed.insert(id.clone()) {
+                        continue;
+                    }
+                    if let Err(e) = self.start_created(pod, &name, &id) {
                         waiting.insert(name, e);
                     }
                 }
@@ -1102,10 +1114,11 @@ impl Kubelet {
     }
 
     /// Starts the pod's regular containers `names` as kubelet does (each one started after the one
-    /// before it, and after that one's postStart hook), but makes them all at once: the image
-    /// checks, root filesystems and `runc create` of every container overlap each other and the
-    /// starts of those before them, which nothing in the pod can see (no process of a container
-    /// runs before its `runc start`). The events come in
+    /// before it, and after that one's postStart hook), but makes them all at once when no hook
+    /// runs before the last (`plan::make_at_once`): the image checks, root filesystems and `runc
+    /// create` of every container overlap each other and the starts of those before them, which
+    /// nothing in the pod can see (no process of a container runs before its `runc start`, and no
+    /// hook writes into a volume before the next container's mounts are resolved). The events come in
     /// kubelet's order, each container's after the previous one's. Returns the containers that did
     /// not start, with their waiting reason and message.
     fn start_containers(
@@ -1121,7 +1134,7 @@ impl Kubelet {
             .map(|(c, _)| c.name)
             .collect();
         let mut failed = Vec::new();
-        if names.len() < 2 || names.iter().any(|n| ephemeral.contains(n)) {
+        if !plan::make_at_once(pod, names) || names.iter().any(|n| ephemeral.contains(n)) {
             for name in names {
                 if let Err(e) = self.start_container(pod, sb, name, vols) {
                     failed.push((name.clone(), e));
@@ -1140,7 +1153,9 @@ impl Kubelet {
                 .iter()
                 .map(|name| {
                     s.spawn(move || {
-                        crate::trace::begin(&format!("{}/{name}", pod_key(pod)));
+                        if crate::trace::enabled() {
+                            crate::trace::begin(&format!("{}/{name}", pod_key(pod)));
+                        }
                         crate::trace::worthy();
                         let events = RefCell::new(Vec::new());
                         let made = self.make_container(pod, sb, name, vols, services, &events);
@@ -1153,7 +1168,7 @@ impl Kubelet {
                 let (events, made) = job
                     .join()
                     .unwrap_or_else(|_| (Vec::new(), Err(("CreateContainerError".into(), None))));
-                crate::trace::mark(&format!("{name}.made"));
+                crate::trace::mark_with(|| format!("{name}.made"));
                 self.flush_events(pod, name, events);
                 let started = match made {
                     Ok(Some(m)) => self.run_container(pod, name, m),
@@ -1256,7 +1271,7 @@ impl Kubelet {
                 return Err(("CrashLoopBackOff".into(), Some(msg)));
             }
         }
-        crate::trace::mark(&format!("{name}.history"));
+        crate::trace::mark_with(|| format!("{name}.history"));
         // The image.
         let image = c.image.clone().unwrap_or_default();
         let pull_secrets = self.pull_secrets(pod);
@@ -1274,22 +1289,22 @@ impl Kubelet {
         }
         let record = record
             .map_err(|ImageFailure { reason, message }| (reason.to_string(), Some(message)))?;
-        crate::trace::mark(&format!("{name}.image"));
+        crate::trace::mark_with(|| format!("{name}.image"));
         // The process.
         let config_error = |msg: String| {
             event(true, "Failed", &format!("Error: {msg}"));
             ("CreateContainerConfigError".to_string(), Some(msg))
         };
         let image_process = self.image_process(&record).map_err(config_error)?;
-        crate::trace::mark(&format!("{name}.image_config"));
+        crate::trace::mark_with(|| format!("{name}.image_config"));
         let (config_maps, secrets) = self.env_objects(pod, false).map_err(config_error)?;
-        crate::trace::mark(&format!("{name}.env_objects"));
+        crate::trace::mark_with(|| format!("{name}.env_objects"));
         let sources = EnvSources {
             config_maps,
             secrets,
             services: services.get_or_init(|| self.service_env(pod)).clone(),
         };
-        crate::trace::mark(&format!("{name}.service_env"));
+        crate::trace::mark_with(|| format!("{name}.service_env"));
         let id_key = format!("{}-{}-{attempt}", &r.uid[..r.uid.len().min(8)], name);
         let mountpoint = self.cfg.state_dir.join("rootfs").join(&id_key);
         let owner = format!("pod {}/{} container {name}", r.namespace, r.name);
@@ -1302,7 +1317,7 @@ impl Kubelet {
                 event(true, "Failed", &format!("Error: {msg}"));
                 ("CreateContainerError".to_string(), Some(msg))
             })?;
-        crate::trace::mark(&format!("{name}.rootfs"));
+        crate::trace::mark_with(|| format!("{name}.rootfs"));
         // Read inside the image's root: its symlinks must not name the node's files.
         let passwd = crate::inroot::read_in_root(&rootfs.mountpoint, "etc/passwd", ETC_FILE_LIMIT)
             .unwrap_or_default();
@@ -1390,7 +1405,7 @@ impl Kubelet {
                 (ROOTFS_KEY_LABEL.to_string(), id_key.clone()),
             ]),
         };
-        crate::trace::mark(&format!("{name}.spec"));
+        crate::trace::mark_with(|| format!("{name}.spec"));
         let id = self
             .runtime
             .create_container(&sb.record.id, &spec)
@@ -1400,7 +1415,7 @@ impl Kubelet {
                 event(true, "Failed", &format!("Error: {msg}"));
                 ("CreateContainerError".to_string(), Some(msg))
             })?;
-        crate::trace::mark(&format!("{name}.create"));
+        crate::trace::mark_with(|| format!("{name}.create"));
         event(false, "Created", &format!("Created container: {name}"));
         Ok(Some(Made {
             id,
@@ -1411,6 +1426,27 @@ impl Kubelet {
 
     /// `runc start` of a made container, then its postStart hook; older instances beyond the
     /// previous one go.
+    /// Starts a container an earlier sync made but did not start (see `Action::StartCreated`).
+    fn start_created(&self, pod: &Pod, name: &str, id: &str) -> Result<(), Waiting> {
+        let Some(container) = container_named(pod, name) else {
+            return Ok(());
+        };
+        let history: Vec<RtContainer> = self
+            .containers_of(&uid(pod))
+            .into_iter()
+            .filter(|x| x.name() == name && x.id() != id)
+            .collect();
+        self.run_container(
+            pod,
+            name,
+            Made {
+                id: id.to_string(),
+                container,
+                history,
+            },
+        )
+    }
+
     fn run_container(&self, pod: &Pod, name: &str, made: Made) -> Result<(), Waiting> {
         crate::trace::skip();
         let Made {
@@ -1423,7 +1459,7 @@ impl Kubelet {
             self.event(pod, Some(name), true, "Failed", &format!("Error: {msg}"));
             return Err(("RunContainerError".into(), Some(msg)));
         }
-        crate::trace::mark(&format!("{name}.start"));
+        crate::trace::mark_with(|| format!("{name}.start"));
         self.event(
             pod,
             Some(name),
@@ -1852,16 +1888,13 @@ impl Kubelet {
 
     fn post_status(&self, pod: &Pod, facts: &PodFacts) {
         let uid = uid(pod);
-        let last_posted: Option<PodStatus> = self
-            .mem()
-            .last_status
-            .get(&uid)
-            .and_then(|v| serde_json::from_value(v.clone()).ok());
+        let posted = self.mem().last_status.get(&uid).cloned();
+        let standing = status::own_write_stands(pod, posted.as_ref());
         let status: PodStatus =
-            status::pod_status(pod, facts, last_posted.as_ref(), jiff::Timestamp::now());
+            status::pod_status(pod, facts, standing.as_ref(), jiff::Timestamp::now());
         let value = serde_json::to_value(&status).expect("serializes");
-        // Compare without times that move on their own.
-        if self.mem().last_status.get(&uid) == Some(&value) {
+        // Unchanged since the last write, which still stands: nothing to send.
+        if standing.is_some() && posted.as_ref().map(|p| &p.status) == Some(&value) {
             return;
         }
         let r = pod_ref(pod);
@@ -1872,9 +1905,20 @@ impl Kubelet {
             &PatchParams::default(),
             &Patch::Merge(patch),
         )) {
-            Ok(_) => {
+            Ok(written) => {
                 crate::trace::worthy();
-                self.mem().last_status.insert(uid, value);
+                let resource_version = written
+                    .metadata
+                    .resource_version
+                    .as_deref()
+                    .and_then(|v| v.parse().ok());
+                self.mem().last_status.insert(
+                    uid,
+                    status::Posted {
+                        status: value,
+                        resource_version,
+                    },
+                );
             }
             Err(e) => eprintln!("update status of pod {}: {e}", pod_key(pod)),
         }
@@ -2073,7 +2117,9 @@ impl Workers {
             let k = self.kubelet.clone();
             let u = uid.clone();
             let next = tokio::task::spawn_blocking(move || {
-                crate::trace::begin(&pod.as_ref().map_or(u.clone(), pod_key));
+                if crate::trace::enabled() {
+                    crate::trace::begin(&pod.as_ref().map_or(u.clone(), pod_key));
+                }
                 if changed {
                     crate::trace::note("queued", at.elapsed());
                 }

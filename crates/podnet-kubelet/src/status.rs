@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::{
     ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde_json::Value;
 
 /// What the node knows about one container (or init container).
 #[derive(Debug, Clone, PartialEq)]
@@ -259,6 +260,48 @@ fn condition(
         last_probe_time: None,
         observed_generation: None,
     }
+}
+
+/// What the agent last wrote for a pod: the status and the pod's resourceVersion after the write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Posted {
+    pub status: Value,
+    pub resource_version: Option<u64>,
+}
+
+/// The agent's own last write, when it still stands: the watch's copy `pod` is older than the write
+/// (so it cannot show it yet), or shows the same phase and condition statuses. `None` when another
+/// writer changed them after the write (the node lifecycle controller marks the pods of an
+/// unreachable node not Ready): the status is then built from `pod` and posted again, as kubelet's
+/// status manager re-posts when the API's copy disagrees with its cache.
+pub fn own_write_stands(pod: &Pod, posted: Option<&Posted>) -> Option<PodStatus> {
+    let posted = posted?;
+    let mine: PodStatus = serde_json::from_value(posted.status.clone()).ok()?;
+    let watched: Option<u64> = pod
+        .metadata
+        .resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok());
+    let behind = matches!((watched, posted.resource_version), (Some(w), Some(p)) if w < p);
+    if behind {
+        return Some(mine);
+    }
+    let theirs = pod.status.as_ref();
+    let statuses = |s: Option<&PodStatus>| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = s
+            .and_then(|s| s.conditions.as_ref())
+            .map(|cs| {
+                cs.iter()
+                    .map(|c| (c.type_.clone(), c.status.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let agree = theirs.and_then(|t| t.phase.as_ref()) == mine.phase.as_ref()
+        && statuses(theirs) == statuses(Some(&mine));
+    agree.then_some(mine)
 }
 
 /// The full status, keeping PodScheduled (the scheduler's) from `pod.status` and the conditions'

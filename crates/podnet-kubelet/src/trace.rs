@@ -61,6 +61,13 @@ pub fn note(step: &str, took: Duration) {
 }
 
 /// Ends the step `step`: the time since the previous mark (or the start) is its own.
+/// [`mark`] with a name made only when tracing is on (no formatting on the hot path otherwise).
+pub fn mark_with(step: impl FnOnce() -> String) {
+    if enabled() {
+        mark(&step());
+    }
+}
+
 pub fn mark(step: &str) {
     if !enabled() {
         return;

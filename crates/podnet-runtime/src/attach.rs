@@ -101,6 +101,8 @@ pub struct Hub {
     /// came (bounded): that client gets it first. `kubectl run -i` attaches once it sees the pod
     /// Running, so a short command's output would otherwise be printed before anyone listened.
     replay: Option<Vec<u8>>,
+    /// The replay has dropped a chunk: it keeps nothing after it.
+    replay_full: bool,
 }
 
 /// How much early output a `stdinOnce` container keeps for its first client.
@@ -143,6 +145,7 @@ impl Hub {
             input_ended: false,
             tty,
             replay: stdin_once.then(Vec::new),
+            replay_full: false,
         })
     }
 
@@ -299,9 +302,15 @@ impl Hub {
     pub fn broadcast(&mut self, kind: u8, data: &[u8]) {
         if let Some(r) = &mut self.replay
             && !data.is_empty()
-            && r.len() + data.len() + 5 <= MAX_REPLAY
+            && !self.replay_full
         {
-            r.extend_from_slice(&frame(kind, data));
+            if r.len() + data.len() + 5 <= MAX_REPLAY {
+                r.extend_from_slice(&frame(kind, data));
+            } else {
+                // Full: what is kept stays a clean prefix of the output (a later, smaller chunk
+                // must not follow a dropped one), so recording stops for good.
+                self.replay_full = true;
+            }
         }
         if self.clients.is_empty() || data.is_empty() {
             return;
@@ -429,6 +438,44 @@ mod tests {
             assert!(n > 0, "attach socket closed");
             buf.extend_from_slice(&b[..n]);
         }
+    }
+
+    /// A chunk that does not fit the replay ends it: the first client never gets the early output
+    /// with a hole in the middle (here: "begin", then "end" without the 8 KiB between them).
+    #[test]
+    fn the_replay_of_a_stdin_once_container_has_no_hole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_r, w) = nix::unistd::pipe().unwrap();
+        let mut hub = Hub::bind(dir.path(), Some(w), true, None).unwrap();
+        let begin = vec![b'b'; 60 * 1024];
+        let middle = vec![b'm'; 8 * 1024];
+        hub.broadcast(STDOUT, &begin);
+        hub.broadcast(STDOUT, &middle);
+        hub.broadcast(STDOUT, b"end\n");
+        let (_d, p) = short_path(dir.path(), "attach.sock").unwrap();
+        let mut a = UnixStream::connect(&p).unwrap();
+        poll_once(&mut hub);
+        hub.broadcast(STDOUT, b"live\n");
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        loop {
+            poll_once(&mut hub);
+            let (kind, data) = read_frame(&mut a, &mut buf);
+            assert_eq!(kind, STDOUT);
+            got.extend_from_slice(&data);
+            if got.ends_with(b"live\n") {
+                break;
+            }
+        }
+        let all = [&begin[..], &middle[..], b"end\n", b"live\n"].concat();
+        // Either everything, or a prefix of the early output and then the live output: never a
+        // later early chunk after a dropped one.
+        let live_at = got.len() - b"live\n".len();
+        assert!(
+            all.starts_with(&got[..live_at]),
+            "the replay skipped {} bytes and went on after them",
+            middle.len()
+        );
     }
 
     #[test]

@@ -68,7 +68,6 @@ pub mod crilog;
 mod error;
 pub mod etc;
 mod exec;
-mod gate;
 pub mod proc;
 pub mod records;
 mod runc;

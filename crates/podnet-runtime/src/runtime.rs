@@ -412,7 +412,6 @@ impl Runtime {
             let bytes = serde_json::to_vec(&oci)
                 .map_err(|e| Error::Invalid(format!("encode config.json: {e}")))?;
             records::write_atomic(&bundle_dir.join("config.json"), &bytes)?;
-            let _pass = crate::gate::creates().enter();
             self.spawn_shim(&id, &dir, spec)
         })();
         match made {
@@ -624,12 +623,16 @@ impl Runtime {
             (false, Some(_)) if shim_pid.is_some() => (ContainerState::Running, None),
             // Gone, and no exit was recorded: the supervisor died first.
             (false, Some(_)) => (ContainerState::Exited, None),
-            // No init record yet: `runc create` is under way (a failed one is removed at once).
-            (false, None) if record.init_record && shim_pid.is_some() => {
+            // No init record and not started: `runc create` is under way (a failed one is removed
+            // at once).
+            (false, None) if record.init_record && started_ns.is_none() && shim_pid.is_some() => {
                 (ContainerState::Created, None)
             }
-            (false, None) if record.init_record => (ContainerState::Unknown, None),
-            // A supervisor from before the init record: runc knows.
+            (false, None) if record.init_record && started_ns.is_none() => {
+                (ContainerState::Unknown, None)
+            }
+            // A supervisor from before the init record, or one that could not write it (a start
+            // was issued, so its create had ended): runc knows.
             (false, None) => {
                 let runc = self.runc().state(&record.id).unwrap_or(None);
                 match runc {

@@ -900,6 +900,13 @@ fn states_from_the_init_record_match_runcs() {
     both(ContainerState::Created);
     node.rt.start_container(&id).unwrap();
     both(ContainerState::Running);
+    // A supervisor that could not write its init record (the container record expects one): once
+    // started, runc is asked, rather than the container reading as a create under way for ever.
+    fs::remove_file(dir.join("init.json")).unwrap();
+    let st = node.rt.container_status(&id).unwrap();
+    fs::write(dir.join("init.json"), &init).unwrap();
+    assert_eq!(st.state, ContainerState::Running, "without the init record");
+    assert!(st.pid.is_some());
     let listed = node.rt.pod_containers(&sb.pod.uid).unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].state, ContainerState::Running);

@@ -372,9 +372,36 @@ fn attach_with_the_real_kubectl() {
     seen.extend(rx.iter());
     assert!(seen.iter().any(|l| l == "got: two"), "{seen:?}");
     assert!(seen.iter().any(|l| l == "bye"), "{seen:?}");
-    assert_eq!(status.code(), Some(3), "{seen:?}");
+    // As on any cluster, attach carries no exit code (kubelet's answers Success).
+    assert_eq!(status.code(), Some(0), "{seen:?}");
     let logs = lab.kubectl_ok(&["logs", "reader"]);
     assert!(logs.contains("got: one") && logs.contains("bye"), "{logs}");
+
+    // `kubectl run -i` of a short failing command: its output once (a Failure from attach would
+    // make kubectl print it again from the log), the exit code from the pod's status.
+    let out = kubectl_cmd(&lab)
+        .args([
+            "run",
+            "-i",
+            "--restart=Never",
+            "once",
+            "--image=busybox",
+            "--",
+            "sh",
+            "-c",
+            "echo printed-once; exit 3",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("kubectl run -i");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.matches("printed-once").count(),
+        1,
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
 }
 
 /// `kubectl run -it --rm ... -- sh` as a user types it: kubectl on a terminal (util-linux's `script`

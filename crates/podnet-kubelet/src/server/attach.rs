@@ -2,7 +2,8 @@
 //! socket (`podnet_runtime::attach`), over the same `v5.channel.k8s.io` websocket as exec: the
 //! container's output from now on (1 stdout, 2 stderr), input to its stdin (0, when the container
 //! has `stdin: true`), terminal sizes (4, when it has `tty: true`), `[255, 0]` the end of this
-//! session's input, the exit status on 3 when the container ends. A client that leaves detaches; the container goes on.
+//! session's input, and on 3 a Success status when the container ends (no exit code: kubelet's attach
+//! reports none). A client that leaves detaches; the container goes on.
 
 use super::{St, authorized, find, frame, query};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -75,10 +76,10 @@ async fn session(
     // A session without input never half-closes: with stdinOnce that would close the container's
     // stdin for a session that never meant to use it.
     let mut input_open = stdin;
-    let exit: Option<i32> = 'run: loop {
+    'run: loop {
         tokio::select! {
             n = rd.read(&mut chunk) => match n {
-                Ok(0) | Err(_) => break 'run None,
+                Ok(0) | Err(_) => break 'run,
                 Ok(n) => {
                     buf.extend_from_slice(&chunk[..n]);
                     loop {
@@ -89,12 +90,11 @@ async fn session(
                             Ok(Some((STDERR, d))) if stderr => {
                                 if socket.send(frame(2, &d)).await.is_err() { return; }
                             }
-                            Ok(Some((EXIT, d))) => {
-                                break 'run String::from_utf8_lossy(&d).trim().parse().ok();
-                            }
+                            // The container ended: so does the session.
+                            Ok(Some((EXIT, _))) => break 'run,
                             Ok(Some(_)) => {}
                             Ok(None) => break,
-                            Err(_) => break 'run None,
+                            Err(_) => break 'run,
                         }
                     }
                 }
@@ -126,14 +126,11 @@ async fn session(
                 _ => {}
             }
         }
-    };
-    let status = match exit {
-        Some(0) => serde_json::json!({"metadata": {}, "status": "Success"}),
-        Some(code) => serde_json::json!({"metadata": {}, "status": "Failure",
-            "message": format!("command terminated with non-zero exit code: exit code {code}"),
-            "reason": "NonZeroExitCode", "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]}}),
-        None => serde_json::json!({"metadata": {}, "status": "Success"}),
-    };
+    }
+    // Success whatever the exit code, as kubelet's attach answers (CRI attach reports none): kubectl
+    // takes `run -i`'s exit code from the pod's status, and reads a Failure here as "couldn't
+    // attach", printing the output a second time from the log.
+    let status = serde_json::json!({"metadata": {}, "status": "Success"});
     let _ = socket.send(frame(3, status.to_string().as_bytes())).await;
     let _ = socket
         .send(Message::Close(Some(CloseFrame {

@@ -195,6 +195,56 @@ fn transition_times_come_from_the_agents_own_last_write_not_a_lagging_watch_copy
     );
 }
 
+/// The agent's last write stands while the watch lags behind it, and gives way when another writer
+/// changed the pod after it (the node lifecycle controller marking the pods of an unreachable node
+/// not Ready): the status is then built from the API's copy and differs, so it is posted again.
+#[test]
+fn the_agents_last_write_stands_until_another_writer_changes_the_pod() {
+    let f = PodFacts {
+        sandbox_ready: true,
+        containers: vec![running("a", true)],
+        ..Default::default()
+    };
+    let spec = json!({"containers": [{"name": "a"}]});
+    let fresh = pod(json!({"metadata": {"resourceVersion": "4"}, "spec": spec,
+        "status": {"conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}));
+    let ours = pod_status(&fresh, &f, None, ts("2026-01-01T00:00:01Z"));
+    let posted = Posted {
+        status: serde_json::to_value(&ours).unwrap(),
+        resource_version: Some(5),
+    };
+    // The watch has not delivered the write yet (rv 4 < 5): the write stands, nothing new to send.
+    let kept = own_write_stands(&fresh, Some(&posted)).expect("the write stands");
+    let again = pod_status(&fresh, &f, Some(&kept), ts("2026-01-01T00:00:09Z"));
+    assert_eq!(serde_json::to_value(&again).unwrap(), posted.status);
+    // The watch delivered it: the same.
+    let mut caught_up: Pod =
+        serde_json::from_value(json!({"metadata": {"resourceVersion": "5"}, "spec": spec}))
+            .unwrap();
+    caught_up.status = Some(ours.clone());
+    assert!(own_write_stands(&caught_up, Some(&posted)).is_some());
+    // The controller marked it not Ready later (rv 7): the write no longer stands, and the status
+    // built from the API's copy differs from the last write, so it is posted.
+    let marked = pod(json!({"metadata": {"resourceVersion": "7"}, "spec": spec,
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "2026-01-01T00:00:30Z"}]}}));
+    assert!(own_write_stands(&marked, Some(&posted)).is_none());
+    let reposted = pod_status(&marked, &f, None, ts("2026-01-01T00:01:00Z"));
+    assert_ne!(serde_json::to_value(&reposted).unwrap(), posted.status);
+    let ready = reposted
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.status, "True");
+    assert_eq!(
+        ready.last_transition_time.unwrap().0,
+        ts("2026-01-01T00:01:00Z")
+    );
+    // Nothing written yet (a restarted agent): the API's copy.
+    assert!(own_write_stands(&marked, None).is_none());
+}
+
 #[test]
 fn qos_classes() {
     let be = pod(json!({"spec": {"containers": [{"name": "a"}]}}));
