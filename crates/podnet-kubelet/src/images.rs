@@ -110,19 +110,9 @@ impl Images {
             _ => {}
         }
         let now = Instant::now();
-        let wait = self
-            .backoff
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remaining(key, now);
+        let wait = lock(&self.backoff).remaining(key, now);
         if wait > Duration::ZERO {
-            let last = self
-                .last_error
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(key)
-                .cloned()
-                .unwrap_or_default();
+            let last = lock(&self.last_error).get(key).cloned().unwrap_or_default();
             // kubelet's words and types: a Normal BackOff, then the Warning the container start
             // records (`Error: ImagePullBackOff`).
             events.push((
@@ -178,10 +168,10 @@ impl Images {
         }
     }
 
-    /// Pulls `reference`, or takes the outcome of a pull of it that waiters may share: one that
-    /// began after this call (its registry answer is newer than the ask, as policy Always wants),
-    /// or, when `fresh` is false (IfNotPresent), any successful one. Returns the outcome and whether
-    /// it was another caller's pull.
+    /// Pulls `reference`, or takes the outcome of a pull of it that began after this call (its
+    /// registry answer is newer than the ask, as policy Always wants), or, when `fresh` is false
+    /// (IfNotPresent), the image another pull put in the store meanwhile. Returns the outcome and
+    /// whether it came from another caller's pull.
     fn pull(
         &self,
         handle: &tokio::runtime::Handle,
@@ -211,9 +201,18 @@ impl Images {
             .clone();
         let mut last = lock(&flight);
         if let Some(p) = last.as_ref()
-            && (p.began >= asked || (!fresh && p.result.is_ok()))
+            && p.began >= asked
         {
             return (p.clone(), true);
+        }
+        // IfNotPresent: a pull that ended while this one waited may have brought the image.
+        if !fresh && let Ok(rec) = self.puller.store().image(&reference.to_string()) {
+            let pulled = Pulled {
+                began: asked,
+                took: Duration::ZERO,
+                result: Ok(rec),
+            };
+            return (pulled, true);
         }
         let pulled = run();
         *last = Some(pulled.clone());
@@ -223,14 +222,8 @@ impl Images {
     /// Forgets back-off state of a pod that is gone.
     pub fn forget_pod(&self, uid: &str) {
         let prefix = format!("{uid}/");
-        self.backoff
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|k| !k.starts_with(&prefix));
-        self.last_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|k, _| !k.starts_with(&prefix));
+        lock(&self.backoff).retain(|k| !k.starts_with(&prefix));
+        lock(&self.last_error).retain(|k, _| !k.starts_with(&prefix));
     }
 }
 
