@@ -1424,8 +1424,6 @@ impl Kubelet {
         }))
     }
 
-    /// `runc start` of a made container, then its postStart hook; older instances beyond the
-    /// previous one go.
     /// Starts a container an earlier sync made but did not start (see `Action::StartCreated`).
     fn start_created(&self, pod: &Pod, name: &str, id: &str) -> Result<(), Waiting> {
         let Some(container) = container_named(pod, name) else {
@@ -1447,6 +1445,8 @@ impl Kubelet {
         )
     }
 
+    /// `runc start` of a made container, then its postStart hook; older instances beyond the
+    /// previous one go.
     fn run_container(&self, pod: &Pod, name: &str, made: Made) -> Result<(), Waiting> {
         crate::trace::skip();
         let Made {
