@@ -13,6 +13,7 @@ mod eventttl;
 mod gc;
 mod history;
 mod job;
+mod lbipam;
 mod namespace;
 pub mod nodelifecycle;
 mod replicaset;
@@ -148,6 +149,10 @@ pub fn spawn_all(
         Arc::new(scheduler::Scheduler::default()),
         Arc::new(eventttl::EventTtl),
     ];
+    let mut ctrls = ctrls;
+    if let Some(pool) = api.cfg.lb_pool {
+        ctrls.push(Arc::new(lbipam::LbIpam { pool }));
+    }
     let mut tasks: Vec<_> = ctrls
         .into_iter()
         .map(|c| tokio::spawn(run(c, api.clone(), shutdown.clone())))
