@@ -9,7 +9,9 @@
 //!   (pure); [`watch`]: the kube-rs watches that feed it and the Ingress status.
 
 pub mod config;
+pub mod ingress;
 pub mod proxy;
 pub mod route;
 pub mod tls;
 pub mod upstream;
+pub mod watch;
