@@ -166,7 +166,13 @@ async fn routes_by_host_and_path_with_forwarding_headers_and_error_pages() {
     })
     .await;
 
-    let (st, body) = get(p.http, "shop.example.com", "/api/v1?x=1", Some("198.51.100.7")).await;
+    let (st, body) = get(
+        p.http,
+        "shop.example.com",
+        "/api/v1?x=1",
+        Some("198.51.100.7"),
+    )
+    .await;
     assert_eq!(st, 200);
     assert_eq!(line(&body, "backend"), "api");
     assert_eq!(line(&body, "path"), "/api/v1?x=1");
@@ -181,17 +187,27 @@ async fn routes_by_host_and_path_with_forwarding_headers_and_error_pages() {
 
     let (st, body) = get(p.http, "nowhere.test", "/x", None).await;
     assert_eq!(st, 404);
-    assert!(body.contains("404 Not Found") && body.contains("nowhere.test"), "{body}");
+    assert!(
+        body.contains("404 Not Found") && body.contains("nowhere.test"),
+        "{body}"
+    );
     let (st, body) = get(p.http, "nowhere.test", "/down", None).await;
     assert_eq!(st, 503);
-    assert!(body.contains("default/empty:80 has no ready endpoint"), "{body}");
+    assert!(
+        body.contains("default/empty:80 has no ready endpoint"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
 async fn a_refusing_endpoint_is_skipped() {
     let b = backend(
         "b",
-        &[dead_port().await, echo_backend("alive").await, dead_port().await],
+        &[
+            dead_port().await,
+            echo_backend("alive").await,
+            dead_port().await,
+        ],
     );
     let p = start(Snapshot {
         routes: RouteTable::new(vec![rule("", PathMatch::prefix("/"), &b)], None),
@@ -212,7 +228,10 @@ async fn a_refusing_endpoint_is_skipped() {
     }));
     let (st, body) = get(p.http, "h", "/", None).await;
     assert_eq!(st, 502);
-    assert!(body.contains("no endpoint of dead could be reached"), "{body}");
+    assert!(
+        body.contains("no endpoint of dead could be reached"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -222,8 +241,11 @@ async fn http2_cleartext_and_tls_with_the_certificate_chosen_by_sni() {
     let ca = rcgen::generate_simple_self_signed(vec!["a.example.com".to_string()]).unwrap();
     let cb = rcgen::generate_simple_self_signed(vec!["b.example.com".to_string()]).unwrap();
     let key = |c: &rcgen::CertifiedKey<rcgen::KeyPair>| {
-        podnet_ingress::tls::certified_key(c.cert.pem().as_bytes(), c.signing_key.serialize_pem().as_bytes())
-            .unwrap()
+        podnet_ingress::tls::certified_key(
+            c.cert.pem().as_bytes(),
+            c.signing_key.serialize_pem().as_bytes(),
+        )
+        .unwrap()
     };
     let mut certs = Certs::default();
     certs.add("a.example.com", key(&ca));
@@ -242,18 +264,35 @@ async fn http2_cleartext_and_tls_with_the_certificate_chosen_by_sni() {
 
     // HTTP/2 with prior knowledge on the cleartext port
     let s = TcpStream::connect(p.http).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
-        .await
-        .unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     let resp = send
-        .send_request(Request::get("http://a.example.com/h2c").body(Empty::<Bytes>::new()).unwrap())
+        .send_request(
+            Request::get("http://a.example.com/h2c")
+                .body(Empty::<Bytes>::new())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(resp.version(), http::Version::HTTP_2);
-    let body = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let body = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
     assert_eq!(line(&body, "backend"), "a");
-    assert_eq!(line(&body, "host"), "a.example.com", "HTTP/2's authority becomes the Host");
+    assert_eq!(
+        line(&body, "host"),
+        "a.example.com",
+        "HTTP/2's authority becomes the Host"
+    );
 
     // TLS: each name gets its own certificate; ALPN h2
     for (name, cert, want) in [("a.example.com", &ca, "a"), ("b.example.com", &cb, "b")] {
@@ -277,15 +316,28 @@ async fn http2_cleartext_and_tls_with_the_certificate_chosen_by_sni() {
         let (_, session) = tls.get_ref();
         assert_eq!(session.peer_certificates().unwrap()[0], *cert.cert.der());
         assert_eq!(session.alpn_protocol(), Some(&b"h2"[..]));
-        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .unwrap();
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .unwrap();
         tokio::spawn(conn);
         let resp = send
-            .send_request(Request::get(format!("https://{name}/tls")).body(Empty::<Bytes>::new()).unwrap())
+            .send_request(
+                Request::get(format!("https://{name}/tls"))
+                    .body(Empty::<Bytes>::new())
+                    .unwrap(),
+            )
             .await
             .unwrap();
-        let body = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        let body = String::from_utf8(
+            resp.into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap();
         assert_eq!(line(&body, "backend"), want);
         assert_eq!(line(&body, "proto"), "https");
     }
@@ -306,7 +358,9 @@ async fn websocket_through_the_proxy() {
     assert_eq!(resp.status(), 101);
     for i in 0..3 {
         client
-            .send(tokio_tungstenite::tungstenite::Message::text(format!("hello {i}")))
+            .send(tokio_tungstenite::tungstenite::Message::text(format!(
+                "hello {i}"
+            )))
             .await
             .unwrap();
         let m = client.next().await.unwrap().unwrap();
@@ -337,7 +391,12 @@ async fn configuration_swapped_under_load_loses_no_request() {
                 for _ in 0..200 {
                     send.ready().await.unwrap();
                     let resp = send
-                        .send_request(Request::get("/").header("host", "h").body(Empty::<Bytes>::new()).unwrap())
+                        .send_request(
+                            Request::get("/")
+                                .header("host", "h")
+                                .body(Empty::<Bytes>::new())
+                                .unwrap(),
+                        )
                         .await
                         .unwrap();
                     assert_eq!(resp.status(), 200);
