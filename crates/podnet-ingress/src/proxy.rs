@@ -162,12 +162,14 @@ impl Proxy {
     ) -> Response<Body> {
         let start = Instant::now();
         let host = request_host(&req);
-        let line = format!(
-            "{} {} {:?}",
-            req.method(),
-            req.uri().path_and_query().map_or("/", |p| p.as_str()),
-            req.version()
-        );
+        let line = self.access_log.then(|| {
+            format!(
+                "{} {} {:?}",
+                req.method(),
+                req.uri().path_and_query().map_or("/", |p| p.as_str()),
+                req.version()
+            )
+        });
         let snapshot = self.config.borrow().clone();
         let (resp, backend, endpoint) = match snapshot.routes.lookup(&host, req.uri().path()) {
             Lookup::NotFound => (
@@ -187,7 +189,7 @@ impl Proxy {
                 (resp, Some(b), ep)
             }
         };
-        if self.access_log {
+        if let Some(line) = line {
             // nginx's combined format, then the backend, the endpoint and the time taken
             println!(
                 "{} - - [{}] \"{line}\" {} host={host:?} backend={} endpoint={} {:.3}",
@@ -397,10 +399,8 @@ fn upstream_head(
     head.uri = parts
         .uri
         .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/")
-        .parse::<Uri>()
-        .unwrap_or_else(|_| Uri::from_static("/"));
+        .cloned()
+        .map_or_else(|| Uri::from_static("/"), Uri::from);
     let mut h = parts.headers.clone();
     strip_hop_by_hop(&mut h, upgrade);
     if let Ok(v) = HeaderValue::from_str(host) {
