@@ -2,7 +2,7 @@
 //! from podnet's own static binary and pushed into the lab's mirror, `deploy/podnet-ingress.yaml`
 //! applied with the real kubectl, `examples/ingress` (two Services by path and by host, TLS from a
 //! Secret) curled from the lab's internet host through the controller's LoadBalancer address; the
-//! Ingress status carrying that address, a 404 for no rule, 503 for a backend scaled to zero and
+//! Ingress status carrying that address, a 404 for no rule, a wildcard host and a default backend, 503 for a backend scaled to zero and
 //! back, an Ingress edited while requests run with none failing, the access log in `kubectl logs`.
 //! Root test with its own lab (torn down in `Drop`); waits are bounded polls.
 
@@ -13,6 +13,20 @@ use common::*;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
+
+const FALLBACK: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: fallback}
+spec:
+  ingressClassName: podnet
+  defaultBackend: {service: {name: coffee, port: {number: 80}}}
+  rules:
+    - host: "*.example.com"
+      http:
+        paths:
+          - {path: /, pathType: Prefix, backend: {service: {name: coffee, port: {number: 80}}}}
+"#;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -233,6 +247,43 @@ fn ingress_routes_by_host_and_path_with_tls_from_the_internet() {
         out.ends_with("404") && out.contains("podnet-ingress"),
         "{out}"
     );
+
+    // A second Ingress: a wildcard host (the exact tea.example.com rule still wins over it) and a
+    // default backend for whatever no rule matches.
+    apply(&lab, FALLBACK);
+    let other80 = at("other.example.com", 80, &lb);
+    wait_for("the wildcard rule", LONG, || {
+        curl_internet(
+            &lab,
+            &["--resolve", &other80, "http://other.example.com/coffee/"],
+        )
+        .and_then(|b| {
+            if b.starts_with("coffee from") {
+                Ok(())
+            } else {
+                Err(b)
+            }
+        })
+    });
+    let body = curl_internet(&lab, &["--resolve", &tea80, "http://tea.example.com/"]).unwrap();
+    assert!(
+        body.starts_with("tea from"),
+        "exact host before wildcard: {body}"
+    );
+    let body = curl_internet(
+        &lab,
+        &[
+            "-H",
+            "Host: nothing.example",
+            &format!("http://{lb}/coffee/"),
+        ],
+    )
+    .unwrap();
+    assert!(
+        body.starts_with("coffee from"),
+        "the default backend: {body}"
+    );
+    lab.kubectl_ok(&["delete", "ingress", "fallback"]);
 
     // A backend scaled to zero answers 503, and comes back.
     lab.kubectl_ok(&["scale", "deployment", "coffee", "--replicas", "0"]);
