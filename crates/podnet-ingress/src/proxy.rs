@@ -237,7 +237,8 @@ impl Proxy {
         let mut last_error = String::new();
         for i in 0..n {
             let ep = backend.endpoints[(first + i) % n];
-            if let Some(mut pooled) = self.pool.take(ep).filter(|_| !upgrade) {
+            // an upgrade takes a connection of its own, never a pooled one
+            if let Some(mut pooled) = (!upgrade).then(|| self.pool.take(ep)).flatten() {
                 let Some(b) = next_body() else { break };
                 match self.send(&mut pooled, head.clone(), b).await {
                     Ok(resp) => return (self.finish(resp, pooled, ep, client_upgrade), Some(ep)),
@@ -304,27 +305,29 @@ impl Proxy {
         ep: SocketAddr,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     ) -> Response<Body> {
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client) = client_upgrade {
-                let server = hyper::upgrade::on(&mut resp);
-                tokio::spawn(async move {
-                    if let (Ok(c), Ok(s)) = (client.await, server.await) {
-                        let _ = tokio::io::copy_bidirectional(
-                            &mut TokioIo::new(c),
-                            &mut TokioIo::new(s),
-                        )
-                        .await;
-                    }
-                });
-                drop(sender);
-                let (parts, _) = resp.into_parts();
-                return Response::from_parts(parts, empty());
-            }
-        } else if client_upgrade.is_none() {
-            self.pool.give_back(ep, sender);
+        let upgrading = client_upgrade.is_some();
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(client) = client_upgrade
+        {
+            let server = hyper::upgrade::on(&mut resp);
+            tokio::spawn(async move {
+                if let (Ok(c), Ok(s)) = (client.await, server.await) {
+                    let _ =
+                        tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(s))
+                            .await;
+                }
+            });
+            drop(sender);
+            let (parts, _) = resp.into_parts();
+            return Response::from_parts(parts, empty());
         }
         strip_hop_by_hop(resp.headers_mut(), false);
-        resp.map(|b| b.boxed())
+        if upgrading {
+            // its connection may still be taken over: never pooled
+            return resp.map(|b| b.boxed());
+        }
+        let pool = self.pool.clone();
+        resp.map(|b| crate::upstream::Returning::new(b, pool, ep, sender).boxed())
     }
 }
 

@@ -34,31 +34,23 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// An idle connection to `addr` that is ready for a request, if the pool has one.
+    /// An idle connection to `addr` that is ready for a request, if the pool has one. Closed ones
+    /// are dropped; one whose connection task has not yet seen its last response end stays.
     pub fn take(&self, addr: SocketAddr) -> Option<Sender> {
         let mut idle = self.idle.lock().expect("pool lock");
         let list = idle.get_mut(&addr)?;
-        while let Some(s) = list.pop() {
-            if s.is_ready() && !s.is_closed() {
-                return Some(s);
-            }
-        }
-        None
+        list.retain(|s| !s.is_closed());
+        let i = list.iter().rposition(|s| s.is_ready())?;
+        Some(list.swap_remove(i))
     }
 
-    /// Returns a connection to the pool once it can take the next request (in the background).
-    pub fn give_back(&self, addr: SocketAddr, mut sender: Sender) {
-        let idle = self.idle.clone();
-        tokio::spawn(async move {
-            if sender.ready().await.is_err() {
-                return;
-            }
-            let mut idle = idle.lock().expect("pool lock");
-            let list = idle.entry(addr).or_default();
-            if list.len() < MAX_IDLE {
-                list.push(sender);
-            }
-        });
+    /// Puts a connection whose last response was read to the end back into the pool.
+    pub fn put(&self, addr: SocketAddr, sender: Sender) {
+        let mut idle = self.idle.lock().expect("pool lock");
+        let list = idle.entry(addr).or_default();
+        if list.len() < MAX_IDLE {
+            list.push(sender);
+        }
     }
 
     /// A new connection. `upgrades`: the connection may be taken over by a protocol upgrade
@@ -83,5 +75,61 @@ impl Pool {
             tokio::spawn(conn);
         }
         Ok(sender)
+    }
+}
+
+/// An endpoint's response body that gives its connection back to the pool once read to the end
+/// (then the connection can take the next request); a body dropped before its end closes the
+/// connection with it.
+pub struct Returning {
+    inner: hyper::body::Incoming,
+    back: Option<(Pool, SocketAddr, Sender)>,
+}
+
+impl Returning {
+    pub fn new(inner: hyper::body::Incoming, pool: Pool, addr: SocketAddr, sender: Sender) -> Self {
+        Returning {
+            inner,
+            back: Some((pool, addr, sender)),
+        }
+    }
+
+    fn give_back(&mut self) {
+        if let Some((pool, addr, sender)) = self.back.take() {
+            pool.put(addr, sender);
+        }
+    }
+}
+
+impl hyper::body::Body for Returning {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(None) = r {
+            self.give_back();
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Returning {
+    fn drop(&mut self) {
+        // a server stops polling once the length it was told is written: the end is reached then too
+        if hyper::body::Body::is_end_stream(&self.inner) {
+            self.give_back();
+        }
     }
 }

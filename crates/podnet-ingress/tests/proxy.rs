@@ -423,3 +423,39 @@ async fn configuration_swapped_under_load_loses_no_request() {
     flipper.await.unwrap();
     assert!(seen.contains("one"), "{seen:?}");
 }
+
+#[tokio::test]
+async fn endpoint_connections_are_reused() {
+    // a backend that counts the connections it accepts
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = l.accept().await.unwrap();
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let svc = service_fn(|_req: Request<Incoming>| async {
+                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from("ok"))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    let b = backend("counted", &[addr]);
+    let p = start(Snapshot {
+        routes: RouteTable::new(vec![rule("", PathMatch::prefix("/"), &b)], None),
+        certs: Certs::default(),
+    })
+    .await;
+    // 50 requests one after the other, each on a new client connection
+    for _ in 0..50 {
+        let (st, body) = get(p.http, "h", "/", None).await;
+        assert_eq!((st, body.as_str()), (StatusCode::OK, "ok"));
+    }
+    let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(n <= 5, "{n} backend connections for 50 sequential requests");
+}
