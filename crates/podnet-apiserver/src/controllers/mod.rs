@@ -135,7 +135,7 @@ pub fn spawn_all(
     api: Arc<Api>,
     shutdown: watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let ctrls: Vec<Arc<dyn Controller>> = vec![
+    let mut ctrls: Vec<Arc<dyn Controller>> = vec![
         Arc::new(namespace::NamespaceController),
         Arc::new(gc::GarbageCollector),
         Arc::new(deployment::DeploymentController::default()),
@@ -149,7 +149,6 @@ pub fn spawn_all(
         Arc::new(scheduler::Scheduler::default()),
         Arc::new(eventttl::EventTtl),
     ];
-    let mut ctrls = ctrls;
     if let Some(pool) = api.cfg.lb_pool {
         ctrls.push(Arc::new(lbipam::LbIpam { pool }));
     }
