@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the small static binaries that go into images: podnet-echoserver (the echoserver substitute),
-# podnet-dns (the cluster DNS image) and, when scripts/build-pause.sh is in the tree, podnet-pause (the
+# podnet-dns (the cluster DNS image), podnet-ingress (the ingress controller image) and, when scripts/build-pause.sh is in the tree, podnet-pause (the
 # pause image). Prints their paths.
 #
 # The machine has only the x86_64-unknown-linux-gnu target (no musl), so the echo server links glibc
@@ -27,6 +27,13 @@ CARGO_PROFILE_RELEASE_STRIP=symbols CARGO_PROFILE_RELEASE_DEBUG=false \
 RUSTFLAGS="-C target-feature=+crt-static" \
   flock /tmp/podnet-cargo.lock cargo build -q --release --locked --target "$TARGET" --target-dir "$DIR" -p podnet-dns --bin podnet-dns
 built+=("$OUT/podnet-dns")
+
+# podnet-ingress: the same reasons (a proxy: speed first, a panic in one request's task must not
+# take the others down).
+CARGO_PROFILE_RELEASE_STRIP=symbols CARGO_PROFILE_RELEASE_DEBUG=false \
+RUSTFLAGS="-C target-feature=+crt-static" \
+  flock /tmp/podnet-cargo.lock cargo build -q --release --locked --target "$TARGET" --target-dir "$DIR" -p podnet-ingress --bin podnet-ingress
+built+=("$OUT/podnet-ingress")
 
 # podnet-pause has no libc at all and its own build (cargo profile `pause`, panic=abort): its script
 # builds it and prints the path, when the crate is in the tree.

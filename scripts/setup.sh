@@ -14,6 +14,7 @@ PACKAGES=(
   iperf3 hyperfine jq curl procps psmisc                               # benchmarks and test helpers
   mmdebstrap docker-registry skopeo umoci file                         # images: substitutes, the lab's mirror
   dnsperf unbound                                                      # cluster DNS benchmark: load and the anchor
+  nginx haproxy wrk                                                    # ingress benchmark: the anchors and the load
 )
 
 missing=()

@@ -96,6 +96,9 @@ pub struct Config {
     /// Run the built-in controllers (deployments, replicasets, namespaces, garbage collection, service
     /// accounts, endpoints, scheduler). Benchmarks of the bare API turn them off.
     pub controllers: bool,
+    /// Where LoadBalancer Services get their addresses; `None` leaves them pending, as on a cluster
+    /// without a load-balancer implementation.
+    pub lb_pool: Option<podnet_apimachinery::loadbalancer::Pool>,
 }
 
 impl Config {
@@ -119,6 +122,7 @@ impl Config {
             node_monitor_grace_period: Duration::from_secs(40),
             node_startup_grace_period: Duration::from_secs(60),
             controllers: true,
+            lb_pool: None,
         }
     }
 }

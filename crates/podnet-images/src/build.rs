@@ -42,6 +42,8 @@ pub struct Options {
     pub pause: Option<PathBuf>,
     /// The static `podnet-dns`; without it the dns image is skipped.
     pub dns: Option<PathBuf>,
+    /// The static `podnet-ingress`; without it the ingress image is skipped.
+    pub ingress: Option<PathBuf>,
     /// Image names to build (`nginx`, `httpd`, ...); empty: all.
     pub only: Vec<String>,
 }
@@ -238,6 +240,7 @@ fn input_path(opts: &Options, input: Input) -> Option<&Path> {
         Input::Echoserver => opts.echoserver.as_deref(),
         Input::Pause => opts.pause.as_deref(),
         Input::Dns => opts.dns.as_deref(),
+        Input::Ingress => opts.ingress.as_deref(),
     }
 }
 
@@ -492,6 +495,7 @@ mod tests {
             echoserver: None,
             pause,
             dns: None,
+            ingress: None,
             only: vec![],
         }
     }

@@ -46,6 +46,8 @@ pub enum Input {
     Pause,
     /// `podnet-dns` (crates/podnet-dns), the cluster DNS server, linked statically.
     Dns,
+    /// `podnet-ingress` (crates/podnet-ingress), the ingress controller, linked statically.
+    Ingress,
 }
 
 impl Input {
@@ -54,6 +56,7 @@ impl Input {
             Input::Echoserver => "podnet-echoserver",
             Input::Pause => "podnet-pause",
             Input::Dns => "podnet-dns",
+            Input::Ingress => "podnet-ingress",
         }
     }
 }
@@ -200,6 +203,13 @@ pub const LAYERS: &[LayerRecipe] = &[
         kind: LayerKind::Binary {
             input: Input::Dns,
             path: "/podnet-dns",
+        },
+    },
+    LayerRecipe {
+        name: "ingress",
+        kind: LayerKind::Binary {
+            input: Input::Ingress,
+            path: "/podnet-ingress",
         },
     },
 ];
@@ -356,6 +366,23 @@ pub const IMAGES: &[ImageRecipe] = &[
         config: RunConfig {
             entrypoint: &["/podnet-dns"],
             exposed_ports: &["53/udp", "53/tcp", "8080/tcp", "8181/tcp"],
+            stop_signal: Some("SIGTERM"),
+            ..RUN_DEFAULT
+        },
+    },
+    // podnet's own ingress controller (deploy/podnet-ingress.yaml): the static binary alone.
+    ImageRecipe {
+        name: "ingress",
+        layers: &["ingress"],
+        refs: &[Ref {
+            reference: "localhost/podnet/ingress:latest",
+            substitute_for: None,
+        }],
+        what: "podnet-ingress {podnet}, podnet's ingress controller (Ingress rules served by a hyper reverse proxy)",
+        version_of: None,
+        config: RunConfig {
+            entrypoint: &["/podnet-ingress"],
+            exposed_ports: &["80/tcp", "443/tcp"],
             stop_signal: Some("SIGTERM"),
             ..RUN_DEFAULT
         },

@@ -117,6 +117,7 @@ fn fixture() -> Fixture {
         echoserver: Some(echoserver),
         pause: Some(pause),
         dns: Some(dns),
+        ingress: None,
         only: vec![],
     };
     let built = build(&opts, &mut |l| eprintln!("{l}")).expect("build the substitutes");

@@ -75,6 +75,10 @@ pub fn start(
     config.service_cidr = Cidr::parse(&state.plan.spec.service_cidr.to_string()).expect("valid");
     config.advertise_address = router_ip;
     config.advertise_port = ROUTER_API_PORT;
+    config.lb_pool = Some(podnet_apimachinery::loadbalancer::Pool {
+        first: state.plan.spec.lb_pool.first,
+        last: state.plan.spec.lb_pool.last,
+    });
     let handle = podnet_apiserver::start(config, vec![host, on_router])
         .map_err(|e| Error::Other(format!("start the API server: {e}")))?;
     Ok((handle, host_addr))

@@ -5,7 +5,7 @@
 use crate::error::{Error, Result, io, ns};
 use crate::paths::LabPaths;
 use crate::teardown::DAEMON_ARG;
-use crate::{addons, agents, controlplane, dnsrelay, internet, state::LabState};
+use crate::{addons, agents, controlplane, dnsrelay, internet, lbroutes, state::LabState};
 use podnet_netns::{NetNs, persist};
 use podnet_types::lab::INTERNET_HOST_IP;
 use std::fs::{self, OpenOptions};
@@ -79,6 +79,8 @@ pub fn run(name: &str) -> Result<()> {
         state.plan.spec.cluster_cidr.to_string(),
         stop_agents.clone(),
     );
+    // runs until the process ends (it looks at the stop flag only between passes)
+    let _lb_routes = lbroutes::start(&paths, &state, api.api(), stop_agents.clone())?;
     let ready = Ready {
         pid: std::process::id(),
         api: api_addr.to_string(),

@@ -14,6 +14,7 @@ pub mod dnsrelay;
 mod error;
 pub mod exec;
 mod internet;
+pub mod lbroutes;
 pub mod mirror;
 pub mod paths;
 pub mod reconcile;

@@ -100,6 +100,73 @@ pub struct PlanSpec {
     /// `/etc/resolv.conf`). Tests point it at a resolver of their own on loopback.
     #[serde(default, rename = "upstreamDNS", skip_serializing_if = "Vec::is_empty")]
     pub upstream_dns: Vec<std::net::SocketAddr>,
+    /// Where LoadBalancer Services get their external addresses (on the router's internet side).
+    #[serde(default, rename = "loadBalancerPool")]
+    pub lb_pool: LbPool,
+}
+
+/// An inclusive range of addresses for LoadBalancer Services (`--lb-pool`), as a cloud's or
+/// MetalLB's address pool: written `FIRST-LAST` or as a CIDR (its network and broadcast addresses
+/// left out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LbPool {
+    pub first: Ipv4Addr,
+    pub last: Ipv4Addr,
+}
+
+impl Default for LbPool {
+    /// The upper part of the lab's internet, away from the router (.1) and the internet host (.10).
+    fn default() -> Self {
+        LbPool {
+            first: Ipv4Addr::new(203, 0, 113, 100),
+            last: Ipv4Addr::new(203, 0, 113, 199),
+        }
+    }
+}
+
+impl LbPool {
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        (self.first..=self.last).contains(&ip)
+    }
+
+    /// How many addresses the pool holds.
+    pub fn size(&self) -> u64 {
+        u64::from(u32::from(self.last)) + 1 - u64::from(u32::from(self.first))
+    }
+}
+
+impl fmt::Display for LbPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+impl FromStr for LbPool {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |why: &str| format!("address pool {s:?}: {why} (FIRST-LAST or a CIDR)");
+        if let Some((a, b)) = s.split_once('-') {
+            let first: Ipv4Addr = a.trim().parse().map_err(|_| bad("bad first address"))?;
+            let last: Ipv4Addr = b.trim().parse().map_err(|_| bad("bad last address"))?;
+            if first > last {
+                return Err(bad("the first address is after the last"));
+            }
+            return Ok(LbPool { first, last });
+        }
+        let net: Ipv4Net = s.parse().map_err(|_| bad("not a range"))?;
+        if net.trunc() != net {
+            return Err(bad("host bits set"));
+        }
+        let (first, last) = if net.prefix_len() >= 31 {
+            (net.network(), net.broadcast())
+        } else {
+            (
+                Ipv4Addr::from(u32::from(net.network()) + 1),
+                Ipv4Addr::from(u32::from(net.broadcast()) - 1),
+            )
+        };
+        Ok(LbPool { first, last })
+    }
 }
 
 impl Default for PlanSpec {
@@ -114,6 +181,7 @@ impl Default for PlanSpec {
             service_cidr: "10.96.0.0/16".parse().expect("literal"),
             mtu: 1500,
             upstream_dns: Vec::new(),
+            lb_pool: LbPool::default(),
         }
     }
 }
@@ -149,12 +217,34 @@ pub enum PlanError {
     Overlap { a: String, b: String },
     #[error("--mtu: {0} is not between 1280 and 9000")]
     Mtu(u32),
+    #[error("--lb-pool: {0} {1}")]
+    LbPool(LbPool, String),
 }
 
 pub const MAX_NODES: u32 = 64;
 
 fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// The pool must lie on the router's internet side (the internet host reaches it there, the router
+/// answering ARP for it) and leave the router's, the internet host's and the broadcast address free.
+fn check_lb_pool(pool: LbPool, internet: Ipv4Net) -> Result<(), PlanError> {
+    let err = |why: String| Err(PlanError::LbPool(pool, why));
+    if !internet.contains(&pool.first) || !internet.contains(&pool.last) {
+        return err(format!("is not inside the lab's internet {internet}"));
+    }
+    for (what, ip) in [
+        ("the network address", internet.network()),
+        ("the router's address", INTERNET_ROUTER_IP),
+        ("the internet host's address", INTERNET_HOST_IP),
+        ("the broadcast address", internet.broadcast()),
+    ] {
+        if pool.contains(ip) {
+            return err(format!("holds {what} {ip}"));
+        }
+    }
+    Ok(())
 }
 
 impl Plan {
@@ -212,6 +302,7 @@ impl Plan {
                 }
             }
         }
+        check_lb_pool(spec.lb_pool, internet)?;
         let base = u32::from(spec.underlay.network());
         let router_ip = Ipv4Addr::from(base + 1);
         let block = 1u32 << (32 - spec.node_prefix);
@@ -308,6 +399,47 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("did you mean 10.100.0.0/24"), "{e}");
+    }
+
+    #[test]
+    fn lb_pools_parse_and_are_checked() {
+        let p: LbPool = "203.0.113.100-203.0.113.199".parse().unwrap();
+        assert_eq!(p, LbPool::default());
+        assert_eq!(p.size(), 100);
+        assert_eq!(p.to_string().parse::<LbPool>().unwrap(), p);
+        let c: LbPool = "203.0.113.128/26".parse().unwrap();
+        assert_eq!(c.to_string(), "203.0.113.129-203.0.113.190");
+        let one: LbPool = "203.0.113.50/32".parse().unwrap();
+        assert_eq!((one.first, one.size()), (one.last, 1));
+        assert!("203.0.113.9-203.0.113.3".parse::<LbPool>().is_err());
+        assert!("203.0.113.129/26".parse::<LbPool>().is_err());
+        assert!("x".parse::<LbPool>().is_err());
+        for (pool, says) in [
+            (
+                "203.0.113.5-203.0.113.20",
+                "internet host's address 203.0.113.10",
+            ),
+            ("203.0.113.0/28", "router's address 203.0.113.1"),
+            ("203.0.113.250-203.0.113.255", "broadcast"),
+            ("198.51.100.0/24", "not inside"),
+        ] {
+            let e = Plan::new(PlanSpec {
+                lb_pool: pool.parse().unwrap(),
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert!(e.to_string().starts_with("--lb-pool"), "{e}");
+            assert!(e.to_string().contains(says), "{pool}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_state_file_without_a_pool_gets_the_default() {
+        let spec = PlanSpec::default();
+        let mut v = serde_json::to_value(&spec).unwrap();
+        v.as_object_mut().unwrap().remove("loadBalancerPool");
+        let back: PlanSpec = serde_json::from_value(v).unwrap();
+        assert_eq!(back.lb_pool, LbPool::default());
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod eventttl;
 mod gc;
 mod history;
 mod job;
+mod lbipam;
 mod namespace;
 pub mod nodelifecycle;
 mod replicaset;
@@ -134,7 +135,7 @@ pub fn spawn_all(
     api: Arc<Api>,
     shutdown: watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let ctrls: Vec<Arc<dyn Controller>> = vec![
+    let mut ctrls: Vec<Arc<dyn Controller>> = vec![
         Arc::new(namespace::NamespaceController),
         Arc::new(gc::GarbageCollector),
         Arc::new(deployment::DeploymentController::default()),
@@ -148,6 +149,9 @@ pub fn spawn_all(
         Arc::new(scheduler::Scheduler::default()),
         Arc::new(eventttl::EventTtl),
     ];
+    if let Some(pool) = api.cfg.lb_pool {
+        ctrls.push(Arc::new(lbipam::LbIpam { pool }));
+    }
     let mut tasks: Vec<_> = ctrls
         .into_iter()
         .map(|c| tokio::spawn(run(c, api.clone(), shutdown.clone())))

@@ -25,8 +25,11 @@ pub struct Args {
     /// The static podnet-dns binary (scripts/build-static.sh); without it no dns image.
     #[arg(long, env = "PODNET_DNS")]
     dns: Option<PathBuf>,
+    /// The static podnet-ingress binary (scripts/build-static.sh); without it no ingress image.
+    #[arg(long, env = "PODNET_INGRESS")]
+    ingress: Option<PathBuf>,
     /// Build only these images (repeatable): debian, nginx, httpd, ubuntu, busybox, echoserver, pause,
-    /// dns.
+    /// dns, ingress.
     #[arg(long)]
     only: Vec<String>,
     /// Debian mirror apt fetches from.
@@ -52,6 +55,7 @@ pub fn build(a: Args) -> Result<()> {
         echoserver: a.echoserver,
         pause: a.pause,
         dns: a.dns,
+        ingress: a.ingress,
         only: a.only,
     };
     let mut progress = |line: &str| println!("{line}");

@@ -33,6 +33,14 @@ pub struct Args {
     /// /etc/resolv.conf). The lab's router relays pods' and the cluster DNS's queries to it.
     #[arg(long = "upstream-dns", value_name = "IP:PORT")]
     upstream_dns: Vec<std::net::SocketAddr>,
+    /// Where LoadBalancer Services get their external addresses: FIRST-LAST or a CIDR inside the
+    /// lab's internet 203.0.113.0/24 (the router answers for them there, as a cloud's load balancer).
+    #[arg(
+        long = "lb-pool",
+        value_name = "RANGE",
+        default_value = "203.0.113.100-203.0.113.199"
+    )]
+    lb_pool: podnet_types::lab::LbPool,
     /// The API server's port on 127.0.0.1 (0 picks a free one).
     #[arg(long = "api-port", default_value_t = 6443)]
     api_port: u16,
@@ -52,6 +60,7 @@ pub fn run(lab: &str, a: Args) -> Result<()> {
             service_cidr: a.service_cidr,
             mtu: a.mtu,
             upstream_dns: a.upstream_dns,
+            lb_pool: a.lb_pool,
         },
         mode: a.mode.unwrap_or(Mode::Vxlan),
         podnet_exe: std::env::current_exe().context("find the podnet executable")?,
@@ -66,11 +75,12 @@ pub fn run(lab: &str, a: Args) -> Result<()> {
     match podnet_lab::up(&opts)? {
         UpOutcome::Created { state, took } => {
             println!(
-                "lab {lab} is up in {:.2} s: {} nodes, mode {}, router {}, internet 203.0.113.10\n",
+                "lab {lab} is up in {:.2} s: {} nodes, mode {}, router {}, internet 203.0.113.10, load balancers {}\n",
                 took.as_secs_f64(),
                 state.plan.nodes.len(),
                 state.mode,
-                state.plan.router_ip
+                state.plan.router_ip,
+                state.plan.spec.lb_pool
             );
             print!("{}", nodes_table(&state));
             if let Some(api) = &state.api_address {
