@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 use serde_json::{Map, Value};
 
 use k8s_openapi::api::{
-    apps, authentication, autoscaling, batch, coordination, core, discovery, networking,
+    apps, authentication, authorization, autoscaling, batch, coordination, core, discovery,
+    networking, rbac,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta;
 
@@ -56,6 +57,14 @@ impl Registry {
             networking::v1::NetworkPolicy,
             networking::v1::Ingress,
             networking::v1::IngressClass,
+            authorization::v1::SelfSubjectAccessReview,
+            authorization::v1::SelfSubjectRulesReview,
+            authorization::v1::SubjectAccessReview,
+            authorization::v1::LocalSubjectAccessReview,
+            rbac::v1::Role,
+            rbac::v1::ClusterRole,
+            rbac::v1::RoleBinding,
+            rbac::v1::ClusterRoleBinding,
             meta::v1::DeleteOptions,
             meta::v1::Status,
             meta::v1::APIResourceList,

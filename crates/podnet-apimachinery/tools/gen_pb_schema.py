@@ -38,6 +38,10 @@ ROOTS = [
     'k8s.io.api.autoscaling.v1.Scale',
     'k8s.io.apimachinery.pkg.apis.meta.v1.DeleteOptions',
     'k8s.io.api.coordination.v1.Lease', 'k8s.io.api.authentication.v1.TokenRequest',
+    'k8s.io.api.rbac.v1.Role', 'k8s.io.api.rbac.v1.ClusterRole', 'k8s.io.api.rbac.v1.RoleBinding',
+    'k8s.io.api.rbac.v1.ClusterRoleBinding',
+    'k8s.io.api.authorization.v1.SelfSubjectAccessReview',
+    'k8s.io.api.authorization.v1.SelfSubjectRulesReview',
 ]
 # Messages decoded by hand (their JSON form is not their proto shape).
 SPECIAL = {
@@ -99,7 +103,8 @@ for path in glob.glob(PB + '/**/mod.rs', recursive=True):
             if kind.startswith('bytes'):
                 kind = 'bytes'
             if kind == 'message':
-                inner = re.search(r'(?:Option|Vec)<(.+)>$', fty).group(1).strip()
+                # a long type is wrapped over lines, leaving a trailing comma inside the brackets
+                inner = re.search(r'(?:Option|Vec)<(.+)>$', fty).group(1).strip().rstrip(',').strip()
                 kind = 'msg:' + resolve(modparts, inner)
             fields.append((tag, fname, card, kind))
         messages[pkg + '.' + name] = fields

@@ -1,6 +1,6 @@
 //! What a fresh cluster has: the `default`, `kube-system`, `kube-public` and `kube-node-lease`
 //! namespaces and the `kubernetes` Service (first service IP, port 443) with endpoints pointing at the
-//! API server's advertise address.
+//! API server's advertise address; the default RBAC roles and bindings.
 
 use std::sync::Arc;
 
@@ -26,6 +26,7 @@ pub async fn run(api: &Arc<Api>) -> Result<(), ApiError> {
             ignore_exists(api.create(ns, "", obj, &opts).await)?;
         }
     }
+    crate::authz::defaults::reconcile(api).await?;
     let svc = resources::find("", "v1", "services").expect("served");
     let first = api
         .cfg

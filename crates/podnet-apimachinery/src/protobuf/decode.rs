@@ -138,6 +138,8 @@ pub fn proto_message_for(api_version: &str, kind: &str) -> Option<&'static str> 
             "autoscaling/v1" => "k8s.io.api.autoscaling.v1",
             "coordination.k8s.io/v1" => "k8s.io.api.coordination.v1",
             "authentication.k8s.io/v1" => "k8s.io.api.authentication.v1",
+            "authorization.k8s.io/v1" => "k8s.io.api.authorization.v1",
+            "rbac.authorization.k8s.io/v1" => "k8s.io.api.rbac.v1",
             _ => return None,
         }
     };

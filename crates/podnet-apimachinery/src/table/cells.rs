@@ -98,6 +98,11 @@ pub fn cells(kind: &str, o: &Value, now: i64) -> Vec<Value> {
             ]
         }
         "ServiceAccount" => vec![name(o), json!(arr(o, "secrets").len()), created(o, now)],
+        "Role" | "ClusterRole" => vec![
+            name(o),
+            json!(str_at(o, "metadata.creationTimestamp").unwrap_or_default()),
+        ],
+        "RoleBinding" | "ClusterRoleBinding" => binding(o, now),
         "Endpoints" => vec![name(o), json!(endpoints(o)), created(o, now)],
         "Event" => event(o, now),
         "EndpointSlice" => {
@@ -576,6 +581,37 @@ fn ingress(o: &Value, now: i64) -> Vec<Value> {
         json!(addrs.join(",")),
         json!(ports),
         created(o, now),
+    ]
+}
+
+/// A (Cluster)RoleBinding: `Role/name`, then its subjects by kind (service accounts as `ns/name`).
+fn binding(o: &Value, now: i64) -> Vec<Value> {
+    let role = format!(
+        "{}/{}",
+        str_at(o, "roleRef.kind").unwrap_or_default(),
+        str_at(o, "roleRef.name").unwrap_or_default()
+    );
+    let of_kind = |kind: &str| -> String {
+        arr(o, "subjects")
+            .iter()
+            .filter(|s| s.get("kind").and_then(Value::as_str) == Some(kind))
+            .map(|s| {
+                let n = s.get("name").and_then(Value::as_str).unwrap_or_default();
+                match s.get("namespace").and_then(Value::as_str) {
+                    Some(ns) if kind == "ServiceAccount" => format!("{ns}/{n}"),
+                    _ => n.to_string(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    vec![
+        name(o),
+        json!(role),
+        created(o, now),
+        json!(of_kind("User")),
+        json!(of_kind("Group")),
+        json!(of_kind("ServiceAccount")),
     ]
 }
 

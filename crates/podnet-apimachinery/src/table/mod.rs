@@ -420,6 +420,34 @@ pub fn columns(kind: &str) -> Vec<Column> {
             ),
             AGE,
         ],
+        "Role" | "ClusterRole" => vec![
+            NAME,
+            Column {
+                name: "Created At",
+                ty: "date",
+                format: "",
+                priority: 0,
+                description: "CreationTimestamp is a timestamp representing the server time when this object was created.",
+            },
+        ],
+        "RoleBinding" | "ClusterRoleBinding" => vec![
+            NAME,
+            col(
+                "Role",
+                "string",
+                0,
+                "RoleRef can reference a Role in the current namespace or a ClusterRole in the global namespace.",
+            ),
+            AGE,
+            col("Users", "string", 1, "Users in the binding"),
+            col("Groups", "string", 1, "Groups in the binding"),
+            col(
+                "ServiceAccounts",
+                "string",
+                1,
+                "ServiceAccounts in the binding",
+            ),
+        ],
         _ => vec![NAME, AGE],
     }
 }

@@ -4,6 +4,7 @@ mod batch;
 pub mod names;
 mod other;
 mod pod;
+mod rbac;
 mod service;
 mod workloads;
 
@@ -37,6 +38,12 @@ pub fn validate(
         ("discovery.k8s.io", "EndpointSlice") => other::endpoint_slice(obj, &mut errs),
         ("", "Endpoints") => other::endpoints(obj, &mut errs),
         ("", "Event") => other::event(obj, &mut errs),
+        ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => {
+            rbac::role(obj, namespaced, &mut errs)
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            rbac::binding(obj, old, namespaced, &mut errs)
+        }
         _ => {}
     }
     if let Some(old) = old {
@@ -65,6 +72,7 @@ fn name_rule(kind: &str) -> fn(&str) -> Vec<String> {
     match kind {
         "Namespace" => names::dns1123_label,
         "Service" => names::dns1035_label,
+        "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => names::path_segment,
         _ => names::dns1123_subdomain,
     }
 }

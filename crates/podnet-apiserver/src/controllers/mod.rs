@@ -4,6 +4,7 @@
 //! looks at the current state, never at the event itself). Failed keys are retried after a second; every
 //! key is resynced every [`RESYNC`].
 
+mod clusterroleaggregation;
 mod cronjob;
 mod daemonset;
 mod deployment;
@@ -147,6 +148,7 @@ pub fn spawn_all(
         Arc::new(endpoints::EndpointsController),
         Arc::new(scheduler::Scheduler::default()),
         Arc::new(eventttl::EventTtl),
+        Arc::new(clusterroleaggregation::ClusterRoleAggregation),
     ];
     let mut tasks: Vec<_> = ctrls
         .into_iter()

@@ -40,6 +40,8 @@ pub struct WriteOptions {
     pub validation: FieldValidation,
     pub dry_run: bool,
     pub force: bool,
+    /// Who asks, for the checks that depend on it (RBAC escalation); `None` for in-process callers.
+    pub user: Option<crate::auth::UserInfo>,
 }
 
 /// Kinds whose `metadata.generation` tracks spec changes.
@@ -231,6 +233,9 @@ impl Api {
         let errs = validation::validate(r.group, r.kind, &obj, None, r.namespaced);
         if !errs.is_empty() {
             return Err(Self::invalid(r, &name, &errs));
+        }
+        if let Some(user) = &opts.user {
+            crate::authz::escalation::check(self, user, r, namespace, &obj)?;
         }
         self.check_namespace(r, namespace, &name)?;
         if r.kind == "Pod" && r.group.is_empty() {
@@ -454,6 +459,9 @@ impl Api {
         let errs = validation::validate(r.group, r.kind, &new, Some(&current), r.namespaced);
         if !errs.is_empty() {
             return Err(Self::invalid(r, name, &errs));
+        }
+        if let Some(user) = &opts.user {
+            crate::authz::escalation::check(self, user, r, namespace, &new)?;
         }
         let allocated = if r.kind == "Service" {
             service::allocate(self, &mut new, Some(&current))
