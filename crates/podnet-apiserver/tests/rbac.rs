@@ -29,7 +29,7 @@ fn service_account(t: &TestServer, ns: &str, name: &str) -> PathBuf {
     p
 }
 
-async fn client_of(kubeconfig: &PathBuf) -> kube::Client {
+async fn client_of(kubeconfig: &std::path::Path) -> kube::Client {
     let kc = Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
     let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
@@ -38,7 +38,7 @@ async fn client_of(kubeconfig: &PathBuf) -> kube::Client {
 }
 
 /// Runs kubectl with `kubeconfig`: (success, stdout, stderr).
-fn as_user(t: &TestServer, kubeconfig: &PathBuf, args: &[&str]) -> (bool, String, String) {
+fn as_user(t: &TestServer, kubeconfig: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let o = t.kubectl_with(kubeconfig, args);
     (o.status.success(), s(&o.stdout), s(&o.stderr))
 }
