@@ -208,6 +208,6 @@ mod tests {
             .collect();
         assert!(names.contains(&"deployments/scale"));
         assert!(api_resource_list("policy", "v1").is_none());
-        assert_eq!(api_group_list()["groups"].as_array().unwrap().len(), 8);
+        assert_eq!(api_group_list()["groups"].as_array().unwrap().len(), 9);
     }
 }

@@ -556,6 +556,19 @@ pub static RESOURCES: &[ResourceDef] = &[
         subresources: &[],
         schema: "io.k8s.api.rbac.v1.Role",
     },
+    ResourceDef {
+        group: "scheduling.k8s.io",
+        version: "v1",
+        kind: "PriorityClass",
+        plural: "priorityclasses",
+        singular: "priorityclass",
+        short_names: &["pc"],
+        categories: &[],
+        namespaced: false,
+        verbs: ALL_VERBS,
+        subresources: &[],
+        schema: "io.k8s.api.scheduling.v1.PriorityClass",
+    },
 ];
 
 /// The API groups in discovery order (`""` is the legacy core group).
@@ -613,7 +626,8 @@ mod tests {
                 "coordination.k8s.io",
                 "discovery.k8s.io",
                 "networking.k8s.io",
-                "rbac.authorization.k8s.io"
+                "rbac.authorization.k8s.io",
+                "scheduling.k8s.io"
             ]
         );
     }

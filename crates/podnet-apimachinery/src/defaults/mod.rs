@@ -73,6 +73,11 @@ pub fn apply(group: &str, kind: &str, o: &mut Value, create: bool) {
         ("discovery.k8s.io", "EndpointSlice") => protocols(o.get_mut("ports")),
         ("networking.k8s.io", "NetworkPolicy") => network_policy(o),
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => subjects(o),
+        ("scheduling.k8s.io", "PriorityClass") => {
+            if let Some(m) = o.as_object_mut() {
+                set_default(m, "preemptionPolicy", json!("PreemptLowerPriority"));
+            }
+        }
         _ => {}
     }
 }

@@ -17,6 +17,7 @@ const MAX_DEPTH: usize = 64;
 /// Pointer fields in Go (`*int32`, `*bool`, ...) whose zero value is meaningful and must survive decoding.
 /// Key: (message name, JSON field name).
 pub(crate) const KEEP_ZERO: &[(&str, &str)] = &[
+    ("k8s.io.api.scheduling.v1.PriorityClass", "value"),
     ("k8s.io.api.apps.v1.DeploymentSpec", "replicas"),
     ("k8s.io.api.apps.v1.DeploymentSpec", "revisionHistoryLimit"),
     (
@@ -140,6 +141,7 @@ pub fn proto_message_for(api_version: &str, kind: &str) -> Option<&'static str> 
             "authentication.k8s.io/v1" => "k8s.io.api.authentication.v1",
             "authorization.k8s.io/v1" => "k8s.io.api.authorization.v1",
             "rbac.authorization.k8s.io/v1" => "k8s.io.api.rbac.v1",
+            "scheduling.k8s.io/v1" => "k8s.io.api.scheduling.v1",
             _ => return None,
         }
     };

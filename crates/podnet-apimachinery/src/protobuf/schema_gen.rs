@@ -7971,6 +7971,41 @@ pub(crate) static MESSAGES: &[Message] = &[
         ],
     },
     Message {
+        name: "k8s.io.api.scheduling.v1.PriorityClass",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+            },
+            Field {
+                tag: 2,
+                json: "value",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 3,
+                json: "globalDefault",
+                card: Card::Single,
+                kind: Kind::Bool,
+            },
+            Field {
+                tag: 4,
+                json: "description",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 5,
+                json: "preemptionPolicy",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+        ],
+    },
+    Message {
         name: "k8s.io.apimachinery.pkg.apis.meta.v1.Condition",
         fields: &[
             Field {

@@ -98,6 +98,17 @@ pub fn cells(kind: &str, o: &Value, now: i64) -> Vec<Value> {
             ]
         }
         "ServiceAccount" => vec![name(o), json!(arr(o, "secrets").len()), created(o, now)],
+        "PriorityClass" => vec![
+            name(o),
+            json!(i64_at(o, "value").unwrap_or(0)),
+            json!(
+                o.get("globalDefault")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+            ),
+            created(o, now),
+            json!(str_at(o, "preemptionPolicy").unwrap_or_default()),
+        ],
         "Role" | "ClusterRole" => vec![
             name(o),
             json!(str_at(o, "metadata.creationTimestamp").unwrap_or_default()),

@@ -5,6 +5,7 @@ pub mod names;
 mod other;
 mod pod;
 mod rbac;
+mod scheduling;
 mod service;
 mod workloads;
 
@@ -13,6 +14,7 @@ use serde_json::{Map, Value};
 use crate::status::FieldError;
 
 pub use pod::validate_pod_spec;
+pub use scheduling::SYSTEM_CLASSES;
 pub use workloads::NO_CLAIMS;
 
 /// Validates an object of `kind` for create (`old` is `None`) or update.
@@ -38,6 +40,7 @@ pub fn validate(
         ("discovery.k8s.io", "EndpointSlice") => other::endpoint_slice(obj, &mut errs),
         ("", "Endpoints") => other::endpoints(obj, &mut errs),
         ("", "Event") => other::event(obj, &mut errs),
+        ("scheduling.k8s.io", "PriorityClass") => scheduling::priority_class(obj, old, &mut errs),
         ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => {
             rbac::role(obj, namespaced, &mut errs)
         }

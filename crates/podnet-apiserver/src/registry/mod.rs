@@ -4,6 +4,7 @@
 mod admission;
 mod bind;
 mod delete;
+mod priority;
 mod service;
 mod write;
 

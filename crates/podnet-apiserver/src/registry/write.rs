@@ -229,6 +229,12 @@ impl Api {
         {
             m.remove("status");
         }
+        if r.kind == "Pod" && r.group.is_empty() {
+            super::priority::pod(self, &name, &mut obj)?;
+        }
+        if r.kind == "PriorityClass" {
+            super::priority::class(self, &obj)?;
+        }
         defaults::apply(r.group, r.kind, &mut obj, true);
         let errs = validation::validate(r.group, r.kind, &obj, None, r.namespaced);
         if !errs.is_empty() {
@@ -454,6 +460,9 @@ impl Api {
         }
         if r.kind == "Service" && sub.is_none() {
             service::drop_type_dependent_fields(&mut new, &current);
+        }
+        if r.kind == "PriorityClass" {
+            super::priority::class(self, &new)?;
         }
         defaults::apply(r.group, r.kind, &mut new, false);
         let errs = validation::validate(r.group, r.kind, &new, Some(&current), r.namespaced);
