@@ -41,6 +41,7 @@ impl Registry {
             core::v1::Endpoints,
             core::v1::Event,
             core::v1::Binding,
+            core::v1::ResourceQuota,
             apps::v1::Deployment,
             apps::v1::ReplicaSet,
             apps::v1::DaemonSet,

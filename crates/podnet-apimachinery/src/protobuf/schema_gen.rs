@@ -5846,6 +5846,69 @@ pub(crate) static MESSAGES: &[Message] = &[
         ],
     },
     Message {
+        name: "k8s.io.api.core.v1.ResourceQuota",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+            },
+            Field {
+                tag: 2,
+                json: "spec",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.core.v1.ResourceQuotaSpec"),
+            },
+            Field {
+                tag: 3,
+                json: "status",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.core.v1.ResourceQuotaStatus"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.core.v1.ResourceQuotaSpec",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "hard",
+                card: Card::Map,
+                kind: Kind::Quantity,
+            },
+            Field {
+                tag: 2,
+                json: "scopes",
+                card: Card::Repeated,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 3,
+                json: "scopeSelector",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.core.v1.ScopeSelector"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.core.v1.ResourceQuotaStatus",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "hard",
+                card: Card::Map,
+                kind: Kind::Quantity,
+            },
+            Field {
+                tag: 2,
+                json: "used",
+                card: Card::Map,
+                kind: Kind::Quantity,
+            },
+        ],
+    },
+    Message {
         name: "k8s.io.api.core.v1.ResourceRequirements",
         fields: &[
             Field {
@@ -5947,6 +6010,38 @@ pub(crate) static MESSAGES: &[Message] = &[
                 json: "readOnly",
                 card: Card::Single,
                 kind: Kind::Bool,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.core.v1.ScopeSelector",
+        fields: &[Field {
+            tag: 1,
+            json: "matchExpressions",
+            card: Card::Repeated,
+            kind: Kind::Msg("k8s.io.api.core.v1.ScopedResourceSelectorRequirement"),
+        }],
+    },
+    Message {
+        name: "k8s.io.api.core.v1.ScopedResourceSelectorRequirement",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "scopeName",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "operator",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 3,
+                json: "values",
+                card: Card::Repeated,
+                kind: Kind::Str,
             },
         ],
     },

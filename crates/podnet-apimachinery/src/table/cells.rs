@@ -98,6 +98,10 @@ pub fn cells(kind: &str, o: &Value, now: i64) -> Vec<Value> {
             ]
         }
         "ServiceAccount" => vec![name(o), json!(arr(o, "secrets").len()), created(o, now)],
+        "ResourceQuota" => {
+            let (request, limit) = quota_cells(o);
+            vec![name(o), created(o, now), json!(request), json!(limit)]
+        }
         "PriorityClass" => vec![
             name(o),
             json!(i64_at(o, "value").unwrap_or(0)),
@@ -593,6 +597,28 @@ fn ingress(o: &Value, now: i64) -> Vec<Value> {
         json!(ports),
         created(o, now),
     ]
+}
+
+/// A ResourceQuota's `used/hard` per resource: limits in the second cell, the rest in the first.
+fn quota_cells(o: &Value) -> (String, String) {
+    let hard = o.pointer("/status/hard").and_then(Value::as_object);
+    let used = o.pointer("/status/used");
+    let (mut request, mut limit) = (Vec::new(), Vec::new());
+    let mut hard: Vec<(&String, &Value)> = hard.into_iter().flatten().collect();
+    hard.sort_by(|a, b| a.0.cmp(b.0));
+    for (k, h) in hard {
+        let u = used
+            .and_then(|u| u.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or("0");
+        let cell = format!("{k}: {u}/{}", h.as_str().unwrap_or_default());
+        if k.starts_with("limits") {
+            limit.push(cell);
+        } else {
+            request.push(cell);
+        }
+    }
+    (request.join(", "), limit.join(", "))
 }
 
 /// A (Cluster)RoleBinding: `Role/name`, then its subjects by kind (service accounts as `ns/name`).

@@ -420,6 +420,22 @@ pub fn columns(kind: &str) -> Vec<Column> {
             ),
             AGE,
         ],
+        "ResourceQuota" => vec![
+            NAME,
+            AGE,
+            col(
+                "Request",
+                "string",
+                0,
+                "Request represents a minimum amount of cpu/memory that a container may consume.",
+            ),
+            col(
+                "Limit",
+                "string",
+                0,
+                "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node.",
+            ),
+        ],
         "PriorityClass" => vec![
             NAME,
             col(

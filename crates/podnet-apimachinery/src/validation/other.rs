@@ -368,6 +368,39 @@ pub(super) fn event(obj: &Value, errs: &mut Vec<FieldError>) {
     }
 }
 
+/// ResourceQuota: quantities that parse; scopes are not supported here and refused rather than ignored.
+pub(super) fn resource_quota(obj: &Value, errs: &mut Vec<FieldError>) {
+    for (k, v) in obj
+        .pointer("/spec/hard")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        let ok = v
+            .as_str()
+            .and_then(crate::scheduling::quantity::parse_milli)
+            .is_some_and(|q| q >= 0);
+        if !ok {
+            errs.push(FieldError::invalid(
+                format!("spec.hard[{k}]"),
+                v.clone(),
+                "must be a non-negative quantity",
+            ));
+        }
+    }
+    for f in ["scopes", "scopeSelector"] {
+        if obj
+            .pointer(&format!("/spec/{f}"))
+            .is_some_and(|v| !v.is_null() && v != &Value::Array(vec![]))
+        {
+            errs.push(FieldError::forbidden(
+                format!("spec.{f}"),
+                "quota scopes are not supported by this cluster",
+            ));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,7 @@ mod job;
 mod namespace;
 pub mod nodelifecycle;
 mod replicaset;
+mod resourcequota;
 mod scheduler;
 mod statefulset;
 mod ttlafterfinished;
@@ -149,6 +150,7 @@ pub fn spawn_all(
         Arc::new(scheduler::Scheduler::default()),
         Arc::new(eventttl::EventTtl),
         Arc::new(clusterroleaggregation::ClusterRoleAggregation),
+        Arc::new(resourcequota::ResourceQuotaController),
     ];
     let mut tasks: Vec<_> = ctrls
         .into_iter()

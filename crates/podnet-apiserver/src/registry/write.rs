@@ -244,6 +244,9 @@ impl Api {
             crate::authz::escalation::check(self, user, r, namespace, &obj)?;
         }
         self.check_namespace(r, namespace, &name)?;
+        if !opts.dry_run {
+            super::quota::admit(self, r, namespace, &name, &obj)?;
+        }
         if r.kind == "Pod" && r.group.is_empty() {
             super::admission::await_default(self, namespace, &obj).await;
             super::admission::service_account(self, namespace, &mut obj)?;
