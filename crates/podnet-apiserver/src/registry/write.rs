@@ -244,9 +244,8 @@ impl Api {
             crate::authz::escalation::check(self, user, r, namespace, &obj)?;
         }
         self.check_namespace(r, namespace, &name)?;
-        if !opts.dry_run {
-            super::quota::admit(self, r, namespace, &name, &obj)?;
-        }
+        // read-only, so a dry run is checked too, as Kubernetes checks it
+        super::quota::admit(self, r, namespace, &name, &obj)?;
         if r.kind == "Pod" && r.group.is_empty() {
             super::admission::await_default(self, namespace, &obj).await;
             super::admission::service_account(self, namespace, &mut obj)?;
