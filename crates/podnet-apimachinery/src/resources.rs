@@ -570,6 +570,19 @@ pub static RESOURCES: &[ResourceDef] = &[
         schema: "io.k8s.api.rbac.v1.Role",
     },
     ResourceDef {
+        group: "policy",
+        version: "v1",
+        kind: "PodDisruptionBudget",
+        plural: "poddisruptionbudgets",
+        singular: "poddisruptionbudget",
+        short_names: &["pdb"],
+        categories: &[],
+        namespaced: true,
+        verbs: ALL_VERBS,
+        subresources: &[status("policy", "v1", "PodDisruptionBudget")],
+        schema: "io.k8s.api.policy.v1.PodDisruptionBudget",
+    },
+    ResourceDef {
         group: "scheduling.k8s.io",
         version: "v1",
         kind: "PriorityClass",
@@ -640,6 +653,7 @@ mod tests {
                 "discovery.k8s.io",
                 "networking.k8s.io",
                 "rbac.authorization.k8s.io",
+                "policy",
                 "scheduling.k8s.io"
             ]
         );

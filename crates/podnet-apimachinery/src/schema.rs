@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use k8s_openapi::api::{
     apps, authentication, authorization, autoscaling, batch, coordination, core, discovery,
-    networking, rbac, scheduling,
+    networking, policy, rbac, scheduling,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta;
 
@@ -67,6 +67,7 @@ impl Registry {
             rbac::v1::RoleBinding,
             rbac::v1::ClusterRoleBinding,
             scheduling::v1::PriorityClass,
+            policy::v1::PodDisruptionBudget,
             meta::v1::DeleteOptions,
             meta::v1::Status,
             meta::v1::APIResourceList,

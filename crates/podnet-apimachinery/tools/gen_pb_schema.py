@@ -42,7 +42,7 @@ ROOTS = [
     'k8s.io.api.rbac.v1.ClusterRoleBinding',
     'k8s.io.api.authorization.v1.SelfSubjectAccessReview',
     'k8s.io.api.authorization.v1.SelfSubjectRulesReview',
-    'k8s.io.api.scheduling.v1.PriorityClass',
+    'k8s.io.api.scheduling.v1.PriorityClass', 'k8s.io.api.policy.v1.PodDisruptionBudget',
 ]
 # Messages decoded by hand (their JSON form is not their proto shape).
 SPECIAL = {

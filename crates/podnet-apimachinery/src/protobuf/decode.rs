@@ -142,6 +142,7 @@ pub fn proto_message_for(api_version: &str, kind: &str) -> Option<&'static str> 
             "authorization.k8s.io/v1" => "k8s.io.api.authorization.v1",
             "rbac.authorization.k8s.io/v1" => "k8s.io.api.rbac.v1",
             "scheduling.k8s.io/v1" => "k8s.io.api.scheduling.v1",
+            "policy/v1" => "k8s.io.api.policy.v1",
             _ => return None,
         }
     };

@@ -7884,6 +7884,105 @@ pub(crate) static MESSAGES: &[Message] = &[
         ],
     },
     Message {
+        name: "k8s.io.api.policy.v1.PodDisruptionBudget",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+            },
+            Field {
+                tag: 2,
+                json: "spec",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.policy.v1.PodDisruptionBudgetSpec"),
+            },
+            Field {
+                tag: 3,
+                json: "status",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.policy.v1.PodDisruptionBudgetStatus"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.policy.v1.PodDisruptionBudgetSpec",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "minAvailable",
+                card: Card::Single,
+                kind: Kind::IntOrString,
+            },
+            Field {
+                tag: 2,
+                json: "selector",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector"),
+            },
+            Field {
+                tag: 3,
+                json: "maxUnavailable",
+                card: Card::Single,
+                kind: Kind::IntOrString,
+            },
+            Field {
+                tag: 4,
+                json: "unhealthyPodEvictionPolicy",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.policy.v1.PodDisruptionBudgetStatus",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "observedGeneration",
+                card: Card::Single,
+                kind: Kind::I64,
+            },
+            Field {
+                tag: 2,
+                json: "disruptedPods",
+                card: Card::Map,
+                kind: Kind::Time,
+            },
+            Field {
+                tag: 3,
+                json: "disruptionsAllowed",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 4,
+                json: "currentHealthy",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 5,
+                json: "desiredHealthy",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 6,
+                json: "expectedPods",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 7,
+                json: "conditions",
+                card: Card::Repeated,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Condition"),
+            },
+        ],
+    },
+    Message {
         name: "k8s.io.api.rbac.v1.AggregationRule",
         fields: &[Field {
             tag: 1,

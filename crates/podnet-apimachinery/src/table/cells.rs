@@ -98,6 +98,20 @@ pub fn cells(kind: &str, o: &Value, now: i64) -> Vec<Value> {
             ]
         }
         "ServiceAccount" => vec![name(o), json!(arr(o, "secrets").len()), created(o, now)],
+        "PodDisruptionBudget" => {
+            let int_or_na = |f: &str| match o.pointer(&format!("/spec/{f}")) {
+                Some(Value::Number(n)) => n.to_string(),
+                Some(Value::String(s)) => s.clone(),
+                _ => "N/A".into(),
+            };
+            vec![
+                name(o),
+                json!(int_or_na("minAvailable")),
+                json!(int_or_na("maxUnavailable")),
+                json!(i64_at(o, "status.disruptionsAllowed").unwrap_or(0)),
+                created(o, now),
+            ]
+        }
         "ResourceQuota" => {
             let (request, limit) = quota_cells(o);
             vec![name(o), created(o, now), json!(request), json!(limit)]

@@ -40,6 +40,7 @@ pub fn validate(
         ("discovery.k8s.io", "EndpointSlice") => other::endpoint_slice(obj, &mut errs),
         ("", "Endpoints") => other::endpoints(obj, &mut errs),
         ("", "Event") => other::event(obj, &mut errs),
+        ("policy", "PodDisruptionBudget") => other::pod_disruption_budget(obj, &mut errs),
         ("", "ResourceQuota") => other::resource_quota(obj, &mut errs),
         ("scheduling.k8s.io", "PriorityClass") => scheduling::priority_class(obj, old, &mut errs),
         ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => {

@@ -8,6 +8,7 @@ mod clusterroleaggregation;
 mod cronjob;
 mod daemonset;
 mod deployment;
+mod disruption;
 mod endpoints;
 mod events;
 mod eventttl;
@@ -151,6 +152,7 @@ pub fn spawn_all(
         Arc::new(eventttl::EventTtl),
         Arc::new(clusterroleaggregation::ClusterRoleAggregation),
         Arc::new(resourcequota::ResourceQuotaController),
+        Arc::new(disruption::DisruptionController),
     ];
     let mut tasks: Vec<_> = ctrls
         .into_iter()

@@ -58,6 +58,7 @@ fn has_generation(kind: &str) -> bool {
             | "NetworkPolicy"
             | "Ingress"
             | "IngressClass"
+            | "PodDisruptionBudget"
     )
 }
 
