@@ -6,6 +6,7 @@
 pub mod cron;
 pub mod defaults;
 pub mod discovery;
+pub mod limitrange;
 pub mod object;
 pub mod openapi;
 pub mod patch;

@@ -42,6 +42,7 @@ impl Registry {
             core::v1::Event,
             core::v1::Binding,
             core::v1::ResourceQuota,
+            core::v1::LimitRange,
             apps::v1::Deployment,
             apps::v1::ReplicaSet,
             apps::v1::DaemonSet,

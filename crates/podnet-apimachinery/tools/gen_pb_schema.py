@@ -28,6 +28,7 @@ ROOTS = [
     'k8s.io.api.core.v1.ConfigMap', 'k8s.io.api.core.v1.Secret', 'k8s.io.api.core.v1.ServiceAccount',
     'k8s.io.api.core.v1.Endpoints', 'k8s.io.api.core.v1.Event', 'k8s.io.api.core.v1.Node',
     'k8s.io.api.core.v1.Binding', 'k8s.io.api.core.v1.ResourceQuota',
+    'k8s.io.api.core.v1.LimitRange',
     'k8s.io.api.apps.v1.Deployment', 'k8s.io.api.apps.v1.ReplicaSet',
     'k8s.io.api.apps.v1.DaemonSet', 'k8s.io.api.apps.v1.StatefulSet',
     'k8s.io.api.apps.v1.ControllerRevision',

@@ -3794,6 +3794,73 @@ pub(crate) static MESSAGES: &[Message] = &[
         ],
     },
     Message {
+        name: "k8s.io.api.core.v1.LimitRange",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+            },
+            Field {
+                tag: 2,
+                json: "spec",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.core.v1.LimitRangeSpec"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.core.v1.LimitRangeItem",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "type",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "max",
+                card: Card::Map,
+                kind: Kind::Quantity,
+            },
+            Field {
+                tag: 3,
+                json: "min",
+                card: Card::Map,
+                kind: Kind::Quantity,
+            },
+            Field {
+                tag: 4,
+                json: "default",
+                card: Card::Map,
+                kind: Kind::Quantity,
+            },
+            Field {
+                tag: 5,
+                json: "defaultRequest",
+                card: Card::Map,
+                kind: Kind::Quantity,
+            },
+            Field {
+                tag: 6,
+                json: "maxLimitRequestRatio",
+                card: Card::Map,
+                kind: Kind::Quantity,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.core.v1.LimitRangeSpec",
+        fields: &[Field {
+            tag: 1,
+            json: "limits",
+            card: Card::Repeated,
+            kind: Kind::Msg("k8s.io.api.core.v1.LimitRangeItem"),
+        }],
+    },
+    Message {
         name: "k8s.io.api.core.v1.LinuxContainerUser",
         fields: &[
             Field {

@@ -127,7 +127,7 @@ pub fn cells(kind: &str, o: &Value, now: i64) -> Vec<Value> {
             created(o, now),
             json!(str_at(o, "preemptionPolicy").unwrap_or_default()),
         ],
-        "Role" | "ClusterRole" => vec![
+        "Role" | "ClusterRole" | "LimitRange" => vec![
             name(o),
             json!(str_at(o, "metadata.creationTimestamp").unwrap_or_default()),
         ],

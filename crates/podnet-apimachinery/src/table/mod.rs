@@ -480,7 +480,7 @@ pub fn columns(kind: &str) -> Vec<Column> {
                 "preemptionPolicy is the Policy for preempting pods with lower priority.",
             ),
         ],
-        "Role" | "ClusterRole" => vec![
+        "Role" | "ClusterRole" | "LimitRange" => vec![
             NAME,
             Column {
                 name: "Created At",

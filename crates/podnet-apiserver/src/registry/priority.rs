@@ -1,6 +1,7 @@
 //! The Priority admission step, as kube-apiserver's plugin does it: a new pod gets the value (and
 //! preemption policy) of the PriorityClass it names, or of the cluster's default class, and is
-//! refused when the class does not exist; only one PriorityClass may be the global default.
+//! refused when the class does not exist; only one PriorityClass may be the global default. Also
+//! LimitRanger, the other step that fills a new pod's spec from cluster objects.
 
 use podnet_apimachinery::{ApiError, object, resources};
 use serde_json::{Value, json};
@@ -66,4 +67,33 @@ pub(crate) fn class(api: &Api, pc: &Value) -> Result<(), ApiError> {
         )));
     }
     Ok(())
+}
+
+/// The LimitRanger admission step for a new pod: the namespace's LimitRanges' container defaults,
+/// then their bounds (`pods "x" is forbidden: [maximum cpu usage per Container is 1, but limit is
+/// 2]`); what was defaulted is named in the `kubernetes.io/limit-ranger` annotation.
+pub(crate) fn limit_ranges(
+    api: &Api,
+    namespace: &str,
+    name: &str,
+    pod: &mut Value,
+) -> Result<(), ApiError> {
+    let def = resources::find("", "v1", "limitranges").expect("served");
+    let ranges = api.list_values(def, Some(namespace));
+    if ranges.is_empty() {
+        return Ok(());
+    }
+    match podnet_apimachinery::limitrange::admit_pod(&ranges, pod) {
+        Ok(note) if note.is_empty() => Ok(()),
+        Ok(note) => {
+            object::meta_mut(pod)
+                .entry("annotations")
+                .or_insert_with(|| json!({}))["kubernetes.io/limit-ranger"] = json!(note);
+            Ok(())
+        }
+        Err(errs) => Err(ApiError::forbidden(format!(
+            "pods {name:?} is forbidden: [{}]",
+            errs.join(", ")
+        ))),
+    }
 }

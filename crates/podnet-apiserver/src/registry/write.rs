@@ -232,6 +232,7 @@ impl Api {
         }
         if r.kind == "Pod" && r.group.is_empty() {
             super::priority::pod(self, &name, &mut obj)?;
+            super::priority::limit_ranges(self, namespace, &name, &mut obj)?;
         }
         if r.kind == "PriorityClass" {
             super::priority::class(self, &obj)?;
