@@ -207,7 +207,7 @@ mod tests {
             .map(|r| r["name"].as_str().unwrap())
             .collect();
         assert!(names.contains(&"deployments/scale"));
-        assert!(api_resource_list("policy", "v1").is_none());
-        assert_eq!(api_group_list()["groups"].as_array().unwrap().len(), 6);
+        assert!(api_resource_list("example.com", "v1").is_none());
+        assert_eq!(api_group_list()["groups"].as_array().unwrap().len(), 10);
     }
 }

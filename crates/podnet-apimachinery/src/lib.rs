@@ -6,11 +6,14 @@
 pub mod cron;
 pub mod defaults;
 pub mod discovery;
+pub mod limitrange;
 pub mod loadbalancer;
 pub mod object;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
+pub mod quota;
+pub mod rbac;
 pub mod resources;
 pub mod scheduling;
 pub mod schema;

@@ -495,7 +495,7 @@ mod tests {
                 .is_some()
         );
         assert!(group_version_doc("apis/batch/v1").is_some());
-        assert!(group_version_doc("apis/policy/v1").is_none());
+        assert!(group_version_doc("apis/example.com/v1").is_none());
     }
 
     #[test]

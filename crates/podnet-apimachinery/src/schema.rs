@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 use serde_json::{Map, Value};
 
 use k8s_openapi::api::{
-    apps, authentication, autoscaling, batch, coordination, core, discovery, networking,
+    apps, authentication, authorization, autoscaling, batch, coordination, core, discovery,
+    networking, policy, rbac, scheduling,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta;
 
@@ -40,6 +41,8 @@ impl Registry {
             core::v1::Endpoints,
             core::v1::Event,
             core::v1::Binding,
+            core::v1::ResourceQuota,
+            core::v1::LimitRange,
             apps::v1::Deployment,
             apps::v1::ReplicaSet,
             apps::v1::DaemonSet,
@@ -56,6 +59,16 @@ impl Registry {
             networking::v1::NetworkPolicy,
             networking::v1::Ingress,
             networking::v1::IngressClass,
+            authorization::v1::SelfSubjectAccessReview,
+            authorization::v1::SelfSubjectRulesReview,
+            authorization::v1::SubjectAccessReview,
+            authorization::v1::LocalSubjectAccessReview,
+            rbac::v1::Role,
+            rbac::v1::ClusterRole,
+            rbac::v1::RoleBinding,
+            rbac::v1::ClusterRoleBinding,
+            scheduling::v1::PriorityClass,
+            policy::v1::PodDisruptionBudget,
             meta::v1::DeleteOptions,
             meta::v1::Status,
             meta::v1::APIResourceList,

@@ -27,7 +27,8 @@ ROOTS = [
     'k8s.io.api.core.v1.Pod', 'k8s.io.api.core.v1.Service', 'k8s.io.api.core.v1.Namespace',
     'k8s.io.api.core.v1.ConfigMap', 'k8s.io.api.core.v1.Secret', 'k8s.io.api.core.v1.ServiceAccount',
     'k8s.io.api.core.v1.Endpoints', 'k8s.io.api.core.v1.Event', 'k8s.io.api.core.v1.Node',
-    'k8s.io.api.core.v1.Binding',
+    'k8s.io.api.core.v1.Binding', 'k8s.io.api.core.v1.ResourceQuota',
+    'k8s.io.api.core.v1.LimitRange',
     'k8s.io.api.apps.v1.Deployment', 'k8s.io.api.apps.v1.ReplicaSet',
     'k8s.io.api.apps.v1.DaemonSet', 'k8s.io.api.apps.v1.StatefulSet',
     'k8s.io.api.apps.v1.ControllerRevision',
@@ -38,6 +39,11 @@ ROOTS = [
     'k8s.io.api.autoscaling.v1.Scale',
     'k8s.io.apimachinery.pkg.apis.meta.v1.DeleteOptions',
     'k8s.io.api.coordination.v1.Lease', 'k8s.io.api.authentication.v1.TokenRequest',
+    'k8s.io.api.rbac.v1.Role', 'k8s.io.api.rbac.v1.ClusterRole', 'k8s.io.api.rbac.v1.RoleBinding',
+    'k8s.io.api.rbac.v1.ClusterRoleBinding',
+    'k8s.io.api.authorization.v1.SelfSubjectAccessReview',
+    'k8s.io.api.authorization.v1.SelfSubjectRulesReview',
+    'k8s.io.api.scheduling.v1.PriorityClass', 'k8s.io.api.policy.v1.PodDisruptionBudget',
 ]
 # Messages decoded by hand (their JSON form is not their proto shape).
 SPECIAL = {
@@ -99,7 +105,8 @@ for path in glob.glob(PB + '/**/mod.rs', recursive=True):
             if kind.startswith('bytes'):
                 kind = 'bytes'
             if kind == 'message':
-                inner = re.search(r'(?:Option|Vec)<(.+)>$', fty).group(1).strip()
+                # a long type is wrapped over lines, leaving a trailing comma inside the brackets
+                inner = re.search(r'(?:Option|Vec)<(.+)>$', fty).group(1).strip().rstrip(',').strip()
                 kind = 'msg:' + resolve(modparts, inner)
             fields.append((tag, fname, card, kind))
         messages[pkg + '.' + name] = fields

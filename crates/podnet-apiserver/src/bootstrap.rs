@@ -1,6 +1,6 @@
 //! What a fresh cluster has: the `default`, `kube-system`, `kube-public` and `kube-node-lease`
 //! namespaces and the `kubernetes` Service (first service IP, port 443) with endpoints pointing at the
-//! API server's advertise address.
+//! API server's advertise address; the default RBAC roles and bindings; the system PriorityClasses.
 
 use std::sync::Arc;
 
@@ -24,6 +24,20 @@ pub async fn run(api: &Arc<Api>) -> Result<(), ApiError> {
         if api.get_entry(ns, "", name).is_err() {
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}}});
             ignore_exists(api.create(ns, "", obj, &opts).await)?;
+        }
+    }
+    crate::authz::defaults::reconcile(api).await?;
+    let pc = resources::find("scheduling.k8s.io", "v1", "priorityclasses").expect("served");
+    for (name, value) in podnet_apimachinery::validation::SYSTEM_CLASSES {
+        if api.get_entry(pc, "", name).is_err() {
+            let what = if name.contains("node") {
+                "node"
+            } else {
+                "cluster"
+            };
+            let obj = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name},
+                "value": value, "description": format!("Used for system critical pods that must run in the {what}.")});
+            ignore_exists(api.create(pc, "", obj, &opts).await)?;
         }
     }
     let svc = resources::find("", "v1", "services").expect("served");

@@ -9,6 +9,7 @@
 
 pub mod alloc;
 pub mod auth;
+pub mod authz;
 mod bootstrap;
 pub mod config;
 pub mod controllers;

@@ -505,6 +505,22 @@ fn service_account_tokens_and_node_credentials() {
         who.contains("[system:serviceaccounts system:serviceaccounts:team system:authenticated]"),
         "{who}"
     );
+    // authenticated, but nothing bound to it yet: refused as kube-apiserver refuses it
+    let o = t.kubectl_with(&kc, &["get", "pods", "-n", "team"]);
+    assert!(
+        s(&o.stderr).contains(r#"pods is forbidden: User "system:serviceaccount:team:default" cannot list resource "pods" in API group "" in the namespace "team""#),
+        "{}",
+        s(&o.stderr)
+    );
+    t.k(&[
+        "create",
+        "rolebinding",
+        "default-view",
+        "--clusterrole=view",
+        "--serviceaccount=team:default",
+        "-n",
+        "team",
+    ]);
     assert!(
         t.kubectl_with(&kc, &["get", "pods", "-n", "team"])
             .status
@@ -700,16 +716,26 @@ fn what_a_node_agent_writes() {
         "another scheduler's pod is left alone"
     );
     let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "web"}, "target": {"apiVersion": "v1", "kind": "Node", "name": "node1"}});
-    let o = t.kubectl_with(
-        &kc,
-        &[
-            "create",
-            "--raw",
-            "/api/v1/namespaces/default/pods/web/binding",
-            "-f",
-            &t.file("binding.json", &binding.to_string()),
-        ],
+    let bind = |kubeconfig: &std::path::Path| {
+        t.kubectl_with(
+            kubeconfig,
+            &[
+                "create",
+                "--raw",
+                "/api/v1/namespaces/default/pods/web/binding",
+                "-f",
+                &t.file("binding.json", &binding.to_string()),
+            ],
+        )
+    };
+    // binding is the scheduler's to do, not a node's
+    let o = bind(&kc);
+    assert!(
+        s(&o.stderr).contains(r#"User "system:node:node1" cannot create resource "pods/binding" in API group "" in the namespace "default""#),
+        "{}",
+        s(&o.stderr)
     );
+    let o = bind(&t.kubeconfig);
     assert!(o.status.success(), "{}", s(&o.stderr));
     assert_eq!(
         t.k(&["get", "pod", "web", "-o", "jsonpath={.spec.nodeName}"]),

@@ -183,7 +183,7 @@ fn bad_names_selectors_and_versions() {
         assert_status(&v, 404, "NotFound");
         let (s, _, v, _) = raw(&c, "POST", "/api/v1/namespaces/default/pods/rv", Some("application/json"), b"{}".to_vec()).await;
         assert_eq!(s, 405, "{v}");
-        let (s, _, v, _) = raw(&c, "GET", "/apis/policy/v1/namespaces/default/poddisruptionbudgets", None, vec![]).await;
+        let (s, _, v, _) = raw(&c, "GET", "/apis/example.com/v1/namespaces/default/widgets", None, vec![]).await;
         assert_eq!(s, 404, "{v}");
     });
 }

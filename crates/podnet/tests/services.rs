@@ -272,9 +272,27 @@ fn cluster_ip_and_node_port_on_three_nodes() {
         "a Service without endpoints refuses: {err}"
     );
 
-    // The `kubernetes` Service from inside a pod, by name, with the pod's service-account token.
+    // The `kubernetes` Service from inside a pod, by name, with the pod's service-account token:
+    // refused until RBAC grants the service account something, then answered.
     let pod = echo[0]["metadata"]["name"].as_str().unwrap();
-    let list = exec(&lab, pod, &["sh", "-c", "curl -sS --max-time 10 --cacert /var/run/secrets/kubernetes.io/serviceaccount/ca.crt -H \"Authorization: Bearer $(cat /var/run/secrets/kubernetes.io/serviceaccount/token)\" https://kubernetes.default.svc/api/v1/namespaces/default/services"]).unwrap();
+    let list_services = [
+        "sh",
+        "-c",
+        "curl -sS --max-time 10 --cacert /var/run/secrets/kubernetes.io/serviceaccount/ca.crt -H \"Authorization: Bearer $(cat /var/run/secrets/kubernetes.io/serviceaccount/token)\" https://kubernetes.default.svc/api/v1/namespaces/default/services",
+    ];
+    let refused = exec(&lab, pod, &list_services).unwrap();
+    assert!(
+        refused.contains("\"code\":403") && refused.contains("services is forbidden"),
+        "{refused}"
+    );
+    lab.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "default-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:default",
+    ]);
+    let list = exec(&lab, pod, &list_services).unwrap();
     assert!(
         list.contains("\"ServiceList\"") && list.contains("\"echo-udp\""),
         "{list}"

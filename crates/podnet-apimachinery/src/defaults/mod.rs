@@ -72,6 +72,12 @@ pub fn apply(group: &str, kind: &str, o: &mut Value, create: bool) {
         }
         ("discovery.k8s.io", "EndpointSlice") => protocols(o.get_mut("ports")),
         ("networking.k8s.io", "NetworkPolicy") => network_policy(o),
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => subjects(o),
+        ("scheduling.k8s.io", "PriorityClass") => {
+            if let Some(m) = o.as_object_mut() {
+                set_default(m, "preemptionPolicy", json!("PreemptLowerPriority"));
+            }
+        }
         _ => {}
     }
 }
@@ -328,6 +334,23 @@ fn network_policy(o: &mut Value) {
             for r in rules {
                 protocols(r.get_mut("ports"));
             }
+        }
+    }
+}
+
+/// A binding's subjects get the API group of their kind when they name none (Kubernetes' subject
+/// defaulting: users and groups are RBAC's, service accounts the core group's).
+fn subjects(o: &mut Value) {
+    let Some(subs) = o.get_mut("subjects").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for s in subs {
+        let unset = s
+            .get("apiGroup")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty);
+        if unset && matches!(s["kind"].as_str(), Some("User" | "Group")) {
+            s["apiGroup"] = Value::from("rbac.authorization.k8s.io");
         }
     }
 }

@@ -17,6 +17,7 @@ const MAX_DEPTH: usize = 64;
 /// Pointer fields in Go (`*int32`, `*bool`, ...) whose zero value is meaningful and must survive decoding.
 /// Key: (message name, JSON field name).
 pub(crate) const KEEP_ZERO: &[(&str, &str)] = &[
+    ("k8s.io.api.scheduling.v1.PriorityClass", "value"),
     ("k8s.io.api.apps.v1.DeploymentSpec", "replicas"),
     ("k8s.io.api.apps.v1.DeploymentSpec", "revisionHistoryLimit"),
     (
@@ -138,6 +139,10 @@ pub fn proto_message_for(api_version: &str, kind: &str) -> Option<&'static str> 
             "autoscaling/v1" => "k8s.io.api.autoscaling.v1",
             "coordination.k8s.io/v1" => "k8s.io.api.coordination.v1",
             "authentication.k8s.io/v1" => "k8s.io.api.authentication.v1",
+            "authorization.k8s.io/v1" => "k8s.io.api.authorization.v1",
+            "rbac.authorization.k8s.io/v1" => "k8s.io.api.rbac.v1",
+            "scheduling.k8s.io/v1" => "k8s.io.api.scheduling.v1",
+            "policy/v1" => "k8s.io.api.policy.v1",
             _ => return None,
         }
     };

@@ -913,6 +913,292 @@ pub(crate) static MESSAGES: &[Message] = &[
         ],
     },
     Message {
+        name: "k8s.io.api.authorization.v1.FieldSelectorAttributes",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "rawSelector",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "requirements",
+                card: Card::Repeated,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.FieldSelectorRequirement"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.authorization.v1.LabelSelectorAttributes",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "rawSelector",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "requirements",
+                card: Card::Repeated,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.authorization.v1.NonResourceAttributes",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "path",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "verb",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.authorization.v1.NonResourceRule",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "verbs",
+                card: Card::Repeated,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "nonResourceURLs",
+                card: Card::Repeated,
+                kind: Kind::Str,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.authorization.v1.ResourceAttributes",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "namespace",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "verb",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 3,
+                json: "group",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 4,
+                json: "version",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 5,
+                json: "resource",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 6,
+                json: "subresource",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 7,
+                json: "name",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 8,
+                json: "fieldSelector",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.authorization.v1.FieldSelectorAttributes"),
+            },
+            Field {
+                tag: 9,
+                json: "labelSelector",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.authorization.v1.LabelSelectorAttributes"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.authorization.v1.ResourceRule",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "verbs",
+                card: Card::Repeated,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "apiGroups",
+                card: Card::Repeated,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 3,
+                json: "resources",
+                card: Card::Repeated,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 4,
+                json: "resourceNames",
+                card: Card::Repeated,
+                kind: Kind::Str,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.authorization.v1.SelfSubjectAccessReview",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+            },
+            Field {
+                tag: 2,
+                json: "spec",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.authorization.v1.SelfSubjectAccessReviewSpec"),
+            },
+            Field {
+                tag: 3,
+                json: "status",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.authorization.v1.SubjectAccessReviewStatus"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.authorization.v1.SelfSubjectAccessReviewSpec",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "resourceAttributes",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.authorization.v1.ResourceAttributes"),
+            },
+            Field {
+                tag: 2,
+                json: "nonResourceAttributes",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.authorization.v1.NonResourceAttributes"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.authorization.v1.SelfSubjectRulesReview",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+            },
+            Field {
+                tag: 2,
+                json: "spec",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.authorization.v1.SelfSubjectRulesReviewSpec"),
+            },
+            Field {
+                tag: 3,
+                json: "status",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.authorization.v1.SubjectRulesReviewStatus"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.authorization.v1.SelfSubjectRulesReviewSpec",
+        fields: &[Field {
+            tag: 1,
+            json: "namespace",
+            card: Card::Single,
+            kind: Kind::Str,
+        }],
+    },
+    Message {
+        name: "k8s.io.api.authorization.v1.SubjectAccessReviewStatus",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "allowed",
+                card: Card::Single,
+                kind: Kind::Bool,
+            },
+            Field {
+                tag: 2,
+                json: "reason",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 3,
+                json: "evaluationError",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 4,
+                json: "denied",
+                card: Card::Single,
+                kind: Kind::Bool,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.authorization.v1.SubjectRulesReviewStatus",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "resourceRules",
+                card: Card::Repeated,
+                kind: Kind::Msg("k8s.io.api.authorization.v1.ResourceRule"),
+            },
+            Field {
+                tag: 2,
+                json: "nonResourceRules",
+                card: Card::Repeated,
+                kind: Kind::Msg("k8s.io.api.authorization.v1.NonResourceRule"),
+            },
+            Field {
+                tag: 3,
+                json: "incomplete",
+                card: Card::Single,
+                kind: Kind::Bool,
+            },
+            Field {
+                tag: 4,
+                json: "evaluationError",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+        ],
+    },
+    Message {
         name: "k8s.io.api.autoscaling.v1.Scale",
         fields: &[
             Field {
@@ -3508,6 +3794,73 @@ pub(crate) static MESSAGES: &[Message] = &[
         ],
     },
     Message {
+        name: "k8s.io.api.core.v1.LimitRange",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+            },
+            Field {
+                tag: 2,
+                json: "spec",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.core.v1.LimitRangeSpec"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.core.v1.LimitRangeItem",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "type",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "max",
+                card: Card::Map,
+                kind: Kind::Quantity,
+            },
+            Field {
+                tag: 3,
+                json: "min",
+                card: Card::Map,
+                kind: Kind::Quantity,
+            },
+            Field {
+                tag: 4,
+                json: "default",
+                card: Card::Map,
+                kind: Kind::Quantity,
+            },
+            Field {
+                tag: 5,
+                json: "defaultRequest",
+                card: Card::Map,
+                kind: Kind::Quantity,
+            },
+            Field {
+                tag: 6,
+                json: "maxLimitRequestRatio",
+                card: Card::Map,
+                kind: Kind::Quantity,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.core.v1.LimitRangeSpec",
+        fields: &[Field {
+            tag: 1,
+            json: "limits",
+            card: Card::Repeated,
+            kind: Kind::Msg("k8s.io.api.core.v1.LimitRangeItem"),
+        }],
+    },
+    Message {
         name: "k8s.io.api.core.v1.LinuxContainerUser",
         fields: &[
             Field {
@@ -5560,6 +5913,69 @@ pub(crate) static MESSAGES: &[Message] = &[
         ],
     },
     Message {
+        name: "k8s.io.api.core.v1.ResourceQuota",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+            },
+            Field {
+                tag: 2,
+                json: "spec",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.core.v1.ResourceQuotaSpec"),
+            },
+            Field {
+                tag: 3,
+                json: "status",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.core.v1.ResourceQuotaStatus"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.core.v1.ResourceQuotaSpec",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "hard",
+                card: Card::Map,
+                kind: Kind::Quantity,
+            },
+            Field {
+                tag: 2,
+                json: "scopes",
+                card: Card::Repeated,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 3,
+                json: "scopeSelector",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.core.v1.ScopeSelector"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.core.v1.ResourceQuotaStatus",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "hard",
+                card: Card::Map,
+                kind: Kind::Quantity,
+            },
+            Field {
+                tag: 2,
+                json: "used",
+                card: Card::Map,
+                kind: Kind::Quantity,
+            },
+        ],
+    },
+    Message {
         name: "k8s.io.api.core.v1.ResourceRequirements",
         fields: &[
             Field {
@@ -5661,6 +6077,38 @@ pub(crate) static MESSAGES: &[Message] = &[
                 json: "readOnly",
                 card: Card::Single,
                 kind: Kind::Bool,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.core.v1.ScopeSelector",
+        fields: &[Field {
+            tag: 1,
+            json: "matchExpressions",
+            card: Card::Repeated,
+            kind: Kind::Msg("k8s.io.api.core.v1.ScopedResourceSelectorRequirement"),
+        }],
+    },
+    Message {
+        name: "k8s.io.api.core.v1.ScopedResourceSelectorRequirement",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "scopeName",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "operator",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 3,
+                json: "values",
+                card: Card::Repeated,
+                kind: Kind::Str,
             },
         ],
     },
@@ -7503,6 +7951,322 @@ pub(crate) static MESSAGES: &[Message] = &[
         ],
     },
     Message {
+        name: "k8s.io.api.policy.v1.PodDisruptionBudget",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+            },
+            Field {
+                tag: 2,
+                json: "spec",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.policy.v1.PodDisruptionBudgetSpec"),
+            },
+            Field {
+                tag: 3,
+                json: "status",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.policy.v1.PodDisruptionBudgetStatus"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.policy.v1.PodDisruptionBudgetSpec",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "minAvailable",
+                card: Card::Single,
+                kind: Kind::IntOrString,
+            },
+            Field {
+                tag: 2,
+                json: "selector",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector"),
+            },
+            Field {
+                tag: 3,
+                json: "maxUnavailable",
+                card: Card::Single,
+                kind: Kind::IntOrString,
+            },
+            Field {
+                tag: 4,
+                json: "unhealthyPodEvictionPolicy",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.policy.v1.PodDisruptionBudgetStatus",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "observedGeneration",
+                card: Card::Single,
+                kind: Kind::I64,
+            },
+            Field {
+                tag: 2,
+                json: "disruptedPods",
+                card: Card::Map,
+                kind: Kind::Time,
+            },
+            Field {
+                tag: 3,
+                json: "disruptionsAllowed",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 4,
+                json: "currentHealthy",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 5,
+                json: "desiredHealthy",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 6,
+                json: "expectedPods",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 7,
+                json: "conditions",
+                card: Card::Repeated,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Condition"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.rbac.v1.AggregationRule",
+        fields: &[Field {
+            tag: 1,
+            json: "clusterRoleSelectors",
+            card: Card::Repeated,
+            kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector"),
+        }],
+    },
+    Message {
+        name: "k8s.io.api.rbac.v1.ClusterRole",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+            },
+            Field {
+                tag: 2,
+                json: "rules",
+                card: Card::Repeated,
+                kind: Kind::Msg("k8s.io.api.rbac.v1.PolicyRule"),
+            },
+            Field {
+                tag: 3,
+                json: "aggregationRule",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.rbac.v1.AggregationRule"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.rbac.v1.ClusterRoleBinding",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+            },
+            Field {
+                tag: 2,
+                json: "subjects",
+                card: Card::Repeated,
+                kind: Kind::Msg("k8s.io.api.rbac.v1.Subject"),
+            },
+            Field {
+                tag: 3,
+                json: "roleRef",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.rbac.v1.RoleRef"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.rbac.v1.PolicyRule",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "verbs",
+                card: Card::Repeated,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "apiGroups",
+                card: Card::Repeated,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 3,
+                json: "resources",
+                card: Card::Repeated,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 4,
+                json: "resourceNames",
+                card: Card::Repeated,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 5,
+                json: "nonResourceURLs",
+                card: Card::Repeated,
+                kind: Kind::Str,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.rbac.v1.Role",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+            },
+            Field {
+                tag: 2,
+                json: "rules",
+                card: Card::Repeated,
+                kind: Kind::Msg("k8s.io.api.rbac.v1.PolicyRule"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.rbac.v1.RoleBinding",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+            },
+            Field {
+                tag: 2,
+                json: "subjects",
+                card: Card::Repeated,
+                kind: Kind::Msg("k8s.io.api.rbac.v1.Subject"),
+            },
+            Field {
+                tag: 3,
+                json: "roleRef",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.api.rbac.v1.RoleRef"),
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.rbac.v1.RoleRef",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "apiGroup",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "kind",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 3,
+                json: "name",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.rbac.v1.Subject",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "kind",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "apiGroup",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 3,
+                json: "name",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 4,
+                json: "namespace",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.scheduling.v1.PriorityClass",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                card: Card::Single,
+                kind: Kind::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+            },
+            Field {
+                tag: 2,
+                json: "value",
+                card: Card::Single,
+                kind: Kind::I32,
+            },
+            Field {
+                tag: 3,
+                json: "globalDefault",
+                card: Card::Single,
+                kind: Kind::Bool,
+            },
+            Field {
+                tag: 4,
+                json: "description",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 5,
+                json: "preemptionPolicy",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+        ],
+    },
+    Message {
         name: "k8s.io.apimachinery.pkg.apis.meta.v1.Condition",
         fields: &[
             Field {
@@ -7581,6 +8345,29 @@ pub(crate) static MESSAGES: &[Message] = &[
                 json: "ignoreStoreReadErrorWithClusterBreakingPotential",
                 card: Card::Single,
                 kind: Kind::Bool,
+            },
+        ],
+    },
+    Message {
+        name: "k8s.io.apimachinery.pkg.apis.meta.v1.FieldSelectorRequirement",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "key",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 2,
+                json: "operator",
+                card: Card::Single,
+                kind: Kind::Str,
+            },
+            Field {
+                tag: 3,
+                json: "values",
+                card: Card::Repeated,
+                kind: Kind::Str,
             },
         ],
     },

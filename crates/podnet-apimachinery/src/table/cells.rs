@@ -98,6 +98,40 @@ pub fn cells(kind: &str, o: &Value, now: i64) -> Vec<Value> {
             ]
         }
         "ServiceAccount" => vec![name(o), json!(arr(o, "secrets").len()), created(o, now)],
+        "PodDisruptionBudget" => {
+            let int_or_na = |f: &str| match o.pointer(&format!("/spec/{f}")) {
+                Some(Value::Number(n)) => n.to_string(),
+                Some(Value::String(s)) => s.clone(),
+                _ => "N/A".into(),
+            };
+            vec![
+                name(o),
+                json!(int_or_na("minAvailable")),
+                json!(int_or_na("maxUnavailable")),
+                json!(i64_at(o, "status.disruptionsAllowed").unwrap_or(0)),
+                created(o, now),
+            ]
+        }
+        "ResourceQuota" => {
+            let (request, limit) = quota_cells(o);
+            vec![name(o), created(o, now), json!(request), json!(limit)]
+        }
+        "PriorityClass" => vec![
+            name(o),
+            json!(i64_at(o, "value").unwrap_or(0)),
+            json!(
+                o.get("globalDefault")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+            ),
+            created(o, now),
+            json!(str_at(o, "preemptionPolicy").unwrap_or_default()),
+        ],
+        "Role" | "ClusterRole" | "LimitRange" => vec![
+            name(o),
+            json!(str_at(o, "metadata.creationTimestamp").unwrap_or_default()),
+        ],
+        "RoleBinding" | "ClusterRoleBinding" => binding(o, now),
         "Endpoints" => vec![name(o), json!(endpoints(o)), created(o, now)],
         "Event" => event(o, now),
         "EndpointSlice" => {
@@ -576,6 +610,59 @@ fn ingress(o: &Value, now: i64) -> Vec<Value> {
         json!(addrs.join(",")),
         json!(ports),
         created(o, now),
+    ]
+}
+
+/// A ResourceQuota's `used/hard` per resource: limits in the second cell, the rest in the first.
+fn quota_cells(o: &Value) -> (String, String) {
+    let hard = o.pointer("/status/hard").and_then(Value::as_object);
+    let used = o.pointer("/status/used");
+    let (mut request, mut limit) = (Vec::new(), Vec::new());
+    let mut hard: Vec<(&String, &Value)> = hard.into_iter().flatten().collect();
+    hard.sort_by(|a, b| a.0.cmp(b.0));
+    for (k, h) in hard {
+        let u = used
+            .and_then(|u| u.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or("0");
+        let cell = format!("{k}: {u}/{}", h.as_str().unwrap_or_default());
+        if k.starts_with("limits") {
+            limit.push(cell);
+        } else {
+            request.push(cell);
+        }
+    }
+    (request.join(", "), limit.join(", "))
+}
+
+/// A (Cluster)RoleBinding: `Role/name`, then its subjects by kind (service accounts as `ns/name`).
+fn binding(o: &Value, now: i64) -> Vec<Value> {
+    let role = format!(
+        "{}/{}",
+        str_at(o, "roleRef.kind").unwrap_or_default(),
+        str_at(o, "roleRef.name").unwrap_or_default()
+    );
+    let of_kind = |kind: &str| -> String {
+        arr(o, "subjects")
+            .iter()
+            .filter(|s| s.get("kind").and_then(Value::as_str) == Some(kind))
+            .map(|s| {
+                let n = s.get("name").and_then(Value::as_str).unwrap_or_default();
+                match s.get("namespace").and_then(Value::as_str) {
+                    Some(ns) if kind == "ServiceAccount" => format!("{ns}/{n}"),
+                    _ => n.to_string(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    vec![
+        name(o),
+        json!(role),
+        created(o, now),
+        json!(of_kind("User")),
+        json!(of_kind("Group")),
+        json!(of_kind("ServiceAccount")),
     ]
 }
 

@@ -420,6 +420,94 @@ pub fn columns(kind: &str) -> Vec<Column> {
             ),
             AGE,
         ],
+        "PodDisruptionBudget" => vec![
+            NAME,
+            col(
+                "Min Available",
+                "string",
+                0,
+                "The minimum number of pods that must be available simultaneously.  This can be either an integer or a string specifying a percentage, e.g. \"28%\".",
+            ),
+            col(
+                "Max Unavailable",
+                "string",
+                0,
+                "The maximum number of pods that may be unavailable simultaneously.  This can be either an integer or a string specifying a percentage, e.g. \"28%\".",
+            ),
+            col(
+                "Allowed Disruptions",
+                "integer",
+                0,
+                "Calculated number of pods that may be disrupted at this time.",
+            ),
+            AGE,
+        ],
+        "ResourceQuota" => vec![
+            NAME,
+            AGE,
+            col(
+                "Request",
+                "string",
+                0,
+                "Request represents a minimum amount of cpu/memory that a container may consume.",
+            ),
+            col(
+                "Limit",
+                "string",
+                0,
+                "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node.",
+            ),
+        ],
+        "PriorityClass" => vec![
+            NAME,
+            col(
+                "Value",
+                "integer",
+                0,
+                "value represents the integer value of this priority class. This is the actual priority that pods receive when they have the name of this class in their pod spec.",
+            ),
+            col(
+                "Global-Default",
+                "boolean",
+                0,
+                "globalDefault specifies whether this PriorityClass should be considered as the default priority for pods that do not have any priority class.",
+            ),
+            AGE,
+            col(
+                "PreemptionPolicy",
+                "string",
+                0,
+                "preemptionPolicy is the Policy for preempting pods with lower priority.",
+            ),
+        ],
+        "Role" | "ClusterRole" | "LimitRange" => vec![
+            NAME,
+            Column {
+                name: "Created At",
+                ty: "date",
+                format: "",
+                priority: 0,
+                description: "CreationTimestamp is a timestamp representing the server time when this object was created.",
+            },
+        ],
+        "RoleBinding" | "ClusterRoleBinding" => vec![
+            NAME,
+            col(
+                "Role",
+                "string",
+                0,
+                "RoleRef can reference a Role in the current namespace or a ClusterRole in the global namespace.",
+            ),
+            AGE,
+            col("Users", "string", 1, "Users in the binding"),
+            col("Groups", "string", 1, "Groups in the binding"),
+            col(
+                "ServiceAccounts",
+                "string",
+                1,
+                "ServiceAccounts in the binding",
+            ),
+        ],
         _ => vec![NAME, AGE],
     }
 }

@@ -4,6 +4,8 @@ mod batch;
 pub mod names;
 mod other;
 mod pod;
+mod rbac;
+mod scheduling;
 mod service;
 mod workloads;
 
@@ -12,6 +14,7 @@ use serde_json::{Map, Value};
 use crate::status::FieldError;
 
 pub use pod::validate_pod_spec;
+pub use scheduling::SYSTEM_CLASSES;
 pub use workloads::NO_CLAIMS;
 
 /// Validates an object of `kind` for create (`old` is `None`) or update.
@@ -37,6 +40,15 @@ pub fn validate(
         ("discovery.k8s.io", "EndpointSlice") => other::endpoint_slice(obj, &mut errs),
         ("", "Endpoints") => other::endpoints(obj, &mut errs),
         ("", "Event") => other::event(obj, &mut errs),
+        ("policy", "PodDisruptionBudget") => other::pod_disruption_budget(obj, &mut errs),
+        ("", "ResourceQuota") => other::resource_quota(obj, &mut errs),
+        ("scheduling.k8s.io", "PriorityClass") => scheduling::priority_class(obj, old, &mut errs),
+        ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => {
+            rbac::role(obj, namespaced, &mut errs)
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            rbac::binding(obj, old, namespaced, &mut errs)
+        }
         _ => {}
     }
     if let Some(old) = old {
@@ -65,6 +77,7 @@ fn name_rule(kind: &str) -> fn(&str) -> Vec<String> {
     match kind {
         "Namespace" => names::dns1123_label,
         "Service" => names::dns1035_label,
+        "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => names::path_segment,
         _ => names::dns1123_subdomain,
     }
 }

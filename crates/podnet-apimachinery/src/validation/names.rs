@@ -107,6 +107,20 @@ pub fn label_value(s: &str) -> Vec<String> {
     errs
 }
 
+/// A name that must only be usable as one path segment (RBAC object names such as `system:node`).
+pub fn path_segment(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s == "." || s == ".." {
+        errs.push(format!("may not be '{s}'"));
+    }
+    for bad in ["/", "%"] {
+        if s.contains(bad) {
+            errs.push(format!("may not contain '{bad}'"));
+        }
+    }
+    errs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -368,6 +368,70 @@ pub(super) fn event(obj: &Value, errs: &mut Vec<FieldError>) {
     }
 }
 
+/// PodDisruptionBudget: one of minAvailable and maxUnavailable, non-negative, percentages at most 100%.
+pub(super) fn pod_disruption_budget(obj: &Value, errs: &mut Vec<FieldError>) {
+    let min = obj.pointer("/spec/minAvailable");
+    let max = obj.pointer("/spec/maxUnavailable");
+    if min.is_some() && max.is_some() {
+        errs.push(FieldError::invalid(
+            "spec",
+            obj.get("spec").cloned().unwrap_or(Value::Null),
+            "minAvailable and maxUnavailable cannot be both set",
+        ));
+    }
+    for (f, v) in [("minAvailable", min), ("maxUnavailable", max)] {
+        let ok = match v {
+            None => true,
+            Some(Value::Number(n)) => n.as_i64().is_some_and(|n| n >= 0),
+            Some(Value::String(s)) => s
+                .strip_suffix('%')
+                .and_then(|p| p.parse::<i64>().ok())
+                .is_some_and(|p| (0..=100).contains(&p)),
+            _ => false,
+        };
+        if !ok {
+            errs.push(FieldError::invalid(
+                format!("spec.{f}"),
+                v.cloned().unwrap_or(Value::Null),
+                "must be a non-negative integer or a percentage between 0% and 100%",
+            ));
+        }
+    }
+}
+
+/// ResourceQuota: quantities that parse; scopes are not supported here and refused rather than ignored.
+pub(super) fn resource_quota(obj: &Value, errs: &mut Vec<FieldError>) {
+    for (k, v) in obj
+        .pointer("/spec/hard")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        let ok = v
+            .as_str()
+            .and_then(crate::scheduling::quantity::parse_milli)
+            .is_some_and(|q| q >= 0);
+        if !ok {
+            errs.push(FieldError::invalid(
+                format!("spec.hard[{k}]"),
+                v.clone(),
+                "must be a non-negative quantity",
+            ));
+        }
+    }
+    for f in ["scopes", "scopeSelector"] {
+        if obj
+            .pointer(&format!("/spec/{f}"))
+            .is_some_and(|v| !v.is_null() && v != &Value::Array(vec![]))
+        {
+            errs.push(FieldError::forbidden(
+                format!("spec.{f}"),
+                "quota scopes are not supported by this cluster",
+            ));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

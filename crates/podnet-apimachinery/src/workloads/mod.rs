@@ -4,6 +4,7 @@
 //! the reading and writing around them.
 
 pub mod daemonset;
+pub mod disruption;
 pub mod history;
 pub mod job;
 pub mod statefulset;

@@ -4,9 +4,11 @@
 //! looks at the current state, never at the event itself). Failed keys are retried after a second; every
 //! key is resynced every [`RESYNC`].
 
+mod clusterroleaggregation;
 mod cronjob;
 mod daemonset;
 mod deployment;
+mod disruption;
 mod endpoints;
 mod events;
 mod eventttl;
@@ -17,6 +19,7 @@ mod lbipam;
 mod namespace;
 pub mod nodelifecycle;
 mod replicaset;
+mod resourcequota;
 mod scheduler;
 mod statefulset;
 mod ttlafterfinished;
@@ -148,6 +151,9 @@ pub fn spawn_all(
         Arc::new(endpoints::EndpointsController),
         Arc::new(scheduler::Scheduler::default()),
         Arc::new(eventttl::EventTtl),
+        Arc::new(clusterroleaggregation::ClusterRoleAggregation),
+        Arc::new(resourcequota::ResourceQuotaController),
+        Arc::new(disruption::DisruptionController),
     ];
     if let Some(pool) = api.cfg.lb_pool {
         ctrls.push(Arc::new(lbipam::LbIpam { pool }));

@@ -18,7 +18,7 @@ use super::negotiate::{self, Format};
 use super::query::Query;
 use super::respond::{self, Resp};
 use super::route::ResPath;
-use super::{AppState, read_body, render, stream, watch};
+use super::{AppState, access, read_body, render, stream, watch};
 use crate::registry::{DeleteOptions, FieldValidation, WriteOptions, objref};
 
 fn header(parts: &Parts, h: header::HeaderName) -> Option<&str> {
@@ -61,6 +61,18 @@ pub async fn dispatch(
             binding(st, &ns, None, parts, body).await
         }
         (&Method::POST, None, None) if r.plural == "selfsubjectreviews" => Ok(whoami(parts)),
+        (&Method::POST, None, None) if r.plural == "selfsubjectaccessreviews" => {
+            access::self_subject_access_review(st, parts, body).await
+        }
+        (&Method::POST, None, None) if r.plural == "selfsubjectrulesreviews" => {
+            access::self_subject_rules_review(st, parts, body).await
+        }
+        (&Method::POST, None, None) if r.plural == "subjectaccessreviews" => {
+            access::subject_access_review(st, parts, body, None).await
+        }
+        (&Method::POST, None, None) if r.plural == "localsubjectaccessreviews" => {
+            access::subject_access_review(st, parts, body, Some(&ns)).await
+        }
         (&Method::POST, None, None) if r.plural == "tokenreviews" => {
             token_review(st, parts, body).await
         }
@@ -177,6 +189,7 @@ fn write_options(parts: &Parts, q: &Query, apply: bool) -> Result<WriteOptions, 
         validation: FieldValidation::parse(q.get("fieldValidation"))?,
         dry_run,
         force,
+        user: parts.extensions.get::<crate::auth::UserInfo>().cloned(),
     })
 }
 

@@ -1,5 +1,6 @@
 //! The HTTP surface: authentication, routing, negotiation, and the handlers.
 
+mod access;
 mod crud;
 mod meta;
 pub mod negotiate;
@@ -19,9 +20,10 @@ use axum::extract::{Request, State};
 use axum::http::{Method, header};
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use podnet_apimachinery::ApiError;
+use podnet_apimachinery::{ApiError, rbac};
 
 use crate::auth::{Authenticator, UserInfo};
+use crate::authz;
 use crate::registry::Api;
 use query::Query;
 use respond::Resp;
@@ -62,15 +64,19 @@ fn authenticate(st: &AppState, headers: &header::HeaderMap) -> Option<UserInfo> 
 async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Resp {
     let (mut parts, body) = req.into_parts();
     let route = route(parts.uri.path());
-    if !matches!(route, Route::Version | Route::Health) {
-        match authenticate(&st, &parts.headers) {
-            Some(user) => {
-                parts.extensions.insert(user);
-            }
-            None => return respond::error(&ApiError::unauthorized()),
-        }
-    }
     let q = Query::parse(parts.uri.query());
+    // /version and the health checks are public (system:public-info-viewer grants them to everyone)
+    if !matches!(route, Route::Version | Route::Health) {
+        let Some(user) = authenticate(&st, &parts.headers) else {
+            return respond::error(&ApiError::unauthorized());
+        };
+        let attrs = rbac::request::attributes(parts.method.as_str(), parts.uri.path(), &q.0);
+        let decision = authz::authorize(&st.api, &user, &attrs);
+        if !decision.allowed() {
+            return respond::error(&authz::forbidden(&user.username, &attrs, decision.reason()));
+        }
+        parts.extensions.insert(user);
+    }
     let res = match route {
         Route::Version
         | Route::Health

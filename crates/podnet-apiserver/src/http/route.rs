@@ -122,10 +122,7 @@ mod tests {
         assert_eq!(r.sub.as_deref(), Some("scale"));
         assert_eq!(route("/api/v1/pods/web"), Route::NotFound);
         assert_eq!(res("/apis/batch/v1/jobs").res.plural, "jobs");
-        assert_eq!(
-            route("/apis/policy/v1/poddisruptionbudgets"),
-            Route::NotFound
-        );
+        assert_eq!(route("/apis/example.com/v1/widgets"), Route::NotFound);
         assert_eq!(
             route("/api/v1/namespaces/default/pods/web/nope"),
             Route::NotFound

@@ -4,6 +4,8 @@
 mod admission;
 mod bind;
 mod delete;
+mod priority;
+mod quota;
 mod service;
 mod write;
 
@@ -19,6 +21,7 @@ use crate::alloc::Allocator;
 use crate::config::Config;
 
 pub use delete::DeleteOptions;
+pub use quota::namespace_usage as quota_usage;
 pub use write::{FieldValidation, WriteOptions};
 
 /// The store resource name of a served resource (`pods`, `apps/deployments`).

@@ -40,6 +40,8 @@ pub struct WriteOptions {
     pub validation: FieldValidation,
     pub dry_run: bool,
     pub force: bool,
+    /// Who asks, for the checks that depend on it (RBAC escalation); `None` for in-process callers.
+    pub user: Option<crate::auth::UserInfo>,
 }
 
 /// Kinds whose `metadata.generation` tracks spec changes.
@@ -56,6 +58,7 @@ fn has_generation(kind: &str) -> bool {
             | "NetworkPolicy"
             | "Ingress"
             | "IngressClass"
+            | "PodDisruptionBudget"
     )
 }
 
@@ -227,12 +230,24 @@ impl Api {
         {
             m.remove("status");
         }
+        if r.kind == "Pod" && r.group.is_empty() {
+            super::priority::pod(self, &name, &mut obj)?;
+            super::priority::limit_ranges(self, namespace, &name, &mut obj)?;
+        }
+        if r.kind == "PriorityClass" {
+            super::priority::class(self, &obj)?;
+        }
         defaults::apply(r.group, r.kind, &mut obj, true);
         let errs = validation::validate(r.group, r.kind, &obj, None, r.namespaced);
         if !errs.is_empty() {
             return Err(Self::invalid(r, &name, &errs));
         }
+        if let Some(user) = &opts.user {
+            crate::authz::escalation::check(self, user, r, namespace, &obj)?;
+        }
         self.check_namespace(r, namespace, &name)?;
+        // read-only, so a dry run is checked too, as Kubernetes checks it
+        super::quota::admit(self, r, namespace, &name, &obj)?;
         if r.kind == "Pod" && r.group.is_empty() {
             super::admission::await_default(self, namespace, &obj).await;
             super::admission::service_account(self, namespace, &mut obj)?;
@@ -450,10 +465,16 @@ impl Api {
         if r.kind == "Service" && sub.is_none() {
             service::drop_type_dependent_fields(&mut new, &current);
         }
+        if r.kind == "PriorityClass" {
+            super::priority::class(self, &new)?;
+        }
         defaults::apply(r.group, r.kind, &mut new, false);
         let errs = validation::validate(r.group, r.kind, &new, Some(&current), r.namespaced);
         if !errs.is_empty() {
             return Err(Self::invalid(r, name, &errs));
+        }
+        if let Some(user) = &opts.user {
+            crate::authz::escalation::check(self, user, r, namespace, &new)?;
         }
         let allocated = if r.kind == "Service" {
             service::allocate(self, &mut new, Some(&current))
