@@ -80,26 +80,6 @@ fn curl_internet(lab: &Lab, args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// The manifest's documents whose kinds the API server serves: RBAC is not served by podnet's API
-/// server yet (every client is allowed everything), so its two objects are left out until it is.
-fn served_part(lab: &Lab, manifest: &str) -> String {
-    let rbac = lab.kubectl_ok(&[
-        "api-resources",
-        "--api-group=rbac.authorization.k8s.io",
-        "-o",
-        "name",
-    ]);
-    manifest
-        .split("\n---\n")
-        .filter(|doc| {
-            !rbac.trim().is_empty()
-                || !(doc.contains("\nkind: ClusterRole\n")
-                    || doc.contains("\nkind: ClusterRoleBinding\n"))
-        })
-        .collect::<Vec<_>>()
-        .join("\n---\n")
-}
-
 fn at(host: &str, port: u16, lb: &str) -> String {
     format!("{host}:{port}:{lb}")
 }
@@ -110,10 +90,7 @@ fn ingress_routes_by_host_and_path_with_tls_from_the_internet() {
     push_image(&lab);
     apply(
         &lab,
-        &served_part(
-            &lab,
-            &std::fs::read_to_string(repo().join("deploy/podnet-ingress.yaml")).unwrap(),
-        ),
+        &std::fs::read_to_string(repo().join("deploy/podnet-ingress.yaml")).unwrap(),
     );
     wait_deployment_ready(&lab, "podnet-ingress", "podnet-ingress", LONG);
     let lb = wait_for("the controller's EXTERNAL-IP", LONG, || {
