@@ -493,6 +493,17 @@ fn escalation_is_refused() {
         "team",
     ]);
     assert!(ok, "{err}");
+    // a role that does not exist yet: refused (it could be made later with any rules)
+    let (ok, _, err) = run(&[
+        "create",
+        "rolebinding",
+        "future",
+        "--clusterrole=future-admin",
+        "--user=x",
+        "-n",
+        "team",
+    ]);
+    assert!(!ok && err.contains("not found"), "{err}");
     // rules it does not hold: refused, naming them
     let (ok, _, err) = run(&[
         "create",
@@ -713,4 +724,34 @@ fn a_node_reads_only_what_its_pods_use() {
     assert!(node1(&["delete", "pod", "on1", "--grace-period=0", "--force"]).0);
     assert!(!node1(&["get", "deployments"]).0);
     assert!(!node1(&["get", "clusterroles"]).0);
+    // a second field selector does not narrow the list: it is authorized as what is served (all)
+    let (ok, _, err) = node1(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/secrets?fieldSelector=&fieldSelector=metadata.name%3Ds1",
+    ]);
+    assert!(!ok, "the whole collection was served: {err}");
+    // NodeRestriction: no pods of its own making (one naming s2 would open s2), no evictions, and
+    // creates only of its own Node and Lease
+    let thief = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "thief"},
+        "spec": {"nodeName": "node1", "containers": [{"name": "c", "image": "busybox"}],
+            "volumes": [{"name": "s", "secret": {"secretName": "s2"}}]}});
+    assert!(!node1(&["create", "-f", &t.file("thief.json", &thief.to_string())]).0);
+    assert!(!node1(&["get", "secret", "s2"]).0);
+    let evict = json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "on2"}});
+    let (ok, _, err) = node1(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/pods/on2/eviction",
+        "-f",
+        &t.file("evict.json", &evict.to_string()),
+    ]);
+    assert!(!ok, "{err}");
+    let other = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node2"}});
+    let (ok, _, err) = node1(&["create", "-f", &t.file("node2.json", &other.to_string())]);
+    assert!(!ok && err.contains("a node creates only its own"), "{err}");
+    let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "node2", "namespace": "kube-node-lease"}, "spec": {}});
+    let (ok, _, err) = node1(&["create", "-f", &t.file("lease2.json", &lease.to_string())]);
+    assert!(!ok && err.contains("a node creates only its own"), "{err}");
 }

@@ -73,9 +73,11 @@ pub fn node_rules() -> Vec<Value> {
         rule(&["update", "patch"], "", &["nodes"]),
         rule(&["create", "update", "patch"], "", &["events"]),
         rule(READ, "", &["pods"]),
-        rule(&["create", "delete"], "", &["pods"]),
+        // no `create` of pods (NodeRestriction allows only mirror pods, which podnet has none of: a
+        // node that could create a pod naming any Secret or service account could then read or mint
+        // them) and no evictions (a node would evict any pod)
+        rule(&["delete"], "", &["pods"]),
         rule(&["get", "update", "patch"], "", &["pods/status"]),
-        rule(&["create"], "", &["pods/eviction"]),
         rule(READ, "", &["secrets", "configmaps"]),
         rule(
             &["get"],

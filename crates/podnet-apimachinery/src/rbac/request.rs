@@ -35,15 +35,17 @@ pub fn attributes(method: &str, path: &str, query: &[(String, String)]) -> Attri
     }
     let at = |i: usize| parts.get(i).copied().unwrap_or_default().to_string();
     let (resource, mut name, subresource) = (at(0), at(1), at(2));
+    // The first occurrence of a key, with the truth values the handlers accept: the attributes must
+    // describe exactly what will be served (`?fieldSelector=&fieldSelector=metadata.name=x` is the
+    // whole collection to the list handler, so it must not be authorized as a list of `x`).
     let get = |k: &str| {
         query
             .iter()
-            .rev()
             .find(|(key, _)| key == k)
             .map(|(_, v)| v.as_str())
     };
     if name.is_empty() && verb == "get" {
-        verb = if matches!(get("watch"), Some("true" | "1")) {
+        verb = if matches!(get("watch"), Some("true" | "1" | "True")) {
             "watch".into()
         } else {
             "list".into()
@@ -225,6 +227,39 @@ mod tests {
                 "{method} {path} {query:?}"
             );
         }
+    }
+
+    /// A repeated key is read as the handlers read it (the first one): a list whose second field
+    /// selector names one Secret serves the whole collection, so it is authorized as such; `True` is a
+    /// watch to the handler, so it is one here.
+    #[test]
+    fn repeated_keys_are_read_as_the_handlers_read_them() {
+        let a = attributes(
+            "GET",
+            "/api/v1/namespaces/prod/secrets",
+            &q(&[
+                ("fieldSelector", ""),
+                ("fieldSelector", "metadata.name=app-tls"),
+            ]),
+        );
+        assert_eq!((a.verb.as_str(), a.name.as_str()), ("list", ""));
+        let a = attributes(
+            "GET",
+            "/api/v1/namespaces/prod/secrets",
+            &q(&[
+                ("fieldSelector", "metadata.name=app-tls"),
+                ("fieldSelector", ""),
+            ]),
+        );
+        assert_eq!((a.verb.as_str(), a.name.as_str()), ("list", "app-tls"));
+        let a = attributes("GET", "/api/v1/pods", &q(&[("watch", "True")]));
+        assert_eq!(a.verb, "watch");
+        let a = attributes(
+            "GET",
+            "/api/v1/pods",
+            &q(&[("watch", "0"), ("watch", "true")]),
+        );
+        assert_eq!(a.verb, "list");
     }
 
     #[test]

@@ -69,10 +69,11 @@ pub fn check(
             let def = podnet_apimachinery::resources::find(rbac::GROUP, "v1", plural)
                 .expect("RBAC resources are served");
             let role_ns = if kind == "Role" { ns } else { "" };
+            // A binding to a role that does not exist is refused (not checked against no rules):
+            // the role could be made later with rules its binder never held.
             let rules = api
                 .get(def, role_ns, role)
-                .map(|v| PolicyRule::of_role(&v))
-                .unwrap_or_default();
+                .map(|v| PolicyRule::of_role(&v))?;
             (rules, ns)
         }
         _ => return Ok(()),

@@ -230,3 +230,29 @@ mod tests {
         assert!(!refers_to(&pod, "secrets", "other"));
     }
 }
+
+/// NodeRestriction's check of a create's body: a node creates only its own Node and its own Lease in
+/// `kube-node-lease` (the authorizer sees no name in a create's path).
+pub fn admit_create(
+    user: &UserInfo,
+    kind: &str,
+    group: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<(), podnet_apimachinery::ApiError> {
+    let Some(node) = node_name(user) else {
+        return Ok(());
+    };
+    let own = match (group, kind) {
+        ("", "Node") => name == node,
+        ("coordination.k8s.io", "Lease") => namespace == "kube-node-lease" && name == node,
+        _ => return Ok(()),
+    };
+    if own {
+        Ok(())
+    } else {
+        Err(podnet_apimachinery::ApiError::forbidden(format!(
+            "node {node:?} is not allowed to create {kind} {name:?}: a node creates only its own"
+        )))
+    }
+}

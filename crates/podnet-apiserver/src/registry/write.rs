@@ -244,6 +244,7 @@ impl Api {
         }
         if let Some(user) = &opts.user {
             crate::authz::escalation::check(self, user, r, namespace, &obj)?;
+            crate::authz::node::admit_create(user, r.kind, r.group, namespace, &name)?;
         }
         self.check_namespace(r, namespace, &name)?;
         // read-only, so a dry run is checked too, as Kubernetes checks it
