@@ -107,6 +107,10 @@ fn fixture() -> Fixture {
     let dns = Some(static_bin("podnet-dns"))
         .filter(|p| p.is_file())
         .unwrap_or_else(|| echoserver.clone());
+    // podnet-ingress likewise.
+    let ingress = Some(static_bin("podnet-ingress"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| echoserver.clone());
     let out = TempDir::new("substitutes");
     let opts = Options {
         cache_dir: std::env::var_os("PODNET_IMAGE_CACHE")
@@ -117,7 +121,7 @@ fn fixture() -> Fixture {
         echoserver: Some(echoserver),
         pause: Some(pause),
         dns: Some(dns),
-        ingress: None,
+        ingress: Some(ingress),
         only: vec![],
     };
     let built = build(&opts, &mut |l| eprintln!("{l}")).expect("build the substitutes");

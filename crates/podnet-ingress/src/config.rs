@@ -17,14 +17,13 @@ pub struct Backend {
     pub endpoints: Vec<SocketAddr>,
 }
 
-/// Certificates by server name (exact, or `*.parent` for one label), for SNI.
+/// Certificates by server name (exact, or `*.parent` for one label), for SNI. A client that sends no
+/// name, or one without a certificate, gets none (the handshake fails): handing it some tenant's
+/// certificate would tell any scanner that tenant's host names.
 #[derive(Debug, Clone, Default)]
 pub struct Certs {
     exact: HashMap<String, Arc<CertifiedKey>>,
     wildcard: HashMap<String, Arc<CertifiedKey>>,
-    /// For clients that send no SNI or a name without a certificate (ingress-nginx serves its
-    /// default certificate then): the first one added.
-    fallback: Option<Arc<CertifiedKey>>,
 }
 
 impl Certs {
@@ -35,27 +34,23 @@ impl Certs {
             Some(parent) => self.wildcard.entry(parent.to_string()),
             None => self.exact.entry(host),
         };
-        map.or_insert_with(|| key.clone());
-        self.fallback.get_or_insert(key);
+        map.or_insert(key);
     }
 
-    /// The certificate for a server name: exact, then wildcard, then the fallback.
+    /// The certificate for a server name: exact, then wildcard.
     pub fn find(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
-        let Some(name) = sni.map(normalise_host) else {
-            return self.fallback.clone();
-        };
+        let name = normalise_host(sni?);
         self.exact
             .get(&name)
             .or_else(|| {
                 name.split_once('.')
                     .and_then(|(_, parent)| self.wildcard.get(parent))
             })
-            .or(self.fallback.as_ref())
             .cloned()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.fallback.is_none()
+        self.exact.is_empty() && self.wildcard.is_empty()
     }
 }
 

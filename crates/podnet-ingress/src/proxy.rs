@@ -171,22 +171,33 @@ impl Proxy {
             )
         });
         let snapshot = self.config.borrow().clone();
-        let (resp, backend, endpoint) = match snapshot.routes.lookup(&host, req.uri().path()) {
-            Lookup::NotFound => (
+        let (resp, backend, endpoint) = if !plain_path(req.uri().path()) {
+            (
                 page(
-                    StatusCode::NOT_FOUND,
-                    &format!(
-                        "no rule of the podnet ingress matches host {host:?} and path {:?}",
-                        req.uri().path()
-                    ),
+                    StatusCode::BAD_REQUEST,
+                    "the path has a dot segment or an encoded dot or slash",
                 ),
                 None,
                 None,
-            ),
-            Lookup::Rule(b) | Lookup::Default(b) => {
-                let b = b.clone();
-                let (resp, ep) = self.forward(req, &b, &host, peer, scheme).await;
-                (resp, Some(b), ep)
+            )
+        } else {
+            match snapshot.routes.lookup(&host, req.uri().path()) {
+                Lookup::NotFound => (
+                    page(
+                        StatusCode::NOT_FOUND,
+                        &format!(
+                            "no rule of the podnet ingress matches host {host:?} and path {:?}",
+                            req.uri().path()
+                        ),
+                    ),
+                    None,
+                    None,
+                ),
+                Lookup::Rule(b) | Lookup::Default(b) => {
+                    let b = b.clone();
+                    let (resp, ep) = self.forward(req, &b, &host, peer, scheme).await;
+                    (resp, Some(b), ep)
+                }
             }
         };
         if let Some(line) = line {
@@ -409,11 +420,10 @@ fn upstream_head(
     if let Ok(v) = HeaderValue::from_str(host) {
         h.insert(header::HOST, v);
     }
+    // The client's own X-Forwarded-For is not trusted (ingress-nginx's default): a backend reading
+    // the left-most entry would otherwise see whatever the client wrote.
     let client = peer.ip().to_string();
-    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => format!("{prev}, {client}"),
-        _ => client.clone(),
-    };
+    let xff = client.clone();
     let set = |h: &mut HeaderMap, k: &'static str, v: &str| {
         if let Ok(v) = HeaderValue::from_str(v) {
             h.insert(k, v);
@@ -438,6 +448,19 @@ fn upstream_head(
     }
     head.headers = h;
     head
+}
+
+/// A path routed and forwarded as written: no `.` or `..` segment and no encoded dot or slash. A
+/// path such as `/app/../internal` would match the rule for `/app` and reach its backend, which may
+/// normalise it to `/internal`, a path no rule exposes; it is refused (400) instead, as is anything
+/// a backend could decode into one.
+fn plain_path(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    !lower.contains("%2e")
+        && !lower.contains("%2f")
+        && !lower.contains("%5c")
+        && !path.contains('\\')
+        && path.split('/').all(|seg| seg != "." && seg != "..")
 }
 
 /// A small HTML page for the proxy's own answers.
@@ -483,10 +506,8 @@ mod tests {
         let head = upstream_head(&parts, "shop.example.com", peer, Scheme::Https, false);
         assert_eq!(head.uri, "/a?b=1");
         assert_eq!(head.headers["host"], "shop.example.com");
-        assert_eq!(
-            head.headers["x-forwarded-for"],
-            "198.51.100.1, 203.0.113.10"
-        );
+        // the client's own value is replaced, not trusted
+        assert_eq!(head.headers["x-forwarded-for"], "203.0.113.10");
         assert_eq!(head.headers["x-real-ip"], "203.0.113.10");
         assert_eq!(head.headers["x-forwarded-proto"], "https");
         assert_eq!(head.headers["x-forwarded-port"], "443");

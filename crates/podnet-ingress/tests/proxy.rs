@@ -177,7 +177,8 @@ async fn routes_by_host_and_path_with_forwarding_headers_and_error_pages() {
     assert_eq!(line(&body, "backend"), "api");
     assert_eq!(line(&body, "path"), "/api/v1?x=1");
     assert_eq!(line(&body, "host"), "shop.example.com", "Host preserved");
-    assert_eq!(line(&body, "xff"), "198.51.100.7, 127.0.0.1");
+    // the client's own X-Forwarded-For is replaced, not trusted
+    assert_eq!(line(&body, "xff"), "127.0.0.1");
     assert_eq!(line(&body, "real"), "127.0.0.1");
     assert_eq!(line(&body, "proto"), "http");
     let (_, body) = get(p.http, "shop.example.com", "/apix", None).await;
@@ -197,6 +198,19 @@ async fn routes_by_host_and_path_with_forwarding_headers_and_error_pages() {
         body.contains("default/empty:80 has no ready endpoint"),
         "{body}"
     );
+    // a path that matches one rule but could be normalised into another is refused, not forwarded
+    for path in [
+        "/api/../internal",
+        "/api/./x",
+        "/api/%2e%2e/internal",
+        "/api%2Finternal",
+        "/api/..",
+    ] {
+        let (st, body) = get(p.http, "shop.example.com", path, None).await;
+        assert_eq!(st, 400, "{path}: {body}");
+    }
+    let (st, _) = get(p.http, "shop.example.com", "/api/v1.2/file..txt", None).await;
+    assert_eq!(st, 200, "dots inside a segment are fine");
 }
 
 #[tokio::test]
@@ -341,6 +355,25 @@ async fn http2_cleartext_and_tls_with_the_certificate_chosen_by_sni() {
         assert_eq!(line(&body, "backend"), want);
         assert_eq!(line(&body, "proto"), "https");
     }
+
+    // a name without a certificate gets none (not another tenant's): the handshake fails
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let s = TcpStream::connect(p.https).await.unwrap();
+    let err = connector
+        .connect("unknown.example".to_string().try_into().unwrap(), s)
+        .await
+        .expect_err("a handshake for a name without a certificate");
+    assert!(
+        !err.to_string().contains("UnknownIssuer"),
+        "a certificate was offered: {err}"
+    );
 }
 
 #[tokio::test]
