@@ -755,3 +755,45 @@ fn a_node_reads_only_what_its_pods_use() {
     let (ok, _, err) = node1(&["create", "-f", &t.file("lease2.json", &lease.to_string())]);
     assert!(!ok && err.contains("a node creates only its own"), "{err}");
 }
+
+/// exec, attach and port-forward come as a GET over a websocket but need `create` too (as
+/// kube-apiserver since 1.31): `get` on `pods/*` does not run commands in pods.
+#[test]
+fn exec_attach_and_port_forward_need_create() {
+    let t = TestServer::start();
+    let kc = service_account(&t, "team", "peek");
+    t.k(&[
+        "create",
+        "role",
+        "peek",
+        "--verb=get",
+        "--resource=pods,pods/exec,pods/attach,pods/portforward",
+        "-n",
+        "team",
+    ]);
+    t.k(&[
+        "create",
+        "rolebinding",
+        "peek",
+        "--role=peek",
+        "--serviceaccount=team:peek",
+        "-n",
+        "team",
+    ]);
+    for sub in ["exec?command=ls", "attach", "portforward?ports=80"] {
+        let (ok, _, err) = as_user(
+            &t,
+            &kc,
+            &[
+                "get",
+                "--raw",
+                &format!("/api/v1/namespaces/team/pods/p/{sub}"),
+            ],
+        );
+        let sub = sub.split('?').next().unwrap();
+        assert!(
+            !ok && err.contains(&format!(r#"cannot create resource "pods/{sub}""#)),
+            "{sub}: {err}"
+        );
+    }
+}

@@ -75,6 +75,31 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Resp {
         if !decision.allowed() {
             return respond::error(&authz::forbidden(&user.username, &attrs, decision.reason()));
         }
+        // exec, attach and port-forward over a websocket come as a GET, yet start a process or open a
+        // port: they also need `create`, as kube-apiserver requires since 1.31 (a role granting
+        // `get` on `pods/*` must not run commands in pods)
+        if attrs.resource_request
+            && attrs.verb == "get"
+            && attrs.api_group.is_empty()
+            && attrs.resource == "pods"
+            && matches!(
+                attrs.subresource.as_str(),
+                "exec" | "attach" | "portforward"
+            )
+        {
+            let create = rbac::Attributes {
+                verb: "create".into(),
+                ..attrs.clone()
+            };
+            let decision = authz::authorize(&st.api, &user, &create);
+            if !decision.allowed() {
+                return respond::error(&authz::forbidden(
+                    &user.username,
+                    &create,
+                    decision.reason(),
+                ));
+            }
+        }
         parts.extensions.insert(user);
     }
     let res = match route {
