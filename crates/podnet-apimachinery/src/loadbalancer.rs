@@ -111,7 +111,14 @@ pub fn decide(pool: &Pool, svc: &Value, all: &[Value]) -> Decision {
                 pool.first, pool.last
             ));
         }
-        if taken.get(&ip) == Some(&true) {
+        // An address another Service holds is never taken from it by asking (whatever the two
+        // Services' ages: a Service made long ago and switched to LoadBalancer later would otherwise
+        // outrank the holder); only when both already hold it does the older keep it.
+        let in_use = match taken.get(&ip) {
+            Some(&senior) => senior || !mine.contains(&ip),
+            None => false,
+        };
+        if in_use {
             return Decision::Pending(format!("loadBalancerIP {ip} is in use by another Service"));
         }
         return if status_is(ip) {
@@ -275,6 +282,23 @@ mod tests {
         settle(&mut all);
         assert_eq!(held(&pool(), &all[1]), [Ipv4Addr::new(203, 0, 113, 102)]);
         assert_eq!(held(&pool(), &all[0]), [Ipv4Addr::new(203, 0, 113, 100)]);
+    }
+
+    /// An older Service asking for a younger one's address waits: the holder keeps it.
+    #[test]
+    fn a_requested_address_is_not_taken_from_its_holder() {
+        let mut all = vec![svc("victim", "LoadBalancer", 5)];
+        settle(&mut all);
+        let mut old = svc("old", "ClusterIP", 1);
+        old["spec"]["type"] = json!("LoadBalancer");
+        old["spec"]["loadBalancerIP"] = json!("203.0.113.100");
+        all.push(old);
+        settle(&mut all);
+        assert_eq!(held(&pool(), &all[0]), [Ipv4Addr::new(203, 0, 113, 100)]);
+        assert!(held(&pool(), &all[1]).is_empty());
+        assert!(
+            matches!(decide(&pool(), &all[1], &all), Decision::Pending(m) if m.contains("in use"))
+        );
     }
 
     #[derive(Debug, Clone)]
