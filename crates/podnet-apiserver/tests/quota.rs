@@ -171,3 +171,43 @@ fn quotas_count_refuse_and_report() {
         "{err}"
     );
 }
+
+/// An update is checked for what it adds: a ClusterIP Service turned into a LoadBalancer under a
+/// quota of no load balancers is refused, as kube-apiserver's quota admission checks UPDATE.
+#[test]
+fn an_update_that_adds_usage_is_checked() {
+    let t = TestServer::start();
+    t.k(&["create", "namespace", "team"]);
+    t.k(&[
+        "create",
+        "quota",
+        "lb",
+        "--hard=services.loadbalancers=0",
+        "-n",
+        "team",
+    ]);
+    t.k(&[
+        "create",
+        "service",
+        "clusterip",
+        "a",
+        "--tcp=80",
+        "-n",
+        "team",
+    ]);
+    let err = t.k_err(&[
+        "patch",
+        "service",
+        "a",
+        "-n",
+        "team",
+        "-p",
+        r#"{"spec":{"type":"LoadBalancer"}}"#,
+    ]);
+    assert!(
+        err.contains("exceeded quota: lb, requested: services.loadbalancers=1"),
+        "{err}"
+    );
+    // an update that adds nothing passes
+    t.k(&["label", "service", "a", "-n", "team", "x=y"]);
+}

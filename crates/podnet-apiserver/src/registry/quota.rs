@@ -67,6 +67,30 @@ pub(crate) fn admit(
     name: &str,
     obj: &Value,
 ) -> Result<(), ApiError> {
+    admit_delta(api, r, namespace, name, obj, None)
+}
+
+/// The same check for an update: only what the update adds counts (a Service turned into a
+/// LoadBalancer, a claim grown), as the quota admission plugin evaluates UPDATE.
+pub(crate) fn admit_update(
+    api: &Api,
+    r: &ResourceDef,
+    namespace: &str,
+    name: &str,
+    current: &Value,
+    new: &Value,
+) -> Result<(), ApiError> {
+    admit_delta(api, r, namespace, name, new, Some(current))
+}
+
+fn admit_delta(
+    api: &Api,
+    r: &ResourceDef,
+    namespace: &str,
+    name: &str,
+    obj: &Value,
+    before: Option<&Value>,
+) -> Result<(), ApiError> {
     if !r.namespaced {
         return Ok(());
     }
@@ -82,11 +106,17 @@ pub(crate) fn admit(
         };
         ApiError::forbidden(format!("{qualified} {name:?} is forbidden: {why}"))
     };
-    let delta = quota::usage_of(r.group, r.plural, obj);
+    let mut delta = quota::usage_of(r.group, r.plural, obj);
+    if let Some(before) = before {
+        let was = quota::usage_of(r.group, r.plural, before);
+        for (k, v) in delta.iter_mut() {
+            *v -= was.get(k).copied().unwrap_or(0);
+        }
+    }
     for q in &all {
         let qname = object::name(q);
         let hard = quota::hard_of(q, "spec");
-        if r.group.is_empty() && r.plural == "pods" {
+        if before.is_none() && r.group.is_empty() && r.plural == "pods" {
             quota::missing_compute(&hard, obj)
                 .map_err(|m| forbidden(format!("failed quota: {qname}: {m}")))?;
         }

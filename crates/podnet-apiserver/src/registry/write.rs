@@ -477,6 +477,9 @@ impl Api {
         if let Some(user) = &opts.user {
             crate::authz::escalation::check(self, user, r, namespace, &new)?;
         }
+        if sub.is_none() {
+            super::quota::admit_update(self, r, namespace, name, &current, &new)?;
+        }
         let allocated = if r.kind == "Service" {
             service::allocate(self, &mut new, Some(&current))
                 .map_err(|errs| Self::invalid(r, name, &errs))?
